@@ -1,0 +1,1 @@
+"""Frontends: PyTorch models into our IR (torch.export now; torch-mlir is planned)."""

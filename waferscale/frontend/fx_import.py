@@ -1,0 +1,236 @@
+"""Lower a torch.export ``ExportedProgram`` to our IR.
+
+Each FX node becomes IR ops through the converter table in ``aten.py``. A node whose inputs do
+not depend on the graph's inputs (position ids, causal masks built from ``arange``) is folded:
+it is evaluated with torch on the CPU at import time and kept as a constant, which the
+converters either turn into an attribute (a causal mask becomes ``attention {causal=true}``)
+or into a small ``constant`` op. Weights never pass through here: parameters become typed
+names, so a model traced on the meta device imports without a byte of weight data.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind
+
+from ..errors import UnsupportedError
+from ..ir import GraphBuilder, TensorType, Value
+from ..ir.graph import Graph
+from .dtypes import ir_dtype
+
+# A folded constant larger than this many elements is refused (a guard against folding a
+# weight-sized computation at import time).
+MAX_FOLDED_ELEMENTS = 1 << 26
+# A constant with at most this many elements may be written into the IR as a literal.
+MAX_LITERAL_ELEMENTS = 4096
+
+
+@dataclass(frozen=True)
+class Const:
+    """A value known at import time: a CPU tensor, or a Python scalar."""
+
+    value: Any
+
+
+def is_dynamic(x: Any) -> bool:
+    if isinstance(x, Value):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(is_dynamic(y) for y in x)
+    return False
+
+
+def _iota_axis(v: torch.Tensor) -> int | None:
+    """The axis along which an integer tensor counts 0, 1, 2, ... (and is constant across the
+    others), or None."""
+    if v.is_floating_point() or v.dtype == torch.bool or v.dim() == 0 or v.numel() < 2:
+        return None
+    for axis in range(v.dim()):
+        n = v.shape[axis]
+        if n < 2:
+            continue
+        ramp = torch.arange(n, dtype=v.dtype).reshape([-1 if i == axis else 1 for i in range(v.dim())])
+        if torch.equal(v, ramp.expand(v.shape)):
+            return axis
+    return None
+
+
+def node_name(target: Any) -> str:
+    """'aten.view.default' for an OpOverload, the function name otherwise."""
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    return getattr(target, "__name__", str(target))
+
+
+class Importer:
+    def __init__(self, ep: ExportedProgram, name: str, strip_prefix: str = "",
+                 rename: dict[str, str] | None = None):
+        self.ep = ep
+        self.rename = rename or {}
+        self.b = GraphBuilder(name)
+        self.env: dict[str, Any] = {}
+        self.strip = strip_prefix
+        self.loc: str | None = None
+        self.node: torch.fx.Node | None = None
+        self.param_targets: dict[str, str] = {}  # IR parameter name -> state_dict key
+
+    # -- helpers the converters use
+    def op(self, kind: str, *operands: Value, **attrs) -> Value:
+        return self.b.op(kind, *operands, loc=self.loc, **attrs)
+
+    def out_type(self) -> TensorType:
+        val = self.node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            raise UnsupportedError(f"{self.where()}: its result is not a single tensor")
+        return TensorType(tuple(int(d) for d in val.shape), ir_dtype(val.dtype))
+
+    def where(self) -> str:
+        return f"{node_name(self.node.target)} at {self.loc or '<top>'}"
+
+    def tensor(self, x: Any, like: Value | None = None) -> Value:
+        """An IR value for x: itself, or a literal constant op for a folded scalar or small tensor."""
+        if isinstance(x, Value):
+            return x
+        v = x.value if isinstance(x, Const) else x
+        if isinstance(v, torch.Tensor):
+            axis = _iota_axis(v)
+            if axis is not None:
+                return self.op("iota", shape=tuple(v.shape), axis=axis, dtype=ir_dtype(v.dtype))
+            if v.numel() > MAX_LITERAL_ELEMENTS:
+                raise UnsupportedError(
+                    f"{self.where()} uses a constant tensor of shape {list(v.shape)} computed at import "
+                    f"time; only causal masks and constants of up to {MAX_LITERAL_ELEMENTS} elements are kept")
+            dtype = ir_dtype(v.dtype)
+            if like is not None and v.dim() == 0 and dtype != "bool":
+                dtype = like.type.dtype
+            flat = v.flatten().tolist()
+            values = (flat[0],) if flat and all(f == flat[0] for f in flat) else tuple(flat)
+            return self.op("constant", value=values, shape=tuple(v.shape), dtype=dtype)
+        if isinstance(v, (bool, int, float)):
+            dtype = like.type.dtype if like is not None else (
+                "bool" if isinstance(v, bool) else "i64" if isinstance(v, int) else "f32")
+            return self.op("constant", value=(v,), shape=(), dtype=dtype)
+        raise UnsupportedError(f"{self.where()}: operand {v!r} is not a tensor")
+
+    # -- the walk
+    def location(self, node: torch.fx.Node) -> str | None:
+        stack = node.meta.get("nn_module_stack")
+        if not stack:
+            return None
+        path = list(stack.values())[-1][0]
+        if self.strip and path.startswith(self.strip):
+            path = path[len(self.strip):]
+        return path or None
+
+    def placeholders(self) -> None:
+        kinds = {s.arg.name: s for s in self.ep.graph_signature.input_specs}
+        for node in self.ep.graph.nodes:
+            if node.op != "placeholder":
+                continue
+            spec = kinds[node.name]
+            val = node.meta["val"]
+            if not isinstance(val, torch.Tensor):
+                raise UnsupportedError(f"graph input {node.name} of type {type(val).__name__}")
+            t = TensorType(tuple(int(d) for d in val.shape), ir_dtype(val.dtype))
+            if spec.kind == InputKind.USER_INPUT:
+                self.env[node.name] = self.b.input(node.name, t)
+            elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+                if not node.users:
+                    continue  # e.g. one of two tied embeddings: the other name carries the weight
+                target = self.rename.get(spec.target, spec.target)
+                name = target[len(self.strip):] if target.startswith(self.strip) else target
+                self.env[node.name] = self.b.param(name, t)
+                self.param_targets[name] = spec.target
+            else:
+                raise UnsupportedError(f"graph input {node.name} of kind {spec.kind.name}")
+
+    def arg(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.arg(x) for x in a)
+        return a
+
+    def fold(self, node: torch.fx.Node, args, kwargs) -> Const:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.numel() > MAX_FOLDED_ELEMENTS:
+            raise UnsupportedError(f"{self.where()}: folding a constant of shape {list(val.shape)}")
+
+        def cpu(x):
+            if isinstance(x, Const):
+                return x.value
+            if isinstance(x, (list, tuple)):
+                return type(x)(cpu(y) for y in x)
+            return torch.device("cpu") if isinstance(x, torch.device) else x
+
+        kwargs = {k: cpu(v) for k, v in kwargs.items()}
+        if "device" in kwargs:
+            kwargs["device"] = torch.device("cpu")
+        with torch.no_grad():
+            return Const(node.target(*cpu(args), **kwargs))
+
+    def convert(self, node: torch.fx.Node) -> Any:
+        from .aten import CONVERTERS, IGNORED
+
+        self.node, self.loc = node, self.location(node)
+        args, kwargs = self.arg(node.args), self.arg(node.kwargs)
+        name = node_name(node.target)
+        if node.target is operator.getitem:
+            seq, i = args
+            return seq.value[i] if isinstance(seq, Const) else seq[i]
+        if name in IGNORED:
+            return None
+        if not is_dynamic(args) and not is_dynamic(list(kwargs.values())):
+            return self.fold(node, args, kwargs)
+        conv = CONVERTERS.get(name)
+        if conv is None:
+            raise UnsupportedError(f"ATen op {name} at {self.loc or '<top>'} "
+                                   f"(no converter in waferscale/frontend/aten.py)")
+        return conv(self, args, kwargs)
+
+    def run(self) -> Graph:
+        self.placeholders()
+        outputs = []
+        for node in self.ep.graph.nodes:
+            if node.op == "call_function":
+                self.env[node.name] = self.convert(node)
+            elif node.op == "output":
+                self.node, self.loc = node, None
+                flat = node.args[0] if isinstance(node.args[0], (list, tuple)) else [node.args[0]]
+                outputs = [self.tensor(self.arg(x)) for x in flat]
+            elif node.op != "placeholder":
+                raise UnsupportedError(f"FX node kind {node.op} ({node.name})")
+        return dead_code_elimination(self.b.output(*outputs))
+
+
+def dead_code_elimination(g: Graph) -> Graph:
+    """Drop ops whose results nothing reads, and parameters that no op reads."""
+    live = {v.name for v in g.outputs}
+    kept = []
+    for op in reversed(g.ops):
+        if op.result.name in live:
+            kept.append(op)
+            live.update(x.name for x in op.operands)
+    g.ops = kept[::-1]
+    g.params = [p for p in g.params if p.name in live]
+    g.meta = {k: v for k, v in g.meta.items() if k in live}
+    return g
+
+
+def import_program(ep: ExportedProgram, name: str, strip_prefix: str = "",
+                   rename: dict[str, str] | None = None) -> tuple[Graph, dict[str, str]]:
+    """The IR graph of an exported program, and the state_dict key of each IR parameter.
+
+    rename maps a state_dict key to the name the parameter should carry (tied weights take
+    the name PyTorch lists first, e.g. transformer.wte.weight rather than lm_head.weight)."""
+    imp = Importer(ep, name, strip_prefix, rename)
+    g = imp.run()
+    kept = {p.name for p in g.params}
+    return g, {k: v for k, v in imp.param_targets.items() if k in kept}
+
+

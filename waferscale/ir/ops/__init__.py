@@ -1,0 +1,3 @@
+"""Op definitions, one family per module; importing this package registers them all."""
+
+from . import elementwise, linalg, nn, shape  # noqa: F401

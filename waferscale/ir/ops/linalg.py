@@ -1,0 +1,72 @@
+"""Matrix products. FLOPs: 2 per multiply-accumulate, plus 1 per output element for a bias."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from ..registry import Attr, define
+from ..types import INT_DTYPES, TensorType, broadcast_shapes, promote
+
+
+def _matmul_infer(ins, a):
+    x, y = ins
+    if x.rank < 2 or y.rank < 2:
+        raise ValueError(f"matmul needs operands of rank >= 2, got {x} and {y}")
+    if x.shape[-1] != y.shape[-2]:
+        raise ValueError(f"matmul contracts {x} with {y}: inner sizes {x.shape[-1]} != {y.shape[-2]}")
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    return TensorType(batch + (x.shape[-2], y.shape[-1]), promote(x.dtype, y.dtype))
+
+
+define("matmul", _matmul_infer, lambda args, a: np.matmul(args[0], args[1]),
+       flops=lambda ins, out, a: 2 * out.numel * ins[0].shape[-1], arity=(2, 2),
+       doc="batched matrix product with NumPy broadcasting of the batch dimensions")
+
+
+def _linear_infer(ins, a):
+    x, w = ins[0], ins[1]
+    if w.rank != 2 or x.rank < 1:
+        raise ValueError(f"linear needs a 2-D weight and an input of rank >= 1, got {x} and {w}")
+    k, n = (w.shape[1], w.shape[0]) if a["transpose_w"] else w.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"linear contracts {x} with weight {w}"
+                         f"{' (transposed)' if a['transpose_w'] else ''}: {x.shape[-1]} != {k}")
+    if len(ins) == 3 and ins[2].shape != (n,):
+        raise ValueError(f"linear bias {ins[2]} must have shape [{n}]")
+    return TensorType(x.shape[:-1] + (n,), promote(*(t.dtype for t in ins)))
+
+
+def _linear_ref(args, a):
+    x, w = args[0], args[1]
+    y = x @ (w.T if a["transpose_w"] else w)
+    return y + args[2] if len(args) == 3 else y
+
+
+def _linear_flops(ins, out, a):
+    k = ins[0].shape[-1]
+    return 2 * out.numel * k + (out.numel if len(ins) == 3 else 0)
+
+
+define("linear", _linear_infer, _linear_ref, flops=_linear_flops, arity=(2, 3),
+       attrs={"transpose_w": Attr("bool", False)},
+       doc="x @ w (+ b); w is [in, out], or [out, in] with transpose_w (torch.nn.Linear)")
+
+
+def _embedding_infer(ins, a):
+    table, ids = ins
+    if table.rank != 2:
+        raise ValueError(f"embedding table must be 2-D, got {table}")
+    if ids.dtype not in INT_DTYPES:
+        raise ValueError(f"embedding indices must be integers, got {ids}")
+    return TensorType(ids.shape + (table.shape[1],), table.dtype)
+
+
+def _embedding_bytes(ins, out, a):
+    table, ids = ins
+    return ids.nbytes + out.nbytes, out.nbytes  # reads only the rows it gathers
+
+
+define("embedding", _embedding_infer, lambda args, a: args[0][args[1]], arity=(2, 2),
+       bytes_moved=_embedding_bytes, doc="gather rows of a [vocab, dim] table by integer ids")
+

@@ -1,0 +1,147 @@
+"""Neural-network ops: normalization, softmax, attention, reductions, loss.
+
+FLOPs (our convention, docs/flops.md): layernorm 8 per element; softmax 5 per element (max,
+subtract, exp, sum, divide); attention counts both products of the dense [Lq, Lk] score matrix
+(causal or not: a dense kernel computes all of it), the scale, and the softmax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Attr, define
+from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType, broadcast_shapes
+
+
+def _axis(axis, rank, what):
+    if not -rank <= axis < max(rank, 1):
+        raise ValueError(f"{what} axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def _layernorm_infer(ins, a):
+    x, params = ins[0], ins[1:]
+    n = a["axes"]
+    if not 1 <= n <= x.rank:
+        raise ValueError(f"layernorm over the last {n} dims of {x} is out of range")
+    for p in params:
+        if p.shape != x.shape[-n:]:
+            raise ValueError(f"layernorm scale/shift {p} must have shape {list(x.shape[-n:])}")
+    return x
+
+
+def _layernorm_ref(args, a):
+    x = args[0]
+    axes = tuple(range(-a["axes"], 0))
+    x32 = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = x32.mean(axis=axes, keepdims=True)
+    var = ((x32 - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x32 - mean) / np.sqrt(var + a["eps"])
+    if len(args) > 1:
+        y = y * args[1]
+    if len(args) > 2:
+        y = y + args[2]
+    return y
+
+
+define("layernorm", _layernorm_infer, _layernorm_ref,
+       flops=lambda ins, out, a: 8 * out.numel, arity=(1, 3),
+       attrs={"eps": Attr("float", 1e-5), "axes": Attr("int", 1)},
+       doc="normalize over the last `axes` dims, then scale and shift")
+
+
+def _softmax_infer(ins, a):
+    _axis(a["axis"], ins[0].rank, "softmax")
+    if ins[0].dtype not in FLOAT_DTYPES:
+        raise ValueError(f"softmax needs a float operand, got {ins[0]}")
+    return ins[0]
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+define("softmax", _softmax_infer, lambda args, a: _softmax(args[0], a["axis"]),
+       flops=lambda ins, out, a: 5 * out.numel, attrs={"axis": Attr("int", -1)},
+       doc="softmax along one axis")
+
+
+def _attention_infer(ins, a):
+    q, k, v = ins[:3]
+    if min(q.rank, k.rank, v.rank) < 2:
+        raise ValueError(f"attention needs q, k, v of rank >= 2, got {q}, {k}, {v}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"attention shapes q {q}, k {k}, v {v} do not agree "
+                         "(need q[..., L, E], k[..., S, E], v[..., S, Ev])")
+    batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    if len(ins) == 4:
+        scores = batch + (q.shape[-2], k.shape[-2])
+        if broadcast_shapes(ins[3].shape, scores) != scores:
+            raise ValueError(f"attention mask {ins[3]} does not broadcast to scores {list(scores)}")
+    if a["causal"] and len(ins) == 4:
+        raise ValueError("attention takes either causal=true or a mask operand, not both")
+    return TensorType(batch + (q.shape[-2], v.shape[-1]), q.dtype)
+
+
+def _attention_ref(args, a):
+    q, k, v = (x.astype(np.float32) if x.dtype == np.float16 else x for x in args[:3])
+    scale = a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])
+    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(scale, dtype=q.dtype)
+    L, S = s.shape[-2:]
+    if a["causal"]:
+        s = np.where(np.tril(np.ones((L, S), dtype=bool)), s, -np.inf)
+    elif len(args) == 4:
+        m = args[3]
+        s = np.where(m, s, -np.inf) if m.dtype == np.bool_ else s + m
+    return _softmax(s, -1) @ v
+
+
+def _attention_flops(ins, out, a):
+    q, k, v = ins[:3]
+    L, S, E, Ev = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    heads = out.numel // (L * Ev)
+    return heads * (2 * L * S * E + 2 * L * S * Ev + L * S + 5 * L * S)
+
+
+define("attention", _attention_infer, _attention_ref, flops=_attention_flops, arity=(3, 4),
+       attrs={"causal": Attr("bool", False), "scale": Attr("float?", None)},
+       doc="softmax(q k^T * scale [+ mask]) v; scale defaults to 1/sqrt(E); a bool mask keeps True")
+
+
+def _reduce_infer(ins, a):
+    x = ins[0]
+    axes = {_axis(ax, x.rank, "reduction") for ax in a["axes"]}
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if a["keepdim"] or i not in axes)
+    return x.with_shape(shape)
+
+
+for _kind, _fn in [("reduce_sum", np.sum), ("reduce_mean", np.mean), ("reduce_max", np.max)]:
+    define(_kind, _reduce_infer,
+           lambda args, a, _fn=_fn: _fn(args[0], axis=tuple(a["axes"]), keepdims=a["keepdim"]),
+           flops=lambda ins, out, a: ins[0].numel,
+           attrs={"axes": Attr("ints"), "keepdim": Attr("bool", False)},
+           doc=f"{_fn.__name__} over the given axes")
+
+
+def _xent_infer(ins, a):
+    logits, labels = ins
+    if labels.dtype not in INT_DTYPES or logits.shape[:-1] != labels.shape:
+        raise ValueError(f"cross_entropy needs logits [..., C] and integer labels [...], "
+                         f"got {logits} and {labels}")
+    return TensorType((), logits.dtype)
+
+
+def _xent_ref(args, a):
+    logits, labels = args
+    z = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    y = labels.reshape(-1)
+    keep = y != a["ignore_index"]
+    z, y = z[keep], y[keep]
+    lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+    return np.asarray((lse - z[np.arange(len(y)), y]).mean())
+
+
+define("cross_entropy", _xent_infer, _xent_ref, arity=(2, 2),
+       flops=lambda ins, out, a: 5 * ins[0].numel, attrs={"ignore_index": Attr("int", -100)},
+       doc="mean negative log-likelihood of integer labels under softmax(logits)")

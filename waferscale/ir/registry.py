@@ -1,0 +1,143 @@
+"""One registry of op kinds. Each kind declares, in one place: its operand count, its attributes,
+its type rule, its FLOPs and bytes, and its NumPy reference. Later stages add their own tables
+(backward rule, lowering) keyed by the same kind names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .types import TensorType
+
+REQUIRED = object()
+
+# attribute kind -> predicate on the value
+ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "float?": lambda v: v is None or ATTR_KINDS["float"](v),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "ints": lambda v: isinstance(v, tuple) and all(ATTR_KINDS["int"](x) for x in v),
+    "scalars": lambda v: isinstance(v, tuple) and all(isinstance(x, (int, float, bool)) for x in v),
+}
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple | None = None
+
+
+Types = list[TensorType]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    kind: str
+    infer: Callable[[Types, dict], TensorType]
+    reference: Callable[[list[np.ndarray], dict], np.ndarray]
+    flops: Callable[[Types, TensorType, dict], int] = lambda ins, out, a: 0
+    bytes_moved: Callable[[Types, TensorType, dict], tuple[int, int]] | None = None
+    arity: tuple[int, int | None] = (1, 1)  # (min, max); max None means variadic
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    doc: str = ""
+
+    def bytes(self, ins: Types, out: TensorType, attrs: dict) -> tuple[int, int]:
+        """(bytes read, bytes written); by default every operand is read and the result written."""
+        if self.bytes_moved is not None:
+            return self.bytes_moved(ins, out, attrs)
+        return sum(t.nbytes for t in ins), out.nbytes
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def define(kind: str, infer, reference, **kw) -> OpDef:
+    if kind in OPS:
+        raise ValueError(f"op {kind!r} defined twice")
+    OPS[kind] = d = OpDef(kind, infer, reference, **kw)
+    return d
+
+
+def get(kind: str) -> OpDef:
+    _load()
+    try:
+        return OPS[kind]
+    except KeyError:
+        raise KeyError(f"unknown op kind {kind!r}") from None
+
+
+def known(kind: str) -> bool:
+    _load()
+    return kind in OPS
+
+
+def with_defaults(kind: str, attrs: dict) -> dict:
+    """The attributes with every optional one that is absent filled with its default."""
+    spec = get(kind).attrs
+    out = {k: a.default for k, a in spec.items() if a.default is not REQUIRED}
+    out.update(attrs)
+    return out
+
+
+def check_attrs(kind: str, attrs: dict) -> str | None:
+    """None if the attributes are valid for the kind, else what is wrong."""
+    spec = get(kind).attrs
+    for name in attrs:
+        if name not in spec:
+            return f"unknown attribute {name!r} (allowed: {', '.join(spec) or 'none'})"
+    for name, a in spec.items():
+        if name not in attrs:
+            if a.default is REQUIRED:
+                return f"missing required attribute {name!r}"
+            continue
+        v = attrs[name]
+        if not ATTR_KINDS[a.kind](v):
+            return f"attribute {name}={v!r} is not of kind {a.kind}"
+        if a.choices is not None and v not in a.choices:
+            return f"attribute {name}={v!r} is not one of {', '.join(map(repr, a.choices))}"
+    return None
+
+
+def check_arity(kind: str, n: int) -> str | None:
+    lo, hi = get(kind).arity
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        return f"takes {want} operands, got {n}"
+    return None
+
+
+def infer_type(kind: str, ins: Types, attrs: dict) -> TensorType:
+    """The result type of an op; raises ValueError saying which rule the operands break."""
+    d = get(kind)
+    for problem in (check_arity(kind, len(ins)), check_attrs(kind, attrs)):
+        if problem:
+            raise ValueError(f"{kind}: {problem}")
+    return d.infer(ins, with_defaults(kind, attrs))
+
+
+def evaluate(kind: str, args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    return get(kind).reference(args, with_defaults(kind, attrs))
+
+
+def flops(kind: str, ins: Types, out: TensorType, attrs: dict) -> int:
+    return int(get(kind).flops(ins, out, with_defaults(kind, attrs)))
+
+
+def bytes_moved(kind: str, ins: Types, out: TensorType, attrs: dict) -> tuple[int, int]:
+    return get(kind).bytes(ins, out, with_defaults(kind, attrs))
+
+
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import ops  # noqa: F401  (registers every op kind)

@@ -1,0 +1,1 @@
+"""Execution of graphs: the NumPy interpreter (numbers); timing models come with the wafer."""
