@@ -1,0 +1,59 @@
+"""Every zoo model: traced (big ones on the meta device), parameter counts, IR round trip."""
+
+import pytest
+
+from waferscale.frontend.torch_export import META_THRESHOLD_PARAMS
+from waferscale.frontend.zoo import ZOO
+from waferscale.ir import parse, print_graph, verify
+from waferscale.stats import model_stats
+
+from .conftest import traced
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_model_traces_counts_and_round_trips(name):
+    t = traced(name, seq=32, weights="meta")
+    entry = ZOO[name]
+    # parameters: our IR, PyTorch's sum(p.numel()), and the closed form all agree
+    stats = model_stats(t.graph, tokens=32)
+    assert stats.params == t.torch_params == entry.param_count()
+    assert t.device == "meta" and t.weights is None
+    # the IR verifies and its text parses back to the same text
+    verify(t.graph)
+    text = print_graph(t.graph)
+    again = parse(text)
+    verify(again)
+    assert print_graph(again) == text
+    counts = t.graph.op_counts()
+    assert counts["attention"] == entry.layers
+    assert counts["layernorm"] == 2 * entry.layers + 1
+    assert counts["linear"] == 4 * entry.layers + 1
+
+
+def test_big_models_are_traced_on_the_meta_device_by_default():
+    assert ZOO["cerebras-gpt-13b"].param_count() > META_THRESHOLD_PARAMS
+    t = traced("cerebras-gpt-13b", seq=2048)  # weights="auto"
+    assert t.device == "meta" and t.weights is None
+    assert t.graph.inputs[0].type.shape == (1, 2048)
+
+
+def test_cerebras_gpt_param_counts_match_the_paper():
+    # arXiv 2304.03208 table 1 rounds these: 111M, 256M, 590M, 1.3B, 2.7B, 6.7B, 13B
+    rounded = {n: round(ZOO[n].param_count() / 1e6) for n in ZOO if n.startswith("cerebras")}
+    assert rounded == {"cerebras-gpt-111m": 111, "cerebras-gpt-256m": 256, "cerebras-gpt-590m": 590,
+                       "cerebras-gpt-1.3b": 1316, "cerebras-gpt-2.7b": 2652, "cerebras-gpt-6.7b": 6658,
+                       "cerebras-gpt-13b": 12853}
+
+
+def test_flops_per_token_of_111m_follow_the_counting_rules():
+    seq = 32
+    t = traced("cerebras-gpt-111m", seq=seq, weights="meta")
+    s = model_stats(t.graph, tokens=seq)
+    m = ZOO["cerebras-gpt-111m"]
+    d, f, L, V = m.d_model, m.d_ffn, m.layers, m.vocab
+    # per token: 2 FLOPs per weight of every linear (qkv, proj, fc1, fc2, lm head) plus biases
+    matmul = L * (2 * (3 * d * d + d * d + 2 * d * f) + (3 * d + d + f + d)) + 2 * d * V
+    assert s.flops_by_class["matmul"] == matmul * seq
+    # attention: QK^T and AV over the dense seq x seq scores, + scale + 5 for softmax, per head
+    attn = L * m.heads * (4 * seq * seq * m.d_head + 6 * seq * seq)
+    assert s.flops_by_class["attention"] == attn

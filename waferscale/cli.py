@@ -1,0 +1,169 @@
+"""The ``wafer`` command line. Every user error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import UsageError, WaferError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; we print one line
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _log(quiet: bool):
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - start:6.2f}s] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def cmd_models(args) -> int:
+    from .frontend.zoo import ZOO
+
+    print(f"{'name':<20} {'layers':>6} {'d_model':>7} {'heads':>5} {'d_ffn':>6} {'context':>7} {'params':>16}")
+    for m in ZOO.values():
+        print(f"{m.name:<20} {m.layers:>6} {m.d_model:>7} {m.heads:>5} {m.d_ffn:>6} {m.context:>7} "
+              f"{m.param_count():>16,}")
+    return 0
+
+
+def _default_seq(spec: str, seq: int | None) -> int:
+    if seq is not None:
+        return seq
+    from .frontend.torch_export import resolve
+
+    kind, entry = resolve(spec)
+    return entry.context if kind == "zoo" else entry.n_positions
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile_lm, write_compiled
+
+    log = _log(args.quiet)
+    seq = _default_seq(args.model, args.seq)
+    out = Path(args.output or Path("out") / Path(args.model).name)
+    c = compile_lm(args.model, batch=args.batch, seq=seq, dtype=args.dtype, seed=args.seed, log=log)
+    for p in write_compiled(c, out):
+        log(f"wrote {p}")
+    m = c.report["model"]
+    print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
+          f"{c.report['ir']['op_count']} ops -> {out}/")
+    return 0
+
+
+def cmd_opt(args) -> int:
+    from .ir import parse, print_graph, verify
+
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    g = verify(parse(text, source=str(path)))
+    if args.pipeline:
+        raise UsageError(f"not supported: pass pipeline {args.pipeline!r} "
+                         "(the pass manager is not built yet; omit -p)")
+    out = print_graph(g)
+    if args.output:
+        from .report import write_dir
+
+        write_dir(Path(args.output).parent, {Path(args.output).name: out})
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from .frontend.torch_export import resolve, trace_lm
+    from .runtime.interpreter import run
+
+    log = _log(args.quiet)
+    kind, entry = resolve(args.model)
+    need = 4 * (entry.param_count() if kind == "zoo" else 0)
+    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    if need * 3 > avail:
+        raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "
+                         f"f32 weights and {avail / 1e9:.1f} GB are free; pick a smaller model")
+    log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
+    t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
+    ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
+    log(f"interpreting {len(t.graph.ops)} ops")
+    t0 = time.perf_counter()
+    (logits,) = run(t.graph, {t.graph.inputs[0].name: ids}, t.weights)
+    print(f"{t.info['name']}: logits {list(logits.shape)} in {time.perf_counter() - t0:.2f} s")
+    if not args.compare:
+        return 0
+    import torch
+
+    with torch.no_grad():
+        ref = t.module(torch.from_numpy(ids)).numpy()
+    err = float(np.abs(logits - ref).max() / np.abs(ref).max())
+    ok = err <= args.tol
+    print(f"max relative error vs PyTorch eager: {err:.3e} (max |diff| / max |logit|; "
+          f"tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="wafer", description="Compile GPT models onto a wafer-scale mesh of cores.")
+    p.add_argument("--version", action="version", version=f"waferscale {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("models", help="list the model zoo")
+    s.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("compile", help="compile a model and write its IR and report")
+    s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face GPT-2 config.json / folder")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
+    s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights of small models")
+    s.add_argument("-o", "--output", help="output directory (default: out/MODEL)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("opt", help="read, verify and print text IR")
+    s.add_argument("file")
+    s.add_argument("-p", "--pipeline", default="", help="pass pipeline, e.g. 'dce' (none yet)")
+    s.add_argument("-o", "--output", help="write the result here instead of stdout")
+    s.set_defaults(fn=cmd_opt)
+
+    s = sub.add_parser("run", help="run a model in the NumPy interpreter")
+    s.add_argument("model")
+    s.add_argument("--seq", type=int, default=32)
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager")
+    s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except WaferError as e:
+        print(f"wafer: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("wafer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

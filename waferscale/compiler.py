@@ -1,0 +1,68 @@
+"""``wafer compile``: trace a model, import it, verify it, and describe it in a report."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .frontend.torch_export import Traced, trace_lm
+from .ir import print_graph, verify
+from .report import to_json, to_text, write_dir
+from .stats import model_stats
+
+
+def peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+@dataclass
+class Compiled:
+    traced: Traced
+    report: dict
+    ir_text: str
+
+
+def compile_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f16",
+               weights: str = "auto", seed: int = 0, log=lambda msg: None) -> Compiled:
+    t0 = time.perf_counter()
+    log(f"tracing {spec} (batch {batch}, seq {seq}, {dtype}) with torch.export")
+    traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed)
+    log(f"traced on {traced.device} in {traced.seconds['export']:.2f} s; imported "
+        f"{len(traced.graph.ops)} ops in {traced.seconds['import']:.2f} s")
+    g = verify(traced.graph)
+    text = print_graph(g)
+    stats = model_stats(g, tokens=batch * seq)
+    info = traced.info
+    report = {
+        "version": __version__,
+        "model": {
+            "name": info["name"], "source": info["source"], "layers": info["layers"],
+            "d_model": info["d_model"], "heads": info["heads"], "d_ffn": info["d_ffn"],
+            "vocab": info["vocab"], "context": info["context"], "activation": info["activation"],
+            "batch": batch, "seq": seq, "dtype": dtype, "traced_on": traced.device,
+            "torch_params": traced.torch_params, **stats.as_dict(),
+        },
+        "ir": {"ops": g.op_counts(), "op_count": len(g.ops), "param_count": len(g.params)},
+        "pipeline": "",
+        "compile": {
+            "frontend": "torch.export",
+            "seconds": time.perf_counter() - t0,
+            "build_seconds": traced.seconds["build"],
+            "export_seconds": traced.seconds["export"],
+            "import_seconds": traced.seconds["import"],
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
+    }
+    return Compiled(traced, report, text)
+
+
+def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
+    files = {"model.ir": c.ir_text, "report.json": to_json(c.report), "report.txt": to_text(c.report)}
+    write_dir(out_dir, files)
+    return [Path(out_dir) / n for n in files]

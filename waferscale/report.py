@@ -1,0 +1,72 @@
+"""Compile reports: ``report.json`` (the keys are a contract users script against) and
+``report.txt`` (the same facts for a person), plus atomic writing of an output directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=True) + "\n"
+
+
+def _si(x: float, unit: str = "") -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {prefix}{unit}"
+    return f"{x:g} {unit}".rstrip()
+
+
+def to_text(report: dict) -> str:
+    m, ir, c = report["model"], report["ir"], report["compile"]
+    by = m["flops_per_token_by_class"]
+    total = m["flops_per_token"]
+    lines = [
+        f"waferscale {report['version']}  model {m['name']}  frontend {c['frontend']}",
+        "",
+        "Model",
+        f"  architecture       {m['layers']} layers, d_model {m['d_model']}, {m['heads']} heads, "
+        f"d_ffn {m['d_ffn']}, vocab {m['vocab']}, context {m['context']}",
+        f"  shape              batch {m['batch']} x seq {m['seq']}, {m['dtype']}, traced on {m['traced_on']}",
+        f"  parameters         {m['params']:,} ({_si(m['params'])})",
+        f"  weight bytes       {m['weight_bytes']:,} ({_si(m['weight_bytes'], 'B')})",
+        f"  forward FLOPs/tok  {_si(total, 'FLOP')}  = matmul {100 * by['matmul'] / total:.1f}% + "
+        f"attention {100 * by['attention'] / total:.1f}% + other {100 * by['other'] / total:.1f}%",
+        "",
+        f"IR: {ir['op_count']} ops, {ir['param_count']} parameter tensors",
+    ]
+    width = max(map(len, ir["ops"]), default=0)
+    lines += [f"  {k:<{width}}  {v:>6}" for k, v in ir["ops"].items()]
+    lines += [
+        "",
+        f"Compile: {c['seconds']:.2f} s (build {c['build_seconds']:.2f}, torch.export "
+        f"{c['export_seconds']:.2f}, import {c['import_seconds']:.2f}), peak RSS "
+        f"{_si(c['peak_rss_bytes'], 'B')}",
+        f"Pipeline: {report['pipeline'] or '(none)'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> None:
+    """Write every file or none: all go to a temporary folder beside out_dir first, then each is
+    moved into place with an atomic rename."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a directory")
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    try:
+        for name, content in files.items():
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(tmp / name, mode) as f:
+                f.write(content)
+        out_dir.mkdir(exist_ok=True)
+        for name in files:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
