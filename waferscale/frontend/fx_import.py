@@ -2,7 +2,8 @@
 
 Each FX node becomes IR ops through the converter table in ``aten.py``. A node whose inputs do
 not depend on the graph's inputs (position ids, causal masks built from ``arange``) is folded:
-it is evaluated with torch on the CPU at import time and kept as a constant, which the
+it is evaluated with torch on the CPU at import time and kept as a constant (so are the values
+of buffers, which are state that training does not change), which the
 converters either turn into an attribute (a causal mask becomes ``attention {causal=true}``)
 or into a small ``constant`` op. Weights never pass through here: parameters become typed
 names, so a model traced on the meta device imports without a byte of weight data.
@@ -139,6 +140,9 @@ class Importer:
             t = TensorType(tuple(int(d) for d in val.shape), ir_dtype(val.dtype))
             if spec.kind == InputKind.USER_INPUT:
                 self.env[node.name] = self.b.input(node.name, t)
+            elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR) and (
+                    known := self._known(spec.target)) is not None:
+                self.env[node.name] = Const(known)  # fixed state: folded like arange
             elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
                 if not node.users:
                     continue  # e.g. one of two tied embeddings: the other name carries the weight
@@ -148,6 +152,11 @@ class Importer:
                 self.param_targets[name] = spec.target
             else:
                 raise UnsupportedError(f"graph input {node.name} of kind {spec.kind.name}")
+
+    def _known(self, target: str) -> torch.Tensor | None:
+        """The value of a buffer or constant tensor, if it is real (not on the meta device)."""
+        t = self.ep.state_dict.get(target, self.ep.constants.get(target))
+        return t if isinstance(t, torch.Tensor) and not t.is_meta else None
 
     def arg(self, a: Any) -> Any:
         if isinstance(a, torch.fx.Node):
