@@ -43,9 +43,9 @@ def to_text(report: dict) -> str:
     lines += [f"  {k:<{width}}  {v:>6}" for k, v in ir["ops"].items()]
     lines += [
         "",
-        f"Compile: {c['seconds']:.2f} s (build {c['build_seconds']:.2f}, torch.export "
-        f"{c['export_seconds']:.2f}, import {c['import_seconds']:.2f}), peak RSS "
-        f"{_si(c['peak_rss_bytes'], 'B')}",
+        f"Compile: {c['seconds']:.2f} s (loading transformers {c['imports_seconds']:.2f}, build "
+        f"{c['build_seconds']:.2f}, torch.export {c['export_seconds']:.2f}, ours "
+        f"{c['our_seconds']:.2f}), peak RSS {_si(c['peak_rss_bytes'], 'B')}",
         f"Pipeline: {report['pipeline'] or '(none)'}",
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,32 @@
+# The two commands of the quick start. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned, so that pip takes the CPU build and not the CUDA one
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# Compile Cerebras-GPT 111M at its full 2048-token context and write its report to out/.
+demo: $(STAMP)
+	$(BIN)/wafer compile cerebras-gpt-111m -o out/cerebras-gpt-111m
+	cat out/cerebras-gpt-111m/report.txt
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/compile_zoo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check waferscale tests benchmarks
+
+clean:
+	rm -rf $(VENV) out
