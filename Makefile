@@ -19,6 +19,7 @@ demo: $(STAMP)
 	cat out/cerebras-gpt-111m/report.txt
 
 test: $(STAMP)
+	$(BIN)/ruff check waferscale tests benchmarks
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

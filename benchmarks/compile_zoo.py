@@ -25,8 +25,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 def one(model: str, seq: int, dtype: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "waferscale.cli", "compile", model, "--seq", str(seq),
-                            "--dtype", dtype, "-o", d, "-q"], capture_output=True, text=True)
+        cmd = [sys.executable, "-m", "waferscale.cli", "compile", model, "--seq", str(seq), "--dtype", dtype,
+               "-o", d, "-q"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if r.returncode:
             raise SystemExit(f"{model}: {r.stderr.strip()}")
@@ -34,7 +35,8 @@ def one(model: str, seq: int, dtype: str) -> dict:
     c = rep["compile"]
     return {"model": model, "params": rep["model"]["params"], "traced_on": rep["model"]["traced_on"],
             "ops": rep["ir"]["op_count"], "export_s": round(c["export_seconds"], 3),
-            "ours_s": round(c["our_seconds"], 3), "imports_s": round(c["imports_seconds"], 3), "end_to_end_s": round(wall, 3),
+            "ours_s": round(c["our_seconds"], 3), "imports_s": round(c["imports_seconds"], 3),
+            "end_to_end_s": round(wall, 3),
             "peak_rss_mb": round(c["peak_rss_bytes"] / 2**20, 1)}
 
 
@@ -56,17 +58,19 @@ def main() -> None:
     cmd = "python benchmarks/compile_zoo.py " + " ".join(sys.argv[1:])
     machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compile_zoo.json").write_text(json.dumps({"command": cmd.strip(), "machine": machine,
-                                                          "rows": rows}, indent=2) + "\n")
+    record = {"command": cmd.strip(), "machine": machine, "rows": rows}
+    (RESULTS / "compile_zoo.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# Compile time and memory of the zoo ({a.dtype})", "",
              f"Command: `{cmd.strip()}` on {machine}.", "",
              "ours = everything after torch.export: import into the IR, verify, print, statistics "
              "(report.json compile.our_seconds). transformers = loading the transformers package. "
              "end-to-end = the whole `wafer compile` process, Python start and imports included.", "",
-             "| model | params | seq | traced on | ops | transformers s | torch.export s | ours s | end-to-end s | peak RSS MiB |",
+             "| model | params | seq | traced on | ops | transformers s | torch.export s | ours s "
+             "| end-to-end s | peak RSS MiB |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['params']:,} | {r['seq']} | {r['traced_on']} | {r['ops']} | {r['imports_s']:.2f} | {r['export_s']:.2f} "
-              f"| {r['ours_s']:.2f} | {r['end_to_end_s']:.2f} | {r['peak_rss_mb']:.0f} |" for r in rows]
+    lines += [f"| {r['model']} | {r['params']:,} | {r['seq']} | {r['traced_on']} | {r['ops']} | {r['imports_s']:.2f} "
+              f"| {r['export_s']:.2f} | {r['ours_s']:.2f} | {r['end_to_end_s']:.2f} | {r['peak_rss_mb']:.0f} |"
+              for r in rows]
     (RESULTS / "compile_zoo.md").write_text("\n".join(lines) + "\n")
 
 

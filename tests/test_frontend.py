@@ -63,7 +63,8 @@ class MaskedAttention(torch.nn.Module):
         self.register_buffer("keep", mask, persistent=False)
 
     def forward(self, q):
-        return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones_like(self.keep) & self.keep)
+        mask = torch.ones_like(self.keep) & self.keep
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
 
 
 def test_causal_mask_becomes_an_attribute_and_other_masks_an_operand():

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Graph
-from .ir import registry
+from .ir import Graph, registry
 
 FLOP_CLASSES = {"linear": "matmul", "matmul": "matmul", "attention": "attention"}
 

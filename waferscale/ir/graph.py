@@ -8,8 +8,9 @@ lives in ``Graph.meta`` keyed by value name and never changes what the graph com
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -5,8 +5,9 @@ its type rule, its FLOPs and bytes, and its NumPy reference. Later stages add th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
