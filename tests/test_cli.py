@@ -98,3 +98,15 @@ def test_the_installed_command_prints_no_traceback():
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "wafer: error: unknown model 'gtp2'; did you mean gpt2? (`wafer models` lists them all)"]
+
+
+def test_opt_runs_a_pipeline_and_reports_each_pass(capsys, tmp_path):
+    p = tmp_path / "dead.ir"
+    p.write_text("graph @g(%x: f32[2]) {\n  param %w : f32[2]\n  %0 = neg %x : f32[2]\n"
+                 "  %1 = add %x, %w : f32[2]\n  return %0\n}\n")
+    code, out, err = run_cli(capsys, "opt", str(p), "-p", "dce")
+    assert code == 0
+    assert out == "graph @g(%x: f32[2]) {\n  %0 = neg %x : f32[2]\n  return %0\n}\n"
+    assert "pass dce: 2 -> 1 ops" in err
+    code, _, err = run_cli(capsys, "opt", str(p), "-p", "dce,fuse")
+    assert code == 2 and "unknown pass 'fuse'" in err and err.count("\n") == 1

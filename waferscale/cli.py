@@ -70,10 +70,12 @@ def cmd_opt(args) -> int:
         text = path.read_text()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    from .passes import run_pipeline
+
     g = verify(parse(text, source=str(path)))
-    if args.pipeline:
-        raise UsageError(f"not supported: pass pipeline {args.pipeline!r} "
-                         "(the pass manager is not built yet; omit -p)")
+    g, timings = run_pipeline(g, args.pipeline)
+    for t in timings:
+        print(f"pass {t.name}: {t.ops_before} -> {t.ops_after} ops in {1e3 * t.seconds:.2f} ms", file=sys.stderr)
     out = print_graph(g)
     if args.output:
         from .report import write_dir
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("opt", help="read, verify and print text IR")
     s.add_argument("file")
-    s.add_argument("-p", "--pipeline", default="", help="pass pipeline, e.g. 'dce' (none yet)")
+    s.add_argument("-p", "--pipeline", default="", help="comma-separated passes to run, e.g. 'dce'")
     s.add_argument("-o", "--output", help="write the result here instead of stdout")
     s.set_defaults(fn=cmd_opt)
 

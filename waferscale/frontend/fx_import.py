@@ -22,6 +22,7 @@ from torch.export.graph_signature import InputKind
 from ..errors import UnsupportedError
 from ..ir import GraphBuilder, TensorType, Value
 from ..ir.graph import Graph
+from ..passes.dce import dead_code_elimination
 from .dtypes import ir_dtype
 
 # A folded constant larger than this many elements is refused (a guard against folding a
@@ -215,20 +216,6 @@ class Importer:
             elif node.op != "placeholder":
                 raise UnsupportedError(f"FX node kind {node.op} ({node.name})")
         return dead_code_elimination(self.b.output(*outputs))
-
-
-def dead_code_elimination(g: Graph) -> Graph:
-    """Drop ops whose results nothing reads, and parameters that no op reads."""
-    live = {v.name for v in g.outputs}
-    kept = []
-    for op in reversed(g.ops):
-        if op.result.name in live:
-            kept.append(op)
-            live.update(x.name for x in op.operands)
-    g.ops = kept[::-1]
-    g.params = [p for p in g.params if p.name in live]
-    g.meta = {k: v for k, v in g.meta.items() if k in live}
-    return g
 
 
 def import_program(ep: ExportedProgram, name: str, strip_prefix: str = "",
