@@ -110,3 +110,17 @@ def test_opt_runs_a_pipeline_and_reports_each_pass(capsys, tmp_path):
     assert "pass dce: 2 -> 1 ops" in err
     code, _, err = run_cli(capsys, "opt", str(p), "-p", "dce,fuse")
     assert code == 2 and "unknown pass 'fuse'" in err and err.count("\n") == 1
+
+
+def test_compile_accepts_a_hugging_face_gpt2_config(capsys, tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=16).save_pretrained(tmp_path / "hf")
+    code, out, err = run_cli(capsys, "compile", str(tmp_path / "hf"), "-o", str(tmp_path / "out"), "-q")
+    assert code == 0, err
+    r = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert r["model"]["source"] == "hf" and r["model"]["seq"] == 16 and r["model"]["layers"] == 1
+    assert r["model"]["params"] == r["model"]["torch_params"]
+    (tmp_path / "bad").mkdir()
+    code, _, err = run_cli(capsys, "compile", str(tmp_path / "bad"), "-q")
+    assert code == 2 and "holds no config.json" in err

@@ -77,3 +77,9 @@ def test_cross_entropy_matches_torch():
     labels[2] = -100
     ref = torch.nn.functional.cross_entropy(_t(logits), _t(labels)).item()
     assert abs(float(registry.evaluate("cross_entropy", [logits, labels], {})) - ref) < 1e-5
+
+
+def test_integer_division_is_true_division():
+    t = registry.infer_type("div", [T((3,), "i64"), T((), "i64")], {})
+    assert t.dtype == "f32"
+    np.testing.assert_allclose(registry.evaluate("div", [np.array([1, 2, 3]), np.array(2)], {}), [0.5, 1.0, 1.5])

@@ -35,6 +35,7 @@ class Traced:
     device: str  # "meta" or "cpu"
     seconds: dict[str, float] = field(default_factory=dict)  # build, export, import
     info: dict[str, Any] = field(default_factory=dict)  # architecture facts for the report
+    module: torch.nn.Module | None = None  # what was traced, for comparisons with eager PyTorch
 
 
 class CausalLM(torch.nn.Module):
@@ -67,7 +68,7 @@ def trace_module(module: torch.nn.Module, example_inputs: tuple, name: str,
     state = dict(module.named_parameters(remove_duplicate=False)) | dict(module.named_buffers())
     weights = None if on_meta else WeightStore({k: _to_numpy(state[t]) for k, t in targets.items()})
     return Traced(graph, weights, sum(p.numel() for p in module.parameters()),
-                  "meta" if on_meta else "cpu", {"export": t1 - t0, "import": t2 - t1})
+                  "meta" if on_meta else "cpu", {"export": t1 - t0, "import": t2 - t1}, module=module)
 
 
 def _tied_names(module: torch.nn.Module) -> dict[str, str]:
@@ -90,8 +91,10 @@ def _graph_name(name: str) -> str:
 
 def resolve(spec: str) -> tuple[str, Any]:
     """A model spec: ('zoo', ZooModel) or ('hf', GPT2-style config read from disk)."""
+    from .zoo import ZOO
+
     path = Path(spec)
-    if path.exists():
+    if spec.lower() not in ZOO and path.exists():  # a zoo name wins over a folder of that name
         cfg_file = path / "config.json" if path.is_dir() else path
         if not cfg_file.is_file():
             raise UsageError(f"{spec} holds no config.json: pass a zoo name or a Hugging Face config")
@@ -152,7 +155,6 @@ def trace_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f32",
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **_info(cfg), "batch": batch, "seq": seq,
                    "dtype": dtype, "seed": seed}
-    traced.module = CausalLM(model)
     return traced
 
 

@@ -26,10 +26,17 @@ def _per_element(n):
     return lambda ins, out, a: n * out.numel
 
 
+def _div_infer(ins, a):
+    t = _binary_infer()(ins, a)
+    return t if t.dtype in FLOAT_DTYPES else t.with_dtype("f32")  # true division, as in torch
+
+
+define("div", _div_infer, lambda args, a: np.true_divide(*args), flops=_per_element(1), arity=(2, 2),
+       doc="elementwise true division with broadcasting (integers give f32)")
+
 for _kind, _fn, _n in [
     ("add", np.add, 1), ("sub", np.subtract, 1), ("mul", np.multiply, 1),
-    ("div", np.divide, 1), ("pow", np.power, 1), ("maximum", np.maximum, 1),
-    ("minimum", np.minimum, 1),
+    ("pow", np.power, 1), ("maximum", np.maximum, 1), ("minimum", np.minimum, 1),
 ]:
     define(_kind, _binary_infer(), lambda args, a, _fn=_fn: _fn(*args), flops=_per_element(_n), arity=(2, 2),
            doc=f"elementwise {_fn.__name__} with broadcasting")
