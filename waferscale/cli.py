@@ -38,22 +38,12 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _default_seq(spec: str, seq: int | None) -> int:
-    if seq is not None:
-        return seq
-    from .frontend.torch_export import resolve
-
-    kind, entry = resolve(spec)
-    return entry.context if kind == "zoo" else entry.n_positions
-
-
 def cmd_compile(args) -> int:
     from .compiler import compile_lm, write_compiled
 
     log = _log(args.quiet)
-    seq = _default_seq(args.model, args.seq)
     out = Path(args.output or Path("out") / Path(args.model).name)
-    c = compile_lm(args.model, batch=args.batch, seq=seq, dtype=args.dtype, seed=args.seed, log=log)
+    c = compile_lm(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]

@@ -28,11 +28,12 @@ class Compiled:
     ir_text: str
 
 
-def compile_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f16",
+def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f16",
                weights: str = "auto", seed: int = 0, log=lambda msg: None) -> Compiled:
+    """seq None compiles at the model's whole context."""
     t0 = time.perf_counter()
-    log(f"tracing {spec} (batch {batch}, seq {seq}, {dtype}) with torch.export")
-    traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed)
+    traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log)
+    seq = traced.info["seq"]
     log(f"traced on {traced.device} in {traced.seconds['export']:.2f} s; imported "
         f"{len(traced.graph.ops)} ops in {traced.seconds['import']:.2f} s")
     t1 = time.perf_counter()

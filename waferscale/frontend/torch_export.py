@@ -19,7 +19,7 @@ from ..errors import UsageError, WaferError
 from ..ir import Graph, WeightStore
 from .dtypes import IR_TO_TORCH
 from .fx_import import import_program
-from .zoo import ZooModel, lookup
+from .zoo import ZooModel, gpt2_param_count, lookup
 
 # Models with more parameters than this are traced on the meta device when weights="auto".
 # Compiling needs no weight data, so only test-size models are built with real (random)
@@ -33,7 +33,7 @@ class Traced:
     weights: WeightStore | None  # None for a model traced on the meta device
     torch_params: int  # sum(p.numel() for p in model.parameters()), as PyTorch counts them
     device: str  # "meta" or "cpu"
-    seconds: dict[str, float] = field(default_factory=dict)  # build, export, import
+    seconds: dict[str, float] = field(default_factory=dict)  # imports, build, export, import
     info: dict[str, Any] = field(default_factory=dict)  # architecture facts for the report
     module: torch.nn.Module | None = None  # what was traced, for comparisons with eager PyTorch
 
@@ -119,12 +119,12 @@ def _info(cfg) -> dict[str, Any]:
             "context": cfg.n_positions, "activation": cfg.activation_function}
 
 
-def trace_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f32",
-             weights: str = "auto", seed: int = 0) -> Traced:
+def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f32",
+             weights: str = "auto", seed: int = 0, log=lambda msg: None) -> Traced:
     """Build a GPT-2-style LM (zoo name or HF config path) and trace it to our IR.
 
     weights: "random" (seeded, real tensors), "meta" (no data), or "auto" (meta above
-    META_THRESHOLD_PARAMS parameters).
+    META_THRESHOLD_PARAMS parameters). seq None means the model's whole context.
     """
     t_imports = time.perf_counter()
     from transformers import GPT2LMHeadModel  # about 2 s the first time: counted apart
@@ -133,18 +133,20 @@ def trace_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f32",
     source, entry = resolve(spec)
     cfg = entry.config() if isinstance(entry, ZooModel) else entry
     name = entry.name if isinstance(entry, ZooModel) else Path(spec).resolve().name
+    seq = cfg.n_positions if seq is None else seq
     if batch < 1 or seq < 1:
         raise UsageError(f"--batch and --seq must be at least 1 (got {batch} and {seq})")
     if seq > cfg.n_positions:
         raise UsageError(f"--seq {seq} exceeds {name}'s context of {cfg.n_positions} positions")
     if dtype not in ("f16", "f32", "bf16"):
         raise UsageError(f"--dtype {dtype} is not one of f16, bf16, f32")
-    approx = _closed_form_params(cfg)
+    approx = config_param_count(cfg)
     if weights == "auto":
         weights = "meta" if approx > META_THRESHOLD_PARAMS else "random"
     if weights not in ("meta", "random"):
         raise UsageError(f"weights={weights!r} is not one of auto, meta, random")
     device = torch.device("meta" if weights == "meta" else "cpu")
+    log(f"tracing {name} (batch {batch}, seq {seq}, {dtype}) on {device.type} with torch.export")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     with device:
@@ -158,7 +160,7 @@ def trace_lm(spec: str, batch: int = 1, seq: int = 128, dtype: str = "f32",
     return traced
 
 
-def _closed_form_params(cfg) -> int:
-    d, f = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd
-    return cfg.vocab_size * d + cfg.n_positions * d + cfg.n_layer * (12 * d * d + 13 * d) + 2 * d + (
-        cfg.n_layer * (2 * d * f - 8 * d * d + f - 4 * d))
+def config_param_count(cfg) -> int:
+    """Parameters of a GPT2Config, from the closed form (no model is built)."""
+    return gpt2_param_count(cfg.vocab_size, cfg.n_positions, cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd,
+                            cfg.n_layer)

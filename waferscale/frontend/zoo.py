@@ -41,10 +41,13 @@ class ZooModel:
         )
 
     def param_count(self) -> int:
-        """Closed form for a tied GPT-2: embeddings, per-layer weights and biases, final norm."""
-        d, f = self.d_model, self.d_ffn
-        per_layer = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)
-        return self.vocab * d + self.context * d + self.layers * per_layer + 2 * d
+        return gpt2_param_count(self.vocab, self.context, self.d_model, self.d_ffn, self.layers)
+
+
+def gpt2_param_count(vocab: int, context: int, d: int, f: int, layers: int) -> int:
+    """Closed form for a tied GPT-2: embeddings, per-layer weights and biases, final norm."""
+    per_layer = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)
+    return vocab * d + context * d + layers * per_layer + 2 * d
 
 
 ZOO: dict[str, ZooModel] = {m.name: m for m in [
