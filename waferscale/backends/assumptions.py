@@ -1,0 +1,47 @@
+"""Every figure of the machine model that no public source gives: our modelling assumptions.
+
+They live here, in one place, so that a user of the simulator can see what is assumed rather
+than measured, and change it. Each name says what it stands for; each comment says why we
+picked the number. Sourced facts live in ``machine.py``.
+"""
+
+# Clock. Hot Chips 34 summaries quote "about 1.1 GHz" for WSE-2; Cerebras has not published
+# the WSE-3 clock. 1.1 GHz x 850,000 cores x 4 FMAC x 2 FLOP = 7.48 PFLOP/s agrees with the
+# published 7.5 PFLOP/s of a CS-2, which is why we keep it.
+CLOCK_HZ = 1.1e9
+
+# Fabric latency. One cycle per hop is the SDK's description of a wavelet moving to a
+# neighbour; the router pipeline depth is not published, so each route also pays a fixed delay
+# at its source and destination ramps.
+HOP_CYCLES = 1
+ROUTER_DELAY_CYCLES = 2
+
+# One fabric wavelet carries 32 bits. We assume one tensor element per wavelet whatever its
+# dtype (an f16 travels in the low half), as in the SDK's simple examples; packing two f16 per
+# wavelet would double the fabric rate of f16 flows.
+ELEMENTS_PER_WAVELET = 1
+
+# Compute. A core's FMAC lanes run along the innermost (output-feature) dimension of its tile:
+# a row of n outputs takes ceil(n / lanes) cycles, so SIMD efficiency is n / (lanes * ceil(n /
+# lanes)). Each task (one token's work on one core) also pays a fixed start-up cost.
+TASK_OVERHEAD_CYCLES = 8
+# f32 arithmetic at half the f16 FMAC rate (not published).
+F32_RATE = 0.5
+# Non-matmul element work (add, gelu, exp, normalization): elements per cycle per core, as a
+# fraction of the FMAC lanes. Transcendentals are assumed to cost 4 lane-cycles each.
+ELEMENTWISE_LANE_FRACTION = 1.0
+TRANSCENDENTAL_CYCLES = 4
+
+# SRAM reserved on every core for code, the task table and the stack, so not usable for tensors.
+RESERVED_SRAM_BYTES = 6 * 1024
+# Fabric input and output queues: bytes of SRAM per core for each color a kernel uses.
+QUEUE_BYTES_PER_COLOR = 64
+
+# Tile-level simulation granularity: the runtime moves activations in chunks of this many
+# tokens (a sample of 2048 tokens is 32 events per kernel). Smaller is finer and slower.
+CHUNK_TOKENS = 64
+
+# In layer-pipelined mode the graph outputs (logits) are consumed at the wafer edge, e.g. by an
+# on-wafer loss or sampling kernel; their transfer off the wafer is not counted. The token ids
+# stream in over the system I/O and are counted.
+COUNT_OUTPUT_IO = False
