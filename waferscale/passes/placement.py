@@ -1,0 +1,160 @@
+"""Layer-pipelined placement: every kernel gets its own rectangle of cores.
+
+The mesh is cut into horizontal bands of equal height. Kernels, in program (topological)
+order, fill the bands left to right, then right to left on the next band (a serpentine), so
+each producer sits beside its consumer and a band's end turns the corner into the next band.
+A kernel's width is the smallest that holds its SRAM and brings its stage time (cycles per
+sample) down to a common target; the target is bisected to the smallest one whose widths still
+pack into the bands, which balances the pipeline's stages. Every band height from a short list
+is tried, and the placement with the fastest slowest stage wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..backends.lowering import Program
+from ..backends.machine import Machine
+from ..errors import WaferError
+
+
+class FitError(WaferError):
+    """The program does not fit on the mesh in this mode."""
+
+
+@dataclass(frozen=True, order=True)
+class Rect:
+    row: int
+    col: int
+    rows: int
+    cols: int
+
+    @property
+    def cores(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def center(self) -> tuple[int, int]:
+        return self.row + (self.rows - 1) // 2, self.col + (self.cols - 1) // 2
+
+    def overlaps(self, o: Rect) -> bool:
+        return (self.row < o.row + o.rows and o.row < self.row + self.rows
+                and self.col < o.col + o.cols and o.col < self.col + self.cols)
+
+    def as_list(self) -> list[int]:
+        return [self.row, self.col, self.rows, self.cols]
+
+
+@dataclass(frozen=True)
+class Placement:
+    machine: Machine
+    rects: tuple[Rect, ...]  # indexed by kernel id
+    band_rows: int
+    stage_cycles: tuple[int, ...]  # busy cycles per sample, by kernel
+
+    @property
+    def cores_used(self) -> int:
+        return sum(r.cores for r in self.rects)
+
+    @property
+    def occupancy(self) -> float:
+        return self.cores_used / self.machine.cores
+
+
+class _Sizer:
+    """Widths of each kernel in a band of a given height, with memoized stage times."""
+
+    def __init__(self, prog: Program, machine: Machine, band: int):
+        self.prog, self.machine, self.band = prog, machine, band
+        self.heights = [min(band, k.model.max_rows()) for k in prog.kernels]
+        self.max_w = [min(machine.cols, k.model.max_cols()) for k in prog.kernels]
+        self.time = lru_cache(maxsize=None)(self._time)
+
+    def _time(self, i: int, w: int) -> int:
+        m = self.prog.kernels[i].model
+        return m.cycles(self.heights[i], w, 0, self.prog.tokens, self.machine)[0]
+
+    def sram(self, i: int, w: int) -> int:
+        return sum(self.prog.kernels[i].model.sram(self.heights[i], w).values())
+
+    def min_width(self, i: int) -> int | None:
+        """The narrowest width whose cores hold the kernel's buffers, or None."""
+        lo, hi, cap = 1, self.max_w[i], self.machine.usable_sram_bytes
+        if self.sram(i, hi) > cap:
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.sram(i, mid) <= cap else (mid + 1, hi)
+        return lo
+
+    def width_for(self, i: int, lo: int, target: int) -> int | None:
+        """The narrowest width >= lo whose stage time is within target, or None."""
+        hi = self.max_w[i]
+        if self.time(i, hi) > target:
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.time(i, mid) <= target else (mid + 1, hi)
+        return lo
+
+
+def _pack(widths: list[int], heights: list[int], band: int, machine: Machine) -> list[Rect] | None:
+    rects, b, x = [], 0, 0
+    for w, h in zip(widths, heights):
+        if x + w > machine.cols:
+            b, x = b + 1, 0
+        if (b + 1) * band > machine.rows or w > machine.cols:
+            return None
+        col = x if b % 2 == 0 else machine.cols - x - w
+        rects.append(Rect(b * band, col, h, w))
+        x += w
+    return rects
+
+
+def _band_heights(machine: Machine) -> list[int]:
+    counts = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    return sorted({machine.rows // n for n in counts if machine.rows // n >= 1}, reverse=True)
+
+
+def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
+    best = None
+    shortfall = None
+    for band in _band_heights(machine):
+        s = _Sizer(prog, machine, band)
+        mins = [s.min_width(i) for i in range(len(prog.kernels))]
+        if any(m is None for m in mins):
+            continue
+        if _pack(mins, s.heights, band, machine) is None:
+            need = sum(s.heights[i] * mins[i] for i in range(len(mins)))
+            shortfall = max(shortfall or 0, need)
+            continue
+        lo, hi = 1, max(s.time(i, mins[i]) for i in range(len(mins)))
+        while lo < hi:  # the smallest stage-time target whose widths still pack
+            mid = (lo + hi) // 2
+            ws = [s.width_for(i, mins[i], mid) for i in range(len(mins))]
+            fits = None not in ws and _pack(ws, s.heights, band, machine) is not None
+            lo, hi = (lo, mid) if fits else (mid + 1, hi)
+        widths = [s.width_for(i, mins[i], lo) for i in range(len(mins))]
+        rects = _pack(widths, s.heights, band, machine)
+        times = tuple(s.time(i, w) for i, w in enumerate(widths))
+        key = (max(times), -sum(r.cores for r in rects))
+        log(f"band height {band}: slowest stage {max(times):,} cycles/sample")
+        if best is None or key < best[0]:
+            best = (key, Placement(machine, tuple(rects), band, times))
+    if best is None:
+        raise _fit_error(prog, machine, shortfall)
+    return best[1]
+
+
+def _fit_error(prog: Program, machine: Machine, cores_needed: int | None) -> FitError:
+    avail = machine.cores * machine.usable_sram_bytes
+    need = sum(k.weight_bytes for k in prog.kernels)
+    acts = "" if cores_needed is None else (
+        f"; with activations, KV caches and queues its kernels need at least {cores_needed:,} cores "
+        f"({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM)")
+    return FitError(
+        f"{prog.graph.name} does not fit on {machine.name} in layer-pipelined mode: its weights alone take "
+        f"{need / 1e9:.2f} GB{acts}, and the mesh has {avail / 1e9:.2f} GB usable ({machine.cores:,} cores x "
+        f"{machine.usable_sram_bytes:,} B); use a bigger --target (wse3, or mesh:RxC), a shorter --seq, or a "
+        "smaller model (weight-streaming mode is not supported yet)")

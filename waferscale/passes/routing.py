@@ -1,0 +1,119 @@
+"""Routing: an XY (dimension-order) route for every producer-to-consumer flow.
+
+A flow between two rectangles is a bundle of parallel wavelet streams. Its route runs from the
+producer's centre core along the row to the consumer's centre column, then along that column
+(X first, then Y). The bundle is as wide as the shorter of the two rectangles' longer sides
+(our assumption: a rectangle sends and receives on its long edge, and the lanes spread over
+that many parallel rows or columns on the way), so a flow between neighbours in a band crosses
+their shared edge on every row. Link loads are those of one lane of each bundle.
+
+Each flow takes one color on every link of its route; a kernel's own algorithm takes
+``kernel.colors`` more on the links inside its rectangle. More than the machine's colors on one
+link is an error. Flows from a graph input enter at the west edge of the mesh, on the row of
+their consumer's centre.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends.lowering import IO, Program
+from ..errors import WaferError
+from .placement import Placement
+
+Link = tuple[int, int, str]  # (row, col, direction of travel out of that core: N, S, E, W)
+STEP = {"E": (0, 1), "W": (0, -1), "S": (1, 0), "N": (-1, 0)}
+
+
+class RoutingError(WaferError):
+    pass
+
+
+@dataclass(frozen=True)
+class Route:
+    flow: int  # index into Program.flows
+    links: tuple[Link, ...]
+    lanes: int  # parallel links of the bundle
+    bytes_per_sample: float
+
+    @property
+    def hops(self) -> int:
+        return len(self.links)
+
+
+@dataclass(frozen=True)
+class Routing:
+    routes: tuple[Route, ...]
+    link_bytes: dict[Link, float]  # bytes per sample on each link (of one lane of each bundle)
+    link_colors: dict[Link, int]
+
+    @property
+    def max_colors(self) -> int:
+        return max(self.link_colors.values(), default=0)
+
+    def busiest(self, n: int = 5) -> list[tuple[Link, float]]:
+        return sorted(self.link_bytes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+    def mean_hops(self) -> float:
+        """Mean hop distance of the flows, weighted by their bytes."""
+        total = sum(r.bytes_per_sample for r in self.routes)
+        return sum(r.hops * r.bytes_per_sample for r in self.routes) / total if total else 0.0
+
+
+def xy_links(src: tuple[int, int], dst: tuple[int, int]) -> list[Link]:
+    (r, c), (r1, c1) = src, dst
+    out = []
+    while c != c1:
+        d = "E" if c1 > c else "W"
+        out.append((r, c, d))
+        c += STEP[d][1]
+    while r != r1:
+        d = "S" if r1 > r else "N"
+        out.append((r, c, d))
+        r += STEP[d][0]
+    return out
+
+
+def route(prog: Program, placement: Placement) -> Routing:
+    rects = placement.rects
+    routes = []
+    link_bytes: dict[Link, float] = defaultdict(float)
+    colors: Counter = Counter()
+    for i, f in enumerate(prog.flows):
+        dst = rects[f.dst]
+        if f.src == IO:
+            start, lanes = (dst.center[0], 0), dst.rows
+            links = [(start[0], -1, "E")] + xy_links(start, dst.center)
+        else:
+            src = rects[f.src]
+            links = xy_links(src.center, dst.center)
+            lanes = min(max(src.rows, src.cols), max(dst.rows, dst.cols))
+        b = f.bytes_per_token * prog.tokens
+        routes.append(Route(i, tuple(links), lanes, b))
+        for link in links:
+            link_bytes[link] += b / lanes
+            colors[link] += 1
+    owner = placement_owner(placement)  # a kernel's own colors are on every link inside its rectangle
+    for link in colors:
+        row, col, _ = link
+        if col >= 0 and owner[row, col] >= 0:
+            colors[link] += prog.kernels[owner[row, col]].model.colors
+    worst = max(colors.items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0))
+    if worst[1] > placement.machine.colors:
+        (row, col, d), n = worst
+        raise RoutingError(f"link ({row},{col})->{d} needs {n} colors and the fabric has {placement.machine.colors}: "
+                           "too many flows cross one place; try another --target or a shorter model")
+    return Routing(tuple(routes), dict(link_bytes), dict(colors))
+
+
+
+def placement_owner(placement: Placement) -> np.ndarray:
+    """The kernel id on each core of the mesh (-1 where none)."""
+    m = placement.machine
+    owner = np.full((m.rows, m.cols), -1, dtype=np.int32)
+    for i, r in enumerate(placement.rects):
+        owner[r.row:r.row + r.rows, r.col:r.col + r.cols] = i
+    return owner

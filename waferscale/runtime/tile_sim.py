@@ -1,0 +1,167 @@
+"""The tile-level runtime: a discrete-event simulation of a placed, routed program.
+
+Samples flow through the pipeline in chunks of ``CHUNK_TOKENS`` tokens. A kernel works on one
+chunk at a time, in order, once every flow into it has delivered that chunk; it is busy for
+the chunk's cycles on its rectangle (``backends/kernels.py``) and its output leaves after the
+rectangle's fill latency. Each flow then moves the chunk over its route: a transfer takes the
+chunk's wavelets divided by the bundle's lanes at one wavelet per link per cycle, plus one hop
+latency per link and the router delay, and links that several flows share are booked first
+come, first served, so flows that share a link share its bandwidth. Graph inputs stream in
+over the system I/O. Pipeline fill and drain fall out of the event order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from math import ceil
+
+from ..backends import assumptions as A
+from ..backends.kernels import roofline_cycles
+from ..backends.lowering import IO, Program
+from ..passes.placement import Placement
+from ..passes.routing import Routing
+
+
+@dataclass
+class KernelTime:
+    busy: int = 0  # cycles, all samples
+    roofline: float = 0.0  # sum of its chunks' rooflines
+    executed_flops: float = 0.0
+    bounds: Counter = field(default_factory=Counter)
+    first_start: int = -1
+    last_end: int = 0
+
+    @property
+    def bound(self) -> str:
+        return self.bounds.most_common(1)[0][0] if self.bounds else "none"
+
+
+@dataclass
+class SimResult:
+    cycles: int
+    kernels: list[KernelTime]
+    roofline: dict[str, float]  # program bounds in cycles: compute, kernel (slowest rectangle), stream
+    spans: list[tuple[int, int, int, int, int]]  # (kernel, sample, chunk, start, end)
+    transfers: int
+
+    @property
+    def roofline_cycles(self) -> float:
+        return max(self.roofline.values())
+
+
+def chunks(tokens: int) -> list[tuple[int, int]]:
+    step = min(A.CHUNK_TOKENS, tokens)
+    return [(p, min(p + step, tokens)) for p in range(0, tokens, step)]
+
+
+def simulate(prog: Program, placement: Placement, routing: Routing, progress=None) -> SimResult:
+    m = placement.machine
+    parts = chunks(prog.tokens)
+    n_items = prog.samples * len(parts)
+    nk = len(prog.kernels)
+    # busy cycles and bounds of every chunk, the same for every sample
+    cost = []
+    times = [KernelTime() for _ in range(nk)]
+    for k, rect in zip(prog.kernels, placement.rects):
+        row = []
+        for p0, p1 in parts:
+            cyc, bound = k.model.cycles(rect.rows, rect.cols, p0, p1, m)
+            work = k.model.work(p0, p1)
+            roof = max(roofline_cycles(work, rect.rows, rect.cols, m, k.model.dtype).values())
+            row.append((cyc, bound, roof, work.flops))
+        cost.append(row)
+    fills = [k.model.fill(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
+
+    incoming = [[] for _ in range(nk)]
+    outgoing = [[] for _ in range(nk)]
+    for r in routing.routes:
+        f = prog.flows[r.flow]
+        (outgoing[f.src] if f.src != IO else []).append(r)
+        incoming[f.dst].append(r)
+    use = Counter(link for r in routing.routes for link in r.links)
+    shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
+    link_free: dict = {}
+    pending = [[len(incoming[k])] * n_items for k in range(nk)]
+    next_item = [0] * nk
+    free_at = [0] * nk
+    running = [False] * nk
+    spans = []
+    heap: list = []
+    seq = 0
+
+    def push(t, kind, k, item):
+        nonlocal seq
+        heapq.heappush(heap, (t, seq, kind, k, item))
+        seq += 1
+
+    def transfer(r, t, item) -> int:
+        """Book a chunk of flow r ready at t; returns its arrival time."""
+        f = prog.flows[r.flow]
+        p0, p1 = parts[item % len(parts)]
+        wavelets = ceil(f.elements_per_token * (p1 - p0) / A.ELEMENTS_PER_WAVELET / r.lanes)
+        start = max([t, *(link_free.get(link, 0) for link in shared[r.flow])])
+        for link in shared[r.flow]:
+            link_free[link] = start + wavelets
+        return start + wavelets + r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+
+    # graph inputs stream in over the system I/O, one chunk after another
+    io_bytes_per_cycle = m.io_bytes_per_s / m.clock_hz
+    io_t = 0.0
+    for item in range(n_items):
+        p0, p1 = parts[item % len(parts)]
+        for k in range(nk):
+            for r in incoming[k]:
+                f = prog.flows[r.flow]
+                if f.src == IO:
+                    io_t += f.bytes_per_token * (p1 - p0) / io_bytes_per_cycle
+                    push(ceil(io_t) + r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES, "arrive", k, item)
+    stream_cycles = io_t
+
+    def try_start(k, now):
+        item = next_item[k]
+        if running[k] or item >= n_items or pending[k][item] > 0:
+            return
+        cyc, bound, roof, flops = cost[k][item % len(parts)]
+        start = max(now, free_at[k])
+        running[k] = True
+        t = times[k]
+        t.busy += cyc
+        t.roofline += roof
+        t.executed_flops += flops
+        t.bounds[bound] += 1
+        if t.first_start < 0:
+            t.first_start = start
+        spans.append((k, item // len(parts), item % len(parts), start, start + cyc))
+        push(start + cyc, "done", k, item)
+
+    for k in range(nk):
+        try_start(k, 0)
+    end = 0
+    transfers = 0
+    done = 0
+    while heap:
+        t, _, kind, k, item = heapq.heappop(heap)
+        if kind == "arrive":
+            pending[k][item] -= 1
+            try_start(k, t)
+            continue
+        running[k], free_at[k], next_item[k] = False, t, item + 1
+        times[k].last_end = t
+        ready = t + fills[k]
+        end = max(end, ready)
+        for r in outgoing[k]:
+            push(transfer(r, ready, item), "arrive", prog.flows[r.flow].dst, item)
+            transfers += 1
+        try_start(k, t)
+        done += 1
+        if progress and done % 256 == 0:
+            progress(done, nk * n_items)
+    executed = sum(t.executed_flops for t in times)
+    roofline = {
+        "compute": executed / (2 * m.fmacs_per_cycle * m.cores),
+        "kernel": max(t.roofline for t in times),
+        "stream": stream_cycles,
+    }
+    return SimResult(cycles=int(end), kernels=times, roofline=roofline, spans=spans, transfers=transfers)
