@@ -42,8 +42,10 @@ def cmd_compile(args) -> int:
     from .compiler import compile_lm, write_compiled
 
     log = _log(args.quiet)
-    out = Path(args.output or Path("out") / Path(args.model).name)
-    c = compile_lm(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log)
+    model = Path(args.model)
+    out = Path(args.output or Path("out") / (model.stem if model.suffix == ".mlir" else model.name))
+    c = compile_lm(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
+                   frontend=args.frontend)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
@@ -118,12 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("compile", help="compile a model and write its IR and report")
-    s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face GPT-2 config.json / folder")
+    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face GPT-2 config.json / folder, "
+                   "or a torch-dialect FILE.mlir written by torch-mlir (its shapes and dtypes are used)")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
     s.add_argument("--seed", type=int, default=0, help="seed of the random weights of small models")
     s.add_argument("-o", "--output", help="output directory (default: out/MODEL)")
+    s.add_argument("--frontend", choices=["torch-export", "torch-mlir"], default="torch-export",
+                   help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 

@@ -26,14 +26,23 @@ class Compiled:
     traced: Traced
     report: dict
     ir_text: str
+    mlir_text: str | None = None  # the torch-dialect module (--frontend torch-mlir)
 
 
 def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f16",
-               weights: str = "auto", seed: int = 0, log=lambda msg: None) -> Compiled:
-    """seq None compiles at the model's whole context."""
+               weights: str = "auto", seed: int = 0, log=lambda msg: None,
+               frontend: str = "torch-export") -> Compiled:
+    """seq None compiles at the model's whole context. A spec ending in .mlir is a torch-dialect
+    module (torch-mlir's); its shapes and dtypes are its own, so batch, seq and dtype are ignored."""
     t0 = time.perf_counter()
-    traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log)
-    seq = traced.info["seq"]
+    if spec.endswith(".mlir"):
+        from .frontend.torch_mlir_trace import trace_mlir_file
+
+        traced, frontend = trace_mlir_file(spec, log=log), "torch-mlir"
+    else:
+        traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log,
+                          frontend=frontend)
+    batch, seq, dtype = traced.info["batch"], traced.info["seq"], traced.info["dtype"]
     log(f"traced on {traced.device} in {traced.seconds['export']:.2f} s; imported "
         f"{len(traced.graph.ops)} ops in {traced.seconds['import']:.2f} s")
     t1 = time.perf_counter()
@@ -65,10 +74,17 @@ def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "
             "peak_rss_bytes": peak_rss_bytes(),
         },
     }
-    return Compiled(traced, report, text)
+    mlir_text = None
+    if frontend == "torch-mlir":  # torch-mlir's own import, FX graph -> torch dialect, and what it held
+        report["compile"].update(frontend="torch-mlir", mlir_import_seconds=traced.seconds["mlir_import"],
+                                 mlir_ops=traced.mlir_ops, **traced.memory)
+        mlir_text = traced.mlir_text() if not spec.endswith(".mlir") else None
+    return Compiled(traced, report, text, mlir_text)
 
 
 def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     files = {"model.ir": c.ir_text, "report.json": to_json(c.report), "report.txt": to_text(c.report)}
+    if c.mlir_text is not None:
+        files["model.mlir"] = c.mlir_text
     write_dir(out_dir, files)
     return [Path(out_dir) / n for n in files]

@@ -25,6 +25,7 @@ from .zoo import ZooModel, gpt2_param_count, lookup
 # Compiling needs no weight data, so only test-size models are built with real (random)
 # weights; `wafer run` and the numerics tests ask for weights="random" explicitly.
 META_THRESHOLD_PARAMS = 50_000_000
+FRONTENDS = ("torch-export", "torch-mlir")
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _info(cfg) -> dict[str, Any]:
 
 
 def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f32",
-             weights: str = "auto", seed: int = 0, log=lambda msg: None) -> Traced:
+             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export") -> Traced:
     """Build a GPT-2-style LM (zoo name or HF config path) and trace it to our IR.
 
     weights: "random" (seeded, real tensors), "meta" (no data), or "auto" (meta above
@@ -145,15 +146,21 @@ def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f3
         weights = "meta" if approx > META_THRESHOLD_PARAMS else "random"
     if weights not in ("meta", "random"):
         raise UsageError(f"weights={weights!r} is not one of auto, meta, random")
+    if frontend not in FRONTENDS:
+        raise UsageError(f"--frontend {frontend} is not one of {', '.join(FRONTENDS)}")
     device = torch.device("meta" if weights == "meta" else "cpu")
-    log(f"tracing {name} (batch {batch}, seq {seq}, {dtype}) on {device.type} with torch.export")
+    log(f"tracing {name} (batch {batch}, seq {seq}, {dtype}) on {device.type} with {frontend}")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     with device:
         model = GPT2LMHeadModel(cfg).to(IR_TO_TORCH[dtype])
         ids = torch.zeros((batch, seq), dtype=torch.long)
     t1 = time.perf_counter()
-    traced = trace_module(CausalLM(model), (ids,), name, strip_prefix="model.")
+    if frontend == "torch-mlir":  # torch.export, then torch-mlir's torch dialect, then our IR
+        from .torch_mlir_trace import trace_module_mlir as trace
+    else:
+        trace = trace_module
+    traced = trace(CausalLM(model), (ids,), name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **_info(cfg), "batch": batch, "seq": seq,
                    "dtype": dtype, "seed": seed}
