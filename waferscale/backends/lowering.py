@@ -66,7 +66,7 @@ def _where(g: Graph, op: Op) -> str:
     return f"%{op.result.name} = {op.kind}" + (f" at {loc}" if loc else "")
 
 
-def _kernel_model(g: Graph, op: Op, origins: list[set], tokens: int) -> K.Kernel:
+def _kernel_model(g: Graph, op: Op, origins: list[set], tokens: int, samples: int) -> K.Kernel:
     t: TensorType = op.type
     dtype, elem = t.dtype, t.nbytes // max(t.numel, 1) or 1
     is_param = [bool(o) and all(kind == "param" for kind, _ in o) for o in origins]
@@ -88,7 +88,7 @@ def _kernel_model(g: Graph, op: Op, origins: list[set], tokens: int) -> K.Kernel
                                    "operand (only causal=true or no mask)")
         if q.shape[-2] != op.operands[1].type.shape[-2]:
             raise UnsupportedError(f"lowering {_where(g, op)}: cross-attention (queries and keys of different length)")
-        heads = prod(q.shape[:-2]) * q.shape[-2] // tokens
+        heads = prod(q.shape[:-2]) * q.shape[-2] // (tokens * samples)  # per sample
         return K.Attention(tokens=tokens, dtype=dtype, elem=elem, heads=max(heads, 1), d_head=q.shape[-1],
                            causal=bool(a.get("causal")))
     if op.kind in ROWWISE:
@@ -120,7 +120,7 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
             origins[op.result.name] = set().union(*ins) if ins else set()
             continue
         kid = len(kernels)
-        model = _kernel_model(g, op, ins, tokens)
+        model = _kernel_model(g, op, ins, tokens, samples)
         base = f"{g.loc(op.result) or op.result.name}/{op.kind}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"

@@ -1,0 +1,35 @@
+"""The verifier's placement rules: every kernel inside the mesh, no core shared by two kernels,
+SRAM per core within capacity, one rectangle per kernel."""
+
+from __future__ import annotations
+
+from ..backends.lowering import Program
+from ..errors import VerifyError
+from .placement import Placement
+
+
+def verify_placement(prog: Program, placement: Placement) -> Placement:
+    m = placement.machine
+    if len(placement.rects) != len(prog.kernels):
+        raise VerifyError("placement-count", f"{len(prog.kernels)} kernels but {len(placement.rects)} rectangles")
+    for k, r in zip(prog.kernels, placement.rects):
+        if r.rows < 1 or r.cols < 1 or r.row < 0 or r.col < 0 or r.row + r.rows > m.rows or r.col + r.cols > m.cols:
+            raise VerifyError("placement-bounds", f"kernel {k.name} at rows {r.row}..{r.row + r.rows - 1}, cols "
+                              f"{r.col}..{r.col + r.cols - 1} leaves the {m.rows}x{m.cols} mesh of {m.name}")
+        sram = k.model.sram(r.rows, r.cols)
+        if sum(sram.values()) > m.usable_sram_bytes:
+            parts = ", ".join(f"{b} {n:,}" for b, n in sram.items())
+            raise VerifyError("placement-sram", f"kernel {k.name} on {r.rows}x{r.cols} cores needs "
+                              f"{sum(sram.values()):,} B of SRAM per core ({parts}) and {m.name} has "
+                              f"{m.usable_sram_bytes:,} B usable per core")
+    order = sorted(range(len(placement.rects)), key=lambda i: (placement.rects[i].col, placement.rects[i].row))
+    for a_i, a in enumerate(order):  # sweep by column: only rectangles whose columns meet can overlap
+        ra = placement.rects[a]
+        for b in order[a_i + 1:]:
+            rb = placement.rects[b]
+            if rb.col >= ra.col + ra.cols:
+                break
+            if ra.overlaps(rb):
+                raise VerifyError("placement-overlap", f"kernels {prog.kernels[a].name} and {prog.kernels[b].name} "
+                                  f"share cores ({ra.as_list()} and {rb.as_list()} as [row, col, rows, cols])")
+    return placement

@@ -1,0 +1,25 @@
+"""``trace.json``: the simulated timeline in Chrome trace format (opens in Perfetto or
+chrome://tracing), one track per kernel, one slice per chunk of tokens it computed."""
+
+from __future__ import annotations
+
+import json
+
+from .wafer import Placed
+
+
+def chrome_trace(p: Placed) -> str:
+    us = 1e6 / p.machine.clock_hz  # microseconds per cycle
+    events = [{"ph": "M", "pid": 1, "name": "process_name",
+               "args": {"name": f"{p.program.graph.name} on {p.machine.name} ({p.machine.rows}x{p.machine.cols})"}}]
+    for k in p.program.kernels:
+        events.append({"ph": "M", "pid": 1, "tid": k.id, "name": "thread_name",
+                       "args": {"name": f"{k.id:03d} {k.name}"}})
+        events.append({"ph": "M", "pid": 1, "tid": k.id, "name": "thread_sort_index", "args": {"sort_index": k.id}})
+    for kid, sample, chunk, start, end in sorted(p.sim.spans, key=lambda s: (s[0], s[3])):
+        events.append({"ph": "X", "pid": 1, "tid": kid, "name": p.program.kernels[kid].op.kind,
+                       "ts": round(start * us, 6), "dur": round((end - start) * us, 6),
+                       "args": {"sample": sample, "chunk": chunk, "cycles": end - start}})
+    doc = {"traceEvents": events, "displayTimeUnit": "ns",
+           "otherData": {"cycles": p.sim.cycles, "clock_hz": p.machine.clock_hz, "target": p.machine.name}}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n"

@@ -1,0 +1,205 @@
+"""The wafer stage of ``wafer compile --target``: lower, place, route, simulate, and describe.
+
+``place_on_wafer`` runs the stages in order, checks the placement with the verifier's rules,
+and returns everything a report needs; ``placement_json`` and ``wafer_report`` turn it into
+``placement.json`` and the ``report.json`` sections (``target``, ``mode``, ``time``,
+``placement``). Nothing here depends on wall-clock time, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import __version__
+from .backends import assumptions as A
+from .backends.lowering import IO, Program, lower
+from .backends.machine import Machine, get_machine
+from .ir.graph import Graph
+from .passes.placement import Placement, place
+from .passes.placement_check import verify_placement
+from .passes.routing import Routing, route
+from .runtime.tile_sim import SimResult, simulate
+
+MODE = "layer-pipelined"
+
+
+@dataclass
+class Placed:
+    machine: Machine
+    program: Program
+    placement: Placement
+    routing: Routing
+    sim: SimResult
+    model_flops: int  # registry FLOPs of the whole run (all samples), as in report.json's model section
+    seconds: dict[str, float]
+
+
+def place_on_wafer(g: Graph, batch: int, seq: int, target: str, log=lambda msg: None) -> Placed:
+    machine = get_machine(target)
+    seconds = {}
+    t = time.perf_counter()
+    prog = lower(g, samples=batch, tokens=seq)
+    seconds["lower"] = time.perf_counter() - t
+    log(f"lowered {len(g.ops)} ops to {len(prog.kernels)} kernels and {len(prog.flows)} flows")
+    t = time.perf_counter()
+    placement = verify_placement(prog, place(prog, machine, log=log))
+    seconds["place"] = time.perf_counter() - t
+    log(f"placed on {machine.name} ({machine.rows}x{machine.cols}) in bands of {placement.band_rows} rows: "
+        f"{100 * placement.occupancy:.1f}% of the cores")
+    t = time.perf_counter()
+    routing = route(prog, placement)
+    seconds["route"] = time.perf_counter() - t
+    log(f"routed {len(routing.routes)} flows: mean {routing.mean_hops():.1f} hops, at most "
+        f"{routing.max_colors} colors on a link")
+    t = time.perf_counter()
+    total = len(prog.kernels) * prog.samples * -(-prog.tokens // A.CHUNK_TOKENS)
+    sim = simulate(prog, placement, routing,
+                   progress=lambda done, n: log(f"simulating: {done:,}/{n:,} kernel chunks") if done % 4096 == 0
+                   else None)
+    seconds["simulate"] = time.perf_counter() - t
+    log(f"simulated {total:,} kernel chunks: {sim.cycles:,} cycles")
+    flops = sum(k.flops for k in prog.kernels)
+    return Placed(machine, prog, placement, routing, sim, flops, seconds)
+
+
+def _link_name(link) -> str:
+    row, col, d = link
+    return f"({row},{col})->{d}"
+
+
+def placement_json(p: Placed) -> dict:
+    m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
+    g = prog.graph
+    total = max(sim.cycles, 1)
+    kernels = []
+    for k, r, stage, t in zip(prog.kernels, pl.rects, pl.stage_cycles, sim.kernels):
+        sram = k.model.sram(r.rows, r.cols)
+        peak = 2 * m.lanes(k.model.dtype) * r.cores * total
+        kernels.append({
+            "id": k.id, "name": k.name, "op": k.op.kind, "value": k.op.result.name, "loc": g.loc(k.op.result),
+            "decomposition": k.model.decomposition,
+            "rect": {"row": r.row, "col": r.col, "rows": r.rows, "cols": r.cols}, "cores": r.cores,
+            "sram_bytes_per_core": dict(sram, total=sum(sram.values())),
+            "sram_fraction": sum(sram.values()) / m.sram_bytes,
+            "weights": list(k.weights), "weight_bytes": k.weight_bytes,
+            "flops": k.flops, "executed_flops": t.executed_flops,
+            "stage_cycles_per_sample": stage, "busy_cycles": t.busy, "cycles": t.busy,
+            "fill_cycles": k.model.fill(r.rows, r.cols, m),
+            "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
+            "utilization": t.executed_flops / peak if peak else 0.0, "bound": t.bound,
+        })
+    names = {k.id: k.name for k in prog.kernels}
+    flows = []
+    for rt in p.routing.routes:
+        f = prog.flows[rt.flow]
+        first = rt.links[0] if rt.links else None
+        flows.append({
+            "src": f.src, "dst": f.dst, "src_name": "io" if f.src == IO else names[f.src], "dst_name": names[f.dst],
+            "value": f.value, "hops": rt.hops, "lanes": rt.lanes, "bytes": rt.bytes_per_sample * prog.samples,
+            "bytes_per_sample": rt.bytes_per_sample,
+            "route": {"from": list(first[:2]) if first else None, "to": _route_end(rt),
+                      "links": [_link_name(x) for x in rt.links] if rt.hops <= 64 else None},
+        })
+    return {
+        "version": __version__, "target": m.as_dict(), "mode": MODE, "band_rows": pl.band_rows,
+        "cores_used": pl.cores_used, "occupancy": pl.occupancy,
+        "kernels": kernels, "flows": flows,
+        "links": {
+            "max_colors": p.routing.max_colors, "mean_hops": p.routing.mean_hops(),
+            "busiest": [{"link": _link_name(link), "bytes_per_sample": b, "colors": p.routing.link_colors[link]}
+                        for link, b in p.routing.busiest(10)],
+        },
+        "assumptions": assumptions_dict(),
+    }
+
+
+def _route_end(rt):
+    if not rt.links:
+        return None
+    row, col, d = rt.links[-1]
+    dr, dc = {"E": (0, 1), "W": (0, -1), "S": (1, 0), "N": (-1, 0)}[d]
+    return [row + dr, col + dc]
+
+
+def assumptions_dict() -> dict:
+    return {k: v for k, v in vars(A).items() if k.isupper()}
+
+
+def wafer_report(p: Placed) -> dict:
+    """The sections ``wafer compile --target`` adds to report.json."""
+    m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
+    seconds = sim.cycles / m.clock_hz
+    tokens = prog.samples * prog.tokens
+    stages = pl.stage_cycles
+    slowest = max(stages)
+    mean = sum(stages) / len(stages)
+    bound_cycles = {}
+    for t in sim.kernels:
+        bound_cycles[t.bound] = bound_cycles.get(t.bound, 0) + 1
+    slow = max(range(len(stages)), key=lambda i: (stages[i], -i))
+    return {
+        "target": m.name,
+        "machine": m.as_dict(),
+        "mode": MODE,
+        "time": {
+            "samples": prog.samples, "tokens": tokens, "cycles": sim.cycles, "seconds": seconds,
+            "tokens_per_s": tokens / seconds, "samples_per_s": prog.samples / seconds,
+            "mfu": p.model_flops / (seconds * m.peak_flops),
+            "steady_tokens_per_s": prog.tokens * m.clock_hz / slowest,  # one sample per slowest stage
+            "roofline_cycles": sim.roofline_cycles, "roofline": sim.roofline,
+            "slowest_stage": {"kernel": prog.kernels[slow].name, "cycles_per_sample": slowest},
+            "kernels_by_bound": dict(sorted(bound_cycles.items())),
+            "chunk_tokens": min(A.CHUNK_TOKENS, prog.tokens),
+        },
+        "placement": {
+            "occupancy": pl.occupancy, "cores_used": pl.cores_used, "kernels": len(prog.kernels),
+            "flows": len(prog.flows), "band_rows": pl.band_rows,
+            "slowest_stage_over_mean": slowest / mean,
+            "mean_hops": p.routing.mean_hops(), "max_colors": p.routing.max_colors,
+            "busiest_links": [{"link": _link_name(link), "bytes_per_sample": b}
+                              for link, b in p.routing.busiest(5)],
+            "weight_bytes_on_wafer": prog.weight_bytes,
+        },
+    }
+
+
+def _bytes(n: float) -> str:
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def placement_text(report: dict, pj: dict) -> str:
+    """The wafer section of report.txt (and of ``wafer report``)."""
+    t, pl, m = report["time"], report["placement"], pj["target"]
+    lines = [
+        "",
+        f"Wafer: {m['name']} ({m['rows']}x{m['cols']} = {m['cores']:,} cores, "
+        f"{_bytes(m['sram_bytes_per_core'])} SRAM/core, {m['fmacs_per_cycle']} FMAC/cycle, clock {m['clock_hz'] / 1e9:.2f} GHz assumed), mode {pj['mode']}",
+        f"  time            {t['samples']} sample(s) x {t['tokens'] // t['samples']} tokens: {t['cycles']:,} cycles = "
+        f"{1e3 * t['seconds']:.3f} ms; {t['tokens_per_s'] / 1e6:.3f} M tokens/s "
+        f"(steady state {t['steady_tokens_per_s'] / 1e6:.3f} M); MFU {100 * t['mfu']:.1f}%",
+        f"  roofline        {t['roofline_cycles']:,.0f} cycles ("
+        + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(t["roofline"].items()))
+        + f"); simulated / roofline = {t['cycles'] / max(t['roofline_cycles'], 1):.2f}",
+        f"  placement       {pl['kernels']} kernels on {pl['cores_used']:,} cores ({100 * pl['occupancy']:.1f}%), "
+        f"bands of {pl['band_rows']} rows; slowest stage / mean {pl['slowest_stage_over_mean']:.2f} "
+        f"({t['slowest_stage']['kernel']}, {t['slowest_stage']['cycles_per_sample']:,} cycles/sample)",
+        f"  fabric          {pl['flows']} flows, mean {pl['mean_hops']:.1f} hops (weighted by bytes), at most "
+        f"{pl['max_colors']} of {m['colors']} colors on a link",
+        "  busiest links   " + ", ".join(f"{b['link']} {_bytes(b['bytes_per_sample'])}/sample"
+                                         for b in pl["busiest_links"][:3]),
+        "  bounds          " + ", ".join(f"{n} {k}" for k, n in t["kernels_by_bound"].items()) + " kernels",
+        "",
+        f"  {'id':>4} {'kernel':<44} {'rect r,c rows x cols':<22} {'cores':>8} {'SRAM/core':>10} "
+        f"{'util':>6} {'busy':>6} {'bound':<8}",
+    ]
+    for k in pj["kernels"]:
+        r = k["rect"]
+        rect = f"{r['row']},{r['col']} {r['rows']}x{r['cols']}"
+        lines.append(f"  {k['id']:>4} {k['name'][:44]:<44} {rect:<22} {k['cores']:>8,} "
+                     f"{_bytes(k['sram_bytes_per_core']['total']):>10} {100 * k['utilization']:>5.1f}% "
+                     f"{100 * k['busy_fraction']:>5.1f}% {k['bound']:<8}")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
