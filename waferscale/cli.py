@@ -45,12 +45,41 @@ def cmd_compile(args) -> int:
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix == ".mlir" else model.name))
     c = compile_lm(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
-                   frontend=args.frontend)
+                   frontend=args.frontend, target=args.target)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
           f"{c.report['ir']['op_count']} ops -> {out}/")
+    if c.placed is not None:
+        t, pl = c.report["time"], c.report["placement"]
+        print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
+              f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
+              f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
+    return 0
+
+
+def cmd_report(args) -> int:
+    import json
+
+    from .report import to_text
+    from .wafer import placement_text
+
+    d = Path(args.dir)
+    try:
+        report = json.loads((d / "report.json").read_text())
+        pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
+    except OSError as e:
+        raise UsageError(f"cannot read {d}/report.json: {e.strerror}; pass a directory written by "
+                         "`wafer compile -o DIR`") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{d}: a report file is not valid JSON ({e.msg} at line {e.lineno})") from None
+    try:
+        text = to_text(report) + (placement_text(report, pj) if pj is not None else "")
+    except KeyError as e:
+        raise UsageError(f"{d}/report.json lacks the key {e.args[0]!r}: was it written by an older "
+                         "waferscale? compile again") from None
+    sys.stdout.write(text)
     return 0
 
 
@@ -129,8 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="output directory (default: out/MODEL)")
     s.add_argument("--frontend", choices=["torch-export", "torch-mlir"], default="torch-export",
                    help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
+    s.add_argument("--target", default=None, help="place and simulate on wse2, wse3 or mesh:RxC[,sram_kib=..,"
+                   "fmac=..,clock_ghz=..]; writes placement.json, trace.json and mesh.png too")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("opt", help="read, verify and print text IR")
     s.add_argument("file")

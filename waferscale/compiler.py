@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .backends.machine import get_machine
 from .frontend.torch_export import Traced, trace_lm
 from .ir import print_graph, verify
+from .mesh_plot import mesh_png
 from .report import to_json, to_text, write_dir
 from .stats import model_stats
+from .trace import chrome_trace
+from .wafer import Placed, place_on_wafer, placement_json, placement_text, wafer_report
 
 
 def peak_rss_bytes() -> int:
@@ -27,14 +31,19 @@ class Compiled:
     report: dict
     ir_text: str
     mlir_text: str | None = None  # the torch-dialect module (--frontend torch-mlir)
+    placed: Placed | None = None  # the wafer stage (--target)
 
 
 def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f16",
                weights: str = "auto", seed: int = 0, log=lambda msg: None,
-               frontend: str = "torch-export") -> Compiled:
-    """seq None compiles at the model's whole context. A spec ending in .mlir is a torch-dialect
+               frontend: str = "torch-export", target: str | None = None) -> Compiled:
+    """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) adds the wafer
+    stage: lowering, placement, routing and the tile-level simulation. A spec ending in .mlir is
+    a torch-dialect
     module (torch-mlir's); its shapes and dtypes are its own, so batch, seq and dtype are ignored."""
     t0 = time.perf_counter()
+    if target is not None:
+        get_machine(target)  # an unknown target fails before any work
     if spec.endswith(".mlir"):
         from .frontend.torch_mlir_trace import trace_mlir_file
 
@@ -79,12 +88,27 @@ def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "
         report["compile"].update(frontend="torch-mlir", mlir_import_seconds=traced.seconds["mlir_import"],
                                  mlir_ops=traced.mlir_ops, **traced.memory)
         mlir_text = traced.mlir_text() if not spec.endswith(".mlir") else None
-    return Compiled(traced, report, text, mlir_text)
+    placed = None
+    if target is not None:
+        t2 = time.perf_counter()
+        placed = place_on_wafer(g, batch, seq, target, log=log)
+        report.update(wafer_report(placed))
+        report["compile"]["wafer_seconds"] = time.perf_counter() - t2
+        report["compile"]["wafer_stage_seconds"] = placed.seconds
+        report["compile"]["seconds"] = time.perf_counter() - t0
+        report["compile"]["peak_rss_bytes"] = peak_rss_bytes()
+    return Compiled(traced, report, text, mlir_text, placed)
 
 
 def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     files = {"model.ir": c.ir_text, "report.json": to_json(c.report), "report.txt": to_text(c.report)}
     if c.mlir_text is not None:
         files["model.mlir"] = c.mlir_text
+    if c.placed is not None:
+        pj = placement_json(c.placed)
+        files["report.txt"] += placement_text(c.report, pj)
+        files["placement.json"] = to_json(pj)
+        files["trace.json"] = chrome_trace(c.placed)
+        files["mesh.png"] = mesh_png(c.placed)
     write_dir(out_dir, files)
     return [Path(out_dir) / n for n in files]
