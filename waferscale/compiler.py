@@ -39,8 +39,8 @@ def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "
                frontend: str = "torch-export", target: str | None = None) -> Compiled:
     """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) adds the wafer
     stage: lowering, placement, routing and the tile-level simulation. A spec ending in .mlir is
-    a torch-dialect
-    module (torch-mlir's); its shapes and dtypes are its own, so batch, seq and dtype are ignored."""
+    a torch-dialect module (torch-mlir's); its shapes and dtypes are its own, so batch, seq and
+    dtype are ignored."""
     t0 = time.perf_counter()
     if target is not None:
         get_machine(target)  # an unknown target fails before any work
