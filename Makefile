@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Compile Cerebras-GPT 111M at its full 2048-token context and write its report to out/.
+# Compile Cerebras-GPT 111M at its full 2048-token context, place and simulate it on a WSE-2,
+# and write its report, placement, timeline and mesh picture to out/.
 demo: $(STAMP)
-	$(BIN)/wafer compile cerebras-gpt-111m -o out/cerebras-gpt-111m
+	$(BIN)/wafer compile cerebras-gpt-111m --target wse2 --batch 4 -o out/cerebras-gpt-111m
 	cat out/cerebras-gpt-111m/report.txt
 
 test: $(STAMP)

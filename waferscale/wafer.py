@@ -126,6 +126,31 @@ def assumptions_dict() -> dict:
     return {k: v for k, v in vars(A).items() if k.isupper()}
 
 
+def critical_path(p: Placed) -> tuple[int, list[str]]:
+    """The longest chain of kernels, weighted by each one's first chunk and fill plus its flows'
+    hop latency: the least time a first chunk needs to cross the pipeline (a latency bound)."""
+    import networkx as nx
+
+    from .runtime.tile_sim import chunks
+
+    prog, m = p.program, p.machine
+    p0, p1 = chunks(prog.tokens)[0]
+    dag = nx.DiGraph()
+    cost = {}
+    for k, r in zip(prog.kernels, p.placement.rects):
+        cost[k.id] = k.model.cycles(r.rows, r.cols, p0, p1, m)[0] + k.model.fill(r.rows, r.cols, m)
+        dag.add_node(k.id)
+    for rt in p.routing.routes:
+        f = prog.flows[rt.flow]
+        if f.src != IO:
+            w = cost[f.src] + rt.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+            if w > dag.get_edge_data(f.src, f.dst, {"w": -1})["w"]:
+                dag.add_edge(f.src, f.dst, w=w)
+    path = nx.dag_longest_path(dag, weight="w", default_weight=0)
+    length = nx.dag_longest_path_length(dag, weight="w", default_weight=0) + cost[path[-1]]
+    return int(length), [prog.kernels[i].name for i in path]
+
+
 def wafer_report(p: Placed) -> dict:
     """The sections ``wafer compile --target`` adds to report.json."""
     m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
@@ -138,6 +163,7 @@ def wafer_report(p: Placed) -> dict:
     for t in sim.kernels:
         bound_cycles[t.bound] = bound_cycles.get(t.bound, 0) + 1
     slow = max(range(len(stages)), key=lambda i: (stages[i], -i))
+    path_cycles, path = critical_path(p)
     return {
         "target": m.name,
         "machine": m.as_dict(),
@@ -150,6 +176,7 @@ def wafer_report(p: Placed) -> dict:
             "roofline_cycles": sim.roofline_cycles, "roofline": sim.roofline,
             "slowest_stage": {"kernel": prog.kernels[slow].name, "cycles_per_sample": slowest},
             "kernels_by_bound": dict(sorted(bound_cycles.items())),
+            "critical_path_cycles": path_cycles, "critical_path_kernels": len(path),
             "chunk_tokens": min(A.CHUNK_TOKENS, prog.tokens),
         },
         "placement": {
@@ -177,7 +204,8 @@ def placement_text(report: dict, pj: dict) -> str:
     lines = [
         "",
         f"Wafer: {m['name']} ({m['rows']}x{m['cols']} = {m['cores']:,} cores, "
-        f"{_bytes(m['sram_bytes_per_core'])} SRAM/core, {m['fmacs_per_cycle']} FMAC/cycle, clock {m['clock_hz'] / 1e9:.2f} GHz assumed), mode {pj['mode']}",
+        f"{_bytes(m['sram_bytes_per_core'])} SRAM/core, {m['fmacs_per_cycle']} FMAC/cycle, "
+        f"clock {m['clock_hz'] / 1e9:.2f} GHz assumed), mode {pj['mode']}",
         f"  time            {t['samples']} sample(s) x {t['tokens'] // t['samples']} tokens: {t['cycles']:,} cycles = "
         f"{1e3 * t['seconds']:.3f} ms; {t['tokens_per_s'] / 1e6:.3f} M tokens/s "
         f"(steady state {t['steady_tokens_per_s'] / 1e6:.3f} M); MFU {100 * t['mfu']:.1f}%",
