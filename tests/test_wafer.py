@@ -137,6 +137,13 @@ def test_a_model_that_does_not_fit_names_the_shortfall():
         place(prog, get_machine("mesh:3x3"))
 
 
+def test_a_kernel_that_cannot_fit_gives_its_buffers():
+    t = traced("tiny", seq=16, weights="meta", dtype="f16")
+    with pytest.raises(FitError, match=r"kernel transformer.wte/embedding does not fit on mesh:1x1: even on 1x1 "
+                       r"cores each core needs [\d,]+ B of SRAM \(weights 65,536 B, .*fabric_queues"):
+        place(lower(t.graph, 1, 16), get_machine("mesh:1x1"))
+
+
 def test_too_many_colors_on_a_link_is_an_error():
     _, p = placed("mesh:32x32")
     few = dataclasses.replace(p.placement, machine=dataclasses.replace(p.machine, colors=3))

@@ -120,10 +120,14 @@ def _band_heights(machine: Machine) -> list[int]:
 def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
     best = None
     shortfall = None
+    unfit = None  # a kernel that no rectangle of the tallest band holds
     for band in _band_heights(machine):
         s = _Sizer(prog, machine, band)
         mins = [s.min_width(i) for i in range(len(prog.kernels))]
-        if any(m is None for m in mins):
+        if None in mins:
+            if unfit is None:
+                i = mins.index(None)
+                unfit = (prog.kernels[i], s.heights[i], s.max_w[i])
             continue
         if _pack(mins, s.heights, band, machine) is None:
             need = sum(s.heights[i] * mins[i] for i in range(len(mins)))
@@ -143,8 +147,19 @@ def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
         if best is None or key < best[0]:
             best = (key, Placement(machine, tuple(rects), band, times))
     if best is None:
+        if shortfall is None and unfit is not None:
+            raise _kernel_fit_error(machine, *unfit)
         raise _fit_error(prog, machine, shortfall)
     return best[1]
+
+
+def _kernel_fit_error(machine: Machine, kernel, rows: int, cols: int) -> FitError:
+    sram = kernel.model.sram(rows, cols)
+    parts = ", ".join(f"{b} {n:,} B" for b, n in sram.items())
+    return FitError(
+        f"kernel {kernel.name} does not fit on {machine.name}: even on {rows}x{cols} cores each core needs "
+        f"{sum(sram.values()):,} B of SRAM ({parts}) and has {machine.usable_sram_bytes:,} B usable; use a "
+        "bigger --target (wse3, or mesh:RxC with more cores or sram_kib), or a shorter --seq")
 
 
 def _fit_error(prog: Program, machine: Machine, cores_needed: int | None) -> FitError:
