@@ -9,13 +9,13 @@ import torch
 
 from waferscale.cli import main
 from waferscale.errors import UnsupportedError, UsageError
-from waferscale.frontend.torch_export import trace_lm
+from waferscale.frontend.torch_export import trace_lm, trace_module
 from waferscale.frontend.torch_mlir_trace import trace_mlir_file, trace_module_mlir
 from waferscale.ir import print_graph
 from waferscale.runtime.interpreter import run
 
 from .conftest import traced
-from .test_frontend import Net
+from .test_frontend import Mlp, Net
 
 
 @functools.cache
@@ -85,6 +85,18 @@ def test_a_torch_operator_op_is_folded_or_named(tmp_path):
         trace_mlir_file(str(f))
 
 
+def test_a_module_written_by_stock_torch_mlir_compiles(tmp_path):
+    # export_and_import's own frozen import: weights inlined as blobs, parameters named by blob keys
+    from torch_mlir import fx
+
+    m, x = Mlp().eval(), torch.randn(5, 6)
+    f = tmp_path / "mlp.mlir"
+    f.write_text(str(fx.export_and_import(m, x, decomposition_table={})))
+    g, ref = trace_mlir_file(str(f)).graph, trace_module(m, (x,), "mlp").graph
+    assert [(op.kind, op.attrs, op.type) for op in g.ops] == [(op.kind, op.attrs, op.type) for op in ref.ops]
+    assert sorted(p.type.shape for p in g.params) == sorted(p.type.shape for p in ref.params)
+
+
 def test_a_malformed_file_is_one_line_with_its_position(tmp_path):
     f = tmp_path / "bad.mlir"
     f.write_text(CUMSUM.replace("%arg0 : !v -> !v", "%arg0 : !v ->"))
@@ -109,3 +121,5 @@ def test_cli_compiles_a_model_through_torch_mlir_and_then_its_mlir_file(capsys, 
     assert main(["compile", str(bad), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("wafer: error: ") and "bad.mlir:2:3" in err and err.count("\n") == 1
+    assert main(["compile", str(a / "model.mlir"), "--seq", "8", "-q"]) == 2
+    assert "drop --batch and --seq" in capsys.readouterr().err

@@ -45,8 +45,11 @@ def compile_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "
     if target is not None:
         get_machine(target)  # an unknown target fails before any work
     if spec.endswith(".mlir"):
+        from .errors import UsageError
         from .frontend.torch_mlir_trace import trace_mlir_file
 
+        if seq is not None or batch != 1:
+            raise UsageError(f"{spec} is a torch-dialect module with shapes of its own: drop --batch and --seq")
         traced, frontend = trace_mlir_file(spec, log=log), "torch-mlir"
     else:
         traced = trace_lm(spec, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log,

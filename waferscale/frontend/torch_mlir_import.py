@@ -32,7 +32,7 @@ from torch_mlir.extras.fx_importer import (
 )
 
 from ..errors import UnsupportedError, UsageError
-from ..ir import GraphBuilder, TensorType
+from ..ir import GraphBuilder, TensorType, Value
 from ..ir.graph import Graph
 from ..passes.dce import dead_code_elimination
 from .dtypes import ir_dtype
@@ -167,7 +167,7 @@ class MlirImporter(Importer):
         self.loc: str | None = None
         self.node: OpNode | None = None
         self.mlir_op: ir.Operation | None = None
-        self.param_keys: dict[str, str] = {}  # IR parameter name -> resource key
+        self.params: dict[str, Value] = {}  # resource key -> IR parameter
 
     # -- what converters call, beyond Importer's op() and tensor()
     def out_type(self) -> TensorType:
@@ -229,9 +229,9 @@ class MlirImporter(Importer):
         t = vtensor(op.results[0].type)
         if _is_resource(attr):
             key = resource_key(attr)
-            name = _symbol(key)
-            self.param_keys[name] = key
-            return self.b.param(name, TensorType(t.shape, ir_dtype(t.dtype)))
+            if key not in self.params:  # torch-mlir's frozen import repeats a literal at each use
+                self.params[key] = self.b.param(_symbol(key), TensorType(t.shape, ir_dtype(t.dtype)))
+            return self.params[key]
         if isinstance(attr, (ir.DenseIntElementsAttr, ir.DenseFPElementsAttr)):
             if attr.is_splat:
                 data = np.full(t.shape, attr.get_splat_value().value)
@@ -312,7 +312,7 @@ def import_module(m: ir.Module, source: str = "<module>") -> tuple[Graph, dict[s
     imp = MlirImporter(entry_function(m, source))
     g = imp.run()
     kept = {p.name for p in g.params}
-    return g, {k: v for k, v in imp.param_keys.items() if k in kept}
+    return g, {p.name: key for key, p in imp.params.items() if p.name in kept}
 
 
 def parse_file(path: str | Path, context: ir.Context) -> ir.Module:
