@@ -15,7 +15,7 @@ from waferscale.ir import print_graph
 from waferscale.runtime.interpreter import run
 
 from .conftest import traced
-from .test_frontend import Mlp, Net
+from .test_frontend import MaskedAttention, Mlp, Net
 
 
 @functools.cache
@@ -28,6 +28,22 @@ def test_both_frontends_give_the_same_ir(name, seq, weights):
     ours = traced_mlir(name, seq=seq, weights=weights)
     assert ours.device == ("meta" if weights == "meta" else "cpu")
     assert print_graph(ours.graph) == print_graph(traced(name, seq=seq, weights=weights).graph)
+
+
+@pytest.mark.parametrize("band", [None, 2])
+def test_buffers_are_folded_the_same_way(band):
+    # a real buffer is an inline dense literal in the module; a causal mask still becomes causal=true
+    q = torch.randn(1, 2, 6, 4)
+    mask = torch.ones(6, 6, dtype=torch.bool).tril()
+    if band is not None:
+        mask &= ~torch.ones(6, 6, dtype=torch.bool).tril(-band)
+    ours = trace_module_mlir(MaskedAttention(mask), (q,), "masked")
+    assert print_graph(ours.graph) == print_graph(trace_module(MaskedAttention(mask), (q,), "masked").graph)
+    (att,) = [op for op in ours.graph.ops if op.kind == "attention"]
+    assert att.attr["causal"] is (band is None)
+    (out,) = run(ours.graph, {ours.graph.inputs[0].name: q.numpy()}, ours.weights or {})
+    ref = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_the_module_holds_no_weight_data_and_names_every_parameter():
@@ -103,6 +119,13 @@ def test_a_malformed_file_is_one_line_with_its_position(tmp_path):
     with pytest.raises(UsageError, match=r"bad\.mlir:\d+:\d+: not a valid torch-dialect module: ") as e:
         trace_mlir_file(str(f))
     assert "\n" not in str(e.value)
+
+
+def test_a_module_whose_types_torch_would_not_write_is_one_line(tmp_path):
+    f = tmp_path / "mm.mlir"
+    f.write_text(CUMSUM.replace("torch.aten.exp %arg0 : !v -> !v", "torch.aten.mm %arg0, %arg0 : !v, !v -> !v"))
+    with pytest.raises(UsageError, match=r"torch\.aten\.mm at .*mm\.mlir:6:10 does not type-check: matmul"):
+        trace_mlir_file(str(f))
 
 
 def test_cli_compiles_a_model_through_torch_mlir_and_then_its_mlir_file(capsys, tmp_path):

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.export.graph_signature import InputKind
 from torch_mlir import ir
 from torch_mlir.dialects import torch as torch_d
 from torch_mlir.extras.fx_importer import (
     TORCH_DTYPE_TO_MLIR_TYPE,
+    TORCH_DTYPE_TO_MLIR_TYPE_ASM,
     TORCH_DTYPE_TO_NPY_TYPE,
     ContextCache,
     FxImporter,
@@ -75,16 +75,15 @@ class _Importer(FxImporter):
         self._cc = _ModulePathLocations(self._c, strip, py_attr_tracker=self._py_attr_tracker)
 
 
-def _inline_literal(t: torch.Tensor, vtensor_type: ir.Type) -> ir.Value:
-    array = np.asarray(t.detach().cpu().numpy(), dtype=TORCH_DTYPE_TO_NPY_TYPE[t.dtype])
+def _inline_literal(t: torch.Tensor) -> ir.Value:
+    """torch.vtensor.literal(dense<...>): a real constant, small, which the reader folds."""
+    if t.dtype not in TORCH_DTYPE_TO_NPY_TYPE:
+        raise UnsupportedError(f"a constant tensor of dtype {t.dtype}")
+    t = t.detach().cpu()
+    array = (t.float() if t.dtype == torch.bfloat16 else t).numpy().astype(TORCH_DTYPE_TO_NPY_TYPE[t.dtype])
     attr = ir.DenseElementsAttr.get(array, type=TORCH_DTYPE_TO_MLIR_TYPE[t.dtype](), shape=list(t.shape))
+    vtensor_type = ir.Type.parse(f"!torch.vtensor<{list(t.shape)},{TORCH_DTYPE_TO_MLIR_TYPE_ASM[t.dtype]}>")
     return ir.Operation.create("torch.vtensor.literal", results=[vtensor_type], attributes={"value": attr}).result
-
-
-def _vtensor_type(t: torch.Tensor) -> ir.Type:
-    from torch_mlir.extras.fx_importer import TORCH_DTYPE_TO_MLIR_TYPE_ASM
-
-    return ir.Type.parse(f"!torch.vtensor<{list(t.shape)},{TORCH_DTYPE_TO_MLIR_TYPE_ASM[t.dtype]}>")
 
 
 class ExternalWeights(FxImporterHooks):
@@ -128,7 +127,7 @@ class ExternalWeights(FxImporterHooks):
             return None
         if literal.is_meta:
             raise UnsupportedError("a constant tensor on the meta device (its value is needed at import time)")
-        return _inline_literal(literal, _vtensor_type(literal))
+        return _inline_literal(literal)
 
 
 def _resource_key(name: str) -> str:

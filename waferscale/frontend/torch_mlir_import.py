@@ -227,17 +227,19 @@ class MlirImporter(Importer):
     def literal(self, op: ir.Operation) -> Any:
         attr = op.attributes["value"]
         t = vtensor(op.results[0].type)
+        if t is None:
+            self.unsupported(op.name, f"a literal of type {op.results[0].type} (value tensors are)")
         if _is_resource(attr):
             key = resource_key(attr)
             if key not in self.params:  # torch-mlir's frozen import repeats a literal at each use
                 self.params[key] = self.b.param(_symbol(key), TensorType(t.shape, ir_dtype(t.dtype)))
             return self.params[key]
         if isinstance(attr, (ir.DenseIntElementsAttr, ir.DenseFPElementsAttr)):
-            if attr.is_splat:
-                data = np.full(t.shape, attr.get_splat_value().value)
-            else:
-                data = np.array(attr).reshape(t.shape)
-            return Const(torch.from_numpy(np.ascontiguousarray(data)).to(t.dtype))
+            try:
+                data = np.full(t.shape, attr.get_splat_value().value) if attr.is_splat else np.array(attr)
+                return Const(torch.from_numpy(np.ascontiguousarray(data).reshape(t.shape)).to(t.dtype))
+            except (ValueError, TypeError, RuntimeError):
+                self.unsupported(op.name, f"a dense literal of type {attr.type} that NumPy cannot read")
         self.unsupported(op.name, f"a literal of attribute kind {type(attr).__name__}")
 
     def aten(self, op: ir.Operation, mlir_name: str) -> None:
@@ -264,12 +266,18 @@ class MlirImporter(Importer):
             else:
                 args.append(x)
         if not is_dynamic(args) and not is_dynamic(list(kwargs.values())):
-            out = self.fold(target, results, args, kwargs)
+            convert = lambda: self.fold(target, results, args, kwargs)
         else:
             conv = CONVERTERS.get(name)
             if conv is None:
                 self.unsupported(mlir_name, f"no converter for {name} in waferscale/frontend/aten.py")
-            out = conv(self, tuple(args), kwargs)
+            convert = lambda: conv(self, tuple(args), kwargs)
+        try:
+            out = convert()
+        except (AssertionError, ValueError, TypeError, RuntimeError) as e:
+            # operands or result types the op cannot have: a hand-written module that torch would not write
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"{mlir_name} at {describe(op.location)} does not type-check: {first}") from e
         if len(results) == 1:
             self.env[results[0]] = out
         else:
