@@ -45,3 +45,17 @@ CHUNK_TOKENS = 64
 # on-wafer loss or sampling kernel; their transfer off the wafer is not counted. The token ids
 # stream in over the system I/O and are counted.
 COUNT_OUTPUT_IO = False
+
+# PE-level simulator (runtime/pe_sim.py) of the mesh GEMM. Queue sizes are not published: each
+# router has, per color, an input queue of this many wavelets, and each core one per color it
+# receives. Four covers the two-cycle credit round trip of one-wavelet-per-cycle flow.
+PE_QUEUE_DEPTH = 4
+# A wavelet crossing the ramp between a router and its core takes one cycle, like a hop. With
+# HOP_CYCLES this is why a partial sum takes 3 cycles per row of the column reduce: hop into the
+# router below, ramp to its core, and the core's add-and-forward back onto the ramp.
+RAMP_CYCLES = 1
+# Partial sums are double buffered: a core FMACs token t + 1 while token t's sums stream south.
+PE_ACC_BUFFERS = 2
+# The add-and-forward of one partial sum in the column reduce takes the core's datapath for one
+# cycle (a fabric operand streams one wavelet per cycle) and goes before the next token's FMACs.
+PARTIAL_SUM_CYCLES = 1

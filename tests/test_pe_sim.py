@@ -1,0 +1,156 @@
+"""The PE-level simulator of the mesh GEMM: real numbers, sane cycle counts, conserved wavelets,
+and the tile-level model (backends/gemm.py) held to it."""
+
+import numpy as np
+import pytest
+
+from waferscale.backends.gemm import gemm_time
+from waferscale.cli import main
+from waferscale.runtime.pe_sim import simulate_gemm, simulate_gemv
+
+
+def operands(m, k, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+
+
+def rel_err(c, a, w):
+    ref = a.astype(np.float64) @ w.astype(np.float64)
+    return float(np.abs(c - ref).max() / np.abs(ref).max())
+
+
+ODD = [  # m, k, n, rows, cols
+    (1, 7, 5, 3, 2),  # GEMV, primes
+    (3, 13, 11, 4, 3),  # K and N not divisible by the mesh
+    (5, 37, 29, 5, 7),
+    (7, 31, 23, 1, 6),  # a single row of cores
+    (6, 29, 41, 9, 1),  # a single column of cores
+    (2, 17, 1, 4, 4),  # n = 1: the mesh is cut to one column
+    (4, 1, 19, 3, 5),  # k = 1: the mesh is cut to one row
+    (1, 1, 1, 1, 1),
+    (3, 5, 7, 16, 16),  # mesh larger than the matrix
+    (1, 97, 89, 8, 8),
+]
+
+
+@pytest.mark.parametrize("m,k,n,rows,cols", ODD)
+def test_product_equals_numpy_on_odd_shapes(m, k, n, rows, cols):
+    a, w = operands(m, k, n)
+    r = simulate_gemm(a, w, rows, cols, lanes=4, check=True)
+    assert r.c.shape == (m, n) and r.c.dtype == np.float32
+    assert rel_err(r.c, a, w) <= 1e-5
+    assert r.violations == ()
+    assert (r.rows, r.cols) == (min(rows, k), min(cols, n))
+
+
+def test_gemv_is_gemm_with_one_token_and_fractional_lanes_work():
+    a, w = operands(1, 53, 47, seed=3)
+    v = simulate_gemv(a[0], w, 6, 5, lanes=1.5, check=True)
+    g = simulate_gemm(a, w, 6, 5, lanes=1.5)
+    assert v.cycles == g.cycles and np.array_equal(v.c, g.c)
+    assert rel_err(v.c, a, w) <= 1e-5
+
+
+def test_cycles_grow_with_k_and_shrink_with_more_cores():
+    cycles_k = [simulate_gemm(*operands(4, k, 48), 4, 4, lanes=4).cycles for k in (32, 64, 128, 256)]
+    assert cycles_k == sorted(cycles_k) and len(set(cycles_k)) == 4
+    a, w = operands(8, 192, 192)
+    cycles_mesh = [simulate_gemm(a, w, s, s, lanes=4).cycles for s in (2, 4, 8, 16)]
+    assert cycles_mesh == sorted(cycles_mesh, reverse=True) and len(set(cycles_mesh)) == 4
+    # More lanes, fewer cycles; never faster than the FMAC peak of the cores used (the roofline).
+    for lanes in (1, 2, 4, 8):
+        r = simulate_gemm(a, w, 8, 8, lanes=lanes)
+        assert r.cycles >= 8 * 192 * 192 / (8 * 8 * lanes)
+
+
+def test_every_router_sends_on_what_it_receives():
+    m, k, n, rows, cols = 5, 37, 29, 5, 7
+    r = simulate_gemm(*operands(m, k, n), rows, cols, lanes=2, check=True)
+    f = r.fabric
+    assert r.violations == ()
+    for q in f.queues():  # all drained, and never above the queue depth
+        assert not q.any()
+    assert 1 <= f.peak <= 4
+    ks = np.array([8, 8, 7, 7, 7])  # K = 37 over 5 rows
+    ns = np.array([5, 4, 4, 4, 4, 4, 4])  # N = 29 over 7 columns
+    # Row color: each router took in (from the west or the edge) and sent on every A element of its row.
+    assert np.array_equal(f.row_in, np.repeat(m * ks[:, None], cols, 1))
+    assert np.array_equal(f.row_in, f.row_out)
+    assert np.array_equal(f.injected, m * ks)
+    # Column colors: each router forwarded south all it took from its core, and to its core all it
+    # took from the north; the south edge got every element of C exactly once.
+    assert np.array_equal(f.col_ramp_in, np.repeat(m * ns[None, :], rows, 0))
+    assert np.array_equal(f.col_ramp_in, f.col_south_out)
+    assert np.array_equal(f.col_north_in, f.col_ramp_out)
+    assert np.array_equal(f.col_north_in[1:], f.col_south_out[:-1]) and not f.col_north_in[0].any()
+    assert np.array_equal(f.sunk, m * ns) and f.sunk.sum() == m * n
+
+
+def test_conservation_check_catches_a_lost_wavelet():
+    r = simulate_gemm(*operands(2, 9, 8), 3, 2, lanes=4)
+    f = r.fabric
+    f.col_north_in[2, 1] -= 1  # pretend one partial sum vanished on the way into router (2, 1)
+    bad = f.violations(f.row_out - f.row_core_q, f.col_ramp_out - f.col_core_q)
+    assert any("south link" in b for b in bad) and any("north in" in b for b in bad)
+
+
+def test_shallow_queues_still_compute_the_product_only_slower():
+    a, w = operands(6, 40, 30)
+    deep = simulate_gemm(a, w, 4, 4, lanes=4, check=True)
+    shallow = simulate_gemm(a, w, 4, 4, lanes=4, depth=1, check=True)
+    assert shallow.violations == () and shallow.fabric.peak == 1
+    assert np.array_equal(shallow.c, deep.c)
+    assert shallow.cycles > deep.cycles
+
+
+TILE_CASES = [  # m, k, n, rows, cols, lanes
+    (1, 300, 200, 32, 32, 4),
+    (16, 128, 96, 8, 8, 4),
+    (16, 189, 50, 8, 20, 4),
+    (9, 155, 73, 15, 18, 1.5),
+    (32, 64, 64, 64, 8, 4),
+    (12, 13, 997, 1, 31, 2),
+]
+
+
+@pytest.mark.parametrize("m,k,n,rows,cols,lanes", TILE_CASES)
+def test_tile_level_within_ten_percent_of_pe_level(m, k, n, rows, cols, lanes):
+    pe = simulate_gemm(*operands(m, k, n), rows, cols, lanes=lanes).cycles
+    tile = gemm_time(m, k, n, rows, cols, lanes).total
+    assert abs(tile - pe) / pe <= 0.10, (tile, pe)
+
+
+def test_tile_level_is_exact_when_the_mesh_divides_the_matrix():
+    for m, k, n, s in ((4, 64, 64, 8), (16, 128, 96, 8), (3, 96, 48, 12)):
+        assert simulate_gemm(*operands(m, k, n), s, s, lanes=4).cycles == gemm_time(m, k, n, s, s, 4).total
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_simulate_kernel(capsys):
+    code, out, _ = run_cli(capsys, "simulate-kernel", "gemm", "--m", "3", "--k", "13", "--n", "11", "--mesh", "4x3")
+    assert code == 0
+    assert "pe level:   61 cycles" in out and "tile level: 61 cycles" in out and "tile vs pe: +0.00%" in out
+    assert "numerics: max relative error" in out and ": ok" in out and "none lost" in out
+    code, out, _ = run_cli(capsys, "simulate-kernel", "gemv", "--k", "50", "--n", "40", "--mesh", "4x4",
+                           "--level", "pe", "--dtype", "f32")
+    assert code == 0 and "pe level" in out and "tile level" not in out and "2 FMAC lanes" in out
+    code, out, _ = run_cli(capsys, "simulate-kernel", "gemm", "--m", "64", "--k", "4096", "--n", "4096",
+                           "--mesh", "wse2", "--level", "tile")
+    assert code == 0 and "tile level" in out and "pe level" not in out and "996x757" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["gemv", "--m", "3", "--k", "4", "--n", "4"], "a gemv has m = 1"),
+    (["gemm", "--k", "4", "--n", "4"], "needs --m"),
+    (["gemm", "--m", "0", "--k", "4", "--n", "4"], "at least 1"),
+    (["gemm", "--m", "1", "--k", "4", "--n", "4", "--mesh", "3by3"], "unknown target"),
+    (["gemm", "--m", "1", "--k", "100000", "--n", "1000", "--mesh", "2x2", "--level", "pe"], "SRAM"),
+])
+def test_cli_simulate_kernel_errors_are_one_line(capsys, argv, msg):
+    code, _, err = run_cli(capsys, "simulate-kernel", *argv)
+    assert code == 2 and err.startswith("wafer: error:") and msg in err and err.count("\n") == 1

@@ -1,0 +1,269 @@
+"""PE-level simulator of the mesh GEMM and GEMV: every core, every router, every cycle.
+
+It is the ground truth that the tile-level model (``backends/gemm.py``) is held to, and it runs the
+same algorithm: **weight-stationary, row-broadcast, column-reduce**. ``C[m, n] = A[m, k] @ W[k, n]``
+on a grid of ``rows x cols`` cores (cut to ``min(rows, k) x min(cols, n)``); K is split over rows
+and N over columns, so core (i, j) keeps the tile ``W[K_i, N_j]`` (``kt x nt``) in its SRAM
+(``pe_layout``). A GEMV is the case m = 1.
+
+One token (one row of A) at a time, the algorithm is:
+
+1. **Row broadcast.** The edge injector west of row i sends ``A[t, K_i]``, one element per 32-bit
+   wavelet, on color 0. Each router of the row passes each wavelet to its core and east to the next
+   router (a multicast), so every core of row i sees the same stream.
+2. **FMAC.** The core's task fires when a wavelet is at the head of its input queue. The first
+   element of a token also pays the task start (``TASK_OVERHEAD_CYCLES``); each element then takes
+   ``ceil(nt / lanes)`` cycles of the core's datapath to multiply into the ``nt`` partial sums of
+   the token, after which the wavelet leaves the queue. Partial sums are double buffered
+   (``PE_ACC_BUFFERS``): the core may start token t + 2 only after the partial sums of token t have
+   left.
+3. **Column reduce.** When the FMACs of a token are done, the core streams its ``nt`` partial sums
+   south, one wavelet per cycle: row 0 sends its own; row i > 0 takes each partial sum arriving
+   from the north, adds its own and sends the sum on. This add-and-forward occupies the datapath
+   for one cycle per element and goes before the FMACs of the next token (which wait that cycle).
+   Row ``rows - 1`` sends ``C[t, N_j]`` out of the south edge. The chain alternates colors 1 and 2
+   by row parity.
+
+How the simulator models it (``pe_fabric`` has the queues): each router has, per color, an input
+queue of ``PE_QUEUE_DEPTH`` wavelets, and each core an input queue of the same depth per color. In
+one cycle a wavelet moves at most one stage: router to next router (one hop, ``HOP_CYCLES``),
+router to its core or core to its router (the ramp, ``RAMP_CYCLES``). A wavelet moves only if
+the receiving queue had room at the start of the cycle (credit flow control: back-pressure), and
+a multicast only if all its receivers had. Each link direction carries one color here, so one
+wavelet per link per cycle holds by construction. All decisions of a cycle are taken from the
+state at its start and then applied together, so the order in which cores are visited is moot.
+
+Payloads: the A wavelets of row i are ``A[t, K_i]`` in a fixed order, so a queue holds a count and
+the core reads the payload of the wavelet it consumes by its position in the stream. A partial sum
+is written when a core sends it, into a ring of ``PE_RING`` entries at the sender (more than the
+three queues between sender and receiver can hold), and read by the receiver when it consumes the
+wavelet. Routers never reorder or change the wavelets of a color, so this is the same as copying
+the payload hop by hop, without the copies. Arithmetic is float32 (the f16 of a real run would
+only change the lanes, which ``lanes`` carries).
+
+Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
+slicing, cores that act in a cycle by ``flatnonzero``); there is no Python loop over cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends import assumptions as A
+from ..errors import UsageError
+from .pe_fabric import Fabric
+from .pe_layout import Layout, layout
+
+if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
+    raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
+
+
+MAX_PARTIALS_BYTES = 6 * 2**30  # the simulator's own memory for the FMAC results of all tokens
+
+
+@dataclass(frozen=True)
+class PeResult:
+    c: np.ndarray  # (m, n) float32: the product as the south edge received it
+    cycles: int  # from the first injected wavelet to the last one received at the south edge
+    rows: int  # grid simulated (the mesh cut to min(rows, k) x min(cols, n))
+    cols: int
+    wall_s: float
+    sram_bytes_per_core: int
+    fabric: Fabric  # final queue state and the per-router counters
+    violations: tuple[str, ...]  # conservation failures (empty when no wavelet was lost or duplicated)
+
+    @property
+    def pe_cycles(self) -> int:
+        return self.cycles * self.rows * self.cols
+
+    @property
+    def pe_cycles_per_s(self) -> float:
+        return self.pe_cycles / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float, *,
+                  depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
+                  max_cycles: int | None = None) -> PeResult:
+    """Run ``a @ w`` on a ``rows x cols`` grid with ``lanes`` FMACs per cycle per core.
+
+    ``check`` verifies every queue's occupancy every cycle (slower). ``sram_bytes``, if given, is
+    the SRAM a core may use; a tile that does not fit is a ``UsageError``.
+    """
+    if depth < 1:
+        raise ValueError("queue depth must be at least 1")
+    t0 = time.perf_counter()
+    (m, k), n = np.shape(a), np.shape(w)[1]
+    need = core_sram_bytes(k, n, rows, cols, depth)
+    if sram_bytes is not None and need > sram_bytes:
+        raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of W per core needs {need} bytes "
+                         f"of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
+    held = 4 * min(rows, k) * m * (n + -(-n // min(cols, n)))
+    if held > MAX_PARTIALS_BYTES:
+        raise UsageError(f"the PE simulator would hold {held / 2**30:.1f} GiB of partial sums (rows x m x n); "
+                         f"simulate fewer tokens (m) at a time")
+    lay = layout(a, w, rows, cols, lanes)
+    fabric = Fabric.empty(lay.rows, lay.cols)
+    sink, cycles, progress = _run(lay, fabric, depth, A.PE_ACC_BUFFERS, check, max_cycles)
+    a_done, sums_done = progress
+    return PeResult(c=lay.assemble(sink), cycles=cycles, rows=lay.rows, cols=lay.cols,
+                    wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric,
+                    violations=tuple(fabric.violations(a_done, sums_done)))
+
+
+def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH) -> int:
+    """SRAM (f32 words) the busiest core keeps: its W tile, its partial-sum buffers and the ring
+    of the sums it has sent (the payloads of its wavelets in flight)."""
+    rows, cols = min(rows, k), min(cols, n)
+    kt, nt = -(-k // rows), -(-n // cols)
+    return 4 * nt * (kt + A.PE_ACC_BUFFERS + ring_tokens(depth, n // cols))
+
+
+def simulate_gemv(x: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float, **kw) -> PeResult:
+    """``x @ w`` for a vector ``x`` of length k: the GEMM with m = 1."""
+    return simulate_gemm(np.asarray(x).reshape(1, -1), w, rows, cols, lanes, **kw)
+
+
+def ring_tokens(depth: int, nt_min: int) -> int:
+    """Slots of the ring of sent partial sums: more tokens than can be between a core and the
+    core (or edge) below it, whose three queues hold at most ``3 * depth`` wavelets."""
+    return -(-(3 * depth + 1) // nt_min) + 1
+
+
+def _uint(top: int) -> type:
+    """The narrowest unsigned dtype holding 0..top: same-dtype NumPy adds are the fastest."""
+    return next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
+
+
+def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None):
+    R, C, m, D = lay.rows, lay.cols, lay.m, depth
+    N, ktmax, ntmax = R * C, lay.ktmax, lay.ntmax
+    if max_cycles is None:  # a generous bound: reaching it means the simulator deadlocked
+        max_cycles = 10 * (m * (ktmax * int(lay.first_cycles.max()) + ntmax) + 4 * (R + C)) + 1000
+    qa, ia, orq, rn, ir = f.queues()
+    inj, sunk, tk = f.injected, f.sunk, f.ticks
+    row_in, row_out = tk["row_in"], tk["row_out"]
+    c_rin, c_sout, c_nin, c_rout = tk["col_ramp_in"], tk["col_south_out"], tk["col_north_in"], tk["col_ramp_out"]
+    # core progress, each in the narrowest dtype so that adding a mask (viewed as uint8) is cheap
+    kdt, ndt, wdt = _uint(ktmax), _uint(ntmax), _uint(int(lay.first_cycles.max()))
+    kt, kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
+    nt, nr = lay.nt.astype(ndt), np.zeros((R, C), ndt)  # partial sums per token; sent of this one
+    pe, first = lay.fmac_cycles.astype(wdt), lay.first_cycles.astype(wdt)
+    need, work = first.copy(), np.zeros((R, C), wdt)  # cycles of the element at the queue head; done
+    ahead = np.zeros((R, C), np.uint8)  # tokens FMAC'd but not yet reduced: 0..nbuf
+    tokf = np.zeros((R, C), _uint(m))  # tokens whose FMACs are done
+    tokr = np.zeros(N, np.int64)  # tokens whose reduce has started
+    b = lambda: np.zeros((R, C), bool)
+    go, mv, dl, fa, act, pop, t1, t2 = b(), b(), b(), b(), b(), b(), b(), b()
+    go8, mv8, dl8, fa8, act8, pop8, t28 = (x.view(np.uint8) for x in (go, mv, dl, fa, act, pop, t2))
+    # Payloads. The FMACs: the partial sums of core (i, j) for token t are A[t, K_i] times its
+    # tile; for all cores and tokens that is one matmul of each row's A stream by the row's tiles.
+    # Core f's sums of token t start at pbase[f] + t * width of the flat (rows, m, width) array.
+    width = lay.n + ntmax
+    partials = np.matmul(lay.a_stream, lay.w_panels).ravel()
+    pbase = np.repeat(np.arange(R) * m * width, C) + np.tile(lay.n_offsets, R)
+    lane = np.arange(ntmax)
+    # The sums a core sends for token t are written (all nt of them) into its ring slot t % T
+    # when it sends the first: core f's ring is sums[f + C]; sums[0:C] stay zero, the "north" of row 0.
+    T = ring_tokens(D, int(lay.nt.min()))
+    sums = np.zeros(((N + C) * T, ntmax), np.float32)  # core f's slot s at (f + C) * T + s
+    sink = np.zeros((C, m * ntmax), np.float32)
+    last_nt, last_ring = lay.nt[-1], N + np.arange(C)
+    tot_a = m * lay.kt[:, 0]
+    fmac_left = m * N  # (core, token) pairs whose FMACs are still to do
+    out_left = m * lay.n
+    moving = False  # any wavelet on the column colors yet (before the first reduce: nothing to move)
+    cycle = 0
+    while out_left:
+        if cycle >= max_cycles:
+            raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
+        if cycle % 255 == 254:
+            f.flush()
+        # -- decisions, all from the state at the start of the cycle --
+        np.greater(ahead, 0, out=go)  # column reduce: a token's FMACs are done ...
+        np.less(orq, D, out=t1)
+        go &= t1  # ... the router's ramp queue has room ...
+        np.greater(ir, 0, out=t1)
+        go[1:] &= t1[1:]  # ... and (below row 0) the partial sum from the north has arrived
+        if moving:
+            np.greater(orq, 0, out=mv)  # ramp queue -> south neighbour's north queue (last row: the edge)
+            np.less(rn, D, out=t1)
+            mv[:-1] &= t1[1:]
+            np.greater(rn, 0, out=dl)  # north queue -> core queue
+            np.less(ir, D, out=t1)
+            dl &= t1
+        if fmac_left:
+            np.greater(qa, 0, out=fa)  # row multicast: to the core queue and (but the last column) east
+            np.less(ia, D, out=t1)
+            fa &= t1
+            np.less(qa, D, out=t1)
+            fa[:, :-1] &= t1[:, 1:]
+            fi = (inj < tot_a) & (qa[:, 0] < D)  # edge injectors
+            np.greater(ia, 0, out=act)  # FMAC: an element at the queue head, a free buffer ...
+            np.less(ahead, nbuf, out=t1)
+            act &= t1
+            np.greater(act, go, out=act)  # ... and the datapath not taken by the reduce
+            # -- apply: row color --
+            qa -= fa8
+            qa[:, 1:] += fa8[:, :-1]
+            qa[:, 0] += fi
+            ia += fa8
+            inj += fi
+            row_in[:, 1:] += fa8[:, :-1]
+            row_in[:, 0] += fi
+            row_out += fa8
+            # -- apply: FMACs; the element leaves the queue when its cycles are done --
+            work += act8
+            np.greater_equal(work, need, out=pop)
+            kk += pop8
+            np.subtract(work, need, out=work, where=pop)
+            np.copyto(need, pe, where=pop)
+            ia -= pop8
+            np.equal(kk, kt, out=t2)
+            if t2.any():  # last element of a token: its partial sums are done
+                tokf += t28
+                ahead += t28
+                np.subtract(kk, kt, out=kk, where=t2)
+                np.copyto(need, first, where=t2)
+                fmac_left -= int(np.count_nonzero(t2))
+        # -- apply: column reduce; the first wavelet of a token computes all its sums --
+        if go.any():
+            np.equal(nr, 0, out=t2)
+            t2 &= go
+            if t2.any():
+                idx = np.flatnonzero(t2)
+                t = tokr[idx]
+                tokr[idx] = t + 1
+                s = t % T
+                sums[(idx + C) * T + s] = partials[(pbase[idx] + t * width)[:, None] + lane] + sums[idx * T + s]
+            nr += go8
+            np.equal(nr, nt, out=t2)
+            ahead -= t28
+            np.subtract(nr, nt, out=nr, where=t2)
+            orq += go8
+            ir[1:] -= go8[1:]
+            c_rin += go8
+            moving = True
+        # -- apply: column colors --
+        if moving:
+            orq -= mv8
+            rn[1:] += mv8[:-1]
+            rn -= dl8
+            ir += dl8
+            c_sout += mv8
+            c_nin[1:] += mv8[:-1]
+            c_rout += dl8
+            if mv[-1].any():
+                js = np.flatnonzero(mv[-1])
+                s, w = sunk[js], last_nt[js]
+                sink[js, s] = sums[last_ring[js] * T + (s // w) % T, s % w]
+                sunk[js] += 1
+                out_left -= js.size
+        cycle += 1
+        if check:
+            f.check_bounds(D)
+    f.flush()
+    tr = tokr.reshape(R, C)  # reduces started
+    return sink, cycle, (tokf.astype(np.int64) * lay.kt + kk, (tr - (nr > 0)) * lay.nt + nr)
