@@ -30,7 +30,8 @@ def to_text(report: dict) -> str:
         "",
         "Model",
         f"  architecture       {m['layers']} layers, d_model {m['d_model']}, {m['heads']} heads, "
-        f"d_ffn {m['d_ffn']}, vocab {m['vocab']}, context {m['context']}",
+        f"d_ffn {m['d_ffn']}, vocab {m['vocab']}, context {m['context']}" if m.get("layers") is not None
+        else f"  architecture       not recorded (imported from {m['source']})",
         f"  shape              batch {m['batch']} x seq {m['seq']}, {m['dtype']}, traced on {m['traced_on']}",
         f"  parameters         {m['params']:,} ({_si(m['params'])})",
         f"  weight bytes       {m['weight_bytes']:,} ({_si(m['weight_bytes'], 'B')})",
