@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_zoo.py
+	$(BIN)/python benchmarks/fidelity.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks

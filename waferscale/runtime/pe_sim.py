@@ -33,13 +33,19 @@ a multicast only if all its receivers had. Each link direction carries one color
 wavelet per link per cycle holds by construction. All decisions of a cycle are taken from the
 state at its start and then applied together, so the order in which cores are visited is moot.
 
-Payloads: the A wavelets of row i are ``A[t, K_i]`` in a fixed order, so a queue holds a count and
-the core reads the payload of the wavelet it consumes by its position in the stream. A partial sum
-is written when a core sends it, into a ring of ``PE_RING`` entries at the sender (more than the
-three queues between sender and receiver can hold), and read by the receiver when it consumes the
-wavelet. Routers never reorder or change the wavelets of a color, so this is the same as copying
-the payload hop by hop, without the copies. Arithmetic is float32 (the f16 of a real run would
-only change the lanes, which ``lanes`` carries).
+Payloads. Timing and numbers are kept apart, as a wavelet's payload never changes its timing.
+A queue is a count: the A wavelets of row i are ``A[t, K_i]`` in a fixed order, so nothing is
+lost by not copying them hop by hop (routers neither reorder nor change a color's wavelets). The
+FMACs of core (i, j) for token t produce ``A[t, K_i] @ W[K_i, N_j]``, its tile times the stream
+it consumed; the simulator evaluates those for all cores and tokens up front, one matmul per row
+of cores, and the timing above decides when each core has them. The column reduce is done in
+the order the wavelets move: when a core sends the first partial sum of a token it adds its own
+partial sums to those that arrived from the north (the north core's ring) and writes the ``nt``
+sums into its own ring of ``ring_tokens`` slots (more than the three queues between two cores
+can hold, so no slot is overwritten before it is read); the south edge reads the last row's ring
+as each wavelet arrives and assembles C from them. So every element of C is the float32 sum,
+top row to bottom, of the partial sums that travelled down its column; the f16 of a real run
+would change only the lanes, which ``lanes`` carries.
 
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
 slicing, cores that act in a cycle by ``flatnonzero``); there is no Python loop over cores.
@@ -218,14 +224,14 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
             work += act8
             np.greater_equal(work, need, out=pop)
             kk += pop8
-            np.subtract(work, need, out=work, where=pop)
+            np.copyto(work, 0, where=pop)  # work == need
             np.copyto(need, pe, where=pop)
             ia -= pop8
             np.equal(kk, kt, out=t2)
             if t2.any():  # last element of a token: its partial sums are done
                 tokf += t28
                 ahead += t28
-                np.subtract(kk, kt, out=kk, where=t2)
+                np.copyto(kk, 0, where=t2)
                 np.copyto(need, first, where=t2)
                 fmac_left -= int(np.count_nonzero(t2))
         # -- apply: column reduce; the first wavelet of a token computes all its sums --
@@ -241,7 +247,7 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
             nr += go8
             np.equal(nr, nt, out=t2)
             ahead -= t28
-            np.subtract(nr, nt, out=nr, where=t2)
+            np.copyto(nr, 0, where=t2)
             orq += go8
             ir[1:] -= go8[1:]
             c_rin += go8

@@ -1,0 +1,145 @@
+"""Fidelity of the tile-level GEMM model against the PE-level simulator, and the simulator's speed.
+
+    python benchmarks/fidelity.py [--quick]
+
+Runs GEMM and GEMV shapes on meshes from 1 x 31 to the full 996 x 757 WSE-2 through both levels
+(runtime/pe_sim.py and backends/gemm.py), each case in a fresh process so that its peak RSS is its
+own, and writes benchmarks/results/fidelity.json and fidelity.md. Error is (tile - pe) / pe of
+the total cycles; the numeric error is max |C - NumPy| / max |C| of the simulated product.
+``--quick`` leaves out the two full-wafer cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+CASES = [  # m, k, n, target, dtype, note
+    (1, 101, 103, "mesh:7x11", "f16", "primes"),
+    (1, 768, 768, "mesh:8x8", "f16", "111M projection, one token"),
+    (1, 1000, 997, "mesh:32x31", "f16", "nothing divides"),
+    (1, 3072, 768, "mesh:96x24", "f32", "111M FFN down, f32"),
+    (1, 4096, 4096, "mesh:64x64", "f16", "6.7B projection"),
+    (1, 2048, 8192, "mesh:32x128", "f16", "1.3B FFN up"),
+    (1, 768, 50257, "mesh:64x256", "f16", "111M logits"),
+    (3, 2, 2, "mesh:2x2", "f16", "tiny"),
+    (7, 997, 13, "mesh:31x1", "f16", "one column of cores"),
+    (7, 13, 997, "mesh:1x31", "f16", "one row of cores"),
+    (40, 5, 300, "mesh:5x3", "f16", "k = rows"),
+    (9, 155, 73, "mesh:15x18", "f32", "f32, odd"),
+    (16, 128, 96, "mesh:8x8", "f16", "even split"),
+    (32, 64, 64, "mesh:64x8", "f16", "deep and narrow"),
+    (24, 4096, 64, "mesh:64x16", "f16", "long K"),
+    (128, 256, 256, "mesh:16x16", "f16", "many tokens"),
+    (64, 768, 768, "mesh:32x32", "f16", "111M projection"),
+    (32, 768, 3072, "mesh:24x96", "f16", "111M FFN up"),
+    (32, 3072, 768, "mesh:96x24", "f16", "111M FFN down"),
+    (8, 1088, 4352, "mesh:34x68,fmac=8", "f16", "256M FFN up, 8 lanes"),
+    (16, 1024, 1024, "mesh:64x64", "f16", "speed, 64 x 64"),
+    (64, 2048, 2048, "mesh:64x64", "f16", "speed, 64 x 64, longer"),
+    (16, 2048, 2048, "mesh:128x128", "f16", "speed, 128 x 128"),
+    (4, 1024, 1024, "mesh:256x256", "f16", "speed, 256 x 256"),
+    (1, 3984, 6056, "wse2", "f16", "GEMV, full WSE-2"),
+    (64, 3984, 6056, "wse2", "f16", "GEMM, full WSE-2"),
+]
+
+
+def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
+    import numpy as np
+
+    from waferscale.backends.gemm import gemm_time
+    from waferscale.backends.machine import get_machine
+    from waferscale.runtime.pe_sim import simulate_gemm
+
+    machine = get_machine(target)
+    lanes = machine.lanes(dtype)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes)
+    ref = a.astype(np.float64) @ w
+    t = gemm_time(m, k, n, machine.rows, machine.cols, lanes)
+    return {
+        "kind": "gemv" if m == 1 else "gemm", "m": m, "k": k, "n": n, "mesh": target,
+        "mesh_rows": machine.rows, "mesh_cols": machine.cols, "grid": [r.rows, r.cols], "dtype": dtype,
+        "lanes": lanes, "pe_cycles": r.cycles, "tile_cycles": t.total, "tile_step": t.step, "tile_fill": t.fill,
+        "rel_error": (t.total - r.cycles) / r.cycles,
+        "numeric_rel_error": float(np.abs(r.c - ref).max() / np.abs(ref).max()),
+        "wavelets_conserved": not r.violations, "sram_bytes_per_core": r.sram_bytes_per_core,
+        "wall_s": round(r.wall_s, 3), "pe_cycles_per_s": r.pe_cycles_per_s,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def table(rows: list[dict], cmd: str, machine: str) -> str:
+    errs = [abs(r["rel_error"]) for r in rows]
+    out = [
+        "# Fidelity: tile-level GEMM model vs PE-level simulator",
+        "",
+        f"Produced by `{cmd}` on {machine}. Error = (tile - PE) / PE of total cycles; numerics = max |C - NumPy| /",
+        "max |C| of the product the PE level computed; wall = the PE simulation (setup included); RSS = the",
+        "peak of the process that ran the case. Any row can be re-checked with",
+        "`wafer simulate-kernel gemm --m M --k K --n N --mesh MESH --dtype DTYPE`.",
+        "",
+        f"**{len(rows)} cases: mean |error| {100 * sum(errs) / len(errs):.2f}%, max |error| {100 * max(errs):.2f}%**"
+        f" (target: every case within 10%).",
+        "",
+        "| case | kind | m | k | n | mesh (cores used) | dtype | PE cycles | tile cycles | error | numerics "
+        "| wall s | PE-cycles/s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        g = r["grid"]
+        out.append(f"| {r['note']} | {r['kind']} | {r['m']} | {r['k']} | {r['n']} | {r['mesh']} ({g[0]}x{g[1]}) "
+                   f"| {r['dtype']} | {r['pe_cycles']:,} | {r['tile_cycles']:,} | {100 * r['rel_error']:+.2f}% "
+                   f"| {r['numeric_rel_error']:.1e} | {r['wall_s']:.2f} | {r['pe_cycles_per_s']:.3g} "
+                   f"| {r['peak_rss_mb']:.0f} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="leave out the full-wafer cases")
+    p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print its JSON
+    a = p.parse_args()
+    if a.case:
+        print(json.dumps(one(*json.loads(a.case))))
+        return
+    rows = []
+    for m, k, n, target, dtype, note in CASES:
+        if a.quick and target == "wse2":
+            continue
+        cmd = [sys.executable, __file__, "--case", json.dumps([m, k, n, target, dtype])]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if r.returncode:
+            raise SystemExit(f"case {m}x{k}x{n} on {target}: {r.stderr.strip()}")
+        rows.append(json.loads(r.stdout) | {"note": note})
+        x = rows[-1]
+        print(f"{note:<28} {x['kind']} {m}x{k}x{n} on {target:<18} pe {x['pe_cycles']:>7} tile {x['tile_cycles']:>7} "
+              f"{100 * x['rel_error']:+6.2f}%  numerics {x['numeric_rel_error']:.1e}  {x['wall_s']:7.2f} s "
+              f"{x['pe_cycles_per_s']:.3g} PE-cycles/s  {x['peak_rss_mb']:.0f} MiB", flush=True)
+        if not x["wavelets_conserved"] or x["numeric_rel_error"] > 1e-5:
+            raise SystemExit(f"case {note}: the PE level lost a wavelet or the product is wrong")
+    cmd = "python benchmarks/fidelity.py" + (" --quick" if a.quick else "")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    errs = [abs(r["rel_error"]) for r in rows]
+    summary = {"command": cmd, "machine": machine, "cases": len(rows), "mean_abs_rel_error": sum(errs) / len(errs),
+               "max_abs_rel_error": max(errs)}
+    (RESULTS / "fidelity.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=1) + "\n")
+    (RESULTS / "fidelity.md").write_text(table(rows, cmd, machine))
+    print(f"{len(rows)} cases: mean |error| {100 * summary['mean_abs_rel_error']:.2f}%, "
+          f"max {100 * summary['max_abs_rel_error']:.2f}% -> {RESULTS}/fidelity.md")
+
+
+if __name__ == "__main__":
+    main()
