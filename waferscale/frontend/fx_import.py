@@ -69,6 +69,15 @@ def node_name(target: Any) -> str:
     return getattr(target, "__name__", str(target))
 
 
+def folding_arg(x):
+    """An argument of an op folded at import time: constants as their values, devices as the CPU."""
+    if isinstance(x, Const):
+        return x.value
+    if isinstance(x, (list, tuple)):
+        return type(x)(folding_arg(y) for y in x)
+    return torch.device("cpu") if isinstance(x, torch.device) else x
+
+
 class Importer:
     def __init__(self, ep: ExportedProgram, name: str, strip_prefix: str = "",
                  rename: dict[str, str] | None = None):
@@ -170,19 +179,11 @@ class Importer:
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor) and val.numel() > MAX_FOLDED_ELEMENTS:
             raise UnsupportedError(f"{self.where()}: folding a constant of shape {list(val.shape)}")
-
-        def cpu(x):
-            if isinstance(x, Const):
-                return x.value
-            if isinstance(x, (list, tuple)):
-                return type(x)(cpu(y) for y in x)
-            return torch.device("cpu") if isinstance(x, torch.device) else x
-
-        kwargs = {k: cpu(v) for k, v in kwargs.items()}
+        kwargs = {k: folding_arg(v) for k, v in kwargs.items()}
         if "device" in kwargs:
             kwargs["device"] = torch.device("cpu")
         with torch.no_grad():
-            return Const(node.target(*cpu(args), **kwargs))
+            return Const(node.target(*folding_arg(args), **kwargs))
 
     def convert(self, node: torch.fx.Node) -> Any:
         from .aten import CONVERTERS, IGNORED

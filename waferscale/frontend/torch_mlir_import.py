@@ -36,7 +36,7 @@ from ..ir import GraphBuilder, TensorType, Value
 from ..ir.graph import Graph
 from ..passes.dce import dead_code_elimination
 from .dtypes import ir_dtype
-from .fx_import import MAX_FOLDED_ELEMENTS, Const, Importer, is_dynamic
+from .fx_import import MAX_FOLDED_ELEMENTS, Const, Importer, folding_arg, is_dynamic
 
 _DTYPE_OF_ASM = {v: k for k, v in TORCH_DTYPE_TO_MLIR_TYPE_ASM.items()}
 # schema argument type -> how a torch.constant.int operand becomes the Python object torch expects
@@ -290,15 +290,8 @@ class MlirImporter(Importer):
             if t is not None and np.prod(t.shape) > MAX_FOLDED_ELEMENTS:
                 raise UnsupportedError(f"{self.where()}: folding a constant of shape {list(t.shape)}")
 
-        def cpu(x):
-            if isinstance(x, Const):
-                return x.value
-            if isinstance(x, (list, tuple)):
-                return type(x)(cpu(y) for y in x)
-            return torch.device("cpu") if isinstance(x, torch.device) else x
-
         with torch.no_grad():
-            return Const(target(*cpu(args), **{k: cpu(v) for k, v in kwargs.items()}))
+            return Const(target(*folding_arg(args), **{k: folding_arg(v) for k, v in kwargs.items()}))
 
 
 def _symbol(name: str) -> str:
