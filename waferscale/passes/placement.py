@@ -131,7 +131,7 @@ def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
             continue
         if _pack(mins, s.heights, band, machine) is None:
             need = sum(s.heights[i] * mins[i] for i in range(len(mins)))
-            shortfall = max(shortfall or 0, need)
+            shortfall = need if shortfall is None else min(shortfall, need)
             continue
         lo, hi = 1, max(s.time(i, mins[i]) for i in range(len(mins)))
         while lo < hi:  # the smallest stage-time target whose widths still pack
@@ -165,9 +165,15 @@ def _kernel_fit_error(machine: Machine, kernel, rows: int, cols: int) -> FitErro
 def _fit_error(prog: Program, machine: Machine, cores_needed: int | None) -> FitError:
     avail = machine.cores * machine.usable_sram_bytes
     need = sum(k.weight_bytes for k in prog.kernels)
-    acts = "" if cores_needed is None else (
-        f"; with activations, KV caches and queues its kernels need at least {cores_needed:,} cores "
-        f"({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM)")
+    if cores_needed is None:
+        acts = ""
+    elif cores_needed > machine.cores:
+        acts = (f"; with activations, KV caches and queues its kernels need at least {cores_needed:,} cores "
+                f"({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM)")
+    else:
+        acts = (f"; with activations, KV caches and queues its kernels take {cores_needed:,} cores at their "
+                f"narrowest ({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM), which do not pack "
+                "into the mesh's bands (a kernel cannot span two bands)")
     return FitError(
         f"{prog.graph.name} does not fit on {machine.name} in layer-pipelined mode: its weights alone take "
         f"{need / 1e9:.2f} GB{acts}, and the mesh has {avail / 1e9:.2f} GB usable ({machine.cores:,} cores x "
