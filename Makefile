@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_zoo.py
 	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/wafer_zoo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks
