@@ -9,7 +9,7 @@ import io
 
 import numpy as np
 
-from .wafer import Placed
+from .wafer import Placed, utilization
 
 
 def mesh_png(p: Placed) -> bytes:
@@ -23,10 +23,8 @@ def mesh_png(p: Placed) -> bytes:
     m, pl = p.machine, p.placement
     util = np.full((m.rows, m.cols), np.nan)
     sram = np.zeros((m.rows, m.cols))
-    total = max(p.sim.cycles, 1)
-    for k, r, t in zip(p.program.kernels, pl.rects, p.sim.kernels):
-        peak = 2 * m.lanes(k.model.dtype) * r.cores * total
-        util[r.row:r.row + r.rows, r.col:r.col + r.cols] = t.executed_flops / peak
+    for k, r in zip(p.program.kernels, pl.rects):
+        util[r.row:r.row + r.rows, r.col:r.col + r.cols] = utilization(p, k.id)
         sram[r.row:r.row + r.rows, r.col:r.col + r.cols] = sum(k.model.sram(r.rows, r.cols).values()) / m.sram_bytes
     load = np.zeros((m.rows, m.cols))
     for rt in p.routing.routes:  # each link of a route stands for a bundle of `lanes` parallel links

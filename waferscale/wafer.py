@@ -18,7 +18,7 @@ from .backends.machine import Machine, get_machine
 from .ir.graph import Graph
 from .passes.placement import Placement, place
 from .passes.placement_check import verify_placement
-from .passes.routing import Routing, route
+from .passes.routing import STEP, Routing, route
 from .runtime.tile_sim import SimResult, simulate
 
 MODE = "layer-pipelined"
@@ -53,14 +53,17 @@ def place_on_wafer(g: Graph, batch: int, seq: int, target: str, log=lambda msg: 
     log(f"routed {len(routing.routes)} flows: mean {routing.mean_hops():.1f} hops, at most "
         f"{routing.max_colors} colors on a link")
     t = time.perf_counter()
-    total = len(prog.kernels) * prog.samples * -(-prog.tokens // A.CHUNK_TOKENS)
-    sim = simulate(prog, placement, routing,
-                   progress=lambda done, n: log(f"simulating: {done:,}/{n:,} kernel chunks") if done % 4096 == 0
-                   else None)
+    sim = simulate(prog, placement, routing, progress=lambda done, n: log(f"simulating: {done:,}/{n:,} kernel chunks"))
     seconds["simulate"] = time.perf_counter() - t
-    log(f"simulated {total:,} kernel chunks: {sim.cycles:,} cycles")
+    log(f"simulated {len(sim.spans):,} kernel chunks: {sim.cycles:,} cycles")
     flops = sum(k.flops for k in prog.kernels)
     return Placed(machine, prog, placement, routing, sim, flops, seconds)
+
+
+def utilization(p: Placed, kid: int) -> float:
+    """A kernel's executed FLOPs over what its cores could do in the whole simulated time."""
+    k, r = p.program.kernels[kid], p.placement.rects[kid]
+    return p.sim.kernels[kid].executed_flops / (2 * p.machine.lanes(k.model.dtype) * r.cores * max(p.sim.cycles, 1))
 
 
 def _link_name(link) -> str:
@@ -75,7 +78,6 @@ def placement_json(p: Placed) -> dict:
     kernels = []
     for k, r, stage, t in zip(prog.kernels, pl.rects, pl.stage_cycles, sim.kernels):
         sram = k.model.sram(r.rows, r.cols)
-        peak = 2 * m.lanes(k.model.dtype) * r.cores * total
         kernels.append({
             "id": k.id, "name": k.name, "op": k.op.kind, "value": k.op.result.name, "loc": g.loc(k.op.result),
             "decomposition": k.model.decomposition,
@@ -87,7 +89,7 @@ def placement_json(p: Placed) -> dict:
             "stage_cycles_per_sample": stage, "busy_cycles": t.busy, "cycles": t.busy,
             "fill_cycles": k.model.fill(r.rows, r.cols, m),
             "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
-            "utilization": t.executed_flops / peak if peak else 0.0, "bound": t.bound,
+            "utilization": utilization(p, k.id), "bound": t.bound,
         })
     names = {k.id: k.name for k in prog.kernels}
     flows = []
@@ -118,7 +120,7 @@ def _route_end(rt):
     if not rt.links:
         return None
     row, col, d = rt.links[-1]
-    dr, dc = {"E": (0, 1), "W": (0, -1), "S": (1, 0), "N": (-1, 0)}[d]
+    dr, dc = STEP[d]
     return [row + dr, col + dc]
 
 

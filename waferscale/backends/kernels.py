@@ -35,6 +35,14 @@ class Work:
     edge: float  # wavelets crossing the rectangle's perimeter (in + out)
 
 
+@dataclass(frozen=True)
+class ChunkCost:
+    cycles: int  # busy cycles of the rectangle
+    bound: str  # the largest roofline term
+    roofline: float  # cycles
+    flops: float  # executed
+
+
 def roofline_cycles(work: Work, rows: int, cols: int, machine: Machine, dtype: str) -> dict[str, float]:
     cores = rows * cols
     return {
@@ -74,12 +82,19 @@ class Kernel:
         """Cycles of the first token's latency through the rectangle (not busy time)."""
         return (rows - 1 + cols - 1) * A.HOP_CYCLES + 2 * A.ROUTER_DELAY_CYCLES
 
-    def cycles(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> tuple[int, str]:
-        """(busy cycles, bound) of tokens [p0, p1): the model's cycles, never below the roofline;
+    def chunk(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> ChunkCost:
+        """Tokens [p0, p1) on a rows x cols rectangle: the model's cycles, never below the roofline;
         the bound is the largest roofline term (compute, sram or fabric)."""
-        roof = roofline_cycles(self.work(p0, p1), rows, cols, machine, self.dtype)
-        bound = max(roof, key=roof.get)
-        return ceil(max(self.model_cycles(rows, cols, p0, p1, machine), max(roof.values()))), bound
+        work = self.work(p0, p1)
+        roof = roofline_cycles(work, rows, cols, machine, self.dtype)
+        top = max(roof.values())
+        cycles = ceil(max(self.model_cycles(rows, cols, p0, p1, machine), top))
+        return ChunkCost(cycles, max(roof, key=roof.get), top, work.flops)
+
+    def cycles(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> tuple[int, str]:
+        """(busy cycles, bound) of tokens [p0, p1)."""
+        c = self.chunk(rows, cols, p0, p1, machine)
+        return c.cycles, c.bound
 
     def queues(self) -> int:
         return self.colors * A.QUEUE_BYTES_PER_COLOR

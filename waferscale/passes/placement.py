@@ -62,6 +62,16 @@ class Placement:
         return self.cores_used / self.machine.cores
 
 
+def _first(lo: int, hi: int, ok) -> int | None:
+    """The least x in [lo, hi] with ok(x), for ok monotone (false, then true), or None if ok(hi) fails."""
+    if not ok(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return lo
+
+
 class _Sizer:
     """Widths of each kernel in a band of a given height, with memoized stage times."""
 
@@ -80,23 +90,12 @@ class _Sizer:
 
     def min_width(self, i: int) -> int | None:
         """The narrowest width whose cores hold the kernel's buffers, or None."""
-        lo, hi, cap = 1, self.max_w[i], self.machine.usable_sram_bytes
-        if self.sram(i, hi) > cap:
-            return None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self.sram(i, mid) <= cap else (mid + 1, hi)
-        return lo
+        cap = self.machine.usable_sram_bytes
+        return _first(1, self.max_w[i], lambda w: self.sram(i, w) <= cap)
 
     def width_for(self, i: int, lo: int, target: int) -> int | None:
         """The narrowest width >= lo whose stage time is within target, or None."""
-        hi = self.max_w[i]
-        if self.time(i, hi) > target:
-            return None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self.time(i, mid) <= target else (mid + 1, hi)
-        return lo
+        return _first(lo, self.max_w[i], lambda w: self.time(i, w) <= target)
 
 
 def _pack(widths: list[int], heights: list[int], band: int, machine: Machine) -> list[Rect] | None:
@@ -133,13 +132,13 @@ def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
             need = sum(s.heights[i] * mins[i] for i in range(len(mins)))
             shortfall = need if shortfall is None else min(shortfall, need)
             continue
-        lo, hi = 1, max(s.time(i, mins[i]) for i in range(len(mins)))
-        while lo < hi:  # the smallest stage-time target whose widths still pack
-            mid = (lo + hi) // 2
-            ws = [s.width_for(i, mins[i], mid) for i in range(len(mins))]
-            fits = None not in ws and _pack(ws, s.heights, band, machine) is not None
-            lo, hi = (lo, mid) if fits else (mid + 1, hi)
-        widths = [s.width_for(i, mins[i], lo) for i in range(len(mins))]
+        def packs(target: int) -> bool:
+            ws = [s.width_for(i, mins[i], target) for i in range(len(mins))]
+            return None not in ws and _pack(ws, s.heights, band, machine) is not None
+
+        # the smallest stage-time target whose widths still pack (the slowest narrowest stage always does)
+        target = _first(1, max(s.time(i, mins[i]) for i in range(len(mins))), packs)
+        widths = [s.width_for(i, mins[i], target) for i in range(len(mins))]
         rects = _pack(widths, s.heights, band, machine)
         times = tuple(s.time(i, w) for i, w in enumerate(widths))
         key = (max(times), -sum(r.cores for r in rects))

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from ..backends import assumptions as A
-from ..backends.kernels import roofline_cycles
 from ..backends.lowering import IO, Program
 from ..passes.placement import Placement
 from ..passes.routing import Routing
@@ -61,17 +60,10 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
     parts = chunks(prog.tokens)
     n_items = prog.samples * len(parts)
     nk = len(prog.kernels)
-    # busy cycles and bounds of every chunk, the same for every sample
-    cost = []
+    # busy cycles, bound and roofline of every chunk, the same for every sample
+    cost = [[k.model.chunk(r.rows, r.cols, p0, p1, m) for p0, p1 in parts]
+            for k, r in zip(prog.kernels, placement.rects)]
     times = [KernelTime() for _ in range(nk)]
-    for k, rect in zip(prog.kernels, placement.rects):
-        row = []
-        for p0, p1 in parts:
-            cyc, bound = k.model.cycles(rect.rows, rect.cols, p0, p1, m)
-            work = k.model.work(p0, p1)
-            roof = max(roofline_cycles(work, rect.rows, rect.cols, m, k.model.dtype).values())
-            row.append((cyc, bound, roof, work.flops))
-        cost.append(row)
     fills = [k.model.fill(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
 
     incoming = [[] for _ in range(nk)]
@@ -123,14 +115,15 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
         item = next_item[k]
         if running[k] or item >= n_items or pending[k][item] > 0:
             return
-        cyc, bound, roof, flops = cost[k][item % len(parts)]
+        c = cost[k][item % len(parts)]
+        cyc = c.cycles
         start = max(now, free_at[k])
         running[k] = True
         t = times[k]
         t.busy += cyc
-        t.roofline += roof
-        t.executed_flops += flops
-        t.bounds[bound] += 1
+        t.roofline += c.roofline
+        t.executed_flops += c.flops
+        t.bounds[c.bound] += 1
         if t.first_start < 0:
             t.first_start = start
         spans.append((k, item // len(parts), item % len(parts), start, start + cyc))
@@ -156,7 +149,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
             transfers += 1
         try_start(k, t)
         done += 1
-        if progress and done % 256 == 0:
+        if progress and done % 4096 == 0:
             progress(done, nk * n_items)
     executed = sum(t.executed_flops for t in times)
     roofline = {
