@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import results_io  # benchmarks/ is on sys.path when a script here runs
+from results_io import command, write
 
 
 def one(model: str, seq: int, dtype: str) -> dict:
@@ -55,13 +54,9 @@ def main() -> None:
         r = rows[-1]
         print(f"{m:<20} export {r['export_s']:6.2f} s  ours {r['ours_s']:5.2f} s  "
               f"end-to-end {r['end_to_end_s']:6.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MiB", flush=True)
-    cmd = "python benchmarks/compile_zoo.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"command": cmd.strip(), "machine": machine, "rows": rows}
-    (RESULTS / "compile_zoo.json").write_text(json.dumps(record, indent=2) + "\n")
+    cmd, machine = command(), results_io.machine()
     lines = [f"# Compile time and memory of the zoo ({a.dtype})", "",
-             f"Command: `{cmd.strip()}` on {machine}.", "",
+             f"Command: `{cmd}` on {machine}.", "",
              "ours = everything after torch.export: import into the IR, verify, print, statistics "
              "(report.json compile.our_seconds). transformers = loading the transformers package. "
              "end-to-end = the whole `wafer compile` process, Python start and imports included.", "",
@@ -71,7 +66,7 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['params']:,} | {r['seq']} | {r['traced_on']} | {r['ops']} | {r['imports_s']:.2f} "
               f"| {r['export_s']:.2f} | {r['ours_s']:.2f} | {r['end_to_end_s']:.2f} | {r['peak_rss_mb']:.0f} |"
               for r in rows]
-    (RESULTS / "compile_zoo.md").write_text("\n".join(lines) + "\n")
+    write("compile_zoo", {"command": cmd, "machine": machine, "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
+import results_io  # benchmarks/ is on sys.path when a script here runs
+from results_io import RESULTS, write
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 
 CASES = [  # m, k, n, target, dtype, note
     (1, 101, 103, "mesh:7x11", "f16", "primes"),
@@ -130,13 +130,11 @@ def main() -> None:
         if not x["wavelets_conserved"] or x["numeric_rel_error"] > 1e-5:
             raise SystemExit(f"case {note}: the PE level lost a wavelet or the product is wrong")
     cmd = "python benchmarks/fidelity.py" + (" --quick" if a.quick else "")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = results_io.machine()
     errs = [abs(r["rel_error"]) for r in rows]
     summary = {"command": cmd, "machine": machine, "cases": len(rows), "mean_abs_rel_error": sum(errs) / len(errs),
                "max_abs_rel_error": max(errs)}
-    (RESULTS / "fidelity.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=1) + "\n")
-    (RESULTS / "fidelity.md").write_text(table(rows, cmd, machine))
+    write("fidelity", {"summary": summary, "cases": rows}, table(rows, cmd, machine), indent=1)
     print(f"{len(rows)} cases: mean |error| {100 * summary['mean_abs_rel_error']:.2f}%, "
           f"max {100 * summary['max_abs_rel_error']:.2f}% -> {RESULTS}/fidelity.md")
 

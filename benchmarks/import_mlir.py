@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import results_io  # benchmarks/ is on sys.path when a script here runs
+from results_io import command, write
 
 
 def compile_once(model: str, seq: int, dtype: str, out: Path, frontend: str) -> tuple[dict, float]:
@@ -71,13 +69,9 @@ def main() -> None:
         print(f"{m:<20} export {r['export_s']:5.2f} s  torch-mlir {r['mlir_import_s']:5.2f} s  walk "
               f"{r['walk_s']:5.2f} s  end-to-end {r['end_to_end_s']:6.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MiB  "
               f"same IR: {r['same_ir']}", flush=True)
-    cmd = "python benchmarks/import_mlir.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"command": cmd.strip(), "machine": machine, "rows": rows}
-    (RESULTS / "import_mlir.json").write_text(json.dumps(record, indent=2) + "\n")
+    cmd, machine = command(), results_io.machine()
     lines = [f"# The torch-mlir frontend on the zoo ({a.dtype})", "",
-             f"Command: `{cmd.strip()}` on {machine}.", "",
+             f"Command: `{cmd}` on {machine}.", "",
              "torch-mlir s = torch-mlir's FX importer, FX graph to torch dialect (compile.mlir_import_seconds); "
              "walk s = ours, torch dialect to our IR (compile.import_seconds); end-to-end = the whole "
              "`wafer compile --frontend torch-mlir` process. RSS at import = the process's peak by the end of the "
@@ -91,7 +85,7 @@ def main() -> None:
               f"| {r['mlir_ops']} | {r['ir_ops']} | {'yes' if r['same_ir'] else 'NO'} | {r['export_s']:.2f} "
               f"| {r['mlir_import_s']:.2f} | {r['walk_s']:.2f} | {r['end_to_end_s']:.2f} "
               f"| {r['import_peak_rss_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['mlir_file_mb']:.1f} |" for r in rows]
-    (RESULTS / "import_mlir.md").write_text("\n".join(lines) + "\n")
+    write("import_mlir", {"command": cmd, "machine": machine, "rows": rows}, "\n".join(lines) + "\n")
     if not all(r["same_ir"] for r in rows):
         raise SystemExit("the two frontends disagree on " + ", ".join(r["model"] for r in rows if not r["same_ir"]))
 

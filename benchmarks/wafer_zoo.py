@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import results_io  # benchmarks/ is on sys.path when a script here runs
+from results_io import command, write
 
 
 def one(model: str, target: str, seq: int, batch: int) -> dict:
@@ -65,13 +63,9 @@ def main() -> None:
                       f"{r['wafer_stage_s']:.2f} s", flush=True)
             else:
                 print(f"{m:<18} {target}: does not fit ({r['error'][:100]}...)", flush=True)
-    cmd = "python benchmarks/wafer_zoo.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "wafer_zoo.json").write_text(json.dumps({"command": cmd.strip(), "machine": machine, "rows": rows},
-                                                       indent=2) + "\n")
+    cmd, machine = command(), results_io.machine()
     lines = [f"# The zoo on the wafer (layer-pipelined, batch {a.batch}, f16)", "",
-             f"Command: `{cmd.strip()}` on {machine}.", "",
+             f"Command: `{cmd}` on {machine}.", "",
              "Simulated figures (tile-level model; clock and fabric figures are the assumptions in "
              "waferscale/backends/assumptions.py). tokens/s is for the whole batch with pipeline fill and drain; "
              "steady = one sample per slowest stage. x roofline = simulated cycles / program roofline. "
@@ -91,7 +85,7 @@ def main() -> None:
     if misfits:
         lines += ["", "Why the others do not fit (the compiler's own message):", ""]
         lines += [f"- {r['model']} on {r['target']}: {r['error']}" for r in misfits]
-    (RESULTS / "wafer_zoo.md").write_text("\n".join(lines) + "\n")
+    write("wafer_zoo", {"command": cmd, "machine": machine, "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
