@@ -19,6 +19,7 @@ from math import ceil
 
 from ..backends import assumptions as A
 from ..backends.lowering import IO, Program
+from ..errors import UnsupportedError
 from ..passes.placement import Placement
 from ..passes.routing import Routing
 
@@ -29,8 +30,6 @@ class KernelTime:
     roofline: float = 0.0  # sum of its chunks' rooflines
     executed_flops: float = 0.0
     bounds: Counter = field(default_factory=Counter)
-    first_start: int = -1
-    last_end: int = 0
 
     @property
     def bound(self) -> str:
@@ -43,7 +42,6 @@ class SimResult:
     kernels: list[KernelTime]
     roofline: dict[str, float]  # program bounds in cycles: compute, kernel (slowest rectangle), stream
     spans: list[tuple[int, int, int, int, int]]  # (kernel, sample, chunk, start, end)
-    transfers: int
 
     @property
     def roofline_cycles(self) -> float:
@@ -56,6 +54,9 @@ def chunks(tokens: int) -> list[tuple[int, int]]:
 
 
 def simulate(prog: Program, placement: Placement, routing: Routing, progress=None) -> SimResult:
+    if A.COUNT_OUTPUT_IO:
+        raise UnsupportedError("counting the outputs' transfer off the wafer (backends/assumptions.py "
+                               "COUNT_OUTPUT_IO); the simulation assumes they are consumed at the wafer edge")
     m = placement.machine
     parts = chunks(prog.tokens)
     n_items = prog.samples * len(parts)
@@ -124,15 +125,12 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
         t.roofline += c.roofline
         t.executed_flops += c.flops
         t.bounds[c.bound] += 1
-        if t.first_start < 0:
-            t.first_start = start
         spans.append((k, item // len(parts), item % len(parts), start, start + cyc))
         push(start + cyc, "done", k, item)
 
     for k in range(nk):
         try_start(k, 0)
     end = 0
-    transfers = 0
     done = 0
     while heap:
         t, _, kind, k, item = heapq.heappop(heap)
@@ -141,12 +139,10 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
             try_start(k, t)
             continue
         running[k], free_at[k], next_item[k] = False, t, item + 1
-        times[k].last_end = t
         ready = t + fills[k]
         end = max(end, ready)
         for r in outgoing[k]:
             push(transfer(r, ready, item), "arrive", prog.flows[r.flow].dst, item)
-            transfers += 1
         try_start(k, t)
         done += 1
         if progress and done % 4096 == 0:
@@ -157,4 +153,4 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
         "kernel": max(t.roofline for t in times),
         "stream": stream_cycles,
     }
-    return SimResult(cycles=int(end), kernels=times, roofline=roofline, spans=spans, transfers=transfers)
+    return SimResult(cycles=int(end), kernels=times, roofline=roofline, spans=spans)
