@@ -32,5 +32,5 @@ class VerifyError(WaferError):
     """A graph that breaks a rule of the IR; names the op and the rule."""
 
     def __init__(self, rule: str, message: str):
-        self.rule = rule
+        self.rule, self.detail = rule, message
         super().__init__(f"verify [{rule}]: {message}")

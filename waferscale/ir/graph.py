@@ -29,7 +29,7 @@ class Value:
 @dataclass(frozen=True, slots=True)
 class Op:
     """``result = kind(operands) {attrs}``. Attribute values are ints, floats, bools, strings,
-    None, or tuples of those."""
+    None, tuples of those, or a graph (the body of a ``fused`` op)."""
 
     kind: str
     operands: tuple[Value, ...]
@@ -74,51 +74,6 @@ class Graph:
 
     def loc(self, value: Value) -> str | None:
         return self.meta.get(value.name, {}).get("loc")
-
-
-class GraphBuilder:
-    """Appends ops to a graph, checking types through the op registry as it goes."""
-
-    def __init__(self, name: str):
-        self.graph = Graph(name)
-        self._names: set[str] = set()
-        self._counter = 0
-
-    def _fresh(self, name: str | None) -> str:
-        if name is None:
-            while str(self._counter) in self._names:
-                self._counter += 1
-            name = str(self._counter)
-        if name in self._names:
-            raise ValueError(f"value %{name} defined twice")
-        self._names.add(name)
-        return name
-
-    def input(self, name: str, type: TensorType) -> Value:
-        v = Value(self._fresh(name), type)
-        self.graph.inputs.append(v)
-        return v
-
-    def param(self, name: str, type: TensorType) -> Value:
-        v = Value(self._fresh(name), type)
-        self.graph.params.append(v)
-        return v
-
-    def op(self, kind: str, *operands: Value, loc: str | None = None, name: str | None = None,
-           **attrs) -> Value:
-        from .registry import infer_type
-
-        frozen = make_attrs(attrs)
-        type = infer_type(kind, [v.type for v in operands], dict(frozen))
-        result = Value(self._fresh(name), type)
-        self.graph.ops.append(Op(kind, tuple(operands), frozen, result))
-        if loc:
-            self.graph.meta[result.name] = {"loc": loc}
-        return result
-
-    def output(self, *values: Value) -> Graph:
-        self.graph.outputs.extend(values)
-        return self.graph
 
 
 class WeightStore(dict[str, np.ndarray]):

@@ -1,7 +1,8 @@
 """Parse the textual form back into a graph. Errors name the line and column.
 
 The parser resolves names in two passes (first every definition, then every use), so a value
-used before it is defined parses, and the verifier reports it as the SSA rule it breaks.
+used before it is defined parses, and the verifier reports it as the SSA rule it breaks. A
+graph-valued attribute (a fused op's body) is a nested graph with names of its own scope.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ class _Parser:
         if t.kind == "ident" and t.text in ("true", "false", "none"):
             self.next()
             return {"true": True, "false": False, "none": None}[t.text]
+        if t.kind == "ident" and t.text == "graph":  # a fused op's body
+            return self.graph()
         if self.accept("["):
             items = []
             while not self.accept("]"):
@@ -141,7 +144,8 @@ class _Parser:
             out[key.text] = self.attr_value()
         return out
 
-    def graph(self) -> tuple[Graph, list[tuple[Op, list[Tok]]], list[Tok]]:
+    def graph(self) -> Graph:
+        """``graph @name(inputs) { params ops return }``, its names resolved in its own scope."""
         self.expect("graph")
         g = Graph(self.expect_kind("symbol", "a graph name such as @model").text[1:])
         self.expect("(")
@@ -156,7 +160,7 @@ class _Parser:
             name = self.expect_kind("value", "a parameter name such as %w").text[1:]
             self.expect(":")
             g.params.append(Value(name, self.type()))
-        pending = []  # (op with placeholder operands, operand tokens): resolved in pass two
+        pending = []  # (op with placeholder operands, operand tokens): resolved once all are defined
         while self.tok.kind == "value":
             name = self.next().text[1:]
             self.expect("=")
@@ -179,24 +183,26 @@ class _Parser:
         while self.accept(","):
             outs.append(self.expect_kind("value", "an output such as %9"))
         self.expect("}")
-        if self.tok.kind != "eof":
-            raise self.error(f"unexpected {self.describe(self.tok)} after the end of the graph")
-        return g, pending, outs
+        # Every definition first, then every use: a value used before it is defined parses, and
+        # the verifier reports the SSA rule it breaks.
+        defined: dict[str, Value] = {}
+        for v in [*g.inputs, *g.params, *(op.result for op, _ in pending)]:
+            defined.setdefault(v.name, v)
+
+        def resolve(t: Tok) -> Value:
+            try:
+                return defined[t.text[1:]]
+            except KeyError:
+                raise self.error(f"value {t.text} is never defined", t) from None
+
+        g.ops = [Op(op.kind, tuple(map(resolve, uses)), op.attrs, op.result) for op, uses in pending]
+        g.outputs = [resolve(t) for t in outs]
+        return g
 
 
 def parse(text: str, source: str = "<ir>") -> Graph:
     p = _Parser(text, source)
-    g, pending, outs = p.graph()
-    defined: dict[str, Value] = {}
-    for v in [*g.inputs, *g.params, *(op.result for op, _ in pending)]:
-        defined.setdefault(v.name, v)
-
-    def resolve(t: Tok) -> Value:
-        try:
-            return defined[t.text[1:]]
-        except KeyError:
-            raise p.error(f"value {t.text} is never defined", t) from None
-
-    g.ops = [Op(op.kind, tuple(map(resolve, uses)), op.attrs, op.result) for op, uses in pending]
-    g.outputs = [resolve(t) for t in outs]
+    g = p.graph()
+    if p.tok.kind != "eof":
+        raise p.error(f"unexpected {p.describe(p.tok)} after the end of the graph")
     return g

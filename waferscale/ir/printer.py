@@ -7,7 +7,8 @@
       return %1
     }
 
-Attributes print sorted by name; floats print with ``repr`` so they parse back bit for bit.
+Attributes print sorted by name; floats print with ``repr`` so they parse back bit for bit. A
+graph-valued attribute (the body of a ``fused`` op) prints as a nested graph.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def format_attr(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, tuple):
         return "[" + ", ".join(format_attr(x) for x in v) + "]"
+    if isinstance(v, Graph):  # a fused op's body, printed inline and indented one level
+        return print_graph(v).rstrip("\n").replace("\n", "\n  ")
     raise TypeError(f"cannot print attribute value {v!r}")
 
 

@@ -1,6 +1,10 @@
-"""One registry of op kinds. Each kind declares, in one place: its operand count, its attributes,
-its type rule, its FLOPs and bytes, and its NumPy reference. Later stages add their own tables
-(backward rule, lowering) keyed by the same kind names.
+"""One registry of op kinds. Each kind declares, in one place: its category, its operand count,
+its attributes, its type rule, its FLOPs and bytes, and its NumPy reference. Later stages keep
+their own tables keyed by the same kind names (the mesh kernels of ``backends/kernels``), so a
+new op is its declaration here plus one row in each table that concerns it.
+
+The op families in ``ir/ops/`` register themselves when the ``waferscale.ir`` package is
+imported, so every lookup below sees them all.
 """
 
 from __future__ import annotations
@@ -11,9 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from .graph import Graph
 from .types import TensorType
 
 REQUIRED = object()
+
+# What an op is, for the stages that treat whole families alike: ``elementwise`` (one output
+# element from the same element of each operand, after broadcasting), ``layout`` (moves or
+# makes data without arithmetic: reshape, transpose, slice, constants), ``contraction``
+# (matmul, linear), ``gather`` (embedding), ``normalization`` (layernorm, softmax over one axis),
+# ``reduction``, ``attention``, ``loss``, and ``fused`` (a region of other ops run as one).
+CATEGORIES = ("elementwise", "layout", "contraction", "gather", "normalization", "reduction", "attention",
+              "loss", "fused")
 
 # attribute kind -> predicate on the value
 ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
@@ -24,6 +37,7 @@ ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
     "str": lambda v: isinstance(v, str),
     "ints": lambda v: isinstance(v, tuple) and all(ATTR_KINDS["int"](x) for x in v),
     "scalars": lambda v: isinstance(v, tuple) and all(isinstance(x, (int, float, bool)) for x in v),
+    "graph": lambda v: isinstance(v, Graph),
 }
 
 
@@ -40,6 +54,7 @@ Types = list[TensorType]
 @dataclass(frozen=True)
 class OpDef:
     kind: str
+    category: str
     infer: Callable[[Types, dict], TensorType]
     reference: Callable[[list[np.ndarray], dict], np.ndarray]
     flops: Callable[[Types, TensorType, dict], int] = lambda ins, out, a: 0
@@ -58,15 +73,16 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def define(kind: str, infer, reference, **kw) -> OpDef:
+def define(kind: str, category: str, infer, reference, **kw) -> OpDef:
     if kind in OPS:
         raise ValueError(f"op {kind!r} defined twice")
-    OPS[kind] = d = OpDef(kind, infer, reference, **kw)
+    if category not in CATEGORIES:
+        raise ValueError(f"op {kind!r}: unknown category {category!r}")
+    OPS[kind] = d = OpDef(kind, category, infer, reference, **kw)
     return d
 
 
 def get(kind: str) -> OpDef:
-    _load()
     try:
         return OPS[kind]
     except KeyError:
@@ -74,8 +90,11 @@ def get(kind: str) -> OpDef:
 
 
 def known(kind: str) -> bool:
-    _load()
     return kind in OPS
+
+
+def category(kind: str) -> str:
+    return get(kind).category
 
 
 def with_defaults(kind: str, attrs: dict) -> dict:
@@ -133,12 +152,3 @@ def flops(kind: str, ins: Types, out: TensorType, attrs: dict) -> int:
 def bytes_moved(kind: str, ins: Types, out: TensorType, attrs: dict) -> tuple[int, int]:
     return get(kind).bytes(ins, out, with_defaults(kind, attrs))
 
-
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import ops  # noqa: F401  (registers every op kind)

@@ -2,7 +2,9 @@
 
 Rules: ``ssa-defined`` (every operand and output defined before use), ``ssa-single``
 (every name assigned once), ``op-kind`` (the registry knows the kind), ``arity``, ``attrs``,
-``type`` (each declared result type equals the registry's inference).
+``type`` (each declared result type equals the registry's inference). A graph-valued attribute
+(the body of a ``fused`` op) is verified by the same rules, and a failure inside it names the
+op that holds it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def verify(g: Graph) -> Graph:
             raise VerifyError("type", f"{where}: {e}") from None
         if inferred != op.type:
             raise VerifyError("type", f"{where} declares {op.type} but its operands give {inferred}")
+        for name, body in attrs.items():
+            if isinstance(body, Graph):
+                try:
+                    verify(body)
+                except VerifyError as e:
+                    raise VerifyError(e.rule, f"{where}, in its {name} @{body.name}: {e.detail}") from None
         defined[op.result.name] = op.type
     for v in g.outputs:
         if v.name not in defined:

@@ -31,20 +31,20 @@ def _div_infer(ins, a):
     return t if t.dtype in FLOAT_DTYPES else t.with_dtype("f32")  # true division, as in torch
 
 
-define("div", _div_infer, lambda args, a: np.true_divide(*args), flops=_per_element(1), arity=(2, 2),
+define("div", "elementwise", _div_infer, lambda args, a: np.true_divide(*args), flops=_per_element(1), arity=(2, 2),
        doc="elementwise true division with broadcasting (integers give f32)")
 
 for _kind, _fn, _n in [
     ("add", np.add, 1), ("sub", np.subtract, 1), ("mul", np.multiply, 1),
     ("pow", np.power, 1), ("maximum", np.maximum, 1), ("minimum", np.minimum, 1),
 ]:
-    define(_kind, _binary_infer(), lambda args, a, _fn=_fn: _fn(*args), flops=_per_element(_n), arity=(2, 2),
-           doc=f"elementwise {_fn.__name__} with broadcasting")
+    define(_kind, "elementwise", _binary_infer(), lambda args, a, _fn=_fn: _fn(*args), flops=_per_element(_n),
+           arity=(2, 2), doc=f"elementwise {_fn.__name__} with broadcasting")
 
 for _kind, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
                    ("gt", np.greater), ("ge", np.greater_equal), ("and", np.logical_and),
                    ("or", np.logical_or)]:
-    define(_kind, _binary_infer("bool"), lambda args, a, _fn=_fn: _fn(*args), arity=(2, 2),
+    define(_kind, "elementwise", _binary_infer("bool"), lambda args, a, _fn=_fn: _fn(*args), arity=(2, 2),
            doc=f"elementwise {_fn.__name__} giving bool")
 
 
@@ -77,18 +77,18 @@ _UNARY = {
     "sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), 4),
 }
 for _kind, (_fn, _n) in _UNARY.items():
-    define(_kind, _same if _kind in ("neg", "relu") else _float_only(_kind),
+    define(_kind, "elementwise", _same if _kind in ("neg", "relu") else _float_only(_kind),
            lambda args, a, _fn=_fn: _fn(args[0]), flops=_per_element(_n), doc=f"elementwise {_kind}")
 
-define("gelu", _float_only("gelu"), lambda args, a: _gelu(args[0], a["approximate"]),
+define("gelu", "elementwise", _float_only("gelu"), lambda args, a: _gelu(args[0], a["approximate"]),
        flops=lambda ins, out, a: (8 if a["approximate"] == "tanh" else 5) * out.numel,
        attrs={"approximate": Attr("str", "none", ("none", "tanh"))},
        doc="GELU: x * Phi(x) with the exact erf ('none') or the tanh approximation ('tanh')")
 
-define("not", lambda ins, a: ins[0].with_dtype("bool"), lambda args, a: np.logical_not(args[0]),
+define("not", "elementwise", lambda ins, a: ins[0].with_dtype("bool"), lambda args, a: np.logical_not(args[0]),
        doc="logical not")
 
-define("cast", lambda ins, a: ins[0].with_dtype(a["dtype"]),
+define("cast", "elementwise", lambda ins, a: ins[0].with_dtype(a["dtype"]),
        lambda args, a: args[0].astype(DTYPES[a["dtype"]][0]),
        attrs={"dtype": Attr("str", choices=tuple(DTYPES))}, doc="convert to another dtype")
 
@@ -100,6 +100,6 @@ def _where_infer(ins, a):
     return TensorType(shape, promote(ins[1].dtype, ins[2].dtype))
 
 
-define("where", _where_infer,
+define("where", "elementwise", _where_infer,
        lambda args, a: np.where(args[0], args[1], args[2]),
        arity=(3, 3), doc="select: cond ? a : b, with broadcasting")

@@ -18,7 +18,7 @@ def _matmul_infer(ins, a):
     return TensorType(batch + (x.shape[-2], y.shape[-1]), promote(x.dtype, y.dtype))
 
 
-define("matmul", _matmul_infer, lambda args, a: np.matmul(args[0], args[1]),
+define("matmul", "contraction", _matmul_infer, lambda args, a: np.matmul(args[0], args[1]),
        flops=lambda ins, out, a: 2 * out.numel * ins[0].shape[-1], arity=(2, 2),
        doc="batched matrix product with NumPy broadcasting of the batch dimensions")
 
@@ -47,7 +47,7 @@ def _linear_flops(ins, out, a):
     return 2 * out.numel * k + (out.numel if len(ins) == 3 else 0)
 
 
-define("linear", _linear_infer, _linear_ref, flops=_linear_flops, arity=(2, 3),
+define("linear", "contraction", _linear_infer, _linear_ref, flops=_linear_flops, arity=(2, 3),
        attrs={"transpose_w": Attr("bool", False)},
        doc="x @ w (+ b); w is [in, out], or [out, in] with transpose_w (torch.nn.Linear)")
 
@@ -66,6 +66,6 @@ def _embedding_bytes(ins, out, a):
     return ids.nbytes + out.nbytes, out.nbytes  # reads only the rows it gathers
 
 
-define("embedding", _embedding_infer, lambda args, a: args[0][args[1]], arity=(2, 2),
+define("embedding", "gather", _embedding_infer, lambda args, a: args[0][args[1]], arity=(2, 2),
        bytes_moved=_embedding_bytes, doc="gather rows of a [vocab, dim] table by integer ids")
 

@@ -44,7 +44,7 @@ def _layernorm_ref(args, a):
     return y
 
 
-define("layernorm", _layernorm_infer, _layernorm_ref,
+define("layernorm", "normalization", _layernorm_infer, _layernorm_ref,
        flops=lambda ins, out, a: 8 * out.numel, arity=(1, 3),
        attrs={"eps": Attr("float", 1e-5), "axes": Attr("int", 1)},
        doc="normalize over the last `axes` dims, then scale and shift")
@@ -62,7 +62,7 @@ def _softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-define("softmax", _softmax_infer, lambda args, a: _softmax(args[0], a["axis"]),
+define("softmax", "normalization", _softmax_infer, lambda args, a: _softmax(args[0], a["axis"]),
        flops=lambda ins, out, a: 5 * out.numel, attrs={"axis": Attr("int", -1)},
        doc="softmax along one axis")
 
@@ -104,7 +104,7 @@ def _attention_flops(ins, out, a):
     return heads * (2 * L * S * E + 2 * L * S * Ev + L * S + 5 * L * S)
 
 
-define("attention", _attention_infer, _attention_ref, flops=_attention_flops, arity=(3, 4),
+define("attention", "attention", _attention_infer, _attention_ref, flops=_attention_flops, arity=(3, 4),
        attrs={"causal": Attr("bool", False), "scale": Attr("float?", None)},
        doc="softmax(q k^T * scale [+ mask]) v; scale defaults to 1/sqrt(E); a bool mask keeps True")
 
@@ -117,7 +117,7 @@ def _reduce_infer(ins, a):
 
 
 for _kind, _fn in [("reduce_sum", np.sum), ("reduce_mean", np.mean), ("reduce_max", np.max)]:
-    define(_kind, _reduce_infer,
+    define(_kind, "reduction", _reduce_infer,
            lambda args, a, _fn=_fn: _fn(args[0], axis=tuple(a["axes"]), keepdims=a["keepdim"]),
            flops=lambda ins, out, a: ins[0].numel,
            attrs={"axes": Attr("ints"), "keepdim": Attr("bool", False)},
@@ -142,6 +142,6 @@ def _xent_ref(args, a):
     return np.asarray((lse - z[np.arange(len(y)), y]).mean())
 
 
-define("cross_entropy", _xent_infer, _xent_ref, arity=(2, 2),
+define("cross_entropy", "loss", _xent_infer, _xent_ref, arity=(2, 2),
        flops=lambda ins, out, a: 5 * ins[0].numel, attrs={"ignore_index": Attr("int", -100)},
        doc="mean negative log-likelihood of integer labels under softmax(logits)")

@@ -25,7 +25,7 @@ def _reshape_infer(ins, a):
     return x.with_shape(shape)
 
 
-define("reshape", _reshape_infer, lambda args, a: args[0].reshape(a["shape"]),
+define("reshape", "layout", _reshape_infer, lambda args, a: args[0].reshape(a["shape"]),
        attrs={"shape": Attr("ints")}, bytes_moved=_views, doc="same elements, new shape")
 
 
@@ -36,7 +36,7 @@ def _transpose_infer(ins, a):
     return x.with_shape(tuple(x.shape[p] for p in perm))
 
 
-define("transpose", _transpose_infer, lambda args, a: np.transpose(args[0], a["perm"]),
+define("transpose", "layout", _transpose_infer, lambda args, a: np.transpose(args[0], a["perm"]),
        attrs={"perm": Attr("ints")}, doc="permute dimensions")
 
 
@@ -57,7 +57,7 @@ def _slice_ref(args, a):
     return args[0][tuple(index)]
 
 
-define("slice", _slice_infer, _slice_ref,
+define("slice", "layout", _slice_infer, _slice_ref,
        attrs={"axis": Attr("int"), "start": Attr("int"), "stop": Attr("int"), "step": Attr("int", 1)},
        doc="x[start:stop:step] along one axis (Python slice rules)")
 
@@ -73,7 +73,7 @@ def _concat_infer(ins, a):
     return first.with_shape(first.shape[:ax] + (sum(t.shape[ax] for t in ins),) + first.shape[ax + 1:])
 
 
-define("concat", _concat_infer, lambda args, a: np.concatenate(args, axis=a["axis"]),
+define("concat", "layout", _concat_infer, lambda args, a: np.concatenate(args, axis=a["axis"]),
        arity=(1, None), attrs={"axis": Attr("int")}, doc="join along one axis")
 
 
@@ -84,7 +84,7 @@ def _expand_infer(ins, a):
     return x.with_shape(shape)
 
 
-define("expand", _expand_infer, lambda args, a: np.broadcast_to(args[0], a["shape"]),
+define("expand", "layout", _expand_infer, lambda args, a: np.broadcast_to(args[0], a["shape"]),
        attrs={"shape": Attr("ints")}, bytes_moved=_views, doc="broadcast to a larger shape")
 
 
@@ -100,7 +100,7 @@ def _constant_ref(args, a):
     return np.full(a["shape"], v[0], v.dtype) if v.size == 1 else v.reshape(a["shape"])
 
 
-define("constant", _constant_infer, _constant_ref, arity=(0, 0),
+define("constant", "layout", _constant_infer, _constant_ref, arity=(0, 0),
        attrs={"value": Attr("scalars"), "shape": Attr("ints"), "dtype": Attr("str", choices=tuple(DTYPES))},
        doc="a literal tensor: one value broadcast to the shape, or all of them in row-major order")
 
@@ -118,6 +118,6 @@ def _iota_ref(args, a):
     return np.broadcast_to(ramp.reshape([-1 if i == axis else 1 for i in range(len(shape))]), shape)
 
 
-define("iota", _iota_infer, _iota_ref, arity=(0, 0),
+define("iota", "layout", _iota_infer, _iota_ref, arity=(0, 0),
        attrs={"shape": Attr("ints"), "axis": Attr("int"), "dtype": Attr("str", choices=tuple(DTYPES))},
        doc="0, 1, 2, ... along one axis, repeated along the others (position ids)")
