@@ -2,7 +2,7 @@ import functools
 
 import pytest
 
-from waferscale.frontend.torch_export import trace_lm
+from waferscale.frontend.lm import trace_lm
 
 
 @functools.cache

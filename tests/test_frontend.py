@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from waferscale.errors import UnsupportedError
-from waferscale.frontend.fx_import import MAX_LITERAL_ELEMENTS
+from waferscale.frontend.importer import MAX_LITERAL_ELEMENTS
 from waferscale.frontend.torch_export import trace_module
 from waferscale.ir import parse, print_graph, verify
 from waferscale.runtime.interpreter import run

@@ -8,31 +8,38 @@ import numpy as np
 import pytest
 
 from waferscale.backends.kernels import roofline_cycles
+from waferscale.backends.kernels.attention import attention
+from waferscale.backends.kernels.embedding import embedding
+from waferscale.backends.kernels.matmul import gemm
+from waferscale.backends.kernels.rowwise import rowwise
 from waferscale.backends.lowering import lower
 from waferscale.backends.machine import WSE2, WSE3, get_machine
+from waferscale.backends.program import Rect
+from waferscale.driver import run_passes
 from waferscale.errors import UnsupportedError, UsageError, VerifyError
+from waferscale.frontend.lm import trace_lm
 from waferscale.ir import registry
-from waferscale.passes.placement import FitError, Rect, place
+from waferscale.passes.place import FitError, place
 from waferscale.passes.placement_check import verify_placement
-from waferscale.passes.routing import RoutingError, route
+from waferscale.passes.route import RoutingError, route
 from waferscale.runtime import placed_run
+from waferscale.runtime.bounds import critical_path
 from waferscale.runtime.interpreter import run
 from waferscale.runtime.tile_sim import chunks
-from waferscale.wafer import critical_path, place_on_wafer
 
 from .conftest import traced
 
+WAFER = "lower,place,route,simulate"
+
 
 @functools.cache
-def placed(target="mesh:32x32", batch=1, seq=48, dtype="f32", model="tiny"):
+def placed(target="mesh:32x32", batch=1, seq=48, dtype="f32", model="tiny", pipeline=WAFER):
     t = traced_batch(model, batch, seq, dtype)
-    return t, place_on_wafer(t.graph, batch, seq, target)
+    return t, run_passes(t.graph, pipeline, batch=batch, seq=seq, target=target)
 
 
 @functools.cache
 def traced_batch(model, batch, seq, dtype):
-    from waferscale.frontend.torch_export import trace_lm
-
     return trace_lm(model, batch=batch, seq=seq, dtype=dtype, weights="random", seed=1)
 
 
@@ -56,13 +63,13 @@ def test_machine_facts_and_custom_meshes():
 def test_gemm_decomposition_equals_numpy(rows, cols):
     rng = np.random.default_rng(0)
     x, w, b = rng.normal(size=(2, 5, 13)), rng.normal(size=(13, 17)), rng.normal(size=17)
-    np.testing.assert_allclose(placed_run.gemm(x, w, b, rows, cols), x @ w + b, rtol=1e-12)
+    np.testing.assert_allclose(gemm(x, w, b, rows, cols), x @ w + b, rtol=1e-12)
 
 
 def test_embedding_decomposition_looks_up_only_owned_rows():
     rng = np.random.default_rng(1)
     table, ids = rng.normal(size=(23, 7)), rng.integers(0, 23, size=(2, 9))
-    np.testing.assert_array_equal(placed_run.embedding(table, ids, 5, 3), table[ids])
+    np.testing.assert_array_equal(embedding(table, ids, 5, 3), table[ids])
 
 
 @pytest.mark.parametrize("kind,attrs", [("layernorm", {"eps": 1e-5, "axes": 1}), ("softmax", {"axis": -1}),
@@ -73,7 +80,7 @@ def test_rowwise_decomposition_equals_reference(kind, attrs):
     x = rng.normal(size=(2, 6, 19)).astype(np.float32)
     args = [x] + ([rng.normal(size=19).astype(np.float32)] * 2 if kind == "layernorm" else [])
     want = registry.evaluate(kind, args, attrs)
-    got = placed_run.rowwise(kind, args, registry.with_defaults(kind, attrs), want.shape, 4, 3)
+    got = rowwise(kind, args, registry.with_defaults(kind, attrs), want.shape, 4, 3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -82,7 +89,7 @@ def test_attention_decomposition_equals_reference(causal):
     rng = np.random.default_rng(3)
     q, k, v = (rng.normal(size=(2, 5, 11, 8)).astype(np.float32) for _ in range(3))
     want = registry.evaluate("attention", [q, k, v], {"causal": causal})
-    got = placed_run.attention(q, k, v, {"causal": causal, "scale": None}, rows=4, cols=3)
+    got = attention(q, k, v, {"causal": causal, "scale": None}, rows=4, cols=3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -183,7 +190,8 @@ def test_simulated_time_never_beats_the_roofline(target, batch):
     _, p = placed(target, batch=batch, seq=48, dtype="f16")
     m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
     assert sim.cycles >= sim.roofline_cycles > 0
-    assert sim.cycles >= critical_path(p)[0]  # no chunk crosses the pipeline faster than its longest chain
+    assert sim.cycles >= critical_path(prog, pl, p.routing)[0]  # no chunk crosses the pipeline faster than its
+    # longest chain
     for k, r, t in zip(prog.kernels, pl.rects, sim.kernels):
         for p0, p1 in chunks(prog.tokens):
             cyc, _ = k.model.cycles(r.rows, r.cols, p0, p1, m)

@@ -49,7 +49,7 @@ def test_compile_with_a_target_writes_deterministic_placement_trace_and_picture(
     code, out, _ = run_cli(capsys, "report", str(tmp_path / "a"))
     assert code == 0
     assert out == (tmp_path / "a" / "report.txt").read_text()
-    assert "Wafer: mesh:32x32" in out and "lm_head/linear" in out
+    assert "Wafer: mesh:32x32" in out and "lm_head/layernorm+linear" in out
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -2,10 +2,10 @@
 
 import pytest
 
-from waferscale.frontend.torch_export import META_THRESHOLD_PARAMS
+from waferscale.frontend.lm import META_THRESHOLD_PARAMS
 from waferscale.frontend.zoo import ZOO
 from waferscale.ir import parse, print_graph, verify
-from waferscale.stats import model_stats
+from waferscale.report.stats import model_stats
 
 from .conftest import traced
 

@@ -38,20 +38,26 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _names(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(n.strip() for v in values or [] for n in v.split(",") if n.strip())
+
+
 def cmd_compile(args) -> int:
-    from .compiler import compile_lm, write_compiled
+    from .driver import compile_model, write_compiled
 
     log = _log(args.quiet)
     model = Path(args.model)
-    out = Path(args.output or Path("out") / (model.stem if model.suffix == ".mlir" else model.name))
-    c = compile_lm(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
-                   frontend=args.frontend, target=args.target)
+    out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
+    c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
+                      frontend=args.frontend, target=args.target, pipeline=args.pipeline,
+                      print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
+                      compile_to=args.compile_to)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
           f"{c.report['ir']['op_count']} ops -> {out}/")
-    if c.placed is not None:
+    if "time" in c.report:
         t, pl = c.report["time"], c.report["placement"]
         print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
@@ -62,8 +68,8 @@ def cmd_compile(args) -> int:
 def cmd_report(args) -> int:
     import json
 
-    from .report import to_text
-    from .wafer import placement_text
+    from .report.summary import to_text
+    from .report.wafer import placement_text
 
     d = Path(args.dir)
     try:
@@ -84,22 +90,26 @@ def cmd_report(args) -> int:
 
 
 def cmd_opt(args) -> int:
-    from .ir import parse, print_graph, verify
+    from .frontend.ir_file import header, read_ir_file
+    from .ir import print_graph
+    from .passes import CompileState, parse_pipeline, run_pipeline, spec
+    from .passes.base import GRAPH
 
-    path = Path(args.file)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    from .passes import run_pipeline
-
-    g = verify(parse(text, source=str(path)))
-    g, timings = run_pipeline(g, args.pipeline)
-    for t in timings:
-        print(f"pass {t.name}: {t.ops_before} -> {t.ops_after} ops in {1e3 * t.seconds:.2f} ms", file=sys.stderr)
-    out = print_graph(g)
+    passes = parse_pipeline(args.pipeline)
+    for p in passes:
+        if p.stage != GRAPH:
+            raise UsageError(f"wafer opt runs graph passes; {p.name!r} works on the {p.stage} stage: "
+                             "use `wafer compile FILE.ir -p ...` for the wafer passes")
+    f = read_ir_file(args.file)
+    state, records = run_pipeline(CompileState(f.graph), passes)
+    for r in records:
+        print(f"pass {r.name}: {r.before['ops']} -> {r.after['ops']} ops in {1e3 * r.seconds:.2f} ms", file=sys.stderr)
+    out = print_graph(state.graph)
+    if f.model is not None:  # a dump keeps its header, with these passes added to its pipeline
+        done = spec(parse_pipeline(f.done) + passes) if f.done else spec(passes)
+        out = header(done, f.model, f"waferscale {__version__}: {f.model.get('name')}") + out
     if args.output:
-        from .report import write_dir
+        from .report.summary import write_dir
 
         write_dir(Path(args.output).parent, {Path(args.output).name: out})
     else:
@@ -107,10 +117,26 @@ def cmd_opt(args) -> int:
     return 0
 
 
+def cmd_passes(args) -> int:
+    from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, PASSES
+
+    print("Passes (a pipeline is a comma-separated list: name or name{option=value,...}):")
+    for name, cls in PASSES.items():
+        stage = f"{cls.stage} -> {cls.gives}" if cls.gives else cls.stage
+        print(f"  {name:<13} [{stage}] {cls.summary}")
+        for f in cls.options():
+            opts = cls.option_help().split("; ")
+            for o in opts:
+                if o.startswith(f.name + "="):
+                    print(f"  {'':<13}   {o}")
+    print(f"Default pipeline: {DEFAULT_GRAPH}; with --target: {DEFAULT_WAFER}")
+    return 0
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
-    from .frontend.torch_export import resolve, trace_lm
+    from .frontend.lm import resolve, trace_lm
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
@@ -202,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compile", help="compile a model and write its IR and report")
     s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face GPT-2 config.json / folder, "
-                   "or a torch-dialect FILE.mlir written by torch-mlir (its shapes and dtypes are used)")
+                   "a torch-dialect FILE.mlir written by torch-mlir, or a text FILE.ir (a dump of "
+                   "--print-ir-after resumes where it stopped); files keep their own shapes and dtypes")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
@@ -212,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
     s.add_argument("--target", default=None, help="place and simulate on wse2, wse3 or mesh:RxC[,sram_kib=..,"
                    "fmac=..,clock_ghz=..]; writes placement.json, trace.json and mesh.png too")
+    s.add_argument("-p", "--pipeline", default=None,
+                   help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
+                   "'canonicalize,lower,place,route,simulate{chunk=16}'")
+    s.add_argument("--print-ir-after", action="append", metavar="PASS",
+                   help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
+    s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
+    s.add_argument("--compile-to", metavar="PASS", help="stop after this pass")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 
@@ -219,11 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("opt", help="read, verify and print text IR")
+    s = sub.add_parser("opt", help="read, verify, run graph passes on and print text IR")
     s.add_argument("file")
-    s.add_argument("-p", "--pipeline", default="", help="comma-separated passes to run, e.g. 'dce'")
+    s.add_argument("-p", "--pipeline", default="", help="graph passes to run, e.g. 'canonicalize,fuse'")
     s.add_argument("-o", "--output", help="write the result here instead of stdout")
     s.set_defaults(fn=cmd_opt)
+
+    s = sub.add_parser("passes", help="list the passes, their options and the default pipelines")
+    s.set_defaults(fn=cmd_passes)
 
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model")

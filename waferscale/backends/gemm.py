@@ -3,7 +3,7 @@ simulator (runtime/pe_sim.py) executes wavelet by wavelet.
 
 The algorithm: weight-stationary, row-broadcast, column-reduce. ``C[m, n] = A[m, k] @ W[k, n]`` on
 an ``rows x cols`` rectangle. K is split over rows and N over columns in contiguous blocks whose
-sizes differ by at most one (larger blocks first), so core (i, j) holds the tile ``W[K_i, N_j]``
+sizes differ by at most one (larger blocks first; ``blocks.py``), so core (i, j) holds the tile ``W[K_i, N_j]``
 (``kt x nt`` at most). The rows of A (tokens) stream in one after another: ``A[m, K_i]`` enters at
 the west edge of row i and is multicast east along the row, one element per wavelet. Each core
 multiplies each arriving element into its ``nt`` partial sums (``ceil(nt / lanes)`` cycles per
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from . import assumptions as A
+from .blocks import block
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,6 @@ class GemmTime:
     @property
     def total(self) -> int:
         return self.fill + self.tokens * self.step
-
-
-def block(size: int, parts: int) -> int:
-    """The largest block when ``size`` is split into ``parts`` contiguous blocks."""
-    return ceil(size / parts)
 
 
 def _core_step(kt: int, nt: int, lanes: float) -> int:

@@ -16,9 +16,9 @@ import torch
 from ..errors import UnsupportedError
 from ..ir import Value
 from .dtypes import IR_TO_TORCH
-from .fx_import import Const, Importer
+from .importer import Const, ImporterBase
 
-Converter = Callable[[Importer, tuple, dict], Any]
+Converter = Callable[[ImporterBase, tuple, dict], Any]
 CONVERTERS: dict[str, Converter] = {}
 
 # Nodes that only assert facts torch already checked; they produce nothing we use.
@@ -36,7 +36,7 @@ def converts(*names: str):
     return register
 
 
-def checked(imp: Importer, v: Value) -> Value:
+def checked(imp: ImporterBase, v: Value) -> Value:
     """v, cast to the dtype torch recorded; a shape that disagrees is a converter bug."""
     want = imp.out_type()
     if v.type.shape != want.shape:
@@ -44,7 +44,7 @@ def checked(imp: Importer, v: Value) -> Value:
     return v if v.type.dtype == want.dtype else imp.op("cast", v, dtype=want.dtype)
 
 
-def operands(imp: Importer, *xs) -> list[Value]:
+def operands(imp: ImporterBase, *xs) -> list[Value]:
     like = next((x for x in xs if isinstance(x, Value)), None)
     return [imp.tensor(x, like) for x in xs]
 
@@ -177,6 +177,9 @@ def _softmax(imp, args, kwargs):
 
 def mask_kind(mask: torch.Tensor, L: int, S: int) -> str:
     """'none' if the mask keeps everything, 'causal' if it keeps exactly j <= i, else 'general'."""
+    for d in range(mask.dim()):  # an axis it repeats along (a batch expanded, stride 0) is checked once
+        if mask.stride(d) == 0 and mask.shape[d] > 1:
+            mask = mask.narrow(d, 0, 1)
     m = mask.broadcast_to(mask.shape[:-2] + (L, S)) if mask.dim() >= 2 else mask.broadcast_to((L, S))
     causal = torch.ones(L, S, dtype=torch.bool).tril(S - L)
     if m.dtype == torch.bool:
@@ -205,7 +208,11 @@ def _sdpa(imp, args, kwargs):
     scale = None if scale is None else float(scale)
     extra = []
     if isinstance(mask, Const):
-        kind = mask_kind(mask.value, q.type.shape[-2], k.type.shape[-2])
+        key = ("mask", id(mask.value), q.type.shape[-2], k.type.shape[-2])
+        seen = imp.memo.get(key)  # every layer reads the same mask: check it once
+        if seen is None or seen[0] is not mask.value:
+            seen = imp.memo[key] = (mask.value, mask_kind(mask.value, *key[2:]))
+        kind = seen[1]
         if kind == "causal":
             causal = True
         elif kind == "general":

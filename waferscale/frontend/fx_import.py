@@ -12,7 +12,6 @@ names, so a model traced on the meta device imports without a byte of weight dat
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,65 +19,15 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
 from ..errors import UnsupportedError
-from ..ir import GraphBuilder, TensorType, Value
+from ..ir import GraphBuilder, TensorType
 from ..ir.graph import Graph
-from ..passes.dce import dead_code_elimination
+from ..ir.rewrite import dead_code_elimination
+from .aten import CONVERTERS, IGNORED
 from .dtypes import ir_dtype
-
-# A folded constant larger than this many elements is refused (a guard against folding a
-# weight-sized computation at import time).
-MAX_FOLDED_ELEMENTS = 1 << 26
-# A constant with at most this many elements may be written into the IR as a literal.
-MAX_LITERAL_ELEMENTS = 4096
+from .importer import Const, ImporterBase, fold, is_dynamic, node_name
 
 
-@dataclass(frozen=True)
-class Const:
-    """A value known at import time: a CPU tensor, or a Python scalar."""
-
-    value: Any
-
-
-def is_dynamic(x: Any) -> bool:
-    if isinstance(x, Value):
-        return True
-    if isinstance(x, (list, tuple)):
-        return any(is_dynamic(y) for y in x)
-    return False
-
-
-def _iota_axis(v: torch.Tensor) -> int | None:
-    """The axis along which an integer tensor counts 0, 1, 2, ... (and is constant across the
-    others), or None."""
-    if v.is_floating_point() or v.dtype == torch.bool or v.dim() == 0 or v.numel() < 2:
-        return None
-    for axis in range(v.dim()):
-        n = v.shape[axis]
-        if n < 2:
-            continue
-        ramp = torch.arange(n, dtype=v.dtype).reshape([-1 if i == axis else 1 for i in range(v.dim())])
-        if torch.equal(v, ramp.expand(v.shape)):
-            return axis
-    return None
-
-
-def node_name(target: Any) -> str:
-    """'aten.view.default' for an OpOverload, the function name otherwise."""
-    if isinstance(target, torch._ops.OpOverload):
-        return str(target)
-    return getattr(target, "__name__", str(target))
-
-
-def folding_arg(x):
-    """An argument of an op folded at import time: constants as their values, devices as the CPU."""
-    if isinstance(x, Const):
-        return x.value
-    if isinstance(x, (list, tuple)):
-        return type(x)(folding_arg(y) for y in x)
-    return torch.device("cpu") if isinstance(x, torch.device) else x
-
-
-class Importer:
+class Importer(ImporterBase):
     def __init__(self, ep: ExportedProgram, name: str, strip_prefix: str = "",
                  rename: dict[str, str] | None = None):
         self.ep = ep
@@ -89,10 +38,7 @@ class Importer:
         self.loc: str | None = None
         self.node: torch.fx.Node | None = None
         self.param_targets: dict[str, str] = {}  # IR parameter name -> state_dict key
-
-    # -- helpers the converters use
-    def op(self, kind: str, *operands: Value, **attrs) -> Value:
-        return self.b.op(kind, *operands, loc=self.loc, **attrs)
+        self.memo: dict = {}
 
     def out_type(self) -> TensorType:
         val = self.node.meta.get("val")
@@ -102,31 +48,6 @@ class Importer:
 
     def where(self) -> str:
         return f"{node_name(self.node.target)} at {self.loc or '<top>'}"
-
-    def tensor(self, x: Any, like: Value | None = None) -> Value:
-        """An IR value for x: itself, or a literal constant op for a folded scalar or small tensor."""
-        if isinstance(x, Value):
-            return x
-        v = x.value if isinstance(x, Const) else x
-        if isinstance(v, torch.Tensor):
-            axis = _iota_axis(v)
-            if axis is not None:
-                return self.op("iota", shape=tuple(v.shape), axis=axis, dtype=ir_dtype(v.dtype))
-            if v.numel() > MAX_LITERAL_ELEMENTS:
-                raise UnsupportedError(
-                    f"{self.where()} uses a constant tensor of shape {list(v.shape)} computed at import "
-                    f"time; only causal masks and constants of up to {MAX_LITERAL_ELEMENTS} elements are kept")
-            dtype = ir_dtype(v.dtype)
-            if like is not None and v.dim() == 0 and dtype != "bool":
-                dtype = like.type.dtype
-            flat = v.flatten().tolist()
-            values = (flat[0],) if flat and all(f == flat[0] for f in flat) else tuple(flat)
-            return self.op("constant", value=values, shape=tuple(v.shape), dtype=dtype)
-        if isinstance(v, (bool, int, float)):
-            dtype = like.type.dtype if like is not None else (
-                "bool" if isinstance(v, bool) else "i64" if isinstance(v, int) else "f32")
-            return self.op("constant", value=(v,), shape=(), dtype=dtype)
-        raise UnsupportedError(f"{self.where()}: operand {v!r} is not a tensor")
 
     # -- the walk
     def location(self, node: torch.fx.Node) -> str | None:
@@ -175,19 +96,7 @@ class Importer:
             return type(a)(self.arg(x) for x in a)
         return a
 
-    def fold(self, node: torch.fx.Node, args, kwargs) -> Const:
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor) and val.numel() > MAX_FOLDED_ELEMENTS:
-            raise UnsupportedError(f"{self.where()}: folding a constant of shape {list(val.shape)}")
-        kwargs = {k: folding_arg(v) for k, v in kwargs.items()}
-        if "device" in kwargs:
-            kwargs["device"] = torch.device("cpu")
-        with torch.no_grad():
-            return Const(node.target(*folding_arg(args), **kwargs))
-
     def convert(self, node: torch.fx.Node) -> Any:
-        from .aten import CONVERTERS, IGNORED
-
         self.node, self.loc = node, self.location(node)
         args, kwargs = self.arg(node.args), self.arg(node.kwargs)
         name = node_name(node.target)
@@ -197,7 +106,9 @@ class Importer:
         if name in IGNORED:
             return None
         if not is_dynamic(args) and not is_dynamic(list(kwargs.values())):
-            return self.fold(node, args, kwargs)
+            val = node.meta.get("val")
+            shape = tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
+            return fold(node.target, args, kwargs, shape, self.where())
         conv = CONVERTERS.get(name)
         if conv is None:
             raise UnsupportedError(f"ATen op {name} at {self.loc or '<top>'} "

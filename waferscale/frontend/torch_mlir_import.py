@@ -34,9 +34,10 @@ from torch_mlir.extras.fx_importer import (
 from ..errors import UnsupportedError, UsageError
 from ..ir import GraphBuilder, TensorType, Value
 from ..ir.graph import Graph
-from ..passes.dce import dead_code_elimination
+from ..ir.rewrite import dead_code_elimination
+from .aten import CONVERTERS, IGNORED
 from .dtypes import ir_dtype
-from .fx_import import MAX_FOLDED_ELEMENTS, Const, Importer, folding_arg, is_dynamic
+from .importer import Const, ImporterBase, fold, is_dynamic
 
 _DTYPE_OF_ASM = {v: k for k, v in TORCH_DTYPE_TO_MLIR_TYPE_ASM.items()}
 # schema argument type -> how a torch.constant.int operand becomes the Python object torch expects
@@ -156,8 +157,8 @@ class OpNode:
     target: str
 
 
-class MlirImporter(Importer):
-    """Walks one ``func.func`` of a torch-dialect module; converters see the Importer interface."""
+class MlirImporter(ImporterBase):
+    """Walks one ``func.func`` of a torch-dialect module; converters see the ImporterBase interface."""
 
     def __init__(self, func: ir.Operation):
         self.func = func
@@ -168,8 +169,9 @@ class MlirImporter(Importer):
         self.node: OpNode | None = None
         self.mlir_op: ir.Operation | None = None
         self.params: dict[str, Value] = {}  # resource key -> IR parameter
+        self.memo: dict = {}
 
-    # -- what converters call, beyond Importer's op() and tensor()
+    # -- what converters call, beyond ImporterBase's op() and tensor()
     def out_type(self) -> TensorType:
         results = list(self.mlir_op.results)
         t = vtensor(results[0].type) if len(results) == 1 else None
@@ -243,8 +245,6 @@ class MlirImporter(Importer):
         self.unsupported(op.name, f"a literal of attribute kind {type(attr).__name__}")
 
     def aten(self, op: ir.Operation, mlir_name: str) -> None:
-        from .aten import CONVERTERS, IGNORED
-
         name = aten_name(mlir_name)
         self.node = OpNode(name)
         results = list(op.results)
@@ -285,13 +285,8 @@ class MlirImporter(Importer):
                 self.env[r] = out[i] if isinstance(out, (tuple, list)) else Const(out.value[i])
 
     def fold(self, target, results, args, kwargs) -> Const:
-        for r in results:
-            t = vtensor(r.type)
-            if t is not None and np.prod(t.shape) > MAX_FOLDED_ELEMENTS:
-                raise UnsupportedError(f"{self.where()}: folding a constant of shape {list(t.shape)}")
-
-        with torch.no_grad():
-            return Const(target(*folding_arg(args), **{k: folding_arg(v) for k, v in kwargs.items()}))
+        t = vtensor(results[0].type) if len(results) == 1 else None
+        return fold(target, args, kwargs, t.shape if t is not None else None, self.where())
 
 
 def _symbol(name: str) -> str:

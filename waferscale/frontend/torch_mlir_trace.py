@@ -16,9 +16,9 @@ import torch
 from torch_mlir import ir
 
 from ..ir import WeightStore
-from .torch_export import Traced, _graph_name, _tied_names, _to_numpy
-from .torch_mlir_export import export_to_torch_dialect
-from .torch_mlir_import import import_module
+from .torch_mlir_export import export_to_torch_dialect, new_context
+from .torch_mlir_import import import_module, parse_file
+from .traced import Traced, graph_name, tied_names, to_numpy
 
 
 @dataclass
@@ -44,8 +44,8 @@ def trace_module_mlir(module: torch.nn.Module, example_inputs: tuple, name: str,
                       strip_prefix: str = "") -> MlirTraced:
     """Export any module through torch-mlir and import the module; weights are kept if they are real."""
     module = module.eval()
-    m, targets, cost = export_to_torch_dialect(module, example_inputs, _graph_name(name), strip_prefix,
-                                               _tied_names(module))
+    m, targets, cost = export_to_torch_dialect(module, example_inputs, graph_name(name), strip_prefix,
+                                               tied_names(module))
     t0 = time.perf_counter()
     graph, keys = import_module(m)
     seconds = {"export": cost.export_seconds, "mlir_import": cost.import_seconds, "import": time.perf_counter() - t0}
@@ -54,7 +54,7 @@ def trace_module_mlir(module: torch.nn.Module, example_inputs: tuple, name: str,
               "mlir_import_rss_growth_bytes": cost.import_rss_growth_bytes}
     on_meta = any(p.is_meta for p in module.parameters())
     state = dict(module.named_parameters(remove_duplicate=False)) | dict(module.named_buffers())
-    weights = None if on_meta else WeightStore({k: _to_numpy(state[targets[key]]) for k, key in keys.items()})
+    weights = None if on_meta else WeightStore({k: to_numpy(state[targets[key]]) for k, key in keys.items()})
     return MlirTraced(graph, weights, sum(p.numel() for p in module.parameters()), "meta" if on_meta else "cpu",
                       seconds, module=module, mlir=m, memory=memory, mlir_ops=count_ops(m))
 
@@ -63,8 +63,6 @@ def trace_mlir_file(path: str, log=lambda msg: None) -> MlirTraced:
     """Read a torch-dialect module that torch-mlir wrote; shapes and dtypes are the module's own.
 
     Parameter data is never read (the file may hold none), so there are no weights."""
-    from .torch_mlir_export import new_context
-    from .torch_mlir_import import parse_file
 
     log(f"parsing {path} as a torch-dialect module")
     t0 = time.perf_counter()

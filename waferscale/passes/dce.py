@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from ..ir import Graph
+from dataclasses import dataclass, replace
+
+from ..ir.rewrite import dead_code_elimination
+from .base import GRAPH, CompileState, Pass, register
 
 
-def dead_code_elimination(g: Graph) -> Graph:
-    live = {v.name for v in g.outputs}
-    kept = []
-    for op in reversed(g.ops):
-        if op.result.name in live:
-            kept.append(op)
-            live.update(x.name for x in op.operands)
-    return Graph(g.name, list(g.inputs), [p for p in g.params if p.name in live], kept[::-1],
-                 list(g.outputs), {k: v for k, v in g.meta.items() if k in live})
+@register
+@dataclass(frozen=True)
+class DeadCodeElimination(Pass):
+    name = "dce"
+    stage = GRAPH
+    summary = "drop ops nothing reads and parameters no op reads"
+
+    def run(self, s: CompileState) -> CompileState:
+        return replace(s, graph=dead_code_elimination(s.graph))

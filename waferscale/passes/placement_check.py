@@ -3,9 +3,8 @@ SRAM per core within capacity, one rectangle per kernel."""
 
 from __future__ import annotations
 
-from ..backends.lowering import Program
+from ..backends.program import Placement, Program
 from ..errors import VerifyError
-from .placement import Placement
 
 
 def verify_placement(prog: Program, placement: Placement) -> Placement:

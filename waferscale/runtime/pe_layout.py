@@ -2,7 +2,7 @@
 each row's stream of A, and the per-core constants of its task.
 
 K is split over the grid's rows and N over its columns in contiguous blocks whose sizes differ by
-at most one, the larger blocks first (as ``numpy.array_split``), so core (i, j) holds
+at most one, the larger blocks first (``backends/blocks.py``, the split every kernel uses), so core (i, j) holds
 ``W[K_i, N_j]``. Arrays are padded to the largest block with zeros; a core never reads past its
 own ``kt`` x ``nt``. A grid wider than the matrix (more rows than K, more columns than N) is cut to
 ``min(rows, k) x min(cols, n)``: the extra cores would hold nothing and idle.
@@ -16,14 +16,13 @@ from math import ceil
 import numpy as np
 
 from ..backends import assumptions as A
+from ..backends.blocks import offsets, split
 
 
 def blocks(size: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sizes and offsets of ``size`` split into ``parts`` contiguous blocks, larger ones first."""
-    sizes = np.full(parts, size // parts, np.int64)
-    sizes[: size % parts] += 1
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    return sizes, offsets
+    """Sizes and offsets of ``size`` split into ``parts`` contiguous blocks (``backends/blocks.py``)."""
+    sizes = split(size, parts)
+    return np.array(sizes, np.int64), np.array(offsets(sizes), np.int64)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The tile-level runtime: a discrete-event simulation of a placed, routed program.
 
-Samples flow through the pipeline in chunks of ``CHUNK_TOKENS`` tokens. A kernel works on one
+Samples flow through the pipeline in chunks of ``chunk`` tokens (``simulate{chunk=N}``; the
+default is ``CHUNK_TOKENS`` of ``backends/assumptions.py``). A kernel works on one
 chunk at a time, in order, once every flow into it has delivered that chunk; it is busy for
 the chunk's cycles on its rectangle (``backends/kernels.py``) and its output leaves after the
 rectangle's fill latency. Each flow then moves the chunk over its route: a transfer takes the
@@ -18,10 +19,8 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from ..backends import assumptions as A
-from ..backends.lowering import IO, Program
+from ..backends.program import IO, Placement, Program, Routing
 from ..errors import UnsupportedError
-from ..passes.placement import Placement
-from ..passes.routing import Routing
 
 
 @dataclass
@@ -38,6 +37,7 @@ class KernelTime:
 
 @dataclass
 class SimResult:
+    chunk: int  # tokens per simulated chunk
     cycles: int
     kernels: list[KernelTime]
     roofline: dict[str, float]  # program bounds in cycles: compute, kernel (slowest rectangle), stream
@@ -48,17 +48,18 @@ class SimResult:
         return max(self.roofline.values())
 
 
-def chunks(tokens: int) -> list[tuple[int, int]]:
-    step = min(A.CHUNK_TOKENS, tokens)
+def chunks(tokens: int, chunk: int = A.CHUNK_TOKENS) -> list[tuple[int, int]]:
+    step = min(chunk, tokens)
     return [(p, min(p + step, tokens)) for p in range(0, tokens, step)]
 
 
-def simulate(prog: Program, placement: Placement, routing: Routing, progress=None) -> SimResult:
+def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int = A.CHUNK_TOKENS,
+             progress=None) -> SimResult:
     if A.COUNT_OUTPUT_IO:
         raise UnsupportedError("counting the outputs' transfer off the wafer (backends/assumptions.py "
                                "COUNT_OUTPUT_IO); the simulation assumes they are consumed at the wafer edge")
     m = placement.machine
-    parts = chunks(prog.tokens)
+    parts = chunks(prog.tokens, chunk)
     n_items = prog.samples * len(parts)
     nk = len(prog.kernels)
     # busy cycles, bound and roofline of every chunk, the same for every sample
@@ -153,4 +154,4 @@ def simulate(prog: Program, placement: Placement, routing: Routing, progress=Non
         "kernel": max(t.roofline for t in times),
         "stream": stream_cycles,
     }
-    return SimResult(cycles=int(end), kernels=times, roofline=roofline, spans=spans)
+    return SimResult(chunk=min(chunk, prog.tokens), cycles=int(end), kernels=times, roofline=roofline, spans=spans)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Graph, registry
+from ..ir import Graph, registry
 
 FLOP_CLASSES = {"linear": "matmul", "matmul": "matmul", "attention": "attention"}
 

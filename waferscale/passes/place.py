@@ -1,4 +1,4 @@
-"""Layer-pipelined placement: every kernel gets its own rectangle of cores.
+"""place: every kernel gets its own rectangle of cores (layer-pipelined mode).
 
 The mesh is cut into horizontal bands of equal height. Kernels, in program (topological)
 order, fill the bands left to right, then right to left on the next band (a serpentine), so
@@ -7,59 +7,51 @@ A kernel's width is the smallest that holds its SRAM and brings its stage time (
 sample) down to a common target; the target is bisected to the smallest one whose widths still
 pack into the bands, which balances the pipeline's stages. Every band height from a short list
 is tried, and the placement with the fastest slowest stage wins.
+
+The mode is an option (``place{mode=pipelined}``) because weight streaming, where each layer in
+turn has the whole wafer, is the other way to run a model; it is not built yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ..backends.lowering import Program
 from ..backends.machine import Machine
-from ..errors import WaferError
+from ..backends.program import Placement, Program, Rect
+from ..errors import UnsupportedError, UsageError, WaferError
+from .base import PLACED, PROGRAM, CompileState, Pass, option, register
+from .placement_check import verify_placement
+
+MODES = {"pipelined": "layer-pipelined"}  # option value -> the mode's name in reports
 
 
 class FitError(WaferError):
     """The program does not fit on the mesh in this mode."""
 
 
-@dataclass(frozen=True, order=True)
-class Rect:
-    row: int
-    col: int
-    rows: int
-    cols: int
-
-    @property
-    def cores(self) -> int:
-        return self.rows * self.cols
-
-    @property
-    def center(self) -> tuple[int, int]:
-        return self.row + (self.rows - 1) // 2, self.col + (self.cols - 1) // 2
-
-    def overlaps(self, o: Rect) -> bool:
-        return (self.row < o.row + o.rows and o.row < self.row + self.rows
-                and self.col < o.col + o.cols and o.col < self.col + self.cols)
-
-    def as_list(self) -> list[int]:
-        return [self.row, self.col, self.rows, self.cols]
-
-
+@register
 @dataclass(frozen=True)
-class Placement:
-    machine: Machine
-    rects: tuple[Rect, ...]  # indexed by kernel id
-    band_rows: int
-    stage_cycles: tuple[int, ...]  # busy cycles per sample, by kernel
+class Place(Pass):
+    name = "place"
+    stage = PROGRAM
+    gives = PLACED
+    needs_machine = True
+    summary = "a rectangle of cores per kernel, in serpentine bands, stage times balanced"
+    mode: str = option("pipelined", "execution mode: pipelined (every kernel on its own rectangle at once) or "
+                       "streaming (each layer on the whole wafer in turn; not built yet)",
+                       choices=("pipelined", "streaming"))
 
-    @property
-    def cores_used(self) -> int:
-        return sum(r.cores for r in self.rects)
-
-    @property
-    def occupancy(self) -> float:
-        return self.cores_used / self.machine.cores
+    def run(self, s: CompileState) -> CompileState:
+        if s.machine is None:
+            raise UsageError("pass 'place' needs a machine: give --target wse2, wse3 or mesh:RxC")
+        if self.mode == "streaming":
+            raise UnsupportedError("weight-streaming placement (place{mode=streaming}); use place{mode=pipelined}")
+        placement = verify_placement(s.program, place(s.program, s.machine, log=s.log))
+        m = s.machine
+        s.log(f"placed on {m.name} ({m.rows}x{m.cols}) in bands of {placement.band_rows} rows: "
+              f"{100 * placement.occupancy:.1f}% of the cores")
+        return replace(s, placement=placement)
 
 
 def _first(lo: int, hi: int, ok) -> int | None:
@@ -144,7 +136,7 @@ def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
         key = (max(times), -sum(r.cores for r in rects))
         log(f"band height {band}: slowest stage {max(times):,} cycles/sample")
         if best is None or key < best[0]:
-            best = (key, Placement(machine, tuple(rects), band, times))
+            best = (key, Placement(machine, "pipelined", tuple(rects), band, times))
     if best is None:
         if shortfall is None and unfit is not None:
             raise _kernel_fit_error(machine, *unfit)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from .wafer import Placed
+from ..passes.base import CompileState
 
 
-def chrome_trace(p: Placed) -> str:
+def chrome_trace(p: CompileState) -> str:
     us = 1e6 / p.machine.clock_hz  # microseconds per cycle
     events = [{"ph": "M", "pid": 1, "name": "process_name",
                "args": {"name": f"{p.program.graph.name} on {p.machine.name} ({p.machine.rows}x{p.machine.cols})"}}]

@@ -1,4 +1,4 @@
-"""Routing: an XY (dimension-order) route for every producer-to-consumer flow.
+"""route: an XY (dimension-order) route for every producer-to-consumer flow.
 
 A flow between two rectangles is a bundle of parallel wavelet streams. Its route runs from the
 producer's centre core along the row to the consumer's centre column, then along that column
@@ -16,51 +16,30 @@ their consumer's centre.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from ..backends.lowering import IO, Program
+from ..backends.program import IO, STEP, Link, Placement, Program, Route, Routing
 from ..errors import WaferError
-from .placement import Placement
-
-Link = tuple[int, int, str]  # (row, col, direction of travel out of that core: N, S, E, W)
-STEP = {"E": (0, 1), "W": (0, -1), "S": (1, 0), "N": (-1, 0)}
+from .base import PLACED, ROUTED, CompileState, Pass, register
 
 
 class RoutingError(WaferError):
     pass
 
 
+@register
 @dataclass(frozen=True)
-class Route:
-    flow: int  # index into Program.flows
-    links: tuple[Link, ...]
-    lanes: int  # parallel links of the bundle
-    bytes_per_sample: float
+class RoutePass(Pass):
+    name = "route"
+    stage = PLACED
+    gives = ROUTED
+    summary = "an XY route per flow, link loads and the colors each link needs"
 
-    @property
-    def hops(self) -> int:
-        return len(self.links)
-
-
-@dataclass(frozen=True)
-class Routing:
-    routes: tuple[Route, ...]
-    link_bytes: dict[Link, float]  # bytes per sample on each link (of one lane of each bundle)
-    link_colors: dict[Link, int]
-
-    @property
-    def max_colors(self) -> int:
-        return max(self.link_colors.values(), default=0)
-
-    def busiest(self, n: int = 5) -> list[tuple[Link, float]]:
-        return sorted(self.link_bytes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-
-    def mean_hops(self) -> float:
-        """Mean hop distance of the flows, weighted by their bytes."""
-        total = sum(r.bytes_per_sample for r in self.routes)
-        return sum(r.hops * r.bytes_per_sample for r in self.routes) / total if total else 0.0
+    def run(self, s: CompileState) -> CompileState:
+        routing = route(s.program, s.placement)
+        s.log(f"routed {len(routing.routes)} flows: mean {routing.mean_hops():.1f} hops, at most "
+              f"{routing.max_colors} colors on a link")
+        return replace(s, routing=routing)
 
 
 def xy_links(src: tuple[int, int], dst: tuple[int, int]) -> list[Link]:
@@ -96,7 +75,7 @@ def route(prog: Program, placement: Placement) -> Routing:
         for link in links:
             link_bytes[link] += b / lanes
             colors[link] += 1
-    owner = placement_owner(placement)  # a kernel's own colors are on every link inside its rectangle
+    owner = placement.owner()  # a kernel's own colors are on every link inside its rectangle
     for link in colors:
         row, col, _ = link
         if col >= 0 and owner[row, col] >= 0:
@@ -108,12 +87,3 @@ def route(prog: Program, placement: Placement) -> Routing:
                            "too many flows cross one place; try another --target or a shorter model")
     return Routing(tuple(routes), dict(link_bytes), dict(colors))
 
-
-
-def placement_owner(placement: Placement) -> np.ndarray:
-    """The kernel id on each core of the mesh (-1 where none)."""
-    m = placement.machine
-    owner = np.full((m.rows, m.cols), -1, dtype=np.int32)
-    for i, r in enumerate(placement.rects):
-        owner[r.row:r.row + r.rows, r.col:r.col + r.cols] = i
-    return owner

@@ -9,10 +9,11 @@ import io
 
 import numpy as np
 
-from .wafer import Placed, utilization
+from ..passes.base import CompileState
+from .wafer import utilization
 
 
-def mesh_png(p: Placed) -> bytes:
+def mesh_png(p: CompileState) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,85 +1,40 @@
-"""The wafer stage of ``wafer compile --target``: lower, place, route, simulate, and describe.
-
-``place_on_wafer`` runs the stages in order, checks the placement with the verifier's rules,
-and returns everything a report needs; ``placement_json`` and ``wafer_report`` turn it into
-``placement.json`` and the ``report.json`` sections (``target``, ``mode``, ``time``,
-``placement``). Nothing here depends on wall-clock time, so the same inputs give the same bytes.
+"""The wafer sections of a compile's outputs: ``placement.json``, the ``report.json`` sections
+(``target``, ``mode``, ``machine``, ``time``, ``placement``) and the wafer part of ``report.txt``.
+Nothing here depends on wall-clock time, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
-from . import __version__
-from .backends import assumptions as A
-from .backends.lowering import IO, Program, lower
-from .backends.machine import Machine, get_machine
-from .ir.graph import Graph
-from .passes.placement import Placement, place
-from .passes.placement_check import verify_placement
-from .passes.routing import STEP, Routing, route
-from .runtime.tile_sim import SimResult, simulate
-
-MODE = "layer-pipelined"
+from .. import __version__
+from ..backends import assumptions as A
+from ..backends.kernels import label
+from ..backends.program import IO, link_name
+from ..passes.base import CompileState
+from ..passes.place import MODES
+from ..runtime.bounds import critical_path
 
 
-@dataclass
-class Placed:
-    machine: Machine
-    program: Program
-    placement: Placement
-    routing: Routing
-    sim: SimResult
-    model_flops: int  # registry FLOPs of the whole run (all samples), as in report.json's model section
-    seconds: dict[str, float]
+def model_flops(s: CompileState) -> int:
+    """Registry FLOPs of the whole run (all samples), as in report.json's model section."""
+    return sum(k.flops for k in s.program.kernels)
 
 
-def place_on_wafer(g: Graph, batch: int, seq: int, target: str, log=lambda msg: None) -> Placed:
-    machine = get_machine(target)
-    seconds = {}
-    t = time.perf_counter()
-    prog = lower(g, samples=batch, tokens=seq)
-    seconds["lower"] = time.perf_counter() - t
-    log(f"lowered {len(g.ops)} ops to {len(prog.kernels)} kernels and {len(prog.flows)} flows")
-    t = time.perf_counter()
-    placement = verify_placement(prog, place(prog, machine, log=log))
-    seconds["place"] = time.perf_counter() - t
-    log(f"placed on {machine.name} ({machine.rows}x{machine.cols}) in bands of {placement.band_rows} rows: "
-        f"{100 * placement.occupancy:.1f}% of the cores")
-    t = time.perf_counter()
-    routing = route(prog, placement)
-    seconds["route"] = time.perf_counter() - t
-    log(f"routed {len(routing.routes)} flows: mean {routing.mean_hops():.1f} hops, at most "
-        f"{routing.max_colors} colors on a link")
-    t = time.perf_counter()
-    sim = simulate(prog, placement, routing, progress=lambda done, n: log(f"simulating: {done:,}/{n:,} kernel chunks"))
-    seconds["simulate"] = time.perf_counter() - t
-    log(f"simulated {len(sim.spans):,} kernel chunks: {sim.cycles:,} cycles")
-    flops = sum(k.flops for k in prog.kernels)
-    return Placed(machine, prog, placement, routing, sim, flops, seconds)
-
-
-def utilization(p: Placed, kid: int) -> float:
+def utilization(s: CompileState, kid: int) -> float:
     """A kernel's executed FLOPs over what its cores could do in the whole simulated time."""
-    k, r = p.program.kernels[kid], p.placement.rects[kid]
-    return p.sim.kernels[kid].executed_flops / (2 * p.machine.lanes(k.model.dtype) * r.cores * max(p.sim.cycles, 1))
+    k, r = s.program.kernels[kid], s.placement.rects[kid]
+    return s.sim.kernels[kid].executed_flops / (2 * s.machine.lanes(k.model.dtype) * r.cores * max(s.sim.cycles, 1))
 
 
-def _link_name(link) -> str:
-    row, col, d = link
-    return f"({row},{col})->{d}"
-
-
-def placement_json(p: Placed) -> dict:
-    m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
+def placement_json(s: CompileState) -> dict:
+    m, prog, pl, sim = s.machine, s.program, s.placement, s.sim
     g = prog.graph
     total = max(sim.cycles, 1)
     kernels = []
     for k, r, stage, t in zip(prog.kernels, pl.rects, pl.stage_cycles, sim.kernels):
         sram = k.model.sram(r.rows, r.cols)
         kernels.append({
-            "id": k.id, "name": k.name, "op": k.op.kind, "value": k.op.result.name, "loc": g.loc(k.op.result),
+            "id": k.id, "name": k.name, "op": k.op.kind, "computes": label(k.op), "value": k.op.result.name,
+            "loc": g.loc(k.op.result),
             "decomposition": k.model.decomposition,
             "rect": {"row": r.row, "col": r.col, "rows": r.rows, "cols": r.cols}, "cores": r.cores,
             "sram_bytes_per_core": dict(sram, total=sum(sram.values())),
@@ -89,73 +44,40 @@ def placement_json(p: Placed) -> dict:
             "stage_cycles_per_sample": stage, "busy_cycles": t.busy, "cycles": t.busy,
             "fill_cycles": k.model.fill(r.rows, r.cols, m),
             "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
-            "utilization": utilization(p, k.id), "bound": t.bound,
+            "utilization": utilization(s, k.id), "bound": t.bound,
         })
     names = {k.id: k.name for k in prog.kernels}
     flows = []
-    for rt in p.routing.routes:
+    for rt in s.routing.routes:
         f = prog.flows[rt.flow]
         first = rt.links[0] if rt.links else None
         flows.append({
             "src": f.src, "dst": f.dst, "src_name": "io" if f.src == IO else names[f.src], "dst_name": names[f.dst],
             "value": f.value, "hops": rt.hops, "lanes": rt.lanes, "bytes": rt.bytes_per_sample * prog.samples,
             "bytes_per_sample": rt.bytes_per_sample,
-            "route": {"from": list(first[:2]) if first else None, "to": _route_end(rt),
-                      "links": [_link_name(x) for x in rt.links] if rt.hops <= 64 else None},
+            "route": {"from": list(first[:2]) if first else None, "to": list(rt.end) if rt.end else None,
+                      "links": [link_name(x) for x in rt.links] if rt.hops <= 64 else None},
         })
     return {
-        "version": __version__, "target": m.as_dict(), "mode": MODE, "band_rows": pl.band_rows,
+        "version": __version__, "target": m.as_dict(), "mode": MODES[pl.mode], "band_rows": pl.band_rows,
         "cores_used": pl.cores_used, "occupancy": pl.occupancy,
         "kernels": kernels, "flows": flows,
         "links": {
-            "max_colors": p.routing.max_colors, "mean_hops": p.routing.mean_hops(),
-            "busiest": [{"link": _link_name(link), "bytes_per_sample": b, "colors": p.routing.link_colors[link]}
-                        for link, b in p.routing.busiest(10)],
+            "max_colors": s.routing.max_colors, "mean_hops": s.routing.mean_hops(),
+            "busiest": [{"link": link_name(link), "bytes_per_sample": b, "colors": s.routing.link_colors[link]}
+                        for link, b in s.routing.busiest(10)],
         },
         "assumptions": assumptions_dict(),
     }
-
-
-def _route_end(rt):
-    if not rt.links:
-        return None
-    row, col, d = rt.links[-1]
-    dr, dc = STEP[d]
-    return [row + dr, col + dc]
 
 
 def assumptions_dict() -> dict:
     return {k: v for k, v in vars(A).items() if k.isupper()}
 
 
-def critical_path(p: Placed) -> tuple[int, list[str]]:
-    """The longest chain of kernels, weighted by each one's first chunk and fill plus its flows'
-    hop latency: the least time a first chunk needs to cross the pipeline (a latency bound)."""
-    import networkx as nx
-
-    from .runtime.tile_sim import chunks
-
-    prog, m = p.program, p.machine
-    p0, p1 = chunks(prog.tokens)[0]
-    dag = nx.DiGraph()
-    cost = {}
-    for k, r in zip(prog.kernels, p.placement.rects):
-        cost[k.id] = k.model.cycles(r.rows, r.cols, p0, p1, m)[0] + k.model.fill(r.rows, r.cols, m)
-        dag.add_node(k.id)
-    for rt in p.routing.routes:
-        f = prog.flows[rt.flow]
-        if f.src != IO:
-            w = cost[f.src] + rt.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
-            if w > dag.get_edge_data(f.src, f.dst, {"w": -1})["w"]:
-                dag.add_edge(f.src, f.dst, w=w)
-    path = nx.dag_longest_path(dag, weight="w", default_weight=0)
-    length = nx.dag_longest_path_length(dag, weight="w", default_weight=0) + cost[path[-1]]
-    return int(length), [prog.kernels[i].name for i in path]
-
-
-def wafer_report(p: Placed) -> dict:
+def wafer_report(s: CompileState) -> dict:
     """The sections ``wafer compile --target`` adds to report.json."""
-    m, prog, pl, sim = p.machine, p.program, p.placement, p.sim
+    m, prog, pl, sim = s.machine, s.program, s.placement, s.sim
     seconds = sim.cycles / m.clock_hz
     tokens = prog.samples * prog.tokens
     stages = pl.stage_cycles
@@ -165,29 +87,29 @@ def wafer_report(p: Placed) -> dict:
     for t in sim.kernels:
         bound_cycles[t.bound] = bound_cycles.get(t.bound, 0) + 1
     slow = max(range(len(stages)), key=lambda i: (stages[i], -i))
-    path_cycles, path = critical_path(p)
+    path_cycles, path = critical_path(prog, pl, s.routing, sim.chunk)
     return {
         "target": m.name,
         "machine": m.as_dict(),
-        "mode": MODE,
+        "mode": MODES[pl.mode],
         "time": {
             "samples": prog.samples, "tokens": tokens, "cycles": sim.cycles, "seconds": seconds,
             "tokens_per_s": tokens / seconds, "samples_per_s": prog.samples / seconds,
-            "mfu": p.model_flops / (seconds * m.peak_flops),
+            "mfu": model_flops(s) / (seconds * m.peak_flops),
             "steady_tokens_per_s": prog.tokens * m.clock_hz / slowest,  # one sample per slowest stage
             "roofline_cycles": sim.roofline_cycles, "roofline": sim.roofline,
             "slowest_stage": {"kernel": prog.kernels[slow].name, "cycles_per_sample": slowest},
             "kernels_by_bound": dict(sorted(bound_cycles.items())),
             "critical_path_cycles": path_cycles, "critical_path_kernels": len(path),
-            "chunk_tokens": min(A.CHUNK_TOKENS, prog.tokens),
+            "chunk_tokens": sim.chunk,
         },
         "placement": {
             "occupancy": pl.occupancy, "cores_used": pl.cores_used, "kernels": len(prog.kernels),
             "flows": len(prog.flows), "band_rows": pl.band_rows,
             "slowest_stage_over_mean": slowest / mean,
-            "mean_hops": p.routing.mean_hops(), "max_colors": p.routing.max_colors,
-            "busiest_links": [{"link": _link_name(link), "bytes_per_sample": b}
-                              for link, b in p.routing.busiest(5)],
+            "mean_hops": s.routing.mean_hops(), "max_colors": s.routing.max_colors,
+            "busiest_links": [{"link": link_name(link), "bytes_per_sample": b}
+                              for link, b in s.routing.busiest(5)],
             "weight_bytes_on_wafer": prog.weight_bytes,
         },
     }

@@ -7,7 +7,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from ..passes.pipeline import describe_change
 
 
 def to_json(report: dict) -> str:
@@ -49,12 +52,17 @@ def to_text(report: dict) -> str:
         f"{c['our_seconds']:.2f}), peak RSS {_si(c['peak_rss_bytes'], 'B')}",
         f"Pipeline: {report['pipeline'] or '(none)'}",
     ]
+    lines += [f"  {r['name']:<13} {1e3 * r['seconds']:9.1f} ms  {describe_change(r['before'], r['after'])}"
+              for r in c.get("passes", [])]
     return "\n".join(lines) + "\n"
 
 
-def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> None:
+def write_dir(out_dir: Path, files: dict[str, str | bytes],
+              last: Callable[[], dict[str, str | bytes]] | None = None) -> list[Path]:
     """Write every file or none: all go to a temporary folder beside out_dir first, then each is
-    moved into place with an atomic rename."""
+    moved into place with an atomic rename. Names may hold a subfolder ("ir/01-canonicalize.ir").
+    ``last`` makes more files once the others are written (a report that counts their cost).
+    Returns the paths written."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")
@@ -62,12 +70,24 @@ def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
     try:
-        for name, content in files.items():
-            mode = "wb" if isinstance(content, bytes) else "w"
-            with open(tmp / name, mode) as f:
-                f.write(content)
+        files = dict(files)
+
+        def put(batch: dict[str, str | bytes]) -> None:
+            for name, content in batch.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                mode = "wb" if isinstance(content, bytes) else "w"
+                with open(tmp / name, mode) as f:
+                    f.write(content)
+
+        put(files)
+        if last is not None:
+            more = last()
+            put(more)
+            files.update(more)
         out_dir.mkdir(exist_ok=True)
         for name in files:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / name for name in files]

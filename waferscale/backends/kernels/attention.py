@@ -1,0 +1,121 @@
+"""Causal (or full) attention of one sample: heads over the columns of the rectangle, keys and
+values spread over the rows of each column cyclically (position p on row p mod rows, so causal
+work stays balanced); a token's key and value enter its row from the west edge and stay there.
+Each query is multicast down its heads' column; each core scores it against its keys and keeps
+a partial softmax (running max, sum, weighted values), and the partials are combined down the
+column, flash-decoding style.
+
+The kernel already covers everything between the head split and the head merge: q k^T, the
+scale, the causal mask, the softmax and the product with v. The transposes and reshapes of the
+split and merge are layout (the order in which the producer sends and the consumer reads), and
+no elementwise op sits between attention and the output projection, so the ``fuse`` pass leaves
+attention as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil, prod
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...ir import registry
+from ...ir.graph import Op
+from ...ir.types import DTYPES
+from .. import assumptions as A
+from ..blocks import block, slices
+from .base import Kernel, LowerCtx, Work, f32, lowers
+
+
+@dataclass(frozen=True)
+class Attention(Kernel):
+    heads: int
+    d_head: int
+    causal: bool
+    decomposition = "heads over columns, key/value positions over rows (cyclic)"
+    colors = 3
+
+    def max_cols(self) -> int:
+        return self.heads
+
+    def _keys(self, p0, p1):
+        pos = np.arange(p0, p1)
+        return pos + 1 if self.causal else np.full(p1 - p0, self.tokens)
+
+    def sram(self, rows, cols):
+        hc, st = block(self.heads, min(cols, self.heads)), block(self.tokens, min(rows, self.tokens))
+        return {"kv_cache": 2 * st * hc * self.d_head * self.elem,
+                "activations_in": 2 * hc * self.d_head * self.elem,
+                "activations_out": hc * self.d_head * self.elem,
+                "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
+
+    def work(self, p0, p1):
+        keys = float(self._keys(p0, p1).sum())
+        c, hd = p1 - p0, self.heads * self.d_head
+        # executed: the causal triangle only (the registry counts the dense square)
+        return Work(flops=self.heads * keys * (4 * self.d_head + 6),
+                    sram_bytes=self.heads * keys * 2 * self.d_head * self.elem,
+                    delivered=c * 3 * hd, edge=c * 4 * hd)
+
+    def model_cycles(self, rows, cols, p0, p1, machine):
+        rows, cols = min(rows, self.tokens), min(cols, self.heads)
+        hc = block(self.heads, cols)
+        lanes = machine.lanes(self.dtype)
+        per_key = 2 * ceil(self.d_head / lanes) + A.TRANSCENDENTAL_CYCLES / lanes
+        core_keys = np.ceil(self._keys(p0, p1) / rows)
+        compute = hc * core_keys * per_key + A.TASK_OVERHEAD_CYCLES
+        # per column and token: the query multicast down the column and the partials combined
+        # down it; a token's key and value enter only its own row, from the west edge
+        stream = max(hc * (self.d_head + 2), 2 * self.heads * self.d_head / rows)
+        return float(np.maximum(compute, stream).sum())
+
+    def fill(self, rows, cols, machine):
+        return super().fill(rows, cols, machine) + (rows - 1) * ceil((self.d_head + 2) / 4)
+
+    def run(self, op, args, rows, cols):
+        return attention(*args[:3], registry.with_defaults(op.kind, op.attr), rows, cols)
+
+
+def attention(q, k, v, attrs: dict, rows: int, cols: int) -> np.ndarray:
+    """Per column its heads; per core a partial softmax over its cyclic share of the keys; the
+    partials combined down the column."""
+    q, k, v = f32(q), f32(k), f32(v)
+    scale = attrs.get("scale") or 1.0 / np.sqrt(q.shape[-1])
+    L, S = q.shape[-2], k.shape[-2]
+    heads = q.shape[-3] if q.ndim >= 3 else 1
+    out = np.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+    qpos = np.arange(L)[:, None]
+    for hj in slices(heads, min(cols, heads)):
+        qh, kh, vh = q[..., hj, :, :], k[..., hj, :, :], v[..., hj, :, :]
+        m = np.full(qh.shape[:-1] + (1,), -np.inf, dtype=q.dtype)
+        den = np.zeros_like(m)
+        acc = np.zeros(qh.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+        for r in range(min(rows, S)):  # this core's keys: positions r, r + rows, ...
+            kp = np.arange(r, S, rows)
+            s = (qh @ np.swapaxes(kh[..., kp, :], -1, -2)) * np.asarray(scale, dtype=q.dtype)
+            if attrs.get("causal"):
+                s = np.where(kp[None, :] <= qpos, s, -np.inf)
+            mi = s.max(-1, keepdims=True)
+            new = np.maximum(m, mi)
+            safe = np.where(np.isinf(new), 0, new)
+            p = np.exp(s - safe)
+            den = den * np.exp(m - safe) + p.sum(-1, keepdims=True)
+            acc = acc * np.exp(m - safe) + p @ vh[..., kp, :]
+            m = new
+        out[..., hj, :, :] = acc / den
+    return out
+
+
+@lowers("attention")
+def lower_attention(op: Op, ctx: LowerCtx) -> Attention:
+    q = op.operands[0].type
+    if len(op.operands) > 3:
+        raise UnsupportedError(f"lowering {ctx.where} to the mesh: attention with an explicit mask "
+                               "operand (only causal=true or no mask)")
+    if q.shape[-2] != op.operands[1].type.shape[-2]:
+        raise UnsupportedError(f"lowering {ctx.where}: cross-attention (queries and keys of different length)")
+    heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)  # per sample
+    t = op.type
+    return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
+                     d_head=q.shape[-1], causal=bool(op.attr.get("causal")))

@@ -1,0 +1,157 @@
+"""What every mesh kernel declares, and the table that says which kernel an op lowers to.
+
+A kernel is one op (or one fused region) running on a ``rows x cols`` rectangle of cores. Each
+kernel class states, in one place:
+
+- its decomposition: which tensor dimensions are split over the rows and over the columns;
+- ``sram``: the SRAM each core needs, by buffer;
+- ``work`` and ``model_cycles``: what a chunk of tokens ``[p0, p1)`` of one sample asks of the
+  hardware and the cycles it is busy for it (tokens stream through a kernel one after another,
+  so a chunk costs its tokens' steady-state cycles; the rectangle's ``fill`` is first-token
+  latency, reported apart);
+- ``run``: the op's numbers computed tile by tile, the way the rectangle would compute them.
+
+Every chunk's cycles are at least its roofline (``roofline_cycles``): the bound from the
+rectangle's peak FMAC rate, its SRAM bandwidth, the ramps that deliver wavelets to its cores,
+and the links crossing its perimeter. The kernel models only ever add to that bound.
+
+``RULES`` maps an op kind (or a whole category, such as ``elementwise``) to the function that
+builds its kernel; each kernel module registers its own with ``@lowers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from ...ir import registry
+from ...ir.graph import Op
+from .. import assumptions as A
+from ..machine import Machine
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a chunk asks of the hardware, summed over its rectangle."""
+
+    flops: float
+    sram_bytes: float
+    delivered: float  # wavelets delivered to cores through their ramps
+    edge: float  # wavelets crossing the rectangle's perimeter (in + out)
+
+
+@dataclass(frozen=True)
+class ChunkCost:
+    cycles: int  # busy cycles of the rectangle
+    bound: str  # the largest roofline term
+    roofline: float  # cycles
+    flops: float  # executed
+
+
+def roofline_cycles(work: Work, rows: int, cols: int, machine: Machine, dtype: str) -> dict[str, float]:
+    cores = rows * cols
+    return {
+        "compute": work.flops / (2 * machine.lanes(dtype) * cores),
+        "sram": work.sram_bytes / (machine.sram_bytes_per_cycle * cores),
+        "fabric": max(work.delivered / cores, work.edge / (2 * (rows + cols))) / A.ELEMENTS_PER_WAVELET,
+    }
+
+
+def f32(x: np.ndarray) -> np.ndarray:
+    """Half-precision data computed in f32, as the cores accumulate."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Base: a kernel of ``tokens`` tokens per sample, elements of ``elem`` bytes."""
+
+    tokens: int
+    dtype: str
+    elem: int
+
+    decomposition = ""  # which dims go over rows and columns, for people
+    colors = 2  # fabric colors its own algorithm uses (besides the flows in and out)
+
+    def max_rows(self) -> int:
+        return self.tokens
+
+    def max_cols(self) -> int:
+        raise NotImplementedError
+
+    def sram(self, rows: int, cols: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    def work(self, p0: int, p1: int) -> Work:
+        raise NotImplementedError
+
+    def model_cycles(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> float:
+        raise NotImplementedError
+
+    def run(self, op: Op, args: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
+        """The op's result, computed tile by tile as a rows x cols rectangle computes it."""
+        raise NotImplementedError
+
+    def fill(self, rows: int, cols: int, machine: Machine) -> int:
+        """Cycles of the first token's latency through the rectangle (not busy time)."""
+        return (rows - 1 + cols - 1) * A.HOP_CYCLES + 2 * A.ROUTER_DELAY_CYCLES
+
+    def chunk(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> ChunkCost:
+        """Tokens [p0, p1) on a rows x cols rectangle: the model's cycles, never below the roofline;
+        the bound is the largest roofline term (compute, sram or fabric)."""
+        work = self.work(p0, p1)
+        roof = roofline_cycles(work, rows, cols, machine, self.dtype)
+        top = max(roof.values())
+        cycles = ceil(max(self.model_cycles(rows, cols, p0, p1, machine), top))
+        return ChunkCost(cycles, max(roof, key=roof.get), top, work.flops)
+
+    def cycles(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> tuple[int, str]:
+        """(busy cycles, bound) of tokens [p0, p1)."""
+        c = self.chunk(rows, cols, p0, p1, machine)
+        return c.cycles, c.bound
+
+    def queues(self) -> int:
+        return self.colors * A.QUEUE_BYTES_PER_COLOR
+
+
+# -- lowering rules ------------------------------------------------------------------------------
+
+PARAM, ACT, CONST = "param", "act", "const"  # where an operand comes from
+
+
+@dataclass(frozen=True)
+class LowerCtx:
+    """What a lowering rule knows besides the op: the shape of the run and where each operand
+    comes from (``param``: a weight; ``act``: a kernel's output or a graph input; ``const``: made
+    of constants at no cost)."""
+
+    tokens: int  # per sample
+    samples: int
+    sources: tuple[str, ...]  # per operand: PARAM, ACT or CONST
+    where: str  # the op, for error messages
+
+    def flops_per_token(self, op: Op) -> float:
+        """The op's FLOPs (registry rule) per token of the whole run."""
+        return registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) / (self.tokens * self.samples)
+
+
+Rule = Callable[[Op, LowerCtx], Kernel]
+RULES: dict[str, Rule] = {}
+
+
+def lowers(*keys: str):
+    """Register a rule for op kinds, or for every op of a category (``category:elementwise``)."""
+    def register(rule: Rule) -> Rule:
+        for key in keys:
+            if key in RULES:
+                raise ValueError(f"two lowering rules for {key!r}")
+            RULES[key] = rule
+        return rule
+    return register
+
+
+def rule_for(kind: str) -> Rule | None:
+    return RULES.get(kind) or RULES.get(f"category:{registry.category(kind)}")

@@ -1,0 +1,215 @@
+"""``y = x @ W (+ b)`` with W resident in SRAM: the weight-stationary mesh GEMM of ``gemm.py``
+(K over rows, N over columns, tokens streamed in from the west, partial sums reduced down each
+column), alone or as the anchor of a fused region.
+
+Fused, the GEMM takes on two more jobs, and both are costed as a slightly larger plain GEMM:
+
+- **an epilogue** (bias, GELU, residual add, scaling) on the outputs, done by the last row of
+  cores as each output is finished. Its cycles per token would make that row the slowest, so the
+  K split gives the last row fewer rows of W: the epilogue's cycles, in units of one K element's
+  FMACs (``ceil(nt / lanes)`` cycles), are ``tail`` extra K elements that the split balances
+  (``blocks.split``). A residual arrives on the last row as one more stream of ``nt`` wavelets.
+- **a layernorm prologue**, folded into the weights: ``LN(x) @ W = rstd * (x @ W' - mean * s) + c``
+  with ``W' = diag(gamma) W``, ``s`` the column sums of ``W'`` and ``c = beta @ W + b``, all made
+  from the weights once. Each row's cores also produce its K slice's count, mean and sum of
+  squared deviations (two more outputs of column 0's cores, so column 0 gets two fewer columns
+  of W), combined down column 0 with the partial sums (Chan's parallel variance) and
+  multicast along the last row, which finishes each output with two FMAs and one rsqrt per
+  token. The standalone layernorm kernel, its rectangle and its two fabric hops are gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...ir import registry
+from ...ir.graph import Op
+from ...ir.types import DTYPES
+from .. import assumptions as A
+from ..blocks import block, slices, split
+from ..gemm import gemm_time
+from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
+from .fusion import Epilogue, Region, apply_epilogue, region
+
+STATS = 2  # the layernorm statistics a row's cores add to their outputs: mean and sum of squared deviations
+
+
+@dataclass(frozen=True)
+class Gemm(Kernel):
+    k: int
+    n: int
+    bias: bool
+    flops_per_token: float  # the registry's FLOPs of the op (a fused region: all its ops), per token
+    epilogue: Epilogue | None = None
+    norm: bool = False  # a layernorm prologue folded in
+    decomposition = "K over rows, N over columns; tokens stream in from the west"
+
+    @property
+    def colors(self) -> int:  # A along rows, partial sums down columns (two, alternating); + streams
+        return 2 + (1 if self.norm else 0) + (self.epilogue.streams if self.epilogue else 0)
+
+    def max_rows(self) -> int:
+        return self.dims()[0]
+
+    def max_cols(self) -> int:
+        return self._n()
+
+    def _n(self) -> int:
+        return self.n + (STATS if self.norm else 0)
+
+    def tail(self) -> int:
+        """The last row's extra work per token, in K elements. One K element costs the row's cores
+        ``ceil(nt / lanes)`` cycles, as does one elementwise op over their ``nt`` outputs at the lane
+        rate: an epilogue op of c cycles per element is c elements. A folded layernorm adds two FMAs
+        per output and one rsqrt per token (counted as one element: exact when ``nt >= lanes *
+        TRANSCENDENTAL_CYCLES``, a little under for narrower tiles)."""
+        t = 0
+        if self.epilogue is not None:
+            t += ceil(self.epilogue.cycles_per_element / A.ELEMENTWISE_LANE_FRACTION)
+        if self.norm:
+            t += 2 + 1
+        return t
+
+    def dims(self) -> tuple[int, int]:
+        """(K, N) of the plain GEMM this kernel costs as (module docstring)."""
+        return self.k + self.tail(), self._n()
+
+    def _time(self, rows, cols, machine):
+        return gemm_time(1, *self.dims(), rows, cols, machine.lanes(self.dtype))
+
+    def sram(self, rows, cols):
+        k, n = self.dims()
+        kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
+        epi = self.epilogue
+        return {
+            "weights": kt * nt * self.elem + (nt * self.elem if self.bias or self.norm else 0)
+            + (nt * self.elem if self.norm else 0) + (epi.params * nt * self.elem if epi else 0),
+            "activations_in": 2 * kt * self.elem + (2 * epi.streams * nt * self.elem if epi else 0),
+            "activations_out": nt * self.elem,
+            "partial_sums": 2 * nt * 4,  # own and incoming, f32
+            "fabric_queues": self.queues(),
+        }
+
+    def work(self, p0, p1):
+        c = p1 - p0
+        macs = c * self.k * self._n()
+        streams = self.epilogue.streams if self.epilogue else 0
+        # each MAC reads its weight from SRAM; the partial sums sit in the FMAC accumulators
+        # (assumption) and are written once per token; an epilogue reads its streams
+        return Work(flops=c * self.flops_per_token,
+                    sram_bytes=macs * self.elem + c * (self.k * self.elem + self.n * 4 + streams * self.n * self.elem),
+                    delivered=c * (self.k + streams * self.n) * 1.0, edge=c * (self.k + self.n * (1 + streams)))
+
+    def model_cycles(self, rows, cols, p0, p1, machine):
+        step = self._time(rows, cols, machine).step
+        if self.epilogue is not None and self.epilogue.streams:  # a residual enters the last row
+            step = max(step, self.epilogue.streams * block(self._n(), min(cols, self._n())))
+        return (p1 - p0) * step
+
+    def fill(self, rows, cols, machine):
+        fill = self._time(rows, cols, machine).fill
+        return fill + (min(cols, self._n()) - 1) * A.HOP_CYCLES if self.norm else fill
+
+    def run(self, op, args, rows, cols):
+        if op.kind != "fused":
+            a = registry.with_defaults(op.kind, op.attr)
+            w = args[1].T if a.get("transpose_w") else args[1]
+            return gemm(args[0], w, args[2] if len(args) > 2 else None, rows, cols)
+        body = op.attr["body"]
+        reg = region(body)
+        env = {v.name: x for v, x in zip(body.inputs, args)}
+        ln = reg.norm
+        # the prologue is a layernorm and reshapes that keep the last axis (which commute with it)
+        first = reg.prologue[0] if reg.prologue else reg.anchor
+        x = env[first.operands[0].name].reshape(reg.anchor.operands[0].type.shape)
+        a = registry.with_defaults(reg.anchor.kind, reg.anchor.attr)
+        w = env[reg.anchor.operands[1].name]
+        w = w.T if a.get("transpose_w") else w
+        b = env[reg.anchor.operands[2].name] if len(reg.anchor.operands) > 2 else None
+        norm = None
+        if ln is not None:
+            scale_shift = [env[p.name] for p in ln.operands[1:]] + [None, None]
+            norm = (scale_shift[0], scale_shift[1], registry.with_defaults("layernorm", ln.attr)["eps"])
+        y = gemm(x, w, b, rows, cols, norm=norm, tail=self.tail()).astype(reg.anchor.type.np_dtype, copy=False)
+        blocks = _n_blocks(self.n, STATS if self.norm else 0, min(cols, self._n()))
+        return apply_epilogue(reg.epilogue, env, y, reg.anchor.result.name, blocks)
+
+
+def _n_blocks(n: int, head: int, parts: int) -> list[slice]:
+    """The output columns of each column of cores; column 0 also computes ``head`` statistics."""
+    sizes = split(n, parts, tail=head)[::-1]  # the short block first
+    out, at = [], 0
+    for s in sizes:
+        if s:
+            out.append(slice(at, at + s))
+        at += s
+    return out
+
+
+def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: int, *,
+         norm: tuple | None = None, tail: int = 0) -> np.ndarray:
+    """x @ w (+ b) tile by tile: the partial sums of each column flow south, each row adding its
+    own. With ``norm = (gamma, beta, eps)`` it is layernorm(x) @ w (+ b), folded as in the module
+    docstring: the rows' statistics are combined down the column with Chan's parallel variance."""
+    k, n = w.shape
+    x2 = f32(x).reshape(-1, k)
+    w32 = f32(w)
+    k_blocks = slices(k, min(rows, k + tail), tail)
+    out = np.zeros((x2.shape[0], n), dtype=np.result_type(x2, w32))
+    if norm is not None:
+        gamma, beta, eps = norm
+        gamma = np.ones(k, w32.dtype) if gamma is None else f32(gamma)
+        count, mean, m2 = 0, 0.0, 0.0
+        for ki in k_blocks:  # each row's count, mean and squared deviations, combined going south
+            xb = x2[:, ki]
+            nb = ki.stop - ki.start
+            mb = xb.mean(-1, keepdims=True)
+            m2b = ((xb - mb) ** 2).sum(-1, keepdims=True)
+            delta = mb - mean
+            total = count + nb
+            mean = mean + delta * nb / total
+            m2 = m2 + m2b + delta ** 2 * count * nb / total
+            count = total
+        rstd = 1.0 / np.sqrt(m2 / k + eps)
+        w_scaled = gamma[:, None] * w32  # W' = diag(gamma) W, made once from the weights
+    for nj in _n_blocks(n, STATS if norm is not None else 0, min(cols, n + (STATS if norm is not None else 0))):
+        if norm is None:
+            acc = 0
+            for ki in k_blocks:
+                acc = acc + x2[:, ki] @ w32[ki, nj]
+            out[:, nj] = acc
+            continue
+        acc, colsum, c = 0, 0, 0
+        for ki in k_blocks:
+            acc = acc + x2[:, ki] @ w_scaled[ki, nj]
+            colsum = colsum + w_scaled[ki, nj].sum(0)
+            if beta is not None:
+                c = c + f32(beta)[ki] @ w32[ki, nj]
+        out[:, nj] = (acc - mean * colsum) * rstd + c
+    if b is not None:
+        out = out + b
+    return out.reshape(*x.shape[:-1], n)
+
+
+@lowers("linear", "matmul")
+def lower_gemm(op: Op, ctx: LowerCtx, epilogue: Epilogue | None = None, norm: bool = False,
+               flops_per_token: float | None = None) -> Gemm:
+    w = op.operands[1].type
+    if ctx.sources[1] != PARAM or w.rank != 2:
+        raise UnsupportedError(f"lowering {ctx.where} to the mesh: only products with a resident "
+                               "2-D weight are lowered (a product of two activations is not yet)")
+    k, n = (w.shape[::-1] if op.attr.get("transpose_w") else w.shape)
+    t = op.type
+    return Gemm(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=k, n=n, bias=len(op.operands) > 2,
+                flops_per_token=ctx.flops_per_token(op) if flops_per_token is None else flops_per_token,
+                epilogue=epilogue, norm=norm)
+
+
+def fused_gemm(reg: Region, ctx: LowerCtx, epilogue: Epilogue | None, flops_per_token: float) -> Gemm:
+    """The GEMM of a fused region: its anchor, with the region's prologue and epilogue."""
+    return lower_gemm(reg.anchor, ctx, epilogue=epilogue, norm=reg.norm is not None, flops_per_token=flops_per_token)
+

@@ -1,0 +1,260 @@
+"""The compiler driver: a model in, a report out.
+
+``compile_model`` reads the model (a zoo name or Hugging Face config traced by a frontend, a
+torch-dialect ``.mlir`` file, or a text ``.ir`` file such as a dump of an earlier compile), runs
+one pipeline of passes on it (``passes/``: the graph passes, then, with a target, lower, place,
+route and simulate), and assembles the report; ``write_compiled`` writes the output directory,
+all of it or nothing.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .backends.machine import get_machine
+from .backends.program import program_text
+from .errors import UsageError
+from .frontend.ir_file import header, read_ir_file
+from .frontend.lm import trace_lm
+from .frontend.traced import Traced
+from .ir import Graph, print_graph, verify
+from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, CompileState, Pass, check_stages, parse_pipeline, run_pipeline, spec
+from .passes.base import GRAPH, SIMULATED
+from .report.mesh_plot import mesh_png
+from .report.stats import model_stats
+from .report.summary import to_json, to_text, write_dir
+from .report.trace import chrome_trace
+from .report.wafer import placement_json, placement_text, wafer_report
+
+
+def peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+@dataclass
+class Compiled:
+    report: dict
+    state: CompileState  # the graph after the pipeline, and what the wafer passes made of it
+    ir_text: str  # model.ir: the graph after the graph passes, with the header that lets it resume
+    traced: Traced | None = None  # the frontend's result (None for a .ir input)
+    files: dict[str, str] = field(default_factory=dict)  # model.mlir, ir/NN-PASS.ir dumps
+    started: float = 0.0  # perf_counter at the start, for the end-to-end time
+
+
+@dataclass
+class _Source:
+    graph: Graph
+    model: dict  # the report's model section
+    done: list[Pass]  # passes an input dump says already ran
+    compile: dict  # the frontend's timings and report keys
+    traced: Traced | None = None
+    mlir_text: str | None = None
+
+
+def _model_section(traced: Traced, graph: Graph) -> dict:
+    info = traced.info
+    stats = model_stats(graph, tokens=info["batch"] * info["seq"])
+    return {
+        "name": info["name"], "source": info["source"], "layers": info["layers"], "d_model": info["d_model"],
+        "heads": info["heads"], "d_ffn": info["d_ffn"], "vocab": info["vocab"], "context": info["context"],
+        "activation": info["activation"], "batch": info["batch"], "seq": info["seq"], "dtype": info["dtype"],
+        "traced_on": traced.device, "torch_params": traced.torch_params, **stats.as_dict(),
+    }
+
+
+def _shape_of(g: Graph) -> tuple[int, int]:
+    """(batch, seq) of a graph whose first input is token ids [batch, seq]; (1, 1) otherwise."""
+    ids = g.inputs[0].type if g.inputs else None
+    return ids.shape if ids is not None and ids.rank == 2 and ids.dtype.startswith("i") else (1, 1)
+
+
+def _read_ir(path: str, log) -> _Source:
+    log(f"reading {path}")
+    t0 = time.perf_counter()
+    f = read_ir_file(path)
+    seconds = time.perf_counter() - t0
+    model = f.model
+    if model is None:  # a hand-written graph: what it says about itself
+        batch, seq = _shape_of(f.graph)
+        floats = [v.type.dtype for v in [*f.graph.outputs, *f.graph.params] if v.type.dtype in ("f16", "bf16", "f32")]
+        model = {"name": f.graph.name, "source": "ir", "layers": None, "d_model": None, "heads": None,
+                 "d_ffn": None, "vocab": None, "context": None, "activation": None, "batch": batch, "seq": seq,
+                 "dtype": floats[0] if floats else None, "traced_on": "file", "torch_params": None,
+                 **model_stats(f.graph, tokens=batch * seq).as_dict()}
+    done = parse_pipeline(f.done) if f.done else []
+    timings = {"frontend": "ir", "imports_seconds": 0.0, "build_seconds": 0.0, "export_seconds": 0.0,
+               "import_seconds": seconds}
+    return _Source(f.graph, model, done, timings)
+
+
+def _trace(spec_: str, batch: int, seq: int | None, dtype: str, weights: str, seed: int, frontend: str,
+           log) -> _Source:
+    if spec_.endswith(".mlir"):
+        from .frontend.torch_mlir_trace import trace_mlir_file  # loads torch-mlir only when asked for
+
+        if seq is not None or batch != 1:
+            raise UsageError(f"{spec_} is a torch-dialect module with shapes of its own: drop --batch and --seq")
+        traced, frontend = trace_mlir_file(spec_, log=log), "torch-mlir"
+    else:
+        traced = trace_lm(spec_, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log,
+                          frontend=frontend)
+    log(f"traced on {traced.device} in {traced.seconds['export']:.2f} s; imported "
+        f"{len(traced.graph.ops)} ops in {traced.seconds['import']:.2f} s")
+    t1 = time.perf_counter()
+    graph = verify(traced.graph)
+    model = _model_section(traced, graph)
+    timings = {"frontend": "torch.export", "imports_seconds": traced.seconds["imports"],  # loading transformers
+               "build_seconds": traced.seconds["build"], "export_seconds": traced.seconds["export"],
+               "import_seconds": traced.seconds["import"],  # FX graph (or torch dialect) -> our IR
+               "analyze_seconds": time.perf_counter() - t1}  # verify, statistics
+    src = _Source(graph, model, [], timings, traced)
+    if frontend == "torch-mlir":  # torch-mlir's own import, FX graph -> torch dialect, and what it held
+        timings.update(frontend="torch-mlir", mlir_import_seconds=traced.seconds["mlir_import"],
+                       mlir_ops=traced.mlir_ops, **traced.memory)
+        src.mlir_text = traced.mlir_text() if not spec_.endswith(".mlir") else None
+    return src
+
+
+def _passes(pipeline: str | None, target: str | None, done: list[Pass], compile_to: str | None) -> list[Pass]:
+    """The passes to run: the given pipeline, or the default one less what a resumed dump already ran."""
+    if pipeline is not None:
+        passes = parse_pipeline(pipeline)
+    else:
+        passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
+        specs = [p.spec() for p in done]
+        if done and [p.spec() for p in passes[:len(done)]] == specs:
+            passes = passes[len(done):]
+    if compile_to is not None:
+        names = [p.name for p in passes]
+        if compile_to not in names:
+            raise UsageError(f"--compile-to {compile_to}: the pipeline has no pass of that name "
+                             f"({spec(passes) or 'it is empty'})")
+        passes = passes[:names.index(compile_to) + 1]
+    return passes
+
+
+def _check_names(names: list[str], passes: list[Pass], what: str) -> None:
+    known = {p.name for p in passes}
+    for n in names:
+        if n not in known:
+            raise UsageError(f"{what} {n}: the pipeline has no pass of that name ({spec(passes) or 'it is empty'})")
+
+
+def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str:
+    """The text of a dump: a graph with the header that lets it resume, or the lowered program."""
+    if state.stage == GRAPH:
+        return header(spec(done), model, title) + print_graph(state.graph)
+    busy = [t.busy for t in state.sim.kernels] if state.sim is not None else None
+    return f"# {title}\n" + program_text(state.program, state.placement, state.routing, busy)
+
+
+def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: str = "f16", weights: str = "auto",
+                  seed: int = 0, frontend: str = "torch-export", target: str | None = None,
+                  pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
+                  compile_to: str | None = None, log=lambda msg: None) -> Compiled:
+    """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) makes the
+    default pipeline the whole wafer one. A spec ending in .mlir is a torch-dialect module
+    (torch-mlir's) and one ending in .ir a text graph; their shapes and dtypes are their own."""
+    t0 = time.perf_counter()
+    machine = get_machine(target) if target is not None else None  # an unknown target fails before any work
+    if pipeline is not None:
+        parse_pipeline(pipeline)  # a malformed pipeline fails before any work
+    if spec_.endswith(".ir"):
+        if seq is not None or batch != 1:
+            raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
+        src = _read_ir(spec_, log)
+    else:
+        src = _trace(spec_, batch, seq, dtype, weights, seed, frontend, log)
+    passes = _passes(pipeline, target, src.done, compile_to)
+    check_stages(passes, GRAPH)
+    _check_names(list(print_ir_after), passes, "--print-ir-after")
+    if machine is None and any(p.needs_machine for p in passes):
+        raise UsageError(f"the pipeline places the program on a machine ({spec(passes)}): give --target wse2, wse3 "
+                         "or mesh:RxC")
+
+    model = src.model
+    files: dict[str, str] = {}
+    if src.mlir_text is not None:
+        files["model.mlir"] = src.mlir_text
+    total = len(src.done) + len(passes)
+    if print_ir_after_all and not src.done:
+        files["ir/00-input.ir"] = header("", model, f"waferscale {__version__}: {model['name']} as imported") \
+            + print_graph(src.graph)
+
+    def after(i: int, p: Pass, state: CompileState) -> None:
+        if print_ir_after_all or p.name in print_ir_after:
+            n = len(src.done) + i + 1
+            title = f"waferscale {__version__}: {model['name']} after pass {n} of {total}, {p.spec()}"
+            files[f"ir/{n:02d}-{p.name}.ir"] = _dump(state, src.done + passes[:i + 1], model, title)
+
+    state = CompileState(src.graph, samples=model["batch"], tokens=model["seq"], machine=machine, log=log)
+    state, records = run_pipeline(state, passes, after=after, log=log)
+
+    graph_passes = [p for p in passes if p.stage == GRAPH]
+    ran = src.done + passes
+    ir_text = header(spec(src.done + graph_passes), model, f"waferscale {__version__}: {model['name']}") \
+        + print_graph(state.graph)
+    c = dict(src.compile)
+    graph_seconds = sum(r.seconds for r, p in zip(records, passes) if p.stage == GRAPH)
+    c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + graph_seconds
+    c["passes"] = [r.as_dict() for r in records]
+    wafer = {r.name: r.seconds for r, p in zip(records, passes) if p.stage != GRAPH}
+    if wafer:
+        c["wafer_seconds"] = sum(wafer.values())
+        c["wafer_stage_seconds"] = wafer
+    g = state.graph
+    report = {
+        "version": __version__,
+        "model": model,
+        "ir": {"ops": g.op_counts(), "op_count": len(g.ops), "param_count": len(g.params)},
+        "pipeline": spec(ran),
+        "compile": c,
+    }
+    if state.program is not None:
+        report["program"] = {"kernels": len(state.program.kernels), "flows": len(state.program.flows),
+                             "weight_bytes": state.program.weight_bytes}
+    if machine is not None:
+        report["target"], report["machine"] = machine.name, machine.as_dict()
+    if state.stage == SIMULATED:
+        report.update(wafer_report(state))
+    c["seconds"] = time.perf_counter() - t0
+    c["peak_rss_bytes"] = peak_rss_bytes()
+    return Compiled(report, state, ir_text, src.traced, files, t0)
+
+
+def run_passes(graph: Graph, pipeline: str, *, batch: int = 1, seq: int = 1, target: str | None = None,
+               log=lambda msg: None) -> CompileState:
+    """Run a pipeline on a graph of ``batch`` samples of ``seq`` tokens (on ``target`` for the wafer
+    passes) and return where it got: the graph, and the program, placement, routing and simulation
+    as far as the pipeline went."""
+    machine = get_machine(target) if target is not None else None
+    return run_pipeline(CompileState(graph, samples=batch, tokens=seq, machine=machine, log=log),
+                        parse_pipeline(pipeline), log=log)[0]
+
+
+def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
+    """Write the output directory: model.ir, report.json and report.txt, what the frontend kept
+    (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json and
+    mesh.png. report.json is made last, so that its time and peak memory include the rest."""
+    files: dict[str, str | bytes] = {"model.ir": c.ir_text, **c.files}
+    wafer_text = ""
+    if c.state.stage == SIMULATED:
+        pj = placement_json(c.state)
+        files["placement.json"] = to_json(pj)
+        files["trace.json"] = chrome_trace(c.state)
+        files["mesh.png"] = mesh_png(c.state)
+        wafer_text = placement_text(c.report, pj)
+
+    def reports() -> dict[str, str]:
+        c.report["compile"]["seconds"] = time.perf_counter() - c.started
+        c.report["compile"]["peak_rss_bytes"] = peak_rss_bytes()
+        return {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
+
+    return write_dir(out_dir, files, last=reports)

@@ -1,0 +1,59 @@
+"""A text IR file as a compiler input: any graph ``wafer opt`` prints, or a dump that ``wafer
+compile --print-ir-after`` wrote, which carries a header of ``#`` lines naming the passes that
+already ran and the model it came from, so that compiling the dump resumes where it stopped:
+
+    # waferscale 0.1.0: cerebras-gpt-111m after pass 2 of 6
+    # pipeline: canonicalize,fuse{epilogues=true,prologues=true}
+    # model: {"name": "cerebras-gpt-111m", "batch": 4, "seq": 2048, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..ir import Graph, parse, verify
+
+PIPELINE, MODEL = "# pipeline: ", "# model: "
+
+
+@dataclass
+class IrFile:
+    graph: Graph
+    model: dict | None  # the report's model section, from the header
+    done: str  # the pipeline that made it ("" if none is recorded)
+
+
+def header(pipeline: str, model: dict, title: str) -> str:
+    return (f"# {title}\n{PIPELINE}{pipeline}\n"
+            f"{MODEL}{json.dumps(model, sort_keys=True, separators=(',', ':'))}\n")
+
+
+def read_ir_file(path: str) -> IrFile:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read {p}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{p} is not a UTF-8 text file; pass a text IR file") from None
+    model, done = None, ""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            if line.startswith("program @"):
+                raise UsageError(f"{p} is a dump of the lowered program (after 'lower'); compile a dump of the "
+                                 "graph (one written before 'lower') or the model itself")
+            if line.strip():
+                break
+        elif line.startswith(PIPELINE):
+            done = line[len(PIPELINE):].strip()
+        elif line.startswith(MODEL):
+            try:
+                model = json.loads(line[len(MODEL):])
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{p}: the '# model:' header line is not valid JSON ({e.msg})") from None
+            if not isinstance(model, dict):
+                raise UsageError(f"{p}: the '# model:' header line is not a JSON object")
+    return IrFile(verify(parse(text, source=str(p))), model, done)

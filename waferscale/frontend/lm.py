@@ -1,0 +1,116 @@
+"""Language models by name or config: a zoo name (``cerebras-gpt-13b``) or a Hugging Face
+GPT-2-style config (a directory holding ``config.json``, or the file itself), built (on the meta
+device when big, so their weights never exist) and traced through either frontend.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UsageError
+from .dtypes import IR_TO_TORCH
+from .torch_export import trace_module
+from .traced import Traced
+from .zoo import ZOO, ZooModel, gpt2_param_count, lookup
+
+# Models with more parameters than this are traced on the meta device when weights="auto".
+# Compiling needs no weight data, so only test-size models are built with real (random)
+# weights; `wafer run` and the numerics tests ask for weights="random" explicitly.
+META_THRESHOLD_PARAMS = 50_000_000
+FRONTENDS = ("torch-export", "torch-mlir")
+
+
+class CausalLM(torch.nn.Module):
+    """Wraps a Hugging Face causal LM so that the traced program maps token ids to logits."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, use_cache=False, return_dict=False)[0]
+
+
+def resolve(spec: str) -> tuple[str, Any]:
+    """A model spec: ('zoo', ZooModel) or ('hf', GPT2-style config read from disk)."""
+    path = Path(spec)
+    if spec.lower() not in ZOO and path.exists():  # a zoo name wins over a folder of that name
+        cfg_file = path / "config.json" if path.is_dir() else path
+        if not cfg_file.is_file():
+            raise UsageError(f"{spec} holds no config.json: pass a zoo name or a Hugging Face config")
+        from transformers import AutoConfig
+
+        try:
+            cfg = AutoConfig.from_pretrained(str(cfg_file))
+        except Exception as e:
+            raise UsageError(f"cannot read Hugging Face config {cfg_file}: {str(e).splitlines()[0]}") from e
+        if cfg.model_type != "gpt2":
+            raise UsageError(f"not supported: Hugging Face model type {cfg.model_type!r} "
+                             "(GPT-2-style causal LMs, model_type 'gpt2', are)")
+        for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            setattr(cfg, k, 0.0)
+        return "hf", cfg
+    return "zoo", lookup(spec)
+
+
+def _info(cfg) -> dict[str, Any]:
+    return {"layers": cfg.n_layer, "d_model": cfg.n_embd, "heads": cfg.n_head,
+            "d_ffn": cfg.n_inner or 4 * cfg.n_embd, "vocab": cfg.vocab_size,
+            "context": cfg.n_positions, "activation": cfg.activation_function}
+
+
+def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f32",
+             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export") -> Traced:
+    """Build a GPT-2-style LM (zoo name or HF config path) and trace it to our IR.
+
+    weights: "random" (seeded, real tensors), "meta" (no data), or "auto" (meta above
+    META_THRESHOLD_PARAMS parameters). seq None means the model's whole context.
+    """
+    t_imports = time.perf_counter()
+    from transformers import GPT2LMHeadModel  # about 2 s the first time: counted apart
+
+    t_imports = time.perf_counter() - t_imports
+    source, entry = resolve(spec)
+    cfg = entry.config() if isinstance(entry, ZooModel) else entry
+    name = entry.name if isinstance(entry, ZooModel) else Path(spec).resolve().name
+    seq = cfg.n_positions if seq is None else seq
+    if batch < 1 or seq < 1:
+        raise UsageError(f"--batch and --seq must be at least 1 (got {batch} and {seq})")
+    if seq > cfg.n_positions:
+        raise UsageError(f"--seq {seq} exceeds {name}'s context of {cfg.n_positions} positions")
+    if dtype not in ("f16", "f32", "bf16"):
+        raise UsageError(f"--dtype {dtype} is not one of f16, bf16, f32")
+    approx = config_param_count(cfg)
+    if weights == "auto":
+        weights = "meta" if approx > META_THRESHOLD_PARAMS else "random"
+    if weights not in ("meta", "random"):
+        raise UsageError(f"weights={weights!r} is not one of auto, meta, random")
+    if frontend not in FRONTENDS:
+        raise UsageError(f"--frontend {frontend} is not one of {', '.join(FRONTENDS)}")
+    device = torch.device("meta" if weights == "meta" else "cpu")
+    log(f"tracing {name} (batch {batch}, seq {seq}, {dtype}) on {device.type} with {frontend}")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    with device:
+        model = GPT2LMHeadModel(cfg).to(IR_TO_TORCH[dtype])
+        ids = torch.zeros((batch, seq), dtype=torch.long)
+    t1 = time.perf_counter()
+    if frontend == "torch-mlir":  # torch.export, then torch-mlir's torch dialect, then our IR
+        from .torch_mlir_trace import trace_module_mlir as trace  # loads torch-mlir only when asked for
+    else:
+        trace = trace_module
+    traced = trace(CausalLM(model), (ids,), name, strip_prefix="model.")
+    traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
+    traced.info = {"name": name, "source": source, **_info(cfg), "batch": batch, "seq": seq,
+                   "dtype": dtype, "seed": seed}
+    return traced
+
+
+def config_param_count(cfg) -> int:
+    """Parameters of a GPT2Config, from the closed form (no model is built)."""
+    return gpt2_param_count(cfg.vocab_size, cfg.n_positions, cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd,
+                            cfg.n_layer)

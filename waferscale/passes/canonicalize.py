@@ -1,0 +1,161 @@
+"""canonicalize: the graph in its simplest equivalent form, so that later passes and the
+lowering see one spelling of each thing. Rules, applied to a fixed point (``ir/rewrite.py``):
+
+- common subexpressions: two ops of the same kind, operands and attributes are one;
+- reshape(x) to x's own shape -> x; reshape(reshape(x)) -> reshape(x);
+  expand(x) to x's own shape -> x; concat of one operand -> it;
+- transpose(x, identity) -> x; transpose(transpose(x, p), q) -> transpose(x, p then q);
+- linear(reshape(x)) with x's trailing axes merged into the contracted one -> the same linear
+  on x with its leading axes kept, reshaped after: the reshapes around a linear then meet and
+  cancel (``torch.nn.Linear`` flattens tokens to 2-D and back around every product);
+- x * 1, x / 1, x + 0, x - 0 -> x (where the result type is x's);
+- cast(x) to x's dtype -> x; cast(cast(x, wider), x's dtype) -> x;
+- Hugging Face's ``gelu_new`` arithmetic, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), ->
+  ``gelu {approximate="tanh"}`` (in any order of its commutative operands);
+- and, between sweeps, dead code elimination.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..ir.graph import Graph, Op, Value
+from ..ir.pattern import P, match, scalar
+from ..ir.rewrite import Rewriter, rewrite
+from .base import GRAPH, CompileState, Pass, register
+
+
+def cse(op: Op, rw: Rewriter) -> Value | None:
+    # x = f(a, b); y = f(a, b) -> y is x
+    if any(isinstance(v, Graph) for _, v in op.attrs):
+        return None
+    key = ("cse", op.kind, tuple(x.name for x in op.operands), op.attrs)
+    first = rw.memo.setdefault(key, op.result)
+    return first if first is not op.result and first.type == op.type else None
+
+
+def same_shape(op: Op, rw: Rewriter) -> Value | None:
+    # reshape(x) -> x, expand(x) -> x when the shape is x's; concat(x) -> x
+    if op.kind in ("reshape", "expand", "concat") and len(op.operands) == 1 and op.operands[0].type == op.type:
+        return op.operands[0]
+    return None
+
+
+def reshape_chain(op: Op, rw: Rewriter) -> Value | None:
+    # reshape(reshape(x)) -> reshape(x)
+    if op.kind != "reshape":
+        return None
+    inner = rw.producer(op.operands[0])
+    if inner is None or inner.kind != "reshape":
+        return None
+    return rw.op("reshape", inner.operands[0], shape=op.attr["shape"])
+
+
+def transpose_chain(op: Op, rw: Rewriter) -> Value | None:
+    # transpose(x, identity) -> x; transpose(transpose(x, p), q) -> transpose(x, p[q])
+    if op.kind != "transpose":
+        return None
+    perm = op.attr["perm"]
+    if list(perm) == list(range(len(perm))):
+        return op.operands[0]
+    inner = rw.producer(op.operands[0])
+    if inner is None or inner.kind != "transpose":
+        return None
+    composed = tuple(inner.attr["perm"][i] for i in perm)
+    if list(composed) == list(range(len(composed))):
+        return inner.operands[0]
+    return rw.op("transpose", inner.operands[0], perm=composed)
+
+
+def linear_keeps_leading_axes(op: Op, rw: Rewriter) -> Value | None:
+    # linear(reshape(x -> S)) -> reshape(linear(reshape(x -> x.shape[:j] + [S[-1]])), S[:-1] + [n])
+    # with j the last axis of x such that x.shape[j:] merges into S[-1] and x.shape[:j] into S[:-1]
+    if op.kind != "linear":
+        return None
+    inner = rw.producer(op.operands[0])
+    if inner is None or inner.kind != "reshape":
+        return None
+    x = inner.operands[0]
+    s = op.operands[0].type.shape
+    for j in range(x.type.rank - 1, -1, -1):
+        if math.prod(x.type.shape[j:]) == s[-1] and math.prod(x.type.shape[:j]) == math.prod(s[:-1]):
+            break
+    else:
+        return None
+    keep = x.type.shape[:j] + (s[-1],)
+    if keep == s:
+        return None
+    moved = rw.op("reshape", x, shape=keep) if keep != x.type.shape else x
+    y = rw.op("linear", moved, *op.operands[1:], **op.attr)
+    return rw.op("reshape", y, shape=op.type.shape)
+
+
+_IDENTITY = {"mul": 1.0, "div": 1.0, "add": 0.0, "sub": 0.0}
+
+
+def neutral_element(op: Op, rw: Rewriter) -> Value | None:
+    # x * 1 -> x, x / 1 -> x, x + 0 -> x, x - 0 -> x
+    if op.kind not in _IDENTITY:
+        return None
+    sides = [(0, 1)] if op.kind in ("div", "sub") else [(0, 1), (1, 0)]
+    for keep, drop in sides:
+        if scalar(rw.producer(op.operands[drop])) == _IDENTITY[op.kind] and op.operands[keep].type == op.type:
+            return op.operands[keep]
+    return None
+
+
+# Casts a -> b -> a that give back every value of a exactly.
+_EXACT = {("f16", "f32"), ("f16", "f64"), ("bf16", "f32"), ("bf16", "f64"), ("f32", "f64"), ("i8", "i32"),
+          ("i8", "i64"), ("i32", "i64"), ("bool", "i8"), ("bool", "i32"), ("bool", "i64"), ("i8", "f32"),
+          ("i8", "f16"), ("i32", "f64")}
+
+
+def redundant_cast(op: Op, rw: Rewriter) -> Value | None:
+    # cast(x) to x's dtype -> x; cast(cast(x, wider), x's dtype) -> x
+    if op.kind != "cast":
+        return None
+    x = op.operands[0]
+    if x.type == op.type:
+        return x
+    inner = rw.producer(x)
+    if inner is not None and inner.kind == "cast" and inner.operands[0].type == op.type:
+        if (op.type.dtype, x.type.dtype) in _EXACT:
+            return inner.operands[0]
+    return None
+
+
+_X = P.any("x")
+GELU_TANH = P("mul", P("mul", _X, P.const(0.5)),
+              P("add", P.const(1.0),
+                P("tanh", P("mul", P.const(math.sqrt(2.0 / math.pi)),
+                            P("add", _X, P("mul", P.const(0.044715), P("pow", _X, P.const(3.0))))))))
+
+
+def gelu_tanh(op: Op, rw: Rewriter) -> Value | None:
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) -> gelu(x, approximate="tanh")
+    if op.kind != "mul":
+        return None
+    b = match(GELU_TANH, op.result, rw.producer)
+    if b is None or b["x"].type != op.type:
+        return None
+    return rw.op("gelu", b["x"], approximate="tanh")
+
+
+PATTERNS = [cse, same_shape, reshape_chain, transpose_chain, linear_keeps_leading_axes, neutral_element,
+            redundant_cast, gelu_tanh]
+
+
+def canonicalize(g: Graph) -> Graph:
+    return rewrite(g, PATTERNS)[0]
+
+
+@register
+@dataclass(frozen=True)
+class Canonicalize(Pass):
+    name = "canonicalize"
+    stage = GRAPH
+    summary = "CSE, reshape/transpose/cast folding, neutral elements, gelu_new -> gelu(tanh)"
+
+    def run(self, s: CompileState) -> CompileState:
+        return replace(s, graph=canonicalize(s.graph))

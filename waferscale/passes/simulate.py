@@ -1,0 +1,29 @@
+"""simulate: the tile-level discrete-event simulation of the placed, routed program
+(``runtime/tile_sim.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..backends import assumptions as A
+from ..errors import UsageError
+from ..runtime.tile_sim import simulate
+from .base import ROUTED, SIMULATED, CompileState, Pass, option, register
+
+
+@register
+@dataclass(frozen=True)
+class Simulate(Pass):
+    name = "simulate"
+    stage = ROUTED
+    gives = SIMULATED
+    summary = "tile-level discrete-event simulation: cycles, per-kernel busy time and bound, roofline"
+    chunk: int = option(A.CHUNK_TOKENS, "tokens per simulated chunk (the granularity of the events)")
+
+    def run(self, s: CompileState) -> CompileState:
+        if self.chunk < 1:
+            raise UsageError(f"simulate{{chunk={self.chunk}}}: a chunk holds at least 1 token")
+        sim = simulate(s.program, s.placement, s.routing, chunk=self.chunk,
+                       progress=lambda done, n: s.log(f"simulating: {done:,}/{n:,} kernel chunks"))
+        s.log(f"simulated {len(sim.spans):,} kernel chunks: {sim.cycles:,} cycles")
+        return replace(s, sim=sim)
