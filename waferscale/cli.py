@@ -93,13 +93,12 @@ def cmd_opt(args) -> int:
     from .frontend.ir_file import header, read_ir_file
     from .ir import print_graph
     from .passes import CompileState, parse_pipeline, run_pipeline, spec
-    from .passes.base import GRAPH
 
     passes = parse_pipeline(args.pipeline)
     for p in passes:
-        if p.stage != GRAPH:
-            raise UsageError(f"wafer opt runs graph passes; {p.name!r} works on the {p.stage} stage: "
-                             "use `wafer compile FILE.ir -p ...` for the wafer passes")
+        if not p.is_graph_pass:
+            raise UsageError(f"wafer opt runs graph passes; {p.name!r} makes or needs the lowered program: "
+                             "use `wafer compile FILE.ir --target T -p ...` for the wafer passes")
     f = read_ir_file(args.file)
     state, records = run_pipeline(CompileState(f.graph), passes)
     for r in records:

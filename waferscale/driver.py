@@ -197,15 +197,15 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
     state = CompileState(src.graph, samples=model["batch"], tokens=model["seq"], machine=machine, log=log)
     state, records = run_pipeline(state, passes, after=after, log=log)
 
-    graph_passes = [p for p in passes if p.stage == GRAPH]
+    graph_passes = [p for p in passes if p.is_graph_pass]
     ran = src.done + passes
     ir_text = header(spec(src.done + graph_passes), model, f"waferscale {__version__}: {model['name']}") \
         + print_graph(state.graph)
     c = dict(src.compile)
-    graph_seconds = sum(r.seconds for r, p in zip(records, passes) if p.stage == GRAPH)
+    graph_seconds = sum(r.seconds for r, p in zip(records, passes) if p.is_graph_pass)
     c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + graph_seconds
     c["passes"] = [r.as_dict() for r in records]
-    wafer = {r.name: r.seconds for r, p in zip(records, passes) if p.stage != GRAPH}
+    wafer = {r.name: r.seconds for r, p in zip(records, passes) if not p.is_graph_pass}
     if wafer:
         c["wafer_seconds"] = sum(wafer.values())
         c["wafer_stage_seconds"] = wafer

@@ -131,13 +131,15 @@ def compact(t: Any) -> Any:
 def fold(target: Any, args: Any, kwargs: dict, shape: tuple[int, ...] | None, where: str) -> Const:
     """target(*args, **kwargs) with torch on the CPU, for constant operands; shape is the result's
     (None when it is not one tensor). A result that would hold more than MAX_FOLDED_ELEMENTS
-    elements in memory is refused."""
+    elements in memory is refused (a view, such as expand, holds none of its own)."""
     args = folding_arg(args)
     kwargs = {k: folding_arg(v) for k, v in kwargs.items()}
     if "device" in kwargs:
         kwargs["device"] = torch.device("cpu")
-    axes = _repeated_axes(_tensors((args, kwargs)), shape) if shape is not None and _elementwise(target) else []
-    if shape is not None and math.prod(shape) // math.prod(shape[d] for d in axes) > MAX_FOLDED_ELEMENTS:
+    elementwise = _elementwise(target)
+    axes = _repeated_axes(_tensors((args, kwargs)), shape) if shape is not None and elementwise else []
+    view = getattr(target, "is_view", False) and not elementwise  # aliases its input: no new memory
+    if shape is not None and not view and math.prod(shape) // math.prod(shape[d] for d in axes) > MAX_FOLDED_ELEMENTS:
         raise UnsupportedError(f"{where}: folding a constant of shape {list(shape)}")
     if axes:
         args, kwargs = _narrow(args, axes, len(shape)), {k: _narrow(v, axes, len(shape)) for k, v in kwargs.items()}

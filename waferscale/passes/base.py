@@ -111,6 +111,11 @@ class Pass:
     def result_stage(self) -> str:
         return self.gives or self.stage
 
+    @property
+    def is_graph_pass(self) -> bool:
+        """It takes a graph and gives a graph (not ``lower``, which gives a program)."""
+        return self.stage == GRAPH and self.result_stage == GRAPH
+
 
 def format_value(v: Any) -> str:
     if isinstance(v, bool):

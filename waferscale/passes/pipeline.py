@@ -120,7 +120,7 @@ def run_pipeline(state: CompileState, passes: list[Pass], *, after: Callable[[in
     for i, p in enumerate(passes):
         before, t0 = state.counts(), time.perf_counter()
         state = p.run(state)
-        if p.stage == GRAPH:
+        if p.is_graph_pass:
             verify(state.graph)
         seconds = time.perf_counter() - t0
         records.append(PassRecord(p.name, p.spec(), seconds, before, state.counts()))

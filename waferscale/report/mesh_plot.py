@@ -1,34 +1,38 @@
-"""``mesh.png``: the placed mesh in three panels. Left: each kernel's rectangle, coloured by its
-FLOP utilization. Middle: SRAM occupancy of every core (fraction of its 48 KiB). Right: fabric
-load, the bytes per sample crossing each core's links, each XY route drawn as the bundle of
-parallel links it stands for (log scale)."""
+"""``mesh.png``: the placed mesh in three panels, drawn to scale straight from per-core arrays.
+Left: each kernel's rectangle, coloured by its FLOP utilization, with its outline. Middle: SRAM
+occupancy of every core (fraction of its capacity). Right: fabric load, the bytes per sample
+crossing each core's links, each XY route drawn as the bundle of parallel links it stands for
+(log scale). Each panel has its colour scale beneath it.
+
+One pixel (or a square of them, for small meshes) per core; meshes wider than ``MAX_PIXELS``
+cores are sampled. The picture is composed with NumPy and encoded by Pillow; matplotlib lends
+only its colour maps, so a WSE-2 picture costs a fraction of a second, not a figure layout.
+"""
 
 from __future__ import annotations
 
 import io
+from math import ceil
 
 import numpy as np
 
 from ..passes.base import CompileState
 from .wafer import utilization
 
+MAX_PIXELS = 1200  # per side of a panel; bigger meshes are sampled
+EMPTY = (235, 235, 235)
+MARGIN, TITLE, LABEL, BAR = 12, 28, 18, 10
 
-def mesh_png(p: CompileState) -> bytes:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-    from matplotlib.patches import Rectangle
-
-    m, pl = p.machine, p.placement
+def _arrays(s: CompileState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    m, pl = s.machine, s.placement
     util = np.full((m.rows, m.cols), np.nan)
-    sram = np.zeros((m.rows, m.cols))
-    for k, r in zip(p.program.kernels, pl.rects):
-        util[r.row:r.row + r.rows, r.col:r.col + r.cols] = utilization(p, k.id)
+    sram = np.full((m.rows, m.cols), np.nan)
+    for k, r in zip(s.program.kernels, pl.rects):
+        util[r.row:r.row + r.rows, r.col:r.col + r.cols] = utilization(s, k.id)
         sram[r.row:r.row + r.rows, r.col:r.col + r.cols] = sum(k.model.sram(r.rows, r.cols).values()) / m.sram_bytes
     load = np.zeros((m.rows, m.cols))
-    for rt in p.routing.routes:  # each link of a route stands for a bundle of `lanes` parallel links
+    for rt in s.routing.routes:  # each link of a route stands for a bundle of `lanes` parallel links
         per_lane = rt.bytes_per_sample / rt.lanes
         for row, col, d in rt.links:
             if d in "EW":
@@ -37,30 +41,68 @@ def mesh_png(p: CompileState) -> bytes:
             else:
                 lo = min(max(col - rt.lanes // 2, 0), max(m.cols - rt.lanes, 0))
                 load[row, lo:lo + rt.lanes] += per_lane
+    return util, sram, np.where(load > 0, load, np.nan), pl.owner()
 
-    aspect = m.rows / m.cols
-    fig, axes = plt.subplots(1, 3, figsize=(16, max(3.5, 5 * aspect)), dpi=100, constrained_layout=True)
-    fig.suptitle(f"{p.program.graph.name} on {m.name} ({m.rows}x{m.cols} cores), {len(pl.rects)} kernels, "
-                 f"{100 * pl.occupancy:.1f}% of the cores used", fontsize=11)
-    kw = {"origin": "upper", "interpolation": "nearest", "extent": (0, m.cols, m.rows, 0)}
-    im = axes[0].imshow(util, cmap="viridis", vmin=0, vmax=max(np.nanmax(util), 1e-9), **kw)
-    for r in pl.rects:
-        axes[0].add_patch(Rectangle((r.col, r.row), r.cols, r.rows, fill=False, lw=0.3, ec="white"))
-    axes[0].set_title("kernels: FLOP utilization")
-    fig.colorbar(im, ax=axes[0], shrink=0.8)
-    im = axes[1].imshow(sram, cmap="magma", vmin=0, vmax=1, **kw)
-    axes[1].set_title("SRAM per core (fraction of capacity)")
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
-    shown = np.where(load > 0, load, np.nan)
-    lo = np.nanmin(shown) if np.isfinite(shown).any() else 1.0
-    im = axes[2].imshow(shown, cmap="inferno", norm=LogNorm(vmin=lo, vmax=max(np.nanmax(shown) if
-                        np.isfinite(shown).any() else 1.0, lo * 1.0001)), **kw)
-    axes[2].set_title("fabric load (bytes per sample per link, routes drawn as bundles)")
-    fig.colorbar(im, ax=axes[2], shrink=0.8)
-    for ax in axes:
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
+
+def _colour(values: np.ndarray, cmap: str, lo: float, hi: float, log: bool = False) -> np.ndarray:
+    from matplotlib import colormaps
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (np.log(values) - np.log(lo)) / (np.log(hi) - np.log(lo)) if log else (values - lo) / (hi - lo)
+    rgb = colormaps[cmap](np.nan_to_num(np.clip(x, 0, 1)), bytes=True)[..., :3]
+    rgb[np.isnan(values)] = EMPTY
+    return rgb
+
+
+def _scale(img: np.ndarray, px: int, step: int) -> np.ndarray:
+    img = img[::step, ::step]
+    return img.repeat(px, 0).repeat(px, 1) if px > 1 else img
+
+
+def mesh_png(s: CompileState) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    m, pl = s.machine, s.placement
+    util, sram, load, owner = _arrays(s)
+    step = ceil(max(m.rows, m.cols) / MAX_PIXELS)
+    px = max(1, min(12, 480 // max(m.rows, m.cols)))
+    found = load[np.isfinite(load)]
+    lo, hi = (float(found.min()), float(max(found.max(), found.min() * 1.0001))) if found.size else (1.0, 2.0)
+    umax = max(float(np.nanmax(util)) if np.isfinite(util).any() else 0.0, 1e-9)
+    panels = [
+        ("kernels: FLOP utilization", _colour(util, "viridis", 0, umax), "viridis", f"0 .. {100 * umax:.1f}%"),
+        ("SRAM per core (fraction of capacity)", _colour(sram, "magma", 0, 1), "magma", "0 .. 100%"),
+        ("fabric load (bytes/sample per link)", _colour(load, "inferno", lo, hi, log=True), "inferno",
+         f"{lo:.3g} .. {hi:.3g} B (log)"),
+    ]
+    owner = _scale(owner, px, step)  # kernel outlines, one pixel wide: where the next pixel is another kernel's
+    edge = np.zeros_like(owner, dtype=bool)
+    edge[:, :-1] |= owner[:, :-1] != owner[:, 1:]
+    edge[:-1, :] |= owner[:-1, :] != owner[1:, :]
+    edge &= owner >= 0
+    images = [_scale(p[1], px, step) for p in panels]
+    images[0][edge] = (images[0][edge] // 2 + 128).astype(np.uint8)  # halfway to white
+
+    h, w = images[0].shape[:2]
+    width = 3 * w + 4 * MARGIN
+    height = TITLE + LABEL + h + MARGIN + BAR + LABEL + MARGIN
+    canvas = Image.new("RGB", (max(width, 480), height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    draw.text((MARGIN, 6), f"{s.program.graph.name} on {m.name} ({m.rows}x{m.cols} cores), {len(pl.rects)} kernels, "
+              f"{100 * pl.occupancy:.1f}% of the cores used" + (f" (every {step}th core shown)" if step > 1 else ""),
+              fill="black", font=font)
+    from matplotlib import colormaps
+
+    for i, ((title, _, cmap, scale), image) in enumerate(zip(panels, images)):
+        x = MARGIN + i * (w + MARGIN)
+        draw.text((x, TITLE), title, fill="black", font=font)
+        canvas.paste(Image.fromarray(np.ascontiguousarray(image)), (x, TITLE + LABEL))
+        bar_w = min(w, 256)
+        bar = colormaps[cmap](np.linspace(0, 1, bar_w), bytes=True)[:, :3]
+        y = TITLE + LABEL + h + MARGIN
+        canvas.paste(Image.fromarray(np.ascontiguousarray(np.repeat(bar[None], BAR, 0))), (x, y))
+        draw.text((x, y + BAR + 2), scale, fill="black", font=font)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
+    canvas.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
