@@ -97,3 +97,14 @@ def test_f16_trace_keeps_f16_types():
     t = traced("tiny", seq=8, weights="meta", dtype="f16")
     assert {p.type.dtype for p in t.graph.params} == {"f16"}
     assert t.graph.outputs[0].type.dtype == "f16"
+
+
+@pytest.mark.parametrize("frontend", ["torch-export", "torch-mlir"])
+def test_a_batch_of_1024_full_contexts_traces_without_materializing_the_mask(frontend):
+    # the causal mask of 1,024 x 2,048 x 2,048 would be 4.3e9 elements; it is folded as one copy
+    from waferscale.frontend.lm import trace_lm
+
+    t = trace_lm("cerebras-gpt-111m", batch=1024, seq=2048, dtype="f16", frontend=frontend)
+    assert t.device == "meta" and t.graph.inputs[0].type.shape == (1024, 2048)
+    attention = [op for op in t.graph.ops if op.kind == "attention"]
+    assert len(attention) == 10 and all(op.attr["causal"] and len(op.operands) == 3 for op in attention)

@@ -111,6 +111,11 @@ def wafer_report(s: CompileState) -> dict:
             "busiest_links": [{"link": link_name(link), "bytes_per_sample": b}
                               for link, b in s.routing.busiest(5)],
             "weight_bytes_on_wafer": prog.weight_bytes,
+            # what the flows between kernels carry over the whole run, and that times the hops it travels
+            "flow_bytes": sum(r.bytes_per_sample for r in s.routing.routes) * prog.samples,
+            "flow_byte_hops": sum(r.bytes_per_sample * r.hops for r in s.routing.routes) * prog.samples,
+            "sram_peak_bytes_per_core": max(sum(k.model.sram(r.rows, r.cols).values())
+                                            for k, r in zip(prog.kernels, pl.rects)),
         },
     }
 
