@@ -129,3 +129,13 @@ def test_an_epilogue_costs_the_last_row_a_few_rows_of_k_and_a_folded_layernorm_t
                     epilogue=Epilogue(("add",), 1, 1, params=0, streams=1))
     sram = residual.sram(8, 8)
     assert sram["activations_in"] == 2 * 9 * 2 + 2 * 8 * 2  # its K slice and the residual's block, double-buffered
+
+
+def test_model_statistics_are_the_same_before_and_after_fusion():
+    from waferscale.report.stats import model_stats
+
+    t = traced("tiny", seq=16, weights="meta")
+    fused = run_passes(t.graph, "canonicalize,fuse").graph
+    a, b = model_stats(t.graph, 16), model_stats(fused, 16)
+    assert (a.params, a.flops, a.flops_by_class) == (b.params, b.flops, b.flops_by_class)
+    assert b.bytes_read < a.bytes_read  # what a fused kernel keeps on its cores is not traffic

@@ -118,16 +118,15 @@ def cmd_opt(args) -> int:
 
 def cmd_passes(args) -> int:
     from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, PASSES
+    from .passes.base import format_value, type_name
 
-    print("Passes (a pipeline is a comma-separated list: name or name{option=value,...}):")
+    print("Passes (a pipeline is a comma-separated list of NAME or NAME{option=value,...}):")
     for name, cls in PASSES.items():
         stage = f"{cls.stage} -> {cls.gives}" if cls.gives else cls.stage
         print(f"  {name:<13} [{stage}] {cls.summary}")
         for f in cls.options():
-            opts = cls.option_help().split("; ")
-            for o in opts:
-                if o.startswith(f.name + "="):
-                    print(f"  {'':<13}   {o}")
+            kind = "|".join(map(str, f.metadata["choices"])) if f.metadata.get("choices") else type_name(f)
+            print(f"  {'':<13}   {f.name}={kind} (default {format_value(f.default)}): {f.metadata['doc']}")
     print(f"Default pipeline: {DEFAULT_GRAPH}; with --target: {DEFAULT_WAFER}")
     return 0
 

@@ -3,7 +3,8 @@
 FLOPs follow the registry's rules (docs/flops.md): 2 per multiply-accumulate in matmuls and
 linears (plus the bias add), both products of the dense attention score matrix (a causal
 mask does not halve it), and each elementwise, normalization and softmax op's own count.
-They are grouped into three classes: ``matmul`` (linear, matmul), ``attention``, ``other``.
+They are grouped into three classes by the op's category: ``matmul`` (contractions: linear,
+matmul), ``attention``, ``other``; a fused op counts each op of its body in its own class.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from ..ir import Graph, registry
 
-FLOP_CLASSES = {"linear": "matmul", "matmul": "matmul", "attention": "attention"}
+FLOP_CLASSES = {"contraction": "matmul", "attention": "attention"}  # op category -> class; the rest is other
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,21 @@ def op_costs(g: Graph):
                *registry.bytes_moved(op.kind, ins, op.type, attrs))
 
 
+def _flops_by_class(g: Graph, by_class: dict[str, int]) -> None:
+    for op in g.ops:
+        if op.kind == "fused":
+            _flops_by_class(op.attr["body"], by_class)
+        else:
+            f = registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr)
+            by_class[FLOP_CLASSES.get(registry.category(op.kind), "other")] += f
+
+
 def model_stats(g: Graph, tokens: int) -> ModelStats:
     """tokens: how many tokens one run of the graph processes (batch x sequence)."""
     by_class = {"matmul": 0, "attention": 0, "other": 0}
+    _flops_by_class(g, by_class)
     read = written = 0
-    for op, f, r, w in op_costs(g):
-        by_class[FLOP_CLASSES.get(op.kind, "other")] += f
+    for _, _, r, w in op_costs(g):
         read += r
         written += w
     return ModelStats(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ..backends.kernels import label
 from ..passes.base import CompileState
 
 
@@ -17,7 +18,7 @@ def chrome_trace(p: CompileState) -> str:
                        "args": {"name": f"{k.id:03d} {k.name}"}})
         events.append({"ph": "M", "pid": 1, "tid": k.id, "name": "thread_sort_index", "args": {"sort_index": k.id}})
     for kid, sample, chunk, start, end in sorted(p.sim.spans, key=lambda s: (s[0], s[3])):
-        events.append({"ph": "X", "pid": 1, "tid": kid, "name": p.program.kernels[kid].op.kind,
+        events.append({"ph": "X", "pid": 1, "tid": kid, "name": label(p.program.kernels[kid].op),
                        "ts": round(start * us, 6), "dur": round((end - start) * us, 6),
                        "args": {"sample": sample, "chunk": chunk, "cycles": end - start}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns",

@@ -11,8 +11,9 @@ leave the cores that make them. In the text form the body is printed inline:
         return %23
       }} : f16[1,16,64] loc("transformer.h.0.attn.c_proj")
 
-FLOPs are those of the body's ops; bytes are the operands read and the result written (what a
-fused kernel keeps on its cores is not counted as traffic).
+FLOPs are those of the body's ops. Bytes: each body op's reads, in the share of its operands that
+come from outside the body, and the result written; what a fused kernel keeps on its cores
+between its ops is not traffic.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ def _flops(ins, out, a) -> int:
     return sum(registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) for op in a["body"].ops)
 
 
-define("fused", "fused", _infer, lambda args, a: evaluate_body(a["body"], args), flops=_flops, arity=(1, None),
-       attrs={"body": Attr("graph")},
+def _bytes(ins, out, a) -> tuple[int, int]:
+    body = a["body"]
+    outside = {v.name for v in body.inputs}
+    read = 0.0
+    for op in body.ops:
+        r, _ = registry.bytes_moved(op.kind, [x.type for x in op.operands], op.type, op.attr)
+        total = sum(x.type.nbytes for x in op.operands)
+        read += r * sum(x.type.nbytes for x in op.operands if x.name in outside) / total if total else 0
+    return round(read), out.nbytes
+
+
+define("fused", "fused", _infer, lambda args, a: evaluate_body(a["body"], args), flops=_flops,
+       bytes_moved=_bytes, arity=(1, None), attrs={"body": Attr("graph")},
        doc="the ops of its body graph run as one kernel; means exactly what the body computes")
