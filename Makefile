@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_zoo.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/wafer_zoo.py
+	$(BIN)/python benchmarks/fusion.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks

@@ -70,7 +70,8 @@ def main() -> None:
                       f"({_pct(f['ms'], u['ms'])}), steady {_pct(f['steady_tokens_per_s'], u['steady_tokens_per_s'])}",
                       flush=True)
             else:
-                print(f"{m:<18} {target}: does not fit ({(u.get('error') or f.get('error'))[:90]}...)", flush=True)
+                print(f"{m:<18} {target}: unfused {'fits' if u['fits'] else 'does not fit'}, fused "
+                      f"{'fits' if f['fits'] else 'does not fit'}", flush=True)
     cmd, machine = command(), results_io.machine()
     lines = [f"# What fusion is worth (layer-pipelined, batch {a.batch}, f16)", "",
              f"Command: `{cmd}` on {machine}.", "",
@@ -85,11 +86,11 @@ def main() -> None:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def pair(u, f, key, fmt):
-        return f"{fmt(u[key])} -> {fmt(f[key])}"
+        return f"{fmt(u[key]) if u['fits'] else 'no fit'} -> {fmt(f[key]) if f['fits'] else 'no fit'}"
 
     for r in rows:
         u, f = r["unfused"], r["fused"]
-        if not (u["fits"] and f["fits"]):
+        if not (u["fits"] or f["fits"]):
             lines.append(f"| {r['model']} | {r['target']} | does not fit | | | | | | | | | | |")
             continue
         lines.append(
@@ -100,7 +101,12 @@ def main() -> None:
             f"| {pair(u, f, 'tokens_per_s', lambda x: f'{x / 1e6:.3f}')} "
             f"| {pair(u, f, 'steady_tokens_per_s', lambda x: f'{x / 1e6:.3f}')} "
             f"| {pair(u, f, 'mfu', lambda x: f'{100 * x:.1f}%')} "
-            f"| {pair(u, f, 'fill_cycles', lambda x: f'{x / 1e3:.0f}')} | {_pct(f['ms'], u['ms'])} |")
+            f"| {pair(u, f, 'fill_cycles', lambda x: f'{x / 1e3:.0f}')} "
+            f"| {_pct(f['ms'], u['ms']) if u['fits'] and f['fits'] else 'fits only fused'} |")
+    misfits = [(r, v) for r in rows for v in ("unfused", "fused") if not r[v]["fits"]]
+    if misfits:
+        lines += ["", "What does not fit (the compiler's own message):", ""]
+        lines += [f"- {r['model']} on {r['target']}, {v}: {r[v]['error']}" for r, v in misfits]
     write("fusion", {"command": cmd, "machine": machine, "rows": rows}, "\n".join(lines) + "\n")
 
 

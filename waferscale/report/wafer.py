@@ -150,13 +150,13 @@ def placement_text(report: dict, pj: dict) -> str:
                                          for b in pl["busiest_links"][:3]),
         "  bounds          " + ", ".join(f"{n} {k}" for k, n in t["kernels_by_bound"].items()) + " kernels",
         "",
-        f"  {'id':>4} {'kernel':<44} {'rect r,c rows x cols':<22} {'cores':>8} {'SRAM/core':>10} "
+        f"  {'id':>4} {'kernel':<52} {'rect r,c rows x cols':<22} {'cores':>8} {'SRAM/core':>10} "
         f"{'util':>6} {'busy':>6} {'bound':<8}",
     ]
     for k in pj["kernels"]:
         r = k["rect"]
         rect = f"{r['row']},{r['col']} {r['rows']}x{r['cols']}"
-        lines.append(f"  {k['id']:>4} {k['name'][:44]:<44} {rect:<22} {k['cores']:>8,} "
+        lines.append(f"  {k['id']:>4} {k['name'][:52]:<52} {rect:<22} {k['cores']:>8,} "
                      f"{_bytes(k['sram_bytes_per_core']['total']):>10} {100 * k['utilization']:>5.1f}% "
                      f"{100 * k['busy_fraction']:>5.1f}% {k['bound']:<8}")
     return "\n".join(line.rstrip() for line in lines) + "\n"
