@@ -11,28 +11,17 @@ assumptions of waferscale/backends/assumptions.py.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, write
+from results_io import command, compile_report, write, zoo_on_wafer_args
 
 FUSED = "canonicalize,fuse,lower,place,route,simulate"
 UNFUSED = "canonicalize,lower,place,route,simulate"
 
 
 def one(model: str, target: str, seq: int, batch: int, pipeline: str) -> dict:
-    with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "waferscale.cli", "compile", model, "--seq", str(seq), "--batch", str(batch),
-               "--target", target, "-p", pipeline, "-o", d, "-q"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            return {"fits": False, "error": r.stderr.strip().removeprefix("wafer: error: ")}
-        rep = json.loads(Path(d, "report.json").read_text())
+    rep, error = compile_report(model, "--seq", str(seq), "--batch", str(batch), "--target", target, "-p", pipeline)
+    if error:
+        return {"fits": False, "error": error}
     t, pl = rep["time"], rep["placement"]
     return {
         "fits": True, "pipeline": rep["pipeline"], "kernels": pl["kernels"], "flows": pl["flows"],
@@ -51,12 +40,7 @@ def _pct(new: float, old: float) -> str:
 def main() -> None:
     from waferscale.frontend.zoo import ZOO
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--targets", default="wse2,wse3")
-    p.add_argument("--models", default=",".join(n for n in ZOO if not n.startswith("tiny")))
-    a = p.parse_args()
+    a = zoo_on_wafer_args(__doc__)
     rows = []
     for m in a.models.split(","):
         for target in a.targets.split(","):

@@ -3,10 +3,13 @@ it ran on, and the results as JSON and Markdown under benchmarks/results/."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -26,3 +29,26 @@ def write(name: str, record: dict, markdown: str, indent: int = 2) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=indent) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)
+
+
+def compile_report(model: str, *args: str) -> tuple[dict | None, str | None]:
+    """(report.json, None) of `wafer compile MODEL ARGS...` run in a fresh process, or (None, its
+    one-line error) when it fails (a model that does not fit, say)."""
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "waferscale.cli", "compile", model, *args, "-o", d, "-q"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            return None, r.stderr.strip().removeprefix("wafer: error: ")
+        return json.loads(Path(d, "report.json").read_text()), None
+
+
+def zoo_on_wafer_args(doc: str) -> argparse.Namespace:
+    """--seq, --batch, --targets and --models of a benchmark that runs the zoo on the wafer."""
+    from waferscale.frontend.zoo import ZOO
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--targets", default="wse2,wse3")
+    p.add_argument("--models", default=",".join(n for n in ZOO if not n.startswith("tiny")))
+    return p.parse_args()

@@ -11,26 +11,15 @@ The simulated figures rest on the assumptions of waferscale/backends/assumptions
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, write
+from results_io import command, compile_report, write, zoo_on_wafer_args
 
 
 def one(model: str, target: str, seq: int, batch: int) -> dict:
-    with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "waferscale.cli", "compile", model, "--seq", str(seq), "--batch", str(batch),
-               "--target", target, "-o", d, "-q"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        row = {"model": model, "target": target, "seq": seq, "batch": batch}
-        if r.returncode:
-            return row | {"fits": False, "error": r.stderr.strip().removeprefix("wafer: error: ")}
-        rep = json.loads(Path(d, "report.json").read_text())
+    rep, error = compile_report(model, "--seq", str(seq), "--batch", str(batch), "--target", target)
+    row = {"model": model, "target": target, "seq": seq, "batch": batch}
+    if error:
+        return row | {"fits": False, "error": error}
     t, pl, c = rep["time"], rep["placement"], rep["compile"]
     return row | {
         "fits": True, "kernels": pl["kernels"], "occupancy": round(pl["occupancy"], 4),
@@ -46,12 +35,7 @@ def one(model: str, target: str, seq: int, batch: int) -> dict:
 def main() -> None:
     from waferscale.frontend.zoo import ZOO
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--targets", default="wse2,wse3")
-    p.add_argument("--models", default=",".join(n for n in ZOO if not n.startswith("tiny")))
-    a = p.parse_args()
+    a = zoo_on_wafer_args(__doc__)
     rows = []
     for m in a.models.split(","):
         for target in a.targets.split(","):

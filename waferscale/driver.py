@@ -122,29 +122,26 @@ def _trace(spec_: str, batch: int, seq: int | None, dtype: str, weights: str, se
     return src
 
 
-def _passes(pipeline: str | None, target: str | None, done: list[Pass], compile_to: str | None) -> list[Pass]:
-    """The passes to run: the given pipeline, or the default one less what a resumed dump already ran."""
-    if pipeline is not None:
-        passes = parse_pipeline(pipeline)
-    else:
-        passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
-        specs = [p.spec() for p in done]
-        if done and [p.spec() for p in passes[:len(done)]] == specs:
-            passes = passes[len(done):]
-    if compile_to is not None:
-        names = [p.name for p in passes]
-        if compile_to not in names:
-            raise UsageError(f"--compile-to {compile_to}: the pipeline has no pass of that name "
-                             f"({spec(passes) or 'it is empty'})")
-        passes = passes[:names.index(compile_to) + 1]
-    return passes
-
-
-def _check_names(names: list[str], passes: list[Pass], what: str) -> None:
+def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
     known = {p.name for p in passes}
     for n in names:
         if n not in known:
             raise UsageError(f"{what} {n}: the pipeline has no pass of that name ({spec(passes) or 'it is empty'})")
+
+
+def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None) -> list[Pass]:
+    """The passes to run: the given ones, or the default pipeline less what a resumed dump already
+    ran; up to the pass named compile_to."""
+    if given is not None:
+        passes = given
+    else:
+        passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
+        if done and [p.spec() for p in passes[:len(done)]] == [p.spec() for p in done]:
+            passes = passes[len(done):]
+    if compile_to is not None:
+        _check_names((compile_to,), passes, "--compile-to")
+        passes = passes[:[p.name for p in passes].index(compile_to) + 1]
+    return passes
 
 
 def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str:
@@ -163,18 +160,17 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
     default pipeline the whole wafer one. A spec ending in .mlir is a torch-dialect module
     (torch-mlir's) and one ending in .ir a text graph; their shapes and dtypes are their own."""
     t0 = time.perf_counter()
-    machine = get_machine(target) if target is not None else None  # an unknown target fails before any work
-    if pipeline is not None:
-        parse_pipeline(pipeline)  # a malformed pipeline fails before any work
+    machine = get_machine(target) if target is not None else None  # a bad target or pipeline fails before any work
+    given = parse_pipeline(pipeline) if pipeline is not None else None
     if spec_.endswith(".ir"):
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
         src = _read_ir(spec_, log)
     else:
         src = _trace(spec_, batch, seq, dtype, weights, seed, frontend, log)
-    passes = _passes(pipeline, target, src.done, compile_to)
+    passes = _passes(given, target, src.done, compile_to)
     check_stages(passes, GRAPH)
-    _check_names(list(print_ir_after), passes, "--print-ir-after")
+    _check_names(print_ir_after, passes, "--print-ir-after")
     if machine is None and any(p.needs_machine for p in passes):
         raise UsageError(f"the pipeline places the program on a machine ({spec(passes)}): give --target wse2, wse3 "
                          "or mesh:RxC")

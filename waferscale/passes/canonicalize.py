@@ -42,14 +42,14 @@ def same_shape(op: Op, rw: Rewriter) -> Value | None:
     return None
 
 
+_RESHAPE_RESHAPE = P("reshape", P("reshape", P.any("x")))
+_TRANSPOSE_TRANSPOSE = P("transpose", P("transpose", P.any("x"), name="inner"))
+
+
 def reshape_chain(op: Op, rw: Rewriter) -> Value | None:
     # reshape(reshape(x)) -> reshape(x)
-    if op.kind != "reshape":
-        return None
-    inner = rw.producer(op.operands[0])
-    if inner is None or inner.kind != "reshape":
-        return None
-    return rw.op("reshape", inner.operands[0], shape=op.attr["shape"])
+    b = match(_RESHAPE_RESHAPE, op.result, rw.producer)
+    return rw.op("reshape", b["x"], shape=op.attr["shape"]) if b else None
 
 
 def transpose_chain(op: Op, rw: Rewriter) -> Value | None:
@@ -57,15 +57,13 @@ def transpose_chain(op: Op, rw: Rewriter) -> Value | None:
     if op.kind != "transpose":
         return None
     perm = op.attr["perm"]
-    if list(perm) == list(range(len(perm))):
+    if list(perm) == sorted(perm):
         return op.operands[0]
-    inner = rw.producer(op.operands[0])
-    if inner is None or inner.kind != "transpose":
+    b = match(_TRANSPOSE_TRANSPOSE, op.result, rw.producer)
+    if b is None:
         return None
-    composed = tuple(inner.attr["perm"][i] for i in perm)
-    if list(composed) == list(range(len(composed))):
-        return inner.operands[0]
-    return rw.op("transpose", inner.operands[0], perm=composed)
+    inner = rw.producer(b["inner"]).attr["perm"]
+    return rw.op("transpose", b["x"], perm=tuple(inner[i] for i in perm))
 
 
 def linear_keeps_leading_axes(op: Op, rw: Rewriter) -> Value | None:

@@ -85,9 +85,11 @@ class Gemm(Kernel):
         k, n = self.dims()
         kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
         epi = self.epilogue
+        # vectors of one value per output column: the bias (folded with the layernorm's shift into
+        # c = beta @ W + b), the column sums s of a folded layernorm, an epilogue's weight vectors
+        vectors = (self.bias or self.norm) + self.norm + (epi.params if epi else 0)
         return {
-            "weights": kt * nt * self.elem + (nt * self.elem if self.bias or self.norm else 0)
-            + (nt * self.elem if self.norm else 0) + (epi.params * nt * self.elem if epi else 0),
+            "weights": (kt + vectors) * nt * self.elem,
             "activations_in": 2 * kt * self.elem + (2 * epi.streams * nt * self.elem if epi else 0),
             "activations_out": nt * self.elem,
             "partial_sums": 2 * nt * 4,  # own and incoming, f32
@@ -96,7 +98,7 @@ class Gemm(Kernel):
 
     def work(self, p0, p1):
         c = p1 - p0
-        macs = c * self.k * self._n()
+        macs = c * self.k * self.n
         streams = self.epilogue.streams if self.epilogue else 0
         # each MAC reads its weight from SRAM; the partial sums sit in the FMAC accumulators
         # (assumption) and are written once per token; an epilogue reads its streams
