@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waferscale.errors import UnsupportedError, UsageError
+from waferscale.errors import UsageError
 from waferscale.passes import DEFAULT_WAFER, PASSES, check_stages, parse_pipeline, spec
 
 from .test_cli import run_cli
@@ -30,7 +30,7 @@ def test_options_parse_typed_and_print_back_with_every_default():
     ("fuse{epilogue=true}", r"pass 'fuse' has no option 'epilogue'; it takes epilogues=bool \(default true\)"),
     ("fuse{epilogues=yes}", r"option epilogues='yes' of pass 'fuse' is not a bool"),
     ("simulate{chunk=1.5}", r"option chunk='1.5' of pass 'simulate' is not an int"),
-    ("place{mode=streamed}", r"option mode=streamed of pass 'place' is not one of pipelined, streaming"),
+    ("place{mode=streamed}", r"option mode=streamed of pass 'place' is not one of auto, pipelined, streaming"),
     ("fuse{epilogues}", r"malformed option 'epilogues' of pass 'fuse': write option=value"),
     ("fuse{epilogues=true,epilogues=false}", r"option 'epilogues' of pass 'fuse' is given twice"),
     ("fuse{epilogues=true", r"unbalanced '\{'"),
@@ -90,7 +90,7 @@ def test_a_pipeline_without_fuse_has_more_kernels_and_no_shorter_time(capsys, tm
         code, _, err = run_cli(capsys, *argv)
         assert code == 0, err
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
-    assert reports["plain"]["pipeline"] == "canonicalize,lower,place{mode=pipelined},route,simulate{chunk=64}"
+    assert reports["plain"]["pipeline"] == "canonicalize,lower,place{mode=auto},route,simulate{chunk=64}"
     assert reports["plain"]["placement"]["kernels"] > reports["fused"]["placement"]["kernels"]
     assert reports["plain"]["time"]["cycles"] >= reports["fused"]["time"]["cycles"]
 
@@ -130,13 +130,15 @@ def test_print_ir_after_and_compile_to(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["02-fuse.ir", "04-place.ir"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ir", "model.ir", "report.json", "report.txt"]
     r = json.loads((tmp_path / "report.json").read_text())
-    assert r["pipeline"] == "canonicalize,fuse{epilogues=true,prologues=true},lower,place{mode=pipelined}"
+    assert r["pipeline"] == "canonicalize,fuse{epilogues=true,prologues=true},lower,place{mode=auto}"
     assert "time" not in r and r["program"]["kernels"] == 13 and r["target"] == "mesh:32x32"
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["-p", "lower,place"], "the pipeline places the program on a machine (lower,place{mode=pipelined}): give "
+    (["-p", "lower,place"], "the pipeline places the program on a machine (lower,place{mode=auto}): give "
                             "--target"),
+    (["--mode", "streaming"], "--mode streaming is the mode of placement on a machine: give --target too"),
+    (["--target", "mesh:8x8", "--mode", "streaming", "-p", "lower"], "--mode sets the mode of the default pipeline"),
     (["--target", "mesh:32x32", "-p", "place"], "pass 'place' needs the program stage: put 'lower' before it"),
     (["--compile-to", "simulate"], "--compile-to simulate: the pipeline has no pass of that name (canonicalize)"),
     (["--print-ir-after", "fuse"], "--print-ir-after fuse: the pipeline has no pass of that name"),
@@ -146,16 +148,6 @@ def test_pipeline_errors_reach_the_cli_as_one_line(capsys, tmp_path, argv, messa
     code, _, err = run_cli(capsys, "compile", "tiny", "--seq", "16", "-o", str(tmp_path / "never"), "-q", *argv)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "never").exists()
-
-
-def test_streaming_mode_is_a_choice_not_yet_built(capsys, tmp_path):
-    from waferscale.driver import run_passes
-
-    from .conftest import traced
-
-    t = traced("tiny", seq=16, weights="meta", dtype="f16")
-    with pytest.raises(UnsupportedError, match=r"not supported: weight-streaming placement"):
-        run_passes(t.graph, "lower,place{mode=streaming}", seq=16, target="mesh:32x32")
 
 
 def test_opt_runs_graph_passes_only_and_keeps_a_dump_header(capsys, tmp_path):

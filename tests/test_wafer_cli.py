@@ -55,7 +55,9 @@ def test_compile_with_a_target_writes_deterministic_placement_trace_and_picture(
 @pytest.mark.parametrize("argv,message", [
     (["compile", "tiny", "--target", "wse7"], "unknown target 'wse7'"),
     (["compile", "tiny", "--target", "mesh:0x9"], "impossible mesh 0x9"),
-    (["compile", "tiny", "--target", "mesh:3x3"], "does not fit on mesh:3x3 in layer-pipelined mode"),
+    (["compile", "tiny", "--target", "mesh:3x3", "--mode", "pipelined"],
+     "does not fit on mesh:3x3 in layer-pipelined mode"),
+    (["compile", "tiny", "--target", "mesh:2x2"], "does not fit on mesh:2x2 in weight-streaming mode even at batch 1"),
     (["report", "/nonexistent"], "cannot read /nonexistent/report.json"),
 ])
 def test_wafer_errors_are_one_line(capsys, tmp_path, argv, message):

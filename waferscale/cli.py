@@ -51,7 +51,7 @@ def cmd_compile(args) -> int:
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                       frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                       print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to)
+                      compile_to=args.compile_to, mode=args.mode)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
@@ -236,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frontend", choices=["torch-export", "torch-mlir"], default="torch-export",
                    help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
     s.add_argument("--target", default=None, help="place and simulate on wse2, wse3 or mesh:RxC[,sram_kib=..,"
-                   "fmac=..,clock_ghz=..]; writes placement.json, trace.json and mesh.png too")
+                   "fmac=..,clock_ghz=..,io_gbs=..]; writes placement.json, trace.json and mesh.png too")
+    s.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default=None,
+                   help="execution mode on the target: layer-pipelined, weight streaming, or auto (the default: "
+                   "pipelined when the model fits, streaming otherwise)")
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")

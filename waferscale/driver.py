@@ -12,7 +12,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -129,13 +129,20 @@ def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
             raise UsageError(f"{what} {n}: the pipeline has no pass of that name ({spec(passes) or 'it is empty'})")
 
 
-def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None) -> list[Pass]:
-    """The passes to run: the given ones, or the default pipeline less what a resumed dump already
-    ran; up to the pass named compile_to."""
+def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
+            mode: str | None = None) -> list[Pass]:
+    """The passes to run: the given ones, or the default pipeline (its place in the given mode) less
+    what a resumed dump already ran; up to the pass named compile_to."""
     if given is not None:
+        if mode is not None:
+            raise UsageError("--mode sets the mode of the default pipeline; with -p write place{mode=...} instead")
         passes = given
     else:
         passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
+        if mode is not None:
+            if target is None:
+                raise UsageError(f"--mode {mode} is the mode of placement on a machine: give --target too")
+            passes = [replace(p, mode=mode) if p.name == "place" else p for p in passes]
         if done and [p.spec() for p in passes[:len(done)]] == [p.spec() for p in done]:
             passes = passes[len(done):]
     if compile_to is not None:
@@ -155,10 +162,11 @@ def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str
 def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: str = "f16", weights: str = "auto",
                   seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
-                  compile_to: str | None = None, log=lambda msg: None) -> Compiled:
+                  compile_to: str | None = None, mode: str | None = None, log=lambda msg: None) -> Compiled:
     """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) makes the
-    default pipeline the whole wafer one. A spec ending in .mlir is a torch-dialect module
-    (torch-mlir's) and one ending in .ir a text graph; their shapes and dtypes are their own."""
+    default pipeline the whole wafer one, its placement in ``mode`` (auto, pipelined, streaming).
+    A spec ending in .mlir is a torch-dialect module (torch-mlir's) and one ending in .ir a text
+    graph; their shapes and dtypes are their own."""
     t0 = time.perf_counter()
     machine = get_machine(target) if target is not None else None  # a bad target or pipeline fails before any work
     given = parse_pipeline(pipeline) if pipeline is not None else None
@@ -168,7 +176,7 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
         src = _read_ir(spec_, log)
     else:
         src = _trace(spec_, batch, seq, dtype, weights, seed, frontend, log)
-    passes = _passes(given, target, src.done, compile_to)
+    passes = _passes(given, target, src.done, compile_to, mode)
     check_stages(passes, GRAPH)
     _check_names(print_ir_after, passes, "--print-ir-after")
     if machine is None and any(p.needs_machine for p in passes):

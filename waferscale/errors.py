@@ -34,3 +34,7 @@ class VerifyError(WaferError):
     def __init__(self, rule: str, message: str):
         self.rule, self.detail = rule, message
         super().__init__(f"verify [{rule}]: {message}")
+
+
+class FitError(WaferError):
+    """A program that does not fit on the machine in the chosen mode; says by how much."""

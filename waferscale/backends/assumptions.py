@@ -59,3 +59,12 @@ PE_ACC_BUFFERS = 2
 # The add-and-forward of one partial sum in the column reduce takes the core's datapath for one
 # cycle (a fabric operand streams one wavelet per cycle) and goes before the next token's FMACs.
 PARTIAL_SUM_CYCLES = 1
+
+# Weight streaming (passes/streaming.py, runtime/stream_sim.py). A layer's weights stream in from
+# MemoryX at the system I/O's full rate (no protocol overhead counted), into one of this many
+# buffers, so the next layer's weights arrive while this one computes (double buffering).
+WEIGHT_BUFFERS = 2
+# The prefetch buffer of the next layer's weights is spread evenly over the cores of the mesh.
+# The activations that cross from one layer to the next (the residual stream) stay in SRAM for the
+# whole batch, spread evenly too, and twice: a layer's input is held while it writes its output.
+RESIDENT_ACTIVATION_COPIES = 2

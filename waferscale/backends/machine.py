@@ -27,7 +27,8 @@ class Machine:
     sram_bytes_per_cycle: float  # per core, read + write
     link_bytes_per_cycle: int  # per link per direction
     colors: int  # virtual channels on one link
-    io_bytes_per_s: float  # system I/O into and out of the wafer
+    io_bytes_per_s: float  # system I/O into and out of the wafer (from MemoryX/SwarmX)
+    memoryx_bytes: float  # weight store off the wafer, smallest configuration
     source: str = ""
 
     @property
@@ -52,8 +53,8 @@ class Machine:
             "sram_bytes_per_core": self.sram_bytes, "usable_sram_bytes_per_core": self.usable_sram_bytes,
             "fmacs_per_cycle": self.fmacs_per_cycle, "clock_hz": self.clock_hz,
             "sram_bytes_per_cycle": self.sram_bytes_per_cycle, "link_bytes_per_cycle": self.link_bytes_per_cycle,
-            "colors": self.colors, "io_bytes_per_s": self.io_bytes_per_s, "peak_flops": self.peak_flops,
-            "source": self.source,
+            "colors": self.colors, "io_bytes_per_s": self.io_bytes_per_s, "memoryx_bytes": self.memoryx_bytes,
+            "peak_flops": self.peak_flops, "source": self.source,
         }
 
 
@@ -73,9 +74,14 @@ WSE2 = Machine(
     link_bytes_per_cycle=4,
     # Cerebras SDK docs: 24 routing colors.
     colors=24,
-    # Argonne SC24 tutorial: 12 x 100 GbE = 1.2 Tb/s = 150 GB/s from MemoryX/SwarmX.
+    # Argonne SC24 tutorial: 12 x 100 GbE = 1.2 Tb/s = 150 GB/s from MemoryX/SwarmX. In weight-streaming
+    # mode the weights arrive over this link; SwarmX is the fabric that broadcasts them to (and reduces
+    # gradients from) several systems, which one system does not need.
     io_bytes_per_s=150e9,
-    source="DESIGN.md section 3: Cerebras SDK, Hot Chips 34, launch material, Andromeda, Argonne SC24",
+    # Cerebras glossary: MemoryX holds 4 TB to 2.4 PB for a CS-2; the smallest is what we check against.
+    memoryx_bytes=4e12,
+    source="DESIGN.md section 3: Cerebras SDK, Hot Chips 34, launch material, Andromeda, Argonne SC24, "
+           "Cerebras glossary",
 )
 
 WSE3 = replace(
@@ -87,6 +93,8 @@ WSE3 = replace(
     fmacs_per_cycle=8,
     # Launch material: 21 PB/s over 900,000 cores; the clock is not published (assumption).
     sram_bytes_per_cycle=21e15 / 900_000 / A.CLOCK_HZ,
+    # Cerebras glossary: MemoryX holds 1.5 TB to 1.2 PB for a CS-3; the system I/O is the same 1.2 Tb/s.
+    memoryx_bytes=1.5e12,
 )
 
 MACHINES = {m.name: m for m in (WSE2, WSE3)}
@@ -94,18 +102,19 @@ MACHINES = {m.name: m for m in (WSE2, WSE3)}
 _MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[0-9.]+)*)$")
 _OVERRIDES = {  # key -> (field, scale)
     "sram_kib": ("sram_bytes", KiB), "fmac": ("fmacs_per_cycle", 1), "clock_ghz": ("clock_hz", 1e9),
+    "io_gbs": ("io_bytes_per_s", 1e9),
 }
 
 
 def get_machine(target: str) -> Machine:
-    """``wse2``, ``wse3``, or ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1]`` (a custom mesh of
-    WSE-2 cores unless overridden)."""
+    """``wse2``, ``wse3``, or ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150]`` (a
+    custom mesh of WSE-2 cores and I/O unless overridden)."""
     if target in MACHINES:
         return MACHINES[target]
     m = _MESH.match(target)
     if not m:
         raise UsageError(f"unknown target {target!r}: use wse2, wse3 or mesh:RxC "
-                         "(optionally mesh:RxC,sram_kib=48,fmac=4,clock_ghz=1.1)")
+                         "(optionally mesh:RxC,sram_kib=48,fmac=4,clock_ghz=1.1,io_gbs=150)")
     rows, cols = int(m[1]), int(m[2])
     if rows < 1 or cols < 1 or rows * cols > 10**8:
         raise UsageError(f"impossible mesh {rows}x{cols}: rows and columns must be >= 1 (and at most 1e8 cores)")
@@ -118,7 +127,7 @@ def get_machine(target: str) -> Machine:
         v = float(val) * scale
         if v <= 0:
             raise UsageError(f"mesh option {key} must be positive in {target!r}")
-        fields[name] = int(v) if name != "clock_hz" else v
+        fields[name] = v if name in ("clock_hz", "io_bytes_per_s") else int(v)
     machine = replace(WSE2, name=target, rows=rows, cols=cols, source=WSE2.source + "; custom mesh", **fields)
     if machine.usable_sram_bytes <= 0:
         raise UsageError(f"sram_kib in {target!r} leaves no SRAM after the {A.RESERVED_SRAM_BYTES} bytes "

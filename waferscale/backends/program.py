@@ -3,7 +3,9 @@ make and the runtime and reports read.
 
 - ``Program``: the kernels a graph lowered to (one per op that computes) and the flows between
   them, for ``samples`` samples of ``tokens`` tokens.
-- ``Placement``: one rectangle of cores per kernel.
+- ``Placement``: one rectangle of cores per kernel; in weight-streaming mode the kernels come in
+  groups (a layer each) that have the whole mesh in turn, so rectangles of different groups may
+  overlap.
 - ``Routing``: one XY route per flow, the bytes on every link and the colors each link needs.
 
 ``program_text`` prints them for people (``wafer compile --print-ir-after=place``).
@@ -11,7 +13,7 @@ make and the runtime and reports read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from .kernels.base import Kernel
 from .machine import Machine
 
 IO = -1  # the source id of a flow from the system I/O (a graph input)
+RESIDENT = -2  # the source of a flow whose value is already in SRAM (streaming: an earlier layer's output)
 
 
 @dataclass(frozen=True)
@@ -80,26 +83,43 @@ class Rect:
 
 
 @dataclass(frozen=True)
+class Group:
+    """Kernels that are placed and run together: in weight-streaming mode, a layer."""
+
+    name: str
+    kernels: tuple[int, ...]  # kernel ids, in program order
+    band_rows: int
+    weight_bytes: int  # streamed in before the group runs
+
+
+@dataclass(frozen=True)
 class Placement:
     machine: Machine
-    mode: str  # "pipelined": every kernel on its own rectangle at once
+    mode: str  # "pipelined": every kernel on its own rectangle at once; "streaming": a group at a time
     rects: tuple[Rect, ...]  # indexed by kernel id
     band_rows: int
     stage_cycles: tuple[int, ...]  # busy cycles per sample, by kernel
+    groups: tuple[Group, ...] = ()  # streaming: the groups, in the order they run
+    reserved_bytes: int = 0  # SRAM per core kept for what is not a kernel's (streaming: prefetch, residents)
+    reason: str = ""  # why this mode (place{mode=auto} says what it chose)
 
     @property
     def cores_used(self) -> int:
-        return sum(r.cores for r in self.rects)
+        """Cores in use at once: all kernels' (pipelined), or the largest group's (streaming)."""
+        if not self.groups:
+            return sum(r.cores for r in self.rects)
+        return max(sum(self.rects[k].cores for k in g.kernels) for g in self.groups)
 
     @property
     def occupancy(self) -> float:
         return self.cores_used / self.machine.cores
 
-    def owner(self) -> np.ndarray:
-        """The kernel id on each core of the mesh (-1 where none)."""
+    def owner(self, kernels: tuple[int, ...] | None = None) -> np.ndarray:
+        """The kernel id on each core of the mesh (-1 where none), of these kernels (default: all)."""
         m = self.machine
         owner = np.full((m.rows, m.cols), -1, dtype=np.int32)
-        for i, r in enumerate(self.rects):
+        for i in range(len(self.rects)) if kernels is None else kernels:
+            r = self.rects[i]
             owner[r.row:r.row + r.rows, r.col:r.col + r.cols] = i
         return owner
 
@@ -153,6 +173,22 @@ class Routing:
         return sum(r.hops * r.bytes_per_sample for r in self.routes) / total if total else 0.0
 
 
+def sub_program(prog: Program, kernels: tuple[int, ...]) -> Program:
+    """The group's kernels as a program of their own: ids from 0, flows into the group only, a flow
+    from an earlier group reading a value resident in SRAM (weight streaming)."""
+    index = {k: i for i, k in enumerate(kernels)}
+    nodes = tuple(replace(prog.kernels[k], id=index[k]) for k in kernels)
+    flows = tuple(replace(f, src=IO if f.src == IO else index.get(f.src, RESIDENT), dst=index[f.dst])
+                  for f in prog.flows if f.dst in index)
+    return Program(prog.graph, nodes, flows, prog.samples, prog.tokens, ())
+
+
+def signature(sub: Program) -> tuple:
+    """What a group's placement and time depend on: groups with equal signatures are placed once."""
+    return (tuple(k.model for k in sub.kernels),
+            tuple((f.src, f.dst, f.bytes_per_token, f.elements_per_token) for f in sub.flows))
+
+
 def _bytes(n: float) -> str:
     for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if n >= scale:
@@ -182,6 +218,10 @@ def program_text(prog: Program, placement: Placement | None = None, routing: Rou
                          f"{placement.stage_cycles[k.id]:,} cycles/sample")
         if busy is not None:
             lines.append(f"    busy {busy[k.id]:,} cycles")
+    if placement is not None:
+        for g in placement.groups:
+            lines.append(f"  group {g.name!r}: kernels {', '.join(map(str, g.kernels))}; streams in "
+                         f"{_bytes(g.weight_bytes)} of weights")
     names = {k.id: k.name for k in prog.kernels}
     for i, f in enumerate(prog.flows):
         src = "io" if f.src == IO else f"{f.src} {names[f.src]!r}"

@@ -8,8 +8,9 @@ sample) down to a common target; the target is bisected to the smallest one whos
 pack into the bands, which balances the pipeline's stages. Every band height from a short list
 is tried, and the placement with the fastest slowest stage wins.
 
-The mode is an option (``place{mode=pipelined}``) because weight streaming, where each layer in
-turn has the whole wafer, is the other way to run a model; it is not built yet.
+The mode is an option: ``pipelined`` (above), ``streaming`` (each layer in turn on the whole
+wafer, its weights streamed in: ``streaming.py``), or ``auto`` (the default): layer-pipelined when
+the model fits, weight streaming otherwise. The placement records which and why.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from functools import lru_cache
 
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program, Rect
-from ..errors import UnsupportedError, UsageError, WaferError
+from ..errors import FitError, UsageError
 from .base import PLACED, PROGRAM, CompileState, Pass, option, register
 from .placement_check import verify_placement
+from .streaming import place_streaming
 
-MODES = {"pipelined": "layer-pipelined"}  # option value -> the mode's name in reports
+MODES = {"pipelined": "layer-pipelined", "streaming": "weight-streaming"}  # placement mode -> its name in reports
 
-
-class FitError(WaferError):
-    """The program does not fit on the mesh in this mode."""
+__all__ = ["MODES", "FitError", "Place", "place"]
 
 
 @register
@@ -38,20 +38,39 @@ class Place(Pass):
     gives = PLACED
     needs_machine = True
     summary = "a rectangle of cores per kernel, in serpentine bands, stage times balanced"
-    mode: str = option("pipelined", "execution mode: pipelined (every kernel on its own rectangle at once) or "
-                       "streaming (each layer on the whole wafer in turn; not built yet)",
-                       choices=("pipelined", "streaming"))
+    mode: str = option("auto", "execution mode: pipelined (every kernel on its own rectangle at once), "
+                       "streaming (each layer on the whole wafer in turn, its weights streamed from MemoryX), or auto "
+                       "(pipelined when the model fits, streaming otherwise)",
+                       choices=("auto", "pipelined", "streaming"))
 
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:
             raise UsageError("pass 'place' needs a machine: give --target wse2, wse3 or mesh:RxC")
+        prog, m = s.program, s.machine
         if self.mode == "streaming":
-            raise UnsupportedError("weight-streaming placement (place{mode=streaming}); use place{mode=pipelined}")
-        placement = verify_placement(s.program, place(s.program, s.machine, log=s.log))
-        m = s.machine
-        s.log(f"placed on {m.name} ({m.rows}x{m.cols}) in bands of {placement.band_rows} rows: "
-              f"{100 * placement.occupancy:.1f}% of the cores")
+            placement = replace(self._streaming(s), reason="weight streaming: asked for (place{mode=streaming})")
+        else:
+            try:
+                placement = place(prog, m, log=s.log)
+            except FitError as e:
+                if self.mode == "pipelined":
+                    raise
+                placement = replace(self._streaming(s), reason=f"weight streaming: layer-pipelined does not fit ({e})")
+            else:
+                need = sum(sum(k.model.sram(r.rows, r.cols).values()) * r.cores for k, r in zip(prog.kernels,
+                                                                                               placement.rects))
+                why = "asked for (place{mode=pipelined})" if self.mode == "pipelined" else (
+                    f"it fits: its kernels take {need / 1e9:.2f} GB of SRAM on {placement.cores_used:,} cores, of "
+                    f"{m.cores * m.usable_sram_bytes / 1e9:.2f} GB usable on {m.cores:,}")
+                placement = replace(placement, reason=f"layer-pipelined: {why}")
+        placement = verify_placement(prog, placement)
+        s.log(f"placed on {m.name} ({m.rows}x{m.cols}), {MODES[placement.mode]}, in bands of {placement.band_rows} "
+              f"rows: {100 * placement.occupancy:.1f}% of the cores")
         return replace(s, placement=placement)
+
+    @staticmethod
+    def _streaming(s: CompileState) -> Placement:
+        return place_streaming(s.program, s.machine, place, log=s.log)
 
 
 def _first(lo: int, hi: int, ok) -> int | None:
@@ -108,7 +127,9 @@ def _band_heights(machine: Machine) -> list[int]:
     return sorted({machine.rows // n for n in counts if machine.rows // n >= 1}, reverse=True)
 
 
-def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
+def place(prog: Program, machine: Machine, log=lambda msg: None, what: str | None = None) -> Placement:
+    """The pipelined placement of the program. ``what`` names it in a fit error when it is a part
+    of a bigger program (a streamed layer)."""
     best = None
     shortfall = None
     unfit = None  # a kernel that no rectangle of the tallest band holds
@@ -140,7 +161,7 @@ def place(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
     if best is None:
         if shortfall is None and unfit is not None:
             raise _kernel_fit_error(machine, *unfit)
-        raise _fit_error(prog, machine, shortfall)
+        raise _fit_error(prog, machine, shortfall, what)
     return best[1]
 
 
@@ -153,20 +174,25 @@ def _kernel_fit_error(machine: Machine, kernel, rows: int, cols: int) -> FitErro
         "bigger --target (wse3, or mesh:RxC with more cores or sram_kib), or a shorter --seq")
 
 
-def _fit_error(prog: Program, machine: Machine, cores_needed: int | None) -> FitError:
+def _size(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
+
+
+def _fit_error(prog: Program, machine: Machine, cores_needed: int | None, what: str | None = None) -> FitError:
     avail = machine.cores * machine.usable_sram_bytes
     need = sum(k.weight_bytes for k in prog.kernels)
     if cores_needed is None:
         acts = ""
     elif cores_needed > machine.cores:
         acts = (f"; with activations, KV caches and queues its kernels need at least {cores_needed:,} cores "
-                f"({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM)")
+                f"({_size(cores_needed * machine.usable_sram_bytes)} of SRAM)")
     else:
         acts = (f"; with activations, KV caches and queues its kernels take {cores_needed:,} cores at their "
-                f"narrowest ({cores_needed * machine.usable_sram_bytes / 1e9:.2f} GB of SRAM), which do not pack "
+                f"narrowest ({_size(cores_needed * machine.usable_sram_bytes)} of SRAM), which do not pack "
                 "into the mesh's bands (a kernel cannot span two bands)")
+    subject = what or f"{prog.graph.name} does not fit on {machine.name} in layer-pipelined mode"
+    advice = ("use weight streaming (--mode streaming or auto), a bigger --target (wse3, or mesh:RxC), a shorter "
+              "--seq, or a smaller model" if what is None else "use a bigger --target or a shorter --seq")
     return FitError(
-        f"{prog.graph.name} does not fit on {machine.name} in layer-pipelined mode: its weights alone take "
-        f"{need / 1e9:.2f} GB{acts}, and the mesh has {avail / 1e9:.2f} GB usable ({machine.cores:,} cores x "
-        f"{machine.usable_sram_bytes:,} B); use a bigger --target (wse3, or mesh:RxC), a shorter --seq, or a "
-        "smaller model (weight-streaming mode is not supported yet)")
+        f"{subject}: its weights alone take {_size(need)}{acts}, and the mesh has {_size(avail)} usable "
+        f"({machine.cores:,} cores x {machine.usable_sram_bytes:,} B); {advice}")

@@ -57,13 +57,32 @@ def xy_links(src: tuple[int, int], dst: tuple[int, int]) -> list[Link]:
 
 
 def route(prog: Program, placement: Placement) -> Routing:
+    """Every flow's route. In weight-streaming mode each group is routed on its own (its links are
+    free of the other groups', which run at other times); a flow into a group from an earlier one
+    reads a value resident in SRAM and enters its consumer like a graph input."""
+    if not placement.groups:
+        return _route(prog, placement, range(len(prog.flows)), None)
+    routes, link_bytes, link_colors = [], defaultdict(float), {}
+    for g in placement.groups:
+        members = set(g.kernels)
+        part = _route(prog, placement, [i for i, f in enumerate(prog.flows) if f.dst in members], g.kernels)
+        routes += part.routes
+        for link, b in part.link_bytes.items():
+            link_bytes[link] += b
+        for link, n in part.link_colors.items():
+            link_colors[link] = max(n, link_colors.get(link, 0))
+    return Routing(tuple(sorted(routes, key=lambda r: r.flow)), dict(link_bytes), link_colors)
+
+
+def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...] | None) -> Routing:
     rects = placement.rects
     routes = []
     link_bytes: dict[Link, float] = defaultdict(float)
     colors: Counter = Counter()
-    for i, f in enumerate(prog.flows):
+    for i in flow_ids:
+        f = prog.flows[i]
         dst = rects[f.dst]
-        if f.src == IO:
+        if f.src == IO or (group is not None and f.src not in group):
             start, lanes = (dst.center[0], 0), dst.rows
             links = [(start[0], -1, "E")] + xy_links(start, dst.center)
         else:
@@ -75,7 +94,7 @@ def route(prog: Program, placement: Placement) -> Routing:
         for link in links:
             link_bytes[link] += b / lanes
             colors[link] += 1
-    owner = placement.owner()  # a kernel's own colors are on every link inside its rectangle
+    owner = placement.owner(group)  # a kernel's own colors are on every link inside its rectangle
     for link in colors:
         row, col, _ = link
         if col >= 0 and owner[row, col] >= 0:
@@ -86,4 +105,3 @@ def route(prog: Program, placement: Placement) -> Routing:
         raise RoutingError(f"link ({row},{col})->{d} needs {n} colors and the fabric has {placement.machine.colors}: "
                            "too many flows cross one place; try another --target or a shorter model")
     return Routing(tuple(routes), dict(link_bytes), dict(colors))
-

@@ -1,5 +1,6 @@
 """``mesh.png``: the placed mesh in three panels, drawn to scale straight from per-core arrays.
-Left: each kernel's rectangle, coloured by its FLOP utilization, with its outline. Middle: SRAM
+Left: each kernel's rectangle, coloured by its FLOP utilization, with its outline (in weight
+streaming, the kernels of one layer: they have the whole mesh while the layer runs). Middle: SRAM
 occupancy of every core (fraction of its capacity). Right: fabric load, the bytes per sample
 crossing each core's links, each XY route drawn as the bundle of parallel links it stands for
 (log scale). Each panel has its colour scale beneath it.
@@ -24,15 +25,31 @@ EMPTY = (235, 235, 235)
 MARGIN, TITLE, LABEL, BAR = 12, 28, 18, 10
 
 
+def shown_group(s: CompileState):
+    """Weight streaming: the group the picture shows, the first transformer block (else the largest)."""
+    groups = s.placement.groups
+    if not groups:
+        return None
+    return next((g for g in groups if ".h." in g.name or g.name.startswith("h.")),
+                max(groups, key=lambda g: len(g.kernels)))
+
+
 def _arrays(s: CompileState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     m, pl = s.machine, s.placement
+    group = shown_group(s)
+    kernels = group.kernels if group is not None else tuple(range(len(pl.rects)))
     util = np.full((m.rows, m.cols), np.nan)
     sram = np.full((m.rows, m.cols), np.nan)
-    for k, r in zip(s.program.kernels, pl.rects):
+    for kid in kernels:
+        k, r = s.program.kernels[kid], pl.rects[kid]
         util[r.row:r.row + r.rows, r.col:r.col + r.cols] = utilization(s, k.id)
-        sram[r.row:r.row + r.rows, r.col:r.col + r.cols] = sum(k.model.sram(r.rows, r.cols).values()) / m.sram_bytes
+        sram[r.row:r.row + r.rows, r.col:r.col + r.cols] = (sum(k.model.sram(r.rows, r.cols).values())
+                                                           + pl.reserved_bytes) / m.sram_bytes
     load = np.zeros((m.rows, m.cols))
+    shown = set(kernels)
     for rt in s.routing.routes:  # each link of a route stands for a bundle of `lanes` parallel links
+        if s.program.flows[rt.flow].dst not in shown:
+            continue
         per_lane = rt.bytes_per_sample / rt.lanes
         for row, col, d in rt.links:
             if d in "EW":
@@ -41,7 +58,7 @@ def _arrays(s: CompileState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
             else:
                 lo = min(max(col - rt.lanes // 2, 0), max(m.cols - rt.lanes, 0))
                 load[row, lo:lo + rt.lanes] += per_lane
-    return util, sram, np.where(load > 0, load, np.nan), pl.owner()
+    return util, sram, np.where(load > 0, load, np.nan), pl.owner(None if group is None else kernels)
 
 
 def _colour(values: np.ndarray, cmap: str, lo: float, hi: float, log: bool = False) -> np.ndarray:
@@ -89,9 +106,11 @@ def mesh_png(s: CompileState) -> bytes:
     canvas = Image.new("RGB", (max(width, 480), height), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
-    draw.text((MARGIN, 6), f"{s.program.graph.name} on {m.name} ({m.rows}x{m.cols} cores), {len(pl.rects)} kernels, "
-              f"{100 * pl.occupancy:.1f}% of the cores used" + (f" (every {step}th core shown)" if step > 1 else ""),
-              fill="black", font=font)
+    group = shown_group(s)
+    what = (f"{len(pl.rects)} kernels, {100 * pl.occupancy:.1f}% of the cores used" if group is None else
+            f"weight streaming: layer {group.name} ({len(group.kernels)} kernels), one of {len(pl.groups)} groups")
+    draw.text((MARGIN, 6), f"{s.program.graph.name} on {m.name} ({m.rows}x{m.cols} cores), {what}"
+              + (f" (every {step}th core shown)" if step > 1 else ""), fill="black", font=font)
     from matplotlib import colormaps
 
     for i, ((title, _, cmap, scale), image) in enumerate(zip(panels, images)):

@@ -1,5 +1,7 @@
 """``trace.json``: the simulated timeline in Chrome trace format (opens in Perfetto or
-chrome://tracing), one track per kernel, one slice per chunk of tokens it computed."""
+chrome://tracing), one track per kernel, one slice per chunk of tokens it computed; in weight
+streaming also a track of the weights arriving over the system I/O, a slice per layer, and a
+track of the layers' runs."""
 
 from __future__ import annotations
 
@@ -21,6 +23,16 @@ def chrome_trace(p: CompileState) -> str:
         events.append({"ph": "X", "pid": 1, "tid": kid, "name": label(p.program.kernels[kid].op),
                        "ts": round(start * us, 6), "dur": round((end - start) * us, 6),
                        "args": {"sample": sample, "chunk": chunk, "cycles": end - start}})
+    if p.sim.groups:  # weight streaming: the I/O link and the layers, below the kernels
+        stream, layers = len(p.program.kernels), len(p.program.kernels) + 1
+        for tid, name in ((stream, "weights from MemoryX (system I/O)"), (layers, "layers")):
+            events.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_name", "args": {"name": name}})
+            events.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
+        for g in p.sim.groups:
+            events.append({"ph": "X", "pid": 1, "tid": stream, "name": g.name, "ts": round(g.stream_start * us, 6),
+                           "dur": round(g.stream * us, 6), "args": {"bytes": g.weight_bytes, "cycles": g.stream}})
+            events.append({"ph": "X", "pid": 1, "tid": layers, "name": g.name, "ts": round(g.start * us, 6),
+                           "dur": round(g.compute * us, 6), "args": {"bound": g.bound, "cycles": g.compute}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns",
            "otherData": {"cycles": p.sim.cycles, "clock_hz": p.machine.clock_hz, "target": p.machine.name}}
     return json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n"

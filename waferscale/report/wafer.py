@@ -19,10 +19,17 @@ def model_flops(s: CompileState) -> int:
     return sum(k.flops for k in s.program.kernels)
 
 
+def _group_of(s: CompileState) -> dict[int, int]:
+    return {k: i for i, g in enumerate(s.placement.groups) for k in g.kernels}
+
+
 def utilization(s: CompileState, kid: int) -> float:
-    """A kernel's executed FLOPs over what its cores could do in the whole simulated time."""
+    """A kernel's executed FLOPs over what its cores could do while they were its: the whole simulated
+    time, or in weight streaming its layer's run."""
     k, r = s.program.kernels[kid], s.placement.rects[kid]
-    return s.sim.kernels[kid].executed_flops / (2 * s.machine.lanes(k.model.dtype) * r.cores * max(s.sim.cycles, 1))
+    gi = _group_of(s).get(kid)
+    span = s.sim.cycles if gi is None else s.sim.groups[gi].compute
+    return s.sim.kernels[kid].executed_flops / (2 * s.machine.lanes(k.model.dtype) * r.cores * max(span, 1))
 
 
 def placement_json(s: CompileState) -> dict:
@@ -30,8 +37,11 @@ def placement_json(s: CompileState) -> dict:
     g = prog.graph
     total = max(sim.cycles, 1)
     kernels = []
+    group_of = _group_of(s)
     for k, r, stage, t in zip(prog.kernels, pl.rects, pl.stage_cycles, sim.kernels):
         sram = k.model.sram(r.rows, r.cols)
+        if pl.reserved_bytes:
+            sram["reserved"] = pl.reserved_bytes
         kernels.append({
             "id": k.id, "name": k.name, "op": k.op.kind, "computes": label(k.op), "value": k.op.result.name,
             "loc": g.loc(k.op.result),
@@ -45,6 +55,7 @@ def placement_json(s: CompileState) -> dict:
             "fill_cycles": k.model.fill(r.rows, r.cols, m),
             "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
             "utilization": utilization(s, k.id), "bound": t.bound,
+            "group": pl.groups[group_of[k.id]].name if group_of else None,
         })
     names = {k.id: k.name for k in prog.kernels}
     flows = []
@@ -59,9 +70,13 @@ def placement_json(s: CompileState) -> dict:
                       "links": [link_name(x) for x in rt.links] if rt.hops <= 64 else None},
         })
     return {
-        "version": __version__, "target": m.as_dict(), "mode": MODES[pl.mode], "band_rows": pl.band_rows,
-        "cores_used": pl.cores_used, "occupancy": pl.occupancy,
+        "version": __version__, "target": m.as_dict(), "mode": MODES[pl.mode], "mode_reason": pl.reason,
+        "band_rows": pl.band_rows, "cores_used": pl.cores_used, "occupancy": pl.occupancy,
         "kernels": kernels, "flows": flows,
+        "groups": [{"name": g.name, "kernels": list(g.kernels), "band_rows": g.band_rows,
+                    "weight_bytes": g.weight_bytes, "stream_start_cycle": t.stream_start,
+                    "stream_end_cycle": t.stream_end, "start_cycle": t.start, "end_cycle": t.end, "bound": t.bound}
+                   for g, t in zip(pl.groups, sim.groups)],
         "links": {
             "max_colors": s.routing.max_colors, "mean_hops": s.routing.mean_hops(),
             "busiest": [{"link": link_name(link), "bytes_per_sample": b, "colors": s.routing.link_colors[link]}
@@ -88,20 +103,30 @@ def wafer_report(s: CompileState) -> dict:
         bound_cycles[t.bound] = bound_cycles.get(t.bound, 0) + 1
     slow = max(range(len(stages)), key=lambda i: (stages[i], -i))
     path_cycles, path = critical_path(prog, pl, s.routing, sim.chunk)
-    return {
+    streamed = sum(g.stream for g in sim.groups)
+    exposed = sum(max(0, g.start - (prev.end if prev else 0)) for prev, g in zip([None, *sim.groups], sim.groups))
+    steady = (prog.tokens * m.clock_hz / slowest if not sim.groups else  # one sample per slowest stage, or
+              tokens * m.clock_hz / sum(max(g.compute, g.stream) for g in sim.groups))  # each layer at its pace
+    out = {
         "target": m.name,
         "machine": m.as_dict(),
         "mode": MODES[pl.mode],
+        "mode_reason": pl.reason,
         "time": {
             "samples": prog.samples, "tokens": tokens, "cycles": sim.cycles, "seconds": seconds,
             "tokens_per_s": tokens / seconds, "samples_per_s": prog.samples / seconds,
             "mfu": model_flops(s) / (seconds * m.peak_flops),
-            "steady_tokens_per_s": prog.tokens * m.clock_hz / slowest,  # one sample per slowest stage
+            "steady_tokens_per_s": steady,
             "roofline_cycles": sim.roofline_cycles, "roofline": sim.roofline,
             "slowest_stage": {"kernel": prog.kernels[slow].name, "cycles_per_sample": slowest},
             "kernels_by_bound": dict(sorted(bound_cycles.items())),
             "critical_path_cycles": path_cycles, "critical_path_kernels": len(path),
             "chunk_tokens": sim.chunk,
+            # weight streaming: what came over the system I/O, and how much of it the wafer waited for
+            "stream_bytes": sum(g.weight_bytes for g in sim.groups),
+            "stream_seconds": streamed / m.clock_hz,
+            "stream_exposed_seconds": exposed / m.clock_hz,
+            "stream_overlap": 1 - exposed / streamed if streamed else 0.0,
         },
         "placement": {
             "occupancy": pl.occupancy, "cores_used": pl.cores_used, "kernels": len(prog.kernels),
@@ -110,14 +135,22 @@ def wafer_report(s: CompileState) -> dict:
             "mean_hops": s.routing.mean_hops(), "max_colors": s.routing.max_colors,
             "busiest_links": [{"link": link_name(link), "bytes_per_sample": b}
                               for link, b in s.routing.busiest(5)],
-            "weight_bytes_on_wafer": prog.weight_bytes,
+            "weight_bytes_on_wafer": (prog.weight_bytes if not pl.groups else  # streaming: the buffered layers'
+                                      A.WEIGHT_BUFFERS * max(g.weight_bytes for g in pl.groups)),
             # what the flows between kernels carry over the whole run, and that times the hops it travels
             "flow_bytes": sum(r.bytes_per_sample for r in s.routing.routes) * prog.samples,
             "flow_byte_hops": sum(r.bytes_per_sample * r.hops for r in s.routing.routes) * prog.samples,
-            "sram_peak_bytes_per_core": max(sum(k.model.sram(r.rows, r.cols).values())
-                                            for k, r in zip(prog.kernels, pl.rects)),
+            "sram_peak_bytes_per_core": pl.reserved_bytes + max(sum(k.model.sram(r.rows, r.cols).values())
+                                                                for k, r in zip(prog.kernels, pl.rects)),
+            "sram_reserved_bytes_per_core": pl.reserved_bytes,
         },
     }
+    if sim.groups:
+        out["time"]["layers"] = [{"name": g.name, "weight_bytes": g.weight_bytes, "compute_cycles": g.compute,
+                                  "stream_cycles": g.stream, "bound": g.bound, "start_cycle": g.start,
+                                  "end_cycle": g.end} for g in sim.groups]
+        out["time"]["layers_by_bound"] = {b: sum(g.bound == b for g in sim.groups) for b in ("compute", "stream")}
+    return out
 
 
 def _bytes(n: float) -> str:
@@ -149,6 +182,20 @@ def placement_text(report: dict, pj: dict) -> str:
         "  busiest links   " + ", ".join(f"{b['link']} {_bytes(b['bytes_per_sample'])}/sample"
                                          for b in pl["busiest_links"][:3]),
         "  bounds          " + ", ".join(f"{n} {k}" for k, n in t["kernels_by_bound"].items()) + " kernels",
+        f"  mode            {report.get('mode_reason', '')}",
+    ]
+    clock = m["clock_hz"]
+    if "layers" in t:
+        lines += [
+            f"  streaming       {_bytes(t['stream_bytes'])} of weights over the system I/O in "
+            f"{1e3 * t['stream_seconds']:.3f} ms; {100 * t['stream_overlap']:.1f}% of it behind compute; layers "
+            + ", ".join(f"{n} {b}-bound" for b, n in t["layers_by_bound"].items()),
+            "",
+            f"  {'layer':<28} {'weights':>10} {'stream us':>10} {'compute us':>11} {'bound':<8}",
+        ]
+        lines += [f"  {x['name'][:28]:<28} {_bytes(x['weight_bytes']):>10} {1e6 * x['stream_cycles'] / clock:>10.1f} "
+                  f"{1e6 * x['compute_cycles'] / clock:>11.1f} {x['bound']:<8}" for x in t["layers"]]
+    lines += [
         "",
         f"  {'id':>4} {'kernel':<52} {'rect r,c rows x cols':<22} {'cores':>8} {'SRAM/core':>10} "
         f"{'util':>6} {'busy':>6} {'bound':<8}",

@@ -8,7 +8,8 @@ rectangle's fill latency. Each flow then moves the chunk over its route: a trans
 chunk's wavelets divided by the bundle's lanes at one wavelet per link per cycle, plus one hop
 latency per link and the router delay, and links that several flows share are booked first
 come, first served, so flows that share a link share its bandwidth. Graph inputs stream in
-over the system I/O. Pipeline fill and drain fall out of the event order.
+over the system I/O; values already in SRAM (weight streaming's layer inputs) arrive at once.
+Pipeline fill and drain fall out of the event order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from ..backends import assumptions as A
-from ..backends.program import IO, Placement, Program, Routing
+from ..backends.program import IO, RESIDENT, Placement, Program, Routing
 from ..errors import UnsupportedError
 
 
@@ -35,6 +36,31 @@ class KernelTime:
         return self.bounds.most_common(1)[0][0] if self.bounds else "none"
 
 
+@dataclass(frozen=True)
+class GroupTime:
+    """One group of a weight-streamed program (a layer): when its weights streamed in, when it ran."""
+
+    name: str
+    weight_bytes: int
+    stream_start: int
+    stream_end: int
+    start: int
+    end: int
+
+    @property
+    def compute(self) -> int:
+        return self.end - self.start
+
+    @property
+    def stream(self) -> int:
+        return self.stream_end - self.stream_start
+
+    @property
+    def bound(self) -> str:
+        """What sets the layer's pace with double buffering: its compute or its weights' stream."""
+        return "stream" if self.stream > self.compute else "compute"
+
+
 @dataclass
 class SimResult:
     chunk: int  # tokens per simulated chunk
@@ -42,6 +68,7 @@ class SimResult:
     kernels: list[KernelTime]
     roofline: dict[str, float]  # program bounds in cycles: compute, kernel (slowest rectangle), stream
     spans: list[tuple[int, int, int, int, int]]  # (kernel, sample, chunk, start, end)
+    groups: list[GroupTime] = field(default_factory=list)  # weight streaming: each layer's stream and run
 
     @property
     def roofline_cycles(self) -> float:
@@ -72,7 +99,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     outgoing = [[] for _ in range(nk)]
     for r in routing.routes:
         f = prog.flows[r.flow]
-        (outgoing[f.src] if f.src != IO else []).append(r)
+        (outgoing[f.src] if f.src >= 0 else []).append(r)
         incoming[f.dst].append(r)
     use = Counter(link for r in routing.routes for link in r.links)
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
@@ -111,6 +138,8 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
                 if f.src == IO:
                     io_t += f.bytes_per_token * (p1 - p0) / io_bytes_per_cycle
                     push(ceil(io_t) + r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES, "arrive", k, item)
+                elif f.src == RESIDENT:  # already in SRAM (weight streaming: an earlier layer's output)
+                    push(r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES, "arrive", k, item)
     stream_cycles = io_t
 
     def try_start(k, now):
