@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/wafer_zoo.py
 	$(BIN)/python benchmarks/fusion.py
+	$(BIN)/python benchmarks/streaming.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks

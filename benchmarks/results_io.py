@@ -31,15 +31,21 @@ def write(name: str, record: dict, markdown: str, indent: int = 2) -> None:
     (RESULTS / f"{name}.md").write_text(markdown)
 
 
-def compile_report(model: str, *args: str) -> tuple[dict | None, str | None]:
-    """(report.json, None) of `wafer compile MODEL ARGS...` run in a fresh process, or (None, its
-    one-line error) when it fails (a model that does not fit, say)."""
+def compile_outputs(model: str, *args: str, names=("report.json",)) -> tuple[dict | None, str | None]:
+    """({name: parsed JSON}, None) of the named files of `wafer compile MODEL ARGS...` run in a fresh
+    process, or (None, its one-line error) when it fails (a model that does not fit, say)."""
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "waferscale.cli", "compile", model, *args, "-o", d, "-q"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             return None, r.stderr.strip().removeprefix("wafer: error: ")
-        return json.loads(Path(d, "report.json").read_text()), None
+        return {n: json.loads(Path(d, n).read_text()) for n in names}, None
+
+
+def compile_report(model: str, *args: str) -> tuple[dict | None, str | None]:
+    """(report.json, None) of `wafer compile MODEL ARGS...`, or (None, its one-line error)."""
+    out, error = compile_outputs(model, *args)
+    return (out["report.json"] if out else None), error
 
 
 def zoo_on_wafer_args(doc: str) -> argparse.Namespace:
