@@ -1,5 +1,5 @@
 """What the ``fuse`` pass is worth: every zoo model compiled with the default wafer pipeline and
-with the same pipeline less ``fuse``, each compile in a fresh process.
+with the same pipeline less ``fuse``, both layer-pipelined, each compile in a fresh process.
 
     python benchmarks/fusion.py [--seq 2048] [--batch 4] [--targets wse2,wse3] [--models a,b,...]
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import results_io  # benchmarks/ is on sys.path when a script here runs
 from results_io import command, compile_report, write, zoo_on_wafer_args
 
-FUSED = "canonicalize,fuse,lower,place,route,simulate"
-UNFUSED = "canonicalize,lower,place,route,simulate"
+FUSED = "canonicalize,fuse,lower,place{mode=pipelined},route,simulate"
+UNFUSED = "canonicalize,lower,place{mode=pipelined},route,simulate"
 
 
 def one(model: str, target: str, seq: int, batch: int, pipeline: str) -> dict:
@@ -59,8 +59,8 @@ def main() -> None:
     cmd, machine = command(), results_io.machine()
     lines = [f"# What fusion is worth (layer-pipelined, batch {a.batch}, f16)", "",
              f"Command: `{cmd}` on {machine}.", "",
-             f"Each model compiled twice: `-p {UNFUSED}` and the default `{FUSED}` (with fuse's default options: "
-             "epilogues and layernorm prologues). Simulated figures (tile-level model; the clock and fabric "
+             f"Each model compiled twice, layer-pipelined: `-p {UNFUSED}` and `-p {FUSED}` (with fuse's default "
+             "options: epilogues and layernorm prologues). Simulated figures (tile-level model; the clock and fabric "
              "figures are the assumptions in waferscale/backends/assumptions.py). flow MB: the bytes the flows "
              "between kernels carry in the whole run; GB-hops: the same times the hops each travels; SRAM: the "
              "largest per core. ms and M tok/s: the whole batch with pipeline fill and drain; steady: one sample "
