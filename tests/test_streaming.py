@@ -130,3 +130,20 @@ def test_streamed_numerics_equal_the_interpreter(target):
     want = run(t.graph, feed, t.weights)[0]
     got = run_placed(s.program, s.placement, feed, t.weights)[0]
     assert np.abs(got - want).max() / np.abs(want).max() <= 1e-5
+
+
+def test_a_model_without_blocks_streams_as_one_group():
+    from waferscale.ir import parse
+
+    g = parse("""graph @mlp(%x: f32[1,8,16]) {
+  param %w1 : f32[16,64]
+  param %w2 : f32[64,16]
+  %0 = linear %x, %w1 : f32[1,8,64] loc("up")
+  %1 = gelu %0 : f32[1,8,64] loc("act")
+  %2 = linear %1, %w2 : f32[1,8,16] loc("down")
+  return %2
+}
+""")
+    s = run_passes(g, STREAM, seq=8, target="mesh:8x8")
+    assert [(x.name, len(x.kernels)) for x in s.placement.groups] == [("mlp", 2)]
+    assert s.sim.groups[0].weight_bytes == (16 * 64 + 64 * 16) * 4

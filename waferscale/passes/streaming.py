@@ -2,7 +2,7 @@
 
 The kernels are grouped by the transformer block they belong to (their module path up to
 ``.h.N``); the kernels before the first block and after the last form groups of their own
-(``embeddings``, ``head``), and a model with no blocks is one group. Each group in turn has the
+(``embeddings``, ``head``), and a model with no blocks is one group, named after it. Each group in turn has the
 whole mesh: its kernels are placed as in layer-pipelined mode (``place.py``), but on all the
 cores, and the batch flows through them. Its weights stream in from MemoryX over the system I/O
 into one of ``WEIGHT_BUFFERS`` buffers, so the next group's weights arrive while this one
@@ -43,6 +43,8 @@ def groups_of(prog: Program) -> list[tuple[str, tuple[int, ...]]]:
             runs[-1][1].append(k.id)
         else:
             runs.append((key, [k.id]))
+    if len(runs) == 1:  # no transformer blocks: the whole model is one group
+        return [(runs[0][0] or prog.graph.name, tuple(runs[0][1]))]
     out = []
     for i, (key, ids) in enumerate(runs):
         name = key or ("embeddings" if i == 0 else "head" if i == len(runs) - 1 else f"between {runs[i - 1][0]}")
