@@ -173,13 +173,20 @@ class Routing:
         return sum(r.hops * r.bytes_per_sample for r in self.routes) / total if total else 0.0
 
 
+def flows_into(prog: Program, kernels: tuple[int, ...]) -> list[int]:
+    """The ids of the flows whose consumer is one of these kernels, in program order."""
+    members = set(kernels)
+    return [i for i, f in enumerate(prog.flows) if f.dst in members]
+
+
 def sub_program(prog: Program, kernels: tuple[int, ...]) -> Program:
-    """The group's kernels as a program of their own: ids from 0, flows into the group only, a flow
-    from an earlier group reading a value resident in SRAM (weight streaming)."""
+    """The group's kernels as a program of their own: ids from 0, flows into the group only (in
+    the order of ``flows_into``), a flow from an earlier group reading a value resident in SRAM
+    (weight streaming)."""
     index = {k: i for i, k in enumerate(kernels)}
     nodes = tuple(replace(prog.kernels[k], id=index[k]) for k in kernels)
     flows = tuple(replace(f, src=IO if f.src == IO else index.get(f.src, RESIDENT), dst=index[f.dst])
-                  for f in prog.flows if f.dst in index)
+                  for f in (prog.flows[i] for i in flows_into(prog, kernels)))
     return Program(prog.graph, nodes, flows, prog.samples, prog.tokens, ())
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
-from ..backends.program import IO, STEP, Link, Placement, Program, Route, Routing
+from ..backends.program import IO, STEP, Link, Placement, Program, Route, Routing, flows_into
 from ..errors import WaferError
 from .base import PLACED, ROUTED, CompileState, Pass, register
 
@@ -64,8 +64,7 @@ def route(prog: Program, placement: Placement) -> Routing:
         return _route(prog, placement, range(len(prog.flows)), None)
     routes, link_bytes, link_colors = [], defaultdict(float), {}
     for g in placement.groups:
-        members = set(g.kernels)
-        part = _route(prog, placement, [i for i, f in enumerate(prog.flows) if f.dst in members], g.kernels)
+        part = _route(prog, placement, flows_into(prog, g.kernels), g.kernels)
         routes += part.routes
         for link, b in part.link_bytes.items():
             link_bytes[link] += b

@@ -17,13 +17,13 @@ from dataclasses import replace
 from math import ceil
 
 from ..backends import assumptions as A
-from ..backends.program import Placement, Program, Routing, signature, sub_program
+from ..backends.program import Placement, Program, Routing, flows_into, signature, sub_program
 from .tile_sim import GroupTime, KernelTime, SimResult, simulate
 
 
 def _sub(prog: Program, placement: Placement, routing: Routing, kernels: tuple[int, ...], band_rows: int):
     sub = sub_program(prog, kernels)
-    flows = [i for i, f in enumerate(prog.flows) if f.dst in set(kernels)]
+    flows = flows_into(prog, kernels)
     by_flow = {r.flow: r for r in routing.routes}
     routes = tuple(replace(by_flow[j], flow=i) for i, j in enumerate(flows))
     sub_pl = Placement(placement.machine, "pipelined", tuple(placement.rects[k] for k in kernels), band_rows,
