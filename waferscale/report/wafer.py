@@ -114,6 +114,8 @@ def wafer_report(s: CompileState) -> dict:
         "mode_reason": pl.reason,
         "time": {
             "samples": prog.samples, "tokens": tokens, "cycles": sim.cycles, "seconds": seconds,
+            # first token in to the last token of the first sample out (the pipeline's latency)
+            "latency_cycles": sim.latency, "latency_seconds": sim.latency / m.clock_hz,
             "tokens_per_s": tokens / seconds, "samples_per_s": prog.samples / seconds,
             "mfu": model_flops(s) / (seconds * m.peak_flops),
             "steady_tokens_per_s": steady,

@@ -68,4 +68,4 @@ def simulate_streaming(prog: Program, placement: Placement, routing: Routing, ch
         "stream": sum(g.weight_bytes for g in placement.groups) / io_per_cycle,  # every weight over the one link
     }
     return SimResult(chunk=min(chunk, prog.tokens), cycles=ends[-1] if ends else 0, kernels=times, roofline=roofline,
-                     spans=spans, groups=groups)
+                     spans=spans, groups=groups, latency=ends[-1] if ends else 0)  # every sample leaves with the last layer

@@ -1,15 +1,26 @@
 """The tile-level runtime: a discrete-event simulation of a placed, routed program.
 
 Samples flow through the pipeline in chunks of ``chunk`` tokens (``simulate{chunk=N}``; the
-default is ``CHUNK_TOKENS`` of ``backends/assumptions.py``). A kernel works on one
-chunk at a time, in order, once every flow into it has delivered that chunk; it is busy for
-the chunk's cycles on its rectangle (``backends/kernels.py``) and its output leaves after the
-rectangle's fill latency. Each flow then moves the chunk over its route: a transfer takes the
-chunk's wavelets divided by the bundle's lanes at one wavelet per link per cycle, plus one hop
-latency per link and the router delay, and links that several flows share are booked first
-come, first served, so flows that share a link share its bandwidth. Graph inputs stream in
-over the system I/O; values already in SRAM (weight streaming's layer inputs) arrive at once.
-Pipeline fill and drain fall out of the event order.
+default is ``CHUNK_TOKENS`` of ``backends/assumptions.py``). A kernel works on one chunk at a
+time, in order; it is busy for the chunk's cycles on its rectangle (``backends/kernels``) and its
+output leaves after the rectangle's fill latency. Each flow then moves the chunk over its route:
+a transfer takes the chunk's wavelets divided by the bundle's lanes at one wavelet per link per
+cycle, plus one hop latency per link and the router delay. A link that several flows share
+carries their wavelets one after another (each flow's wavelets are added to the link's backlog
+when it is booked, first come, first served), so a chunk finishes crossing it no earlier than
+the link has carried everything booked on it before. Graph
+inputs stream in over the system I/O; values already in SRAM (weight streaming's layer inputs)
+arrive at once. Pipeline fill and drain fall out of the event order.
+
+**Chunks are cut through, not stored and forwarded.** Tokens stream through a kernel one after
+another, so within a chunk a kernel emits its tokens at its own pace (the chunk's cycles over its
+tokens) and the next kernel may start a chunk when the first token of it has arrived on every
+input. It then finishes the chunk no earlier than its own busy cycles after it started, and no
+earlier than one token's cycles after the last token of the chunk arrived. So the chunk is only
+the granularity of the events, not a unit the hardware waits for: a pipeline of S stages takes
+about S first-token latencies plus the tokens at the slowest stage's pace, whatever the chunk
+(``tests/test_wafer.py`` holds totals at chunk 64 and 8 within 2%). A store-and-forward model
+would make every stage wait for a whole chunk and the pipeline latency S chunks long.
 """
 
 from __future__ import annotations
@@ -69,6 +80,7 @@ class SimResult:
     roofline: dict[str, float]  # program bounds in cycles: compute, kernel (slowest rectangle), stream
     spans: list[tuple[int, int, int, int, int]]  # (kernel, sample, chunk, start, end)
     groups: list[GroupTime] = field(default_factory=list)  # weight streaming: each layer's stream and run
+    latency: int = 0  # cycles from the first token in to the last token of the first sample out
 
     @property
     def roofline_cycles(self) -> float:
@@ -105,27 +117,39 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
     link_free: dict = {}
     pending = [[len(incoming[k])] * n_items for k in range(nk)]
+    last_in = [[0.0] * n_items for _ in range(nk)]  # when the last token of each chunk has arrived
     next_item = [0] * nk
-    free_at = [0] * nk
+    free_at = [0.0] * nk
     running = [False] * nk
     spans = []
     heap: list = []
     seq = 0
+    end = 0.0
+    first_sample_end = 0.0
 
     def push(t, kind, k, item):
         nonlocal seq
         heapq.heappush(heap, (t, seq, kind, k, item))
         seq += 1
 
-    def transfer(r, t, item) -> int:
-        """Book a chunk of flow r ready at t; returns its arrival time."""
+    def arrive(k, item, first, last):
+        last_in[k][item] = max(last_in[k][item], last)
+        push(first, "arrive", k, item)
+
+    def transfer(r, first_ready, last_ready, item) -> tuple[float, float]:
+        """Book flow r's chunk, whose first token is ready at ``first_ready`` and last at
+        ``last_ready``; returns when its first and last tokens arrive."""
         f = prog.flows[r.flow]
         p0, p1 = parts[item % len(parts)]
         wavelets = ceil(f.elements_per_token * (p1 - p0) / A.ELEMENTS_PER_WAVELET / r.lanes)
-        start = max([t, *(link_free.get(link, 0) for link in shared[r.flow])])
-        for link in shared[r.flow]:
-            link_free[link] = start + wavelets
-        return start + wavelets + r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+        per_token = wavelets / (p1 - p0)
+        # the chunk streams out as the producer makes it, never ahead of it, at one wavelet per cycle
+        finish = max(first_ready + wavelets, last_ready + per_token)
+        for link in shared[r.flow]:  # a shared link carries its flows' wavelets one after another
+            link_free[link] = max(link_free.get(link, 0), first_ready) + wavelets
+            finish = max(finish, link_free[link])
+        latency = r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+        return first_ready + per_token + latency, finish + latency
 
     # graph inputs stream in over the system I/O, one chunk after another
     io_bytes_per_cycle = m.io_bytes_per_s / m.clock_hz
@@ -135,32 +159,45 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         for k in range(nk):
             for r in incoming[k]:
                 f = prog.flows[r.flow]
+                latency = r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
                 if f.src == IO:
+                    first = io_t + f.bytes_per_token / io_bytes_per_cycle
                     io_t += f.bytes_per_token * (p1 - p0) / io_bytes_per_cycle
-                    push(ceil(io_t) + r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES, "arrive", k, item)
+                    arrive(k, item, first + latency, io_t + latency)
                 elif f.src == RESIDENT:  # already in SRAM (weight streaming: an earlier layer's output)
-                    push(r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES, "arrive", k, item)
+                    arrive(k, item, latency, latency)
     stream_cycles = io_t
 
     def try_start(k, now):
+        """Start kernel k's next chunk if it is free and the chunk's first tokens have arrived;
+        its outputs are booked at once, as their times are known."""
+        nonlocal end, first_sample_end
         item = next_item[k]
         if running[k] or item >= n_items or pending[k][item] > 0:
             return
+        p0, p1 = parts[item % len(parts)]
         c = cost[k][item % len(parts)]
         cyc = c.cycles
+        per_token = cyc / (p1 - p0)
         start = max(now, free_at[k])
+        finish = max(start + cyc, last_in[k][item] + per_token)
         running[k] = True
         t = times[k]
         t.busy += cyc
         t.roofline += c.roofline
         t.executed_flops += c.flops
         t.bounds[c.bound] += 1
-        spans.append((k, item // len(parts), item % len(parts), start, start + cyc))
-        push(start + cyc, "done", k, item)
+        spans.append((k, item // len(parts), item % len(parts), int(start), ceil(finish)))
+        ready = finish + fills[k]
+        end = max(end, ready)
+        if item < len(parts):
+            first_sample_end = max(first_sample_end, ready)
+        for r in outgoing[k]:
+            arrive(prog.flows[r.flow].dst, item, *transfer(r, start + per_token + fills[k], ready, item))
+        push(finish, "done", k, item)
 
     for k in range(nk):
         try_start(k, 0)
-    end = 0
     done = 0
     while heap:
         t, _, kind, k, item = heapq.heappop(heap)
@@ -169,10 +206,6 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
             try_start(k, t)
             continue
         running[k], free_at[k], next_item[k] = False, t, item + 1
-        ready = t + fills[k]
-        end = max(end, ready)
-        for r in outgoing[k]:
-            push(transfer(r, ready, item), "arrive", prog.flows[r.flow].dst, item)
         try_start(k, t)
         done += 1
         if progress and done % 4096 == 0:
@@ -183,4 +216,5 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         "kernel": max(t.roofline for t in times),
         "stream": stream_cycles,
     }
-    return SimResult(chunk=min(chunk, prog.tokens), cycles=int(end), kernels=times, roofline=roofline, spans=spans)
+    return SimResult(chunk=min(chunk, prog.tokens), cycles=ceil(end), kernels=times, roofline=roofline, spans=spans,
+                     latency=ceil(first_sample_end))
