@@ -67,5 +67,6 @@ def simulate_streaming(prog: Program, placement: Placement, routing: Routing, ch
         "kernel": sum(max(times[k].roofline for k in g.kernels) for g in placement.groups),
         "stream": sum(g.weight_bytes for g in placement.groups) / io_per_cycle,  # every weight over the one link
     }
-    return SimResult(chunk=min(chunk, prog.tokens), cycles=ends[-1] if ends else 0, kernels=times, roofline=roofline,
-                     spans=spans, groups=groups, latency=ends[-1] if ends else 0)  # every sample leaves with the last layer
+    total = ends[-1] if ends else 0  # every sample leaves with the last layer: the latency is the total
+    return SimResult(chunk=min(chunk, prog.tokens), cycles=total, kernels=times, roofline=roofline, spans=spans,
+                     groups=groups, latency=total)
