@@ -61,7 +61,7 @@ def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
     from waferscale.runtime.pe_sim import simulate_gemm
 
     machine = get_machine(target)
-    lanes = machine.lanes(dtype)
+    lanes = machine.datapath(dtype)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((k, n), dtype=np.float32)
@@ -71,7 +71,7 @@ def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
     return {
         "kind": "gemv" if m == 1 else "gemm", "m": m, "k": k, "n": n, "mesh": target,
         "mesh_rows": machine.rows, "mesh_cols": machine.cols, "grid": [r.rows, r.cols], "dtype": dtype,
-        "lanes": lanes, "pe_cycles": r.cycles, "tile_cycles": t.total, "tile_step": t.step, "tile_fill": t.fill,
+        "lanes": lanes.lanes, "pe_cycles": r.cycles, "tile_cycles": t.total, "tile_step": t.step, "tile_fill": t.fill,
         "rel_error": (t.total - r.cycles) / r.cycles,
         "numeric_rel_error": float(np.abs(r.c - ref).max() / np.abs(ref).max()),
         "wavelets_conserved": not r.violations, "sram_bytes_per_core": r.sram_bytes_per_core,

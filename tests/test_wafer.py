@@ -46,10 +46,19 @@ def traced_batch(model, batch, seq, dtype):
 # machines -----------------------------------------------------------------------------------
 
 def test_machine_facts_and_custom_meshes():
-    assert (WSE2.rows, WSE2.cols, WSE2.sram_bytes, WSE2.fmacs_per_cycle, WSE2.colors) == (996, 757, 49152, 4, 24)
-    assert (WSE3.rows, WSE3.cols, WSE3.fmacs_per_cycle) == (1172, 762, 8)
-    # 850,000 cores x 4 FMAC x 2 x 1.1 GHz = 7.48 PF; the SDK's usable fabric is a little smaller
-    assert 6.5e15 < WSE2.peak_flops < 7.5e15
+    assert (WSE2.rows, WSE2.cols, WSE2.sram_bytes, WSE2.fmacs_per_cycle, WSE2.colors) == (994, 750, 49152, 4, 24)
+    assert (WSE2.fabric_rows, WSE2.fabric_cols, WSE2.cores, WSE2.die_cores) == (996, 757, 745_500, 850_000)
+    assert (WSE3.rows, WSE3.cols, WSE3.fabric_rows, WSE3.fabric_cols, WSE3.fmacs_per_cycle) == (1170, 755, 1172, 762, 8)
+    # peak both ways: 745,500 usable PEs x 4 FMAC x 2 x 1.1 GHz = 6.56 PF; all 850,000 = 7.48 PF; MFU is
+    # against the published 7.5 PF of a CS-2, and against the die's peak where none is published
+    assert WSE2.peak_flops == pytest.approx(6.56e15, rel=1e-3)
+    assert WSE2.die_peak_flops == pytest.approx(7.48e15, rel=1e-3)
+    assert WSE2.mfu_peak_flops == 7.5e15 and "published" in WSE2.mfu_basis
+    assert WSE3.mfu_peak_flops == WSE3.die_peak_flops and "none published" in WSE3.mfu_basis
+    # the SRAM ports: 2 x 64-bit reads and a 64-bit write; f16 AXPYs fill them at 4 lanes, f32 runs 1 lane
+    assert WSE2.sram_bytes_per_cycle == 24 and WSE2.lanes("f32") == 1 and WSE2.lanes("f16") == 4
+    assert WSE2.datapath("f16").axpy(64) == 16 and WSE2.datapath("f32").axpy(64) == 64
+    assert WSE3.datapath("f16").axpy(64) == 16  # 8 lanes, held to 4 by the ports
     m = get_machine("mesh:8x12,sram_kib=96,fmac=8,clock_ghz=1.5")
     assert (m.rows, m.cols, m.sram_bytes, m.fmacs_per_cycle, m.clock_hz) == (8, 12, 96 * 1024, 8, 1.5e9)
     for bad in ("wse9", "mesh:0x4", "mesh:4", "mesh:4x4,foo=1", "mesh:4x4,sram_kib=1"):

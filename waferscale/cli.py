@@ -180,10 +180,11 @@ def cmd_simulate_kernel(args) -> int:
     if min(m, args.k, args.n) < 1:
         raise UsageError(f"--m, --k and --n must be at least 1 (got m={m} k={args.k} n={args.n})")
     machine = get_machine(f"mesh:{args.mesh}" if re.fullmatch(r"\d+x\d+(,.*)?", args.mesh) else args.mesh)
-    lanes = machine.lanes(args.dtype)
+    lanes = machine.datapath(args.dtype)
     rows, cols = min(machine.rows, args.k), min(machine.cols, args.n)
     head = (f"{args.kind} [{m}x{args.k}] @ [{args.k}x{args.n}] on {machine.name} ({machine.rows}x{machine.cols}; "
-            f"{rows}x{cols} cores used), {args.dtype}: {lanes:g} FMAC lanes per core")
+            f"{rows}x{cols} cores used), {args.dtype}: {lanes.lanes:g} FMAC lane(s) per core, {lanes.acc}-byte "
+            f"accumulators, {lanes.port}-byte SRAM ports")
     tile = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes)
     ok = True
     if args.level in ("pe", "both"):

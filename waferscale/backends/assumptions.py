@@ -5,10 +5,11 @@ than measured, and change it. Each name says what it stands for; each comment sa
 picked the number. Sourced facts live in ``machine.py``.
 """
 
-# Clock. Hot Chips 34 summaries quote "about 1.1 GHz" for WSE-2; Cerebras has not published
-# the WSE-3 clock. 1.1 GHz x 850,000 cores x 4 FMAC x 2 FLOP = 7.48 PFLOP/s agrees with the
-# published 7.5 PFLOP/s of a CS-2, which is why we keep it.
-CLOCK_HZ = 1.1e9
+# WSE-3 clock. The WSE-2's 1.1 GHz is published (Hot Chips 34; machine.py); the WSE-3's is not,
+# and we assume the same.
+WSE3_CLOCK_HZ = 1.1e9
+# WSE-3 f32 FMACs per cycle: not published; we assume a WSE-2's ratio of f32 to f16 lanes (1 : 4).
+WSE3_F32_FMACS = 2.0
 
 # Fabric latency. One cycle per hop is the SDK's description of a wavelet moving to a
 # neighbour; the router pipeline depth is not published, so each route also pays a fixed delay
@@ -25,8 +26,15 @@ ELEMENTS_PER_WAVELET = 1
 # a row of n outputs takes ceil(n / lanes) cycles, so SIMD efficiency is n / (lanes * ceil(n /
 # lanes)). Each task (one token's work on one core) also pays a fixed start-up cost.
 TASK_OVERHEAD_CYCLES = 8
-# f32 arithmetic at half the f16 FMAC rate (not published).
-F32_RATE = 0.5
+# Every vector instruction (a DSD operation: an AXPY over a tile row, a dot product) also pays a
+# fixed issue cost before its first element. No source gives it; it is calibrated
+# (benchmarks/calibrate.py) to WaferLLM's measured MeshGEMV cycles (OSDI 2025, Table 6), whose
+# local loop is one f16 AXPY per element of x, as ours is per element of A.
+VECTOR_OP_CYCLES = 0
+# The dtype each operand dtype accumulates in (datapath.py). f16 products accumulate in f16 (the
+# FMACH instruction: 4 lanes fed exactly by the SRAM ports); f32 in f32. The NumPy numbers of the
+# placed run accumulate in f32 whatever this says: it sets only the cost.
+ACCUMULATOR = {"f16": "f16", "f32": "f32"}
 # Non-matmul element work (add, gelu, exp, normalization): elements per cycle per core, as a
 # fraction of the FMAC lanes. Transcendentals are assumed to cost 4 lane-cycles each.
 ELEMENTWISE_LANE_FRACTION = 1.0

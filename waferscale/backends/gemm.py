@@ -41,6 +41,7 @@ from math import ceil
 
 from . import assumptions as A
 from .blocks import block
+from .datapath import Datapath, as_datapath
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,22 @@ class GemmTime:
         return self.fill + self.tokens * self.step
 
 
-def _core_step(kt: int, nt: int, lanes: float) -> int:
+def element_cycles(nt: int, dp: Datapath) -> int:
+    """Datapath cycles to multiply one arriving element of A into ``nt`` partial sums: one AXPY,
+    at the slowest of the lanes and the SRAM ports (``datapath.py``), plus the vector
+    instruction's own overhead (``VECTOR_OP_CYCLES``, calibrated)."""
+    return dp.axpy(nt) + A.VECTOR_OP_CYCLES
+
+
+def _core_step(kt: int, nt: int, dp: Datapath) -> int:
     """Datapath cycles per token of a core holding a ``kt x nt`` tile."""
-    return A.TASK_OVERHEAD_CYCLES + kt * ceil(nt / lanes) + nt * A.PARTIAL_SUM_CYCLES
+    return A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + nt * A.PARTIAL_SUM_CYCLES
 
 
-def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: float) -> GemmTime:
+def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | float) -> GemmTime:
+    """``lanes``: the core's datapath for the dtype (``Machine.datapath``), or a bare lane rate
+    with f16 operands and accumulators."""
+    lanes = as_datapath(lanes)
     rows, cols = min(rows, k), min(cols, n)  # a rectangle wider than the matrix idles its extra cores
     kt, nt = block(k, rows), block(n, cols)
     step = max(_core_step(kt, nt, lanes),

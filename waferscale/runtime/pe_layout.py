@@ -11,12 +11,13 @@ own ``kt`` x ``nt``. A grid wider than the matrix (more rows than K, more column
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 
 import numpy as np
 
 from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
+from ..backends.datapath import Datapath, as_datapath
+from ..backends.gemm import element_cycles
 
 
 def blocks(size: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +33,10 @@ class Layout:
     n: int
     rows: int  # grid actually used: min(mesh rows, k)
     cols: int  # min(mesh cols, n)
-    lanes: float
+    lanes: Datapath
     kt: np.ndarray  # (rows, cols) elements of K held by each core
     nt: np.ndarray  # (rows, cols) outputs (partial sums) per token of each core
-    fmac_cycles: np.ndarray  # (rows, cols) datapath cycles to FMAC one A element: ceil(nt / lanes)
+    fmac_cycles: np.ndarray  # (rows, cols) datapath cycles to FMAC one A element (gemm.element_cycles)
     first_cycles: np.ndarray  # (rows, cols) the first element of a token also pays the task start
     # (rows, ktmax, n + ntmax) float32: row i's cores' W tiles side by side, core (i, j)'s being
     # w_panels[i, :kt, n_offsets[j]:][:, :nt] (zero padding below kt and right of n)
@@ -61,12 +62,13 @@ class Layout:
         return out
 
 
-def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float) -> Layout:
+def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float) -> Layout:
     m, k = a.shape
     k2, n = w.shape
     if k != k2:
         raise ValueError(f"inner dimensions differ: A is {m}x{k}, W is {k2}x{n}")
-    if min(m, k, n) < 1 or min(rows, cols) < 1 or lanes <= 0:
+    lanes = as_datapath(lanes)
+    if min(m, k, n) < 1 or min(rows, cols) < 1 or lanes.lanes <= 0:
         raise ValueError("m, k, n, rows, cols and lanes must be positive")
     rows, cols = min(rows, k), min(cols, n)
     ks, koff = blocks(k, rows)
@@ -74,7 +76,7 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float) -> 
     ktmax, ntmax = int(ks[0]), int(ns[0])
     kt = np.repeat(ks[:, None], cols, axis=1).astype(np.int32)
     nt = np.repeat(ns[None, :], rows, axis=0).astype(np.int32)
-    per_col = np.array([ceil(int(x) / lanes) for x in ns], np.int32)
+    per_col = np.array([element_cycles(int(x), lanes) for x in ns], np.int32)
     fmac = np.repeat(per_col[None, :], rows, axis=0)
 
     # K and N indices of every tile slot, with a validity mask for the padding.

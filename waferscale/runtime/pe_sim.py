@@ -13,7 +13,8 @@ One token (one row of A) at a time, the algorithm is:
    router (a multicast), so every core of row i sees the same stream.
 2. **FMAC.** The core's task fires when a wavelet is at the head of its input queue. The first
    element of a token also pays the task start (``TASK_OVERHEAD_CYCLES``); each element then takes
-   ``ceil(nt / lanes)`` cycles of the core's datapath to multiply into the ``nt`` partial sums of
+   ``gemm.element_cycles(nt)`` cycles of the core's datapath (one AXPY at the slower of its lanes
+   and its SRAM ports, plus the vector instruction's overhead) to multiply into the ``nt`` partial sums of
    the token, after which the wavelet leaves the queue. Partial sums are double buffered
    (``PE_ACC_BUFFERS``): the core may start token t + 2 only after the partial sums of token t have
    left.
@@ -59,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import assumptions as A
+from ..backends.datapath import Datapath
 from ..errors import UsageError
 from .pe_fabric import Fabric
 from .pe_layout import Layout, layout
@@ -90,10 +92,11 @@ class PeResult:
         return self.pe_cycles / self.wall_s if self.wall_s > 0 else float("inf")
 
 
-def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float, *,
+def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
                   depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None) -> PeResult:
-    """Run ``a @ w`` on a ``rows x cols`` grid with ``lanes`` FMACs per cycle per core.
+    """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
+    a bare number is a lane rate with f16 operands and accumulators).
 
     ``check`` verifies every queue's occupancy every cycle (slower). ``sram_bytes``, if given, is
     the SRAM a core may use; a tile that does not fit is a ``UsageError``.
@@ -127,7 +130,7 @@ def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEU
     return 4 * nt * (kt + A.PE_ACC_BUFFERS + ring_tokens(depth, n // cols))
 
 
-def simulate_gemv(x: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: float, **kw) -> PeResult:
+def simulate_gemv(x: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, **kw) -> PeResult:
     """``x @ w`` for a vector ``x`` of length k: the GEMM with m = 1."""
     return simulate_gemm(np.asarray(x).reshape(1, -1), w, rows, cols, lanes, **kw)
 

@@ -79,7 +79,7 @@ class Gemm(Kernel):
         return self.k + self.tail(), self._n()
 
     def _time(self, rows, cols, machine):
-        return gemm_time(1, *self.dims(), rows, cols, machine.lanes(self.dtype))
+        return gemm_time(1, *self.dims(), rows, cols, machine.datapath(self.dtype))
 
     def sram(self, rows, cols):
         k, n = self.dims()

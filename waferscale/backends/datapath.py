@@ -1,0 +1,57 @@
+"""What one core's datapath and SRAM ports allow per cycle: the rate of the vector loops that every
+kernel is made of.
+
+A WSE core has no register file for vectors: a vector instruction (a DSD operation) reads its
+operands from SRAM and writes its result back, through two 64-bit read ports and one 64-bit
+write port per cycle (Lie, Hot Chips 34 / IEEE Micro 2023; ``machine.py``). So the loop of the
+weight-stationary GEMM, ``acc[0:n] += a * w[0:n]`` with the scalar ``a`` arriving from the fabric
+(an AXPY), reads ``n`` weights and ``n`` accumulators and writes ``n`` accumulators, and runs at
+the slowest of
+
+- the FMAC lanes: ``lanes`` per cycle for the dtype (4 f16 or 1 f32 on a WSE-2);
+- the read ports: the weights through one, the accumulators through the other, 8 bytes each;
+- the write port: the accumulators, 8 bytes.
+
+f16 operands with f16 accumulators (the FMACH instruction) fill the ports exactly at 4 lanes; f32
+accumulators (mixed precision, FMACHS) halve that by the write port; a WSE-3 core's 8 f16 lanes
+are held to 4 by its ports when its ports are a WSE-2's (not published; an assumption). A
+dot product (``q . k`` in attention) reads two operand vectors and writes nothing per element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from . import assumptions as A
+
+
+@dataclass(frozen=True)
+class Datapath:
+    """A core's vector rate for one dtype."""
+
+    lanes: float  # FMACs per cycle
+    elem: int = 2  # bytes of an operand
+    acc: int = 2  # bytes of an accumulator
+    port: int = 8  # bytes per SRAM port per cycle
+
+    def axpy(self, n: int) -> int:
+        """Cycles of ``acc[0:n] += a * x[0:n]`` (x and acc in SRAM, a a scalar)."""
+        return max(ceil(n / self.lanes), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
+
+    def dot(self, n: int) -> int:
+        """Cycles of ``sum(x[0:n] * y[0:n])`` (both in SRAM, the sum in the accumulator)."""
+        return max(ceil(n / self.lanes), ceil(n * self.elem / self.port))
+
+    def axpy_traffic(self, n: int) -> tuple[int, int]:
+        """(bytes read, bytes written) of one AXPY of length n."""
+        return n * (self.elem + self.acc), n * self.acc
+
+
+def as_datapath(x: Datapath | float) -> Datapath:
+    """A number is a lane rate with f16 operands and accumulators (the PE-level tests' shorthand)."""
+    return x if isinstance(x, Datapath) else Datapath(lanes=float(x))
+
+
+def accumulator_bytes(dtype: str) -> int:
+    return {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}.get(A.ACCUMULATOR.get(dtype, dtype), 4)
