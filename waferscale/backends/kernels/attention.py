@@ -25,6 +25,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
+from ..datapath import accumulator_bytes
 from .base import Kernel, LowerCtx, Work, f32, lowers
 
 
@@ -54,15 +55,20 @@ class Attention(Kernel):
         keys = float(self._keys(p0, p1).sum())
         c, hd = p1 - p0, self.heads * self.d_head
         # executed: the causal triangle only (the registry counts the dense square)
+        # per key and head: the score reads q and k (a dot product), the weighted sum reads v and
+        # the accumulators and writes the accumulators (an AXPY)
+        acc, pairs = accumulator_bytes(self.dtype), self.heads * keys * self.d_head
         return Work(flops=self.heads * keys * (4 * self.d_head + 6),
-                    sram_bytes=self.heads * keys * 2 * self.d_head * self.elem,
+                    sram_read=pairs * (3 * self.elem + acc), sram_write=pairs * acc,
                     delivered=c * 3 * hd, edge=c * 4 * hd)
 
     def model_cycles(self, rows, cols, p0, p1, machine):
         rows, cols = min(rows, self.tokens), min(cols, self.heads)
         hc = block(self.heads, cols)
-        lanes = machine.lanes(self.dtype)
-        per_key = 2 * ceil(self.d_head / lanes) + A.TRANSCENDENTAL_CYCLES / lanes
+        dp = machine.datapath(self.dtype)
+        # a dot product and an AXPY over d_head, each one vector instruction, and one exp
+        per_key = (dp.dot(self.d_head) + dp.axpy(self.d_head) + 2 * A.VECTOR_OP_CYCLES
+                   + A.TRANSCENDENTAL_CYCLES / dp.lanes)
         core_keys = np.ceil(self._keys(p0, p1) / rows)
         compute = hc * core_keys * per_key + A.TASK_OVERHEAD_CYCLES
         # per column and token: the query multicast down the column and the partials combined

@@ -12,8 +12,8 @@ kernel class states, in one place:
 - ``run``: the op's numbers computed tile by tile, the way the rectangle would compute them.
 
 Every chunk's cycles are at least its roofline (``roofline_cycles``): the bound from the
-rectangle's peak FMAC rate, its SRAM bandwidth, the ramps that deliver wavelets to its cores,
-and the links crossing its perimeter. The kernel models only ever add to that bound.
+rectangle's peak FMAC rate, its SRAM ports (reads and writes apart: two read ports, one write
+port), the ramps that deliver wavelets to its cores, and the links crossing its perimeter. The kernel models only ever add to that bound.
 
 ``RULES`` maps an op kind (or a whole category, such as ``elementwise``) to the function that
 builds its kernel; each kernel module registers its own with ``@lowers``.
@@ -35,10 +35,13 @@ from ..machine import Machine
 
 @dataclass(frozen=True)
 class Work:
-    """What a chunk asks of the hardware, summed over its rectangle."""
+    """What a chunk asks of the hardware, summed over its rectangle. The SRAM traffic is what the
+    inner loops read and write through the ports (``datapath.py``): weights, accumulators and
+    operands, as a lower bound (small per-token terms may be left out, never added)."""
 
     flops: float
-    sram_bytes: float
+    sram_read: float  # bytes
+    sram_write: float  # bytes
     delivered: float  # wavelets delivered to cores through their ramps
     edge: float  # wavelets crossing the rectangle's perimeter (in + out)
 
@@ -55,7 +58,8 @@ def roofline_cycles(work: Work, rows: int, cols: int, machine: Machine, dtype: s
     cores = rows * cols
     return {
         "compute": work.flops / (2 * machine.lanes(dtype) * cores),
-        "sram": work.sram_bytes / (machine.sram_bytes_per_cycle * cores),
+        "sram": max(work.sram_read / (machine.sram_read_ports * machine.sram_port_bytes * cores),
+                    work.sram_write / (machine.sram_write_ports * machine.sram_port_bytes * cores)),
         "fabric": max(work.delivered / cores, work.edge / (2 * (rows + cols))) / A.ELEMENTS_PER_WAVELET,
     }
 

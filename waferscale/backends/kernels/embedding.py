@@ -43,7 +43,9 @@ class Embedding(Kernel):
     def work(self, p0, p1):
         c = p1 - p0
         streams = self.epilogue.streams if self.epilogue else 0
-        return Work(flops=c * self.flops_per_token, sram_bytes=c * self.d * (1 + streams) * self.elem,
+        # a lookup reads its table row; an epilogue reads its streams and writes the output
+        return Work(flops=c * self.flops_per_token, sram_read=c * self.d * (1 + streams) * self.elem,
+                    sram_write=c * self.d * self.elem * (1 if self.epilogue else 0),
                     delivered=c * self.d * (1 + streams), edge=c * (1 + self.d * (1 + streams)))
 
     def model_cycles(self, rows, cols, p0, p1, machine):

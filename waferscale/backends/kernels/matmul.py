@@ -31,6 +31,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices, split
+from ..datapath import accumulator_bytes
 from ..gemm import gemm_time
 from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
@@ -92,7 +93,7 @@ class Gemm(Kernel):
             "weights": (kt + vectors) * nt * self.elem,
             "activations_in": 2 * kt * self.elem + (2 * epi.streams * nt * self.elem if epi else 0),
             "activations_out": nt * self.elem,
-            "partial_sums": 2 * nt * 4,  # own and incoming, f32
+            "partial_sums": 2 * nt * accumulator_bytes(self.dtype),  # own and incoming
             "fabric_queues": self.queues(),
         }
 
@@ -100,10 +101,13 @@ class Gemm(Kernel):
         c = p1 - p0
         macs = c * self.k * self.n
         streams = self.epilogue.streams if self.epilogue else 0
-        # each MAC reads its weight from SRAM; the partial sums sit in the FMAC accumulators
-        # (assumption) and are written once per token; an epilogue reads its streams
+        # Each MAC is a lane of an AXPY: it reads its weight and its partial sum and writes the
+        # partial sum back (a core has no vector registers); an epilogue reads its streams. The
+        # add-and-forward of the column reduce (n x rows reads per token) is left out: a lower bound.
+        acc = accumulator_bytes(self.dtype)
         return Work(flops=c * self.flops_per_token,
-                    sram_bytes=macs * self.elem + c * (self.k * self.elem + self.n * 4 + streams * self.n * self.elem),
+                    sram_read=macs * (self.elem + acc) + c * streams * self.n * self.elem,
+                    sram_write=macs * acc,
                     delivered=c * (self.k + streams * self.n) * 1.0, edge=c * (self.k + self.n * (1 + streams)))
 
     def model_cycles(self, rows, cols, p0, p1, machine):

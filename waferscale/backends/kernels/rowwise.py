@@ -57,7 +57,9 @@ class Rowwise(Kernel):
 
     def work(self, p0, p1):
         c, f = p1 - p0, self.features
-        return Work(flops=c * self.flops_per_token, sram_bytes=c * f * (self.inputs + 1 + self.params) * self.elem,
+        # reads its inputs and parameters, writes its output (at least once each)
+        return Work(flops=c * self.flops_per_token, sram_read=c * f * (self.inputs + self.params) * self.elem,
+                    sram_write=c * f * self.elem,
                     delivered=c * f * self.inputs, edge=c * f * (self.inputs + 1))
 
     def model_cycles(self, rows, cols, p0, p1, machine):
