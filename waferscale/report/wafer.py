@@ -117,7 +117,9 @@ def wafer_report(s: CompileState) -> dict:
             # first token in to the last token of the first sample out (the pipeline's latency)
             "latency_cycles": sim.latency, "latency_seconds": sim.latency / m.clock_hz,
             "tokens_per_s": tokens / seconds, "samples_per_s": prog.samples / seconds,
-            "mfu": model_flops(s) / (seconds * m.peak_flops),
+            "mfu": model_flops(s) / (seconds * m.mfu_peak_flops),
+            "mfu_basis": m.mfu_basis,  # the peak MFU is against: the published dense one where there is one
+            "mfu_usable_pes": model_flops(s) / (seconds * m.peak_flops),  # against this mesh's own peak
             "steady_tokens_per_s": steady,
             "roofline_cycles": sim.roofline_cycles, "roofline": sim.roofline,
             "slowest_stage": {"kernel": prog.kernels[slow].name, "cycles_per_sample": slowest},
@@ -169,10 +171,13 @@ def placement_text(report: dict, pj: dict) -> str:
         "",
         f"Wafer: {m['name']} ({m['rows']}x{m['cols']} = {m['cores']:,} cores, "
         f"{_bytes(m['sram_bytes_per_core'])} SRAM/core, {m['fmacs_per_cycle']} FMAC/cycle, "
-        f"clock {m['clock_hz'] / 1e9:.2f} GHz assumed), mode {pj['mode']}",
+        f"clock {m['clock_hz'] / 1e9:.2f} GHz), mode {pj['mode']}",
         f"  time            {t['samples']} sample(s) x {t['tokens'] // t['samples']} tokens: {t['cycles']:,} cycles = "
         f"{1e3 * t['seconds']:.3f} ms; {t['tokens_per_s'] / 1e6:.3f} M tokens/s "
-        f"(steady state {t['steady_tokens_per_s'] / 1e6:.3f} M); MFU {100 * t['mfu']:.1f}%",
+        f"(steady state {t['steady_tokens_per_s'] / 1e6:.3f} M); MFU {100 * t['mfu']:.1f}% "
+        f"(of the {t['mfu_basis']}; {100 * t['mfu_usable_pes']:.1f}% of the usable PEs' peak)",
+        f"  latency         first token in to the first sample's last token out: "
+        f"{1e3 * t['latency_seconds']:.3f} ms",
         f"  roofline        {t['roofline_cycles']:,.0f} cycles ("
         + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(t["roofline"].items()))
         + f"); simulated / roofline = {t['cycles'] / max(t['roofline_cycles'], 1):.2f}",
