@@ -5,11 +5,41 @@ columns of a row (short all-reduces per token).
 
 ``ELEMENT_CYCLES`` is the one table of what an op costs per element on a core's datapath; the
 fused epilogues of other kernels (``fusion.py``) read it too.
+
+Layernorm, as the PE level (runtime/pe_rowwise.py) runs it cycle by cycle: each core of a row
+receives its block of a token's features (``ft`` wavelets, one per cycle, into one of the token
+buffers ``sram`` reserves: four tokens, ``token_slots``), runs a statistics task (sum, sum of
+squares), sends both east in a chain of add-and-forwards whose last core sends the row's totals
+back west to every core (4 cycles a column for the round trip), then runs a normalize task (mean
+and 1/sigma from the totals, subtract, scale, shift) and sends its ``ft`` outputs, one per cycle.
+A free datapath starts the next token's statistics before an older token's normalize; tasks run
+to their end. Every core does the same work, so the row waits for its widest core, column 0,
+which is also the last to hear back. Its time (``layernorm_row``) is that core's schedule, token
+by token, with the fabric's latencies in closed form: a token is in ``ft`` cycles after a buffer
+frees, its normalize may start ``layernorm_allreduce_cycles`` after its statistics end, and it is
+out ``ft`` cycles after its normalize. A row is bound by its datapath (``layernorm_tasks``, both
+tasks and the two sends per token), by its streams (``ft`` per token) or, when the row is wide, by
+the round trip: four buffers hold at most four tokens between their arrival and their last output.
+A chunk of tokens costs the busiest row's schedule spread evenly over the sample's tokens; the fill
+is the first token's latency beyond its datapath cycles.
+
+Fix against the PE level (issue 10): the first model charged a token one task start and six
+passes, ``max(8 + 6 ceil(ft / lanes), ft)``, spread ``tokens / rows`` over the rows, plus a fill of
+the rectangle's crossing and 4 hops a column. It left out the second task (the normalize waits
+for the all-reduce, so it is a task of its own), the finish of mean and 1/sigma, the sends of the
+statistics, the tokens' delivery and output streams in the first token's latency, the whole
+tokens a row takes (``ceil(m / rows)``, not ``m / rows``), and that four buffers cannot hide a
+round trip of 4 cycles a column on wide rows, where a row is latency-bound. On the 12 cases of
+benchmarks/fidelity_rowwise.py it was 5% to 57% low (32% on average); the model below is within
+3.2% there (most cases to the cycle), and within 3.8% (mean 0.05%) on a sweep of 600 shapes (1 to
+64 columns, 7 to 4,096 features, 1 to 64 tokens a row, 1, 2, 4 and 8 lanes). Softmax and the
+reductions keep the first model, unchecked by a PE level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -37,6 +67,67 @@ def element_cycles(kind: str) -> float:
 
 REDUCES = frozenset({"layernorm", "softmax", "reduce_sum", "reduce_mean", "reduce_max"})
 
+# Layernorm on a row of cores: the algorithm of the module docstring, which the PE level
+# (runtime/pe_rowwise.py) runs cycle by cycle.
+LN_STAT_PASSES = 2  # vector passes before the row all-reduce: the sum and the sum of squares
+LN_FINISH_OPS = ("mul", "mul", "mul", "sub", "add", "rsqrt")  # scalar: mean, E[x^2], mean^2, var, + eps, 1/sigma
+LN_STATS = 2  # wavelets per token each way along a row: the sum and the sum of squares
+
+
+def layernorm_tasks(ft: int, lanes: float) -> tuple[int, int]:
+    """Datapath cycles of the two tasks of one token on a core holding ``ft`` features, with ``lanes``
+    FMAC lanes: the statistics (sum, sum of squares) and the normalize (mean and 1/sigma from the row
+    totals, then subtract, multiply by 1/sigma, scale, shift). Each vector pass over the block is one
+    vector instruction."""
+    lanes = lanes * A.ELEMENTWISE_LANE_FRACTION
+    vec = A.VECTOR_OP_CYCLES + ceil(ft / lanes)
+    finish = sum(ceil(1 / lanes) * element_cycles(op) for op in LN_FINISH_OPS)
+    return (A.TASK_OVERHEAD_CYCLES + LN_STAT_PASSES * vec,
+            A.TASK_OVERHEAD_CYCLES + finish + (element_cycles("layernorm") - LN_STAT_PASSES) * vec)
+
+
+def layernorm_allreduce_cycles(cols: int) -> int:
+    """From the end of column 0's statistics task to the first cycle its normalize may start: it puts
+    its two statistics on the fabric, the second one (which gates) crosses every column east (a hop,
+    the ramp to the core and its add-and-forward: 3 cycles), comes back west from the last core (a
+    hop per column), down the ramp and into column 0's SRAM (one cycle)."""
+    if cols == 1:
+        return 0
+    east = A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES
+    return LN_STATS * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + A.HOP_CYCLES) + A.RAMP_CYCLES + 1
+
+
+@lru_cache(maxsize=512)
+def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inputs: int = 1) -> tuple[int, ...]:
+    """Cycles by which a row of ``cols`` cores has output its first 1, 2, ..., ``tokens`` tokens: the
+    schedule of its widest core (column 0, the last to get the row's statistics back), token by
+    token. A token is received into one of ``slots`` buffers at one wavelet per cycle once a buffer
+    is free; when the datapath is free it starts the next token's statistics if that token is in,
+    else the oldest normalize whose statistics are back; a task runs to its end, and the sends of
+    the statistics follow the statistics task; the outputs leave one wavelet per cycle."""
+    ft = block(f, cols)
+    stat, norm = layernorm_tasks(ft, lanes)
+    sends = LN_STATS * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
+    trip = layernorm_allreduce_cycles(cols)
+    first = A.HOP_CYCLES + A.RAMP_CYCLES  # the first wavelet in: source -> router -> core
+    ready, stats_end, sent = [], [], []  # per token: statistics may start; they end; last output sent
+    free = ns = 0  # the datapath's next free cycle; tokens whose statistics have started
+    while len(sent) < tokens:
+        while len(ready) < min(tokens, len(sent) + slots):  # a buffer is free: receive the next token
+            k = len(ready)
+            begin = max(first if k < slots else sent[k - slots] + 1, ready[-1] if ready else first)
+            ready.append(begin + ft * inputs)
+        nn = len(sent)
+        stat_at = max(free, ready[ns]) if ns < len(ready) else None
+        norm_at = max(free, stats_end[nn] + trip) if nn < ns else None
+        if norm_at is None or (stat_at is not None and stat_at <= norm_at):
+            stats_end.append(stat_at + stat)
+            free, ns = stat_at + stat + sends, ns + 1
+        else:
+            free = norm_at + norm
+            sent.append(max(free, sent[-1] + 1 if sent else 0) + ft - 1)
+    return tuple(s + 1 + A.HOP_CYCLES for s in sent)  # the cycle after the last wavelet reaches the sink
+
 
 @dataclass(frozen=True)
 class Rowwise(Kernel):
@@ -63,6 +154,10 @@ class Rowwise(Kernel):
                     delivered=c * f * self.inputs, edge=c * f * (self.inputs + 1))
 
     def model_cycles(self, rows, cols, p0, p1, machine):
+        if self.op == "layernorm":  # the busiest row's schedule, spread evenly over the sample's tokens
+            done, fill = self._layernorm(rows, cols, machine)
+            curve = (0, *(d - fill for d in done))  # by the end of row 0's first 0, 1, 2, ... tokens
+            return _along(curve, p1 / self.tokens) - _along(curve, p0 / self.tokens)
         ft = block(self.features, min(cols, self.features))
         lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
         per_token = max(ceil(ft / lanes) * element_cycles(self.op) + A.TASK_OVERHEAD_CYCLES,
@@ -70,11 +165,36 @@ class Rowwise(Kernel):
         return (p1 - p0) * per_token / min(rows, self.tokens)
 
     def fill(self, rows, cols, machine):
+        if self.op == "layernorm":
+            return self._layernorm(rows, cols, machine)[1]
         extra = 4 * (cols - 1) * A.HOP_CYCLES if self.op in REDUCES else 0
         return super().fill(rows, cols, machine) + extra
 
+    def token_slots(self, cols: int) -> int:
+        """Tokens a core can hold at once: its input and output buffers (``sram``) as one pool."""
+        s, ft = self.sram(1, cols), block(self.features, min(cols, self.features))
+        return (s["activations_in"] + s["activations_out"]) // (ft * self.elem)
+
+    def _layernorm(self, rows, cols, machine) -> tuple[tuple[int, ...], int]:
+        """(the cycles by which row 0, the busiest, has output each of its tokens; fill): the fill is
+        the first token's latency beyond its datapath cycles, which the chunks' cycles hold."""
+        rows, cols = min(rows, self.tokens), min(cols, self.features)
+        lanes = machine.lanes(self.dtype)
+        done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens / rows),
+                             self.inputs)
+        stat, norm = layernorm_tasks(block(self.features, cols), lanes)
+        busy = stat + norm + (LN_STATS * A.PARTIAL_SUM_CYCLES if cols > 1 else 0)
+        return done, done[0] - busy
+
     def run(self, op, args, rows, cols):
         return rowwise(op.kind, args, registry.with_defaults(op.kind, op.attr), op.type.shape, rows, cols)
+
+
+def _along(curve: tuple[int, ...], u: float) -> float:
+    """``curve`` (values at 0, 1, ..., n) at ``u * n``, linearly between its points."""
+    x = min(max(u, 0.0), 1.0) * (len(curve) - 1)
+    k = min(int(x), len(curve) - 2)
+    return curve[k] + (x - k) * (curve[k + 1] - curve[k])
 
 
 @lowers("category:elementwise", "category:normalization", "category:reduction")
