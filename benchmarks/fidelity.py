@@ -2,11 +2,12 @@
 
     python benchmarks/fidelity.py [--quick]
 
-Runs GEMM and GEMV shapes on meshes from 1 x 31 to the full 996 x 757 WSE-2 through both levels
-(runtime/pe_sim.py and backends/gemm.py), each case in a fresh process so that its peak RSS is its
-own, and writes benchmarks/results/fidelity.json and fidelity.md. Error is (tile - pe) / pe of
-the total cycles; the numeric error is max |C - NumPy| / max |C| of the simulated product.
-``--quick`` leaves out the two full-wafer cases.
+Runs GEMM and GEMV shapes on meshes from 1 x 1 to the full WSE-2 through both levels
+(runtime/pe_sim.py and backends/gemm.py), with the chain reduce and with the two-level tree
+(backends/column_reduce.py), A streamed from the west edge or resident in the cores' SRAM, each
+case in a fresh process so that its peak RSS is its own, and writes benchmarks/results/fidelity.json
+and fidelity.md. Error is (tile - pe) / pe of the total cycles; the numeric error is
+max |C - NumPy| / max |C| of the simulated product. ``--quick`` leaves out the full-wafer cases.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from results_io import RESULTS, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CASES = [  # m, k, n, target, dtype, note
+CASES = [  # m, k, n, target, dtype, note[, reduce, resident_a] (default: the chain, A streamed)
     (1, 101, 103, "mesh:7x11", "f16", "primes"),
     (1, 768, 768, "mesh:8x8", "f16", "111M projection, one token"),
     (1, 1000, 997, "mesh:32x31", "f16", "nothing divides"),
@@ -50,10 +51,32 @@ CASES = [  # m, k, n, target, dtype, note
     (4, 1024, 1024, "mesh:256x256", "f16", "speed, 256 x 256"),
     (1, 3984, 6056, "wse2", "f16", "GEMV, full WSE-2"),
     (64, 3984, 6056, "wse2", "f16", "GEMM, full WSE-2"),
+    # the two-level tree (WaferLLM's MeshGEMV reduce), and resident A
+    (1, 16384, 16384, "mesh:512x512", "f16", "WaferLLM GEMV 16K, x resident", "tree", True),
+    (1, 16384, 16384, "mesh:512x512", "f16", "WaferLLM GEMV 16K, chain", "chain", True),
+    (1, 1, 1, "mesh:1x1", "f16", "tree, one core", "tree", True),
+    (1, 101, 103, "mesh:7x11", "f16", "tree, primes", "tree", False),
+    (1, 1000, 997, "mesh:32x31", "f16", "tree, nothing divides", "tree", False),
+    (1, 3072, 768, "mesh:96x24", "f32", "tree, f32", "tree", False),
+    (1, 190, 474, "mesh:3x64", "f32", "tree, narrow columns held back", "tree", False),
+    (1, 4096, 4096, "mesh:64x64", "f16", "tree, nt = 64: chain wins", "tree", False),
+    (1, 4096, 4096, "mesh:128x128", "f16", "tree, deep column, x resident", "tree", True),
+    (1, 4096, 4096, "mesh:128x128", "f16", "chain, deep column, x resident", "chain", True),
+    (1, 997, 13, "mesh:31x1", "f16", "tree, one column", "tree", True),
+    (1, 13, 997, "mesh:1x31", "f16", "tree, one row", "tree", False),
+    (4, 97, 89, "mesh:8x8", "f16", "tree, 4 tokens", "tree", False),
+    (16, 128, 96, "mesh:8x8", "f16", "tree, even split, A resident", "tree", True),
+    (9, 155, 73, "mesh:15x18", "f32", "tree, f32, odd", "tree", False),
+    (24, 4096, 64, "mesh:64x16", "f16", "tree, long K", "tree", False),
+    (128, 256, 256, "mesh:16x16", "f16", "tree, many tokens", "tree", False),
+    (64, 768, 768, "mesh:32x32", "f16", "tree, 111M projection", "tree", False),
+    (8, 2048, 2048, "mesh:128x128", "f16", "tree, 128 x 128, A resident", "tree", True),
+    (4, 2048, 2048, "mesh:256x256", "f16", "tree, 256 x 256: phase-1 waves", "tree", False),
+    (1, 3984, 6056, "wse2", "f16", "GEMV, full WSE-2, tree", "tree", False),
 ]
 
 
-def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
+def one(m: int, k: int, n: int, target: str, dtype: str, reduce: str = "chain", resident_a: bool = False) -> dict:
     import numpy as np
 
     from waferscale.backends.gemm import gemm_time
@@ -65,11 +88,12 @@ def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((k, n), dtype=np.float32)
-    r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes)
+    opts = {"reduce": reduce, "resident_a": resident_a}
+    r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes, **opts)
     ref = a.astype(np.float64) @ w
-    t = gemm_time(m, k, n, machine.rows, machine.cols, lanes)
+    t = gemm_time(m, k, n, machine.rows, machine.cols, lanes, **opts)
     return {
-        "kind": "gemv" if m == 1 else "gemm", "m": m, "k": k, "n": n, "mesh": target,
+        "kind": "gemv" if m == 1 else "gemm", "m": m, "k": k, "n": n, "mesh": target, **opts,
         "mesh_rows": machine.rows, "mesh_cols": machine.cols, "grid": [r.rows, r.cols], "dtype": dtype,
         "lanes": lanes.lanes, "pe_cycles": r.cycles, "tile_cycles": t.total, "tile_step": t.step, "tile_fill": t.fill,
         "rel_error": (t.total - r.cycles) / r.cycles,
@@ -80,27 +104,36 @@ def one(m: int, k: int, n: int, target: str, dtype: str) -> dict:
     }
 
 
-def table(rows: list[dict], cmd: str, machine: str) -> str:
+def _stats(rows: list[dict]) -> str:
     errs = [abs(r["rel_error"]) for r in rows]
+    return f"{len(rows)} cases: mean |error| {100 * sum(errs) / len(errs):.2f}%, max |error| {100 * max(errs):.2f}%"
+
+
+def table(rows: list[dict], cmd: str, machine: str) -> str:
+    by = {red: [r for r in rows if r.get("reduce", "chain") == red] for red in ("chain", "tree")}
     out = [
         "# Fidelity: tile-level GEMM model vs PE-level simulator",
         "",
         f"Produced by `{cmd}` on {machine}. Error = (tile - PE) / PE of total cycles; numerics = max |C - NumPy| /",
         "max |C| of the product the PE level computed; wall = the PE simulation (setup included); RSS = the",
-        "peak of the process that ran the case. Any row can be re-checked with",
+        "peak of the process that ran the case. Reduce: the chain down each column, or the two-level tree",
+        "(backends/column_reduce.py); A: streamed from the west edge, or resident in the cores' SRAM. Any chain",
+        "row with A streamed can be re-checked with",
         "`wafer simulate-kernel gemm --m M --k K --n N --mesh MESH --dtype DTYPE`.",
         "",
-        f"**{len(rows)} cases: mean |error| {100 * sum(errs) / len(errs):.2f}%, max |error| {100 * max(errs):.2f}%**"
-        f" (target: every case within 10%).",
+        f"**{_stats(rows)}** (target: every case within 10%; a tree GEMV exact).",
         "",
-        "| case | kind | m | k | n | mesh (cores used) | dtype | PE cycles | tile cycles | error | numerics "
-        "| wall s | PE-cycles/s | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"- {red}: {_stats(rs)}" for red, rs in by.items() if rs],
+        "",
+        "| case | kind | m | k | n | mesh (cores used) | dtype | reduce | A | PE cycles | tile cycles | error "
+        "| numerics | wall s | PE-cycles/s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         g = r["grid"]
         out.append(f"| {r['note']} | {r['kind']} | {r['m']} | {r['k']} | {r['n']} | {r['mesh']} ({g[0]}x{g[1]}) "
-                   f"| {r['dtype']} | {r['pe_cycles']:,} | {r['tile_cycles']:,} | {100 * r['rel_error']:+.2f}% "
+                   f"| {r['dtype']} | {r.get('reduce', 'chain')} | {'resident' if r.get('resident_a') else 'streamed'} "
+                   f"| {r['pe_cycles']:,} | {r['tile_cycles']:,} | {100 * r['rel_error']:+.2f}% "
                    f"| {r['numeric_rel_error']:.1e} | {r['wall_s']:.2f} | {r['pe_cycles_per_s']:.3g} "
                    f"| {r['peak_rss_mb']:.0f} |")
     return "\n".join(out) + "\n"
@@ -115,16 +148,18 @@ def main() -> None:
         print(json.dumps(one(*json.loads(a.case))))
         return
     rows = []
-    for m, k, n, target, dtype, note in CASES:
+    for m, k, n, target, dtype, note, *opts in CASES:
         if a.quick and target == "wse2":
             continue
-        cmd = [sys.executable, __file__, "--case", json.dumps([m, k, n, target, dtype])]
+        reduce, resident = opts or ("chain", False)
+        cmd = [sys.executable, __file__, "--case", json.dumps([m, k, n, target, dtype, reduce, resident])]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if r.returncode:
             raise SystemExit(f"case {m}x{k}x{n} on {target}: {r.stderr.strip()}")
         rows.append(json.loads(r.stdout) | {"note": note})
         x = rows[-1]
-        print(f"{note:<28} {x['kind']} {m}x{k}x{n} on {target:<18} pe {x['pe_cycles']:>7} tile {x['tile_cycles']:>7} "
+        print(f"{note:<32} {x['kind']} {m}x{k}x{n} on {target:<18} {reduce:<5} {'res' if resident else 'str'} "
+              f"pe {x['pe_cycles']:>7} tile {x['tile_cycles']:>7} "
               f"{100 * x['rel_error']:+6.2f}%  numerics {x['numeric_rel_error']:.1e}  {x['wall_s']:7.2f} s "
               f"{x['pe_cycles_per_s']:.3g} PE-cycles/s  {x['peak_rss_mb']:.0f} MiB", flush=True)
         if not x["wavelets_conserved"] or x["numeric_rel_error"] > 1e-5:
@@ -134,6 +169,10 @@ def main() -> None:
     errs = [abs(r["rel_error"]) for r in rows]
     summary = {"command": cmd, "machine": machine, "cases": len(rows), "mean_abs_rel_error": sum(errs) / len(errs),
                "max_abs_rel_error": max(errs)}
+    for red in ("chain", "tree"):
+        e = [abs(r["rel_error"]) for r in rows if r["reduce"] == red]
+        if e:
+            summary[red] = {"cases": len(e), "mean_abs_rel_error": sum(e) / len(e), "max_abs_rel_error": max(e)}
     write("fidelity", {"summary": summary, "cases": rows}, table(rows, cmd, machine), indent=1)
     print(f"{len(rows)} cases: mean |error| {100 * summary['mean_abs_rel_error']:.2f}%, "
           f"max {100 * summary['max_abs_rel_error']:.2f}% -> {RESULTS}/fidelity.md")

@@ -4,9 +4,15 @@ and the tile-level model (backends/gemm.py) held to it."""
 import numpy as np
 import pytest
 
+from waferscale.backends.blocks import offsets, split
+from waferscale.backends.column_reduce import N2, S2, plan
 from waferscale.backends.gemm import gemm_time
+from waferscale.backends.machine import get_machine
 from waferscale.cli import main
-from waferscale.runtime.pe_sim import simulate_gemm, simulate_gemv
+from waferscale.runtime.pe_fabric import TreeFabric
+from waferscale.runtime.pe_layout import layout
+from waferscale.runtime.pe_sim import _max_cycles, _rings, simulate_gemm, simulate_gemv
+from waferscale.runtime.pe_tree import run_tree
 
 
 def operands(m, k, n, seed=0):
@@ -155,3 +161,140 @@ def test_cli_simulate_kernel(capsys):
 def test_cli_simulate_kernel_errors_are_one_line(capsys, argv, msg):
     code, _, err = run_cli(capsys, "simulate-kernel", *argv)
     assert code == 2 and err.startswith("wafer: error:") and msg in err and err.count("\n") == 1
+
+
+# -- the tree reduce (backends/column_reduce.py, runtime/pe_tree.py) and resident A --
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 9, 16, 31, 64, 100, 128, 512])
+def test_tree_plan_is_the_two_level_centre_rooted_tree(rows):
+    p = plan(rows, "tree")
+    g = max(1, round(rows ** 0.5))
+    assert list(p.groups) == split(rows, g) and len(p.roots) == g
+    assert all(r == s + size // 2 for r, s, size in zip(p.roots, offsets(list(p.groups)), p.groups))
+    assert p.top == p.roots[g // 2] and p.order[-1] == p.top and max(map(p.passes, range(rows))) <= 4
+    # every row's sums reach the column root along exactly one path, and each stream has one receiver
+    for r in range(rows):
+        at, seen = r, 0
+        while at != p.top:
+            at = next(i for i in range(rows) for kind in p.ins[i] if p.src[i][kind] == at)
+            seen += 1
+            assert seen <= rows
+    assert sum(len(ins) for ins in p.ins) == rows - 1
+    assert p.color_conflicts() == [] and len(set(p.colors().values())) <= 6
+    assert plan(rows, "chain").color_conflicts() == []
+
+
+TREE_ODD = ODD + [(2, 61, 37, 13, 5), (1, 250, 40, 64, 3)]
+
+
+@pytest.mark.parametrize("resident", [False, True])
+@pytest.mark.parametrize("m,k,n,rows,cols", TREE_ODD)
+def test_tree_product_equals_numpy_on_odd_shapes(m, k, n, rows, cols, resident):
+    a, w = operands(m, k, n, seed=1)
+    r = simulate_gemm(a, w, rows, cols, lanes=4, check=True, reduce="tree", resident_a=resident)
+    assert r.c.shape == (m, n) and r.c.dtype == np.float32
+    assert rel_err(r.c, a, w) <= 1e-5
+    assert r.violations == ()
+    assert (r.rows, r.cols) == (min(rows, k), min(cols, n))
+
+
+def test_chain_plan_on_the_tree_loop_takes_the_chain_loops_cycles():
+    """The tree's loop is generic over plans: given the chain as a plan, it must reproduce the
+    chain's own loop cycle for cycle and bit for bit (a check of both)."""
+    for m, k, n, rows, cols in [(3, 13, 11, 4, 3), (6, 29, 41, 9, 1), (9, 155, 73, 15, 18), (1, 97, 89, 8, 8)]:
+        a, w = operands(m, k, n)
+        for resident in (False, True):
+            lay = layout(a, w, rows, cols, 4)
+            p = plan(lay.rows, "chain")
+            f = TreeFabric.empty(lay.rows, lay.cols)
+            sink, cycles, progress = run_tree(lay, f, p, 4, 2, True, _max_cycles(lay, 4), resident,
+                                              _rings(p, 4, int(lay.nt.min())))
+            chain = simulate_gemm(a, w, rows, cols, lanes=4, resident_a=resident)
+            assert cycles == chain.cycles and np.array_equal(lay.assemble(sink), chain.c)
+            assert f.violations(*progress, resident=resident) == []
+
+
+def test_tree_conserves_wavelets_and_shares_links_one_at_a_time():
+    m, k, n, rows, cols = 4, 200, 45, 25, 4
+    r = simulate_gemm(*operands(m, k, n), rows, cols, lanes=2, check=True, reduce="tree")  # check: <= 1 per link
+    f, p = r.fabric, plan(rows, "tree")
+    assert r.violations == () and f.contended > 0  # phase-2 streams did wait for phase-1 ones
+    for q in f.queues():
+        assert not q.any()
+    ns = np.array(split(n, cols))
+    assert np.array_equal(f.sunk, m * ns)
+    # each core sent its one stream once per token; each router took in what it gave on
+    assert np.array_equal(f.ramp_in.sum(axis=0), np.repeat(m * ns[None, :], rows, 0))
+    assert np.array_equal(f.ramp_in + f.link_in, f.link_out + f.ramp_out)
+    through = f.link_out[S2] - f.ramp_in[S2]  # S2 passed on by routers: between roots and below the column root
+    assert set(np.flatnonzero(through[:, 0])) == set(p.through(S2))
+    # the column root received four streams, a chain row at most one
+    assert np.array_equal(f.ramp_out[:, p.top].sum(axis=0), 4 * m * ns)
+    f.link_in[N2, 3, 1] -= 1  # pretend one phase-2 wavelet vanished on its way into router (3, 1)
+    bad = f.violations(f.row_out - f.row_core_q, f.ramp_in.sum(axis=0), f.ramp_out - f.core_q, f.ramp_in > 0)
+    assert any("N2: link sent" in b for b in bad) and any("router in" in b for b in bad)
+
+
+def test_resident_a_moves_nothing_on_the_row_color_and_gemv_passes_the_options_on():
+    x, w = operands(1, 70, 33, seed=2)
+    for reduce in ("chain", "tree"):
+        v = simulate_gemv(x[0], w, 9, 4, lanes=2, reduce=reduce, resident_a=True, check=True)
+        g = simulate_gemm(x, w, 9, 4, lanes=2, reduce=reduce, resident_a=True)
+        assert v.cycles == g.cycles and np.array_equal(v.c, g.c) and v.violations == ()
+        assert not v.fabric.row_out.any() and not v.fabric.injected.any()
+        streamed = simulate_gemm(x, w, 9, 4, lanes=2, reduce=reduce)
+        assert v.cycles < streamed.cycles and np.array_equal(v.c, streamed.c)
+
+
+TREE_TILE_CASES = [  # m, k, n, mesh, dtype, resident_a
+    (1, 1, 1, "1x1", "f16", True),
+    (1, 13, 997, "1x31", "f16", False),
+    (1, 997, 13, "31x1", "f32", True),
+    (1, 101, 103, "7x11", "f16", False),
+    (1, 1000, 997, "32x31", "f16", False),
+    (1, 3072, 768, "96x24", "f32", False),
+    (1, 4096, 4096, "64x64", "f16", True),
+    (1, 4096, 4096, "128x128", "f16", True),
+    (1, 190, 474, "3x64", "f32", False),  # the narrow columns held back by the wide ones' multicast
+    (4, 97, 89, "8x8", "f16", False),
+    (16, 128, 96, "8x8", "f16", True),
+    (9, 155, 73, "15x18", "f32", False),
+    (24, 4096, 64, "64x16", "f16", False),
+    (7, 13, 997, "1x31", "f16", False),
+    (6, 29, 41, "9x1", "f32", True),
+    (8, 2048, 2048, "128x128", "f16", True),
+    (32, 773, 25, "100x31", "f16", True),
+]
+
+
+@pytest.mark.parametrize("m,k,n,mesh,dtype,resident", TREE_TILE_CASES)
+def test_tree_tile_level_within_five_percent_of_pe_level(m, k, n, mesh, dtype, resident):
+    machine = get_machine(f"mesh:{mesh}")
+    dp = machine.datapath(dtype)
+    pe = simulate_gemm(*operands(m, k, n), machine.rows, machine.cols, dp, reduce="tree", resident_a=resident)
+    tile = gemm_time(m, k, n, machine.rows, machine.cols, dp, reduce="tree", resident_a=resident)
+    assert abs(tile.total - pe.cycles) / pe.cycles <= 0.05, (tile, pe.cycles)
+    if m == 1:  # a GEMV's critical path is exact
+        assert tile.total == pe.cycles
+
+
+def test_tree_is_faster_than_the_chain_for_a_gemv_down_a_deep_column():
+    dp = get_machine("mesh:128x128").datapath("f16")
+    x, w = operands(1, 4096, 4096)
+    tree = simulate_gemm(x, w, 128, 128, dp, reduce="tree", resident_a=True).cycles
+    chain = simulate_gemm(x, w, 128, 128, dp, resident_a=True).cycles
+    assert tree < 0.8 * chain  # 522 vs 678: the column root's 4 passes of nt = 32 beat 3 cycles x 127 rows
+    # ... but not when nt is as long as the column: at 64 x 64 (nt = 64) the chain wins, 1,286 to 1,345
+    t64 = gemm_time(1, 4096, 4096, 64, 64, dp, reduce="tree", resident_a=True).total
+    assert t64 > gemm_time(1, 4096, 4096, 64, 64, dp, resident_a=True).total
+
+
+def test_chain_is_faster_per_token_than_the_tree_in_steady_state():
+    dp = get_machine("mesh:16x16").datapath("f16")
+    per_token = {}
+    for reduce in ("chain", "tree"):
+        c16, c48 = (simulate_gemm(*operands(m, 256, 256), 16, 16, dp, reduce=reduce).cycles for m in (16, 48))
+        per_token[reduce] = (c48 - c16) / 32
+        assert per_token[reduce] == gemm_time(48, 256, 256, 16, 16, dp, reduce=reduce).step
+    assert per_token["chain"] < per_token["tree"]  # 88 vs 136: one pass of nt per token against four

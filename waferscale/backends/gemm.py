@@ -32,6 +32,48 @@ each row of the descent costs a hop, a ramp and the add (3 cycles), not ``ceil(n
 On the 26 cases of benchmarks/fidelity.py the old model was off by 27% on average: up to 25% low
 on GEMMs (the missing ``nt`` per token) and up to 233% high on GEMVs down deep columns with wide
 tiles (the fill); the model below is within 1.5%.
+
+``resident_a``: A is in the cores' SRAM from the start, as in WaferLLM's GEMV benchmark (x already
+placed): no injector, no multicast, so the fill loses the A stream's hops and the step its bound.
+
+**The tree reduce** (``reduce="tree"``; ``column_reduce.py`` has the plan): the two-level
+centre-rooted tree of WaferLLM's MeshGEMV along each column. The rows are cut into
+``round(sqrt(rows))`` groups; in each, the rows above the centre row send their partial sums south
+to it in a chain and the rows below north; the centre row (the group root) adds both. The group
+roots then do the same towards the centre group's root (the column root), their streams passing
+through the routers between roots; the column root sends the column's sums south to the edge. A
+core adds each incoming stream in one pass of ``nt`` cycles (``PARTIAL_SUM_CYCLES`` per wavelet),
+the last fused with its send, so the column root, which receives four streams, takes four passes.
+The time (``_tokens``):
+
+- ``step``: the busiest core per token, ``TASK_OVERHEAD_CYCLES + kt * element_cycles(nt) +
+  passes * nt`` (the column root's four passes against the chain's one), or a stream bound: A into
+  a core (``kt``) or the busiest link direction (``link_load * nt``: a phase-2 stream shares the
+  links of the phase-1 chain it crosses). The chain is faster per token; the tree's gain is latency.
+- the first token: its critical path through the plan. Each core is ready when its FMACs are done;
+  each pass starts when the previous one is done and the first wavelet of its input is at the core,
+  ``hops`` links (one cycle each, none at the routers passed through) plus the ramp and the add after
+  its sender sent it; every stream then flows one wavelet per cycle. The column root's stream
+  reaches the edge ``rows - root`` hops later.
+- later tokens: the same walk token by token, with each core's datapath shared as on the PE level:
+  the FMACs of a token start once the previous token's are done and the token two back has left
+  (double buffering) and take the cycles the passes leave free (so tokens after the first can catch
+  up with a column root that waited in the first), and a sender runs ahead of its receiver by at
+  most the queues between them (``(hops + 2) * PE_QUEUE_DEPTH`` wavelets). Once the walk is
+  periodic the rest follow at the step; ``fill`` is the total less ``m * step`` (for a GEMV, the
+  first token's latency less one step).
+- uneven N with A streamed: a row's multicast moves only when all its cores have room, so the
+  narrow columns east of the wide ones are held to the wide ones' pace.
+
+Fit against the PE level (benchmarks/fidelity.py, tests/test_pe_sim.py): exact, to the cycle, on
+every GEMV tried (1 x 1 to 724 x 724, resident A or streamed, f16 and f32, even and uneven splits;
+the 16K x 16K GEMV of WaferLLM on 512 x 512 included). GEMMs: exact where the column root paces the
+tokens; on 297 random shapes (meshes to 128 rows, up to 32 tokens) their mean error is 0.5% and
+the tile level is optimistic where tiles are small (a few elements) and a few tokens overlap in a
+deep tree, as the PE level's links give a phase-1 wavelet precedence over a phase-2 one and the next
+token's phase-1 wave then holds up this token's phase-2 stream, which the walk does not model:
+11 shapes beyond 5%, the worst -13% (64 rows, nt = 5, 4 tokens); -5% at 256 x 256, k = n = 2048,
+4 tokens.
 """
 
 from __future__ import annotations
@@ -40,8 +82,11 @@ from dataclasses import dataclass
 from math import ceil
 
 from . import assumptions as A
-from .blocks import block
+from .blocks import block, split
+from .column_reduce import CHAIN, ColumnPlan, plan
 from .datapath import Datapath, as_datapath
+
+MAX_TOKENS = 64  # the tree's tile time follows at most this many tokens one by one, then extrapolates
 
 
 @dataclass(frozen=True)
@@ -67,21 +112,133 @@ def _core_step(kt: int, nt: int, dp: Datapath) -> int:
     return A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + nt * A.PARTIAL_SUM_CYCLES
 
 
-def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | float) -> GemmTime:
+def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | float, *, reduce: str = CHAIN,
+              resident_a: bool = False) -> GemmTime:
     """``lanes``: the core's datapath for the dtype (``Machine.datapath``), or a bare lane rate
-    with f16 operands and accumulators."""
+    with f16 operands and accumulators. ``reduce``: ``"chain"`` or ``"tree"`` (``column_reduce``);
+    ``resident_a``: A is in the cores' SRAM at the start (no injection, no row multicast)."""
     lanes = as_datapath(lanes)
     rows, cols = min(rows, k), min(cols, n)  # a rectangle wider than the matrix idles its extra cores
+    if reduce != CHAIN:
+        return _tree_time(m, k, n, rows, cols, lanes, plan(rows, reduce), resident_a)
     kt, nt = block(k, rows), block(n, cols)
     step = max(_core_step(kt, nt, lanes),
-               ceil(kt / A.ELEMENTS_PER_WAVELET),  # wavelets of A into each core per token
+               0 if resident_a else ceil(kt / A.ELEMENTS_PER_WAVELET),  # wavelets of A into each core per token
                ceil(nt / A.ELEMENTS_PER_WAVELET))  # wavelets of partial sums per token per column
     # The last column is the latest to see A; if N splits unevenly its narrower tiles finish
     # earlier per token, and the last wide column (index n % cols - 1) may be the later one.
     wide = n % cols or cols
     lag = cols - 1 - m * (step - _core_step(kt, n // cols, lanes)) if wide < cols else cols - 1
-    last = max(wide - 1, lag) * A.HOP_CYCLES
-    edges = 2 * A.HOP_CYCLES + A.RAMP_CYCLES  # injector -> first router -> core; last router -> south edge
+    last = 0 if resident_a else max(wide - 1, lag) * A.HOP_CYCLES
+    edges = A.HOP_CYCLES  # last router -> south edge
+    if not resident_a:
+        edges += A.HOP_CYCLES + A.RAMP_CYCLES  # injector -> first router -> core
     descent = (rows - 1) * (A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES)
     fill = last + edges + descent
     return GemmTime(step=step, fill=fill, tokens=m)
+
+
+def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: ColumnPlan,
+               resident: bool) -> GemmTime:
+    """The time with the reduce ``p`` (``column_reduce``): token by token through the plan
+    (``_tokens``), for the latest of the wide and of the narrow columns (the other columns of
+    either width are earlier: they see A sooner)."""
+    ks, ns = split(k, rows), split(n, cols)
+    wide = n % cols or cols  # columns 0 .. wide - 1 hold the wider tiles
+    step, total, wide_done, wide_el = 0, 0, None, 0
+    for j, nt in sorted({(wide - 1, ns[0]), (cols - 1, ns[-1])}):  # the latest wide column, then the latest narrow
+        el = element_cycles(nt, dp)
+        fmacs = [A.TASK_OVERHEAD_CYCLES + kt * el for kt in ks]
+        period = max(max(f + p.passes(r) * nt * A.PARTIAL_SUM_CYCLES for r, f in enumerate(fmacs)),
+                     0 if resident else ceil(ks[0] / A.ELEMENTS_PER_WAVELET),  # A into each core per token
+                     p.link_load * ceil(nt / A.ELEMENTS_PER_WAVELET))  # the busiest link direction
+        feed = 0 if resident else A.HOP_CYCLES + A.RAMP_CYCLES + j * A.HOP_CYCLES  # injector -> core (i, j)
+        floor = None
+        if wide_done is not None and not resident:
+            # A row's multicast moves only when every core of the row has room, so a narrow core east of
+            # the wide ones gets its token's last element once the last wide core has room for it:
+            # ``depth`` elements before that core is done, then ``j - (wide - 1)`` hops and a ramp.
+            lag = (j - wide + 1) * A.HOP_CYCLES + A.RAMP_CYCLES + el - A.PE_QUEUE_DEPTH * wide_el
+            floor = lambda r, t, done=wide_done, lag=lag: done(r, t) + lag
+        t_total, done = _tokens(p, fmacs, nt, m, period, feed, None if resident else ks, floor)
+        wide_done, wide_el = done, el
+        step, total = max(step, period), max(total, t_total)
+    return GemmTime(step=step, fill=total - m * step, tokens=m)
+
+
+def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed: int, stream: list[int] | None,
+            floor=None) -> tuple[int, object]:
+    """Cycles until the south edge has all ``m`` tokens' sums of a column whose core at row r
+    takes ``fmacs[r]`` datapath cycles per token to FMAC, its first A element at hand at ``feed``
+    (``stream``: the row's A arrives one element per cycle, ``stream[r]`` per token; ``floor(r, t)``:
+    the earliest the FMACs of token t can be done, if the row's multicast holds them back). Returns
+    the cycles and ``done(r, t)``, when the FMACs of token t of row r are done.
+
+    Token by token, core by core (senders first), as the PE level runs it:
+    - a core's passes of ``nt`` cycles run one after the other; a pass with an input starts no
+      earlier than the input's first wavelet is at the core (``hops`` links after its sender sent
+      it, plus the ramp down and the add); the first also waits for the token's FMACs and for the
+      previous token's passes. Every stream then keeps up, one wavelet per cycle.
+    - the FMACs of a token start when the previous token's are done and the token two back has
+      left (double buffering), and take the datapath cycles the passes leave free.
+    - a sender can run ahead of its receiver by the queues between them, ``(hops + 2) * depth``
+      wavelets; beyond that its last pass waits for credit (``hops + 1`` cycles back).
+    Once every core's times advance by the same amount for two tokens running, or the column
+    root's by the step for three, the rest follow at that period (after ``MAX_TOKENS`` at the
+    latest)."""
+    R, D, PS = p.rows, A.PE_QUEUE_DEPTH, A.PARTIAL_SUM_CYCLES
+    order, run = p.order, nt * PS
+    recv = {}  # sender row -> (receiver row, index of the receiving pass)
+    for r in range(R):
+        for i, kind in enumerate(p.ins[r]):
+            recv[p.src[r][kind]] = (r, i)
+    done = [[0, 0] for _ in range(R)]  # FMACs done, tokens t - 1 and t
+    left = [[0, 0] for _ in range(R)]  # last pass done (the token has left), tokens t - 1 and t
+    busy = [[] for _ in range(R)]  # the pass intervals of the previous token
+    out, deltas, dones = [], [], []  # per token: when the column root's last wavelet has left; per-core
+    # advances; FMACs done
+    pace = period
+    for t in range(m):
+        starts = [[] for _ in range(R)]
+        for r in order:
+            start = feed if t == 0 else max(done[r][1], left[r][0] if t >= 2 else 0)
+            if stream is not None:
+                start = max(start, feed + t * stream[r])
+            work = fmacs[r]
+            for a, b in busy[r]:  # the previous token's passes go first
+                if b <= start:
+                    continue
+                if a >= start + work:
+                    break
+                work -= max(0, a - start)
+                start = b
+            fm = start + work if floor is None else max(start + work, floor(r, t))
+            at = max(fm, left[r][1]) if t else fm
+            for kind in p.ins[r]:
+                s = p.src[r][kind]
+                at = max(at, starts[s][-1] + p.hops(r, kind) * A.HOP_CYCLES + A.RAMP_CYCLES + PS)
+                starts[r].append(at)
+                at += run
+            if not p.ins[r]:
+                starts[r].append(at)
+                at += run
+            done[r] = [done[r][1], fm]
+            left[r] = [left[r][1], at]
+        for s, (r, i) in recv.items():  # back-pressure: the sender's last pass waits for credit
+            hops = p.hops(r, p.ins[r][i])
+            left[s][1] = max(left[s][1], starts[r][i] + run - (hops + 2) * D + hops + 1)
+        for r in range(R):
+            busy[r] = [(a, a + run) for a in starts[r]]
+        out.append(left[p.top][1])
+        dones.append([d[1] for d in done])
+        deltas.append(tuple(done[r][1] - done[r][0] for r in range(R)) +
+                      tuple(left[r][1] - left[r][0] for r in range(R)))
+        periodic = t >= 3 and deltas[-1] == deltas[-2] and len(set(deltas[-1])) == 1
+        paced = t >= 3 and out[-1] - out[-2] == out[-2] - out[-3] == out[-3] - out[-4] == period
+        if periodic or paced or t >= MAX_TOKENS:  # the rest follow at that period
+            pace = max(out[-1] - out[-2], period)
+            out.append(out[-1] + (m - 1 - t) * pace)
+            break
+    last = len(dones) - 1
+    done_at = lambda r, t: dones[t][r] if t <= last else dones[last][r] + (t - last) * pace
+    return out[-1] + p.edge_hops * A.HOP_CYCLES, done_at

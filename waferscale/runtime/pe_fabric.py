@@ -12,6 +12,12 @@ Colors and ports of the mesh GEMM (one input port per color at every router, as 
   which forwards south into ``col_north_q`` of (i + 1, j) (last row: the south edge sink), which
   delivers to the core's queue ``col_core_q``.
 
+The tree reduce (``TreeFabric``, ``backends/column_reduce.py``) keeps, per stream kind (phase 1 or
+2, southward or northward): each router's input queue from its neighbour (``in_q``) and each core's
+queue from its router (``core_q``); a core sends one stream, through its ramp queue (``ramp_q``). A
+router either gives a stream's wavelets to its core or passes them on to the next router (phase 2
+between group roots, and the column root's sums on their way to the south edge).
+
 A queue is a count of the wavelets it holds (at most the queue depth) and a wavelet moves at most
 one queue per cycle. Payloads are kept where they were made (see ``pe_sim``), which is the same
 as copying them hop by hop because routers neither reorder nor change the wavelets of a color.
@@ -23,7 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.column_reduce import KIND_NAMES, S1, S2
+
 COUNTERS = ("row_in", "row_out", "col_ramp_in", "col_south_out", "col_north_in", "col_ramp_out")
+TREE_COUNTERS = ("ramp_in", "link_out", "link_in", "ramp_out")
 
 
 @dataclass
@@ -72,24 +81,16 @@ class Fabric:
                 raise AssertionError(f"queue occupancy {lo}..{hi} outside 0..{depth}")
             self.peak = max(self.peak, hi)
 
-    def violations(self, a_consumed: np.ndarray, sums_consumed: np.ndarray) -> list[str]:
+    def violations(self, a_consumed: np.ndarray, sums_consumed: np.ndarray, resident: bool = False) -> list[str]:
         """Conservation, router by router and link by link: every wavelet a router accepted it has
         sent on (or still holds), every wavelet sent over a link arrived at the other end, and every
         wavelet delivered to a core was consumed by it (or is still queued). ``a_consumed`` and
-        ``sums_consumed`` come from the cores' own progress, not from these counters."""
+        ``sums_consumed`` come from the cores' own progress, not from these counters. ``resident``:
+        A was in SRAM, so no wavelet may have moved on the row color."""
         self.flush()
-        bad = []
-
-        def same(what: str, x: np.ndarray, y: np.ndarray) -> None:
-            if x.shape != y.shape or not np.array_equal(x, y):
-                diff = int(np.sum(x != y)) if x.shape == y.shape else -1
-                bad.append(f"{what}: {diff} routers differ")
-
-        a_consumed, sums_consumed = np.asarray(a_consumed, np.int64), np.asarray(sums_consumed, np.int64)
-        same("row color: in = out + queued", self.row_in, self.row_out + self.row_q)
-        same("row color: east link sent = received", self.row_out[:, :-1], self.row_in[:, 1:])
-        same("row color: edge injector sent = received", self.injected, self.row_in[:, 0])
-        same("row color: ramp delivered = consumed + queued", self.row_out, a_consumed + self.row_core_q)
+        bad = _row_violations(self, a_consumed, resident)
+        same = _checker(bad)
+        sums_consumed = np.asarray(sums_consumed, np.int64)
         same("column colors: ramp in = south out + queued", self.col_ramp_in, self.col_south_out + self.col_ramp_q)
         same("column colors: south link sent = received", self.col_south_out[:-1], self.col_north_in[1:])
         same("column colors: north in = ramp out + queued", self.col_north_in, self.col_ramp_out + self.col_north_q)
@@ -98,4 +99,90 @@ class Fabric:
         same("column colors: south edge sent = received", self.col_south_out[-1], self.sunk)
         if self.col_north_in[0].any() or self.col_ramp_out[0].any():
             bad.append("column colors: row 0 received from the north")
+        return bad
+
+
+def _checker(bad: list[str]):
+    def same(what: str, x: np.ndarray, y: np.ndarray) -> None:
+        if x.shape != y.shape or not np.array_equal(x, y):
+            diff = int(np.sum(x != y)) if x.shape == y.shape else -1
+            bad.append(f"{what}: {diff} routers differ")
+    return same
+
+
+def _row_violations(f, a_consumed: np.ndarray, resident: bool) -> list[str]:
+    """The row color (the multicast of A) of either fabric."""
+    bad = []
+    same = _checker(bad)
+    if resident:
+        if f.row_in.any() or f.row_out.any() or f.injected.any() or f.row_q.any() or f.row_core_q.any():
+            bad.append("row color: a wavelet moved although A was resident")
+        return bad
+    a_consumed = np.asarray(a_consumed, np.int64)
+    same("row color: in = out + queued", f.row_in, f.row_out + f.row_q)
+    same("row color: east link sent = received", f.row_out[:, :-1], f.row_in[:, 1:])
+    same("row color: edge injector sent = received", f.injected, f.row_in[:, 0])
+    same("row color: ramp delivered = consumed + queued", f.row_out, a_consumed + f.row_core_q)
+    return bad
+
+
+@dataclass
+class TreeFabric:
+    """Mutable state of one simulation with the tree reduce. Per-kind arrays are (4, rows, cols),
+    indexed by the stream kinds of ``column_reduce`` (S1, N1, S2, N2)."""
+
+    row_q: np.ndarray
+    row_core_q: np.ndarray
+    ramp_q: np.ndarray  # (rows, cols) core -> its router, the core's one stream
+    in_q: np.ndarray  # (4, rows, cols) router's input queue from its neighbour, per kind
+    core_q: np.ndarray  # (4, rows, cols) router -> core, per kind
+    injected: np.ndarray
+    sunk: np.ndarray  # (cols,) wavelets the south edge has received per column
+    row_in: np.ndarray
+    row_out: np.ndarray
+    ramp_in: np.ndarray  # (4, rows, cols) wavelets each router took from its core
+    link_out: np.ndarray  # sent on the link towards the next router (or the south edge)
+    link_in: np.ndarray  # taken from the neighbour into in_q
+    ramp_out: np.ndarray  # given to the core
+    ticks: dict
+    contended: int = 0  # link-cycles in which a phase-2 wavelet waited for a phase-1 one
+    peak: int = 0
+
+    @classmethod
+    def empty(cls, rows: int, cols: int) -> TreeFabric:
+        q = lambda *s: np.zeros((*s, rows, cols), np.uint8)
+        c = lambda *s: np.zeros((*s, rows, cols), np.int64)
+        return cls(row_q=q(), row_core_q=q(), ramp_q=q(), in_q=q(4), core_q=q(4), injected=np.zeros(rows, np.int64),
+                   sunk=np.zeros(cols, np.int64), row_in=c(), row_out=c(), ramp_in=c(4), link_out=c(4), link_in=c(4),
+                   ramp_out=c(4), ticks={"row_in": q(), "row_out": q(), **{n: q(4) for n in TREE_COUNTERS}})
+
+    flush = Fabric.flush
+    check_bounds = Fabric.check_bounds
+
+    def queues(self) -> tuple[np.ndarray, ...]:
+        return self.row_q, self.row_core_q, self.ramp_q, self.in_q, self.core_q
+
+    def violations(self, a_consumed: np.ndarray, sent: np.ndarray, consumed: np.ndarray, sends: np.ndarray,
+                   resident: bool = False) -> list[str]:
+        """As ``Fabric.violations``, per stream kind. ``sent`` (rows, cols) and ``consumed`` (4, rows,
+        cols) come from the cores' progress; ``sends`` (4, rows, cols) marks the kind each core sends."""
+        self.flush()
+        bad = _row_violations(self, a_consumed, resident)
+        same = _checker(bad)
+        queued_ramp = sends * self.ramp_q.astype(np.int64)
+        same("reduce: core sent = taken onto the ramp", sends * np.asarray(sent, np.int64), self.ramp_in)
+        same("reduce: router in = out + queued", self.ramp_in + self.link_in,
+             self.link_out + self.ramp_out + queued_ramp + self.in_q)
+        for k, name in enumerate(KIND_NAMES):
+            south = k in (S1, S2)  # router i sends to router i + 1; N1, N2: to router i - 1
+            sent_on, got = (self.link_out[k, :-1], self.link_in[k, 1:]) if south else (self.link_out[k, 1:],
+                                                                                        self.link_in[k, :-1])
+            same(f"reduce {name}: link sent = received", sent_on, got)
+            if self.link_in[k, 0 if south else -1].any():
+                bad.append(f"reduce {name}: a wavelet came in from outside the grid")
+            if not south and self.link_out[k, 0].any() or k == S1 and self.link_out[k, -1].any():
+                bad.append(f"reduce {name}: a wavelet left the grid")
+        same("reduce: south edge sent = received", self.link_out[S2, -1], self.sunk)
+        same("reduce: ramp delivered = consumed + queued", self.ramp_out,
+             np.asarray(consumed, np.int64) + self.core_q)
         return bad

@@ -23,16 +23,38 @@ One token (one row of A) at a time, the algorithm is:
    from the north, adds its own and sends the sum on. This add-and-forward occupies the datapath
    for one cycle per element and goes before the FMACs of the next token (which wait that cycle).
    Row ``rows - 1`` sends ``C[t, N_j]`` out of the south edge. The chain alternates colors 1 and 2
-   by row parity.
+   by row parity. This is ``reduce="chain"``, the default.
+
+``resident_a=True``: each core's elements of A are in its SRAM at cycle 0, as in WaferLLM's GEMV
+benchmark (x placed before the kernel starts): step 1 is skipped and a core's next element is
+always at hand. Cycles then count from the kernel's start.
+
+``reduce="tree"``: step 3 is the two-level centre-rooted tree of WaferLLM's MeshGEMV (He et al.,
+OSDI 2025), along each column (``backends/column_reduce.py`` has the plan, ``pe_tree`` the loop).
+The rows are cut into ``round(sqrt(rows))`` groups of consecutive rows (``blocks.split``), rooted at
+their centre row. Phase 1: in each group the rows above the root send south to it in a chain and
+the rows below north; the root adds the stream from below, then the one from above. Phase 2: the
+group roots do the same towards the root of the centre group, each root-to-root stream passing
+through the routers between them (one cycle per hop, no ramp); the column root adds the streams
+from below and from above and sends the column's ``nt`` sums south, through the routers below it,
+out of the south edge. Each add of an incoming stream is a pass of ``nt`` cycles of the receiving
+core's datapath (``PARTIAL_SUM_CYCLES`` per wavelet), the last pass fused with the core's send, so
+the column root takes four passes per token where a chain row takes one. The tree uses six colors
+besides A's (phase 1 two, both directions with opposite row parities; phase 2 two per direction),
+checked by ``ColumnPlan.color_conflicts``. Its phase-2 streams share link directions with the phase-1 chains
+they cross: a link direction carries one wavelet per cycle whatever its color, and the phase-1
+wavelet goes first (``pe_tree``).
 
 How the simulator models it (``pe_fabric`` has the queues): each router has, per color, an input
 queue of ``PE_QUEUE_DEPTH`` wavelets, and each core an input queue of the same depth per color. In
 one cycle a wavelet moves at most one stage: router to next router (one hop, ``HOP_CYCLES``),
 router to its core or core to its router (the ramp, ``RAMP_CYCLES``). A wavelet moves only if
 the receiving queue had room at the start of the cycle (credit flow control: back-pressure), and
-a multicast only if all its receivers had. Each link direction carries one color here, so one
-wavelet per link per cycle holds by construction. All decisions of a cycle are taken from the
-state at its start and then applied together, so the order in which cores are visited is moot.
+a multicast only if all its receivers had. In the chain each link direction carries one color, so
+one wavelet per link per cycle holds by construction; the tree arbitrates shared links. The ramp
+from a router to its core carries each color on its own queue (A and partial sums at once, as
+before). All decisions of a cycle are taken from the state at its start and then applied together,
+so the order in which cores are visited is moot.
 
 Payloads. Timing and numbers are kept apart, as a wavelet's payload never changes its timing.
 A queue is a count: the A wavelets of row i are ``A[t, K_i]`` in a fixed order, so nothing is
@@ -46,7 +68,9 @@ sums into its own ring of ``ring_tokens`` slots (more than the three queues betw
 can hold, so no slot is overwritten before it is read); the south edge reads the last row's ring
 as each wavelet arrives and assembles C from them. So every element of C is the float32 sum,
 top row to bottom, of the partial sums that travelled down its column; the f16 of a real run
-would change only the lanes, which ``lanes`` carries.
+would change only the lanes, which ``lanes`` carries. The tree does the same per pass: the first
+wavelet of a pass adds its sender's sums of that token, and the last pass writes the core's ring
+(``pe_tree``); each element of C is then the float32 sum in the tree's order.
 
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
 slicing, cores that act in a cycle by ``flatnonzero``); there is no Python loop over cores.
@@ -60,10 +84,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import assumptions as A
+from ..backends.column_reduce import CHAIN, REDUCES, plan
 from ..backends.datapath import Datapath
 from ..errors import UsageError
-from .pe_fabric import Fabric
+from .pe_fabric import Fabric, TreeFabric
+from .pe_fmac import Fmacs, partial_sums, uint
 from .pe_layout import Layout, layout
+from .pe_tree import run_tree
 
 if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
     raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
@@ -80,7 +107,7 @@ class PeResult:
     cols: int
     wall_s: float
     sram_bytes_per_core: int
-    fabric: Fabric  # final queue state and the per-router counters
+    fabric: Fabric | TreeFabric  # final queue state and the per-router counters
     violations: tuple[str, ...]  # conservation failures (empty when no wavelet was lost or duplicated)
 
     @property
@@ -94,18 +121,22 @@ class PeResult:
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
                   depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
-                  max_cycles: int | None = None) -> PeResult:
+                  max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False) -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
-    ``check`` verifies every queue's occupancy every cycle (slower). ``sram_bytes``, if given, is
-    the SRAM a core may use; a tile that does not fit is a ``UsageError``.
+    ``reduce``: ``"chain"`` or ``"tree"`` (``backends/column_reduce.py``). ``resident_a``: each
+    core's elements of A are in its SRAM at cycle 0 (no injection, no row multicast). ``check``
+    verifies every queue's occupancy every cycle (slower). ``sram_bytes``, if given, is the SRAM a
+    core may use; a tile that does not fit is a ``UsageError``.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
+    if reduce not in REDUCES:
+        raise ValueError(f"unknown reduce {reduce!r}: use one of {', '.join(REDUCES)}")
     t0 = time.perf_counter()
     (m, k), n = np.shape(a), np.shape(w)[1]
-    need = core_sram_bytes(k, n, rows, cols, depth)
+    need = core_sram_bytes(k, n, rows, cols, depth, m=m, reduce=reduce, resident_a=resident_a)
     if sram_bytes is not None and need > sram_bytes:
         raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of W per core needs {need} bytes "
                          f"of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
@@ -114,20 +145,35 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         raise UsageError(f"the PE simulator would hold {held / 2**30:.1f} GiB of partial sums (rows x m x n); "
                          f"simulate fewer tokens (m) at a time")
     lay = layout(a, w, rows, cols, lanes)
-    fabric = Fabric.empty(lay.rows, lay.cols)
-    sink, cycles, progress = _run(lay, fabric, depth, A.PE_ACC_BUFFERS, check, max_cycles)
-    a_done, sums_done = progress
+    nbuf = A.PE_ACC_BUFFERS
+    if reduce == CHAIN:
+        fabric = Fabric.empty(lay.rows, lay.cols)
+        sink, cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a)
+        bad = fabric.violations(a_done, sums_done, resident_a)
+    else:
+        fabric = TreeFabric.empty(lay.rows, lay.cols)
+        p = plan(lay.rows, reduce)
+        sink, cycles, progress = run_tree(lay, fabric, p, depth, nbuf, check, max_cycles or _max_cycles(lay, 4),
+                                          resident_a, _rings(p, depth, int(lay.nt.min())))
+        bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=lay.assemble(sink), cycles=cycles, rows=lay.rows, cols=lay.cols,
-                    wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric,
-                    violations=tuple(fabric.violations(a_done, sums_done)))
+                    wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad))
 
 
-def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH) -> int:
+def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH, *, m: int = 1,
+                    reduce: str = CHAIN, resident_a: bool = False) -> int:
     """SRAM (f32 words) the busiest core keeps: its W tile, its partial-sum buffers and the ring
-    of the sums it has sent (the payloads of its wavelets in flight)."""
+    of the sums it has sent (the payloads of its wavelets in flight); with ``resident_a``, also its
+    elements of A for all ``m`` tokens."""
     rows, cols = min(rows, k), min(cols, n)
     kt, nt = -(-k // rows), -(-n // cols)
-    return 4 * nt * (kt + A.PE_ACC_BUFFERS + ring_tokens(depth, n // cols))
+    ring = max(_rings(plan(rows, reduce), depth, n // cols)) if reduce != CHAIN else ring_tokens(depth, n // cols)
+    return 4 * nt * (kt + A.PE_ACC_BUFFERS + ring) + (4 * m * kt if resident_a else 0)
+
+
+def _rings(p, depth: int, nt_min: int) -> tuple[int, int]:
+    """Slots of the tree's rings: phase 1 (neighbours), phase 2 (its longest stream)."""
+    return ring_tokens(depth, nt_min), ring_tokens(depth, nt_min, p.max_hops)
 
 
 def simulate_gemv(x: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, **kw) -> PeResult:
@@ -135,44 +181,30 @@ def simulate_gemv(x: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     return simulate_gemm(np.asarray(x).reshape(1, -1), w, rows, cols, lanes, **kw)
 
 
-def ring_tokens(depth: int, nt_min: int) -> int:
-    """Slots of the ring of sent partial sums: more tokens than can be between a core and the
-    core (or edge) below it, whose three queues hold at most ``3 * depth`` wavelets."""
-    return -(-(3 * depth + 1) // nt_min) + 1
+def ring_tokens(depth: int, nt_min: int, hops: int = 1) -> int:
+    """Slots of the ring of sent partial sums: more tokens than can be between a core and its
+    receiver ``hops`` links away (or the edge), whose ``hops + 2`` queues hold at most
+    ``(hops + 2) * depth`` wavelets (for the chain, three queues)."""
+    return -(-((hops + 2) * depth + 1) // nt_min) + 1
 
 
-def _uint(top: int) -> type:
-    """The narrowest unsigned dtype holding 0..top: same-dtype NumPy adds are the fastest."""
-    return next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
-
-
-def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None):
+def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None, resident: bool):
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
-    N, ktmax, ntmax = R * C, lay.ktmax, lay.ntmax
-    if max_cycles is None:  # a generous bound: reaching it means the simulator deadlocked
-        max_cycles = 10 * (m * (ktmax * int(lay.first_cycles.max()) + ntmax) + 4 * (R + C)) + 1000
-    qa, ia, orq, rn, ir = f.queues()
-    inj, sunk, tk = f.injected, f.sunk, f.ticks
-    row_in, row_out = tk["row_in"], tk["row_out"]
+    N, ntmax = R * C, lay.ntmax
+    if max_cycles is None:
+        max_cycles = _max_cycles(lay, 1)
+    fm = Fmacs(lay, f, D, nbuf, resident)
+    ahead = fm.ahead
+    orq, rn, ir = f.col_ramp_q, f.col_north_q, f.col_core_q
+    sunk, tk = f.sunk, f.ticks
     c_rin, c_sout, c_nin, c_rout = tk["col_ramp_in"], tk["col_south_out"], tk["col_north_in"], tk["col_ramp_out"]
-    # core progress, each in the narrowest dtype so that adding a mask (viewed as uint8) is cheap
-    kdt, ndt, wdt = _uint(ktmax), _uint(ntmax), _uint(int(lay.first_cycles.max()))
-    kt, kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
+    ndt = uint(ntmax)
     nt, nr = lay.nt.astype(ndt), np.zeros((R, C), ndt)  # partial sums per token; sent of this one
-    pe, first = lay.fmac_cycles.astype(wdt), lay.first_cycles.astype(wdt)
-    need, work = first.copy(), np.zeros((R, C), wdt)  # cycles of the element at the queue head; done
-    ahead = np.zeros((R, C), np.uint8)  # tokens FMAC'd but not yet reduced: 0..nbuf
-    tokf = np.zeros((R, C), _uint(m))  # tokens whose FMACs are done
     tokr = np.zeros(N, np.int64)  # tokens whose reduce has started
     b = lambda: np.zeros((R, C), bool)
-    go, mv, dl, fa, act, pop, t1, t2 = b(), b(), b(), b(), b(), b(), b(), b()
-    go8, mv8, dl8, fa8, act8, pop8, t28 = (x.view(np.uint8) for x in (go, mv, dl, fa, act, pop, t2))
-    # Payloads. The FMACs: the partial sums of core (i, j) for token t are A[t, K_i] times its
-    # tile; for all cores and tokens that is one matmul of each row's A stream by the row's tiles.
-    # Core f's sums of token t start at pbase[f] + t * width of the flat (rows, m, width) array.
-    width = lay.n + ntmax
-    partials = np.matmul(lay.a_stream, lay.w_panels).ravel()
-    pbase = np.repeat(np.arange(R) * m * width, C) + np.tile(lay.n_offsets, R)
+    go, mv, dl, t1, t2 = b(), b(), b(), b(), b()
+    go8, mv8, dl8, t28 = (x.view(np.uint8) for x in (go, mv, dl, t2))
+    partials, pbase, width = partial_sums(lay)  # the FMAC results of all cores and tokens (pe_fmac)
     lane = np.arange(ntmax)
     # The sums a core sends for token t are written (all nt of them) into its ring slot t % T
     # when it sends the first: core f's ring is sums[f + C]; sums[0:C] stay zero, the "north" of row 0.
@@ -180,8 +212,6 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
     sums = np.zeros(((N + C) * T, ntmax), np.float32)  # core f's slot s at (f + C) * T + s
     sink = np.zeros((C, m * ntmax), np.float32)
     last_nt, last_ring = lay.nt[-1], N + np.arange(C)
-    tot_a = m * lay.kt[:, 0]
-    fmac_left = m * N  # (core, token) pairs whose FMACs are still to do
     out_left = m * lay.n
     moving = False  # any wavelet on the column colors yet (before the first reduce: nothing to move)
     cycle = 0
@@ -203,40 +233,8 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
             np.greater(rn, 0, out=dl)  # north queue -> core queue
             np.less(ir, D, out=t1)
             dl &= t1
-        if fmac_left:
-            np.greater(qa, 0, out=fa)  # row multicast: to the core queue and (but the last column) east
-            np.less(ia, D, out=t1)
-            fa &= t1
-            np.less(qa, D, out=t1)
-            fa[:, :-1] &= t1[:, 1:]
-            fi = (inj < tot_a) & (qa[:, 0] < D)  # edge injectors
-            np.greater(ia, 0, out=act)  # FMAC: an element at the queue head, a free buffer ...
-            np.less(ahead, nbuf, out=t1)
-            act &= t1
-            np.greater(act, go, out=act)  # ... and the datapath not taken by the reduce
-            # -- apply: row color --
-            qa -= fa8
-            qa[:, 1:] += fa8[:, :-1]
-            qa[:, 0] += fi
-            ia += fa8
-            inj += fi
-            row_in[:, 1:] += fa8[:, :-1]
-            row_in[:, 0] += fi
-            row_out += fa8
-            # -- apply: FMACs; the element leaves the queue when its cycles are done --
-            work += act8
-            np.greater_equal(work, need, out=pop)
-            kk += pop8
-            np.copyto(work, 0, where=pop)  # work == need
-            np.copyto(need, pe, where=pop)
-            ia -= pop8
-            np.equal(kk, kt, out=t2)
-            if t2.any():  # last element of a token: its partial sums are done
-                tokf += t28
-                ahead += t28
-                np.copyto(kk, 0, where=t2)
-                np.copyto(need, first, where=t2)
-                fmac_left -= int(np.count_nonzero(t2))
+        if fm.left:  # the row multicast and the FMACs (pe_fmac), the datapath not taken by the reduce
+            fm.step(go)
         # -- apply: column reduce; the first wavelet of a token computes all its sums --
         if go.any():
             np.equal(nr, 0, out=t2)
@@ -275,4 +273,10 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
             f.check_bounds(D)
     f.flush()
     tr = tokr.reshape(R, C)  # reduces started
-    return sink, cycle, (tokf.astype(np.int64) * lay.kt + kk, (tr - (nr > 0)) * lay.nt + nr)
+    return sink, cycle, (fm.consumed(), (tr - (nr > 0)) * lay.nt + nr)
+
+
+def _max_cycles(lay: Layout, passes: int) -> int:
+    """A generous bound: reaching it means the simulator deadlocked."""
+    R, C, m = lay.rows, lay.cols, lay.m
+    return 10 * (m * (lay.ktmax * int(lay.first_cycles.max()) + passes * lay.ntmax) + 4 * (R + C)) + 1000

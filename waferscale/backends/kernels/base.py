@@ -13,7 +13,8 @@ kernel class states, in one place:
 
 Every chunk's cycles are at least its roofline (``roofline_cycles``): the bound from the
 rectangle's peak FMAC rate, its SRAM ports (reads and writes apart: two read ports, one write
-port), the ramps that deliver wavelets to its cores, and the links crossing its perimeter. The kernel models only ever add to that bound.
+port), the ramps that deliver wavelets to its cores, and the links crossing its perimeter. The
+kernel models only ever add to that bound.
 
 ``RULES`` maps an op kind (or a whole category, such as ``elementwise``) to the function that
 builds its kernel; each kernel module registers its own with ``@lowers``.

@@ -1,0 +1,244 @@
+"""The PE-level simulator's tree reduce: the partial sums of each column of cores reduced by the
+plan of ``backends/column_reduce.py`` (the two-level centre-rooted tree; the chain, as a plan, runs
+here too and takes exactly the cycles of ``pe_sim``'s own chain loop), cycle by cycle over the
+whole grid, A fed by ``pe_fmac``.
+
+A core's reduce of a token is a short program of passes of ``nt`` wavelets, one per cycle (it takes
+the datapath before the FMACs): a pass adds the wavelet at the head of one input queue to the
+core's partial sum; the last pass also puts the sum on the ramp to the router (add and forward);
+a core with no input only sends. A pass waits when its wavelet has not arrived or (the last) when
+the ramp queue is full.
+
+The fabric (``TreeFabric``) has, per stream kind, an input queue at each router and a queue to each
+core. In one cycle a wavelet moves at most one stage: the ramp up, one link, or the ramp down. A
+router either gives a kind to its core or passes it on to the next router (phase-2 streams between
+the roots, and the column root's sums on their way south to the edge), with the credit rule of
+``pe_sim``. A link direction carries one wavelet per cycle whatever its color: where a phase-1
+and a phase-2 stream both want it (the phase-2 streams cross the halves of groups whose phase-1
+chain flows the same way), the phase-1 wavelet goes first (a fixed priority of colors: an
+assumption, as the SDK says only that colors share the link and that one color's congestion does
+not block another). Within a token the wait costs nothing a root needs, as a root adds its group's
+streams, the ones in the way, before the phase-2 ones; with several tokens in flight the next
+token's phase-1 wave can hold up this token's phase-2 stream (the tile level does not model that).
+A fair round robin was tried too: it spreads that cost over both phases, and the GEMV is then no
+longer exactly the tile level's critical path. ``TreeFabric.contended`` counts the waits; with
+``check`` every cycle asserts that no link direction carried two wavelets.
+
+Numbers: at the first wavelet of each pass the core adds (in float32) the sums its sender put on
+the wire for that token, kept in the sender's ring (a ring per phase-1 sender and per root, each
+with more slots than tokens can be in flight on its longest stream); the south edge reads the
+column root's ring as its wavelets arrive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan
+from .pe_fabric import TreeFabric
+from .pe_fmac import Fmacs, partial_sums, uint
+from .pe_layout import Layout
+
+
+def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
+             resident: bool, rings: tuple[int, int]):
+    """Simulate until the south edge has every element of C. ``rings``: slots of the phase-1 and
+    the phase-2 rings of sent sums. Returns the sink, the cycles and the cores' progress."""
+    R, C, m, D = lay.rows, lay.cols, lay.m, depth
+    N, ntmax = R * C, lay.ntmax
+    fm = Fmacs(lay, f, D, nbuf, resident)
+    ahead = fm.ahead
+    rq, iq, cq = f.ramp_q, f.in_q, f.core_q
+    tk = f.ticks
+    t_rin, t_lout, t_lin, t_rout = tk["ramp_in"], tk["link_out"], tk["link_in"], tk["ramp_out"]
+
+    # -- the plan, per row, spread over the columns --
+    grid = lambda per_row, dt=bool: np.repeat(np.asarray(per_row, dt)[:, None], C, axis=1)
+    snd = np.stack([grid([plan.out[r] == k for r in range(R)]) for k in range(4)])  # the kind each core sends
+    thr = np.zeros((4, R, C), bool)  # routers that pass a kind on
+    for k in (S2, N2):
+        thr[k, list(plan.through(k))] = True
+    dlv = np.stack([grid([k in plan.ins[r] for r in range(R)]) for k in range(4)])  # routers that deliver it
+    optab = np.full((R, 5), -1, np.int8)  # the input kind of each pass (-1: none; only a lone send)
+    for r in range(R):
+        optab[r, :len(plan.ins[r])] = plan.ins[r]
+    passes = grid([plan.passes(r) for r in range(R)], np.uint8)
+    ndt = uint(ntmax)
+    nt = lay.nt.astype(ndt)
+    opi, e = np.zeros((R, C), np.uint8), np.zeros((R, C), ndt)  # the pass under way; its wavelets done
+    inm = np.stack([grid(optab[:, 0] == k) for k in range(4)])  # the input kind of the pass under way
+    noin = grid(optab[:, 0] < 0)
+    notout = passes > 1  # the pass under way is not the last (the one that sends)
+    tokr = np.zeros(N, np.int64)  # tokens whose reduce is done
+    rowi, colj = np.divmod(np.arange(N), C)
+
+    # -- payloads --
+    partials, pbase, width = partial_sums(lay)
+    lane = np.arange(ntmax)
+    T1, T2 = rings
+    group_of = np.full(R, -1, np.int64)
+    group_of[list(plan.roots)] = np.arange(len(plan.roots))
+    p2 = snd[S2] | snd[N2]  # roots: their sums go to the phase-2 ring, the others' to the phase-1 ring
+    ring1 = np.zeros((N, T1, ntmax), np.float32)
+    ring2 = np.zeros((len(plan.roots) * C, T2, ntmax), np.float32)
+    my2 = group_of[rowi] * C + colj  # a root's slot row in ring2
+    src = np.array(plan.src, np.int64)  # (rows, 4): sender row per kind
+    acc = np.zeros((N, ntmax), np.float32)  # the sum a core is building for the token under way
+    top2 = plan.roots.index(plan.top) * C + np.arange(C)
+    sink = np.zeros((C, m * ntmax), np.float32)
+    last_nt, sunk = lay.nt[-1], f.sunk
+
+    b = lambda *s: np.zeros((*s, R, C), bool)
+    go, pos, t1, t2, m1s, m2s, m1n, m2n, ok = b(), b(), b(), b(), b(), b(), b(), b(), b()
+    has, dl, take = b(4), b(4), b(4)
+    go8 = go.view(np.uint8)
+    out_left = m * lay.n
+    moving = False
+    cycle = 0
+    while out_left:
+        if cycle >= max_cycles:
+            raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
+        if cycle % 255 == 254:
+            f.flush()
+        # -- decisions, all from the state at the start of the cycle --
+        np.greater(ahead, 0, out=go)  # a pass: a token's FMACs are done ...
+        if moving:
+            np.greater(cq, 0, out=has)  # ... its input wavelet has arrived (or it has none) ...
+            has &= inm
+            np.logical_or(has[0], has[1], out=ok)
+            ok |= has[2]
+            ok |= has[3]
+            ok |= noin
+            go &= ok
+            np.less(rq, D, out=t1)  # ... and, the last pass, the ramp queue has room
+            t1 |= notout
+            go &= t1
+            np.greater(rq, 0, out=pos)
+            # links south (the last row's: the south edge) and north; phase 1 first
+            np.logical_and(snd[S1], pos, out=m1s)
+            np.less(iq[S1, 1:], D, out=t1[:-1])
+            m1s[:-1] &= t1[:-1]
+            np.greater(iq[S2], 0, out=m2s)
+            m2s &= thr[S2]
+            np.logical_and(snd[S2], pos, out=t1)
+            m2s |= t1
+            np.less(iq[S2, 1:], D, out=t1[:-1])
+            m2s[:-1] &= t1[:-1]
+            np.logical_and(snd[N1], pos, out=m1n)
+            np.less(iq[N1, :-1], D, out=t1[1:])
+            m1n[1:] &= t1[1:]
+            np.greater(iq[N2], 0, out=m2n)
+            m2n &= thr[N2]
+            np.logical_and(snd[N2], pos, out=t1)
+            m2n |= t1
+            np.less(iq[N2, :-1], D, out=t1[1:])
+            m2n[1:] &= t1[1:]
+            m2n[0] = False
+            np.logical_and(m1s, m2s, out=t1)
+            t1 |= m1n & m2n
+            if t1.any():  # one link direction, two colors: the phase-1 wavelet goes first
+                f.contended += int(np.count_nonzero(t1))
+                m2s &= ~m1s
+                m2n &= ~m1n
+            if check and ((m1s & m2s).any() or (m1n & m2n).any()):
+                raise AssertionError(f"cycle {cycle}: a link direction carried two wavelets")
+            np.greater(iq, 0, out=dl)  # router -> core
+            np.less(cq, D, out=take)
+            dl &= take
+            dl &= dlv
+        else:
+            go &= noin  # nothing has arrived anywhere yet
+            go &= ~notout
+        if fm.left:  # the row multicast and the FMACs (pe_fmac), the datapath not taken by the reduce
+            fm.step(go)
+        # -- apply: passes --
+        if go.any():
+            np.equal(e, 0, out=t2)
+            t2 &= go
+            if t2.any():  # the first wavelet of a pass: its numbers
+                _numbers(np.flatnonzero(t2), opi, notout, optab, rowi, colj, tokr, src, group_of, p2, my2, C,
+                         acc, partials, pbase, width, lane, ring1, ring2, T1, T2)
+            np.logical_and(go, ~notout, out=t1)  # the last pass sends
+            rq += t1.view(np.uint8)
+            t_rin += snd & t1
+            np.logical_and(inm, go, out=take)
+            cq -= take.view(np.uint8)
+            e += go8
+            np.equal(e, nt, out=t2)
+            if t2.any():  # a pass is done: the next one, or the next token
+                idx = np.flatnonzero(t2)
+                e.flat[idx] = 0
+                o = opi.flat[idx] + 1
+                done = o == passes.flat[idx]
+                o[done] = 0
+                opi.flat[idx] = o
+                tokr[idx[done]] += 1
+                ahead.flat[idx[done]] -= 1
+                kind = optab[rowi[idx], o]
+                for k in range(4):
+                    inm[k].flat[idx] = kind == k
+                noin.flat[idx] = kind < 0
+                notout.flat[idx] = o + 1 < passes.flat[idx]
+            moving = True
+        # -- apply: links and ramps --
+        if moving:
+            rq -= (m1s | m2s & snd[S2] | m1n | m2n & snd[N2]).view(np.uint8)
+            iq[S2] -= (m2s & thr[S2]).view(np.uint8)
+            iq[N2] -= (m2n & thr[N2]).view(np.uint8)
+            for k, mv in ((S1, m1s), (S2, m2s)):
+                iq[k, 1:] += mv[:-1].view(np.uint8)
+                t_lin[k, 1:] += mv[:-1].view(np.uint8)
+                t_lout[k] += mv.view(np.uint8)
+            for k, mv in ((N1, m1n), (N2, m2n)):
+                iq[k, :-1] += mv[1:].view(np.uint8)
+                t_lin[k, :-1] += mv[1:].view(np.uint8)
+                t_lout[k] += mv.view(np.uint8)
+            iq -= dl.view(np.uint8)
+            cq += dl.view(np.uint8)
+            t_rout += dl.view(np.uint8)
+            if m2s[-1].any():  # the south edge
+                js = np.flatnonzero(m2s[-1])
+                s, w = sunk[js], last_nt[js]
+                sink[js, s] = ring2[top2[js], (s // w) % T2, s % w]
+                sunk[js] += 1
+                out_left -= js.size
+        cycle += 1
+        if check:
+            f.check_bounds(D)
+    f.flush()
+    # progress from the cores' own counters: wavelets sent and consumed per kind
+    tr = tokr.reshape(R, C)
+    sent = tr * lay.nt + np.where(notout, 0, e)
+    consumed = np.zeros((4, R, C), np.int64)
+    for k in range(4):
+        for o in range(4):
+            at = grid(optab[:, o] == k)
+            consumed[k] += at * (tr * lay.nt + np.where(opi > o, lay.nt, np.where(opi == o, e, 0)))
+    return sink, cycle, (fm.consumed(), sent, consumed, snd)
+
+
+def _numbers(idx, opi, notout, optab, rowi, colj, tokr, src, group_of, p2, my2, C, acc, partials, pbase, width,
+             lane, ring1, ring2, T1, T2) -> None:
+    """The cores ``idx`` start a pass: the first pass starts the sum from the core's own partial
+    sums; a pass with an input adds the sums its sender sent for this token; the last pass puts
+    the sum in the core's ring, for its receiver (or the south edge) to read."""
+    o, t = opi.flat[idx], tokr[idx]
+    first = o == 0
+    if first.any():
+        i = idx[first]
+        acc[i] = partials[(pbase[i] + tokr[i] * width)[:, None] + lane]
+    kind = optab[rowi[idx], o]
+    for k in range(4):
+        sel = kind == k
+        if sel.any():
+            i, s = idx[sel], src[rowi[idx[sel]], k]
+            if k in (S1, N1):
+                acc[i] += ring1[s * C + colj[i], t[sel] % T1]
+            else:
+                acc[i] += ring2[group_of[s] * C + colj[i], t[sel] % T2]
+    last = ~notout.flat[idx]
+    if last.any():
+        i, tl = idx[last], t[last]
+        two = p2.flat[i]
+        ring1[i[~two], tl[~two] % T1] = acc[i[~two]]
+        ring2[my2[i[two]], tl[two] % T2] = acc[i[two]]
