@@ -98,7 +98,8 @@ def published_cycles(anchor: dict) -> float:
 def table() -> list[dict]:
     rows = []
     for a in load()["anchors"]:
-        name = f"{a['op']} {a.get('m', '')}x{a.get('k', '')}x{a.get('n', '')} {a['dtype']}" if "k" in a else a["op"]
+        name = (f"{a['op']} {a['m']}x{a['k']}x{a['n']} {a['dtype']}" if "k" in a else
+                f"{a['op']} {'x'.join(map(str, a.get('grid', [])))} {a['dtype']}")
         row = {"case": name, "op": a["op"], "dtype": a["dtype"], "source": a["source"],
                "published_seconds": a["seconds"], "published_cycles": round(published_cycles(a))}
         if a["op"] not in ("gemv", "gemm"):

@@ -79,11 +79,12 @@ token's phase-1 wave then holds up this token's phase-2 stream, which the walk d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import ceil
 
 from . import assumptions as A
 from .blocks import block, split
-from .column_reduce import CHAIN, ColumnPlan, plan
+from .column_reduce import CHAIN, TREE, ColumnPlan, plan
 from .datapath import Datapath, as_datapath
 
 MAX_TOKENS = 64  # the tree's tile time follows at most this many tokens one by one, then extrapolates
@@ -136,6 +137,24 @@ def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | fl
     descent = (rows - 1) * (A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES)
     fill = last + edges + descent
     return GemmTime(step=step, fill=fill, tokens=m)
+
+
+@lru_cache(maxsize=4096)
+def fastest(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, resident_a: bool = False
+            ) -> tuple[str, GemmTime]:
+    """The kernel choice lowering makes: the column reduce (``REDUCES``) whose total for ``m``
+    tokens is the least, and its time. The tree is walked only when it could win: its root's
+    passes alone take ``m`` times its period, and when that is no less than the chain's total (many
+    tokens: the tree's root adds four streams per token, a chain's core one) it cannot."""
+    best = (CHAIN, gemm_time(m, k, n, rows, cols, dp, resident_a=resident_a))
+    r, c = min(rows, k), min(cols, n)
+    kt, nt = block(k, r), block(n, c)
+    root = plan(r, TREE).passes(plan(r, TREE).top) if r > 1 else 1
+    if r > 1 and m * (A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + root * nt) < best[1].total:
+        tree = gemm_time(m, k, n, rows, cols, dp, reduce=TREE, resident_a=resident_a)
+        if tree.total < best[1].total:
+            best = (TREE, tree)
+    return best
 
 
 def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: ColumnPlan,

@@ -97,7 +97,9 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
     for link in colors:
         row, col, _ = link
         if col >= 0 and owner[row, col] >= 0:
-            colors[link] += prog.kernels[owner[row, col]].model.colors
+            k = owner[row, col]
+            r = rects[k]
+            colors[link] += prog.kernels[k].model.colors_at(r.rows, r.cols, placement.machine)
     worst = max(colors.items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0))
     if worst[1] > placement.machine.colors:
         (row, col, d), n = worst

@@ -46,6 +46,7 @@ def placement_json(s: CompileState) -> dict:
             "id": k.id, "name": k.name, "op": k.op.kind, "computes": label(k.op), "value": k.op.result.name,
             "loc": g.loc(k.op.result),
             "decomposition": k.model.decomposition,
+            "algorithm": k.model.algorithm(r.rows, r.cols, m),
             "rect": {"row": r.row, "col": r.col, "rows": r.rows, "cols": r.cols}, "cores": r.cores,
             "sram_bytes_per_core": dict(sram, total=sum(sram.values())),
             "sram_fraction": sum(sram.values()) / m.sram_bytes,

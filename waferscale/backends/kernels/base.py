@@ -118,6 +118,14 @@ class Kernel:
         c = self.chunk(rows, cols, p0, p1, machine)
         return c.cycles, c.bound
 
+    def algorithm(self, rows: int, cols: int, machine: Machine) -> str:
+        """The kernel choice made on a rows x cols rectangle, for people (empty when it has none)."""
+        return ""
+
+    def colors_at(self, rows: int, cols: int, machine: Machine) -> int:
+        """The colors its algorithm uses on a rows x cols rectangle (a kernel choice may add some)."""
+        return self.colors
+
     def queues(self) -> int:
         return self.colors * A.QUEUE_BYTES_PER_COLOR
 

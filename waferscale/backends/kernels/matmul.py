@@ -31,12 +31,14 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices, split
+from ..column_reduce import TREE
 from ..datapath import accumulator_bytes
-from ..gemm import gemm_time
+from ..gemm import fastest
 from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
 
 STATS = 2  # the layernorm statistics a row's cores add to their outputs: mean and sum of squared deviations
+TREE_EXTRA_COLORS = 4  # the tree reduce takes six colors (column_reduce.py), the chain two
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,19 @@ class Gemm(Kernel):
         """(K, N) of the plain GEMM this kernel costs as (module docstring)."""
         return self.k + self.tail(), self._n()
 
+    def reduce(self, rows, cols, machine) -> str:
+        """The column reduce lowering picks on this rectangle (``gemm.fastest``): the chain, or
+        WaferLLM's two-level tree where a sample has so few tokens that its latency wins."""
+        return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[0]
+
+    def algorithm(self, rows, cols, machine) -> str:
+        return f"{self.reduce(rows, cols, machine)} reduce"
+
+    def colors_at(self, rows, cols, machine) -> int:
+        return self.colors + (TREE_EXTRA_COLORS if self.reduce(rows, cols, machine) == TREE else 0)
+
     def _time(self, rows, cols, machine):
-        return gemm_time(1, *self.dims(), rows, cols, machine.datapath(self.dtype))
+        return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[1]
 
     def sram(self, rows, cols):
         k, n = self.dims()
@@ -94,7 +107,9 @@ class Gemm(Kernel):
             "activations_in": 2 * kt * self.elem + (2 * epi.streams * nt * self.elem if epi else 0),
             "activations_out": nt * self.elem,
             "partial_sums": 2 * nt * accumulator_bytes(self.dtype),  # own and incoming
-            "fabric_queues": self.queues(),
+            # the queues of the tree's colors, whichever reduce the rectangle picks (a bound: sram
+            # does not know the machine the choice depends on)
+            "fabric_queues": self.queues() + TREE_EXTRA_COLORS * A.QUEUE_BYTES_PER_COLOR,
         }
 
     def work(self, p0, p1):

@@ -66,6 +66,14 @@ def element_cycles(kind: str) -> float:
 
 
 REDUCES = frozenset({"layernorm", "softmax", "reduce_sum", "reduce_mean", "reduce_max"})
+# Vector instructions per token on a core, each paying VECTOR_OP_CYCLES: an elementwise op or a
+# reduction is one pass over the core's block; softmax four (max, subtract and exp, sum, scale).
+# Layernorm counts its own (layernorm_tasks).
+VECTOR_PASSES = {"softmax": 4}
+
+
+def vector_passes(kind: str) -> int:
+    return VECTOR_PASSES.get(kind, 1)
 
 # Layernorm on a row of cores: the algorithm of the module docstring, which the PE level
 # (runtime/pe_rowwise.py) runs cycle by cycle.
@@ -160,8 +168,8 @@ class Rowwise(Kernel):
             return _along(curve, p1 / self.tokens) - _along(curve, p0 / self.tokens)
         ft = block(self.features, min(cols, self.features))
         lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
-        per_token = max(ceil(ft / lanes) * element_cycles(self.op) + A.TASK_OVERHEAD_CYCLES,
-                        ft * self.inputs, ft)
+        per_token = max(ceil(ft / lanes) * element_cycles(self.op) + A.TASK_OVERHEAD_CYCLES
+                        + vector_passes(self.op) * A.VECTOR_OP_CYCLES, ft * self.inputs, ft)
         return (p1 - p0) * per_token / min(rows, self.tokens)
 
     def fill(self, rows, cols, machine):
