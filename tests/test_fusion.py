@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from waferscale.backends import assumptions as A
 from waferscale.backends.kernels import Gemm
 from waferscale.backends.machine import WSE2
 from waferscale.driver import run_passes
@@ -123,12 +124,14 @@ def test_an_epilogue_costs_the_last_row_a_few_rows_of_k_and_a_folded_layernorm_t
                  norm=True)
     assert fused.dims() == (768 + 4 + 3, 3072 + 2)
     lanes = WSE2.lanes("f16")
-    for (rows, cols), most in (((83, 46), 1.03), ((8, 8), 1.03), ((768, 96), 1.25)):
+    # (768 rows for K = 768: one K element a row; the 7 of the tail give 7 rows two, each paying the
+    # vector instruction's overhead too: the worst case of the split)
+    for (rows, cols), most in (((83, 46), 1.03), ((8, 8), 1.03), ((768, 96), 1.5)):
         a, b = plain.cycles(rows, cols, 0, 64, WSE2)[0], fused.cycles(rows, cols, 0, 64, WSE2)[0]
         # had the last row done the epilogue and the normalization alone, each token would cost it
         # 4 + 2 passes over its outputs and an rsqrt more; the K split spreads that over the rows
         f = math.ceil(math.ceil(3074 / cols) / lanes)
-        alone = a + 64 * (f * (4 + 2) + 4)
+        alone = a + 64 * (f * (4 + 2) + 4 + 3 * A.VECTOR_OP_CYCLES)
         assert a <= b < alone and b <= most * a, (rows, cols, a, b, alone)
     residual = Gemm(tokens=64, dtype="f16", elem=2, k=64, n=64, bias=True, flops_per_token=0.0,
                     epilogue=Epilogue(("add",), 1, 1, params=0, streams=1))

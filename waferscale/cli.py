@@ -169,7 +169,7 @@ def cmd_simulate_kernel(args) -> int:
 
     import numpy as np
 
-    from .backends.gemm import gemm_time
+    from .backends.gemm import fastest, gemm_time
     from .backends.machine import get_machine
 
     m = 1 if args.kind == "gemv" else args.m
@@ -185,7 +185,13 @@ def cmd_simulate_kernel(args) -> int:
     head = (f"{args.kind} [{m}x{args.k}] @ [{args.k}x{args.n}] on {machine.name} ({machine.rows}x{machine.cols}; "
             f"{rows}x{cols} cores used), {args.dtype}: {lanes.lanes:g} FMAC lane(s) per core, {lanes.acc}-byte "
             f"accumulators, {lanes.port}-byte SRAM ports")
-    tile = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes)
+    if args.reduce == "auto":
+        reduce, tile = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)
+    else:
+        reduce = args.reduce
+        tile = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes, reduce=reduce,
+                         resident_a=args.resident_a)
+    head += f"; {reduce} reduce, A {'resident' if args.resident_a else 'streamed from the west edge'}"
     ok = True
     if args.level in ("pe", "both"):
         from .runtime.pe_sim import core_sram_bytes, simulate_gemm
@@ -198,7 +204,8 @@ def cmd_simulate_kernel(args) -> int:
         rng = np.random.default_rng(args.seed)
         a = rng.standard_normal((m, args.k), dtype=np.float32)
         w = rng.standard_normal((args.k, args.n), dtype=np.float32)
-        r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes)
+        r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
+                          reduce=reduce, resident_a=args.resident_a)
         ref = a.astype(np.float64) @ w
         err = float(np.abs(r.c - ref).max() / max(np.abs(ref).max(), 1e-30))
         ok = err <= 1e-5 and not r.violations
@@ -282,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--level", choices=["pe", "tile", "both"], default="both")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="sets the FMAC lanes")
     s.add_argument("--seed", type=int, default=0, help="seed of the random A and W")
+    s.add_argument("--reduce", choices=["auto", "chain", "tree"], default="auto",
+                   help="the column reduce: a chain down each column, WaferLLM's two-level centre-rooted "
+                        "tree, or auto (the faster at the tile level, as lowering picks); default auto")
+    s.add_argument("--resident-a", action="store_true",
+                   help="A is in the cores' SRAM at the start (as WaferLLM's GEMV benchmark), not streamed in")
     s.set_defaults(fn=cmd_simulate_kernel)
     return p
 
