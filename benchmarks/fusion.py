@@ -60,8 +60,9 @@ def main() -> None:
     lines = [f"# What fusion is worth (layer-pipelined, batch {a.batch}, f16)", "",
              f"Command: `{cmd}` on {machine}.", "",
              f"Each model compiled twice, layer-pipelined: `-p {UNFUSED}` and `-p {FUSED}` (with fuse's default "
-             "options: epilogues and layernorm prologues). Simulated figures (tile-level model; the clock and fabric "
-             "figures are the assumptions in waferscale/backends/assumptions.py). flow MB: the bytes the flows "
+             "options: epilogues and layernorm prologues). Simulated figures (tile-level model; its assumed figures "
+             "are in waferscale/backends/assumptions.py, its calibration in "
+             "benchmarks/results/hardware_fidelity.md). flow MB: the bytes the flows "
              "between kernels carry in the whole run; GB-hops: the same times the hops each travels; SRAM: the "
              "largest per core. ms and M tok/s: the whole batch with pipeline fill and drain; steady: one sample "
              "per slowest stage. fill: the critical-path latency bound of a first chunk through the pipeline.", "",

@@ -69,8 +69,9 @@ def main() -> None:
     cmd, machine = command(), results_io.machine()
     lines = [f"# Weight streaming against the batch: {a.model} on {a.target}, seq {a.seq}, f16", "",
              f"Command: `{cmd}` on {machine}.", "",
-             "Simulated figures (weight-streaming mode; the I/O rate is the machine's, 150 GB/s; clock and fabric "
-             "figures are the assumptions in waferscale/backends/assumptions.py). A block is one transformer layer: "
+             "Simulated figures (weight-streaming mode; the I/O rate is the machine's, 150 GB/s; its assumed "
+             "figures are in waferscale/backends/assumptions.py, its calibration in "
+             "benchmarks/results/hardware_fidelity.md). A block is one transformer layer: "
              "its stream is its weights over the system I/O, its compute its run on the whole wafer for the whole "
              "batch. closed form: stream = weight bytes / I/O bandwidth, compute = the block's FLOPs / peak "
              "(the machine's peak_flops), a lower bound on each.", "",

@@ -50,8 +50,9 @@ def main() -> None:
     cmd, machine = command(), results_io.machine()
     lines = [f"# The zoo on the wafer (layer-pipelined, batch {a.batch}, f16)", "",
              f"Command: `{cmd}` on {machine}.", "",
-             "Simulated figures (tile-level model; clock and fabric figures are the assumptions in "
-             "waferscale/backends/assumptions.py). tokens/s is for the whole batch with pipeline fill and drain; "
+             "Simulated figures (tile-level model; its assumed figures are in waferscale/backends/assumptions.py, "
+             "its calibration in "
+             "benchmarks/results/hardware_fidelity.md). tokens/s is for the whole batch with pipeline fill and drain; "
              "steady = one sample per slowest stage. x roofline = simulated cycles / program roofline. "
              "wafer s = lower + place + route + simulate; compile s and peak RSS are the whole `wafer compile`.", "",
              "| model | target | fits | kernels | occupancy | ms | M tokens/s | steady M tokens/s | MFU "

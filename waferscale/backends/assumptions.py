@@ -11,9 +11,10 @@ WSE3_CLOCK_HZ = 1.1e9
 # WSE-3 f32 FMACs per cycle: not published; we assume a WSE-2's ratio of f32 to f16 lanes (1 : 4).
 WSE3_F32_FMACS = 2.0
 
-# Fabric latency. One cycle per hop is the SDK's description of a wavelet moving to a
-# neighbour; the router pipeline depth is not published, so each route also pays a fixed delay
-# at its source and destination ramps.
+# Fabric latency. One cycle per hop: "PE-to-PE communication latency is also one cycle" (Cerebras,
+# The Cerebras SDK: A Technical Overview, 2022, p. 3). The router pipeline depth is not published,
+# so each route between kernels also pays a fixed delay at its ramps; not calibrated (no published
+# kernel measurement crosses kernels).
 HOP_CYCLES = 1
 ROUTER_DELAY_CYCLES = 2
 
@@ -22,14 +23,18 @@ ROUTER_DELAY_CYCLES = 2
 # wavelet would double the fabric rate of f16 flows.
 ELEMENTS_PER_WAVELET = 1
 
-# Compute. A core's FMAC lanes run along the innermost (output-feature) dimension of its tile:
-# a row of n outputs takes ceil(n / lanes) cycles, so SIMD efficiency is n / (lanes * ceil(n /
-# lanes)). Each task (one token's work on one core) also pays a fixed start-up cost.
+# Compute. A core's FMAC lanes run along the innermost (output-feature) dimension of its tile: a
+# row of n outputs takes ceil(n / lanes) cycles, or longer where the SRAM ports cannot feed the
+# lanes (datapath.py). Each task (one token's work on one core) also pays a fixed start-up cost. Not
+# calibrated: the published GEMVs run one task each, so they cannot tell it from the vector
+# instructions' cost, which is fitted to them.
 TASK_OVERHEAD_CYCLES = 8
 # Every vector instruction (a DSD operation: an AXPY over a tile row, a dot product) also pays a
-# fixed issue cost before its first element. No source gives it; it is calibrated
-# (benchmarks/calibrate.py) to WaferLLM's measured MeshGEMV cycles (OSDI 2025, Table 6), whose
-# local loop is one f16 AXPY per element of x, as ours is per element of A.
+# fixed issue cost before its first element. No source gives it. Calibrated: `python
+# benchmarks/calibrate.py --fit` fits it to WaferLLM's two measured MeshGEMV cycle counts (OSDI 2025,
+# Table 6: 1,320 and 2,233 cycles), whose local loop is one f16 AXPY per element of x, as ours is per
+# element of A; at 18 the model gives +3.6% and -2.0% (benchmarks/results/hardware_fidelity.md).
+# WaferLLM names the cause: a core cannot fully overlap memory access and computation.
 VECTOR_OP_CYCLES = 18
 # The dtype each operand dtype accumulates in (datapath.py). f16 products accumulate in f16 (the
 # FMACH instruction: 4 lanes fed exactly by the SRAM ports); f32 in f32. The NumPy numbers of the
