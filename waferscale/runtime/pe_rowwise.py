@@ -70,6 +70,7 @@ import numpy as np
 from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_tasks
+from .pe_sim import PeRate
 
 if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
     raise NotImplementedError("the PE-level layernorm models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
@@ -78,7 +79,7 @@ IDLE, STAT_TASK, NORM_TASK = 0, 1, 2  # what a core's datapath is running
 
 
 @dataclass(frozen=True)
-class RowwiseResult:
+class RowwiseResult(PeRate):
     y: np.ndarray  # (m, f) float32: the layernorm as the sinks received it
     cycles: int  # from the first delivered wavelet to the last output received
     rows: int  # grid simulated: min(rows, m) x min(cols, f)
@@ -87,14 +88,6 @@ class RowwiseResult:
     busy: np.ndarray  # (rows, cols) datapath cycles of each core
     slots: int  # token buffers per core
     peak: int  # largest queue occupancy seen (with check=True)
-
-    @property
-    def pe_cycles(self) -> int:
-        return self.cycles * self.rows * self.cols
-
-    @property
-    def pe_cycles_per_s(self) -> float:
-        return self.pe_cycles / self.wall_s if self.wall_s > 0 else float("inf")
 
 
 def token_slots(f: int, cols: int) -> int:

@@ -99,16 +99,8 @@ if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stag
 MAX_PARTIALS_BYTES = 6 * 2**30  # the simulator's own memory for the FMAC results of all tokens
 
 
-@dataclass(frozen=True)
-class PeResult:
-    c: np.ndarray  # (m, n) float32: the product as the south edge received it
-    cycles: int  # from the first injected wavelet to the last one received at the south edge
-    rows: int  # grid simulated (the mesh cut to min(rows, k) x min(cols, n))
-    cols: int
-    wall_s: float
-    sram_bytes_per_core: int
-    fabric: Fabric | TreeFabric  # final queue state and the per-router counters
-    violations: tuple[str, ...]  # conservation failures (empty when no wavelet was lost or duplicated)
+class PeRate:
+    """The simulator's own speed, for a result with ``cycles``, ``rows``, ``cols`` and ``wall_s``."""
 
     @property
     def pe_cycles(self) -> int:
@@ -117,6 +109,18 @@ class PeResult:
     @property
     def pe_cycles_per_s(self) -> float:
         return self.pe_cycles / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class PeResult(PeRate):
+    c: np.ndarray  # (m, n) float32: the product as the south edge received it
+    cycles: int  # from the first injected wavelet to the last one received at the south edge
+    rows: int  # grid simulated (the mesh cut to min(rows, k) x min(cols, n))
+    cols: int
+    wall_s: float
+    sram_bytes_per_core: int
+    fabric: Fabric | TreeFabric  # final queue state and the per-router counters
+    violations: tuple[str, ...]  # conservation failures (empty when no wavelet was lost or duplicated)
 
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
