@@ -131,6 +131,28 @@ def cmd_passes(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+
+    models = bench.models_arg(args.models) if args.models else list(bench.DEFAULT_MODELS)
+    if args.batch < 1 or (args.seq is not None and args.seq < 1):
+        raise UsageError(f"--batch and --seq must be at least 1 (got {args.batch} and {args.seq})")
+    variants = bench.given(args.pipeline) if args.pipeline else bench.ablation()
+    total = len(models) * len(variants)
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="wafer bench", unit="run", disable=args.quiet, file=sys.stderr) as bar:
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update(1)
+
+        rows = bench.run(models, variants, target=args.target, batch=args.batch, seq=args.seq, progress=progress)
+    print(bench.table(rows), end="")
+    paths = bench.write(rows, Path(args.output))
+    print(f"wrote {', '.join(str(x) for x in paths)}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
@@ -270,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("passes", help="list the passes, their options and the default pipelines")
     s.set_defaults(fn=cmd_passes)
+
+    s = sub.add_parser("bench", help="benchmark the passes: an ablation of the default pipeline (or the given "
+                       "pipelines) on a set of models, as one table and bench.json/csv/png")
+    s.add_argument("--models", default=None, help="comma-separated models (default: cerebras-gpt-111m,"
+                   "cerebras-gpt-1.3b)")
+    s.add_argument("-p", "--pipeline", action="append", metavar="PIPELINE",
+                   help="a pipeline to run instead of the ablation (repeatable; each compared with the first)")
+    s.add_argument("--target", default="wse2", help="wse2 (default), wse3 or mesh:RxC[,...]")
+    s.add_argument("--batch", type=int, default=4, help="samples (default 4)")
+    s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
+    s.add_argument("-o", "--output", default="out/bench", help="output directory (default out/bench)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model")

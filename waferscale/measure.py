@@ -1,0 +1,52 @@
+"""One design point measured: a traced graph run through a pipeline on a target, reduced to the
+figures that ``wafer bench`` and ``wafer sweep`` tabulate (one flat row per point).
+
+The graph is traced once per (model, batch, seq) by the caller and reused across pipelines and
+machines: a point costs its passes, never another ``torch.export``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .errors import WaferError
+from .ir.graph import Graph
+from .passes.base import CompileState
+from .passes.pipeline import parse_pipeline, run_pipeline
+from .report.wafer import wafer_report
+
+# The row's columns, in order (a failed point has the first ones and ``error``).
+KEYS = ("model", "target", "batch", "seq", "pipeline", "mode", "ok", "error", "compile_s", "kernels", "flows",
+        "cores", "cores_used", "sram_peak_bytes_per_core", "flow_bytes", "stream_bytes", "latency_s", "seconds",
+        "tokens_per_s", "steady_tokens_per_s", "mfu", "bound")
+
+
+def measure(graph: Graph, pipeline: str, *, model: str, batch: int, seq: int, target: str) -> dict:
+    """The row of one point. A user error (does not fit, impossible mesh, bad pipeline) is a row
+    with ``ok`` false and its one-line reason, never an exception."""
+    from .backends.machine import get_machine
+
+    row = {"model": model, "target": target, "batch": batch, "seq": seq, "pipeline": pipeline}
+    t0 = time.perf_counter()
+    try:
+        passes = parse_pipeline(pipeline)
+        row["pipeline"] = ",".join(p.spec() for p in passes)
+        state = CompileState(graph, samples=batch, tokens=seq, machine=get_machine(target))
+        state, records = run_pipeline(state, passes)
+        if state.sim is None:
+            raise WaferError(f"pipeline {row['pipeline']!r} does not simulate: end it with ...,route,simulate")
+        rep = wafer_report(state)
+    except WaferError as e:
+        return row | {"ok": False, "error": str(e).splitlines()[0], "compile_s": round(time.perf_counter() - t0, 3)}
+    t, pl, m = rep["time"], rep["placement"], state.machine
+    bounds = t["kernels_by_bound"]
+    row |= {
+        "mode": rep["mode"], "ok": True, "error": "", "compile_s": round(sum(r.seconds for r in records), 3),
+        "kernels": pl["kernels"], "flows": pl["flows"], "cores": m.cores, "cores_used": pl["cores_used"],
+        "sram_peak_bytes_per_core": pl["sram_peak_bytes_per_core"], "flow_bytes": pl["flow_bytes"],
+        "stream_bytes": t["stream_bytes"], "latency_s": t["latency_seconds"], "seconds": t["seconds"],
+        "tokens_per_s": t["tokens_per_s"], "steady_tokens_per_s": t["steady_tokens_per_s"], "mfu": t["mfu"],
+        "bound": max(bounds, key=lambda b: (bounds[b], b)) if bounds else "",
+    }
+    row["pass_seconds"] = {r.name: round(r.seconds, 4) for r in records}
+    return row
