@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wafer_zoo.py
 	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/streaming.py
+	$(BIN)/wafer bench -q -o benchmarks/results/bench
+	$(BIN)/python benchmarks/calibrate.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks

@@ -11,7 +11,7 @@ optimization, the pipeline without it or with its neutral option:
 
 Sparsity (density 1.0 against 0.25) joins the set when the ``sparsify`` pass exists (issue 12).
 With ``-p`` the pipelines are the user's, each compared with the first. Rows go to ``bench.json``,
-``bench.csv`` and a bar chart ``bench.png``; the table is printed.
+``bench.csv``, the table to ``bench.txt`` and a bar chart to ``bench.png``; the table is printed.
 """
 
 from __future__ import annotations
@@ -167,11 +167,12 @@ def plot(rows: list[dict]) -> bytes:
 
 
 def write(rows: list[dict], out: Path) -> list[Path]:
-    """bench.json, bench.csv and bench.png into ``out``, all written or none."""
+    """bench.json, bench.csv, bench.txt (the printed table) and bench.png into ``out``, all written
+    or none."""
     from .report.summary import write_dir
 
     return write_dir(out, {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
-                           "bench.png": plot(rows)})
+                           "bench.txt": table(rows), "bench.png": plot(rows)})
 
 
 def models_arg(text: str) -> list[str]:
