@@ -169,10 +169,11 @@ def plot(rows: list[dict]) -> bytes:
 def write(rows: list[dict], out: Path) -> list[Path]:
     """bench.json, bench.csv, bench.txt (the printed table) and bench.png into ``out``, all written
     or none."""
-    from .report.summary import write_dir
+    from .report.summary import replace_dir
 
-    return write_dir(out, {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
-                           "bench.txt": table(rows), "bench.png": plot(rows)})
+    files = {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
+             "bench.txt": table(rows), "bench.png": plot(rows)}
+    return replace_dir(out, files, marker="bench.json")
 
 
 def models_arg(text: str) -> list[str]:

@@ -27,7 +27,7 @@ from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, CompileState, Pass, check_stag
 from .passes.base import GRAPH, SIMULATED
 from .report.mesh_plot import mesh_png
 from .report.stats import model_stats
-from .report.summary import to_json, to_text, write_dir
+from .report.summary import replace_dir, to_json, to_text
 from .report.trace import chrome_trace
 from .report.wafer import placement_json, placement_text, wafer_report
 
@@ -261,4 +261,4 @@ def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
         c.report["compile"]["peak_rss_bytes"] = peak_rss_bytes()
         return {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
 
-    return write_dir(out_dir, files, last=reports)
+    return replace_dir(out_dir, files, marker="report.json", last=reports)
