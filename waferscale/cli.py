@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 from . import __version__
+from . import limits as L
 from .errors import UsageError, WaferError
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
+EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log file
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,11 +82,17 @@ def cmd_report(args) -> int:
                          "`wafer compile -o DIR`") from None
     except json.JSONDecodeError as e:
         raise UsageError(f"{d}: a report file is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
+                         "`wafer compile -o DIR`") from None
     try:
         text = to_text(report) + (placement_text(report, pj) if pj is not None else "")
     except KeyError as e:
         raise UsageError(f"{d}/report.json lacks the key {e.args[0]!r}: was it written by an older "
                          "waferscale? compile again") from None
+    except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
+        raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
+                         "(a section is missing, null or of the wrong type); compile again") from None
     sys.stdout.write(text)
     return 0
 
@@ -153,6 +161,43 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep, summary
+    from .sweep_spec import flags_spec, load_spec, parse_spec
+
+    data, labels = flags_spec(args)
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be 0 (no Ray: one point after another) or more (got {args.workers})")
+    if args.spec:
+        spec = load_spec(args.spec, data, labels)
+    elif data:
+        spec = parse_spec(data, "wafer sweep", labels)
+    else:
+        raise UsageError("wafer sweep needs a spec file (e.g. examples/sweep.yaml) or --models and --meshes")
+    out = Path(args.output or Path("out") / (Path(args.spec).stem if args.spec else "sweep"))
+    log = _log(args.quiet)
+    log(f"{len(spec.points())} point(s) ({'grid' if spec.sample is None else f'random sample, seed {spec.seed}'})")
+    try:
+        result = run_sweep(spec, out, workers=args.workers, address=args.address, use_ray=not args.no_ray, log=log,
+                           progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"wafer: interrupted; the points done are in {out}/points.jsonl: run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    sys.stdout.write(summary(result, out))
+    if result.internal:  # as main() reports a bug: one line, the tracebacks kept in a file
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="wafer-bug-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(result.internal))
+        print(f"wafer: internal error (a bug in waferscale, please report it) in {len(result.internal)} point(s), "
+              f"rows marked 'internal error' and not saved in points.jsonl, so a run after the fix computes them; "
+              f"the tracebacks are in {path}", file=sys.stderr)
+        return EXIT_BUG
+    return 0
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
@@ -218,6 +263,11 @@ def cmd_simulate_kernel(args) -> int:
     if args.level in ("pe", "both"):
         from .runtime.pe_sim import core_sram_bytes, simulate_gemm
 
+        operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
+        if operands > L.MAX_PE_OPERAND_BYTES:
+            raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
+                             f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
+                             "or --level tile")
         need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
         if need > machine.usable_sram_bytes:
             raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
@@ -306,6 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_bench)
 
+    s = sub.add_parser("sweep", help="a design-space sweep (grid or random sample) over machines, models, batch, "
+                       "seq and mode, each point compiled and simulated on Ray: sweep.csv/json and pareto.png")
+    s.add_argument("spec", nargs="?", help="a YAML or JSON spec (see examples/sweep.yaml); the flags below "
+                   "replace its keys or, without it, make the spec")
+    s.add_argument("--models", metavar="A,B,..", help="models (zoo names or Hugging Face config paths)")
+    s.add_argument("--meshes", metavar="A,B,..", help="RxC meshes, e.g. 128x128,256x256")
+    for flag, what in [("batch", "batch sizes (default 1)"), ("seq", "sequence lengths (default: the model's context)"),
+                       ("dtype", "f16, bf16 or f32 (default f16)"), ("mode", "pipelined, streaming or auto (default)"),
+                       ("density", "1.0 only (sparsity: issue 12)"), ("sram-kib", "KiB of SRAM per core (default 48)"),
+                       ("fmac", "f16 FMAC lanes per core (default 4)"), ("clock-ghz", "clocks in GHz (default 1.1)"),
+                       ("io-gbs", "system I/O in GB/s (default 150)"), ("link-bytes", "bytes per link per cycle: 4 "
+                                                                       "only (the simulator's one wavelet per cycle)")]:
+        s.add_argument(f"--{flag}", metavar="A,B,..", help=what)
+    s.add_argument("-p", "--pipeline", action="append", metavar="PIPELINE",
+                   help="an explicit pipeline instead of --mode (repeatable: an axis)")
+    s.add_argument("--random", type=int, metavar="N", help="a random sample of N points of the grid")
+    s.add_argument("--seed", type=int, default=0, help="the seed of --random (default 0)")
+    s.add_argument("-o", "--output", help="output directory (default out/SPEC or out/sweep); a rerun with the "
+                   "same directory resumes from its points.jsonl")
+    s.add_argument("--workers", type=int, help="Ray CPUs (default: every CPU of this machine); with --address, "
+                   "points at once; 0 runs without Ray, one point after another")
+    s.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001) instead of starting a local Ray")
+    s.add_argument("--no-ray", action="store_true", help="run the points in this process, one after another")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    s.set_defaults(fn=cmd_sweep)
+
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model")
     s.add_argument("--seq", type=int, default=32)
@@ -338,11 +414,31 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.fn(args)
     except WaferError as e:
-        print(f"wafer: error: {e}", file=sys.stderr)
+        print(f"wafer: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("wafer: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a path the user gave: unwritable, a file where a folder should be, too long
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"wafer: error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # anything else is a bug in waferscale: one line, the traceback kept in a file
+        import tempfile
+        import traceback
+
+        fd, path = tempfile.mkstemp(prefix="wafer-bug-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"wafer {' '.join(map(str, argv if argv is not None else sys.argv[1:]))}\n")
+            traceback.print_exc(file=f)
+        print(f"wafer: internal error (a bug in waferscale, please report it): {type(e).__name__}: "
+              f"{_one_line(str(e))[:300]}; the traceback is in {path}", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _one_line(text: str) -> str:
+    """An error as one line: a newline in a file name or a library's message would make two."""
+    return " ".join(text.split("\n")).replace("\r", " ")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..errors import UsageError
+from ..errors import UnsupportedError, UsageError
 from ..ir.types import DTYPES
 from . import assumptions as A
 from .datapath import Datapath, accumulator_bytes
@@ -161,13 +161,19 @@ MACHINES = {m.name: m for m in (WSE2, WSE3)}
 _MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[0-9.]+)*)$")
 _OVERRIDES = {  # key -> (field, scale)
     "sram_kib": ("sram_bytes", KiB), "fmac": ("fmacs_per_cycle", 1), "clock_ghz": ("clock_hz", 1e9),
-    "io_gbs": ("io_bytes_per_s", 1e9),
+    "io_gbs": ("io_bytes_per_s", 1e9), "link_bytes": ("link_bytes_per_cycle", 1),
 }
+# The runtimes move one 32-bit wavelet per link per cycle (tile_sim.py, pe_fabric.py, the kernels'
+# fabric bounds) and never read link_bytes_per_cycle, so a mesh option that changes it would be
+# silently ignored: only a WSE-2's 4 bytes per cycle is accepted.
+SIMULATED_LINK_BYTES = 4
+LINK_BYTES_UNSUPPORTED = (f"link bandwidth other than {SIMULATED_LINK_BYTES} B/cycle (the simulator moves one "
+                          "32-bit wavelet per link per cycle and does not model wider links)")
 
 
 def get_machine(target: str) -> Machine:
-    """``wse2``, ``wse3``, or ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150]`` (a
-    custom mesh of WSE-2 cores and I/O unless overridden)."""
+    """``wse2``, ``wse3``, or ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150][,link_bytes=4]``
+    (a custom mesh of WSE-2 cores and I/O unless overridden)."""
     if target in MACHINES:
         return MACHINES[target]
     m = _MESH.match(target)
@@ -184,8 +190,12 @@ def get_machine(target: str) -> Machine:
             raise UsageError(f"unknown mesh option {key!r} in {target!r}: use {', '.join(_OVERRIDES)}")
         name, scale = _OVERRIDES[key]
         v = float(val) * scale
-        if v <= 0:
-            raise UsageError(f"mesh option {key} must be positive in {target!r}")
+        if not v > 0 or v == float("inf"):
+            raise UsageError(f"mesh option {key} must be a positive number in {target!r}")
+        if name not in ("clock_hz", "io_bytes_per_s") and v != int(v):
+            raise UsageError(f"mesh option {key} must be a whole number in {target!r} (got {val})")
+        if key == "link_bytes" and v != SIMULATED_LINK_BYTES:
+            raise UnsupportedError(f"{LINK_BYTES_UNSUPPORTED}: {target!r}")
         fields[name] = v if name in ("clock_hz", "io_bytes_per_s") else int(v)
         if name == "fmacs_per_cycle":  # f32 keeps a WSE-2's ratio to f16
             fields["f32_fmacs_per_cycle"] = v * WSE2.f32_fmacs_per_cycle / WSE2.fmacs_per_cycle

@@ -1,0 +1,412 @@
+"""``wafer sweep``: a design-space sweep, each point a compile and simulation, run in parallel on Ray.
+
+The spec (``sweep_spec.py``) gives the points. Each (model, dtype, batch, seq) is traced once, in
+the driver, on the meta device; its graph is put in Ray's object store and every point that shares
+it runs as a Ray task calling ``measure`` (``measure.py``): a point costs its passes, never another
+``torch.export``. ``ray.init()`` starts a local Ray by default (nothing to set up); ``address``
+joins a running cluster instead, whose nodes need waferscale installed.
+
+A point that fails (does not fit, impossible mesh, seq beyond the model's context) is a row with
+``ok`` false and its one-line reason. Each finished point is appended to ``DIR/points.jsonl`` at
+once, keyed by the point's id (a hash of its parameters), so a sweep that was interrupted and is
+run again skips the points already there. The outputs are then written from the spec's points in
+its order, whatever order they finished in, each file whole or not at all: ``sweep.csv`` (one row a
+point), ``sweep.json`` (the spec and the rows), ``pareto.png`` (tokens/s against the mesh's cores
+and its SRAM per core, the Pareto front marked) and ``sweep.parquet`` where pyarrow is installed.
+
+A point that raises anything but a ``WaferError`` is a bug: it is a row too (``internal error:
+...``), but it is not written to ``points.jsonl``, so the run after the fix computes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import UsageError, WaferError
+from .measure import KEYS, measure
+from .sweep_spec import Point, Spec
+
+POINTS_FILE = "points.jsonl"
+AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
+                "clock_ghz", "io_gbs", "link_bytes")
+# the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
+# whether it is on the Pareto front of tokens/s against cores
+COLUMNS = ("point", *AXIS_COLUMNS, *(k for k in KEYS if k not in ("model", "batch", "seq")), "pareto")
+TIMING = ("compile_s", "pass_seconds")  # the only fields that differ between two runs of one point
+INTERNAL = "internal error: "
+
+
+@dataclass
+class SweepResult:
+    rows: list[dict]  # one per point, in the spec's order
+    resumed: int  # points read back from points.jsonl
+    ran: int  # points computed now
+    seconds: float
+    workers: int
+    files: list[Path] = field(default_factory=list)
+    internal: list[str] = field(default_factory=list)  # tracebacks of the points that hit a bug
+
+    @property
+    def failed(self) -> int:
+        return sum(not r["ok"] for r in self.rows)
+
+
+def run_point(graph, point: dict) -> dict:
+    """One point's row (what a Ray task runs). A user error is a failed row (``measure``); anything
+    else is a bug, kept as a failed row marked ``internal error`` with its traceback."""
+    try:
+        return measure(graph, point["pipeline"], model=point["model"], batch=point["batch"], seq=point["seq"],
+                       target=point["target"])
+    except Exception as e:  # one point's bug must not stop the sweep
+        return _failed(point, f"{INTERNAL}{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                       traceback=traceback.format_exc())
+
+
+def _failed(point: dict, error: str, **extra) -> dict:
+    return {"model": point["model"], "target": point["target"], "batch": point["batch"], "seq": point["seq"],
+            "pipeline": point["pipeline"], "ok": False, "error": error, **extra}
+
+
+def _task(p: Point) -> dict:
+    return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target}
+
+
+def read_points(path: Path) -> dict[str, dict]:
+    """The rows already in points.jsonl, by point id (a torn last line, from a kill, is skipped)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["point"]] = rec["row"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+class _Appender:
+    """Appends one JSON line per finished point to points.jsonl, flushed at once."""
+
+    def __init__(self, path: Path):
+        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        self.f = open(path, "a")
+        if torn:  # a line cut short by a kill: end it, so that the next one is whole
+            self.f.write("\n")
+
+    def add(self, p: Point, row: dict) -> None:
+        self.f.write(json.dumps({"point": p.id, "params": p.params(), "row": row, "version": __version__},
+                                sort_keys=True) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _traces(groups: dict[tuple, list[Point]], put, log) -> Iterator[tuple[Point, Any, str]]:
+    """Yields (point, graph handle or None, trace error) group by group, tracing each group's graph
+    as it is reached, so the first points run while the next graph is traced."""
+    from .frontend.lm import trace_lm
+
+    for (model, dtype, batch, seq), points in groups.items():
+        try:
+            t = trace_lm(model, batch=batch, seq=seq, dtype=dtype, weights="meta")
+            handle, error = put(t.graph), ""
+            log(f"traced {model} (batch {batch}, seq {seq}, {dtype}): {len(t.graph.ops)} ops, "
+                f"{len(points)} point(s)")
+        except WaferError as e:
+            handle, error = None, str(e).splitlines()[0]
+        for p in points:
+            yield p, handle, error
+
+
+def run_sweep(spec: Spec, out: str | Path, *, workers: int | None = None, address: str | None = None,
+              use_ray: bool = True, log: Callable[[str], None] = lambda msg: None,
+              progress: bool = False) -> SweepResult:
+    """Run the points of ``spec`` not yet in ``out/points.jsonl`` and write the outputs.
+
+    workers: Ray CPUs of the local instance (default: every CPU), or at most this many points at
+    once on a cluster; 0 runs the points one by one in this process, without Ray (as use_ray=False).
+    address: a Ray cluster to join (``ray://host:10001`` or ``host:6379``). A Ray this process has
+    already started (``ray.init`` by the caller) is used as it is and left running."""
+    import time
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = spec.points()
+    done = read_points(out / POINTS_FILE)
+    rows = {p.id: done[p.id] for p in points if p.id in done}
+    resumed = len(rows)
+    todo: dict[tuple, list[Point]] = {}
+    for p in points:
+        if p.id not in rows:
+            todo.setdefault(p.trace_key, []).append(p)
+    n_todo = sum(len(v) for v in todo.values())
+    if resumed:
+        log(f"resuming: {resumed} of {len(points)} point(s) already in {out / POINTS_FILE}")
+    internal: list[str] = []
+    use_ray = use_ray and workers != 0
+    n_workers = 1
+    appender = _Appender(out / POINTS_FILE)
+    bar = None
+    try:
+        if n_todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_todo, desc="sweep", unit="point", disable=not progress, leave=False)
+            say = log
+
+            def log(msg: str) -> None:  # above the bar, not through it
+                with tqdm.external_write_mode():
+                    say(msg)
+
+            def finish(p: Point, row: dict) -> None:
+                tb = row.pop("traceback", None)
+                if tb is None:
+                    appender.add(p, row)
+                else:
+                    internal.append(f"point {p.id} ({p.target}, {p.model}):\n{tb}")
+                rows[p.id] = row
+                bar.update()
+
+            if use_ray:
+                n_workers = _run_ray(todo, finish, workers, address, log)
+            else:
+                for p, graph, error in _traces(todo, lambda g: g, log):
+                    finish(p, run_point(graph, _task(p)) if graph is not None else _failed(_task(p), error))
+    finally:
+        appender.close()
+        if bar is not None:
+            bar.close()
+    ordered = [rows[p.id] for p in points]
+    table = table_rows(points, ordered)
+    files = write_outputs(spec, table, out)
+    return SweepResult(table, resumed, n_todo, time.perf_counter() - t0, n_workers, files, internal)
+
+
+def _run_ray(todo: dict[tuple, list[Point]], finish, workers: int | None, address: str | None, log) -> int:
+    """Points as Ray tasks, at most twice the workers in flight; returns the workers used."""
+    import logging
+
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("wafer sweep runs its points on Ray, which is not installed: pip install -e '.[sweep]' "
+                         "(or run without it: --no-ray)") from None
+    started = not ray.is_initialized()
+    if started and address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        except Exception as e:  # Ray raises ConnectionError, RuntimeError or ValueError here
+            raise UsageError(f"cannot join the Ray cluster at {address}: {str(e).strip().splitlines()[0]}") from None
+    elif started:
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n = min(workers, cpus) if workers and (address or not started) else cpus
+        log(f"ray: {'joined ' + address if address and started else 'local'}, {cpus} CPU(s), "
+            f"up to {n} point(s) at once")
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
+        pending: dict = {}
+        source = _traces(todo, ray.put, log)
+
+        def submit() -> bool:
+            item = next(source, None)
+            if item is None:
+                return False
+            p, graph, error = item
+            if graph is None:
+                finish(p, _failed(_task(p), error))
+            else:
+                pending[remote.remote(graph, _task(p))] = p
+            return True
+
+        more = True
+        while more or pending:
+            while more and len(pending) < 2 * n:
+                more = submit()
+            if not pending:
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                p = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the worker died (out of memory, killed)
+                    row = _failed(_task(p), f"{INTERNAL}{type(e).__name__}: {str(e).splitlines()[0]}",
+                                  traceback=str(e))
+                finish(p, row)
+        return n
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A quick TCP connect to HOST:PORT (Ray itself retries an unreachable cluster for minutes)."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address)
+    if not m:  # "auto", or a form Ray resolves itself
+        return
+    try:
+        socket.create_connection((m[1], int(m[2])), timeout=timeout).close()
+    except OSError as e:
+        raise UsageError(f"cannot join the Ray cluster at {address}: no answer from {m[1]} port {m[2]} "
+                         f"({e.strerror or e}); is `ray start --head` running there?") from None
+
+
+def table_rows(points: list[Point], rows: list[dict]) -> list[dict]:
+    """One flat row per point in COLUMNS order, ``pass_seconds`` kept at the end (sweep.json only)."""
+    out = []
+    for p, r in zip(points, rows):
+        axes = p.params() | {"mode_asked": p.mode}
+        row = {c: axes[c] for c in AXIS_COLUMNS} | {k: r.get(k) for k in KEYS if k not in ("model", "batch", "seq")}
+        row = {"point": p.id, **row, "pareto": False}
+        row["pass_seconds"] = r.get("pass_seconds", {})
+        out.append(row)
+    for i in pareto([(r["cores"], r["tokens_per_s"]) if r["ok"] else None for r in out]):
+        out[i]["pareto"] = True
+    return out
+
+
+def pareto(points: list[tuple[float, float] | None]) -> list[int]:
+    """Indices of the points that no other beats: none has fewer-or-equal x and more y, or less x and
+    equal y (x a cost, y a rate; None: a failed point). Ties keep the first."""
+    order = sorted((i for i, p in enumerate(points) if p is not None), key=lambda i: (points[i][0], -points[i][1], i))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return sorted(front)
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _label(r: dict) -> str:
+    return f"{r['rows']}x{r['cols']} {r['sram_kib']}K f{r['fmac']} b{r['batch']}"
+
+
+def _reason(r: dict, width: int) -> str:
+    """A failed point's error, its (long) target written as "the mesh", cut to ``width``."""
+    text = r["error"].replace(r["target"], "the mesh")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def plot(spec: Spec, rows: list[dict]) -> bytes:
+    """pareto.png: tokens/s against the mesh's cores (left) and its SRAM, all cores together (right), one
+    colour per mode that ran, the Pareto front joined and labelled, failed points as red crosses on the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["ok"]]
+    failed = [r for r in rows if not r["ok"]]
+    n_notes = min(len(failed), 8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5 + 0.18 * (n_notes + bool(failed))), dpi=100)
+    floor = min((r["tokens_per_s"] for r in ok), default=1.0) / 3
+    colours = {"layer-pipelined": "tab:blue", "weight-streaming": "tab:orange"}
+    for r in rows:
+        r["_sram_mib"] = r["rows"] * r["cols"] * r["sram_kib"] / 1024
+    for ax, (x, xlabel) in zip(axes, [("cores", "cores in the mesh"),
+                                      ("_sram_mib", "SRAM of the mesh, cores x SRAM per core (MiB)")]):
+        for mode, c in colours.items():
+            pts = [r for r in ok if r["mode"] == mode]
+            if pts:
+                ax.scatter([r[x] for r in pts], [r["tokens_per_s"] for r in pts], s=18, c=c, alpha=0.7, label=mode)
+        if failed:
+            xs = [max(r["rows"] * r["cols"] if x == "cores" else r[x], 1) for r in failed]  # a 0x4 mesh: at 1
+            ax.scatter(xs, [floor] * len(failed), marker="x", c="tab:red", s=24, label=f"failed ({len(failed)})")
+        front = [ok[i] for i in pareto([(r[x], r["tokens_per_s"]) for r in ok])]
+        if front:
+            ax.step([r[x] for r in front], [r["tokens_per_s"] for r in front], where="post", c="k", lw=1,
+                    label="Pareto front")
+            for r in front:
+                ax.annotate(_label(r), (r[x], r["tokens_per_s"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("tokens/s (simulated)")
+        ax.grid(True, which="major", lw=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    models = ", ".join(dict.fromkeys(r["model"] for r in rows))
+    fig.suptitle(f"wafer sweep{': ' + spec.name if spec.name else ''}: {models}; {len(rows)} points, "
+                 f"{len(ok)} ok, {len(failed)} failed", fontsize=10)
+    if failed:
+        notes = [f"{_label(r)} ({r['mode_asked'] or 'pipeline'}): {_reason(r, 170)}" for r in failed[:n_notes]]
+        more = f" (and {len(failed) - n_notes} more, in sweep.csv)" if len(failed) > n_notes else ""
+        fig.text(0.01, 0.01, "\n".join([f"failed points{more}:", *notes]), fontsize=6, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, 0.18 * (n_notes + 1) / (5 + 0.18 * (n_notes + 1)) if failed else 0, 1, 0.96))
+    for r in rows:
+        del r["_sram_mib"]
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no timestamp: the same rows, the same bytes
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_outputs(spec: Spec, rows: list[dict], out: Path) -> list[Path]:
+    """sweep.csv, sweep.json, pareto.png (and sweep.parquet with pyarrow), each whole or not at all."""
+    from .report.summary import write_dir
+
+    files: dict[str, str | bytes] = {
+        "sweep.csv": to_csv(rows),
+        "sweep.json": json.dumps({"version": __version__, "spec": spec.as_dict(), "columns": list(COLUMNS),
+                                  "rows": rows}, indent=1) + "\n",
+        "pareto.png": plot(spec, rows),
+    }
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        pass
+    else:
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows]), buf)
+        files["sweep.parquet"] = buf.getvalue().to_pybytes()
+    return write_dir(out, files)
+
+
+def summary(result: SweepResult, out: Path) -> str:
+    """What the command prints: the counts, the Pareto front, the first failures."""
+    rows = result.rows
+    ran = f"{result.ran} run now on {result.workers} worker(s)" if result.ran else "none to run"
+    lines = [f"sweep: {len(rows)} point(s), {ran} in {result.seconds:.1f} s, {result.resumed} resumed; "
+             f"{len(rows) - result.failed} ok, {result.failed} failed -> {out}/ "
+             f"({', '.join(p.name for p in result.files)})"]
+    front = [r for r in rows if r["pareto"]]
+    if front:
+        lines.append("Pareto front (tokens/s against cores):")
+        for r in front:
+            lines.append(f"  {r['rows']:>5}x{r['cols']:<5} sram {r['sram_kib']:>4} KiB fmac {r['fmac']:>2} "
+                         f"batch {r['batch']:>3} {r['mode']:<17} {r['tokens_per_s'] / 1e6:9.3f} M tokens/s  "
+                         f"MFU {100 * r['mfu']:5.1f}%")
+    failed = [r for r in rows if not r["ok"]]
+    for r in failed[:5]:
+        lines.append(f"  failed {r['point']} {_label(r)} {r['mode_asked'] or 'pipeline'}: {_reason(r, 200)}")
+    if len(failed) > 5:
+        lines.append(f"  ... and {len(failed) - 5} more failed point(s), in sweep.csv")
+    return "\n".join(lines) + "\n"

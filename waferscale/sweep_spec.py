@@ -1,0 +1,336 @@
+"""The spec of a ``wafer sweep``: a YAML or JSON file (or the same keys from flags), checked whole
+before anything runs, and the design points it stands for.
+
+    name: mesh-111m                  # optional, for the plot's title
+    sample: grid                     # every combination (the default), or {random: 16, seed: 0}
+    model: cerebras-gpt-111m         # each axis is one value or a list of them
+    batch: [1, 4]
+    seq: 2048                        # default: each model's context
+    mode: auto                       # pipelined | streaming | auto; or `pipeline:` (explicit pipelines)
+    mesh: [128x128, 256x256]         # or rows: [...] and cols: [...]
+    sram_kib: [48, 96]
+    fmac: [4, 8]
+    clock_ghz: 1.1
+    io_gbs: 150
+
+A point is one value of every axis; its id is a hash of its parameters, so the same point has the
+same id in any spec, which is what lets a sweep resume. Points come out in grid order (the axes in
+the order of ``AXES``), a random sample in grid order too. Every bad spec is one ``UsageError``
+line that names the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from math import prod
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+# axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
+# by the points of one model, dtype, batch and seq, which the grid keeps together)
+AXES = {
+    "model": "zoo names (`wafer models`) or Hugging Face GPT-2 config paths",
+    "dtype": "f16, bf16 or f32",
+    "batch": "positive integers",
+    "seq": "positive integers (default: each model's context)",
+    "mode": "pipelined, streaming or auto",
+    "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
+    "density": "1.0 (sparsity is not implemented)",
+    "mesh": "RxC strings such as 128x128",
+    "rows": "non-negative integers",
+    "cols": "non-negative integers",
+    "sram_kib": "positive numbers (KiB of SRAM per core)",
+    "fmac": "positive integers (f16 FMAC lanes per core)",
+    "clock_ghz": "positive numbers",
+    "io_gbs": "positive numbers (GB/s of system I/O)",
+    "link_bytes": "4 (bytes per link per cycle)",
+}
+OTHER_KEYS = {"name": "a string", "sample": "grid or {random: N, seed: S}"}
+# a WSE-2's core and I/O (backends/machine.py); seq None: each model's context
+DEFAULTS = {"dtype": "f16", "batch": 1, "seq": None, "mode": "auto", "density": 1, "sram_kib": 48, "fmac": 4,
+            "clock_ghz": 1.1, "io_gbs": 150, "link_bytes": 4}
+MODES = ("pipelined", "streaming", "auto")
+WAFER_PIPELINE = "canonicalize,fuse,lower,place{{mode={mode}}},route,simulate"
+MAX_GRID = 100_000
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: every parameter, resolved (the seq a number, the pipeline written out)."""
+    model: str
+    dtype: str
+    batch: int
+    seq: int
+    mode: str  # as asked ("" when the spec gives pipelines)
+    pipeline: str
+    density: float
+    rows: int
+    cols: int
+    sram_kib: float
+    fmac: int
+    clock_ghz: float
+    io_gbs: float
+    link_bytes: int
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def id(self) -> str:
+        text = json.dumps(self.params(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def target(self) -> str:
+        """The ``mesh:`` target of ``backends/machine.py`` (links are a WSE-2's: see ``link_bytes``)."""
+        return (f"mesh:{self.rows}x{self.cols},sram_kib={_text(self.sram_kib)},fmac={self.fmac},"
+                f"clock_ghz={_text(self.clock_ghz)},io_gbs={_text(self.io_gbs)}")
+
+    @property
+    def trace_key(self) -> tuple[str, str, int, int]:
+        """Points with one key share one traced graph."""
+        return self.model, self.dtype, self.batch, self.seq
+
+
+def _text(v: float) -> str:  # a number as get_machine reads it: digits and a dot, no exponent
+    return str(v) if isinstance(v, int) else f"{v:.12f}".rstrip("0").rstrip(".")
+
+
+@dataclass(frozen=True)
+class Spec:
+    axes: dict[str, tuple]  # the keys of AXES given (or defaulted), each a tuple of checked values
+    sample: int | None = None  # None: the grid; N: a random sample of N points
+    seed: int = 0
+    name: str = ""
+    contexts: tuple[tuple[str, int], ...] = ()  # each model's context (the default seq)
+
+    def grid_size(self) -> int:
+        return prod(len(v) for v in self.axes.values())
+
+    def points(self) -> list[Point]:
+        """The grid in order, or a seeded random sample of it (without repeats) in grid order."""
+        keys, values = list(self.axes), list(self.axes.values())
+        if self.sample is None:
+            combos = itertools.product(*values)
+        else:
+            picked = sorted(random.Random(self.seed).sample(range(self.grid_size()), self.sample))
+            combos = (_nth(values, i) for i in picked)
+        context = dict(self.contexts)
+        out = []
+        for combo in combos:
+            p = {**DEFAULTS, **dict(zip(keys, combo))}
+            if "mesh" in p:
+                p["rows"], p["cols"] = (int(x) for x in p.pop("mesh").split("x"))
+            if "pipeline" in p:
+                p["mode"] = ""
+            else:
+                p["pipeline"] = WAFER_PIPELINE.format(mode=p["mode"])
+            if p["seq"] is None:
+                p["seq"] = context[p["model"]]
+            out.append(Point(**p))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as checked: every axis a list (what sweep.json records)."""
+        d: dict[str, Any] = {"name": self.name} if self.name else {}
+        d["sample"] = "grid" if self.sample is None else {"random": self.sample, "seed": self.seed}
+        return d | {k: list(v) for k, v in self.axes.items()}
+
+
+def _nth(values: list[tuple], i: int) -> tuple:
+    """The i-th combination of itertools.product(*values)."""
+    out = []
+    for v in reversed(values):
+        i, r = divmod(i, len(v))
+        out.append(v[r])
+    return tuple(reversed(out))
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None,
+              labels: dict[str, str] | None = None) -> Spec:
+    """Read a YAML or JSON spec file; ``overrides`` (from flags) replace its keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read sweep spec {path}: {e.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise UsageError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or 'syntax error'}{where})") \
+                from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a sweep spec is a mapping of keys (model, mesh, batch, ...), "
+                         f"not {type(data).__name__ if data is not None else 'an empty file'}")
+    return parse_spec(data | (overrides or {}), str(path), labels)
+
+
+def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[str, str] | None = None) -> Spec:
+    """Check every key of a spec; the first problem is a UsageError naming the key (or its flag)."""
+    labels = labels or {}
+
+    def bad(key: str, msg: str) -> UsageError:
+        return UsageError(f"{source}: {labels.get(key, f'key {key!r}')}: {msg}")
+
+    for key in data:
+        if key not in AXES and key not in OTHER_KEYS:
+            close = difflib.get_close_matches(str(key), [*AXES, *OTHER_KEYS], n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"{source}: unknown key {key!r}{hint}; the keys are {', '.join([*OTHER_KEYS, *AXES])}")
+    if "model" not in data:
+        raise UsageError(f"{source}: no {labels.get('model', 'key model')}: name the model(s) to sweep")
+    if "mesh" in data and ("rows" in data or "cols" in data):
+        raise bad("mesh", "give mesh or rows and cols, not both")
+    if "mesh" not in data and ("rows" not in data or "cols" not in data):
+        raise UsageError(f"{source}: no mesh: give {labels.get('mesh', 'key mesh')} (RxC strings such as 128x128) "
+                         "or both rows and cols")
+    if "mode" in data and "pipeline" in data:
+        raise bad("pipeline", "give mode or pipeline, not both (a pipeline's place{mode=...} sets the mode)")
+
+    axes: dict[str, tuple] = {}
+    contexts = {}
+    for key in AXES:
+        if key not in data:
+            if key in DEFAULTS and not (key == "mode" and "pipeline" in data):
+                axes[key] = (DEFAULTS[key],)
+            continue
+        raw = data[key]
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise bad(key, f"an empty list: give at least one value ({AXES[key]})")
+        checked = []
+        for v in values:
+            c = _check(key, v, lambda msg, k=key: bad(k, msg))
+            if c in checked:
+                raise bad(key, f"lists {v!r} twice")
+            checked.append(c)
+        axes[key] = tuple(checked)
+        if key == "model":
+            contexts = {m: _context(m, lambda msg: bad("model", msg)) for m in checked}
+
+    sample, seed = None, 0
+    s = data.get("sample", "grid")
+    if isinstance(s, dict) and set(s) <= {"random", "seed"} and "random" in s:
+        sample, seed = s["random"], s.get("seed", 0)
+        if not _is_int(sample) or sample < 1 or not _is_int(seed):
+            raise bad("sample", f"random and seed are integers, random at least 1 (got {s!r})")
+    elif s != "grid":
+        raise bad("sample", f"{s!r} is not grid or {{random: N, seed: S}}")
+    grid = prod(len(v) for v in axes.values())
+    if sample is not None and sample > grid:
+        raise bad("sample", f"random: {sample} asks for more points than the grid's {grid}")
+    if sample is None and grid > MAX_GRID:
+        raise bad("sample", f"the grid has {grid:,} points (more than {MAX_GRID:,}): sample it with "
+                  "sample: {random: N, seed: S} or shorten an axis")
+    name = data.get("name", "")
+    if not isinstance(name, str):
+        raise bad("name", f"{name!r} is not a string")
+    return Spec(axes, sample, seed, name, tuple(sorted(contexts.items())))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> float | int | None:
+    """An int or float (a numeric string too, as flags give them); integral values become ints."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            return None
+    if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
+        return None
+    return int(v) if float(v).is_integer() else v
+
+
+def _check(key: str, v: Any, bad) -> Any:
+    """One value of an axis, checked and normalized."""
+    from .backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
+
+    if key in ("model", "mode", "pipeline", "mesh", "dtype"):
+        if not isinstance(v, str) or not v.strip():
+            raise bad(f"{v!r} is not a string; it takes {AXES[key]}")
+        v = v.strip()
+        if key == "mode" and v not in MODES:
+            raise bad(f"{v!r} is not one of {', '.join(MODES)}")
+        if key == "dtype" and v not in ("f16", "bf16", "f32"):
+            raise bad(f"{v!r} is not one of f16, bf16, f32")
+        if key == "mesh":
+            m = re.fullmatch(r"(?:mesh:)?(\d+)x(\d+)", v)
+            if not m:
+                raise bad(f"{v!r} is not RxC (rows x columns, such as 128x128)")
+            v = f"{int(m[1])}x{int(m[2])}"
+        if key == "pipeline":
+            from .passes.pipeline import parse_pipeline
+
+            try:
+                parse_pipeline(v)
+            except UsageError as e:
+                raise bad(str(e)) from None
+            v = re.sub(r"\s+", "", v)
+        return v
+    n = _number(v)
+    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes"):
+        low = 0 if key in ("rows", "cols") else 1
+        if not isinstance(n, int) or n < low:
+            raise bad(f"{v!r} is not {'a non-negative' if low == 0 else 'a positive'} integer")
+        if key == "link_bytes" and n != SIMULATED_LINK_BYTES:
+            raise bad(f"not supported: {LINK_BYTES_UNSUPPORTED}")
+        return n
+    if n is None or n <= 0:
+        raise bad(f"{v!r} is not a positive number; it takes {AXES[key]}")
+    if key == "density":
+        if n > 1:
+            raise bad(f"{v!r} is not in (0, 1]")
+        if n < 1:
+            raise bad("not supported: density < 1 (issue 12, sparsify)")
+    return n
+
+
+def _context(model: str, bad) -> int:
+    from .frontend.lm import resolve
+
+    try:
+        kind, entry = resolve(model)
+    except UsageError as e:
+        raise bad(str(e)) from None
+    return entry.context if kind == "zoo" else entry.n_positions
+
+
+def flags_spec(args) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec keys that ``wafer sweep``'s flags give (comma lists), and each key's flag for messages."""
+    flags = {"model": "models", "mesh": "meshes", "batch": "batch", "seq": "seq", "dtype": "dtype", "mode": "mode",
+             "density": "density", "sram_kib": "sram_kib", "fmac": "fmac", "clock_ghz": "clock_ghz",
+             "io_gbs": "io_gbs", "link_bytes": "link_bytes"}
+    data, labels = {}, {}
+    for key, attr in flags.items():
+        text = getattr(args, attr, None)
+        if text is not None:
+            data[key] = [x.strip() for x in text.split(",") if x.strip()]
+            labels[key] = "--" + attr.replace("_", "-")
+    if getattr(args, "pipeline", None):
+        data["pipeline"], labels["pipeline"] = list(args.pipeline), "--pipeline"
+    if getattr(args, "random", None) is not None:
+        data["sample"], labels["sample"] = {"random": args.random, "seed": args.seed}, "--random"
+    return data, labels
