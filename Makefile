@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks
 	$(BIN)/python -m pytest tests
+
+fuzz: $(STAMP)
+	$(BIN)/python benchmarks/fuzz.py --cases 10000
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_zoo.py

@@ -31,6 +31,32 @@ def header(pipeline: str, model: dict, title: str) -> str:
             f"{MODEL}{json.dumps(model, sort_keys=True, separators=(',', ':'))}\n")
 
 
+# The keys of the model section a header must carry (the report reads them), and their types.
+MODEL_KEYS = {
+    **dict.fromkeys(("name", "source", "activation", "dtype", "traced_on"), str),
+    **dict.fromkeys(("layers", "d_model", "heads", "d_ffn", "vocab", "context", "batch", "seq", "torch_params",
+                     "params", "weight_bytes", "bytes_read", "bytes_written"), int),
+    **dict.fromkeys(("flops", "flops_per_token"), (int, float)),
+    "flops_per_token_by_class": dict,
+}
+
+
+FLOP_CLASSES = ("matmul", "attention", "other")
+
+
+def check_model(model: dict, p: Path) -> None:
+    for key, kind in MODEL_KEYS.items():
+        v = model.get(key)
+        if isinstance(v, bool) or not isinstance(v, kind):
+            what = "lacks" if key not in model else "has a bad"
+            raise UsageError(f"{p}: the '# model:' header {what} {key!r}; write the dump again with "
+                             "--print-ir-after, or delete the header line to compile the graph alone")
+    by = model["flops_per_token_by_class"]
+    if any(isinstance(by.get(c), bool) or not isinstance(by.get(c), (int, float)) for c in FLOP_CLASSES):
+        raise UsageError(f"{p}: the '# model:' header's flops_per_token_by_class needs numbers for "
+                         f"{', '.join(FLOP_CLASSES)}; write the dump again with --print-ir-after")
+
+
 def read_ir_file(path: str) -> IrFile:
     p = Path(path)
     try:
@@ -56,4 +82,5 @@ def read_ir_file(path: str) -> IrFile:
                 raise UsageError(f"{p}: the '# model:' header line is not valid JSON ({e.msg})") from None
             if not isinstance(model, dict):
                 raise UsageError(f"{p}: the '# model:' header line is not a JSON object")
+            check_model(model, p)
     return IrFile(verify(parse(text, source=str(p))), model, done)

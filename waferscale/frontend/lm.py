@@ -6,12 +6,15 @@ device when big, so their weights never exist) and traced through either fronten
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import limits as L
 from ..errors import UsageError
+from ..limits import check_int
 from .dtypes import IR_TO_TORCH
 from .torch_export import trace_module
 from .traced import Traced
@@ -45,16 +48,62 @@ def resolve(spec: str) -> tuple[str, Any]:
         from transformers import AutoConfig
 
         try:
-            cfg = AutoConfig.from_pretrained(str(cfg_file))
+            with quiet_transformers():
+                cfg = AutoConfig.from_pretrained(str(cfg_file))
         except Exception as e:
-            raise UsageError(f"cannot read Hugging Face config {cfg_file}: {str(e).splitlines()[0]}") from e
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"cannot read Hugging Face config {cfg_file}: {first}") from e
         if cfg.model_type != "gpt2":
             raise UsageError(f"not supported: Hugging Face model type {cfg.model_type!r} "
                              "(GPT-2-style causal LMs, model_type 'gpt2', are)")
+        check_config(cfg, str(cfg_file))
         for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
             setattr(cfg, k, 0.0)
         return "hf", cfg
     return "zoo", lookup(spec)
+
+
+def check_config(cfg, where: str) -> None:
+    """Every key the model is built from, checked before transformers sees it (``limits.py``)."""
+    from transformers.activations import ACT2FN
+
+    hint = f" in {where}"
+    check_int("n_layer", cfg.n_layer, 1, L.MAX_LAYERS, hint)
+    check_int("n_embd", cfg.n_embd, 1, L.MAX_D_MODEL, hint)
+    check_int("n_head", cfg.n_head, 1, L.MAX_HEADS, hint)
+    check_int("vocab_size", cfg.vocab_size, 1, L.MAX_VOCAB, hint)
+    check_int("n_positions", cfg.n_positions, 1, L.MAX_CONTEXT, hint)
+    if cfg.n_inner is not None:
+        check_int("n_inner", cfg.n_inner, 1, 4 * L.MAX_D_MODEL, hint)
+    if cfg.n_embd % cfg.n_head:
+        raise UsageError(f"n_head = {cfg.n_head} does not divide n_embd = {cfg.n_embd}{hint}: each head takes "
+                         "n_embd / n_head features")
+    if cfg.activation_function not in ACT2FN:
+        raise UsageError(f"activation_function {cfg.activation_function!r}{hint} is not one transformers knows "
+                         f"(e.g. {', '.join(sorted(ACT2FN)[:6])}, ...)")
+    eps = cfg.layer_norm_epsilon
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise UsageError(f"layer_norm_epsilon = {eps!r}{hint} must be a number between 0 and 1 (GPT-2: 1e-5)")
+    if config_param_count(cfg) > L.MAX_PARAMS:
+        raise UsageError(f"{where} describes {config_param_count(cfg):.2e} parameters, more than the "
+                         f"{L.MAX_PARAMS:.0e} this tool accepts")
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers' and torch's warnings are not the user's errors: keep them off stderr."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _info(cfg) -> dict[str, Any]:
@@ -80,6 +129,11 @@ def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f3
     seq = cfg.n_positions if seq is None else seq
     if batch < 1 or seq < 1:
         raise UsageError(f"--batch and --seq must be at least 1 (got {batch} and {seq})")
+    check_int("--batch", batch, 1, L.MAX_BATCH)
+    check_int("--seed", seed, 0, L.MAX_SEED)
+    if batch * seq > L.MAX_TOKENS:
+        raise UsageError(f"--batch {batch:,} x --seq {seq:,} = {batch * seq:,} tokens, more than the "
+                         f"{L.MAX_TOKENS:,} a compile accepts (waferscale/limits.py); use a smaller batch")
     if seq > cfg.n_positions:
         raise UsageError(f"--seq {seq} exceeds {name}'s context of {cfg.n_positions} positions")
     if dtype not in ("f16", "f32", "bf16"):
@@ -95,7 +149,7 @@ def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f3
     log(f"tracing {name} (batch {batch}, seq {seq}, {dtype}) on {device.type} with {frontend}")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    with device:
+    with device, quiet_transformers():
         model = GPT2LMHeadModel(cfg).to(IR_TO_TORCH[dtype])
         ids = torch.zeros((batch, seq), dtype=torch.long)
     t1 = time.perf_counter()

@@ -146,7 +146,11 @@ def _python_value(v: Any, jit_type) -> Any:
     if isinstance(v, int) and not isinstance(v, bool) and base in _ENUMS:
         return _ENUMS[base][v]
     if isinstance(v, str) and base == "Device":
-        return torch.device(v)
+        try:
+            return torch.device(v)
+        except RuntimeError:
+            raise UsageError(f"bad device string {v!r} in a constant of the .mlir file (torch knows e.g. "
+                             "'cpu', 'meta', 'cuda:0')") from None
     return v
 
 

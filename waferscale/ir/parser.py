@@ -107,6 +107,13 @@ class _Parser:
             dims.append(int(d.text))
         return TensorType(tuple(dims), t.text)
 
+    def string(self, t) -> str:
+        """A string token's value (JSON escapes); a raw control character or a bad escape is an error."""
+        try:
+            return json.loads(t.text)
+        except json.JSONDecodeError as e:
+            raise self.error(f"bad string literal ({e.msg}): control characters must be escaped, e.g. \\n", t) from None
+
     def attr_value(self) -> Any:
         t = self.tok
         if t.kind == "number":
@@ -115,7 +122,7 @@ class _Parser:
             return float(t.text) if is_float else int(t.text)
         if t.kind == "string":
             self.next()
-            return json.loads(t.text)
+            return self.string(t)
         if t.kind == "ident" and t.text in ("true", "false", "none"):
             self.next()
             return {"true": True, "false": False, "none": None}[t.text]
@@ -175,7 +182,7 @@ class _Parser:
             result = Value(name, self.type())
             if self.accept("loc"):
                 self.expect("(")
-                g.meta[name] = {"loc": json.loads(self.expect_kind("string", "a location string").text)}
+                g.meta[name] = {"loc": self.string(self.expect_kind("string", "a location string"))}
                 self.expect(")")
             pending.append((Op(kind, (), make_attrs(attrs), result), uses))
         self.expect("return")
@@ -202,7 +209,11 @@ class _Parser:
 
 def parse(text: str, source: str = "<ir>") -> Graph:
     p = _Parser(text, source)
-    g = p.graph()
+    try:
+        g = p.graph()
+    except RecursionError:
+        raise ParseError("brackets or fused bodies nested too deep to parse (hundreds of levels)",
+                         p.tok.line, p.tok.col, source) from None
     if p.tok.kind != "eof":
         raise p.error(f"unexpected {p.describe(p.tok)} after the end of the graph")
     return g

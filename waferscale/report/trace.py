@@ -10,6 +10,10 @@ import json
 from ..backends.kernels import label
 from ..passes.base import CompileState
 
+# Slices of the kernels' tracks at most: a trace beyond about this many events no longer opens
+# smoothly in Perfetto (and grows by megabytes); longer runs show their first samples, whole.
+MAX_TRACE_SLICES = 200_000
+
 
 def chrome_trace(p: CompileState) -> str:
     us = 1e6 / p.machine.clock_hz  # microseconds per cycle
@@ -19,7 +23,13 @@ def chrome_trace(p: CompileState) -> str:
         events.append({"ph": "M", "pid": 1, "tid": k.id, "name": "thread_name",
                        "args": {"name": f"{k.id:03d} {k.name}"}})
         events.append({"ph": "M", "pid": 1, "tid": k.id, "name": "thread_sort_index", "args": {"sort_index": k.id}})
-    for kid, sample, chunk, start, end in sorted(p.sim.spans, key=lambda s: (s[0], s[3])):
+    spans = p.sim.spans
+    samples = len({s[1] for s in spans}) or 1
+    per_sample = len(spans) / samples
+    keep = max(1, int(MAX_TRACE_SLICES // max(per_sample, 1)))  # whole samples, the first ones
+    if keep < samples:
+        spans = [s for s in spans if s[1] < keep]
+    for kid, sample, chunk, start, end in sorted(spans, key=lambda s: (s[0], s[3])):
         events.append({"ph": "X", "pid": 1, "tid": kid, "name": label(p.program.kernels[kid].op),
                        "ts": round(start * us, 6), "dur": round((end - start) * us, 6),
                        "args": {"sample": sample, "chunk": chunk, "cycles": end - start}})
@@ -34,5 +44,8 @@ def chrome_trace(p: CompileState) -> str:
             events.append({"ph": "X", "pid": 1, "tid": layers, "name": g.name, "ts": round(g.start * us, 6),
                            "dur": round(g.compute * us, 6), "args": {"bound": g.bound, "cycles": g.compute}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns",
-           "otherData": {"cycles": p.sim.cycles, "clock_hz": p.machine.clock_hz, "target": p.machine.name}}
+           "otherData": {"cycles": p.sim.cycles, "clock_hz": p.machine.clock_hz, "target": p.machine.name,
+                         "samples_shown": min(keep, samples), "samples": samples,
+                         "note": "" if keep >= samples else f"the kernels' slices of the first {keep} of {samples} "
+                                 f"samples only (at most {MAX_TRACE_SLICES:,} slices: report/trace.py)"}}
     return json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n"
