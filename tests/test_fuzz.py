@@ -114,3 +114,18 @@ def test_damaged_compiled_directories_are_one_line(tmp_path, capsys):
     pj = json.loads((d / "placement.json").read_text())
     (d / "placement.json").write_text(json.dumps(pj | {"kernels": None}))
     assert "does not have the shape" in one_line_error(capsys, ["report", str(d)])
+
+
+def test_library_warnings_stay_off_stderr_unless_asked(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16, "vocab_size": 64}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))  # GPT-2's token ids 50256 lie outside this vocabulary
+
+    def wafer(*argv):  # a fresh process: transformers warns once per process
+        return subprocess.run([sys.executable, "-m", "waferscale.cli", *argv], capture_output=True, text=True)
+    quiet = wafer("compile", str(tmp_path), "--seq", "4", "-q", "-o", str(tmp_path / "a"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = wafer("-v", "compile", str(tmp_path), "--seq", "4", "-q", "-o", str(tmp_path / "b"))
+    assert loud.returncode == 0 and "eos_token_id" in loud.stderr

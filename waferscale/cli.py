@@ -299,6 +299,8 @@ def cmd_simulate_kernel(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wafer", description="Compile GPT models onto a wafer-scale mesh of cores.")
     p.add_argument("--version", action="version", version=f"waferscale {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the warnings of the libraries underneath (transformers, torch) on stderr")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("models", help="list the model zoo")
@@ -412,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        from .frontend import lm
+
+        lm.LIBRARY_WARNINGS = args.verbose
         return args.fn(args)
     except WaferError as e:
         print(f"wafer: error: {_one_line(str(e))}", file=sys.stderr)

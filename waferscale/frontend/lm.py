@@ -89,12 +89,20 @@ def check_config(cfg, where: str) -> None:
                          f"{L.MAX_PARAMS:.0e} this tool accepts")
 
 
+LIBRARY_WARNINGS = False  # `wafer -v`: let the libraries' warnings through
+
+
 @contextmanager
 def quiet_transformers():
-    """transformers' and torch's warnings are not the user's errors: keep them off stderr."""
+    """transformers' and torch's warnings are not the user's errors: keep them off stderr (unless
+    ``wafer -v`` asked for them)."""
     import warnings
 
     from transformers.utils import logging as hf_logging
+
+    if LIBRARY_WARNINGS:
+        yield
+        return
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
