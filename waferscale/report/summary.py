@@ -110,12 +110,7 @@ def replace_dir(out_dir: Path, files: dict[str, str | bytes], *, marker: str,
     _clean_stale(parent, out_dir.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=parent))
     try:
-        files = dict(files)
-        _put(tmp, files)
-        if last is not None:
-            more = last()
-            _put(tmp, more)
-            files.update(more)
+        files = _stage(tmp, files, last)
         if not out_dir.exists():
             os.rename(tmp, out_dir)
         elif _exchange(tmp, out_dir):  # tmp now holds the old directory
@@ -138,12 +133,21 @@ def _put(folder: Path, batch: dict[str, str | bytes]) -> None:
             f.write(content)
 
 
-def write_dir(out_dir: Path, files: dict[str, str | bytes],
-              last: Callable[[], dict[str, str | bytes]] | None = None) -> list[Path]:
+def _stage(folder: Path, files: dict[str, str | bytes], last) -> dict[str, str | bytes]:
+    """Write ``files`` into ``folder``, then what ``last()`` makes (if given); returns them all."""
+    files = dict(files)
+    _put(folder, files)
+    if last is not None:
+        more = last()
+        _put(folder, more)
+        files.update(more)
+    return files
+
+
+def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> list[Path]:
     """Add files to a directory, every file or none (``wafer opt -o``; a whole output directory
     is ``replace_dir``'s): all go to a temporary folder beside out_dir first, then each is
     moved into place with an atomic rename. Names may hold a subfolder ("ir/01-canonicalize.ir").
-    ``last`` makes more files once the others are written (a report that counts their cost).
     Returns the paths written."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -152,13 +156,7 @@ def write_dir(out_dir: Path, files: dict[str, str | bytes],
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
     try:
-        files = dict(files)
-
-        _put(tmp, files)
-        if last is not None:
-            more = last()
-            _put(tmp, more)
-            files.update(more)
+        files = _stage(tmp, files, None)
         out_dir.mkdir(exist_ok=True)
         for name in files:
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
