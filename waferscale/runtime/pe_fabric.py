@@ -58,12 +58,22 @@ class Fabric:
     ticks: dict
     peak: int = 0  # largest queue occupancy seen (tracked only when checking every cycle)
 
+    # The queues are slabs of one (6, rows, cols) array, ``stack``: row_q, row_core_q, a slab the chain
+    # loop keeps its cores' filled accumulator buffers in, col_ramp_q, col_north_q, col_core_q; so
+    # one NumPy operation tests (or updates) them all. ``ticks`` likewise: row_out, two unused slabs,
+    # col_south_out, col_ramp_out, col_ramp_in (one add in the chain's loop), row_in, col_north_in.
+    stack: np.ndarray | None = None
+    tick_stack: np.ndarray | None = None
+
     @classmethod
     def empty(cls, rows: int, cols: int) -> Fabric:
-        q = lambda: np.zeros((rows, cols), np.uint8)
+        qs = np.zeros((6, rows, cols), np.uint8)
+        ts = np.zeros((8, rows, cols), np.uint8)
         c = lambda: np.zeros((rows, cols), np.int64)
-        return cls(q(), q(), q(), q(), q(), np.zeros(rows, np.int64), np.zeros(cols, np.int64),
-                   c(), c(), c(), c(), c(), c(), {name: q() for name in COUNTERS})
+        ticks = dict(zip(("row_out", "col_south_out", "col_ramp_out", "col_ramp_in", "row_in", "col_north_in"),
+                         (ts[0], *ts[3:8])))
+        return cls(qs[0], qs[1], qs[3], qs[4], qs[5], np.zeros(rows, np.int64), np.zeros(cols, np.int64),
+                   c(), c(), c(), c(), c(), c(), ticks, stack=qs, tick_stack=ts)
 
     def flush(self) -> None:
         for name, tick in self.ticks.items():

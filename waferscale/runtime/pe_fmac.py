@@ -1,15 +1,24 @@
-"""The A side of the PE-level mesh GEMM, shared by both reduces (``pe_sim``): the row multicast of
-A (or A resident in SRAM) and the FMACs that multiply it into each core's partial sums.
+"""The A side of the PE-level mesh GEMM and the numbers of both reduces (``pe_sim``).
 
-One ``step`` is one cycle; its decisions are taken from the state at the start of the cycle, like
-the reduce's, and both are applied after. ``ahead`` (tokens FMAC'd but not yet reduced) is shared
-with the reduce, which decrements it when a token's sums have left.
+``Fmacs`` is the row multicast of A (or A resident in SRAM) and the FMACs that multiply it into each
+core's partial sums, for the tree's loop (``pe_tree``; the chain's loop in ``pe_sim`` fuses the same
+steps with its reduce). One ``step`` is one cycle; its decisions are taken from the state at the
+start of the cycle, like the reduce's, and both are applied after. ``ahead`` (tokens FMAC'd but not
+yet reduced) is shared with the reduce, which decrements it when a token's sums have left.
+
+``products`` is the other interpreter over the same walk: the numbers. A wavelet's payload never
+changes its timing, and the order in which a column's partial sums are added is fixed by the
+reduce's plan (routers neither reorder nor change a color's wavelets; each core adds its incoming
+streams in the plan's order), so C is computed row of cores by row of cores in that order, without
+the cycle loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..backends import assumptions as A
+from ..backends.column_reduce import CHAIN, ColumnPlan
 from .pe_layout import Layout
 
 
@@ -18,15 +27,33 @@ def uint(top: int) -> type:
     return next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
 
 
-def partial_sums(lay: Layout) -> tuple[np.ndarray, np.ndarray, int]:
-    """The FMAC results of every core for every token, up front: the partial sums of core (i, j)
-    for token t are A[t, K_i] times its tile, so for all cores and tokens that is one matmul of each
-    row's A stream by the row's tiles. Core f's sums of token t start at ``pbase[f] + t * width`` of
-    the flat (rows, m, width) array; the reduce's timing decides when a core has them."""
-    width = lay.n + lay.ntmax
-    partials = np.matmul(lay.a_stream, lay.w_panels).ravel()
-    pbase = np.repeat(np.arange(lay.rows) * lay.m * width, lay.cols) + np.tile(lay.n_offsets, lay.rows)
-    return partials, pbase, width
+def products(lay: Layout, p: ColumnPlan) -> np.ndarray:
+    """C (m x n, float32) as the south edge receives it. The FMACs of core (i, j) for token t
+    produce ``A[t, K_i] @ W[K_i, N_j]``: for a whole row of cores and all tokens that is one matmul
+    of the row's A stream by its tiles side by side. Core (i, j) then adds, in float32, the sums
+    each of its senders sent (``p.ins[i]``, in order) to its own; in the chain row 0 adds the zero
+    that is its north. The column root's sums are C. Memory: a few rows' (m, n) sums at a time."""
+
+    def own(r: int) -> np.ndarray:
+        return np.matmul(lay.a_stream[r], lay.w_panels[r])  # (m, n + ntmax)
+
+    def value(r: int) -> np.ndarray:
+        # follow one-input links down to a row with none or several (the chain: all rows), then add back up;
+        # s + x == x + s bit for bit, so a one-input row may add its own sums to its sender's
+        line = [r]
+        while len(p.ins[line[-1]]) == 1:
+            line.append(p.src[line[-1]][p.ins[line[-1]][0]])
+        end = line.pop()
+        v = own(end)
+        if not p.ins[end] and p.reduce == CHAIN:
+            v += np.float32(0)  # the north of row 0 (turns -0.0 into +0.0, as the wire would)
+        for k in p.ins[end]:  # several inputs (the tree's roots), in the order the core adds them
+            v += value(p.src[end][k])
+        for row in reversed(line):
+            v += own(row)
+        return v
+
+    return value(p.top)[:, : lay.n]
 
 
 class Fmacs:
@@ -38,8 +65,9 @@ class Fmacs:
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
         kdt, wdt = uint(lay.ktmax), uint(int(lay.first_cycles.max()))
         self.kt, self.kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
-        self.pe, self.first = lay.fmac_cycles.astype(wdt), lay.first_cycles.astype(wdt)
-        self.need, self.work = self.first.copy(), np.zeros((R, C), wdt)  # cycles of the head element; done
+        self.pe = lay.fmac_cycles.astype(wdt)
+        self.rem = lay.first_cycles.astype(wdt)  # datapath cycles left of the head element
+        self.ovh = wdt(A.TASK_OVERHEAD_CYCLES)  # a token's first element also pays the task start
         self.ahead = np.zeros((R, C), np.uint8)  # tokens FMAC'd but not yet reduced: 0..nbuf
         self.tokf = np.zeros((R, C), uint(m))  # tokens whose FMACs are done
         self.tot_a = m * lay.kt[:, 0]
@@ -47,6 +75,7 @@ class Fmacs:
         b = lambda: np.zeros((R, C), bool)
         self.fa, self.act, self.pop, self.t1, self.t2 = b(), b(), b(), b(), b()
         self.fa8, self.act8, self.pop8, self.t28 = (x.view(np.uint8) for x in (self.fa, self.act, self.pop, self.t2))
+        self.tw, self.tk = np.zeros((R, C), wdt), np.zeros((R, C), kdt)
 
     def step(self, busy: np.ndarray) -> None:
         """One cycle; ``busy``: the cores whose datapath the reduce takes this cycle (it goes first)."""
@@ -75,21 +104,23 @@ class Fmacs:
             tk["row_in"][:, 1:] += fa8[:, :-1]
             tk["row_in"][:, 0] += fi
             tk["row_out"] += fa8
-        # -- apply: FMACs; the element leaves the queue when its cycles are done --
-        pop, t2 = self.pop, self.t2
-        self.work += self.act8
-        np.greater_equal(self.work, self.need, out=pop)
+        # -- apply: FMACs; the element leaves the queue when its cycles are done (arithmetic, no masks) --
+        pop, t2, tw = self.pop, self.t2, self.tw
+        self.rem -= self.act8
+        np.equal(self.rem, 0, out=pop)
         self.kk += self.pop8
-        np.copyto(self.work, 0, where=pop)  # work == need
-        np.copyto(self.need, self.pe, where=pop)
+        np.multiply(self.pop8, self.pe, out=tw)  # the next element's cycles
+        self.rem += tw
         if not self.resident:
             ia -= self.pop8
         np.equal(self.kk, self.kt, out=t2)
         if t2.any():  # last element of a token: its partial sums are done
             self.tokf += self.t28
             self.ahead += self.t28
-            np.copyto(self.kk, 0, where=t2)
-            np.copyto(self.need, self.first, where=t2)
+            np.multiply(self.t28, self.kt, out=self.tk)
+            self.kk -= self.tk
+            np.multiply(self.t28, self.ovh, out=tw)
+            self.rem += tw
             self.left -= int(np.count_nonzero(t2))
 
     def consumed(self) -> np.ndarray:

@@ -52,15 +52,6 @@ class Layout:
     def ntmax(self) -> int:
         return int(self.nt.max())
 
-    def assemble(self, sink: np.ndarray) -> np.ndarray:
-        """C (m x n) from the wavelets each column emitted at the south edge, in arrival order."""
-        out = np.empty((self.m, self.n), np.float32)
-        for j in range(self.cols):
-            nt = int(self.nt[0, j])
-            off = int(self.n_offsets[j])
-            out[:, off:off + nt] = sink[j, : self.m * nt].reshape(self.m, nt)
-        return out
-
 
 def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float) -> Layout:
     m, k = a.shape

@@ -56,24 +56,22 @@ from a router to its core carries each color on its own queue (A and partial sum
 before). All decisions of a cycle are taken from the state at its start and then applied together,
 so the order in which cores are visited is moot.
 
-Payloads. Timing and numbers are kept apart, as a wavelet's payload never changes its timing.
-A queue is a count: the A wavelets of row i are ``A[t, K_i]`` in a fixed order, so nothing is
-lost by not copying them hop by hop (routers neither reorder nor change a color's wavelets). The
-FMACs of core (i, j) for token t produce ``A[t, K_i] @ W[K_i, N_j]``, its tile times the stream
-it consumed; the simulator evaluates those for all cores and tokens up front, one matmul per row
-of cores, and the timing above decides when each core has them. The column reduce is done in
-the order the wavelets move: when a core sends the first partial sum of a token it adds its own
-partial sums to those that arrived from the north (the north core's ring) and writes the ``nt``
-sums into its own ring of ``ring_tokens`` slots (more than the three queues between two cores
-can hold, so no slot is overwritten before it is read); the south edge reads the last row's ring
-as each wavelet arrives and assembles C from them. So every element of C is the float32 sum,
-top row to bottom, of the partial sums that travelled down its column; the f16 of a real run
-would change only the lanes, which ``lanes`` carries. The tree does the same per pass: the first
-wavelet of a pass adds its sender's sums of that token, and the last pass writes the core's ring
-(``pe_tree``); each element of C is then the float32 sum in the tree's order.
+Payloads. Timing and numbers are kept apart, as a wavelet's payload never changes its timing: they
+are two interpreters over one walk. A queue is a count: the A wavelets of row i are ``A[t, K_i]`` in
+a fixed order, so nothing is lost by not copying them hop by hop (routers neither reorder nor change
+a color's wavelets), and the order in which the partial sums of a column are added is the plan's,
+whatever the cycles: core (i, j) adds the sums its senders sent, in the order of
+``ColumnPlan.ins``, to its own FMAC results ``A[t, K_i] @ W[K_i, N_j]``. ``pe_fmac.products``
+computes C that way, row of cores by row of cores (one matmul per row, a few rows' sums held at a
+time), so every element of C is the float32 sum, in the reduce's order, of the partial sums that
+travelled to the south edge; the f16 of a real run would change only the lanes, which ``lanes``
+carries. The cycle loop moves counts only; its counters prove that every wavelet sent arrived and
+was consumed (``Fabric.violations``).
 
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
-slicing, cores that act in a cycle by ``flatnonzero``); there is no Python loop over cores.
+slicing); there is no Python loop over cores. The chain's loop keeps the queues, the events of a
+cycle and the cores' countdowns in stacked arrays so that one operation serves several of them, and
+leaves out the rows at the top whose work is over as the chain drains (``_run``).
 """
 
 from __future__ import annotations
@@ -88,15 +86,12 @@ from ..backends.column_reduce import CHAIN, REDUCES, plan
 from ..backends.datapath import Datapath
 from ..errors import UsageError
 from .pe_fabric import Fabric, TreeFabric
-from .pe_fmac import Fmacs, partial_sums, uint
+from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
 from .pe_tree import run_tree
 
 if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
     raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
-
-
-MAX_PARTIALS_BYTES = 6 * 2**30  # the simulator's own memory for the FMAC results of all tokens
 
 
 class PeRate:
@@ -144,23 +139,19 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     if sram_bytes is not None and need > sram_bytes:
         raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of W per core needs {need} bytes "
                          f"of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
-    held = 4 * min(rows, k) * m * (n + -(-n // min(cols, n)))
-    if held > MAX_PARTIALS_BYTES:
-        raise UsageError(f"the PE simulator would hold {held / 2**30:.1f} GiB of partial sums (rows x m x n); "
-                         f"simulate fewer tokens (m) at a time")
     lay = layout(a, w, rows, cols, lanes)
     nbuf = A.PE_ACC_BUFFERS
+    p = plan(lay.rows, reduce)
     if reduce == CHAIN:
         fabric = Fabric.empty(lay.rows, lay.cols)
-        sink, cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a)
+        cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a)
         bad = fabric.violations(a_done, sums_done, resident_a)
     else:
         fabric = TreeFabric.empty(lay.rows, lay.cols)
-        p = plan(lay.rows, reduce)
-        sink, cycles, progress = run_tree(lay, fabric, p, depth, nbuf, check, max_cycles or _max_cycles(lay, 4),
-                                          resident_a, _rings(p, depth, int(lay.nt.min())))
+        cycles, progress = run_tree(lay, fabric, p, depth, nbuf, check, max_cycles or _max_cycles(lay, 4),
+                                    resident_a)
         bad = fabric.violations(*progress, resident=resident_a)
-    return PeResult(c=lay.assemble(sink), cycles=cycles, rows=lay.rows, cols=lay.cols,
+    return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad))
 
 
@@ -193,91 +184,153 @@ def ring_tokens(depth: int, nt_min: int, hops: int = 1) -> int:
 
 
 def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None, resident: bool):
+    """The chain: the row multicast, the FMACs and the column reduce of every core, fused. The
+    queues and each core's filled buffers are slabs of one array (``Fabric.stack``), a cycle's
+    events slabs of one array, and the two countdowns of a core (partial sums left to send of the
+    token, datapath cycles left of the head A element) slabs of one array, laid out so that the
+    decisions and updates of a cycle are a few NumPy operations over all of them: a wavelet that
+    moves leaves queue k and enters queue k + 1, or the neighbour's by a one-row or one-column
+    offset, and both countdowns tick, run out and reload alike. No masked copies.
+
+    Rows that cannot act are left out of the operations, checked every ``SPAN`` cycles: at the top,
+    rows whose work is over (all tokens reduced, nothing queued, as for every row above them: the
+    top falls idle first as the chain drains); at the bottom, rows that wait for the reduce's first
+    wave (buffers full, no partial sum anywhere in the row, the row multicast blocked, as for every
+    row below them), but for ``SPAN`` rows above those: a wavelet moves one row per cycle at most,
+    so none can reach a row left out before the next check."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
-    N, ntmax = R * C, lay.ntmax
     if max_cycles is None:
         max_cycles = _max_cycles(lay, 1)
-    fm = Fmacs(lay, f, D, nbuf, resident)
-    ahead = fm.ahead
-    orq, rn, ir = f.col_ramp_q, f.col_north_q, f.col_core_q
-    sunk, tk = f.sunk, f.ticks
-    c_rin, c_sout, c_nin, c_rout = tk["col_ramp_in"], tk["col_south_out"], tk["col_north_in"], tk["col_ramp_out"]
-    ndt = uint(ntmax)
-    nt, nr = lay.nt.astype(ndt), np.zeros((R, C), ndt)  # partial sums per token; sent of this one
-    tokr = np.zeros(N, np.int64)  # tokens whose reduce has started
-    b = lambda: np.zeros((R, C), bool)
-    go, mv, dl, t1, t2 = b(), b(), b(), b(), b()
-    go8, mv8, dl8, t28 = (x.view(np.uint8) for x in (go, mv, dl, t2))
-    partials, pbase, width = partial_sums(lay)  # the FMAC results of all cores and tokens (pe_fmac)
-    lane = np.arange(ntmax)
-    # The sums a core sends for token t are written (all nt of them) into its ring slot t % T
-    # when it sends the first: core f's ring is sums[f + C]; sums[0:C] stay zero, the "north" of row 0.
-    T = ring_tokens(D, int(lay.nt.min()))
-    sums = np.zeros(((N + C) * T, ntmax), np.float32)  # core f's slot s at (f + C) * T + s
-    sink = np.zeros((C, m * ntmax), np.float32)
-    last_nt, last_ring = lay.nt[-1], N + np.arange(C)
+    Q = f.stack  # 0 row_q, 1 row_core_q (resident: 1 while the core has tokens to FMAC), 2 ahead, 3 col_ramp_q,
+    bound = np.array([D, D, nbuf, D, D, D], np.uint8)[:, None, None]  # 4 col_north_q, 5 col_core_q
+    POS, ROOM = np.zeros((2, 6, R, C), bool)  # queue > 0 (ahead: a token FMAC'd); queue < its bound
+    # events: 0 fa (row multicast), 1 pop (an A element FMAC'd), 2 a token's reduce done, 3 mv (south),
+    # 4 dl (north queue -> core): each leaves queue k; 5 go (a partial sum onto the ramp), 6 act (an FMAC cycle)
+    EV = np.zeros((7, R, C), bool)
+    cdt = uint(max(int(lay.first_cycles.max()), lay.ntmax))
+    nt = lay.nt.astype(cdt)
+    CNT = np.stack([nt, lay.first_cycles.astype(cdt)])  # partial sums left to send; cycles left of the element
+    RELOAD, TMP = np.stack([nt, lay.fmac_cycles.astype(cdt)]), np.zeros((2, R, C), cdt)
+    kdt = uint(lay.ktmax)
+    KT, KLEFT, TK = lay.kt.astype(kdt), lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements left of the token
+    T2 = np.zeros((R, C), bool)
+    TOKF = np.zeros((R, C), uint(m))  # tokens FMAC'd
+    ovh = cdt(A.TASK_OVERHEAD_CYCLES)
+    TOT_A = m * lay.kt[:, 0]
+    sunk = f.sunk
+    if resident:
+        Q[1] = 1
+
+    def rows(lo: int, hi: int) -> tuple:
+        r = slice(lo, hi)
+        q, ev, tick = Q[:, r], EV[:, r], f.tick_stack[:, r]
+        ev8 = ev.view(np.uint8)
+        return (q, *q, POS[:, r], ROOM[:, r], ev, ev8, *(ev[i] for i in (0, 1, 3, 5, 6)),
+                *(ev8[i] for i in (0, 1, 3, 5)), ev8[5:7], ev[2:0:-1], CNT[:, r], CNT[1, r], TMP[:, r],
+                RELOAD[:, r], KT[r], KLEFT[r], TK[r], T2[r], T2[r].view(np.uint8), TOKF[r], tick[0],
+                tick[3:6], tick[6], tick[7], f.injected[r], TOT_A[r])
+
+    def waiting_from() -> int:
+        """The first row of the bottom block of rows that cannot act until a partial sum reaches them."""
+        quiet = (Q[2] == nbuf).all(axis=1) & ~Q[3:].any(axis=(0, 2))
+        if not resident:
+            fa_can = (Q[0] > 0) & (Q[1] < D)
+            fa_can[:, :-1] &= Q[0, :, 1:] < D
+            quiet &= ~fa_can.any(axis=1) & ~((f.injected < TOT_A) & (Q[0, :, 0] < D))
+        quiet[0] = False
+        return int(np.flatnonzero(~quiet)[-1]) + 1
+
+    lo, hi = 0, R
+    (q, qa, ia, ahead, orq, rn, ir, pos, room, ev, ev8, fa, pop, mv, go, act, fa8, pop8, mv8, go8, ticked, ran_out, cnt,
+     rem, tmp, reload, kt, kleft, tk, t2, t28, tokf, row_out, ticks, row_in, north_in, inj, tot_a) = rows(lo, hi)
     out_left = m * lay.n
-    moving = False  # any wavelet on the column colors yet (before the first reduce: nothing to move)
     cycle = 0
     while out_left:
         if cycle >= max_cycles:
             raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
         if cycle % 255 == 254:
             f.flush()
+        if cycle % SPAN == SPAN - 1:
+            was, wait = (lo, hi), waiting_from()
+            if wait > hi:
+                raise RuntimeError(f"cycle {cycle}: a row left out as waiting could act (simulator bug)")
+            while lo < R - 1 and TOKF[lo].min() == m and not Q[2:, lo].any():
+                lo += 1
+            hi = max(lo + 1, min(R, wait + SPAN))
+            if (lo, hi) != was:
+                (q, qa, ia, ahead, orq, rn, ir, pos, room, ev, ev8, fa, pop, mv, go, act, fa8, pop8, mv8, go8, ticked,
+                 ran_out, cnt, rem, tmp, reload, kt, kleft, tk, t2, t28, tokf, row_out, ticks, row_in, north_in, inj,
+                 tot_a) = rows(lo, hi)
         # -- decisions, all from the state at the start of the cycle --
-        np.greater(ahead, 0, out=go)  # column reduce: a token's FMACs are done ...
-        np.less(orq, D, out=t1)
-        go &= t1  # ... the router's ramp queue has room ...
-        np.greater(ir, 0, out=t1)
-        go[1:] &= t1[1:]  # ... and (below row 0) the partial sum from the north has arrived
-        if moving:
-            np.greater(orq, 0, out=mv)  # ramp queue -> south neighbour's north queue (last row: the edge)
-            np.less(rn, D, out=t1)
-            mv[:-1] &= t1[1:]
-            np.greater(rn, 0, out=dl)  # north queue -> core queue
-            np.less(ir, D, out=t1)
-            dl &= t1
-        if fm.left:  # the row multicast and the FMACs (pe_fmac), the datapath not taken by the reduce
-            fm.step(go)
-        # -- apply: column reduce; the first wavelet of a token computes all its sums --
-        if go.any():
-            np.equal(nr, 0, out=t2)
-            t2 &= go
-            if t2.any():
-                idx = np.flatnonzero(t2)
-                t = tokr[idx]
-                tokr[idx] = t + 1
-                s = t % T
-                sums[(idx + C) * T + s] = partials[(pbase[idx] + t * width)[:, None] + lane] + sums[idx * T + s]
-            nr += go8
-            np.equal(nr, nt, out=t2)
-            ahead -= t28
-            np.copyto(nr, 0, where=t2)
-            orq += go8
+        np.greater(q, 0, out=pos)
+        np.less(q, bound, out=room)
+        # queue k has a wavelet and queue k + 1 room: 0 the row multicast (core side), 1 an FMAC (an element
+        # at hand, a free buffer), 2 a reduce (a token FMAC'd, ramp room), 4 north queue -> core
+        np.logical_and(pos[:5], room[1:], out=ev[:5])
+        fa[:, :-1] &= room[0, :, 1:]  # ... and the multicast east
+        if lo:  # the partial sum from the north is there
+            np.logical_and(ev[2], pos[5], out=go)
+        else:  # (row 0 has no north)
+            np.copyto(go[0], ev[2, 0])
+            np.logical_and(ev[2, 1:], pos[5, 1:], out=go[1:])
+        np.greater(ev[1], go, out=act)  # the datapath not taken by the reduce (it goes first)
+        np.logical_and(pos[3, :-1], room[4, 1:], out=mv[:-1])  # ramp queue -> south neighbour (last row: the edge)
+        np.copyto(mv[-1], pos[3, -1])
+        if not resident:
+            fi = (inj < tot_a) & room[0, :, 0]  # edge injectors
+        # -- apply: the countdowns; an A element leaves its queue when its cycles are done, and a
+        # token's reduce is done when its last partial sum is on the ramp --
+        cnt -= ticked
+        np.equal(cnt, 0, out=ran_out)
+        np.multiply(ran_out.view(np.uint8), reload, out=tmp)  # the next token's sums; the next element's cycles
+        cnt += tmp
+        kleft -= pop8
+        np.equal(kleft, 0, out=t2)
+        if t2.any():  # last element of a token: its partial sums are done
+            tokf += t28
+            ahead += t28
+            np.multiply(t28, kt, out=tk)
+            kleft += tk
+            np.multiply(t28, ovh, out=tmp[1])  # the next token's first element pays the task start
+            rem += tmp[1]
+            if resident:
+                np.less(tokf, m, out=ia.view(bool))
+        if resident:
+            ev8[1] = 0  # A is in SRAM: no element leaves a queue
+        # -- apply: every queue a wavelet left, every queue it entered, the counters --
+        q[:5] -= ev8[:5]  # qa -= fa, ia -= pop, ahead -= reduce done, orq -= mv, rn -= dl
+        if lo:
+            ir -= go8
+        else:
             ir[1:] -= go8[1:]
-            c_rin += go8
-            moving = True
-        # -- apply: column colors --
-        if moving:
-            orq -= mv8
-            rn[1:] += mv8[:-1]
-            rn -= dl8
-            ir += dl8
-            c_sout += mv8
-            c_nin[1:] += mv8[:-1]
-            c_rout += dl8
-            if mv[-1].any():
-                js = np.flatnonzero(mv[-1])
-                s, w = sunk[js], last_nt[js]
-                sink[js, s] = sums[last_ring[js] * T + (s // w) % T, s % w]
-                sunk[js] += 1
-                out_left -= js.size
+        q[1::4] += ev8[0::4]  # ia += fa, ir += dl
+        orq += go8
+        rn[1:] += mv8[:-1]
+        row_out += fa8
+        ticks += ev8[3:6]  # col_south_out, col_ramp_out, col_ramp_in
+        north_in[1:] += mv8[:-1]
+        if not resident:
+            qa[:, 1:] += fa8[:, :-1]
+            qa[:, 0] += fi
+            inj += fi
+            row_in[:, 1:] += fa8[:, :-1]
+            row_in[:, 0] += fi
+        if mv[-1].any():  # the south edge
+            if hi < R:
+                raise RuntimeError(f"cycle {cycle}: row {hi - 1} sent south to a row left out (simulator bug)")
+            sunk += mv8[-1]
+            out_left -= int(np.count_nonzero(mv[-1]))
         cycle += 1
         if check:
             f.check_bounds(D)
     f.flush()
-    tr = tokr.reshape(R, C)  # reduces started
-    return sink, cycle, (fm.consumed(), (tr - (nr > 0)) * lay.nt + nr)
+    if resident:
+        Q[1] = 0
+    tokf = TOKF.astype(np.int64)
+    return cycle, (tokf * KT + (KT - KLEFT), (tokf - Q[2]) * lay.nt + (lay.nt - CNT[0]))
+
+
+SPAN = 32  # cycles between the chain loop's checks for rows that cannot act (and the rows of margin)
 
 
 def _max_cycles(lay: Layout, passes: int) -> int:

@@ -24,10 +24,8 @@ A fair round robin was tried too: it spreads that cost over both phases, and the
 longer exactly the tile level's critical path. ``TreeFabric.contended`` counts the waits; with
 ``check`` every cycle asserts that no link direction carried two wavelets.
 
-Numbers: at the first wavelet of each pass the core adds (in float32) the sums its sender put on
-the wire for that token, kept in the sender's ring (a ring per phase-1 sender and per root, each
-with more slots than tokens can be in flight on its longest stream); the south edge reads the
-column root's ring as its wavelets arrive.
+Numbers: the loop moves counts only; C is ``pe_fmac.products`` over the same plan (each core adds
+its incoming streams in the plan's order, so the float32 sums do not depend on the cycles).
 """
 
 from __future__ import annotations
@@ -36,14 +34,14 @@ import numpy as np
 
 from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan
 from .pe_fabric import TreeFabric
-from .pe_fmac import Fmacs, partial_sums, uint
+from .pe_fmac import Fmacs, uint
 from .pe_layout import Layout
 
 
 def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
-             resident: bool, rings: tuple[int, int]):
-    """Simulate until the south edge has every element of C. ``rings``: slots of the phase-1 and
-    the phase-2 rings of sent sums. Returns the sink, the cycles and the cores' progress."""
+             resident: bool):
+    """Simulate until the south edge has every element of C. Returns the cycles and the cores'
+    progress (the numbers are ``pe_fmac.products``)."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     N, ntmax = R * C, lay.ntmax
     fm = Fmacs(lay, f, D, nbuf, resident)
@@ -70,23 +68,9 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
     noin = grid(optab[:, 0] < 0)
     notout = passes > 1  # the pass under way is not the last (the one that sends)
     tokr = np.zeros(N, np.int64)  # tokens whose reduce is done
-    rowi, colj = np.divmod(np.arange(N), C)
+    rowi = np.arange(N) // C
 
-    # -- payloads --
-    partials, pbase, width = partial_sums(lay)
-    lane = np.arange(ntmax)
-    T1, T2 = rings
-    group_of = np.full(R, -1, np.int64)
-    group_of[list(plan.roots)] = np.arange(len(plan.roots))
-    p2 = snd[S2] | snd[N2]  # roots: their sums go to the phase-2 ring, the others' to the phase-1 ring
-    ring1 = np.zeros((N, T1, ntmax), np.float32)
-    ring2 = np.zeros((len(plan.roots) * C, T2, ntmax), np.float32)
-    my2 = group_of[rowi] * C + colj  # a root's slot row in ring2
-    src = np.array(plan.src, np.int64)  # (rows, 4): sender row per kind
-    acc = np.zeros((N, ntmax), np.float32)  # the sum a core is building for the token under way
-    top2 = plan.roots.index(plan.top) * C + np.arange(C)
-    sink = np.zeros((C, m * ntmax), np.float32)
-    last_nt, sunk = lay.nt[-1], f.sunk
+    sunk = f.sunk
 
     b = lambda *s: np.zeros((*s, R, C), bool)
     go, pos, t1, t2, m1s, m2s, m1n, m2n, ok = b(), b(), b(), b(), b(), b(), b(), b(), b()
@@ -153,11 +137,6 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             fm.step(go)
         # -- apply: passes --
         if go.any():
-            np.equal(e, 0, out=t2)
-            t2 &= go
-            if t2.any():  # the first wavelet of a pass: its numbers
-                _numbers(np.flatnonzero(t2), opi, notout, optab, rowi, colj, tokr, src, group_of, p2, my2, C,
-                         acc, partials, pbase, width, lane, ring1, ring2, T1, T2)
             np.logical_and(go, ~notout, out=t1)  # the last pass sends
             rq += t1.view(np.uint8)
             t_rin += snd & t1
@@ -197,11 +176,8 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             cq += dl.view(np.uint8)
             t_rout += dl.view(np.uint8)
             if m2s[-1].any():  # the south edge
-                js = np.flatnonzero(m2s[-1])
-                s, w = sunk[js], last_nt[js]
-                sink[js, s] = ring2[top2[js], (s // w) % T2, s % w]
-                sunk[js] += 1
-                out_left -= js.size
+                sunk += m2s[-1]
+                out_left -= int(np.count_nonzero(m2s[-1]))
         cycle += 1
         if check:
             f.check_bounds(D)
@@ -214,31 +190,5 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
         for o in range(4):
             at = grid(optab[:, o] == k)
             consumed[k] += at * (tr * lay.nt + np.where(opi > o, lay.nt, np.where(opi == o, e, 0)))
-    return sink, cycle, (fm.consumed(), sent, consumed, snd)
+    return cycle, (fm.consumed(), sent, consumed, snd)
 
-
-def _numbers(idx, opi, notout, optab, rowi, colj, tokr, src, group_of, p2, my2, C, acc, partials, pbase, width,
-             lane, ring1, ring2, T1, T2) -> None:
-    """The cores ``idx`` start a pass: the first pass starts the sum from the core's own partial
-    sums; a pass with an input adds the sums its sender sent for this token; the last pass puts
-    the sum in the core's ring, for its receiver (or the south edge) to read."""
-    o, t = opi.flat[idx], tokr[idx]
-    first = o == 0
-    if first.any():
-        i = idx[first]
-        acc[i] = partials[(pbase[i] + tokr[i] * width)[:, None] + lane]
-    kind = optab[rowi[idx], o]
-    for k in range(4):
-        sel = kind == k
-        if sel.any():
-            i, s = idx[sel], src[rowi[idx[sel]], k]
-            if k in (S1, N1):
-                acc[i] += ring1[s * C + colj[i], t[sel] % T1]
-            else:
-                acc[i] += ring2[group_of[s] * C + colj[i], t[sel] % T2]
-    last = ~notout.flat[idx]
-    if last.any():
-        i, tl = idx[last], t[last]
-        two = p2.flat[i]
-        ring1[i[~two], tl[~two] % T1] = acc[i[~two]]
-        ring2[my2[i[two]], tl[two] % T2] = acc[i[two]]
