@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/streaming.py
 	$(BIN)/wafer bench -q -o benchmarks/results/bench
 	$(BIN)/python benchmarks/calibrate.py
+	$(BIN)/python benchmarks/pe_speed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks
