@@ -15,14 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
-from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
 from results_io import RESULTS, write
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CASES = [  # m, k, n, target, dtype, note[, reduce, resident_a] (default: the chain, A streamed)
     (1, 101, 103, "mesh:7x11", "f16", "primes"),
@@ -152,11 +147,8 @@ def main() -> None:
         if a.quick and target == "wse2":
             continue
         reduce, resident = opts or ("chain", False)
-        cmd = [sys.executable, __file__, "--case", json.dumps([m, k, n, target, dtype, reduce, resident])]
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if r.returncode:
-            raise SystemExit(f"case {m}x{k}x{n} on {target}: {r.stderr.strip()}")
-        rows.append(json.loads(r.stdout) | {"note": note})
+        case = [m, k, n, target, dtype, reduce, resident]
+        rows.append(results_io.run_case(__file__, case, f"{m}x{k}x{n} on {target}") | {"note": note})
         x = rows[-1]
         print(f"{note:<32} {x['kind']} {m}x{k}x{n} on {target:<18} {reduce:<5} {'res' if resident else 'str'} "
               f"pe {x['pe_cycles']:>7} tile {x['tile_cycles']:>7} "

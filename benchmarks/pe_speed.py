@@ -17,15 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
 from results_io import RESULTS, write
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CASES = [  # m, k, n, target, note
     (16, 1024, 1024, "mesh:64x64", "64x64 mesh, gemm 16x1024x1024"),
@@ -182,13 +177,9 @@ def main() -> None:
     for reduce in a.reduce.split(","):
         for i in map(int, a.cases.split(",")):
             m, k, n, target, note = CASES[i]
-            cmd = [sys.executable, __file__, "--case", json.dumps([m, k, n, target, reduce])]
-            runs = []
-            for _ in range(a.repeat):  # the machine is shared: keep the fastest run
-                r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                if r.returncode:
-                    raise SystemExit(f"case {note} ({reduce}): {r.stderr.strip()}")
-                runs.append(json.loads(r.stdout))
+            # the machine is shared: keep the fastest run
+            runs = [results_io.run_case(__file__, [m, k, n, target, reduce], f"{note} ({reduce})")
+                    for _ in range(a.repeat)]
             walls = [x["wall_s"] for x in runs]
             x = min(runs, key=lambda x: x["wall_s"]) | {"note": note, "case": i, "runs_wall_s": walls}
             rows.append(x)

@@ -58,3 +58,13 @@ def zoo_on_wafer_args(doc: str) -> argparse.Namespace:
     p.add_argument("--targets", default="wse2,wse3")
     p.add_argument("--models", default=",".join(n for n in ZOO if not n.startswith("tiny")))
     return p.parse_args()
+
+
+def run_case(script: str, case: list, what: str) -> dict:
+    """Run one case of a benchmark script in a fresh process (``script --case JSON``, which prints
+    the case's JSON), so that its peak RSS and its timings are its own; a failure stops the run."""
+    r = subprocess.run([sys.executable, script, "--case", json.dumps(case)], capture_output=True, text=True,
+                       cwd=Path(script).resolve().parent.parent)
+    if r.returncode:
+        raise SystemExit(f"case {what}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
