@@ -1,5 +1,6 @@
 """Fuzz the `wafer` command with bad and odd inputs: the contract is exit 0, or exit 2 with exactly
-one line on stderr; never a traceback, a bug (exit 3), a hang or a blow-up of memory.
+one line on stderr; never a traceback, a bug (exit 3), a hang (a case still running after CASE_SECONDS) or a
+blow-up of memory (the run's peak RSS is reported).
 
     python benchmarks/fuzz.py [--cases 10000] [--seed 0]     (make fuzz)
 
@@ -20,6 +21,7 @@ import io
 import json
 import random
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -53,13 +55,33 @@ KERNEL = {"--m": ["1", "0", "3", "-2", "1000000000000", "x"], "--k": ["1", "16",
           "--level": ["pe", "tile", "both"], "--dtype": ["f16", "f32"], "--reduce": ["chain", "tree", "auto", "x"]}
 
 
+CASE_SECONDS = 60  # a case still running after this is a hang
+
+
+class Hang(BaseException):  # not an Exception: the CLI's catch-all of bugs must not take it
+    pass
+
+
+def _alarm(signum, frame):
+    raise Hang
+
+
 def run_cli(argv: list[str]) -> tuple[int, str]:
+    """(exit code, stderr) of one command line, run in this process; a hang is exit -1."""
     err, out = io.StringIO(), io.StringIO()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_SECONDS)
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             code = main(argv)
         except SystemExit as e:  # argparse's own errors
             code = e.code if isinstance(e.code, int) else 2
+        except Hang:
+            code = -1
+            err.write(f"hang: still running after {CASE_SECONDS} s\n")
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
     return code, err.getvalue()
 
 

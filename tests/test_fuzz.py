@@ -129,3 +129,15 @@ def test_library_warnings_stay_off_stderr_unless_asked(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = wafer("-v", "compile", str(tmp_path), "--seq", "4", "-q", "-o", str(tmp_path / "b"))
     assert loud.returncode == 0 and "eos_token_id" in loud.stderr
+
+
+def test_a_hung_case_is_reported_as_a_hang(monkeypatch):
+    import time
+
+    from waferscale import cli
+
+    fuzz = load_fuzz()
+    monkeypatch.setattr(fuzz, "CASE_SECONDS", 1)
+    monkeypatch.setattr(cli, "cmd_models", lambda args: time.sleep(10))
+    code, err = fuzz.run_cli(["models"])
+    assert code == -1 and fuzz.check(code, err) == "exit -1: hang: still running after 1 s"
