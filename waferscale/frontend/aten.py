@@ -105,6 +105,13 @@ for _aten, _kind in [("neg", "neg"), ("exp", "exp"), ("log", "log"), ("tanh", "t
     converts(f"aten.{_aten}.default")(_unary(_kind))
 
 
+@converts("aten.silu.default")
+def _silu(imp, args, kwargs):
+    """SiLU (swish), x * sigmoid(x), as the two ops it is made of (``fuse`` makes them one epilogue)."""
+    x = imp.tensor(args[0])
+    return checked(imp, imp.op("mul", x, imp.op("sigmoid", x)))
+
+
 @converts("aten.gelu.default")
 def _gelu(imp, args, kwargs):
     return checked(imp, imp.op("gelu", args[0], approximate=kwargs.get("approximate", "none")))
@@ -317,6 +324,17 @@ def _split(imp, args, kwargs):
         out.append(_slice(imp, x, dim, start, start + s))
         start += s
     return tuple(out)
+
+
+@converts("aten.chunk.default")
+def _chunk(imp, args, kwargs):
+    """``chunks`` pieces of ceil(n / chunks) along ``dim`` (the last smaller, as torch cuts them)."""
+    x = imp.tensor(args[0])
+    chunks = args[1]
+    dim = (args[2] if len(args) > 2 else kwargs.get("dim", 0)) % x.type.rank
+    n = x.type.shape[dim]
+    size = max(1, -(-n // chunks))
+    return tuple(_slice(imp, x, dim, s, min(s + size, n)) for s in range(0, n, size))
 
 
 @converts("aten.cat.default", "aten.concat.default")
