@@ -81,3 +81,25 @@ WEIGHT_BUFFERS = 2
 # The activations that cross from one layer to the next (the residual stream) stay in SRAM for the
 # whole batch, spread evenly too, and twice: a layer's input is held while it writes its output.
 RESIDENT_ACTIVATION_COPIES = 2
+
+# Unstructured weight sparsity (passes/sparsify.py, backends/sparse.py). A sparse weight is held
+# per core tile in a compressed format of our own: for each non-zero its value and a 16-bit column
+# index within the tile (the width of a sparse wavelet's index field: 16-bit index + 16-bit value,
+# Cerebras SDK white paper p. 4), and for each tile row its count of non-zeros (16 bits). Both are
+# counted in SRAM and in streamed bytes.
+SPARSE_INDEX_BYTES = 2
+SPARSE_ROW_BYTES = 2
+# The loop of the sparse GEMM: for each arriving element of A, one indexed AXPY over the non-zeros
+# of that row of the core's tile. It reads each value with its index through one read port and
+# gathers the partial sums through the other (we assume the indexed access runs at the port's full
+# width: Cerebras says its cores run unstructured-sparse tensor ops at full rate, and gives no
+# figure), so an f16 non-zero costs half a cycle where a dense f16 weight costs a quarter. Its
+# instruction pays VECTOR_OP_CYCLES like a dense one. An element whose tile row holds no non-zero
+# is popped from the queue and dropped in this many cycles (assumed).
+SPARSE_SKIP_CYCLES = 1
+# A meta-device weight (no data) up to this many elements has its seeded random mask drawn, so its
+# cost comes from that mask core by core. A bigger one (1.3B's MLP has 16.8M) has its mask drawn
+# only in distribution: each core's count of non-zeros per tile row is binomial, and the slowest
+# core of a rectangle is taken at the expected maximum of its cores' work (a normal approximation,
+# checked against drawn masks in benchmarks/fidelity.py).
+SPARSE_DRAW_LIMIT = 1 << 22
