@@ -63,9 +63,14 @@ class Fmacs:
     def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool):
         R, C, m = lay.rows, lay.cols, lay.m
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
-        kdt, wdt = uint(lay.ktmax), uint(int(lay.first_cycles.max()))
+        kdt, wdt = uint(lay.ktmax), uint(lay.peak_cycles)
         self.kt, self.kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
-        self.pe = lay.fmac_cycles.astype(wdt)
+        self.pe = lay.fmac_cycles.astype(wdt) * (not lay.sparse)  # a sparse core's next element: looked up
+        self.base = None
+        if lay.sparse:  # element e of core (i, j): elem[base[i, j] + e]
+            self.elem = lay.element_cycles.astype(wdt).ravel()
+            self.base = (np.arange(R * C, dtype=np.intp) * lay.ktmax).reshape(R, C)
+            self.idx = np.zeros((R, C), np.intp)
         self.rem = lay.first_cycles.astype(wdt)  # datapath cycles left of the head element
         self.ovh = wdt(A.TASK_OVERHEAD_CYCLES)  # a token's first element also pays the task start
         self.ahead = np.zeros((R, C), np.uint8)  # tokens FMAC'd but not yet reduced: 0..nbuf
@@ -122,6 +127,11 @@ class Fmacs:
             np.multiply(self.t28, self.ovh, out=tw)
             self.rem += tw
             self.left -= int(np.count_nonzero(t2))
+        if self.base is not None:  # sparse: the next element (index: the token's elements done) costs its row's
+            np.add(self.base, self.kk, out=self.idx)
+            np.take(self.elem, self.idx, out=tw, mode="clip")
+            np.multiply(tw, self.pop8, out=tw)
+            self.rem += tw
 
     def consumed(self) -> np.ndarray:
         """A elements each core has FMAC'd."""

@@ -6,6 +6,13 @@ at most one, the larger blocks first (``backends/blocks.py``, the split every ke
 ``W[K_i, N_j]``. Arrays are padded to the largest block with zeros; a core never reads past its
 own ``kt`` x ``nt``. A grid wider than the matrix (more rows than K, more columns than N) is cut to
 ``min(rows, k) x min(cols, n)``: the extra cores would hold nothing and idle.
+
+A sparse weight (``mask``) is held as ``backends/sparse.py`` stores it: per core tile, only its
+non-zeros. The cost of an A element is then per core and per element: ``sparse.row_cycles`` of the
+non-zeros in that row of the core's tile (``element_cycles``), where a dense core pays the same
+``gemm.element_cycles(nt)`` for every element (``fmac_cycles``). The tiles keep the masked values
+(zeros where the mask is off): a product with a zero adds nothing to a sum, so C is the product of
+the non-zeros only, bit for bit.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
 from ..backends.gemm import element_cycles
+from ..backends.sparse import row_cycles
 
 
 def blocks(size: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +51,20 @@ class Layout:
     w_panels: np.ndarray
     a_stream: np.ndarray  # (rows, m, ktmax) float32: A[t, K_i], row i's stream in injection order
     n_offsets: np.ndarray  # (cols,) first output column of each grid column
+    # sparse only: (rows, cols, ktmax) datapath cycles of each element of each core's tile
+    # (``sparse.row_cycles`` of its row's non-zeros; 0 past kt), and (rows, cols) non-zeros per tile
+    element_cycles: np.ndarray | None = None
+    nnz: np.ndarray | None = None
+
+    @property
+    def sparse(self) -> bool:
+        return self.element_cycles is not None
+
+    @property
+    def peak_cycles(self) -> int:
+        """The most datapath cycles one A element can take, the task start included."""
+        top = self.element_cycles.max() if self.sparse else self.fmac_cycles.max()
+        return int(top) + A.TASK_OVERHEAD_CYCLES
 
     @property
     def ktmax(self) -> int:
@@ -53,11 +75,15 @@ class Layout:
         return int(self.nt.max())
 
 
-def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float) -> Layout:
+def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float,
+           mask: np.ndarray | None = None) -> Layout:
+    """``mask``: bool, W's shape: the weight is sparse, its non-zeros where ``mask`` is set."""
     m, k = a.shape
     k2, n = w.shape
     if k != k2:
         raise ValueError(f"inner dimensions differ: A is {m}x{k}, W is {k2}x{n}")
+    if mask is not None and np.shape(mask) != (k, n):
+        raise ValueError(f"the mask is {'x'.join(map(str, np.shape(mask)))} and W is {k}x{n}: give one of W's shape")
     lanes = as_datapath(lanes)
     if min(m, k, n) < 1 or min(rows, cols) < 1 or lanes.lanes <= 0:
         raise ValueError("m, k, n, rows, cols and lanes must be positive")
@@ -68,19 +94,38 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath |
     kt = np.repeat(ks[:, None], cols, axis=1).astype(np.int32)
     nt = np.repeat(ns[None, :], rows, axis=0).astype(np.int32)
     per_col = np.array([element_cycles(int(x), lanes) for x in ns], np.int32)
-    fmac = np.repeat(per_col[None, :], rows, axis=0)
+    fmac = np.repeat(per_col[None, :], rows, axis=0)  # sparse: unused but for the report of a dense core
 
     # K and N indices of every tile slot, with a validity mask for the padding.
     kidx = koff[:, None] + np.arange(ktmax)[None, :]  # (rows, ktmax)
     kval = np.arange(ktmax)[None, :] < ks[:, None]
     kidx_c = np.minimum(kidx, k - 1)
     w32 = np.asarray(w, np.float32)
+    sparse = {}
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        w32 = np.where(mask, w32, np.float32(0))
+        sparse = tile_costs(mask, kidx_c, kval, np.append(noff, n), lanes)
     panels = np.zeros((rows, ktmax, n + ntmax), np.float32)
     panels[:, :, :n] = w32[kidx_c] * kval[:, :, None]
     a32 = np.asarray(a, np.float32)
     stream = (a32[:, kidx_c] * kval[None]).transpose(1, 0, 2)  # (rows, m, ktmax)
+    first = sparse["element_cycles"][:, :, 0] if sparse else fmac
     return Layout(
         m=m, k=k, n=n, rows=rows, cols=cols, lanes=lanes, kt=kt, nt=nt, fmac_cycles=fmac,
-        first_cycles=fmac + A.TASK_OVERHEAD_CYCLES,
-        w_panels=panels, a_stream=np.ascontiguousarray(stream), n_offsets=noff,
+        first_cycles=first + A.TASK_OVERHEAD_CYCLES,
+        w_panels=panels, a_stream=np.ascontiguousarray(stream), n_offsets=noff, **sparse,
     )
+
+
+def tile_costs(mask: np.ndarray, kidx: np.ndarray, kval: np.ndarray, n_at: np.ndarray, dp: Datapath) -> dict:
+    """Per core, the cycles of each element of its tile (``sparse.row_cycles`` of the non-zeros of
+    that row of the tile; 0 in the padding past ``kt``) and the tile's non-zeros. ``kidx``, ``kval``:
+    (rows, ktmax) the K index of each tile row and whether it is one; ``n_at``: the columns' bounds."""
+    prefix = np.zeros((mask.shape[0], mask.shape[1] + 1), np.int64)
+    np.cumsum(mask, axis=1, out=prefix[:, 1:])
+    per_row = prefix[:, n_at[1:]] - prefix[:, n_at[:-1]]  # (k, cols) non-zeros of each tile row
+    counts = per_row[kidx] * kval[:, :, None]  # (rows, ktmax, cols)
+    cyc = np.where(kval[:, :, None], row_cycles(counts, dp), 0)
+    cyc = cyc.transpose(0, 2, 1).astype(np.uint32 if int(cyc.max()) >> 16 else np.uint16)
+    return {"element_cycles": np.ascontiguousarray(cyc), "nnz": counts.sum(axis=1)}

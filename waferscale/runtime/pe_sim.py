@@ -120,7 +120,8 @@ class PeResult(PeRate):
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
                   depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
-                  max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False) -> PeResult:
+                  max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
+                  sparse: bool = False, mask: np.ndarray | None = None) -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
@@ -128,6 +129,12 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     core's elements of A are in its SRAM at cycle 0 (no injection, no row multicast). ``check``
     verifies every queue's occupancy every cycle (slower). ``sram_bytes``, if given, is the SRAM a
     core may use; a tile that does not fit is a ``UsageError``.
+
+    ``sparse``: W is a sparse weight, its non-zeros those of ``w`` (or, given ``mask``, a bool array
+    of W's shape, those where ``mask`` is set: C is then ``a @ (w * mask)``), held and multiplied as
+    ``backends/sparse.py`` models it: per tile row, one indexed AXPY over its non-zeros
+    (``sparse.row_cycles``), an empty row skipped. Each core's cycles per element are its own
+    (``pe_layout.tile_costs``); the rest of the walk is the dense one's.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
@@ -135,11 +142,15 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         raise ValueError(f"unknown reduce {reduce!r}: use one of {', '.join(REDUCES)}")
     t0 = time.perf_counter()
     (m, k), n = np.shape(a), np.shape(w)[1]
-    need = core_sram_bytes(k, n, rows, cols, depth, m=m, reduce=reduce, resident_a=resident_a)
+    if sparse and mask is None:
+        mask = np.asarray(w) != 0
+    lay = layout(a, w, rows, cols, lanes, mask)
+    need = core_sram_bytes(k, n, rows, cols, depth, m=m, reduce=reduce, resident_a=resident_a,
+                           nnz=None if mask is None else int(lay.nnz.max()))
     if sram_bytes is not None and need > sram_bytes:
-        raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of W per core needs {need} bytes "
-                         f"of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
-    lay = layout(a, w, rows, cols, lanes)
+        what = "W" if mask is None else f"sparse W ({int(lay.nnz.max())} non-zeros)"
+        raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of {what} per core needs {need} "
+                         f"bytes of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
     nbuf = A.PE_ACC_BUFFERS
     p = plan(lay.rows, reduce)
     if reduce == CHAIN:
@@ -156,14 +167,16 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
 
 
 def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH, *, m: int = 1,
-                    reduce: str = CHAIN, resident_a: bool = False) -> int:
+                    reduce: str = CHAIN, resident_a: bool = False, nnz: int | None = None) -> int:
     """SRAM (f32 words) the busiest core keeps: its W tile, its partial-sum buffers and the ring
     of the sums it has sent (the payloads of its wavelets in flight); with ``resident_a``, also its
-    elements of A for all ``m`` tokens."""
+    elements of A for all ``m`` tokens. A sparse tile (``nnz``: the fullest tile's non-zeros) keeps
+    each non-zero with its index and each row's count (``assumptions.SPARSE_*``)."""
     rows, cols = min(rows, k), min(cols, n)
     kt, nt = -(-k // rows), -(-n // cols)
     ring = max(_rings(plan(rows, reduce), depth, n // cols)) if reduce != CHAIN else ring_tokens(depth, n // cols)
-    return 4 * nt * (kt + A.PE_ACC_BUFFERS + ring) + (4 * m * kt if resident_a else 0)
+    tile = 4 * nt * kt if nnz is None else nnz * (4 + A.SPARSE_INDEX_BYTES) + kt * A.SPARSE_ROW_BYTES
+    return tile + 4 * nt * (A.PE_ACC_BUFFERS + ring) + (4 * m * kt if resident_a else 0)
 
 
 def _rings(p, depth: int, nt_min: int) -> tuple[int, int]:
@@ -207,10 +220,15 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
     # events: 0 fa (row multicast), 1 pop (an A element FMAC'd), 2 a token's reduce done, 3 mv (south),
     # 4 dl (north queue -> core): each leaves queue k; 5 go (a partial sum onto the ramp), 6 act (an FMAC cycle)
     EV = np.zeros((7, R, C), bool)
-    cdt = uint(max(int(lay.first_cycles.max()), lay.ntmax))
+    cdt = uint(max(lay.peak_cycles, lay.ntmax))
     nt = lay.nt.astype(cdt)
     CNT = np.stack([nt, lay.first_cycles.astype(cdt)])  # partial sums left to send; cycles left of the element
-    RELOAD, TMP = np.stack([nt, lay.fmac_cycles.astype(cdt)]), np.zeros((2, R, C), cdt)
+    # the next element's cycles: a dense core's are its own constant; a sparse core's are looked up below
+    RELOAD, TMP = np.stack([nt, lay.fmac_cycles.astype(cdt) * (not lay.sparse)]), np.zeros((2, R, C), cdt)
+    if lay.sparse:  # element e of core (i, j): ELEM[BASE[i, j] + e]
+        ELEM = lay.element_cycles.astype(cdt).ravel()
+        BASE = (np.arange(R * C, dtype=np.intp) * lay.ktmax).reshape(R, C)
+        IDX, NEXT = np.zeros((R, C), np.intp), np.zeros((R, C), cdt)
     kdt = uint(lay.ktmax)
     KT, KLEFT, TK = lay.kt.astype(kdt), lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements left of the token
     T2 = np.zeros((R, C), bool)
@@ -240,7 +258,11 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
         quiet[0] = False
         return int(np.flatnonzero(~quiet)[-1]) + 1
 
+    def sparse_rows(lo: int, hi: int) -> tuple:
+        return (BASE[lo:hi], IDX[lo:hi], NEXT[lo:hi]) if lay.sparse else (None,) * 3
+
     lo, hi = 0, R
+    base, idx, nxt = sparse_rows(lo, hi)
     (q, qa, ia, ahead, orq, rn, ir, pos, room, ev, ev8, fa, pop, mv, go, act, fa8, pop8, mv8, go8, ticked, ran_out, cnt,
      rem, tmp, reload, kt, kleft, tk, t2, t28, tokf, row_out, ticks, row_in, north_in, inj, tot_a) = rows(lo, hi)
     out_left = m * lay.n
@@ -261,6 +283,7 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
                 (q, qa, ia, ahead, orq, rn, ir, pos, room, ev, ev8, fa, pop, mv, go, act, fa8, pop8, mv8, go8, ticked,
                  ran_out, cnt, rem, tmp, reload, kt, kleft, tk, t2, t28, tokf, row_out, ticks, row_in, north_in, inj,
                  tot_a) = rows(lo, hi)
+                base, idx, nxt = sparse_rows(lo, hi)
         # -- decisions, all from the state at the start of the cycle --
         np.greater(q, 0, out=pos)
         np.less(q, bound, out=room)
@@ -295,6 +318,12 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
             rem += tmp[1]
             if resident:
                 np.less(tokf, m, out=ia.view(bool))
+        if base is not None:  # sparse: the next element (index: the token's elements done) costs its own row's
+            np.subtract(kt, kleft, out=tk)
+            np.add(base, tk, out=idx)
+            np.take(ELEM, idx, out=nxt, mode="clip")
+            np.multiply(nxt, pop8, out=nxt)
+            rem += nxt
         if resident:
             ev8[1] = 0  # A is in SRAM: no element leaves a queue
         # -- apply: every queue a wavelet left, every queue it entered, the counters --
@@ -336,4 +365,4 @@ SPAN = 32  # cycles between the chain loop's checks for rows that cannot act (an
 def _max_cycles(lay: Layout, passes: int) -> int:
     """A generous bound: reaching it means the simulator deadlocked."""
     R, C, m = lay.rows, lay.cols, lay.m
-    return 10 * (m * (lay.ktmax * int(lay.first_cycles.max()) + passes * lay.ntmax) + 4 * (R + C)) + 1000
+    return 10 * (m * (lay.ktmax * lay.peak_cycles + passes * lay.ntmax) + 4 * (R + C)) + 1000
