@@ -144,16 +144,34 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     """The chain GEMM with a sparse weight ``sw`` (``sparse.SparseWeight``; ``k x n``, plus ``tail``
     epilogue rows of ``tail_cycles`` each and ``head`` statistics columns, as ``kernels/matmul.py``
     adds them): each core's step is its own tile's (``SparseWeight.tile``), the slowest paces the
-    rectangle; the streams bound it as in the dense GEMM. The fill is the dense GEMM's (the first
-    token's latency through the rectangle; a sparse core may finish its first token sooner)."""
+    rectangle; the streams bound it as in the dense GEMM.
+
+    The total is the latest, over the cores, of the path through the core: A reaching its column
+    (``j`` hops), its ``m`` tokens at its own step, and its last token's sums descending the
+    ``rows - 1 - i`` rows below (3 cycles each), plus the edges' stages (``SparseWeight.latest``;
+    in distribution, its expected value). The cores are held to the slowest one's pace by the row
+    multicast and the chain, but the slowest core's own path is the critical one, as the PE level
+    shows (``benchmarks/fidelity.py``): a faster core east of it gets its row's last elements
+    only once the slowest has room for them, and then finishes sooner. For dense tiles the path
+    is the dense fill's (the core at row 0 of the last wide column). Fix against the PE level: the
+    first model took the dense fill, as if the slowest core were at row 0 of the last column; on
+    GEMVs down 64 rows at density 0.03 that was up to 5% high. The path below is exact, to the
+    cycle, on all but a few of the shapes tried, and within 2 cycles on those (the PE level's
+    row multicast lets a core east of the slowest finish a little after it); where N does not
+    divide, the PE layout's column order differs from the kernel's (``fidelity_sparse.py``)."""
     lanes = as_datapath(lanes)
     k, n = sw.k + tail, sw.n + head
-    dense = gemm_time(m, k, n, rows, cols, lanes, resident_a=resident_a)
     rows, cols = min(rows, k), min(cols, n)
     core, _ = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
     step = max(core, 0 if resident_a else ceil(block(k, rows) / A.ELEMENTS_PER_WAVELET),
                ceil(block(n, cols) / A.ELEMENTS_PER_WAVELET))
-    return GemmTime(step=step, fill=dense.fill, tokens=m)
+    col_lag = 0 if resident_a else A.HOP_CYCLES
+    row_lag = A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES
+    edges = A.HOP_CYCLES + (0 if resident_a else A.HOP_CYCLES + A.RAMP_CYCLES)
+    args = (m, rows, cols, lanes)
+    extra = (sw.latest(*args, col_lag, row_lag, tail, head, tail_cycles) - sw.latest(*args, 0, 0, tail, head,
+                                                                                     tail_cycles))
+    return GemmTime(step=step, fill=edges + round(extra), tokens=m)
 
 
 @lru_cache(maxsize=4096)

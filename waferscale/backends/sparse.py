@@ -31,6 +31,7 @@ from math import ceil, lgamma, log, sqrt
 from statistics import NormalDist
 
 import numpy as np
+from scipy.special import ndtr
 
 from . import assumptions as A
 from .blocks import offsets, split
@@ -129,7 +130,59 @@ class SparseWeight:
                                                                                        tail_cycles)
         return self._cache[key]
 
+    def latest(self, m: int, rows: int, cols: int, dp: Datapath, col_lag: int, row_lag: int, tail: int = 0,
+               head: int = 0, tail_cycles: int = 0) -> float:
+        """The latest over the cores (i, j) of ``m`` times the core's cycles per token plus
+        ``j * col_lag + (rows - 1 - i) * row_lag`` (``gemm.sparse_gemm_time``'s path through the
+        core): from the mask, or in distribution its expected value, each core's work drawn apart
+        (a normal approximation; the widest tile's draws for every core, as ``tile``)."""
+        key = ("latest", m, rows, cols, dp, col_lag, row_lag, tail, head, tail_cycles)
+        if key not in self._cache:
+            lag_i, lag_j = (rows - 1 - np.arange(rows)) * row_lag, np.arange(cols) * col_lag
+            self._cache[key] = self._latest(m, rows, cols, dp, lag_i, lag_j, tail, head, tail_cycles)
+        return self._cache[key]
+
+    def _latest(self, m, rows, cols, dp, lag_i, lag_j, tail, head, tail_cycles) -> float:
+        if self.exact:
+            step = self._steps(rows, cols, dp, tail, head, tail_cycles)[0]
+            return float((m * step + lag_i[:, None] + lag_j[None, :]).max())
+        ks = split(self.k, rows, tail)
+        ws = split(self.n, cols, head)[::-1]
+        outs = np.array(ws) + np.array([head] + [0] * (cols - 1))
+        nt = max(ws)
+        r = row_cycles(np.arange(nt + 1), dp).astype(float)
+        pmf = binomial_pmf(nt, self.density)
+        mean, var = float(pmf @ r), max(float(pmf @ r ** 2) - float(pmf @ r) ** 2, 0.0)
+        extra = [0] * (rows - 1) + [tail * tail_cycles]
+        # Core (i, j) draws m * (the sum of ks[i] rows) + m * (its fixed work) + lag[i, j]. The rows of
+        # cores alike (rows of K, epilogue) and the columns alike (outputs) make a few kinds; within a
+        # kind the cores differ by their lag only, counted per value (row lags + column lags).
+        mu, sd, counts = [], [], []
+        for kt, ex in sorted(set(zip(ks, extra))):
+            li = lag_i[[i for i in range(rows) if (ks[i], extra[i]) == (kt, ex)]]
+            for out in sorted(set(outs.tolist())):
+                lj = lag_j[outs == out]
+                hist = np.convolve(np.bincount(li - li.min()), np.bincount(lj - lj.min()))
+                v = np.flatnonzero(hist)
+                base = li.min() + lj.min()
+                fixed = m * (A.TASK_OVERHEAD_CYCLES + out * A.PARTIAL_SUM_CYCLES + ex)
+                mu.append(m * kt * mean + fixed + base + v)
+                sd.append(np.full(len(v), m * sqrt(kt * var)))
+                counts.append(hist[v])
+        return expected_max_of_normals(np.concatenate(mu), np.concatenate(sd), np.concatenate(counts))
+
+    def _steps(self, rows, cols, dp, tail, head, tail_cycles) -> tuple[np.ndarray, np.ndarray]:
+        """[rows, cols] each core's cycles per token and its tile's non-zeros, from the mask."""
+        key = ("steps", rows, cols, dp, tail, head, tail_cycles)
+        if key not in self._cache:
+            self._cache[key] = self._core_steps(rows, cols, dp, tail, head, tail_cycles)
+        return self._cache[key]
+
     def _exact(self, rows, cols, dp, tail, head, tail_cycles):
+        step, nnz = self._steps(rows, cols, dp, tail, head, tail_cycles)
+        return int(step.max()), int(nnz.max())
+
+    def _core_steps(self, rows, cols, dp, tail, head, tail_cycles):
         ks = split(self.k, rows, tail)
         ws = split(self.n, cols, head)[::-1]  # weight columns per column of cores (the short one first)
         outs = np.array(ws) + np.array([head] + [0] * (cols - 1))  # outputs per column of cores
@@ -147,7 +200,7 @@ class SparseWeight:
         nnz = nsum[k_at[1:]] - nsum[k_at[:-1]]
         fmac[-1] += tail * tail_cycles
         step = A.TASK_OVERHEAD_CYCLES + fmac + outs[None, :] * A.PARTIAL_SUM_CYCLES
-        return int(step.max()), int(nnz.max())
+        return step, nnz
 
     def _in_distribution(self, rows, cols, dp, tail, head, tail_cycles):
         ks = split(self.k, rows, tail)
@@ -182,3 +235,31 @@ def expected_max(pmf: np.ndarray, terms: int, draws: int) -> float:
     cdf = np.clip(np.cumsum(total), 0.0, 1.0)
     top = cdf ** draws
     return float(np.arange(len(total)) @ np.diff(top, prepend=0.0))
+
+
+def expected_max_of_normals(mu, sd, counts, points: int = 1024) -> float:
+    """The expected maximum of independent normal draws, ``counts[g]`` of them with mean ``mu[g]``
+    and deviation ``sd[g]`` (0: a constant): ``lo`` plus the integral of ``1 - P(max <= x)`` over a
+    grid from ``lo`` (where the maximum is certainly above: 8 deviations below some draw's mean, or
+    a constant) to 8 deviations above the highest mean. Draws that cannot come near ``lo`` (8
+    deviations below it) are left out, and the rest merged where their means are within 1/64 of
+    a deviation, so that a wafer's 745,000 cores cost a few thousand terms."""
+    mu, sd, counts = (np.asarray(x, dtype=float) for x in (mu, sd, counts))
+    const = sd <= 0
+    floor = float(mu[const].max()) if const.any() else -np.inf
+    live = ~const
+    if not live.any():
+        return floor
+    lo = max(float((mu[live] - 8 * sd[live]).max()), floor)
+    hi = float((mu[live] + 8 * sd[live]).max())
+    if hi <= lo:
+        return lo
+    keep = live & (mu > lo - 8 * sd)
+    mu, sd, counts = mu[keep], sd[keep], counts[keep]
+    res = float(sd.min()) / 64
+    (sd, q), inverse = np.unique(np.stack([sd, np.round(mu / res)]), axis=1, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=counts)
+    x = np.linspace(lo, hi, points)
+    z = (x[:, None] - q[None, :] * res) / sd[None, :]
+    p = np.exp(np.log(np.clip(ndtr(z), 1e-300, 1.0)) @ counts)
+    return float(lo + np.trapezoid(1.0 - p, x))
