@@ -150,7 +150,7 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     k, n = sw.k + tail, sw.n + head
     dense = gemm_time(m, k, n, rows, cols, lanes, resident_a=resident_a)
     rows, cols = min(rows, k), min(cols, n)
-    core, _ = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
+    core = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
     step = max(core, 0 if resident_a else ceil(block(k, rows) / A.ELEMENTS_PER_WAVELET),
                ceil(block(n, cols) / A.ELEMENTS_PER_WAVELET))
     return GemmTime(step=step, fill=dense.fill, tokens=m)

@@ -37,13 +37,34 @@ from .blocks import offsets, split
 from .datapath import Datapath
 
 
-def row_cycles(nnz: np.ndarray, dp: Datapath) -> np.ndarray:
-    """Datapath cycles to multiply one arriving element of A into a tile row holding ``nnz``
-    non-zeros (vectorized ``Datapath.sparse_axpy``)."""
+def dense_row(nnz, nt: int, elem: int) -> np.ndarray:
+    """Whether a tile row of ``nt`` weights holding ``nnz`` non-zeros is stored dense: when its
+    values and indices would take no fewer bytes than its ``nt`` values (a rule of bytes alone, so
+    it needs no machine; a row stored sparse is then never slower either, ``row_cycles``)."""
+    return np.asarray(nnz) * (elem + A.SPARSE_INDEX_BYTES) >= nt * elem
+
+
+def row_cycles(nnz, dp: Datapath, nt=None) -> np.ndarray:
+    """Datapath cycles to multiply one arriving element of A into a tile row of ``nt`` weights
+    holding ``nnz`` non-zeros: dropped if it has none, else one AXPY, indexed
+    (``Datapath.sparse_axpy``) where the row is stored sparse, over all ``nt`` where it is stored
+    dense, plus the instruction's ``VECTOR_OP_CYCLES``. Never more than the dense loop's cycles."""
     nnz = np.asarray(nnz, dtype=np.int64)
-    rate = np.maximum.reduce([np.ceil(nnz / dp.lanes), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
-                              np.ceil(nnz * dp.acc / dp.port)]).astype(np.int64)
-    return np.where(nnz == 0, A.SPARSE_SKIP_CYCLES, rate + A.VECTOR_OP_CYCLES)
+    coded_dense = False if nt is None else dense_row(nnz, nt, dp.elem)  # nt None: every row stored sparse
+    nt = np.broadcast_to(np.asarray(nnz if nt is None else nt, dtype=np.int64), nnz.shape)
+    sparse = np.maximum.reduce([np.ceil(nnz / dp.lanes), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
+                                np.ceil(nnz * dp.acc / dp.port)])
+    dense = np.maximum.reduce([np.ceil(nt / dp.lanes), np.ceil(nt * dp.elem / dp.port), np.ceil(nt * dp.acc / dp.port)])
+    run = np.where(coded_dense, dense, sparse).astype(np.int64) + A.VECTOR_OP_CYCLES
+    return np.where(nnz == 0, A.SPARSE_SKIP_CYCLES, run)
+
+
+def row_bytes(nnz, nt: int, elem: int) -> np.ndarray:
+    """SRAM bytes of a tile row: its count of non-zeros, and its values (with their indices where
+    it is stored sparse)."""
+    nnz = np.asarray(nnz, dtype=np.int64)
+    values = np.where(dense_row(nnz, nt, elem), nt * elem, nnz * (elem + A.SPARSE_INDEX_BYTES))
+    return A.SPARSE_ROW_BYTES + values
 
 
 def expected_max_z(cores: int) -> float:
@@ -104,9 +125,12 @@ class SparseWeight:
         return int(self.mask.sum()) if self.mask is not None else round(self.density * self.k * self.n)
 
     def stored_bytes(self, elem: int) -> int:
-        """Bytes of the compressed weight: each non-zero's value and index, and each row's count (as
-        one tile per row: the least; a tiling adds a row count per tile row, see ``tile``)."""
-        return self.nnz * (elem + A.SPARSE_INDEX_BYTES) + self.k * A.SPARSE_ROW_BYTES
+        """Bytes of the compressed weight as it streams in: each row of K encoded whole (``row_bytes``
+        over all ``n``; a tiling encodes each tile row apart, which is never more)."""
+        if self.exact:
+            return int(row_bytes(self.mask.sum(axis=1), self.n, elem).sum())
+        per_row = binomial_pmf(self.n, self.density) @ row_bytes(np.arange(self.n + 1), self.n, elem)
+        return round(self.k * float(per_row))
 
     def _row_prefix(self) -> np.ndarray:
         """Per row, the running count of non-zeros along N ([k, n + 1]), kept once."""
@@ -117,52 +141,55 @@ class SparseWeight:
             self._prefix["p"] = p
         return self._prefix["p"]
 
-    def tile(self, rows: int, cols: int, dp: Datapath, tail: int = 0, head: int = 0,
-             tail_cycles: int = 0) -> tuple[int, int]:
-        """(cycles per token of the slowest core, non-zeros of the fullest tile) on a ``rows x cols``
-        rectangle (already cut to the matrix). The K split carries ``tail`` units of epilogue work on
-        the last row (``tail_cycles`` each per token) and the N split ``head`` statistics columns on
-        column 0, as the dense kernel's (``kernels/matmul.py``); the statistics count as non-zeros."""
-        key = (rows, cols, dp, tail, head, tail_cycles)
+    def tile(self, rows: int, cols: int, dp: Datapath, tail: int = 0, head: int = 0, tail_cycles: int = 0) -> int:
+        """Cycles per token of the slowest core on a ``rows x cols`` rectangle (already cut to the
+        matrix). As in the dense kernel (``kernels/matmul.py``), the N split carries ``head``
+        statistics columns on column 0, which count as non-zeros, and the K split ``tail`` units of
+        epilogue work of ``tail_cycles`` each per token, charged as the dense model charges them: to
+        the rows the split leaves short of K, one unit for each element they lack."""
+        key = ("cycles", rows, cols, dp, tail, head, tail_cycles)
         if key not in self._cache:
-            self._cache[key] = (self._exact if self.exact else self._in_distribution)(rows, cols, dp, tail, head,
-                                                                                       tail_cycles)
+            outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
+            units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
+            self._cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
+                rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt), outs * A.PARTIAL_SUM_CYCLES,
+                units * tail_cycles))
         return self._cache[key]
 
-    def _exact(self, rows, cols, dp, tail, head, tail_cycles):
+    def tile_bytes(self, rows: int, cols: int, elem: int, tail: int = 0, head: int = 0) -> int:
+        """SRAM bytes of the fullest core's tile (``row_bytes`` over its rows)."""
+        key = ("bytes", rows, cols, elem, tail, head)
+        if key not in self._cache:
+            self._cache[key] = ceil(self._slowest(rows, cols, tail, head, lambda c, nt: row_bytes(c, nt, elem),
+                                                  np.zeros(cols), np.zeros(rows)))
+        return self._cache[key]
+
+    def _slowest(self, rows, cols, tail, head, per_row, per_col, per_rank) -> float:
+        """The most, over the cores, of the sum over a core's tile rows of ``per_row(nnz, nt)``, plus
+        ``per_col[j]`` on column j and ``per_rank[i]`` on row i: exact from the mask, or the
+        expected maximum of the cores' draws."""
         ks = split(self.k, rows, tail)
         ws = split(self.n, cols, head)[::-1]  # weight columns per column of cores (the short one first)
-        outs = np.array(ws) + np.array([head] + [0] * (cols - 1))  # outputs per column of cores
-        p = self._row_prefix()
-        n_at = np.array(offsets(ws) + [self.n])
-        counts = (p[:, n_at[1:]].astype(np.int64) - p[:, n_at[:-1]])  # [k, cols] non-zeros per tile row
-        counts[:, 0] += head
-        cyc = row_cycles(counts, dp)
-        k_at = np.array(offsets(ks) + [self.k])
-        csum = np.zeros((self.k + 1, cols), dtype=np.int64)
-        np.cumsum(cyc, axis=0, out=csum[1:])
-        nsum = np.zeros((self.k + 1, cols), dtype=np.int64)
-        np.cumsum(counts, axis=0, out=nsum[1:])
-        fmac = csum[k_at[1:]] - csum[k_at[:-1]]  # [rows, cols]
-        nnz = nsum[k_at[1:]] - nsum[k_at[:-1]]
-        fmac[-1] += tail * tail_cycles
-        step = A.TASK_OVERHEAD_CYCLES + fmac + outs[None, :] * A.PARTIAL_SUM_CYCLES
-        return int(step.max()), int(nnz.max())
-
-    def _in_distribution(self, rows, cols, dp, tail, head, tail_cycles):
-        ks = split(self.k, rows, tail)
-        ws = split(self.n, cols, head)[::-1]
-        nt, out_t = max(ws), max(w + (head if j == 0 else 0) for j, w in enumerate(ws))
+        if self.exact:
+            p = self._row_prefix()
+            n_at = np.array(offsets(ws) + [self.n])
+            counts = p[:, n_at[1:]].astype(np.int64) - p[:, n_at[:-1]]  # [k, cols] non-zeros per tile row
+            nts = np.array(ws)
+            counts[:, 0] += head
+            nts[0] += head
+            val = per_row(counts, nts[None, :])
+            k_at = np.array(offsets(ks) + [self.k])
+            csum = np.zeros((self.k + 1, cols), dtype=np.float64)
+            np.cumsum(val, axis=0, out=csum[1:])
+            core = csum[k_at[1:]] - csum[k_at[:-1]] + np.asarray(per_col)[None, :] + np.asarray(per_rank)[:, None]
+            return float(core.max())
+        nt = max(ws[0] + head, max(ws))  # the widest tile
+        vals = per_row(np.arange(nt + 1), nt).astype(np.int64)
+        pmf = np.zeros(int(vals.max()) + 1)
+        np.add.at(pmf, vals, binomial_pmf(nt, self.density))  # one tile row's value, in distribution
         cores = rows * cols
-        r = row_cycles(np.arange(nt + 1), dp)
-        row = np.zeros(int(r.max()) + 1)
-        np.add.at(row, r, binomial_pmf(nt, self.density))  # the cycles of one tile row, in distribution
-        fixed = A.TASK_OVERHEAD_CYCLES + out_t * A.PARTIAL_SUM_CYCLES
-        # the first row of cores has the most rows of K; the last carries the epilogue
-        rows_work = [(ks[0], tail * tail_cycles if rows == 1 else 0), (ks[-1], tail * tail_cycles)]
-        step = max(fixed + extra + expected_max(row, kt, cores) for kt, extra in rows_work)
-        nnz = expected_max(binomial_pmf(nt, self.density), ks[0], cores)
-        return ceil(step), min(ks[0] * nt, ceil(nnz))
+        kinds = sorted(set(zip(ks, np.asarray(per_rank).tolist())))  # rows of cores alike: (rows of K, extra)
+        return max(extra + expected_max(pmf, kt, cores) for kt, extra in kinds) + max(per_col)
 
 
 EXACT_SUPPORT = 1 << 20  # sums with at most this many values are convolved exactly
