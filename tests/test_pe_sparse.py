@@ -54,23 +54,27 @@ def test_sparse_product_is_the_masked_product(m, k, n, rows, cols, reduce, resid
     assert s.cycles == r.cycles and np.array_equal(s.c, r.c)
 
 
-def test_all_ones_mask_pays_the_index_in_f16_and_nothing_in_f32():
-    """With every weight kept, each element costs ``row_cycles(nt)``: an indexed AXPY reads 4 bytes a
-    weight (value + 16-bit index) where the dense one reads 2, so in f16 its ports take twice the
-    cycles; in f32 the single lane is the bound either way."""
+def test_rows_too_full_for_their_indices_run_dense_and_a_sparser_row_pays_its_index():
+    """A tile row is stored and multiplied dense once its values and indices would take no fewer
+    bytes than its dense values (``sparse.dense_row``): an all-ones mask costs exactly the dense
+    GEMM. Just below that (f16: fewer than half the row), the indexed AXPY reads 4 bytes a weight
+    (value + 16-bit index) where the dense one reads 2, so it takes as many port cycles as the
+    dense row: never more, no gain; sparser rows gain."""
     m, k, n, s = 3, 64, 64, 4
     a, w = operands(m, k, n)
-    ones = np.ones((k, n), bool)
     kt, nt = k // s, n // s
-    f16_sparse, f16_dense = int(row_cycles(nt, F16)), element_cycles(nt, F16)
-    assert (f16_sparse, f16_dense) == (nt * 4 // 8 + A.VECTOR_OP_CYCLES, nt // 4 + A.VECTOR_OP_CYCLES)
     dense = simulate_gemm(a, w, s, s, F16)
-    sparse = simulate_gemm(a, w, s, s, F16, mask=ones)
     assert dense.cycles == gemm_time(m, k, n, s, s, F16).total
-    assert sparse.cycles - dense.cycles == m * kt * (f16_sparse - f16_dense) > 0
-    assert np.array_equal(sparse.c, dense.c)
-    assert int(row_cycles(nt, F32)) == element_cycles(nt, F32)
-    assert simulate_gemm(a, w, s, s, F32, mask=ones).cycles == simulate_gemm(a, w, s, s, F32).cycles
+    ones = simulate_gemm(a, w, s, s, F16, mask=np.ones((k, n), bool))
+    assert ones.cycles == dense.cycles and np.array_equal(ones.c, dense.c)
+    for per_row, gain in ((nt // 2 - 1, 0), (nt // 4, (nt // 4 - nt // 8) * kt * m)):
+        mask = np.zeros((k, n), bool)
+        for j in range(s):  # per_row non-zeros in every tile row
+            mask[:, j * nt:j * nt + per_row] = True
+        assert int(row_cycles(per_row, F16, nt)) == A.VECTOR_OP_CYCLES + -(-per_row * 4 // 8)
+        r = simulate_gemm(a, w, s, s, F16, mask=mask)
+        assert dense.cycles - r.cycles == gain, per_row
+    assert element_cycles(nt, F16) == A.VECTOR_OP_CYCLES + nt // 4
 
 
 def test_an_empty_tile_row_is_skipped():
@@ -83,7 +87,7 @@ def test_an_empty_tile_row_is_skipped():
     mask[[2, 5, 6]] = False  # three empty rows
     mask[9, 1:] = False  # one row with a single non-zero
     r = simulate_gemm(a, w, 1, 1, F16, mask=mask)
-    per_row = row_cycles(mask.sum(axis=1), F16)
+    per_row = row_cycles(mask.sum(axis=1), F16, n)
     assert list(per_row[[2, 5, 6]]) == [A.SPARSE_SKIP_CYCLES] * 3
     assert r.cycles == edges + A.TASK_OVERHEAD_CYCLES + int(per_row.sum()) + n * A.PARTIAL_SUM_CYCLES
     empty = simulate_gemm(a, w, 1, 1, F16, mask=np.zeros((k, n), bool))
@@ -95,7 +99,7 @@ def test_the_core_holding_all_non_zeros_sets_the_pace_and_its_place_the_fill():
     m, k, n, rows, cols = 4, 96, 96, 6, 8
     a, w = operands(m, k, n)
     kt, nt = k // rows, n // cols
-    full = A.TASK_OVERHEAD_CYCLES + kt * int(row_cycles(nt, F16)) + nt  # the full core's step
+    full = A.TASK_OVERHEAD_CYCLES + kt * int(row_cycles(nt, F16, nt)) + nt  # the full core's step
     runs = {}
     for at in ((0, cols - 1), (rows - 1, 0), (2, 3)):
         mask = one_tile(k, n, rows, cols, *at)
@@ -106,8 +110,8 @@ def test_the_core_holding_all_non_zeros_sets_the_pace_and_its_place_the_fill():
         runs[at] = long_.cycles
     # its path to the south edge: (cols - 1) hops east of the first column, 3 cycles per row below it
     assert runs[(0, cols - 1)] - runs[(rows - 1, 0)] == (cols - 1) * A.HOP_CYCLES + (rows - 1) * 3
-    # as slow as the dense GEMM's index-paying twin: one core does all the work of its tile
-    assert runs[(0, cols - 1)] == simulate_gemm(a, w, rows, cols, F16, mask=np.ones((k, n), bool)).cycles
+    # as slow as the dense GEMM: one core does all the work of its tile
+    assert runs[(0, cols - 1)] == simulate_gemm(a, w, rows, cols, F16).cycles
 
 
 TILE_CASES = [  # m, k, n, rows, cols, density

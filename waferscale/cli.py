@@ -53,7 +53,7 @@ def cmd_compile(args) -> int:
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                       frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                       print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to, mode=args.mode)
+                      compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default=None,
                    help="execution mode on the target: layer-pipelined, weight streaming, or auto (the default: "
                    "pipelined when the model fits, streaming otherwise)")
+    s.add_argument("--sparsity", type=float, default=None, metavar="D",
+                   help="unstructured weight sparsity: keep this fraction D in (0, 1] of every linear weight but "
+                   "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
+                   "mask on the meta device)")
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")

@@ -162,7 +162,7 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     lanes = as_datapath(lanes)
     k, n = sw.k + tail, sw.n + head
     rows, cols = min(rows, k), min(cols, n)
-    core, _ = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
+    core = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
     step = max(core, 0 if resident_a else ceil(block(k, rows) / A.ELEMENTS_PER_WAVELET),
                ceil(block(n, cols) / A.ELEMENTS_PER_WAVELET))
     col_lag = 0 if resident_a else A.HOP_CYCLES

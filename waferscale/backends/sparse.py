@@ -38,13 +38,34 @@ from .blocks import offsets, split
 from .datapath import Datapath
 
 
-def row_cycles(nnz: np.ndarray, dp: Datapath) -> np.ndarray:
-    """Datapath cycles to multiply one arriving element of A into a tile row holding ``nnz``
-    non-zeros (vectorized ``Datapath.sparse_axpy``)."""
+def dense_row(nnz, nt: int, elem: int) -> np.ndarray:
+    """Whether a tile row of ``nt`` weights holding ``nnz`` non-zeros is stored dense: when its
+    values and indices would take no fewer bytes than its ``nt`` values (a rule of bytes alone, so
+    it needs no machine; a row stored sparse is then never slower either, ``row_cycles``)."""
+    return np.asarray(nnz) * (elem + A.SPARSE_INDEX_BYTES) >= nt * elem
+
+
+def row_cycles(nnz, dp: Datapath, nt=None) -> np.ndarray:
+    """Datapath cycles to multiply one arriving element of A into a tile row of ``nt`` weights
+    holding ``nnz`` non-zeros: dropped if it has none, else one AXPY, indexed
+    (``Datapath.sparse_axpy``) where the row is stored sparse, over all ``nt`` where it is stored
+    dense, plus the instruction's ``VECTOR_OP_CYCLES``. Never more than the dense loop's cycles."""
     nnz = np.asarray(nnz, dtype=np.int64)
-    rate = np.maximum.reduce([np.ceil(nnz / dp.lanes), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
-                              np.ceil(nnz * dp.acc / dp.port)]).astype(np.int64)
-    return np.where(nnz == 0, A.SPARSE_SKIP_CYCLES, rate + A.VECTOR_OP_CYCLES)
+    coded_dense = False if nt is None else dense_row(nnz, nt, dp.elem)  # nt None: every row stored sparse
+    nt = np.broadcast_to(np.asarray(nnz if nt is None else nt, dtype=np.int64), nnz.shape)
+    sparse = np.maximum.reduce([np.ceil(nnz / dp.lanes), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
+                                np.ceil(nnz * dp.acc / dp.port)])
+    dense = np.maximum.reduce([np.ceil(nt / dp.lanes), np.ceil(nt * dp.elem / dp.port), np.ceil(nt * dp.acc / dp.port)])
+    run = np.where(coded_dense, dense, sparse).astype(np.int64) + A.VECTOR_OP_CYCLES
+    return np.where(nnz == 0, A.SPARSE_SKIP_CYCLES, run)
+
+
+def row_bytes(nnz, nt: int, elem: int) -> np.ndarray:
+    """SRAM bytes of a tile row: its count of non-zeros, and its values (with their indices where
+    it is stored sparse)."""
+    nnz = np.asarray(nnz, dtype=np.int64)
+    values = np.where(dense_row(nnz, nt, elem), nt * elem, nnz * (elem + A.SPARSE_INDEX_BYTES))
+    return A.SPARSE_ROW_BYTES + values
 
 
 def expected_max_z(cores: int) -> float:
@@ -105,9 +126,12 @@ class SparseWeight:
         return int(self.mask.sum()) if self.mask is not None else round(self.density * self.k * self.n)
 
     def stored_bytes(self, elem: int) -> int:
-        """Bytes of the compressed weight: each non-zero's value and index, and each row's count (as
-        one tile per row: the least; a tiling adds a row count per tile row, see ``tile``)."""
-        return self.nnz * (elem + A.SPARSE_INDEX_BYTES) + self.k * A.SPARSE_ROW_BYTES
+        """Bytes of the compressed weight as it streams in: each row of K encoded whole (``row_bytes``
+        over all ``n``; a tiling encodes each tile row apart, which is never more)."""
+        if self.exact:
+            return int(row_bytes(self.mask.sum(axis=1), self.n, elem).sum())
+        per_row = binomial_pmf(self.n, self.density) @ row_bytes(np.arange(self.n + 1), self.n, elem)
+        return round(self.k * float(per_row))
 
     def _row_prefix(self) -> np.ndarray:
         """Per row, the running count of non-zeros along N ([k, n + 1]), kept once."""
@@ -118,104 +142,75 @@ class SparseWeight:
             self._prefix["p"] = p
         return self._prefix["p"]
 
-    def tile(self, rows: int, cols: int, dp: Datapath, tail: int = 0, head: int = 0,
-             tail_cycles: int = 0) -> tuple[int, int]:
-        """(cycles per token of the slowest core, non-zeros of the fullest tile) on a ``rows x cols``
-        rectangle (already cut to the matrix). The K split carries ``tail`` units of epilogue work on
-        the last row (``tail_cycles`` each per token) and the N split ``head`` statistics columns on
-        column 0, as the dense kernel's (``kernels/matmul.py``); the statistics count as non-zeros."""
-        key = (rows, cols, dp, tail, head, tail_cycles)
+    def tile(self, rows: int, cols: int, dp: Datapath, tail: int = 0, head: int = 0, tail_cycles: int = 0) -> int:
+        """Cycles per token of the slowest core on a ``rows x cols`` rectangle (already cut to the
+        matrix). As in the dense kernel (``kernels/matmul.py``), the N split carries ``head``
+        statistics columns on column 0, which count as non-zeros, and the K split ``tail`` units of
+        epilogue work of ``tail_cycles`` each per token, charged as the dense model charges them: to
+        the rows the split leaves short of K, one unit for each element they lack."""
+        key = ("cycles", rows, cols, dp, tail, head, tail_cycles)
         if key not in self._cache:
-            self._cache[key] = (self._exact if self.exact else self._in_distribution)(rows, cols, dp, tail, head,
-                                                                                       tail_cycles)
+            outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
+            units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
+            self._cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
+                rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt), outs * A.PARTIAL_SUM_CYCLES,
+                units * tail_cycles))
+        return self._cache[key]
+
+    def tile_bytes(self, rows: int, cols: int, elem: int, tail: int = 0, head: int = 0) -> int:
+        """SRAM bytes of the fullest core's tile (``row_bytes`` over its rows)."""
+        key = ("bytes", rows, cols, elem, tail, head)
+        if key not in self._cache:
+            self._cache[key] = ceil(self._slowest(rows, cols, tail, head, lambda c, nt: row_bytes(c, nt, elem),
+                                                  np.zeros(cols), np.zeros(rows)))
         return self._cache[key]
 
     def latest(self, m: int, rows: int, cols: int, dp: Datapath, col_lag: int, row_lag: int, tail: int = 0,
                head: int = 0, tail_cycles: int = 0) -> float:
-        """The latest over the cores (i, j) of ``m`` times the core's cycles per token plus
-        ``j * col_lag + (rows - 1 - i) * row_lag`` (``gemm.sparse_gemm_time``'s path through the
-        core): from the mask, or in distribution its expected value, each core's work drawn apart
-        (a normal approximation; the widest tile's draws for every core, as ``tile``)."""
+        """The latest over the cores (i, j) of ``m`` times the core's cycles per token (``tile``'s,
+        core by core) plus ``j * col_lag + (rows - 1 - i) * row_lag`` (``gemm.sparse_gemm_time``'s
+        path through the core): from the mask, or in distribution its expected value, each core's
+        work drawn apart (a normal approximation; the widest tile's draws for every core, as
+        ``tile``)."""
         key = ("latest", m, rows, cols, dp, col_lag, row_lag, tail, head, tail_cycles)
         if key not in self._cache:
-            lag_i, lag_j = (rows - 1 - np.arange(rows)) * row_lag, np.arange(cols) * col_lag
-            self._cache[key] = self._latest(m, rows, cols, dp, lag_i, lag_j, tail, head, tail_cycles)
+            outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
+            units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
+            per_col = A.TASK_OVERHEAD_CYCLES + outs * A.PARTIAL_SUM_CYCLES + np.arange(cols) * col_lag / m
+            per_rank = units * tail_cycles + (rows - 1 - np.arange(rows)) * row_lag / m
+            self._cache[key] = m * self._slowest(rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt),
+                                                 per_col, per_rank, spread=True)
         return self._cache[key]
 
-    def _latest(self, m, rows, cols, dp, lag_i, lag_j, tail, head, tail_cycles) -> float:
-        if self.exact:
-            step = self._steps(rows, cols, dp, tail, head, tail_cycles)[0]
-            return float((m * step + lag_i[:, None] + lag_j[None, :]).max())
-        ks = split(self.k, rows, tail)
-        ws = split(self.n, cols, head)[::-1]
-        outs = np.array(ws) + np.array([head] + [0] * (cols - 1))
-        nt = max(ws)
-        r = row_cycles(np.arange(nt + 1), dp).astype(float)
-        pmf = binomial_pmf(nt, self.density)
-        mean, var = float(pmf @ r), max(float(pmf @ r ** 2) - float(pmf @ r) ** 2, 0.0)
-        extra = [0] * (rows - 1) + [tail * tail_cycles]
-        # Core (i, j) draws m * (the sum of ks[i] rows) + m * (its fixed work) + lag[i, j]. The rows of
-        # cores alike (rows of K, epilogue) and the columns alike (outputs) make a few kinds; within a
-        # kind the cores differ by their lag only, counted per value (row lags + column lags).
-        mu, sd, counts = [], [], []
-        for kt, ex in sorted(set(zip(ks, extra))):
-            li = lag_i[[i for i in range(rows) if (ks[i], extra[i]) == (kt, ex)]]
-            for out in sorted(set(outs.tolist())):
-                lj = lag_j[outs == out]
-                hist = np.convolve(np.bincount(li - li.min()), np.bincount(lj - lj.min()))
-                v = np.flatnonzero(hist)
-                base = li.min() + lj.min()
-                fixed = m * (A.TASK_OVERHEAD_CYCLES + out * A.PARTIAL_SUM_CYCLES + ex)
-                mu.append(m * kt * mean + fixed + base + v)
-                sd.append(np.full(len(v), m * sqrt(kt * var)))
-                counts.append(hist[v])
-        return expected_max_of_normals(np.concatenate(mu), np.concatenate(sd), np.concatenate(counts))
-
-    def _steps(self, rows, cols, dp, tail, head, tail_cycles) -> tuple[np.ndarray, np.ndarray]:
-        """[rows, cols] each core's cycles per token and its tile's non-zeros, from the mask."""
-        key = ("steps", rows, cols, dp, tail, head, tail_cycles)
-        if key not in self._cache:
-            self._cache[key] = self._core_steps(rows, cols, dp, tail, head, tail_cycles)
-        return self._cache[key]
-
-    def _exact(self, rows, cols, dp, tail, head, tail_cycles):
-        step, nnz = self._steps(rows, cols, dp, tail, head, tail_cycles)
-        return int(step.max()), int(nnz.max())
-
-    def _core_steps(self, rows, cols, dp, tail, head, tail_cycles):
+    def _slowest(self, rows, cols, tail, head, per_row, per_col, per_rank, spread: bool = False) -> float:
+        """The most, over the cores, of the sum over a core's tile rows of ``per_row(nnz, nt)``, plus
+        ``per_col[j]`` on column j and ``per_rank[i]`` on row i: exact from the mask, or the
+        expected maximum of the cores' draws (``spread``: each core's own ``per_col`` and
+        ``per_rank``, by a normal approximation; else the largest of each for every core)."""
         ks = split(self.k, rows, tail)
         ws = split(self.n, cols, head)[::-1]  # weight columns per column of cores (the short one first)
-        outs = np.array(ws) + np.array([head] + [0] * (cols - 1))  # outputs per column of cores
-        p = self._row_prefix()
-        n_at = np.array(offsets(ws) + [self.n])
-        counts = (p[:, n_at[1:]].astype(np.int64) - p[:, n_at[:-1]])  # [k, cols] non-zeros per tile row
-        counts[:, 0] += head
-        cyc = row_cycles(counts, dp)
-        k_at = np.array(offsets(ks) + [self.k])
-        csum = np.zeros((self.k + 1, cols), dtype=np.int64)
-        np.cumsum(cyc, axis=0, out=csum[1:])
-        nsum = np.zeros((self.k + 1, cols), dtype=np.int64)
-        np.cumsum(counts, axis=0, out=nsum[1:])
-        fmac = csum[k_at[1:]] - csum[k_at[:-1]]  # [rows, cols]
-        nnz = nsum[k_at[1:]] - nsum[k_at[:-1]]
-        fmac[-1] += tail * tail_cycles
-        step = A.TASK_OVERHEAD_CYCLES + fmac + outs[None, :] * A.PARTIAL_SUM_CYCLES
-        return step, nnz
-
-    def _in_distribution(self, rows, cols, dp, tail, head, tail_cycles):
-        ks = split(self.k, rows, tail)
-        ws = split(self.n, cols, head)[::-1]
-        nt, out_t = max(ws), max(w + (head if j == 0 else 0) for j, w in enumerate(ws))
+        if self.exact:
+            p = self._row_prefix()
+            n_at = np.array(offsets(ws) + [self.n])
+            counts = p[:, n_at[1:]].astype(np.int64) - p[:, n_at[:-1]]  # [k, cols] non-zeros per tile row
+            nts = np.array(ws)
+            counts[:, 0] += head
+            nts[0] += head
+            val = per_row(counts, nts[None, :])
+            k_at = np.array(offsets(ks) + [self.k])
+            csum = np.zeros((self.k + 1, cols), dtype=np.float64)
+            np.cumsum(val, axis=0, out=csum[1:])
+            core = csum[k_at[1:]] - csum[k_at[:-1]] + np.asarray(per_col)[None, :] + np.asarray(per_rank)[:, None]
+            return float(core.max())
+        nt = max(ws[0] + head, max(ws))  # the widest tile
+        vals = per_row(np.arange(nt + 1), nt).astype(np.int64)
+        pmf = np.zeros(int(vals.max()) + 1)
+        np.add.at(pmf, vals, binomial_pmf(nt, self.density))  # one tile row's value, in distribution
+        if spread:
+            return _expected_latest(pmf, ks, np.asarray(per_rank, float), np.asarray(per_col, float))
         cores = rows * cols
-        r = row_cycles(np.arange(nt + 1), dp)
-        row = np.zeros(int(r.max()) + 1)
-        np.add.at(row, r, binomial_pmf(nt, self.density))  # the cycles of one tile row, in distribution
-        fixed = A.TASK_OVERHEAD_CYCLES + out_t * A.PARTIAL_SUM_CYCLES
-        # the first row of cores has the most rows of K; the last carries the epilogue
-        rows_work = [(ks[0], tail * tail_cycles if rows == 1 else 0), (ks[-1], tail * tail_cycles)]
-        step = max(fixed + extra + expected_max(row, kt, cores) for kt, extra in rows_work)
-        nnz = expected_max(binomial_pmf(nt, self.density), ks[0], cores)
-        return ceil(step), min(ks[0] * nt, ceil(nnz))
+        kinds = sorted(set(zip(ks, np.asarray(per_rank).tolist())))  # rows of cores alike: (rows of K, extra)
+        return max(extra + expected_max(pmf, kt, cores) for kt, extra in kinds) + max(per_col)
 
 
 EXACT_SUPPORT = 1 << 20  # sums with at most this many values are convolved exactly
@@ -237,13 +232,40 @@ def expected_max(pmf: np.ndarray, terms: int, draws: int) -> float:
     return float(np.arange(len(total)) @ np.diff(top, prepend=0.0))
 
 
+def _expected_latest(pmf: np.ndarray, ks: list[int], per_rank: np.ndarray, per_col: np.ndarray) -> float:
+    """The expected maximum over the cores (i, j) of the sum of ``ks[i]`` independent draws of
+    ``pmf`` plus ``per_rank[i] + per_col[j]``, each core's sum taken as normal. The cores are grouped
+    by their rows of K, and within a group counted per value of their extra work (rounded to 1/64
+    of a deviation, or 1/8,192 of the extras' range: a wafer's 745,000 cores make a few thousand
+    terms)."""
+    values = np.arange(len(pmf))
+    mean = float(pmf @ values)
+    var = max(float(pmf @ values ** 2) - mean ** 2, 0.0)
+    if var == 0:  # every core's work is known: the most of them
+        return max(kt * mean + per_rank[np.array(ks) == kt].max() for kt in set(ks)) + float(per_col.max())
+    mu, sd, counts = [], [], []
+    for kt in sorted(set(ks)):
+        rank = per_rank[np.array(ks) == kt]
+        span = float(np.ptp(rank) + np.ptp(per_col))
+        step = max(sqrt(kt * var) / 64, span / 8192)  # at most 8,192 values per group
+        # the extras of the group's cores, counted on a grid of ``step``: the rows' and the columns'
+        # histograms convolved
+        lo_r, lo_c = rank.min(), per_col.min()
+        hist = np.convolve(np.bincount(np.round((rank - lo_r) / step).astype(np.int64)),
+                           np.bincount(np.round((per_col - lo_c) / step).astype(np.int64)))
+        at = np.flatnonzero(hist)
+        mu.append(kt * mean + lo_r + lo_c + at * step)
+        sd.append(np.full(len(at), sqrt(kt * var)))
+        counts.append(hist[at])
+    return expected_max_of_normals(np.concatenate(mu), np.concatenate(sd), np.concatenate(counts))
+
+
 def expected_max_of_normals(mu, sd, counts, points: int = 1024) -> float:
     """The expected maximum of independent normal draws, ``counts[g]`` of them with mean ``mu[g]``
     and deviation ``sd[g]`` (0: a constant): ``lo`` plus the integral of ``1 - P(max <= x)`` over a
     grid from ``lo`` (where the maximum is certainly above: 8 deviations below some draw's mean, or
     a constant) to 8 deviations above the highest mean. Draws that cannot come near ``lo`` (8
-    deviations below it) are left out, and the rest merged where their means are within 1/64 of
-    a deviation, so that a wafer's 745,000 cores cost a few thousand terms."""
+    deviations below it) are left out."""
     mu, sd, counts = (np.asarray(x, dtype=float) for x in (mu, sd, counts))
     const = sd <= 0
     floor = float(mu[const].max()) if const.any() else -np.inf
@@ -255,11 +277,7 @@ def expected_max_of_normals(mu, sd, counts, points: int = 1024) -> float:
     if hi <= lo:
         return lo
     keep = live & (mu > lo - 8 * sd)
-    mu, sd, counts = mu[keep], sd[keep], counts[keep]
-    res = float(sd.min()) / 64
-    (sd, q), inverse = np.unique(np.stack([sd, np.round(mu / res)]), axis=1, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=counts)
     x = np.linspace(lo, hi, points)
-    z = (x[:, None] - q[None, :] * res) / sd[None, :]
-    p = np.exp(np.log(np.clip(ndtr(z), 1e-300, 1.0)) @ counts)
+    z = (x[:, None] - mu[None, keep]) / sd[None, keep]
+    p = np.exp(np.log(np.clip(ndtr(z), 1e-300, 1.0)) @ counts[keep])
     return float(lo + np.trapezoid(1.0 - p, x))

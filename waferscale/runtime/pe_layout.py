@@ -9,8 +9,10 @@ own ``kt`` x ``nt``. A grid wider than the matrix (more rows than K, more column
 
 A sparse weight (``mask``) is held as ``backends/sparse.py`` stores it: per core tile, only its
 non-zeros. The cost of an A element is then per core and per element: ``sparse.row_cycles`` of the
-non-zeros in that row of the core's tile (``element_cycles``), where a dense core pays the same
-``gemm.element_cycles(nt)`` for every element (``fmac_cycles``). The tiles keep the masked values
+non-zeros in that row of the core's tile (``element_cycles``: an indexed AXPY over them, the dense
+AXPY where the row is too full to be worth its indices, ``sparse.dense_row``, or the skip of an
+empty row), where a dense core pays the same ``gemm.element_cycles(nt)`` for every element
+(``fmac_cycles``). The tiles keep the masked values
 (zeros where the mask is off): a product with a zero adds nothing to a sum, so C is the product of
 the non-zeros only, bit for bit.
 """
@@ -25,7 +27,7 @@ from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
 from ..backends.gemm import element_cycles
-from ..backends.sparse import row_cycles
+from ..backends.sparse import dense_row, row_cycles
 
 
 def blocks(size: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +54,11 @@ class Layout:
     a_stream: np.ndarray  # (rows, m, ktmax) float32: A[t, K_i], row i's stream in injection order
     n_offsets: np.ndarray  # (cols,) first output column of each grid column
     # sparse only: (rows, cols, ktmax) datapath cycles of each element of each core's tile
-    # (``sparse.row_cycles`` of its row's non-zeros; 0 past kt), and (rows, cols) non-zeros per tile
+    # (``sparse.row_cycles`` of its row's non-zeros; 0 past kt); (rows, cols) non-zeros per tile and
+    # the tile's SRAM bytes (as ``sparse.row_bytes``, in f32 words as the rest of the PE level)
     element_cycles: np.ndarray | None = None
     nnz: np.ndarray | None = None
+    tile_bytes: np.ndarray | None = None
 
     @property
     def sparse(self) -> bool:
@@ -105,7 +109,7 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath |
     if mask is not None:
         mask = np.asarray(mask, bool)
         w32 = np.where(mask, w32, np.float32(0))
-        sparse = tile_costs(mask, kidx_c, kval, np.append(noff, n), lanes)
+        sparse = tile_costs(mask, kidx_c, kval, np.append(noff, n), ns, lanes)
     panels = np.zeros((rows, ktmax, n + ntmax), np.float32)
     panels[:, :, :n] = w32[kidx_c] * kval[:, :, None]
     a32 = np.asarray(a, np.float32)
@@ -118,14 +122,20 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath |
     )
 
 
-def tile_costs(mask: np.ndarray, kidx: np.ndarray, kval: np.ndarray, n_at: np.ndarray, dp: Datapath) -> dict:
+def tile_costs(mask: np.ndarray, kidx: np.ndarray, kval: np.ndarray, n_at: np.ndarray, ns: np.ndarray,
+               dp: Datapath) -> dict:
     """Per core, the cycles of each element of its tile (``sparse.row_cycles`` of the non-zeros of
-    that row of the tile; 0 in the padding past ``kt``) and the tile's non-zeros. ``kidx``, ``kval``:
-    (rows, ktmax) the K index of each tile row and whether it is one; ``n_at``: the columns' bounds."""
+    that row of the tile, ``ns[j]`` wide; 0 in the padding past ``kt``), the tile's non-zeros and its
+    bytes. ``kidx``, ``kval``: (rows, ktmax) the K index of each tile row and whether it is one;
+    ``n_at``: the columns' bounds."""
     prefix = np.zeros((mask.shape[0], mask.shape[1] + 1), np.int64)
     np.cumsum(mask, axis=1, out=prefix[:, 1:])
     per_row = prefix[:, n_at[1:]] - prefix[:, n_at[:-1]]  # (k, cols) non-zeros of each tile row
     counts = per_row[kidx] * kval[:, :, None]  # (rows, ktmax, cols)
-    cyc = np.where(kval[:, :, None], row_cycles(counts, dp), 0)
+    nt = ns[None, None, :]
+    cyc = np.where(kval[:, :, None], row_cycles(counts, dp, nt), 0)
     cyc = cyc.transpose(0, 2, 1).astype(np.uint32 if int(cyc.max()) >> 16 else np.uint16)
-    return {"element_cycles": np.ascontiguousarray(cyc), "nnz": counts.sum(axis=1)}
+    # in f32 words, as the PE level counts every tile; a row is stored dense as ``row_cycles`` costs it
+    words = np.where(dense_row(counts, nt, dp.elem), 4 * nt, counts * (4 + A.SPARSE_INDEX_BYTES))
+    tile = np.where(kval[:, :, None], words + A.SPARSE_ROW_BYTES, 0).sum(axis=1)
+    return {"element_cycles": np.ascontiguousarray(cyc), "nnz": counts.sum(axis=1), "tile_bytes": tile}

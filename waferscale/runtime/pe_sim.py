@@ -146,7 +146,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         mask = np.asarray(w) != 0
     lay = layout(a, w, rows, cols, lanes, mask)
     need = core_sram_bytes(k, n, rows, cols, depth, m=m, reduce=reduce, resident_a=resident_a,
-                           nnz=None if mask is None else int(lay.nnz.max()))
+                           tile_bytes=None if mask is None else int(lay.tile_bytes.max()))
     if sram_bytes is not None and need > sram_bytes:
         what = "W" if mask is None else f"sparse W ({int(lay.nnz.max())} non-zeros)"
         raise UsageError(f"a {-(-k // min(rows, k))}x{-(-n // min(cols, n))} tile of {what} per core needs {need} "
@@ -167,15 +167,15 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
 
 
 def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH, *, m: int = 1,
-                    reduce: str = CHAIN, resident_a: bool = False, nnz: int | None = None) -> int:
+                    reduce: str = CHAIN, resident_a: bool = False, tile_bytes: int | None = None) -> int:
     """SRAM (f32 words) the busiest core keeps: its W tile, its partial-sum buffers and the ring
     of the sums it has sent (the payloads of its wavelets in flight); with ``resident_a``, also its
-    elements of A for all ``m`` tokens. A sparse tile (``nnz``: the fullest tile's non-zeros) keeps
-    each non-zero with its index and each row's count (``assumptions.SPARSE_*``)."""
+    elements of A for all ``m`` tokens. A sparse tile takes ``tile_bytes`` (the fullest tile's
+    compressed rows, ``sparse.row_bytes``) in place of its dense words."""
     rows, cols = min(rows, k), min(cols, n)
     kt, nt = -(-k // rows), -(-n // cols)
     ring = max(_rings(plan(rows, reduce), depth, n // cols)) if reduce != CHAIN else ring_tokens(depth, n // cols)
-    tile = 4 * nt * kt if nnz is None else nnz * (4 + A.SPARSE_INDEX_BYTES) + kt * A.SPARSE_ROW_BYTES
+    tile = 4 * nt * kt if tile_bytes is None else tile_bytes
     return tile + 4 * nt * (A.PE_ACC_BUFFERS + ring) + (4 * m * kt if resident_a else 0)
 
 
