@@ -10,6 +10,7 @@ from waferscale.backends.blocks import offsets, split
 from waferscale.backends.gemm import element_cycles, gemm_time, sparse_gemm_time
 from waferscale.backends.machine import get_machine
 from waferscale.backends.sparse import SparseWeight, draw_mask, row_cycles
+from waferscale.cli import main
 from waferscale.runtime.pe_sim import simulate_gemm
 
 F16 = get_machine("mesh:8x8").datapath("f16")
@@ -164,3 +165,28 @@ def test_sparse_tile_counts_its_index_in_sram():
     sparse = simulate_gemm(a, w, 2, 2, F16, mask=mask)
     tile = 32 * 4 * (4 + A.SPARSE_INDEX_BYTES) + 32 * A.SPARSE_ROW_BYTES
     assert dense.sram_bytes_per_core - sparse.sram_bytes_per_core == 4 * 32 * 32 - tile
+
+
+def test_cli_simulate_kernel_with_a_density(capsys):
+    assert main(["simulate-kernel", "gemm", "--m", "2", "--k", "96", "--n", "80", "--mesh", "6x5",
+                 "--density", "0.2", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    mask = draw_mask(96, 80, 0.2, 4, "w")
+    a, w = (np.random.default_rng(4).standard_normal(s, dtype=np.float32) for s in ((2, 96), (96, 80)))
+    pe = simulate_gemm(a, w, 6, 5, F16, mask=mask).cycles
+    assert "sparse W, density 0.2 (mask, seed 4); chain reduce" in out
+    assert f"pe level:   {pe} cycles" in out and "tile vs pe: +0.00%" in out and "numerics" in out and ": ok" in out
+    # beyond SPARSE_DRAW_LIMIT the tile level takes the weight in distribution, as lowering does
+    assert main(["simulate-kernel", "gemv", "--k", "4096", "--n", "4096", "--mesh", "wse2", "--density", "0.1",
+                 "--level", "tile"]) == 0
+    assert "(in distribution, seed 0)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--density", "1.5"], "--density is the fraction of W's weights kept, from 0 to 1"),
+    (["--density", "0.5", "--reduce", "tree"], "not supported: sparse weights with the tree reduce"),
+])
+def test_cli_density_errors_are_one_line(capsys, argv, msg):
+    code = main(["simulate-kernel", "gemv", "--k", "64", "--n", "64", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("wafer: error:") and msg in err and err.count("\n") == 1

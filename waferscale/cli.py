@@ -236,8 +236,10 @@ def cmd_simulate_kernel(args) -> int:
 
     import numpy as np
 
-    from .backends.gemm import fastest, gemm_time
+    from .backends import assumptions as A
+    from .backends.gemm import fastest, gemm_time, sparse_gemm_time
     from .backends.machine import get_machine
+    from .backends.sparse import SparseWeight, draw_mask
 
     m = 1 if args.kind == "gemv" else args.m
     if args.kind == "gemv" and args.m not in (None, 1):
@@ -246,13 +248,27 @@ def cmd_simulate_kernel(args) -> int:
         raise UsageError(f"{args.kind} needs {'--m, ' if args.kind == 'gemm' else ''}--k and --n")
     if min(m, args.k, args.n) < 1:
         raise UsageError(f"--m, --k and --n must be at least 1 (got m={m} k={args.k} n={args.n})")
+    sparse = args.density is not None
+    if sparse and not 0 <= args.density <= 1:
+        raise UsageError(f"--density is the fraction of W's weights kept, from 0 to 1 (got {args.density})")
+    if sparse and args.reduce == "tree":
+        raise UsageError("not supported: sparse weights with the tree reduce at the tile level (use --reduce chain)")
     machine = get_machine(f"mesh:{args.mesh}" if re.fullmatch(r"\d+x\d+(,.*)?", args.mesh) else args.mesh)
     lanes = machine.datapath(args.dtype)
     rows, cols = min(machine.rows, args.k), min(machine.cols, args.n)
     head = (f"{args.kind} [{m}x{args.k}] @ [{args.k}x{args.n}] on {machine.name} ({machine.rows}x{machine.cols}; "
             f"{rows}x{cols} cores used), {args.dtype}: {lanes.lanes:g} FMAC lane(s) per core, {lanes.acc}-byte "
             f"accumulators, {lanes.port}-byte SRAM ports")
-    if args.reduce == "auto":
+    mask = None
+    if sparse:  # a seeded random mask, costed from the mask where lowering would draw one, else in distribution
+        if args.k * args.n <= A.SPARSE_DRAW_LIMIT or args.level != "tile":
+            mask = draw_mask(args.k, args.n, args.density, args.seed, "w")
+        reduce = "chain"
+        tile = sparse_gemm_time(m, SparseWeight("w", args.k, args.n, args.density, mask=mask), machine.rows,
+                                machine.cols, lanes, resident_a=args.resident_a)
+        head += (f"; sparse W, density {args.density:g} ({'mask' if mask is not None else 'in distribution'}"
+                 f", seed {args.seed})")
+    elif args.reduce == "auto":
         reduce, tile = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)
     else:
         reduce = args.reduce
@@ -277,8 +293,8 @@ def cmd_simulate_kernel(args) -> int:
         a = rng.standard_normal((m, args.k), dtype=np.float32)
         w = rng.standard_normal((args.k, args.n), dtype=np.float32)
         r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
-                          reduce=reduce, resident_a=args.resident_a)
-        ref = a.astype(np.float64) @ w
+                          reduce=reduce, resident_a=args.resident_a, mask=mask)
+        ref = a.astype(np.float64) @ (w if mask is None else w * mask)
         err = float(np.abs(r.c - ref).max() / max(np.abs(ref).max(), 1e-30))
         ok = err <= 1e-5 and not r.violations
         print(f"pe level:   {r.cycles} cycles ({r.wall_s:.2f} s simulated at {r.pe_cycles_per_s:.3g} PE-cycles/s, "
@@ -411,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "tree, or auto (the faster at the tile level, as lowering picks); default auto")
     s.add_argument("--resident-a", action="store_true",
                    help="A is in the cores' SRAM at the start (as WaferLLM's GEMV benchmark), not streamed in")
+    s.add_argument("--density", type=float,
+                   help="sparse W: keep this fraction of its weights (a random mask of --seed; the chain reduce)")
     s.set_defaults(fn=cmd_simulate_kernel)
     return p
 
