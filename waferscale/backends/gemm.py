@@ -171,7 +171,8 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     args = (m, rows, cols, lanes)
     extra = (sw.latest(*args, col_lag, row_lag, tail, head, tail_cycles) - sw.latest(*args, 0, 0, tail, head,
                                                                                      tail_cycles))
-    return GemmTime(step=step, fill=edges + round(extra), tokens=m)
+    longest = (cols - 1) * col_lag + (rows - 1) * row_lag  # the dense fill's path; none is shorter than 0
+    return GemmTime(step=step, fill=edges + min(max(round(extra), 0), longest), tokens=m)
 
 
 @lru_cache(maxsize=4096)

@@ -25,6 +25,13 @@ One token (one row of A) at a time, the algorithm is:
    Row ``rows - 1`` sends ``C[t, N_j]`` out of the south edge. The chain alternates colors 1 and 2
    by row parity. This is ``reduce="chain"``, the default.
 
+``mask=`` (or ``sparse=True``): W is a sparse weight (``backends/sparse.py``). Step 2 then costs
+element ``e`` of a token on core (i, j) ``sparse.row_cycles`` of the non-zeros in row ``e`` of that
+core's tile (an indexed AXPY over them, the dense AXPY where the row is too full to gain, or the
+skip of an empty row), looked up per core and element (``pe_layout.tile_costs``); everything else
+is the dense walk, so a core with more work holds its row's multicast and its column's chain, and
+the slowest core paces the grid by itself. C is ``a @ (w * mask)``.
+
 ``resident_a=True``: each core's elements of A are in its SRAM at cycle 0, as in WaferLLM's GEMV
 benchmark (x placed before the kernel starts): step 1 is skipped and a core's next element is
 always at hand. Cycles then count from the kernel's start.
