@@ -8,6 +8,11 @@ Runs GEMM and GEMV shapes on meshes from 1 x 1 to the full WSE-2 through both le
 case in a fresh process so that its peak RSS is its own, and writes benchmarks/results/fidelity.json
 and fidelity.md. Error is (tile - pe) / pe of the total cycles; the numeric error is
 max |C - NumPy| / max |C| of the simulated product. ``--quick`` leaves out the full-wafer cases.
+
+Two more sections follow, each runnable alone (it prints its table, writes nothing): layernorm
+across a row of cores (``python benchmarks/fidelity_rowwise.py``) and sparse weights, the tile
+model of sparsity from the mask and in distribution against the PE level
+(``python benchmarks/fidelity_sparse.py``).
 """
 
 from __future__ import annotations
@@ -99,6 +104,19 @@ def one(m: int, k: int, n: int, target: str, dtype: str, reduce: str = "chain", 
     }
 
 
+SPARSE_INTRO = (
+    "The chain GEMM with a sparse weight (f16, a seeded random mask, `backends/sparse.py`): the PE level "
+    "(`simulate_gemm(..., mask=)`: each core's cycles per A element from its own tile row's non-zeros, "
+    "every router, every cycle), the tile model from the same mask (`gemm.sparse_gemm_time`: each core's "
+    "step from its tile, the latest core's path through the rectangle) and in distribution (no mask, as a "
+    "weight beyond `SPARSE_DRAW_LIMIT` is costed: the expected slowest of binomial draws). *vs mask* "
+    "compares the in-distribution figure with this one draw (its luck included); *vs draws* with the mean "
+    "of 16 other seeds' masks, each costed from its mask (the approximation's own error; sd: the draws' "
+    "spread). Speed-up: the dense PE run over the sparse one. Where N does not divide, the tile model "
+    "takes the mask mirrored in N (the kernel puts the narrow blocks first, the PE layout the wide "
+    "ones): same tiles, mirrored columns. Re-run alone with `python benchmarks/fidelity_sparse.py`.\n\n")
+
+
 def _stats(rows: list[dict]) -> str:
     errs = [abs(r["rel_error"]) for r in rows]
     return f"{len(rows)} cases: mean |error| {100 * sum(errs) / len(errs):.2f}%, max |error| {100 * max(errs):.2f}%"
@@ -174,13 +192,23 @@ def main() -> None:
         raise SystemExit("a layernorm case: the PE level's numbers differ from NumPy's")
     e = [abs(r["rel_error"]) for r in ln]
     summary["layernorm"] = {"cases": len(e), "mean_abs_rel_error": sum(e) / len(e), "max_abs_rel_error": max(e)}
+    # the sparse weight: the tile model of sparsity from the mask and in distribution (fidelity_sparse.py)
+    import fidelity_sparse
+
+    print("sparse weights ...", flush=True)
+    sp = fidelity_sparse.sparse_cases()
+    if any(r["numeric_rel_error"] > 1e-5 or not r["wavelets_conserved"] for r in sp):
+        raise SystemExit("a sparse case: the PE level lost a wavelet or its product is not the masked product")
+    summary["sparse"] = fidelity_sparse.summary(sp)
     md = table(rows, cmd, machine) + "\n## A row-wise kernel: layernorm across a row of cores\n\n" + (
         "The same two levels for `backends/kernels/rowwise.py`'s layernorm (tile: `fill + model_cycles`) and "
         "`runtime/pe_rowwise.py` (statistics, the row all-reduce east and back west, normalize, cycle by "
         "cycle). Re-run alone with `python benchmarks/fidelity_rowwise.py`.\n\n") + fidelity_rowwise.table(ln) + (
+        "\n## Sparse weights: the tile model of sparsity against the PE level\n\n" + SPARSE_INTRO
+        + fidelity_sparse.table(sp)) + (
         "\nHow both levels compare with real hardware: benchmarks/results/hardware_fidelity.md "
         "(`python benchmarks/calibrate.py`).\n")
-    write("fidelity", {"summary": summary, "cases": rows, "layernorm": ln}, md, indent=1)
+    write("fidelity", {"summary": summary, "cases": rows, "layernorm": ln, "sparse": sp}, md, indent=1)
     print(f"{len(rows)} cases: mean |error| {100 * summary['mean_abs_rel_error']:.2f}%, "
           f"max {100 * summary['max_abs_rel_error']:.2f}% -> {RESULTS}/fidelity.md")
 
