@@ -36,7 +36,20 @@ _BINARY_BACKWARD = {
     # d(a/b) = (g/b, -g*(a/b)/b)
     "div": lambda e, op, g: _binary_grads(e, op, e("div", g, op.operands[1]),
                                           e("neg", e("div", e("mul", g, op.result), op.operands[1]))),
+    # d(a^b) = (g*b*a^(b-1), g*y*log(a)); the second is dropped unless b depends on a parameter
+    "pow": lambda e, op, g: _binary_grads(
+        e, op, e("mul", g, e("mul", op.operands[1], e("pow", op.operands[0],
+                                                       e("sub", op.operands[1], _const(e, 1.0, op.operands[1]))))),
+        e("mul", g, e("mul", op.result, e("log", op.operands[0])))),
+    # the gradient goes to the operand that was chosen (to a on ties)
+    "maximum": lambda e, op, g: _select_grads(e, op, e("ge", *op.operands[-2:]), g),
+    "minimum": lambda e, op, g: _select_grads(e, op, e("le", *op.operands[-2:]), g),
 }
+
+
+def _select_grads(e, op, take_a, g):
+    zero = _const(e, 0.0, g)
+    return _binary_grads(e, op, e("where", take_a, g, zero), e("where", take_a, zero, g))
 
 
 def _unary_backward(kind):
