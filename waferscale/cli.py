@@ -211,6 +211,11 @@ def cmd_run(args) -> int:
     if need * 3 > avail:
         raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "
                          f"f32 weights and {avail / 1e9:.1f} GB are free; pick a smaller model")
+    if args.train:
+        return _run_train(args, log)
+    for flag in ("data", "lr", "lora"):
+        if getattr(args, flag, None) is not None:
+            raise UsageError(f"--{flag} is an option of training: add --train")
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
@@ -228,6 +233,53 @@ def cmd_run(args) -> int:
     ok = err <= args.tol
     print(f"max relative error vs PyTorch eager: {err:.3e} (max |diff| / max |logit|; "
           f"tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def _run_train(args, log) -> int:
+    import copy
+
+    from .driver import run_passes
+    from .frontend.lm import trace_lm
+    from .passes.adamw import AdamWConfig
+    from .runtime import train as T
+
+    L.check_int("--steps", args.steps, 1, L.MAX_TRAIN_STEPS)
+    L.check_int("--stream-tokens", args.stream_tokens, 2, L.MAX_STREAM_TOKENS)
+    cfg = AdamWConfig(lr=AdamWConfig.lr if args.lr is None else args.lr)
+    if not 0 < cfg.lr < 1:
+        raise UsageError(f"--lr {cfg.lr} must be between 0 and 1 (Cerebras-GPT: 6e-4 at 111M, 1.2e-4 at 13B)")
+    log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
+    t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
+    vocab = t.info["vocab"]
+    if args.data is not None:
+        tokens = T.file_stream(args.data, vocab, args.tokenizer)
+        what = f"{args.data} as {'bytes' if args.tokenizer == 'bytes' else f'a byte-level BPE of {vocab} tokens'}"
+    else:
+        tokens = T.random_stream(vocab, args.stream_tokens, args.seed)
+        what = (f"a seeded random stream of {args.stream_tokens:,} tokens (seed {args.seed}; each token followed by "
+                f"one of {T.SUCCESSORS} drawn for it), read again when it ends")
+    pipeline = "canonicalize,autodiff,adamw{" + f"lr={cfg.lr},beta1={cfg.beta1},beta2={cfg.beta2},eps={cfg.eps}," \
+        f"weight_decay={cfg.weight_decay},clip={cfg.clip}" + "}"
+    g = run_passes(t.graph, pipeline).graph
+    log(f"training step: {len(t.graph.ops)} forward ops -> {len(g.ops)} ops ({pipeline})")
+    module = copy.deepcopy(t.module) if args.compare else None  # before training changes nothing, but be sure
+    print(f"{t.info['name']}: training {args.steps} step(s) of batch {args.batch} x seq {args.seq} on {what}; "
+          f"AdamW lr {cfg.lr:g}, betas ({cfg.beta1}, {cfg.beta2}), eps {cfg.eps:g}, weight decay "
+          f"{cfg.weight_decay}, clip {cfg.clip}")
+    t0 = time.perf_counter()
+    losses, _ = T.train(g, t.weights, T.batches(tokens, args.batch, args.seq), args.steps,
+                        on_step=lambda s, loss: print(f"step {s:>4}  loss {loss:.6f}", flush=True))
+    print(f"{args.steps} step(s) in {time.perf_counter() - t0:.2f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    if not args.compare:
+        return 0
+    from .runtime.torch_train import torch_train
+
+    ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg)
+    err = max(abs(a - b) / abs(b) for a, b in zip(losses, ref))
+    ok = err <= args.tol
+    print(f"PyTorch loop (clip_grad_norm_ + torch.optim.AdamW): loss {ref[0]:.4f} -> {ref[-1]:.4f}; max relative "
+          f"error per step {err:.3e} (tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1
 
 
@@ -389,8 +441,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seq", type=int, default=32)
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager")
+    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --train: "
+                   "the loss of every step with a PyTorch training loop)")
     s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
+    s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
+    s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
+    s.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 6e-4, Cerebras-GPT 111M's)")
+    s.add_argument("--data", metavar="FILE", help="train on this text file (default: a seeded random token stream)")
+    s.add_argument("--tokenizer", choices=["bytes", "bpe"], default="bytes",
+                   help="how --data becomes tokens: its bytes (default), or a byte-level BPE of the model's "
+                   "vocabulary size trained on the file with Hugging Face tokenizers")
+    s.add_argument("--stream-tokens", type=int, default=4096,
+                   help="length of the random token stream, read again from the start when it ends (default 4096)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("simulate-kernel", help="cycles of one mesh GEMM or GEMV: PE level, tile level, or both")
