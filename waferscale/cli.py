@@ -50,6 +50,10 @@ def cmd_compile(args) -> int:
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
+    if args.systems != 1 and not args.train:
+        raise UsageError("--systems is data-parallel training: add --train")
+    if args.train:
+        return _compile_train(args, log, out)
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                       frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                       print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
@@ -64,6 +68,25 @@ def cmd_compile(args) -> int:
         print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
               f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
+    return 0
+
+
+def _compile_train(args, log, out: Path) -> int:
+    from .driver import write_compiled
+    from .training import compile_training
+
+    for flag in ("pipeline", "compile_to", "print_ir_after"):
+        if getattr(args, flag):
+            raise UsageError(f"--{flag.replace('_', '-')} is not supported with --train (its passes are fixed)")
+    c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
+                         target=args.target, mode=args.mode, systems=args.systems, log=log)
+    for p in write_compiled(c, out):
+        log(f"wrote {p}")
+    t, m = c.report["train"], c.report["model"]
+    print(f"{m['name']}: training step of batch {t['batch']} x seq {t['seq']} ({t['mode']}, {t['systems']} system(s), "
+          f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "
+          f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, {t['flops_per_token'] / 1e9:.3f} GFLOP/token "
+          f"(forward + backward), MFU {100 * t['mfu']:.1f}% -> {out}/")
     return 0
 
 
@@ -377,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")
+    s.add_argument("--train", action="store_true", help="compile and simulate a training step (forward, backward, "
+                   "AdamW) instead of inference; needs --target")
+    s.add_argument("--systems", type=int, default=1, help="with --train: data-parallel weight streaming on N systems "
+                   "(SwarmX broadcasts weights and reduces gradients); the batch splits across them")
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")

@@ -171,13 +171,15 @@ def lower_linear_grad_w(op: Op, ctx: LowerCtx) -> Accumulate:
 
 @lowers("reduce_sum")
 def lower_reduce_sum(op: Op, ctx: LowerCtx) -> Kernel:
-    """reduce_sum over every axis but the last (a bias's or a layernorm scale's gradient) is an
-    Accumulate with K = 1; over the last axis, a row-wise reduction."""
+    """reduce_sum over leading axes only (a bias's or a layernorm scale's gradient over the tokens, or
+    a broadcast position embedding's over the batch) is an Accumulate with K = 1: each token adds its
+    last-axis vector into its accumulator; over the last axis, a row-wise reduction."""
     src = op.operands[0].type
-    if sorted(a % src.rank for a in op.attr["axes"]) != list(range(src.rank - 1)) or src.rank < 2:
+    axes = {a % src.rank for a in op.attr["axes"]} if src.rank else set()
+    if src.rank < 2 or src.rank - 1 in axes:
         return lower_rowwise(op, ctx)
     t = op.type
-    return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=1, n=op.operands[0].type.shape[-1],
+    return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=1, n=src.shape[-1],
                       flops_per_token=ctx.flops_per_token(op))
 
 
