@@ -156,3 +156,39 @@ def test_cli_train_refuses_bad_options(capsys):
     assert main(["run", "tiny", "--lr", "0.1"]) == 2
     assert main(["run", "tiny", "--train", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def lora_graph(graph, rank=4, targets="c_attn+mlp.c_fc"):
+    return run_passes(graph, f"canonicalize,lora{{rank={rank},alpha=8.0,targets={targets}}},autodiff{{wrt=lora}}").graph
+
+
+def test_lora_gradients_and_step_equal_plain_torch_lora():
+    from waferscale.runtime.torch_train import add_lora
+
+    graph, module, weights = fresh("tiny")
+    g = lora_graph(graph)
+    adapters = T.lora_weights(g, seed=0)
+    adapters = {n: a + 0.05 for n, a in adapters.items()}  # B non-zero, so that A's gradient is too
+    tok = tokens(512, seed=2)
+    loss, *grads = run(g, {"input_ids": tok[:, :-1], "labels": tok[:, 1:]}, {**weights, **adapters})
+    trained = [p.name for p in g.params if p.name.startswith("lora.")]
+    assert len(grads) == len(trained) == 8  # A and B on c_attn and c_fc of two layers: no frozen weight's
+    params = add_lora(module, adapters, 8.0 / 4)
+    ref = torch_loss(module, tok)
+    ref.backward()
+    assert abs(float(loss) - ref.item()) <= TOL * ref.item()
+    by_name = dict(zip([n for n in adapters if n.startswith("lora.A.")], params[0::2]))
+    by_name |= dict(zip([n for n in adapters if n.startswith("lora.B.")], params[1::2]))
+    for name, d in zip(trained, grads):
+        assert rel(d, by_name[name].grad.numpy()) <= TOL, name
+    # one AdamW step: the adapters move as torch's, every base weight stays
+    step = run_passes(g, "adamw").graph
+    _, state = T.train(step, {**weights, **adapters}, iter([(tok[:, :-1], tok[:, 1:])]), 1)
+    _, module2, _ = fresh("tiny")
+    params2 = add_lora(module2, adapters, 8.0 / 4)
+    torch_train(module2, iter([(tok[:, :-1], tok[:, 1:])]), 1, AdamWConfig(), params2)
+    for name, p in zip([n for n in adapters if n.startswith("lora.A.")], params2[0::2]):
+        assert rel(state[name], p.detach().numpy()) <= TOL
+    for n, w in weights.items():
+        assert np.array_equal(state[n], w)
+    assert not any(p.name.startswith("adam.m.transformer") for p in step.params)  # state for the adapters only

@@ -115,3 +115,17 @@ def test_cli_train_errors_are_one_line(argv, match, capsys):
 def test_systems_must_divide_the_batch():
     with pytest.raises(UsageError):
         compile_training("tiny", batch=3, seq=SEQ, target="wse2", systems=2)
+
+
+def test_lora_streams_no_gradient_for_frozen_weights():
+    c = compile_training("tiny", batch=2, seq=SEQ, target="wse2", mode="streaming",
+                         lora="lora{rank=4,alpha=8.0,targets=c_attn}")
+    t = c.report["train"]
+    lo = t["lora"]
+    assert lo["trainable_params"] == 2 * (64 * 4 + 4 * 192)  # A [64, 4] and B [4, 192] in each of two layers
+    assert t["stream_out_bytes"] == 2 * lo["trainable_params"] * t["micro_batches"]  # f16 adapters' gradients only
+    assert lo["full_fine_tuning"]["stream_out_bytes"] > 10 * t["stream_out_bytes"]
+    # the frozen weights still stream in, for the forward and again for the backward
+    assert t["stream_in_bytes"] >= 0.9 * lo["full_fine_tuning"]["stream_in_bytes"]
+    backward = [x for x in t["layers"] if x["direction"] == "backward"]
+    assert all(x["grad_bytes"] in (0, 2 * (64 * 4 + 4 * 192)) for x in backward)

@@ -52,6 +52,8 @@ def cmd_compile(args) -> int:
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
     if args.systems != 1 and not args.train:
         raise UsageError("--systems is data-parallel training: add --train")
+    if args.lora is not None and not args.train:
+        raise UsageError("--lora fine-tunes: add --train")
     if args.train:
         return _compile_train(args, log, out)
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
@@ -79,7 +81,7 @@ def _compile_train(args, log, out: Path) -> int:
         if getattr(args, flag):
             raise UsageError(f"--{flag.replace('_', '-')} is not supported with --train (its passes are fixed)")
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
-                         target=args.target, mode=args.mode, systems=args.systems, log=log)
+                         target=args.target, mode=args.mode, systems=args.systems, lora=_lora_pass(args), log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     t, m = c.report["train"], c.report["model"]
@@ -87,6 +89,11 @@ def _compile_train(args, log, out: Path) -> int:
           f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "
           f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, {t['flops_per_token'] / 1e9:.3f} GFLOP/token "
           f"(forward + backward), MFU {100 * t['mfu']:.1f}% -> {out}/")
+    if "lora" in t:
+        f = t["lora"]["full_fine_tuning"]
+        print(f"LoRA ({t['lora']['trainable_params']:,} trained, {t['lora']['frozen_params']:,} frozen): step "
+              f"{1e3 * t['step_seconds']:.3f} ms against {1e3 * f['step_seconds']:.3f} ms for full fine-tuning; "
+              f"streamed out {t['stream_out_bytes']:,} B against {f['stream_out_bytes']:,} B")
     return 0
 
 
@@ -259,6 +266,15 @@ def cmd_run(args) -> int:
     return 0 if ok else 1
 
 
+def _lora_pass(args) -> str | None:
+    """The lora pass of --lora R [--lora-alpha A] [--lora-targets a,b], or None."""
+    if args.lora is None:
+        return None
+    L.check_int("--lora", args.lora, 1, L.MAX_D_MODEL)
+    targets = "+".join(_names([args.lora_targets]))
+    return f"lora{{rank={args.lora},alpha={float(args.lora_alpha)},targets={targets}}}"
+
+
 def _run_train(args, log) -> int:
     import copy
 
@@ -282,26 +298,32 @@ def _run_train(args, log) -> int:
         tokens = T.random_stream(vocab, args.stream_tokens, args.seed)
         what = (f"a seeded random stream of {args.stream_tokens:,} tokens (seed {args.seed}; each token followed by "
                 f"one of {T.SUCCESSORS} drawn for it), read again when it ends")
-    pipeline = "canonicalize,autodiff,adamw{" + f"lr={cfg.lr},beta1={cfg.beta1},beta2={cfg.beta2},eps={cfg.eps}," \
-        f"weight_decay={cfg.weight_decay},clip={cfg.clip}" + "}"
+    lora = _lora_pass(args)
+    pipeline = "canonicalize," + (f"{lora},autodiff{{wrt=lora}}," if lora else "autodiff,") + "adamw{" + \
+        f"lr={cfg.lr},beta1={cfg.beta1},beta2={cfg.beta2},eps={cfg.eps},weight_decay={cfg.weight_decay}," \
+        f"clip={cfg.clip}" + "}"
     g = run_passes(t.graph, pipeline).graph
     log(f"training step: {len(t.graph.ops)} forward ops -> {len(g.ops)} ops ({pipeline})")
     module = copy.deepcopy(t.module) if args.compare else None  # before training changes nothing, but be sure
+    adapters = T.lora_weights(g, args.seed)
     print(f"{t.info['name']}: training {args.steps} step(s) of batch {args.batch} x seq {args.seq} on {what}; "
           f"AdamW lr {cfg.lr:g}, betas ({cfg.beta1}, {cfg.beta2}), eps {cfg.eps:g}, weight decay "
-          f"{cfg.weight_decay}, clip {cfg.clip}")
+          f"{cfg.weight_decay}, clip {cfg.clip}" + (f"; LoRA rank {args.lora} on {args.lora_targets}, the "
+                                                    "base weights frozen" if lora else ""))
     t0 = time.perf_counter()
-    losses, _ = T.train(g, t.weights, T.batches(tokens, args.batch, args.seq), args.steps,
+    losses, _ = T.train(g, {**t.weights, **adapters}, T.batches(tokens, args.batch, args.seq), args.steps,
                         on_step=lambda s, loss: print(f"step {s:>4}  loss {loss:.6f}", flush=True))
     print(f"{args.steps} step(s) in {time.perf_counter() - t0:.2f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     if not args.compare:
         return 0
-    from .runtime.torch_train import torch_train
+    from .runtime.torch_train import add_lora, torch_train
 
-    ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg)
+    params = add_lora(module, adapters, args.lora_alpha / args.lora) if lora else None
+    ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg, params)
     err = max(abs(a - b) / abs(b) for a, b in zip(losses, ref))
     ok = err <= args.tol
-    print(f"PyTorch loop (clip_grad_norm_ + torch.optim.AdamW): loss {ref[0]:.4f} -> {ref[-1]:.4f}; max relative "
+    kind = "clip_grad_norm_ + torch.optim.AdamW" + (", plain-torch LoRA" if lora else "")
+    print(f"PyTorch loop ({kind}): loss {ref[0]:.4f} -> {ref[-1]:.4f}; max relative "
           f"error per step {err:.3e} (tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1
 
@@ -404,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "AdamW) instead of inference; needs --target")
     s.add_argument("--systems", type=int, default=1, help="with --train: data-parallel weight streaming on N systems "
                    "(SwarmX broadcasts weights and reduces gradients); the batch splits across them")
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
@@ -478,6 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokenizer", choices=["bytes", "bpe"], default="bytes",
                    help="how --data becomes tokens: its bytes (default), or a byte-level BPE of the model's "
                    "vocabulary size trained on the file with Hugging Face tokenizers")
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
     s.add_argument("--stream-tokens", type=int, default=4096,
                    help="length of the random token stream, read again from the start when it ends (default 4096)")
     s.add_argument("-q", "--quiet", action="store_true")

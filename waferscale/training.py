@@ -40,6 +40,7 @@ from .passes.adamw import AdamWConfig, adamw
 from .passes.autodiff import BACKWARD
 from .passes.place import MODES, place
 from .passes.recompute import recompute
+from .passes.route import RoutingError
 from .passes.streaming import largest_batch
 from .report.stats import model_stats
 from .report.wafer import wafer_report
@@ -47,7 +48,7 @@ from .runtime import train_time as TT
 from .runtime.stream_sim import simulate_streaming
 
 GRAPH_PIPELINE = "canonicalize,autodiff"
-STREAMING_GRAPH_PIPELINE = GRAPH_PIPELINE + ",recompute"
+MICRO_BATCH_TRIES = 6
 WAFER_PIPELINE = "fuse,lower,place{mode=%s},route,simulate"
 
 
@@ -84,7 +85,9 @@ def _largest_divisor(n: int, most: int) -> int:
 
 def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: str = "f16", seed: int = 0,
                      target: str | None = None, mode: str | None = None, systems: int = 1,
-                     log=lambda msg: None) -> Compiled:
+                     lora: str | None = None, log=lambda msg: None) -> Compiled:
+    """``lora``: a lora pass (``lora{rank=..,alpha=..,targets=..}``) to fine-tune with adapters only; the
+    report then sets the step beside full fine-tuning of the same model, batch and mode."""
     t0 = time.perf_counter()
     if target is None:
         raise UsageError("--train simulates a training step on a machine: give --target wse2, wse3 or mesh:RxC")
@@ -101,7 +104,10 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
                          "drop --mode pipelined")
     per_system = batch // systems
 
-    def build(b: int, graph_pipeline: str = GRAPH_PIPELINE):
+    graph_pipe = GRAPH_PIPELINE if lora is None else f"canonicalize,{lora},autodiff{{wrt=lora}}"
+    stream_pipe = graph_pipe + ",recompute"
+
+    def build(b: int, graph_pipeline: str = graph_pipe):
         src = _trace(spec_, b, seq, dtype, "auto", seed, "torch-export", log)
         state, records = run_pipeline(CompileState(src.graph, samples=b, tokens=src.model["seq"], log=log),
                                       parse_pipeline(graph_pipeline), log=log)
@@ -125,9 +131,9 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
             small = replace(machine, sram_bytes=machine.sram_bytes - spread)
             try:
                 wafer = _wafer(train, "pipelined", per_system, tokens, small, log)
-            except FitError as e:
+            except (FitError, RoutingError) as e:
                 if mode == "pipelined":
-                    raise FitError(f"{e} (with {spread:,} B per core kept for the optimizer state)") from None
+                    raise type(e)(f"{e} (with {spread:,} B per core kept for the optimizer state)") from None
                 chosen, reason = "streaming", f"layer-pipelined does not fit ({e})"
             else:
                 reason = (f"it fits: weights, gradients and optimizer state take {_size(sum(need.values()))} of "
@@ -142,11 +148,20 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
         if most == 0:
             raise FitError(f"{name} does not fit on {machine.name} for weight-streaming training even at a "
                            f"micro-batch of 1 sample of {tokens} tokens: use a shorter --seq or a bigger --target")
-        micro = _largest_divisor(per_system, most)
-        if micro != per_system:
-            log(f"micro-batches of {micro} sample(s): {per_system // micro} per step on each system")
-            src, train, step, records = build(micro, STREAMING_GRAPH_PIPELINE)
-        wafer = _wafer(train, "streaming", micro, tokens, machine, log)
+        # the largest micro-batch that fits and routes: a smaller one leaves the layers more SRAM, so
+        # their kernels spread wider and fewer flows share a link's colors
+        tries = [d for d in range(most, 0, -1) if per_system % d == 0][:MICRO_BATCH_TRIES]
+        for i, micro in enumerate(tries):
+            if micro != per_system:
+                log(f"micro-batches of {micro} sample(s): {per_system // micro} per step on each system")
+                src, train, step, records = build(micro, stream_pipe)
+            try:
+                wafer = _wafer(train, "streaming", micro, tokens, machine, log)
+                break
+            except RoutingError as e:
+                if i == len(tries) - 1:
+                    raise RoutingError(f"{e} (tried micro-batches of {', '.join(map(str, tries))})") from None
+                log(f"micro-batch {micro} does not route ({e}); trying a smaller one")
         reason = reason or ("asked for (--mode streaming)" if mode == "streaming" else
                             f"data parallel on {systems} systems" if systems > 1 else reason)
     state, wafer_records = wafer
@@ -158,7 +173,7 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     cfg = AdamWConfig()
     train_section = _train_section(state, src, train, step, chosen, systems, batch, per_system, micro, need)
     model = dict(src.model)
-    graph_pipeline = STREAMING_GRAPH_PIPELINE if chosen == "streaming" else GRAPH_PIPELINE
+    graph_pipeline = stream_pipe if chosen == "streaming" else graph_pipe
     ran = parse_pipeline(graph_pipeline) + [_adamw_pass(cfg)]
     ir_text = header(spec(ran), model, f"waferscale {__version__}: {name} training step") + print_graph(step)
     c = dict(src.compile)
@@ -176,6 +191,17 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     }
     report.update(wafer_report(state))
     report["train"] = train_section
+    if lora is not None:
+        full = compile_training(spec_, batch=batch, seq=seq, dtype=dtype, seed=seed, target=target, mode=chosen,
+                                systems=systems, log=log).report["train"]
+        trained = sum(p.type.numel for p in train.params if p.name.startswith("lora."))
+        frozen = sum(p.type.numel for p in train.params) - trained
+        train_section["lora"] = {
+            "pass": lora, "trainable_params": trained, "frozen_params": frozen,
+            "full_fine_tuning": {k: full[k] for k in ("step_seconds", "tokens_per_s", "stream_in_bytes",
+                                                      "stream_out_bytes", "micro_batch", "micro_batches")}
+            | {"optimizer_seconds": full["optimizer"]["seconds"]},
+        }
     c["seconds"] = time.perf_counter() - t0
     c["peak_rss_bytes"] = peak_rss_bytes()
     return Compiled(report, state, ir_text, src.traced, {}, t0)

@@ -15,6 +15,9 @@ with the Cerebras-GPT settings as defaults (arXiv 2304.03208, section 3 and appe
 betas 0.9 and 0.95, eps 1e-8, weight decay 0.1, gradient norm clipped at 1.0). The learning rate
 is one constant (the paper's schedule is warm-up then decay; lr 6e-4 is its 111M peak).
 
+Only the parameters autodiff differentiated train (all, or LoRA's adapters); a frozen parameter
+keeps its value and has no state.
+
 New graph inputs: ``step`` (f32 scalar, t = 1 at the first step). New parameters, per model
 parameter P: ``adam.m.P`` and ``adam.v.P`` (f32), and for a 16-bit P its f32 master copy
 ``master.P``: the update runs on the master weights and P is their rounding (mixed precision as
@@ -50,14 +53,26 @@ def state_names(p: str, master: bool) -> list[str]:
     return [f"adam.m.{p}", f"adam.v.{p}"] + ([f"master.{p}"] if master else [])
 
 
+def trainable(g: Graph) -> list[Value]:
+    """The parameters whose gradients g returns after its loss (autodiff's ``grad_of``; without it,
+    after a round trip through text, every float parameter in order)."""
+    named = [g.meta.get(v.name, {}).get("grad_of") for v in g.outputs[1:]]
+    if named and all(named):
+        by = {p.name: p for p in g.params}
+        return [by[n] for n in named]
+    return [p for p in g.params if p.type.dtype in FLOAT_DTYPES]
+
+
 def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
-    """g returns (loss, grad of each parameter in order): the graph of one optimizer step."""
-    params = [p for p in g.params if p.type.dtype in FLOAT_DTYPES]
-    if len(g.outputs) != 1 + len(g.params) or g.outputs[0].type.shape != ():
-        raise UnsupportedError(f"adamw on graph @{g.name}: it needs the loss and one gradient per parameter as "
-                               "outputs: run autodiff first")
+    """g returns (loss, the gradient of each trainable parameter): the graph of one optimizer step,
+    returning the loss and the next value of every parameter in order (a frozen one unchanged), then
+    of each trainable one's state."""
+    params = trainable(g)
+    if len(g.outputs) != 1 + len(params) or not g.outputs or g.outputs[0].type.shape != ():
+        raise UnsupportedError(f"adamw on graph @{g.name}: it needs the loss and one gradient per trained "
+                               "parameter as outputs: run autodiff first")
     out = _copy(g)
-    grads = dict(zip((p.name for p in g.params), g.outputs[1:]))
+    grads = dict(zip((p.name for p in params), g.outputs[1:]))
     out.inputs.append(step := Value(STEP, TensorType((), "f32")))
     e = Emitter(out, "o")
 
@@ -79,7 +94,7 @@ def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
         coef = e("minimum", e("div", c(cfg.clip), e("add", e("sqrt", total), c(1e-6))), c(1.0))
     step_size = e("div", c(cfg.lr), e("sub", c(1.0), e("pow", c(cfg.beta1), step)))
     bc2_sqrt = e("sqrt", e("sub", c(1.0), e("pow", c(cfg.beta2), step)))
-    new_p, new_state = [], []
+    new_p, new_state = {}, []
     for p in params:
         e.loc = OPTIMIZER + p.name
         master = p.type.dtype != "f32"
@@ -93,9 +108,9 @@ def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
         v1 = e("add", e("mul", v, c(cfg.beta2)), e("mul", e("mul", gp, gp), c(1.0 - cfg.beta2)))
         denom = e("add", e("div", e("sqrt", v1), bc2_sqrt), c(cfg.eps))
         w2 = e("sub", w1, e("mul", e("div", m1, denom), step_size))
-        new_p.append(e("cast", w2, dtype=p.type.dtype) if master else w2)
+        new_p[p.name] = e("cast", w2, dtype=p.type.dtype) if master else w2
         new_state.extend([m1, v1] + ([w2] if master else []))
-    out.outputs = [g.outputs[0], *new_p, *new_state]
+    out.outputs = [g.outputs[0], *(new_p.get(p.name, p) for p in g.params), *new_state]
     return out
 
 

@@ -77,9 +77,9 @@ def next_token_loss(g: Graph) -> Graph:
     return out
 
 
-def _depends_on_params(g: Graph) -> set[str]:
-    """Values computed from a float parameter (those a gradient can reach)."""
-    live = {p.name for p in g.params if p.type.dtype in FLOAT_DTYPES}
+def _depends_on_params(g: Graph, wrt: set[str]) -> set[str]:
+    """Values computed from a float parameter of ``wrt`` (those a gradient can reach)."""
+    live = {p.name for p in g.params if p.type.dtype in FLOAT_DTYPES and p.name in wrt}
     for op in g.ops:
         if any(x.name in live for x in op.operands) and op.type.dtype in FLOAT_DTYPES:
             live.add(op.result.name)
@@ -105,15 +105,18 @@ def _sum(emit: Emitter, parts: list[Value]) -> Value:
     return total
 
 
-def backward(g: Graph) -> Graph:
-    """g (one scalar output: the loss) returning the loss and every parameter's gradient."""
+def backward(g: Graph, wrt: set[str] | None = None) -> Graph:
+    """g (one scalar output: the loss) returning the loss and the gradient of every parameter in
+    ``wrt`` (default: all), in parameter order; each gradient's meta names its parameter
+    (``grad_of``). The others are frozen: no gradient is made for them."""
     if len(g.outputs) != 1 or g.outputs[0].type.shape != () or g.outputs[0].type.dtype not in FLOAT_DTYPES:
         raise UnsupportedError(f"autodiff of graph @{g.name}: it needs one scalar float output (a loss), and "
                                f"returns {', '.join(str(v.type) for v in g.outputs) or 'nothing'}")
     out = _copy(g)
     emit = Emitter(out, "d")
     loss = g.outputs[0]
-    reach = _depends_on_params(g)
+    wrt = {p.name for p in g.params} if wrt is None else set(wrt)
+    reach = _depends_on_params(g, wrt)
     emit.loc = BACKWARD + "loss"
     grads: dict[str, list[Value]] = defaultdict(list)
     grads[loss.name].append(emit("constant", value=(1.0,), shape=(), dtype=loss.type.dtype))
@@ -140,12 +143,15 @@ def backward(g: Graph) -> Graph:
                 grads[x.name].append(d)
     outputs = [loss]
     for p in g.params:
+        if p.name not in wrt:
+            continue
         emit.loc = BACKWARD + p.name
         if grads.get(p.name):
-            outputs.append(_sum(emit, grads[p.name]))
+            d = _sum(emit, grads[p.name])
         else:  # a parameter the loss does not read: a zero gradient
-            outputs.append(emit("constant", value=(0.0,), shape=p.type.shape, dtype=p.type.dtype)
-                           if p.type.dtype in FLOAT_DTYPES else p)
+            d = emit("constant", value=(0.0,), shape=p.type.shape, dtype=p.type.dtype)
+        outputs.append(d)
+        out.meta.setdefault(d.name, {})["grad_of"] = p.name
     out.outputs = outputs
     kept = dead_code_elimination(out)
     kept.params = list(g.params)  # every parameter stays, read or not: the optimizer updates each
@@ -164,7 +170,14 @@ class Autodiff(Pass):
     summary = "the backward graph: returns the loss and every parameter's gradient (op backward rules)"
     loss: str = option("next-token", "next-token: mean cross-entropy of the logits against a `labels` input; "
                        "output: the graph's one output is already the loss", choices=("next-token", "output"))
+    wrt: str = option("all", "the parameters to differentiate: all, or lora (the adapters of the lora pass; the "
+                      "rest frozen)", choices=("all", "lora"))
 
     def run(self, s: CompileState) -> CompileState:
         g = next_token_loss(s.graph) if self.loss == "next-token" else s.graph
-        return replace(s, graph=backward(g))
+        wrt = None
+        if self.wrt == "lora":
+            wrt = {p.name for p in g.params if p.name.startswith("lora.")}
+            if not wrt:
+                raise UnsupportedError("autodiff{wrt=lora} on a graph without adapters: run the lora pass first")
+        return replace(s, graph=backward(g, wrt))

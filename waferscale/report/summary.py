@@ -80,6 +80,11 @@ def train_text(t: dict) -> list[str]:
         "gradients out (per system)",
         f"  {'layer':<28} {'direction':<9} {'compute us':>11} {'stream us':>10} {'bound':<8}",
     ]
+    if "lora" in t:
+        lo, f = t["lora"], t["lora"]["full_fine_tuning"]
+        lines[-1:-1] = [f"  LoRA               {lo['pass']}: {lo['trainable_params']:,} parameters trained, "
+                        f"{lo['frozen_params']:,} frozen; full fine-tuning: {1e3 * f['step_seconds']:.3f} ms a step, "
+                        f"{_si(f['stream_out_bytes'], 'B')} of gradients out"]
     lines += [f"  {x['name'][:28]:<28} {x['direction']:<9} {1e6 * x['compute_seconds']:>11.1f} "
               f"{1e6 * x['stream_in_seconds']:>10.1f} {x['bound']:<8}" for x in t["layers"]]
     return lines

@@ -39,6 +39,20 @@ def initial_state(g: Graph, weights: Mapping[str, np.ndarray]) -> dict[str, np.n
     return out
 
 
+def lora_weights(g: Graph, seed: int) -> dict[str, np.ndarray]:
+    """Initial adapters as peft makes them: A uniform in +-1/sqrt(in) (kaiming-uniform with a = sqrt(5),
+    torch.nn.Linear's), B zero, so the adapted model starts equal to the base one."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for p in g.params:
+        if p.name.startswith("lora.A."):
+            bound = 1.0 / np.sqrt(p.type.shape[0])
+            out[p.name] = rng.uniform(-bound, bound, p.type.shape).astype(p.type.np_dtype)
+        elif p.name.startswith("lora.B."):
+            out[p.name] = np.zeros(p.type.shape, dtype=p.type.np_dtype)
+    return out
+
+
 def train(g: Graph, weights: Mapping[str, np.ndarray], batches: Iterator[tuple[np.ndarray, np.ndarray]],
           steps: int, on_step=lambda step, loss: None) -> tuple[list[float], dict[str, np.ndarray]]:
     """The loss of each of ``steps`` steps and the parameters after the last."""
