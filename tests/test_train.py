@@ -192,3 +192,15 @@ def test_lora_gradients_and_step_equal_plain_torch_lora():
     for n, w in weights.items():
         assert np.array_equal(state[n], w)
     assert not any(p.name.startswith("adam.m.transformer") for p in step.params)  # state for the adapters only
+
+
+@pytest.mark.parametrize("tokenizer", ["bytes", "bpe"])
+def test_cli_train_on_a_text_file(tmp_path, capsys, tokenizer):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    assert main(["run", "tiny", "--train", "--steps", "2", "--data", str(text), "--tokenizer", tokenizer,
+                 "--compare", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert ("as bytes" if tokenizer == "bytes" else "byte-level BPE of 512 tokens") in out and ": ok" in out
+    tokens = T.file_stream(str(text), 512, tokenizer)
+    assert tokens.max() < 512 and (tokenizer == "bpe") == (len(tokens) < len(text.read_bytes()))
