@@ -149,7 +149,8 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
             raise FitError(f"{name} does not fit on {machine.name} for weight-streaming training even at a "
                            f"micro-batch of 1 sample of {tokens} tokens: use a shorter --seq or a bigger --target")
         # the largest micro-batch that fits and routes: a smaller one leaves the layers more SRAM, so
-        # their kernels spread wider and fewer flows share a link's colors
+        # their kernels spread wider and fewer flows share a link's colors (and the graph traced at the
+        # micro-batch itself may need a few bytes more than the estimate from the whole batch's)
         tries = [d for d in range(most, 0, -1) if per_system % d == 0][:MICRO_BATCH_TRIES]
         for i, micro in enumerate(tries):
             if micro != per_system:
@@ -158,10 +159,10 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
             try:
                 wafer = _wafer(train, "streaming", micro, tokens, machine, log)
                 break
-            except RoutingError as e:
+            except (RoutingError, FitError) as e:  # traced at this micro-batch, a layer may need a little more
                 if i == len(tries) - 1:
-                    raise RoutingError(f"{e} (tried micro-batches of {', '.join(map(str, tries))})") from None
-                log(f"micro-batch {micro} does not route ({e}); trying a smaller one")
+                    raise type(e)(f"{e} (tried micro-batches of {', '.join(map(str, tries))})") from None
+                log(f"micro-batch {micro} does not fit or route ({e}); trying a smaller one")
         reason = reason or ("asked for (--mode streaming)" if mode == "streaming" else
                             f"data parallel on {systems} systems" if systems > 1 else reason)
     state, wafer_records = wafer
