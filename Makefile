@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wafer_zoo.py
 	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/streaming.py
+	$(BIN)/python benchmarks/train_scaling.py
+	$(BIN)/python benchmarks/paper_runs.py
 	$(BIN)/wafer bench -q -o benchmarks/results/bench
 	$(BIN)/python benchmarks/calibrate.py
 	$(BIN)/python benchmarks/pe_speed.py

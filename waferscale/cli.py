@@ -238,9 +238,11 @@ def cmd_run(args) -> int:
     kind, entry = resolve(args.model)
     need = 4 * (entry.param_count() if kind == "zoo" else 0)
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    if need * 3 > avail:
-        raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "
-                         f"f32 weights and {avail / 1e9:.1f} GB are free; pick a smaller model")
+    copies = 8 if args.train else 3  # training: weights, gradients, two moments, the next weights, torch's
+    if need * copies > avail:
+        raise UsageError(f"{args.model} needs about {copies * need / 1e9:.1f} GB of memory to "
+                         f"{'train' if args.train else 'run'} with real f32 weights and {avail / 1e9:.1f} GB are "
+                         "free; pick a smaller model")
     if args.train:
         return _run_train(args, log)
     for flag in ("data", "lr", "lora"):
