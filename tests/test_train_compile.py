@@ -129,3 +129,10 @@ def test_lora_streams_no_gradient_for_frozen_weights():
     assert t["stream_in_bytes"] >= 0.9 * lo["full_fine_tuning"]["stream_in_bytes"]
     backward = [x for x in t["layers"] if x["direction"] == "backward"]
     assert all(x["grad_bytes"] in (0, 2 * (64 * 4 + 4 * 192)) for x in backward)
+
+
+@pytest.mark.parametrize("flag", [["-p", "canonicalize"], ["--print-ir-after-all"], ["--frontend", "torch-mlir"],
+                                  ["--compile-to", "lower"]])
+def test_compile_train_refuses_what_it_would_ignore(flag, capsys):
+    assert main(["compile", "tiny", "--train", "--target", "wse2", *flag]) == 2
+    assert "not supported" in capsys.readouterr().err

@@ -77,9 +77,11 @@ def _compile_train(args, log, out: Path) -> int:
     from .driver import write_compiled
     from .training import compile_training
 
-    for flag in ("pipeline", "compile_to", "print_ir_after"):
+    for flag in ("pipeline", "compile_to", "print_ir_after", "print_ir_after_all"):
         if getattr(args, flag):
-            raise UsageError(f"--{flag.replace('_', '-')} is not supported with --train (its passes are fixed)")
+            raise UsageError(f"not supported: --{flag.replace('_', '-')} with --train (its passes are fixed)")
+    if args.frontend != "torch-export":
+        raise UsageError(f"not supported: --frontend {args.frontend} with --train (it traces with torch.export)")
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
                          target=args.target, mode=args.mode, systems=args.systems, lora=_lora_pass(args), log=log)
     for p in write_compiled(c, out):
