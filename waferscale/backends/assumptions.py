@@ -98,8 +98,8 @@ SPARSE_ROW_BYTES = 2
 # is popped from the queue and dropped in this many cycles (assumed).
 SPARSE_SKIP_CYCLES = 1
 # A meta-device weight (no data) up to this many elements has its seeded random mask drawn, so its
-# cost comes from that mask core by core. A bigger one (1.3B's MLP has 16.8M) has its mask drawn
-# only in distribution: each core's count of non-zeros per tile row is binomial, and the slowest
+# cost comes from that mask core by core. A bigger one (111M's MLP has 2.4M, 1.3B's 16.8M) has its
+# mask drawn only in distribution: each core's count of non-zeros per tile row is binomial, and the slowest
 # core of a rectangle is taken at the expected maximum of its cores' work (a normal approximation,
 # checked against drawn masks in benchmarks/fidelity.py).
-SPARSE_DRAW_LIMIT = 1 << 22
+SPARSE_DRAW_LIMIT = 1 << 20
