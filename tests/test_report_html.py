@@ -131,3 +131,14 @@ def test_report_html_errors_are_one_line_and_keep_the_old_page(capsys, tmp_path,
     code, _, err = run_cli(capsys, "report", str(broken), "--html")
     assert code == 2 and err.count("\n") == 1 and "lacks the key 'rect'" in err
     assert (broken / "report.html").read_bytes() == (pipelined / "report.html").read_bytes()
+
+
+def test_names_cannot_break_out_of_the_page(pipelined):
+    report, pj = loaded(pipelined)
+    evil = '</script><!--<script>alert("x")</script>&'
+    pj["kernels"][0]["name"] = evil
+    report["model"]["name"] = evil
+    html = report_html(report, pj)
+    assert html.count("</script>") == 2 and "<!--" not in html
+    assert island(html)["kernels"][0]["name"] == evil  # the script reads it back as it was
+    assert "<h1>waferscale: &lt;/script&gt;&lt;!--&lt;script&gt;alert(&quot;x&quot;)" in html

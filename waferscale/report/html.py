@@ -199,7 +199,7 @@ def _asset(name: str) -> str:
 def report_html(report: dict, pj: dict) -> str:
     """The page, from report.json and placement.json as loaded from disk."""
     data = json.dumps(page_data(report, pj), separators=(",", ":"), sort_keys=True)
-    data = data.replace("</", "<\\/")  # nothing in a string ends the script element
+    data = data.replace("<", "\\u003c")  # no "</script" or "<!--" in a name can end or change the element
     title = f"{report['model']['name']} on {pj['target']['name']} ({pj['mode']})"
     return _asset("report.html").format(
         title=_e(title), css=_asset("report.css"), js=_asset("report.js"), data=data,
