@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/wafer bench -q -o benchmarks/results/bench
 	$(BIN)/python benchmarks/calibrate.py
 	$(BIN)/python benchmarks/pe_speed.py
-	$(BIN)/python benchmarks/report_html.py --screenshots docs
+	$(BIN)/python benchmarks/report_html.py --runs 9 --screenshots docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check waferscale tests benchmarks

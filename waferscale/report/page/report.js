@@ -16,7 +16,7 @@
   const int = (n) => Math.round(n).toLocaleString("en-US");
   function bytes(n) {
     for (const [s, u] of [[2 ** 30, "GiB"], [2 ** 20, "MiB"], [2 ** 10, "KiB"]]) if (n >= s) return (n / s).toFixed(1) + " " + u;
-    return (n < 10 && n > 0 ? n.toPrecision(2) : Math.round(n)) + " B";
+    return (n > 0 && n < 10 && !Number.isInteger(n) ? n.toPrecision(2) : Math.round(n)) + " B";  // 0.3 B per link
   }
   const pct = (x) => (100 * x).toFixed(x < 0.001 ? 3 : 1) + "%";
   const us = (cycles) => (1e6 * cycles / D.clock_hz).toFixed(1) + " us";
