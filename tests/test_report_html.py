@@ -142,3 +142,42 @@ def test_names_cannot_break_out_of_the_page(pipelined):
     assert html.count("</script>") == 2 and "<!--" not in html
     assert island(html)["kernels"][0]["name"] == evil  # the script reads it back as it was
     assert "<h1>waferscale: &lt;/script&gt;&lt;!--&lt;script&gt;alert(&quot;x&quot;)" in html
+
+
+def _mutate(doc, rng):
+    """One random damage somewhere in a JSON document: a key dropped, a value nulled or retyped."""
+    path, node = [], doc
+    while isinstance(node, (dict, list)) and node and rng.random() < 0.8:
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        path.append(key)
+        node = node[key]
+    if not path:
+        return rng.choice([[], None, "x", 1])
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    what = rng.randrange(3)
+    if what == 0 and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = rng.choice([None, [], {}, "x", -1, 1e308])
+    return doc
+
+
+def test_damaged_reports_make_a_page_or_one_line(pipelined, streaming, capsys, tmp_path):
+    import copy
+    import random
+
+    rng = random.Random(14)
+    for n, src in enumerate((pipelined, streaming)):
+        report, pj = loaded(src)
+        for i in range(60):
+            d = tmp_path / f"d{n}-{i}"
+            d.mkdir()
+            r, p = copy.deepcopy(report), copy.deepcopy(pj)
+            r, p = (_mutate(r, rng), p) if i % 2 else (r, _mutate(p, rng))
+            (d / "report.json").write_text(json.dumps(r))
+            (d / "placement.json").write_text(json.dumps(p))
+            code, out, err = run_cli(capsys, "report", str(d), "--html")
+            assert (code, err) == (0, "") or (code == 2 and err.count("\n") == 1 and not out), (i, code, err)
+            assert (d / "report.html").exists() == (code == 0)
