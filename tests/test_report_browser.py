@@ -8,8 +8,10 @@ missing browser fails instead of skipping; `make test` leaves them out (-m "not 
 
 import json
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from waferscale.cli import main
@@ -45,6 +47,25 @@ def centre(page, selector):
     box = page.locator(selector).bounding_box()
     assert box and box["width"] > 0 and box["height"] > 0, selector
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def link_load(pj) -> np.ndarray:
+    """Bytes per sample crossing each core, from the links placement.json lists, as mesh.png sums them
+    (each link of a route stands for a bundle of `lanes` parallel links)."""
+    rows, cols = pj["target"]["rows"], pj["target"]["cols"]
+    load = np.zeros((rows, cols))
+    for f in pj["flows"]:
+        lanes, per_lane = f["lanes"], f["bytes_per_sample"] / f["lanes"]
+        for link in f["route"]["links"]:  # listed up to 64 hops: all of them on a 32 x 32 mesh
+            row, col, d = re.fullmatch(r"\((-?\d+),(-?\d+)\)->([NSEW])", link).groups()
+            row, col = int(row), int(col)
+            if d in "EW":
+                lo = min(max(row - lanes // 2, 0), max(rows - lanes, 0))
+                load[lo:lo + lanes, max(col, 0)] += per_lane
+            else:
+                lo = min(max(col - lanes // 2, 0), max(cols - lanes, 0))
+                load[row, lo:lo + lanes] += per_lane
+    return load
 
 
 def first_row(page) -> int:
@@ -107,6 +128,9 @@ def test_the_page_in_a_browser(tmp_path_factory, tmp_path):
         assert page.locator("#heat").is_checked()
         assert page.locator("#heat-img").get_attribute("href").startswith("data:image/png;base64,")
         assert page.locator("svg#mesh #marks circle").count() == 1
+        load = link_load(pj)  # the page rebuilds the routes from their ends: the same loads
+        assert page.evaluate("window.waferReport.heat()") == pytest.approx(
+            [load[load > 0].min(), load.max(), load.sum()], rel=1e-4)
         page.locator("#heat").uncheck()
 
         page.mouse.move(*centre(page, f'svg#mesh rect.k[data-k="{slowest["id"]}"]'))

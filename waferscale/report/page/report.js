@@ -129,7 +129,7 @@
   // ---- link load: per core, the bytes per sample of every bundle crossing it (as mesh.png) ----
   // Each route's two legs are rectangles of cores (a leg's links times its lanes), added with a
   // 2D difference array and summed once, so the cost is the mesh's cores, not the links.
-  let heatRange = [1, 1];
+  let heatRange = [1, 1], heatTotal = 0;
   const heatCache = new Map();
   function heatImage(group) {
     const W = C + 1, d = new Float64Array((R + 1) * W);
@@ -154,10 +154,14 @@
     }
     const step = Math.ceil(Math.max(R, C) / 600), h = Math.ceil(R / step), w = Math.ceil(C / step);
     const pooled = new Float64Array(h * w);
-    let lo = Infinity, hi = 0;
+    let lo = Infinity, hi = 0, total = 0;
     for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
       const v = d[r * W + c];
-      if (v > 1e-9) { const p = Math.floor(r / step) * w + Math.floor(c / step); if (v > pooled[p]) pooled[p] = v; lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      if (v > 1e-9) {
+        const p = Math.floor(r / step) * w + Math.floor(c / step);
+        if (v > pooled[p]) pooled[p] = v;
+        lo = Math.min(lo, v); hi = Math.max(hi, v); total += v;
+      }
     }
     if (!(hi > 0)) { lo = 1; hi = 1; }
     const canvas = document.createElement("canvas");
@@ -169,12 +173,12 @@
       img.data.set([rgb[0], rgb[1], rgb[2], 235], 4 * p);
     }
     ctx.putImageData(img, 0, 0);
-    return { url: canvas.toDataURL("image/png"), range: [lo, hi] };
+    return { url: canvas.toDataURL("image/png"), range: [lo, hi], total };
   }
   function drawHeat() {
     if (!heatCache.has(S.group)) heatCache.set(S.group, heatImage(S.group));
     const h = heatCache.get(S.group);
-    heatRange = h.range;
+    heatRange = h.range; heatTotal = h.total;
     heatImg.setAttribute("href", h.url);
   }
   function setHeat(on) {
@@ -330,6 +334,7 @@
   paint();
   showGroup(S.group);
   table();
-  window.waferReport = { kernels: K.length, initMs: performance.now() - t0, select, state: S };
+  window.waferReport = { kernels: K.length, initMs: performance.now() - t0, select, state: S,
+                         heat: () => [...heatRange, heatTotal] };  // for the tests: the link-load layer's scale and sum
   document.body.dataset.ready = "1";
 })();
