@@ -67,13 +67,10 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _read_compiled(d: Path) -> tuple[dict, dict | None]:
+    """report.json and placement.json (None without a target) of a directory `wafer compile` wrote."""
     import json
 
-    from .report.summary import to_text
-    from .report.wafer import placement_text
-
-    d = Path(args.dir)
     try:
         report = json.loads((d / "report.json").read_text())
         pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
@@ -85,14 +82,38 @@ def cmd_report(args) -> int:
     except UnicodeDecodeError:
         raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
                          "`wafer compile -o DIR`") from None
+    return report, pj
+
+
+def _from_reports(d: Path, make):
+    """``make()``, with a report of the wrong shape as one line."""
     try:
-        text = to_text(report) + (placement_text(report, pj) if pj is not None else "")
+        return make()
     except KeyError as e:
-        raise UsageError(f"{d}/report.json lacks the key {e.args[0]!r}: was it written by an older "
-                         "waferscale? compile again") from None
+        raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
+                         "older waferscale? compile again") from None
     except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
+
+
+def cmd_report(args) -> int:
+    from .report.summary import to_text, write_dir
+    from .report.wafer import placement_text
+
+    d = Path(args.dir)
+    report, pj = _read_compiled(d)
+    if args.html:
+        from .report.html import report_html
+
+        if pj is None:
+            raise UsageError(f"{d} holds no placement.json, so there is no placement to show: compile with "
+                             "`wafer compile MODEL --target T -o DIR` first")
+        page = _from_reports(d, lambda: report_html(report, pj))
+        (path,) = write_dir(d, {"report.html": page})
+        print(f"wrote {path} ({len(page.encode()) / 1024:.0f} KiB)")
+        return 0
+    text = _from_reports(d, lambda: to_text(report) + (placement_text(report, pj) if pj is not None else ""))
     sys.stdout.write(text)
     return 0
 
@@ -338,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir")
+    s.add_argument("--html", action="store_true", help="(re)write DIR/report.html, the interactive page, from "
+                   "DIR/report.json and DIR/placement.json instead of printing the summary")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("opt", help="read, verify, run graph passes on and print text IR")
