@@ -160,3 +160,15 @@ def test_weight_streaming_in_a_browser(tmp_path_factory, tmp_path):
         page.locator("#heat").check()
         page.screenshot(path=str(shots(tmp_path) / "report-tiny-streaming.png"), full_page=True)
         assert r.errors == []
+
+
+def test_a_sparse_kernel_shows_its_density_and_speedup(tmp_path_factory):
+    d, pj = compiled(tmp_path_factory, "sparse", "--sparsity", "0.25")
+    k = next(k for k in pj["kernels"] if k["sparse"])
+    with open_report(d / "report.html") as r:
+        page = r.page
+        page.mouse.move(*centre(page, f'svg#mesh rect.k[data-k="{k["id"]}"]'))
+        text = page.locator("#tooltip").inner_text()
+        assert f"density {k['sparse']['density']:.3f}" in text and f"{k['sparse']['speedup']:.2f}x" in text
+        assert "sparse kernels at density" in page.locator("body").inner_text()
+        assert not r.errors

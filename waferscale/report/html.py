@@ -73,6 +73,9 @@ def page_data(report: dict, pj: dict) -> dict:
             "cycles": k["cycles"], "stage": k["stage_cycles_per_sample"], "util": _num(k["utilization"]),
             "bound": k["bound"], "flops": k["flops"], "decomposition": k["decomposition"],
             "layer": layer_of[k["id"]], "group": group_of.get(k["id"], -1),
+            "sparse": ({"density": _num(k["sparse"]["density"]), "bytes": k["sparse"]["bytes"],
+                        "dense_bytes": k["sparse"]["dense_bytes"], "speedup": _num(k["sparse"]["speedup"])}
+                       if k.get("sparse") else None),
         })
     flows = []
     for f in pj["flows"]:
@@ -130,6 +133,12 @@ def _summary(report: dict, pj: dict) -> str:
         rows.append(("streaming", f"{_bytes(t['stream_bytes'])} of weights in {1e3 * t['stream_seconds']:.3f} ms, "
                                   f"{100 * t['stream_overlap']:.1f}% of it behind compute; layers "
                                   + ", ".join(f"{n} {b}-bound" for b, n in t["layers_by_bound"].items())))
+    if "sparsity" in report:
+        sp = report["sparsity"]
+        rows.append(("sparsity", f"{sp['kernels']} sparse kernels at density {sp['density']:.3f}: "
+                                 f"{_bytes(sp['weight_bytes'])} of weights with their indices against "
+                                 f"{_bytes(sp['dense_weight_bytes'])} dense; {sp['kernel_speedup']:.2f}x faster "
+                                 "than dense on the same rectangles"))
     c = report["compile"]
     rows.append(("compile", f"{c['seconds']:.2f} s, peak RSS {_bytes(c['peak_rss_bytes'])}; waferscale "
                             f"{report['version']}"))

@@ -211,6 +211,8 @@
       ["utilization", pct(k.util)], ["bound", `<span class="bound-${esc(k.bound)}">${esc(k.bound)}</span>`],
       ["split", esc(k.decomposition)],
     ];
+    if (k.sparse) rows.push(["sparse", `density ${k.sparse.density.toFixed(3)}, ${bytes(k.sparse.bytes)} of weights `
+      + `with indices (${bytes(k.sparse.dense_bytes)} dense), ${k.sparse.speedup.toFixed(2)}x dense's speed`]);
     return `<div class="kname">${esc(k.name)}</div><div class="kv">`
       + rows.map(([a, b]) => `<span class="k">${a}</span><span>${b}</span>`).join("") + "</div>";
   }
