@@ -59,7 +59,7 @@ def cmd_compile(args) -> int:
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                       frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                       print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to, mode=args.mode)
+                      compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     m = c.report["model"]
@@ -82,6 +82,8 @@ def _compile_train(args, log, out: Path) -> int:
             raise UsageError(f"not supported: --{flag.replace('_', '-')} with --train (its passes are fixed)")
     if args.frontend != "torch-export":
         raise UsageError(f"not supported: --frontend {args.frontend} with --train (it traces with torch.export)")
+    if args.sparsity is not None:
+        raise UsageError("not supported: --sparsity with --train (sparse training is issue 15's item 7, not built yet)")
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
                          target=args.target, mode=args.mode, systems=args.systems, lora=_lora_pass(args), log=log)
     for p in write_compiled(c, out):
@@ -99,13 +101,10 @@ def _compile_train(args, log, out: Path) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _read_compiled(d: Path) -> tuple[dict, dict | None]:
+    """report.json and placement.json (None without a target) of a directory `wafer compile` wrote."""
     import json
 
-    from .report.summary import to_text
-    from .report.wafer import placement_text
-
-    d = Path(args.dir)
     try:
         report = json.loads((d / "report.json").read_text())
         pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
@@ -117,14 +116,38 @@ def cmd_report(args) -> int:
     except UnicodeDecodeError:
         raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
                          "`wafer compile -o DIR`") from None
+    return report, pj
+
+
+def _from_reports(d: Path, make):
+    """``make()``, with a report of the wrong shape as one line."""
     try:
-        text = to_text(report) + (placement_text(report, pj) if pj is not None else "")
+        return make()
     except KeyError as e:
-        raise UsageError(f"{d}/report.json lacks the key {e.args[0]!r}: was it written by an older "
-                         "waferscale? compile again") from None
+        raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
+                         "older waferscale? compile again") from None
     except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
+
+
+def cmd_report(args) -> int:
+    from .report.summary import to_text, write_dir
+    from .report.wafer import placement_text
+
+    d = Path(args.dir)
+    report, pj = _read_compiled(d)
+    if args.html:
+        from .report.html import report_html
+
+        if pj is None:
+            raise UsageError(f"{d} holds no placement.json, so there is no placement to show: compile with "
+                             "`wafer compile MODEL --target T -o DIR` first")
+        page = _from_reports(d, lambda: report_html(report, pj))
+        (path,) = write_dir(d, {"report.html": page})
+        print(f"wrote {path} ({len(page.encode()) / 1024:.0f} KiB)")
+        return 0
+    text = _from_reports(d, lambda: to_text(report) + (placement_text(report, pj) if pj is not None else ""))
     sys.stdout.write(text)
     return 0
 
@@ -423,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default=None,
                    help="execution mode on the target: layer-pipelined, weight streaming, or auto (the default: "
                    "pipelined when the model fits, streaming otherwise)")
+    s.add_argument("--sparsity", type=float, default=None, metavar="D",
+                   help="unstructured weight sparsity: keep this fraction D in (0, 1] of every linear weight but "
+                   "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
+                   "mask on the meta device)")
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")
@@ -445,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir")
+    s.add_argument("--html", action="store_true", help="(re)write DIR/report.html, the interactive page, from "
+                   "DIR/report.json and DIR/placement.json instead of printing the summary")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("opt", help="read, verify, run graph passes on and print text IR")

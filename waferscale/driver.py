@@ -9,6 +9,7 @@ all of it or nothing.
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -25,6 +26,7 @@ from .frontend.traced import Traced
 from .ir import Graph, print_graph, verify
 from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, CompileState, Pass, check_stages, parse_pipeline, run_pipeline, spec
 from .passes.base import GRAPH, SIMULATED
+from .report.html import report_html
 from .report.mesh_plot import mesh_png
 from .report.stats import model_stats
 from .report.summary import replace_dir, to_json, to_text
@@ -130,15 +132,21 @@ def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
 
 
 def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
-            mode: str | None = None) -> list[Pass]:
-    """The passes to run: the given ones, or the default pipeline (its place in the given mode) less
-    what a resumed dump already ran; up to the pass named compile_to."""
+            mode: str | None = None, sparsity: float | None = None) -> list[Pass]:
+    """The passes to run: the given ones, or the default pipeline (its place in the given mode,
+    with sparsify{density=sparsity} after canonicalize) less what a resumed dump already ran; up
+    to the pass named compile_to."""
     if given is not None:
         if mode is not None:
             raise UsageError("--mode sets the mode of the default pipeline; with -p write place{mode=...} instead")
+        if sparsity is not None:
+            raise UsageError("--sparsity adds sparsify to the default pipeline; with -p write "
+                             "sparsify{density=...} into it instead")
         passes = given
     else:
         passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
+        if sparsity is not None:
+            passes.insert(1, parse_pipeline(f"sparsify{{density={sparsity!r}}}")[0])
         if mode is not None:
             if target is None:
                 raise UsageError(f"--mode {mode} is the mode of placement on a machine: give --target too")
@@ -162,7 +170,8 @@ def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str
 def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: str = "f16", weights: str = "auto",
                   seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
-                  compile_to: str | None = None, mode: str | None = None, log=lambda msg: None) -> Compiled:
+                  compile_to: str | None = None, mode: str | None = None, sparsity: float | None = None,
+                  log=lambda msg: None) -> Compiled:
     """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) makes the
     default pipeline the whole wafer one, its placement in ``mode`` (auto, pipelined, streaming).
     A spec ending in .mlir is a torch-dialect module (torch-mlir's) and one ending in .ir a text
@@ -176,7 +185,7 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
         src = _read_ir(spec_, log)
     else:
         src = _trace(spec_, batch, seq, dtype, weights, seed, frontend, log)
-    passes = _passes(given, target, src.done, compile_to, mode)
+    passes = _passes(given, target, src.done, compile_to, mode, sparsity)
     check_stages(passes, GRAPH)
     _check_names(print_ir_after, passes, "--print-ir-after")
     if machine is None and any(p.needs_machine for p in passes):
@@ -198,7 +207,8 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
             title = f"waferscale {__version__}: {model['name']} after pass {n} of {total}, {p.spec()}"
             files[f"ir/{n:02d}-{p.name}.ir"] = _dump(state, src.done + passes[:i + 1], model, title)
 
-    state = CompileState(src.graph, samples=model["batch"], tokens=model["seq"], machine=machine, log=log)
+    state = CompileState(src.graph, samples=model["batch"], tokens=model["seq"], machine=machine, log=log,
+                         weights=src.traced.weights if src.traced is not None else None)
     state, records = run_pipeline(state, passes, after=after, log=log)
 
     graph_passes = [p for p in passes if p.is_graph_pass]
@@ -234,19 +244,21 @@ def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: 
 
 
 def run_passes(graph: Graph, pipeline: str, *, batch: int = 1, seq: int = 1, target: str | None = None,
-               log=lambda msg: None) -> CompileState:
+               weights=None, log=lambda msg: None) -> CompileState:
     """Run a pipeline on a graph of ``batch`` samples of ``seq`` tokens (on ``target`` for the wafer
-    passes) and return where it got: the graph, and the program, placement, routing and simulation
-    as far as the pipeline went."""
+    passes, with the model's ``weights`` if it has any) and return where it got: the graph, the
+    weights (sparsify prunes them), and the program, placement, routing and simulation as far as the
+    pipeline went."""
     machine = get_machine(target) if target is not None else None
-    return run_pipeline(CompileState(graph, samples=batch, tokens=seq, machine=machine, log=log),
+    return run_pipeline(CompileState(graph, samples=batch, tokens=seq, machine=machine, weights=weights, log=log),
                         parse_pipeline(pipeline), log=log)[0]
 
 
 def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     """Write the output directory: model.ir, report.json and report.txt, what the frontend kept
-    (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json and
-    mesh.png. report.json is made last, so that its time and peak memory include the rest."""
+    (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json,
+    mesh.png and report.html. report.json is made last, so that its time and peak memory include
+    the rest; report.html is made from the two JSON files as written, as `wafer report --html` does."""
     files: dict[str, str | bytes] = {"model.ir": c.ir_text, **c.files}
     wafer_text = ""
     if c.state.stage == SIMULATED:
@@ -259,6 +271,9 @@ def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     def reports() -> dict[str, str]:
         c.report["compile"]["seconds"] = time.perf_counter() - c.started
         c.report["compile"]["peak_rss_bytes"] = peak_rss_bytes()
-        return {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
+        out = {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
+        if "placement.json" in files:
+            out["report.html"] = report_html(json.loads(out["report.json"]), json.loads(files["placement.json"]))
+        return out
 
     return replace_dir(out_dir, files, marker="report.json", last=reports)

@@ -102,3 +102,25 @@ SWARMX_LEVEL_LATENCY_S = 2e-6
 # Layer-pipelined training runs the optimizer on the wafer, on the cores that hold the weights:
 # every core, an f32 elementwise op at the f32 FMAC rate (1 element per core per cycle on a WSE-2),
 # ELEMENTWISE_LANE_FRACTION and TRANSCENDENTAL_CYCLES as for other elementwise work.
+
+# Unstructured weight sparsity (passes/sparsify.py, backends/sparse.py). A sparse weight is held
+# per core tile in a compressed format of our own: for each non-zero its value and a 16-bit column
+# index within the tile (the width of a sparse wavelet's index field: 16-bit index + 16-bit value,
+# Cerebras SDK white paper p. 4), and for each tile row its count of non-zeros (16 bits). Both are
+# counted in SRAM and in streamed bytes.
+SPARSE_INDEX_BYTES = 2
+SPARSE_ROW_BYTES = 2
+# The loop of the sparse GEMM: for each arriving element of A, one indexed AXPY over the non-zeros
+# of that row of the core's tile. It reads each value with its index through one read port and
+# gathers the partial sums through the other (we assume the indexed access runs at the port's full
+# width: Cerebras says its cores run unstructured-sparse tensor ops at full rate, and gives no
+# figure), so an f16 non-zero costs half a cycle where a dense f16 weight costs a quarter. Its
+# instruction pays VECTOR_OP_CYCLES like a dense one. An element whose tile row holds no non-zero
+# is popped from the queue and dropped in this many cycles (assumed).
+SPARSE_SKIP_CYCLES = 1
+# A meta-device weight (no data) up to this many elements has its seeded random mask drawn, so its
+# cost comes from that mask core by core. A bigger one (111M's MLP has 2.4M, 1.3B's 16.8M) has its
+# mask drawn only in distribution: each core's count of non-zeros per tile row is binomial, and the slowest
+# core of a rectangle is taken at the expected maximum of its cores' work (a normal approximation,
+# checked against drawn masks in benchmarks/fidelity.py).
+SPARSE_DRAW_LIMIT = 1 << 20

@@ -39,6 +39,12 @@ class Datapath:
         """Cycles of ``acc[0:n] += a * x[0:n]`` (x and acc in SRAM, a a scalar)."""
         return max(ceil(n / self.lanes), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
 
+    def sparse_axpy(self, n: int, index: int = A.SPARSE_INDEX_BYTES) -> int:
+        """Cycles of ``acc[idx[0:n]] += a * x[0:n]``: each non-zero's value and ``index`` bytes of
+        column index through one read port, the gathered accumulators through the other
+        (``assumptions.SPARSE_INDEX_BYTES``)."""
+        return max(ceil(n / self.lanes), ceil(n * (self.elem + index) / self.port), ceil(n * self.acc / self.port))
+
     def dot(self, n: int) -> int:
         """Cycles of ``sum(x[0:n] * y[0:n])`` (both in SRAM, the sum in the accumulator)."""
         return max(ceil(n / self.lanes), ceil(n * self.elem / self.port))

@@ -139,6 +139,23 @@ def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | fl
     return GemmTime(step=step, fill=fill, tokens=m)
 
 
+def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, *, tail: int = 0, head: int = 0,
+                     tail_cycles: int = 0, resident_a: bool = False) -> GemmTime:
+    """The chain GEMM with a sparse weight ``sw`` (``sparse.SparseWeight``; ``k x n``, plus ``tail``
+    epilogue rows of ``tail_cycles`` each and ``head`` statistics columns, as ``kernels/matmul.py``
+    adds them): each core's step is its own tile's (``SparseWeight.tile``), the slowest paces the
+    rectangle; the streams bound it as in the dense GEMM. The fill is the dense GEMM's (the first
+    token's latency through the rectangle; a sparse core may finish its first token sooner)."""
+    lanes = as_datapath(lanes)
+    k, n = sw.k + tail, sw.n + head
+    dense = gemm_time(m, k, n, rows, cols, lanes, resident_a=resident_a)
+    rows, cols = min(rows, k), min(cols, n)
+    core = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
+    step = max(core, 0 if resident_a else ceil(block(k, rows) / A.ELEMENTS_PER_WAVELET),
+               ceil(block(n, cols) / A.ELEMENTS_PER_WAVELET))
+    return GemmTime(step=step, fill=dense.fill, tokens=m)
+
+
 @lru_cache(maxsize=4096)
 def fastest(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, resident_a: bool = False
             ) -> tuple[str, GemmTime]:

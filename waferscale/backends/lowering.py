@@ -9,12 +9,19 @@ projection to attention carries only its slice of the QKV output.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op
+from ..ir.types import DTYPES
+from . import assumptions as A
 from .kernels import LowerCtx, label, rule_for
 from .kernels.base import ACT, CONST, PARAM
+from .kernels.fusion import region
+from .kernels.matmul import Gemm
 from .program import IO, Flow, KernelNode, Program
+from .sparse import SparseWeight, draw_mask
 
 
 def _where(g: Graph, op: Op) -> str:
@@ -72,8 +79,12 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
         name = base if names[base] == 1 else f"{base}#{names[base]}"
         weights = sorted({n for o in ins for kind, n in o if kind == "param"})
         flops = registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr)
-        kernels.append(KernelNode(kid, name, op, model, tuple(weights),
-                                  sum(params[w].type.nbytes for w in weights), flops))
+        nbytes = {w: params[w].type.nbytes for w in weights}
+        sparse = sparse_weight(g, op, ins) if isinstance(model, Gemm) else None
+        if sparse is not None:
+            model = replace(model, sparse=sparse)
+            nbytes[sparse.name] = sparse.stored_bytes(DTYPES[params[sparse.name].type.dtype][1])
+        kernels.append(KernelNode(kid, name, op, model, tuple(weights), sum(nbytes.values()), flops))
         for x, o in zip(op.operands, ins):
             for src in sorted({n if kind == "k" else IO for kind, n in o if kind in ("k", "in")}):
                 flows.append(Flow(src, kid, x.name, x.type.nbytes / total, x.type.numel / total))
@@ -85,3 +96,30 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
             raise UnsupportedError(f"graph output %{v.name} is computed by no kernel (a constant or an input)")
         outputs.extend(ks)
     return Program(g, tuple(kernels), tuple(flows), samples, tokens, tuple(dict.fromkeys(outputs)))
+
+
+def sparse_weight(g: Graph, op: Op, ins: list[set]) -> SparseWeight | None:
+    """The sparse weight of a product (or of a fused region's anchor) that ``sparsify`` made sparse,
+    in the kernel's orientation (K x N), with its mask: the pruned one the pass kept, or a seeded
+    random one (``backends/sparse.py``)."""
+    anchor, operand = op, 1
+    if op.kind == "fused":
+        body = op.attr["body"]
+        anchor = region(body).anchor
+        operand = [v.name for v in body.inputs].index(anchor.operands[1].name)
+    a = registry.with_defaults(anchor.kind, anchor.attr)
+    if a.get("density", 1.0) >= 1.0:
+        return None
+    names = [n for kind, n in ins[operand] if kind == "param"]
+    if len(names) != 1:
+        return None
+    name = names[0]
+    w = next(p for p in g.params if p.name == name).type
+    k, n = w.shape[::-1] if a.get("transpose_w") else w.shape
+    mask = g.meta.get(name, {}).get("mask")
+    if mask is None and k * n <= A.SPARSE_DRAW_LIMIT:
+        mask = draw_mask(*w.shape, a["density"], a["mask_seed"], name)
+    if mask is not None:
+        mask = mask.T if a.get("transpose_w") else mask
+        return SparseWeight(name, k, n, float(mask.mean()), mask)
+    return SparseWeight(name, k, n, a["density"])

@@ -48,6 +48,7 @@ class CompileState:
     placement: Placement | None = None
     routing: Routing | None = None
     sim: SimResult | None = None
+    weights: dict | None = None  # the parameters' data (a WeightStore) when the model has any; sparsify prunes it
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False, compare=False)  # progress
 
     @property

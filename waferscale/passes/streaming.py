@@ -40,23 +40,29 @@ _BLOCK = re.compile(r"^(.*?\bh\.\d+)(?:[./]|$)")
 
 def groups_of(prog: Program) -> list[tuple[str, tuple[int, ...]]]:
     """(name, kernel ids) of each group, in program order (module docstring)."""
+    return group_by_block([prog.graph.loc(k.op.result) for k in prog.kernels], prog.graph.name)
+
+
+def group_by_block(locs: list[str | None], model: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The grouping of ``groups_of`` from each kernel's module path (``loc``) alone, so that a report
+    can name a pipelined kernel's layer from placement.json."""
     keys = []
-    for k in prog.kernels:
-        m = _BLOCK.match(prog.graph.loc(k.op.result) or "")
+    for loc in locs:
+        m = _BLOCK.match(loc or "")
         keys.append(m.group(1) if m else None)
     runs: list[tuple[str | None, list[int]]] = []
-    for k, key in zip(prog.kernels, keys):
+    for kid, key in enumerate(keys):
         if runs and runs[-1][0] == key:
-            runs[-1][1].append(k.id)
+            runs[-1][1].append(kid)
         else:
-            runs.append((key, [k.id]))
+            runs.append((key, [kid]))
     if len(runs) == 1:  # no transformer blocks: the whole model is one group
-        return [(runs[0][0] or prog.graph.name, tuple(runs[0][1]))]
+        return [(runs[0][0] or model, tuple(runs[0][1]))]
     out = []
     for i, (key, ids) in enumerate(runs):
         # forward blocks after this run (a training graph's backward blocks follow its head)
         later = any(k and not k.startswith(BACKWARD) for k, _ in runs[i + 1:])
-        backward = all((prog.graph.loc(prog.kernels[k].op.result) or "").startswith(BACKWARD) for k in ids)
+        backward = all((locs[k] or "").startswith(BACKWARD) for k in ids)
         name = key or ("embeddings" if i == 0 else BACKWARD + "embeddings" if backward and not later
                        else "head" if not later else f"between {runs[i - 1][0]}")
         out.append((name, tuple(ids)))

@@ -5,6 +5,8 @@ Nothing here depends on wall-clock time, so the same inputs give the same bytes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import __version__
 from ..backends import assumptions as A
 from ..backends.kernels import label
@@ -32,6 +34,41 @@ def utilization(s: CompileState, kid: int) -> float:
     return s.sim.kernels[kid].executed_flops / (2 * s.machine.lanes(k.model.dtype) * r.cores * max(span, 1))
 
 
+def sparse_info(s: CompileState, kid: int) -> dict | None:
+    """A sparse kernel's weight, density and bytes, and its speed-up: the dense kernel's stage
+    cycles on the same rectangle over its own (None for a dense kernel)."""
+    k, r = s.program.kernels[kid], s.placement.rects[kid]
+    sw = getattr(k.model, "sparse", None)
+    if sw is None:
+        return None
+    dense = replace(k.model, sparse=None).cycles(r.rows, r.cols, 0, s.program.tokens, s.machine)[0]
+    own = k.model.cycles(r.rows, r.cols, 0, s.program.tokens, s.machine)[0]
+    elem = k.model.elem
+    return {"weight": sw.name, "density": sw.density, "nonzeros": sw.nnz, "mask": "exact" if sw.exact else
+            "in distribution", "dense_bytes": sw.k * sw.n * elem, "bytes": sw.stored_bytes(elem),
+            "dense_cycles_per_sample": dense, "cycles_per_sample": own, "speedup": dense / max(own, 1)}
+
+
+def sparsity_section(s: CompileState, kernels: list[dict]) -> dict | None:
+    """report.json's ``sparsity``: what sparsify made of the program (None when nothing is sparse)."""
+    sp = [k["sparse"] for k in kernels if k.get("sparse")]
+    if not sp:
+        return None
+    dense = sum(x["dense_cycles_per_sample"] for x in sp)
+    own = sum(x["cycles_per_sample"] for x in sp)
+    total = sum(x["dense_bytes"] for x in sp)
+    return {
+        "kernels": len(sp), "weights": len({x["weight"] for x in sp}),
+        "density": sum(x["density"] * x["dense_bytes"] for x in sp) / total,  # by weight bytes
+        "dense_weight_bytes": total, "weight_bytes": sum(x["bytes"] for x in sp),
+        "index_bytes_per_nonzero": A.SPARSE_INDEX_BYTES,
+        # the sparse kernels' stage cycles against the same kernels dense on the same rectangles
+        "kernel_speedup": dense / max(own, 1),
+        "min_kernel_speedup": min(x["speedup"] for x in sp), "max_kernel_speedup": max(x["speedup"] for x in sp),
+        "masks": sorted({x["mask"] for x in sp}),
+    }
+
+
 def placement_json(s: CompileState) -> dict:
     m, prog, pl, sim = s.machine, s.program, s.placement, s.sim
     g = prog.graph
@@ -57,6 +94,7 @@ def placement_json(s: CompileState) -> dict:
             "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
             "utilization": utilization(s, k.id), "bound": t.bound,
             "group": pl.groups[group_of[k.id]].name if group_of else None,
+            "sparse": sparse_info(s, k.id),
         })
     names = {k.id: k.name for k in prog.kernels}
     flows = []
@@ -155,6 +193,9 @@ def wafer_report(s: CompileState) -> dict:
                                   "stream_cycles": g.stream, "bound": g.bound, "start_cycle": g.start,
                                   "end_cycle": g.end} for g in sim.groups]
         out["time"]["layers_by_bound"] = {b: sum(g.bound == b for g in sim.groups) for b in ("compute", "stream")}
+    sp = sparsity_section(s, [{"sparse": sparse_info(s, k.id)} for k in prog.kernels])
+    if sp is not None:
+        out["sparsity"] = sp
     return out
 
 
@@ -193,6 +234,14 @@ def placement_text(report: dict, pj: dict) -> str:
         f"  mode            {report.get('mode_reason', '')}",
     ]
     clock = m["clock_hz"]
+    if "sparsity" in report:
+        sp = report["sparsity"]
+        lines.append(
+            f"  sparsity        {sp['kernels']} sparse kernels, density {sp['density']:.3f} ({', '.join(sp['masks'])} "
+            f"masks): {_bytes(sp['weight_bytes'])} of weights with their indices, against "
+            f"{_bytes(sp['dense_weight_bytes'])} dense; speed-up {sp['kernel_speedup']:.2f}x against dense on "
+            "the same rectangles "
+            f"({sp['min_kernel_speedup']:.2f}x to {sp['max_kernel_speedup']:.2f}x)")
     if "layers" in t:
         lines += [
             f"  streaming       {_bytes(t['stream_bytes'])} of weights over the system I/O in "
@@ -203,15 +252,18 @@ def placement_text(report: dict, pj: dict) -> str:
         ]
         lines += [f"  {x['name'][:28]:<28} {_bytes(x['weight_bytes']):>10} {1e6 * x['stream_cycles'] / clock:>10.1f} "
                   f"{1e6 * x['compute_cycles'] / clock:>11.1f} {x['bound']:<8}" for x in t["layers"]]
+    sparse = any(k.get("sparse") for k in pj["kernels"])
     lines += [
         "",
         f"  {'id':>4} {'kernel':<52} {'rect r,c rows x cols':<22} {'cores':>8} {'SRAM/core':>10} "
-        f"{'util':>6} {'busy':>6} {'bound':<8}",
+        f"{'util':>6} {'busy':>6} {'bound':<8}" + (f" {'density':>7} {'speedup':>7}" if sparse else ""),
     ]
     for k in pj["kernels"]:
         r = k["rect"]
         rect = f"{r['row']},{r['col']} {r['rows']}x{r['cols']}"
+        sp = k.get("sparse")
         lines.append(f"  {k['id']:>4} {k['name'][:52]:<52} {rect:<22} {k['cores']:>8,} "
                      f"{_bytes(k['sram_bytes_per_core']['total']):>10} {100 * k['utilization']:>5.1f}% "
-                     f"{100 * k['busy_fraction']:>5.1f}% {k['bound']:<8}")
+                     f"{100 * k['busy_fraction']:>5.1f}% {k['bound']:<8}"
+                     + (f" {sp['density']:>7.3f} {sp['speedup']:>6.2f}x" if sp else ""))
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -16,6 +16,10 @@ Fused, the GEMM takes on two more jobs, and both are costed as a slightly larger
   of W), combined down column 0 with the partial sums (Chan's parallel variance) and
   multicast along the last row, which finishes each output with two FMAs and one rsqrt per
   token. The standalone layernorm kernel, its rectangle and its two fabric hops are gone.
+
+A **sparse weight** (``sparsify``; ``backends/sparse.py``) is held per tile in its compressed form,
+and each core's cycles come from its own tile's non-zeros: the slowest core paces the rectangle.
+It always takes the chain reduce (the tree with a sparse weight is not modelled).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices, split
-from ..column_reduce import TREE
+from ..column_reduce import CHAIN, TREE
 from ..datapath import accumulator_bytes
-from ..gemm import fastest
+from ..gemm import element_cycles, fastest, sparse_gemm_time
+from ..sparse import SparseWeight
 from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
 
@@ -49,6 +54,7 @@ class Gemm(Kernel):
     flops_per_token: float  # the registry's FLOPs of the op (a fused region: all its ops), per token
     epilogue: Epilogue | None = None
     norm: bool = False  # a layernorm prologue folded in
+    sparse: SparseWeight | None = None  # the weight's mask, when it is sparse (backends/sparse.py)
     decomposition = "K over rows, N over columns; tokens stream in from the west"
 
     @property
@@ -62,7 +68,10 @@ class Gemm(Kernel):
         return self._n()
 
     def _n(self) -> int:
-        return self.n + (STATS if self.norm else 0)
+        return self.n + self._head()
+
+    def _head(self) -> int:
+        return STATS if self.norm else 0
 
     def tail(self) -> int:
         """The last row's extra work per token, in K elements. One K element costs the row's cores
@@ -84,15 +93,22 @@ class Gemm(Kernel):
     def reduce(self, rows, cols, machine) -> str:
         """The column reduce lowering picks on this rectangle (``gemm.fastest``): the chain, or
         WaferLLM's two-level tree where a sample has so few tokens that its latency wins."""
+        if self.sparse is not None:  # the tree with a sparse weight is not modelled: the chain
+            return CHAIN
         return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[0]
 
     def algorithm(self, rows, cols, machine) -> str:
-        return f"{self.reduce(rows, cols, machine)} reduce"
+        return f"{self.reduce(rows, cols, machine)} reduce" + (", sparse weights" if self.sparse is not None else "")
 
     def colors_at(self, rows, cols, machine) -> int:
         return self.colors + (TREE_EXTRA_COLORS if self.reduce(rows, cols, machine) == TREE else 0)
 
     def _time(self, rows, cols, machine):
+        if self.sparse is not None:
+            dp = machine.datapath(self.dtype)
+            n = self._n()
+            return sparse_gemm_time(self.tokens, self.sparse, rows, cols, dp, tail=self.tail(), head=self._head(),
+                                    tail_cycles=element_cycles(block(n, min(cols, n)), dp))
         return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[1]
 
     def sram(self, rows, cols):
@@ -102,8 +118,12 @@ class Gemm(Kernel):
         # vectors of one value per output column: the bias (folded with the layernorm's shift into
         # c = beta @ W + b), the column sums s of a folded layernorm, an epilogue's weight vectors
         vectors = (self.bias or self.norm) + self.norm + (epi.params if epi else 0)
+        if self.sparse is not None:
+            w = self.sparse.tile_bytes(min(rows, k), min(cols, n), self.elem, self.tail(), self._head())
+        else:
+            w = kt * nt * self.elem
         return {
-            "weights": (kt + vectors) * nt * self.elem,
+            "weights": w + vectors * nt * self.elem,
             "activations_in": 2 * kt * self.elem + (2 * epi.streams * nt * self.elem if epi else 0),
             "activations_out": nt * self.elem,
             "partial_sums": 2 * nt * accumulator_bytes(self.dtype),  # own and incoming
@@ -114,7 +134,7 @@ class Gemm(Kernel):
 
     def work(self, p0, p1):
         c = p1 - p0
-        macs = c * self.k * self.n
+        macs = c * (self.sparse.nnz if self.sparse is not None else self.k * self.n)  # a sparse weight: its non-zeros
         streams = self.epilogue.streams if self.epilogue else 0
         # Each MAC is a lane of an AXPY: it reads its weight and its partial sum and writes the
         # partial sum back (a core has no vector registers); an epilogue reads its streams. The
@@ -139,7 +159,7 @@ class Gemm(Kernel):
         if op.kind != "fused":
             a = registry.with_defaults(op.kind, op.attr)
             w = args[1].T if a.get("transpose_w") else args[1]
-            return gemm(args[0], w, args[2] if len(args) > 2 else None, rows, cols)
+            return gemm(args[0], w, args[2] if len(args) > 2 else None, rows, cols, sparse=self.sparse is not None)
         body = op.attr["body"]
         reg = region(body)
         env = {v.name: x for v, x in zip(body.inputs, args)}
@@ -155,7 +175,8 @@ class Gemm(Kernel):
         if ln is not None:
             scale_shift = [env[p.name] for p in ln.operands[1:]] + [None, None]
             norm = (scale_shift[0], scale_shift[1], registry.with_defaults("layernorm", ln.attr)["eps"])
-        y = gemm(x, w, b, rows, cols, norm=norm, tail=self.tail()).astype(reg.anchor.type.np_dtype, copy=False)
+        y = gemm(x, w, b, rows, cols, norm=norm, tail=self.tail(), sparse=self.sparse is not None)
+        y = y.astype(reg.anchor.type.np_dtype, copy=False)
         blocks = _n_blocks(self.n, STATS if self.norm else 0, min(cols, self._n()))
         return apply_epilogue(reg.epilogue, env, y, reg.anchor.result.name, blocks)
 
@@ -171,11 +192,23 @@ def _n_blocks(n: int, head: int, parts: int) -> list[slice]:
     return out
 
 
+def sparse_tile_product(x: np.ndarray, tile: np.ndarray) -> np.ndarray:
+    """``x @ tile`` from the tile's compressed form, as a core with a sparse tile computes it: each
+    non-zero (value, row, column index) multiplies its row's element of each token into that
+    column's partial sum; the zeros are never touched."""
+    r, c = np.nonzero(tile)
+    out = np.zeros((x.shape[0], tile.shape[1]), dtype=np.result_type(x, tile))
+    np.add.at(out.T, c, (x[:, r] * tile[r, c]).T)
+    return out
+
+
 def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: int, *,
-         norm: tuple | None = None, tail: int = 0) -> np.ndarray:
+         norm: tuple | None = None, tail: int = 0, sparse: bool = False) -> np.ndarray:
     """x @ w (+ b) tile by tile: the partial sums of each column flow south, each row adding its
     own. With ``norm = (gamma, beta, eps)`` it is layernorm(x) @ w (+ b), folded as in the module
-    docstring: the rows' statistics are combined down the column with Chan's parallel variance."""
+    docstring: the rows' statistics are combined down the column with Chan's parallel variance.
+    ``sparse``: each tile is used in its compressed form (``sparse_tile_product``)."""
+    product = sparse_tile_product if sparse else np.matmul
     k, n = w.shape
     x2 = f32(x).reshape(-1, k)
     w32 = f32(w)
@@ -201,12 +234,12 @@ def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: in
         if norm is None:
             acc = 0
             for ki in k_blocks:
-                acc = acc + x2[:, ki] @ w32[ki, nj]
+                acc = acc + product(x2[:, ki], w32[ki, nj])
             out[:, nj] = acc
             continue
         acc, colsum, c = 0, 0, 0
         for ki in k_blocks:
-            acc = acc + x2[:, ki] @ w_scaled[ki, nj]
+            acc = acc + product(x2[:, ki], w_scaled[ki, nj])
             colsum = colsum + w_scaled[ki, nj].sum(0)
             if beta is not None:
                 c = c + f32(beta)[ki] @ w32[ki, nj]

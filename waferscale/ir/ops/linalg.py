@@ -56,6 +56,8 @@ def _linear_infer(ins, a):
                          f"{' (transposed)' if a['transpose_w'] else ''}: {x.shape[-1]} != {k}")
     if len(ins) == 3 and ins[2].shape != (n,):
         raise ValueError(f"linear bias {ins[2]} must have shape [{n}]")
+    if not 0.0 < a["density"] <= 1.0:
+        raise ValueError(f"linear density={a['density']} must be in (0, 1]")
     return TensorType(x.shape[:-1] + (n,), promote(*(t.dtype for t in ins)))
 
 
@@ -67,12 +69,18 @@ def _linear_ref(args, a):
 
 def _linear_flops(ins, out, a):
     k = ins[0].shape[-1]
-    return 2 * out.numel * k + (out.numel if len(ins) == 3 else 0)
+    return round(2 * out.numel * k * a["density"]) + (out.numel if len(ins) == 3 else 0)
 
 
 define("linear", "contraction", _linear_infer, _linear_ref, flops=_linear_flops, arity=(2, 3),
-       attrs={"transpose_w": Attr("bool", False)}, backward=_linear_backward,
-       doc="x @ w (+ b); w is [in, out], or [out, in] with transpose_w (torch.nn.Linear)")
+       attrs={"transpose_w": Attr("bool", False),
+              # a sparse weight (the sparsify pass): its fraction of non-zeros, and the seed of the random
+              # mask of a weight that has no data. The numbers do not change (the weights hold the zeros);
+              # the FLOPs count the non-zeros' products, and the mesh kernel skips the zeros.
+              "density": Attr("float", 1.0), "mask_seed": Attr("int", 0)},
+       backward=_linear_backward,
+       doc="x @ w (+ b); w is [in, out], or [out, in] with transpose_w (torch.nn.Linear); "
+           "density < 1: w is sparse, with that fraction of non-zeros")
 
 
 def _embedding_infer(ins, a):
