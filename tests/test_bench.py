@@ -15,7 +15,7 @@ def rows():
 
 
 def test_the_ablation_has_a_row_per_variant_and_consistent_speedups(rows):
-    assert [r["variant"] for r in rows] == ["default", "no-fuse", "pipelined", "streaming"]
+    assert [r["variant"] for r in rows] == ["default", "no-fuse", "pipelined", "streaming", "sparse"]
     assert all(r["ok"] for r in rows)
     by = {r["variant"]: r for r in rows}
     assert "fuse" in by["default"]["pipeline"] and "fuse" not in by["no-fuse"]["pipeline"]
@@ -28,9 +28,11 @@ def test_the_ablation_has_a_row_per_variant_and_consistent_speedups(rows):
     assert by["default"]["steady_speedup"] == pytest.approx(
         by["default"]["steady_tokens_per_s"] / by["no-fuse"]["steady_tokens_per_s"])
     assert by["no-fuse"]["speedup"] is None and by["streaming"]["speedup"] is None
+    assert "sparsify{density=0.25," in by["sparse"]["pipeline"] and by["sparse"]["vs"] == "default"
+    assert by["sparse"]["speedup"] == pytest.approx(by["default"]["seconds"] / by["sparse"]["seconds"])
     for r in rows:
         assert set(r["pass_seconds"]) == {"canonicalize", "lower", "place", "route", "simulate"} | (
-            {"fuse"} if "fuse" in r["pipeline"] else set())
+            {"fuse"} if "fuse" in r["pipeline"] else set()) | ({"sparsify"} if "sparsify" in r["pipeline"] else set())
     text = bench.table(rows)
     assert "What each pass is worth" in text and f"x{by['default']['speedup']:.3f}" in text
 

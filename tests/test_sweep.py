@@ -44,7 +44,8 @@ def spec_of(**changes):
     ({"mode": "fast"}, "key 'mode': 'fast' is not one of pipelined, streaming, auto"),
     ({"mode": "auto", "pipeline": "canonicalize"}, "key 'pipeline': give mode or pipeline, not both"),
     ({"pipeline": "canonicalize,frobnicate"}, "key 'pipeline': unknown pass 'frobnicate'"),
-    ({"density": 0.5}, "key 'density': not supported: density < 1 (issue 12, sparsify)"),
+    ({"density": 0.5, "pipeline": "canonicalize"}, "key 'density': give density or pipeline, not both"),
+    ({"density": 0}, "key 'density': 0 is not a positive number"),
     ({"density": 2}, "key 'density': 2 is not in (0, 1]"),
     ({"link_bytes": 8}, "key 'link_bytes': not supported: link bandwidth other than 4 B/cycle"),
     ({"sram_kib": -48}, "key 'sram_kib': -48 is not a positive number"),
@@ -84,6 +85,10 @@ def test_the_grid_is_in_axis_order_and_a_random_sample_is_seeded():
     assert p.pipeline == "canonicalize,fuse,lower,place{mode=auto},route,simulate" and p.mode == "auto"
     # a point's id is its parameters: a default written out, or 48 as 48.0, is the same point
     same = parse_spec({**TINY, "sram_kib": 48.0, "density": 1, "link_bytes": 4, "mode": "auto"}, "x").points()
+    sparse = [p for p in parse_spec({**TINY, "density": [1, 0.25]}, "x").points() if p.id == pts[0].id or
+              p.density < 1]
+    assert {p.density for p in sparse} == {1, 0.25} and all("sparsify" in p.pipeline for p in sparse if p.density < 1)
+    assert all(p.pipeline.startswith("canonicalize,sparsify{density=0.25},fuse,") for p in sparse if p.density < 1)
     assert [q.id for q in same] == [q.id for q in pts] and len({q.id for q in pts}) == 6
     # seq defaults to the model's context; rows and cols make the grid too
     grid = parse_spec({"model": "tiny", "rows": [4, 8], "cols": 16, "sram_kib": 64.5}).points()

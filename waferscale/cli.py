@@ -50,6 +50,12 @@ def cmd_compile(args) -> int:
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
+    if args.systems != 1 and not args.train:
+        raise UsageError("--systems is data-parallel training: add --train")
+    if args.lora is not None and not args.train:
+        raise UsageError("--lora fine-tunes: add --train")
+    if args.train:
+        return _compile_train(args, log, out)
     c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                       frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                       print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
@@ -67,13 +73,38 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _compile_train(args, log, out: Path) -> int:
+    from .driver import write_compiled
+    from .training import compile_training
+
+    for flag in ("pipeline", "compile_to", "print_ir_after", "print_ir_after_all"):
+        if getattr(args, flag):
+            raise UsageError(f"not supported: --{flag.replace('_', '-')} with --train (its passes are fixed)")
+    if args.frontend != "torch-export":
+        raise UsageError(f"not supported: --frontend {args.frontend} with --train (it traces with torch.export)")
+    if args.sparsity is not None:
+        raise UsageError("not supported: --sparsity with --train (sparse training is issue 15's item 7, not built yet)")
+    c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
+                         target=args.target, mode=args.mode, systems=args.systems, lora=_lora_pass(args), log=log)
+    for p in write_compiled(c, out):
+        log(f"wrote {p}")
+    t, m = c.report["train"], c.report["model"]
+    print(f"{m['name']}: training step of batch {t['batch']} x seq {t['seq']} ({t['mode']}, {t['systems']} system(s), "
+          f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "
+          f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, {t['flops_per_token'] / 1e9:.3f} GFLOP/token "
+          f"(forward + backward), MFU {100 * t['mfu']:.1f}% -> {out}/")
+    if "lora" in t:
+        f = t["lora"]["full_fine_tuning"]
+        print(f"LoRA ({t['lora']['trainable_params']:,} trained, {t['lora']['frozen_params']:,} frozen): step "
+              f"{1e3 * t['step_seconds']:.3f} ms against {1e3 * f['step_seconds']:.3f} ms for full fine-tuning; "
+              f"streamed out {t['stream_out_bytes']:,} B against {f['stream_out_bytes']:,} B")
+    return 0
+
+
+def _read_compiled(d: Path) -> tuple[dict, dict | None]:
+    """report.json and placement.json (None without a target) of a directory `wafer compile` wrote."""
     import json
 
-    from .report.summary import to_text
-    from .report.wafer import placement_text
-
-    d = Path(args.dir)
     try:
         report = json.loads((d / "report.json").read_text())
         pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
@@ -85,14 +116,38 @@ def cmd_report(args) -> int:
     except UnicodeDecodeError:
         raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
                          "`wafer compile -o DIR`") from None
+    return report, pj
+
+
+def _from_reports(d: Path, make):
+    """``make()``, with a report of the wrong shape as one line."""
     try:
-        text = to_text(report) + (placement_text(report, pj) if pj is not None else "")
+        return make()
     except KeyError as e:
-        raise UsageError(f"{d}/report.json lacks the key {e.args[0]!r}: was it written by an older "
-                         "waferscale? compile again") from None
+        raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
+                         "older waferscale? compile again") from None
     except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
+
+
+def cmd_report(args) -> int:
+    from .report.summary import to_text, write_dir
+    from .report.wafer import placement_text
+
+    d = Path(args.dir)
+    report, pj = _read_compiled(d)
+    if args.html:
+        from .report.html import report_html
+
+        if pj is None:
+            raise UsageError(f"{d} holds no placement.json, so there is no placement to show: compile with "
+                             "`wafer compile MODEL --target T -o DIR` first")
+        page = _from_reports(d, lambda: report_html(report, pj))
+        (path,) = write_dir(d, {"report.html": page})
+        print(f"wrote {path} ({len(page.encode()) / 1024:.0f} KiB)")
+        return 0
+    text = _from_reports(d, lambda: to_text(report) + (placement_text(report, pj) if pj is not None else ""))
     sys.stdout.write(text)
     return 0
 
@@ -208,9 +263,16 @@ def cmd_run(args) -> int:
     kind, entry = resolve(args.model)
     need = 4 * (entry.param_count() if kind == "zoo" else 0)
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    if need * 3 > avail:
-        raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "
-                         f"f32 weights and {avail / 1e9:.1f} GB are free; pick a smaller model")
+    copies = 8 if args.train else 3  # training: weights, gradients, two moments, the next weights, torch's
+    if need * copies > avail:
+        raise UsageError(f"{args.model} needs about {copies * need / 1e9:.1f} GB of memory to "
+                         f"{'train' if args.train else 'run'} with real f32 weights and {avail / 1e9:.1f} GB are "
+                         "free; pick a smaller model")
+    if args.train:
+        return _run_train(args, log)
+    for flag in ("data", "lr", "lora"):
+        if getattr(args, flag, None) is not None:
+            raise UsageError(f"--{flag} is an option of training: add --train")
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
@@ -228,6 +290,68 @@ def cmd_run(args) -> int:
     ok = err <= args.tol
     print(f"max relative error vs PyTorch eager: {err:.3e} (max |diff| / max |logit|; "
           f"tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def _lora_pass(args) -> str | None:
+    """The lora pass of --lora R [--lora-alpha A] [--lora-targets a,b], or None."""
+    if args.lora is None:
+        return None
+    L.check_int("--lora", args.lora, 1, L.MAX_D_MODEL)
+    targets = "+".join(_names([args.lora_targets]))
+    return f"lora{{rank={args.lora},alpha={float(args.lora_alpha)},targets={targets}}}"
+
+
+def _run_train(args, log) -> int:
+    import copy
+
+    from .driver import run_passes
+    from .frontend.lm import trace_lm
+    from .passes.adamw import AdamWConfig
+    from .runtime import train as T
+
+    L.check_int("--steps", args.steps, 1, L.MAX_TRAIN_STEPS)
+    L.check_int("--stream-tokens", args.stream_tokens, 2, L.MAX_STREAM_TOKENS)
+    cfg = AdamWConfig(lr=AdamWConfig.lr if args.lr is None else args.lr)
+    if not 0 < cfg.lr < 1:
+        raise UsageError(f"--lr {cfg.lr} must be between 0 and 1 (Cerebras-GPT: 6e-4 at 111M, 1.2e-4 at 13B)")
+    log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
+    t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
+    vocab = t.info["vocab"]
+    if args.data is not None:
+        tokens = T.file_stream(args.data, vocab, args.tokenizer)
+        what = f"{args.data} as {'bytes' if args.tokenizer == 'bytes' else f'a byte-level BPE of {vocab} tokens'}"
+    else:
+        tokens = T.random_stream(vocab, args.stream_tokens, args.seed)
+        what = (f"a seeded random stream of {args.stream_tokens:,} tokens (seed {args.seed}; each token followed by "
+                f"one of {T.SUCCESSORS} drawn for it), read again when it ends")
+    lora = _lora_pass(args)
+    pipeline = "canonicalize," + (f"{lora},autodiff{{wrt=lora}}," if lora else "autodiff,") + "adamw{" + \
+        f"lr={cfg.lr},beta1={cfg.beta1},beta2={cfg.beta2},eps={cfg.eps},weight_decay={cfg.weight_decay}," \
+        f"clip={cfg.clip}" + "}"
+    g = run_passes(t.graph, pipeline).graph
+    log(f"training step: {len(t.graph.ops)} forward ops -> {len(g.ops)} ops ({pipeline})")
+    module = copy.deepcopy(t.module) if args.compare else None  # before training changes nothing, but be sure
+    adapters = T.lora_weights(g, args.seed)
+    print(f"{t.info['name']}: training {args.steps} step(s) of batch {args.batch} x seq {args.seq} on {what}; "
+          f"AdamW lr {cfg.lr:g}, betas ({cfg.beta1}, {cfg.beta2}), eps {cfg.eps:g}, weight decay "
+          f"{cfg.weight_decay}, clip {cfg.clip}" + (f"; LoRA rank {args.lora} on {args.lora_targets}, the "
+                                                    "base weights frozen" if lora else ""))
+    t0 = time.perf_counter()
+    losses, _ = T.train(g, {**t.weights, **adapters}, T.batches(tokens, args.batch, args.seq), args.steps,
+                        on_step=lambda s, loss: print(f"step {s:>4}  loss {loss:.6f}", flush=True))
+    print(f"{args.steps} step(s) in {time.perf_counter() - t0:.2f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    if not args.compare:
+        return 0
+    from .runtime.torch_train import add_lora, torch_train
+
+    params = add_lora(module, adapters, args.lora_alpha / args.lora) if lora else None
+    ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg, params)
+    err = max(abs(a - b) / abs(b) for a, b in zip(losses, ref))
+    ok = err <= args.tol
+    kind = "clip_grad_norm_ + torch.optim.AdamW" + (", plain-torch LoRA" if lora else "")
+    print(f"PyTorch loop ({kind}): loss {ref[0]:.4f} -> {ref[-1]:.4f}; max relative "
+          f"error per step {err:.3e} (tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1
 
 
@@ -345,6 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")
+    s.add_argument("--train", action="store_true", help="compile and simulate a training step (forward, backward, "
+                   "AdamW) instead of inference; needs --target")
+    s.add_argument("--systems", type=int, default=1, help="with --train: data-parallel weight streaming on N systems "
+                   "(SwarmX broadcasts weights and reduces gradients); the batch splits across them")
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
@@ -354,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir")
+    s.add_argument("--html", action="store_true", help="(re)write DIR/report.html, the interactive page, from "
+                   "DIR/report.json and DIR/placement.json instead of printing the summary")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("opt", help="read, verify, run graph passes on and print text IR")
@@ -409,8 +545,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seq", type=int, default=32)
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager")
+    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --train: "
+                   "the loss of every step with a PyTorch training loop)")
     s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
+    s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
+    s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
+    s.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 6e-4, Cerebras-GPT 111M's)")
+    s.add_argument("--data", metavar="FILE", help="train on this text file (default: a seeded random token stream)")
+    s.add_argument("--tokenizer", choices=["bytes", "bpe"], default="bytes",
+                   help="how --data becomes tokens: its bytes (default), or a byte-level BPE of the model's "
+                   "vocabulary size trained on the file with Hugging Face tokenizers")
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
+    s.add_argument("--stream-tokens", type=int, default=4096,
+                   help="length of the random token stream, read again from the start when it ends (default 4096)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("simulate-kernel", help="cycles of one mesh GEMM or GEMV: PE level, tile level, or both")

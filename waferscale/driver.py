@@ -9,6 +9,7 @@ all of it or nothing.
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -25,6 +26,7 @@ from .frontend.traced import Traced
 from .ir import Graph, print_graph, verify
 from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, CompileState, Pass, check_stages, parse_pipeline, run_pipeline, spec
 from .passes.base import GRAPH, SIMULATED
+from .report.html import report_html
 from .report.mesh_plot import mesh_png
 from .report.stats import model_stats
 from .report.summary import replace_dir, to_json, to_text
@@ -254,8 +256,9 @@ def run_passes(graph: Graph, pipeline: str, *, batch: int = 1, seq: int = 1, tar
 
 def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     """Write the output directory: model.ir, report.json and report.txt, what the frontend kept
-    (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json and
-    mesh.png. report.json is made last, so that its time and peak memory include the rest."""
+    (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json,
+    mesh.png and report.html. report.json is made last, so that its time and peak memory include
+    the rest; report.html is made from the two JSON files as written, as `wafer report --html` does."""
     files: dict[str, str | bytes] = {"model.ir": c.ir_text, **c.files}
     wafer_text = ""
     if c.state.stage == SIMULATED:
@@ -268,6 +271,9 @@ def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     def reports() -> dict[str, str]:
         c.report["compile"]["seconds"] = time.perf_counter() - c.started
         c.report["compile"]["peak_rss_bytes"] = peak_rss_bytes()
-        return {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
+        out = {"report.json": to_json(c.report), "report.txt": to_text(c.report) + wafer_text}
+        if "placement.json" in files:
+            out["report.html"] = report_html(json.loads(out["report.json"]), json.loads(files["placement.json"]))
+        return out
 
     return replace_dir(out_dir, files, marker="report.json", last=reports)

@@ -14,6 +14,9 @@ MAX_VOCAB = 1 << 22
 MAX_CONTEXT = 1 << 20  # positions
 MAX_SEED = 2 ** 32 - 1  # what NumPy's and torch's generators take
 MAX_PARAMS = 10 ** 13  # a config's parameters (traced on the meta device, but counted and printed)
+MAX_SYSTEMS = 1024  # `wafer compile --systems`: Cerebras' largest clusters are 64 systems
+MAX_TRAIN_STEPS = 100_000  # `wafer run --train`: the NumPy interpreter takes seconds per step of a tiny model
+MAX_STREAM_TOKENS = 1 << 26  # `wafer run --train --stream-tokens`: 8 bytes each
 MAX_PE_OPERAND_BYTES = 2 << 30  # `simulate-kernel --level pe`: A and W, before the simulator's own state
 
 

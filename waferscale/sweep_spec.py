@@ -43,7 +43,7 @@ AXES = {
     "seq": "positive integers (default: each model's context)",
     "mode": "pipelined, streaming or auto",
     "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
-    "density": "1.0 (sparsity is not implemented)",
+    "density": "numbers in (0, 1]: the fraction of each linear weight kept (sparsify{density=D}; 1 is dense)",
     "mesh": "RxC strings such as 128x128",
     "rows": "non-negative integers",
     "cols": "non-negative integers",
@@ -133,6 +133,8 @@ class Spec:
                 p["mode"] = ""
             else:
                 p["pipeline"] = WAFER_PIPELINE.format(mode=p["mode"])
+                if p["density"] < 1:
+                    p["pipeline"] = p["pipeline"].replace("canonicalize,", f"canonicalize,{sparsify(p['density'])},", 1)
             if p["seq"] is None:
                 p["seq"] = context[p["model"]]
             out.append(Point(**p))
@@ -204,6 +206,8 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
                          "or both rows and cols")
     if "mode" in data and "pipeline" in data:
         raise bad("pipeline", "give mode or pipeline, not both (a pipeline's place{mode=...} sets the mode)")
+    if "density" in data and "pipeline" in data:
+        raise bad("density", "give density or pipeline, not both (write sparsify{density=...} into the pipelines)")
 
     axes: dict[str, tuple] = {}
     contexts = {}
@@ -303,9 +307,11 @@ def _check(key: str, v: Any, bad) -> Any:
     if key == "density":
         if n > 1:
             raise bad(f"{v!r} is not in (0, 1]")
-        if n < 1:
-            raise bad("not supported: density < 1 (issue 12, sparsify)")
     return n
+
+
+def sparsify(density: float) -> str:
+    return f"sparsify{{density={float(density)!r}}}"
 
 
 def _context(model: str, bad) -> int:

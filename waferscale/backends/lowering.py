@@ -35,6 +35,21 @@ def _source(origin: set) -> str:
     return PARAM if all(kind == "param" for kind, _ in origin) else ACT
 
 
+# Ops whose results are step-shaped (one per step, as a weight's gradient), not per token.
+STEP_SHAPED = frozenset({"linear_grad_w", "embedding_grad"})
+
+
+def _step_shaped(op: Op, operands_step: list[bool], sources: list[str]) -> bool:
+    if op.kind in STEP_SHAPED:
+        return True
+    if op.kind == "reduce_sum":  # over every axis but the last: a bias's gradient
+        src = op.operands[0].type
+        if src.rank >= 2 and sorted(a % src.rank for a in op.attr["axes"]) == list(range(src.rank - 1)):
+            return True
+    acts = [st for st, so in zip(operands_step, sources) if so == ACT]
+    return bool(acts) and all(acts)
+
+
 def lower(g: Graph, samples: int, tokens: int) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens."""
     origins: dict[str, set] = {v.name: {("in", v.name)} for v in g.inputs}
@@ -44,8 +59,12 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
     kernels: list[KernelNode] = []
     flows: list[Flow] = []
     names: dict[str, int] = {}
+    step: set[str] = set()  # step-shaped values (STEP_SHAPED)
     for op in g.ops:
         ins = [origins[x.name] for x in op.operands]
+        sources = [_source(o) for o in ins]
+        if _step_shaped(op, [x.name in step for x in op.operands], sources):
+            step.add(op.result.name)
         if registry.category(op.kind) == "layout":
             origins[op.result.name] = set().union(*ins) if ins else set()
             continue
@@ -53,7 +72,8 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
         if rule is None:
             raise UnsupportedError(f"lowering {_where(g, op)} to the mesh (no mesh kernel for op kind {op.kind!r})")
         kid = len(kernels)
-        model = rule(op, LowerCtx(tokens, samples, tuple(_source(o) for o in ins), _where(g, op)))
+        per_step = any(x.name in step for x in op.operands) and op.result.name in step
+        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"

@@ -90,6 +90,7 @@ class Group:
     kernels: tuple[int, ...]  # kernel ids, in program order
     band_rows: int
     weight_bytes: int  # streamed in before the group runs
+    grad_bytes: int = 0  # training: the weight gradients it makes, streamed out after it runs
 
 
 @dataclass(frozen=True)

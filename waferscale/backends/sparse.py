@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from math import ceil, lgamma, log, sqrt
+from functools import lru_cache
+from math import ceil, log, sqrt
 from statistics import NormalDist
 
 import numpy as np
@@ -73,14 +74,16 @@ def expected_max_z(cores: int) -> float:
     return NormalDist().inv_cdf((cores - 0.375) / (cores + 0.25)) if cores > 1 else 0.0
 
 
+@lru_cache(maxsize=1024)
 def binomial_pmf(n: int, p: float) -> np.ndarray:
     x = np.arange(n + 1)
     if p >= 1.0:
         return (x == n).astype(float)
     if p <= 0.0:
         return (x == 0).astype(float)
-    logs = np.array([lgamma(n + 1) - lgamma(i + 1) - lgamma(n - i + 1) for i in range(n + 1)])
-    return np.exp(logs + x * log(p) + (n - x) * log(1 - p))
+    # log C(n, x) by its ratios: C(n, x + 1) / C(n, x) = (n - x) / (x + 1)
+    logc = np.concatenate([[0.0], np.cumsum(np.log((n - x[:-1]) / (x[:-1] + 1.0)))])
+    return np.exp(logc + x * log(p) + (n - x) * log(1 - p))
 
 
 def draw_mask(k: int, n: int, density: float, seed: int, name: str) -> np.ndarray:
@@ -149,21 +152,23 @@ class SparseWeight:
         epilogue work of ``tail_cycles`` each per token, charged as the dense model charges them: to
         the rows the split leaves short of K, one unit for each element they lack."""
         key = ("cycles", rows, cols, dp, tail, head, tail_cycles)
-        if key not in self._cache:
+        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        if key not in cache:
             outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
             units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
-            self._cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
+            cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
                 rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt), outs * A.PARTIAL_SUM_CYCLES,
                 units * tail_cycles))
-        return self._cache[key]
+        return cache[key]
 
     def tile_bytes(self, rows: int, cols: int, elem: int, tail: int = 0, head: int = 0) -> int:
         """SRAM bytes of the fullest core's tile (``row_bytes`` over its rows)."""
         key = ("bytes", rows, cols, elem, tail, head)
-        if key not in self._cache:
-            self._cache[key] = ceil(self._slowest(rows, cols, tail, head, lambda c, nt: row_bytes(c, nt, elem),
-                                                  np.zeros(cols), np.zeros(rows)))
-        return self._cache[key]
+        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        if key not in cache:
+            cache[key] = ceil(self._slowest(rows, cols, tail, head, lambda c, nt: row_bytes(c, nt, elem),
+                                            np.zeros(cols), np.zeros(rows)))
+        return cache[key]
 
     def latest(self, m: int, rows: int, cols: int, dp: Datapath, col_lag: int, row_lag: int, tail: int = 0,
                head: int = 0, tail_cycles: int = 0) -> float:
@@ -196,9 +201,12 @@ class SparseWeight:
             nts = np.array(ws)
             counts[:, 0] += head
             nts[0] += head
-            val = per_row(counts, nts[None, :])
+            val = np.empty(counts.shape, dtype=np.int64)
+            for nt in np.unique(nts):  # a table per tile width, looked up per tile row
+                on = nts == nt
+                val[:, on] = np.asarray(per_row(np.arange(nt + 1), int(nt)), dtype=np.int64)[counts[:, on]]
             k_at = np.array(offsets(ks) + [self.k])
-            csum = np.zeros((self.k + 1, cols), dtype=np.float64)
+            csum = np.zeros((self.k + 1, cols), dtype=np.int64)
             np.cumsum(val, axis=0, out=csum[1:])
             core = csum[k_at[1:]] - csum[k_at[:-1]] + np.asarray(per_col)[None, :] + np.asarray(per_rank)[:, None]
             return float(core.max())
@@ -213,7 +221,10 @@ class SparseWeight:
         return max(extra + expected_max(pmf, kt, cores) for kt, extra in kinds) + max(per_col)
 
 
-EXACT_SUPPORT = 1 << 20  # sums with at most this many values are convolved exactly
+# What the weights in distribution have worked out, by (k, n, density): every layer of a model has the
+# same, and the placer asks for many rectangles.
+_SHARED: dict[tuple, dict] = {}
+EXACT_SUPPORT = 1 << 17  # sums with at most this many values are convolved exactly
 
 
 def expected_max(pmf: np.ndarray, terms: int, draws: int) -> float:

@@ -1,5 +1,6 @@
 """One registry of op kinds. Each kind declares, in one place: its category, its operand count,
-its attributes, its type rule, its FLOPs and bytes, and its NumPy reference. Later stages keep
+its attributes, its type rule, its FLOPs and bytes, its NumPy reference, and its backward rule
+(for ``autodiff``: the gradients of its operands from the gradient of its result). Later stages keep
 their own tables keyed by the same kind names (the mesh kernels of ``backends/kernels``), so a
 new op is its declaration here plus one row in each table that concerns it.
 
@@ -62,6 +63,9 @@ class OpDef:
     arity: tuple[int, int | None] = (1, 1)  # (min, max); max None means variadic
     attrs: dict[str, Attr] = field(default_factory=dict)
     doc: str = ""
+    # backward(emit, op, dy) -> one gradient Value (or None: no gradient flows) per operand, built
+    # with ``emit(kind, *operands, **attrs)``; None means the op has no rule (autodiff refuses it)
+    backward: Callable | None = None
 
     def bytes(self, ins: Types, out: TensorType, attrs: dict) -> tuple[int, int]:
         """(bytes read, bytes written); by default every operand is read and the result written."""
@@ -87,6 +91,10 @@ def get(kind: str) -> OpDef:
         return OPS[kind]
     except KeyError:
         raise KeyError(f"unknown op kind {kind!r}") from None
+
+
+def backward_rule(kind: str) -> Callable | None:
+    return get(kind).backward
 
 
 def known(kind: str) -> bool:

@@ -1,8 +1,8 @@
-"""Passes: graph passes (canonicalize, fuse, dce) that rewrite the IR, and the wafer stages
+"""Passes: graph passes (canonicalize, fuse, dce, autodiff, adamw) that rewrite the IR, and the wafer stages
 (lower, place, route, simulate) on the lowered program; each a small named unit with typed
 options, run by one pipeline string (``pipeline.py``)."""
 
-from . import canonicalize, dce, fuse, lower, place, route, simulate, sparsify  # noqa: F401  (register the passes)
+from . import adamw, autodiff, canonicalize, dce, fuse, lora, lower, place, recompute, route, simulate, sparsify  # noqa: F401,E501
 from .base import PASSES, CompileState, Pass
 from .pipeline import DEFAULT_GRAPH, DEFAULT_WAFER, PassRecord, check_stages, parse_pipeline, run_pipeline, spec
 

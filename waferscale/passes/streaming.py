@@ -15,6 +15,12 @@ other, both spread evenly over the mesh. The batch's activations grow with the b
 leave the kernels too little room, the error gives the largest batch that fits.
 
 Groups of the same shape (every block of a GPT) are placed once.
+
+Training (``autodiff``'s graph): the backward ops carry their layer's loc behind ``backward:``, so
+each layer is a group twice, forward then backward, and its weights stream in for both; the weight
+gradients a backward group makes (graph outputs) stream out to MemoryX after it (``grad_bytes``).
+``largest_batch`` is the most samples whose activations between groups (for training, every
+activation the backward reads) leave room for the kernels: the micro-batch of a training step.
 """
 
 from __future__ import annotations
@@ -27,27 +33,38 @@ from ..backends import assumptions as A
 from ..backends.machine import Machine
 from ..backends.program import Group, Placement, Program, Rect, signature, sub_program
 from ..errors import FitError, WaferError
+from .autodiff import BACKWARD
 
 _BLOCK = re.compile(r"^(.*?\bh\.\d+)(?:[./]|$)")
 
 
 def groups_of(prog: Program) -> list[tuple[str, tuple[int, ...]]]:
     """(name, kernel ids) of each group, in program order (module docstring)."""
+    return group_by_block([prog.graph.loc(k.op.result) for k in prog.kernels], prog.graph.name)
+
+
+def group_by_block(locs: list[str | None], model: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The grouping of ``groups_of`` from each kernel's module path (``loc``) alone, so that a report
+    can name a pipelined kernel's layer from placement.json."""
     keys = []
-    for k in prog.kernels:
-        m = _BLOCK.match(prog.graph.loc(k.op.result) or "")
+    for loc in locs:
+        m = _BLOCK.match(loc or "")
         keys.append(m.group(1) if m else None)
     runs: list[tuple[str | None, list[int]]] = []
-    for k, key in zip(prog.kernels, keys):
+    for kid, key in enumerate(keys):
         if runs and runs[-1][0] == key:
-            runs[-1][1].append(k.id)
+            runs[-1][1].append(kid)
         else:
-            runs.append((key, [k.id]))
+            runs.append((key, [kid]))
     if len(runs) == 1:  # no transformer blocks: the whole model is one group
-        return [(runs[0][0] or prog.graph.name, tuple(runs[0][1]))]
+        return [(runs[0][0] or model, tuple(runs[0][1]))]
     out = []
     for i, (key, ids) in enumerate(runs):
-        name = key or ("embeddings" if i == 0 else "head" if i == len(runs) - 1 else f"between {runs[i - 1][0]}")
+        # forward blocks after this run (a training graph's backward blocks follow its head)
+        later = any(k and not k.startswith(BACKWARD) for k, _ in runs[i + 1:])
+        backward = all((locs[k] or "").startswith(BACKWARD) for k in ids)
+        name = key or ("embeddings" if i == 0 else BACKWARD + "embeddings" if backward and not later
+                       else "head" if not later else f"between {runs[i - 1][0]}")
         out.append((name, tuple(ids)))
     return out
 
@@ -63,43 +80,68 @@ def resident_bytes_per_token(prog: Program, groups: list[tuple[str, tuple[int, .
     return most
 
 
+def grad_bytes(prog: Program, kernels: tuple[int, ...]) -> int:
+    """Bytes of the weight gradients these kernels make: backward kernels whose results are graph outputs."""
+    outs = set(prog.outputs)
+    return sum(prog.kernels[k].op.type.nbytes for k in kernels
+               if k in outs and (prog.graph.loc(prog.kernels[k].op.result) or "").startswith(BACKWARD))
+
+
+def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
+    """The most samples (at most ``upto``) that fit in weight-streaming mode; 0 if not even one."""
+    fit = _Fit(prog, machine, place_group)
+    lo, hi = 0, upto
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if not isinstance(fit.place_all(mid), WaferError) else (lo, mid - 1)
+    return lo
+
+
+class _Fit:
+    """The groups of a program and their placement at a given batch (module docstring)."""
+
+    def __init__(self, prog: Program, machine: Machine, place_group):
+        self.prog, self.machine, self.place_group = prog, machine, place_group
+        self.groups = groups_of(prog)
+        self.subs = [sub_program(prog, ks) for _, ks in self.groups]
+        self.weights = [sum(prog.kernels[k].weight_bytes for k in ks) for _, ks in self.groups]
+        self.per_token = resident_bytes_per_token(prog, self.groups)
+        self.cache: dict[tuple, Placement] = {}
+
+    def reserve(self, samples: int) -> tuple[int, int]:
+        """(prefetch, resident activations) bytes per core at this batch."""
+        m = self.machine
+        prefetch = ceil((A.WEIGHT_BUFFERS - 1) * max(self.weights) / m.cores)
+        resident = ceil(A.RESIDENT_ACTIVATION_COPIES * samples * self.prog.tokens * self.per_token / m.cores)
+        return prefetch, resident
+
+    def place_all(self, samples: int) -> list[Placement] | WaferError:
+        prefetch, resident = self.reserve(samples)
+        left = self.machine.sram_bytes - prefetch - resident
+        if left - A.RESERVED_SRAM_BYTES <= 0:
+            return WaferError("no SRAM left for the kernels")
+        small = replace(self.machine, sram_bytes=left)
+        out = []
+        for (name, _), sub in zip(self.groups, self.subs):
+            key = (signature(sub), left)
+            if key not in self.cache:
+                try:
+                    self.cache[key] = self.place_group(
+                        sub, small, what=f"its layer {name}, alone on the mesh with {small.usable_sram_bytes:,} B of "
+                        "SRAM per core left for its kernels, does not fit")
+                except WaferError as e:
+                    return e
+            out.append(self.cache[key])
+        return out
+
+
 def place_streaming(prog: Program, machine: Machine, place_group, log=lambda msg: None) -> Placement:
     """``place_group(sub_program, machine, what=...)`` places one group (the pipelined algorithm)."""
     if prog.weight_bytes > machine.memoryx_bytes:
         raise FitError(f"{prog.graph.name}'s weights ({prog.weight_bytes / 1e12:.2f} TB) do not fit in "
                        f"{machine.name}'s MemoryX ({machine.memoryx_bytes / 1e12:.1f} TB, its smallest configuration)")
-    groups = groups_of(prog)
-    subs = [sub_program(prog, ks) for _, ks in groups]
-    weights = [sum(prog.kernels[k].weight_bytes for k in ks) for _, ks in groups]
-    per_token = resident_bytes_per_token(prog, groups)
-
-    def reserve(samples: int) -> tuple[int, int]:
-        """(prefetch, resident activations) bytes per core at this batch."""
-        prefetch = ceil((A.WEIGHT_BUFFERS - 1) * max(weights) / machine.cores)
-        resident = ceil(A.RESIDENT_ACTIVATION_COPIES * samples * prog.tokens * per_token / machine.cores)
-        return prefetch, resident
-
-    cache: dict[tuple, Placement] = {}
-
-    def place_all(samples: int) -> list[Placement] | WaferError:
-        prefetch, resident = reserve(samples)
-        left = machine.sram_bytes - prefetch - resident
-        if left - A.RESERVED_SRAM_BYTES <= 0:
-            return WaferError("no SRAM left for the kernels")
-        small = replace(machine, sram_bytes=left)
-        out = []
-        for (name, _), sub in zip(groups, subs):
-            key = (signature(sub), left)
-            if key not in cache:
-                try:
-                    cache[key] = place_group(sub, small, what=f"its layer {name}, alone on the mesh with "
-                                             f"{small.usable_sram_bytes:,} B of SRAM per core left for its kernels, "
-                                             "does not fit")
-                except WaferError as e:
-                    return e
-            out.append(cache[key])
-        return out
-
+    fit = _Fit(prog, machine, place_group)
+    groups, subs, weights, reserve, place_all = fit.groups, fit.subs, fit.weights, fit.reserve, fit.place_all
     placed = place_all(prog.samples)
     if isinstance(placed, WaferError):
         raise _batch_error(prog, machine, placed, reserve, lambda b: not isinstance(place_all(b), WaferError))
@@ -110,7 +152,8 @@ def place_streaming(prog: Program, machine: Machine, place_group, log=lambda msg
             rects[k], stages[k] = p.rects[i], p.stage_cycles[i]
     prefetch, resident = reserve(prog.samples)
     out = Placement(machine, "streaming", tuple(rects), max(p.band_rows for p in placed), tuple(stages),
-                    tuple(Group(name, ks, p.band_rows, w) for (name, ks), p, w in zip(groups, placed, weights)),
+                    tuple(Group(name, ks, p.band_rows, w, grad_bytes(prog, ks))
+                          for (name, ks), p, w in zip(groups, placed, weights)),
                     reserved_bytes=prefetch + resident)
     log(f"weight streaming: {len(groups)} groups, {len({signature(s) for s in subs})} of them distinct; "
         f"{prefetch:,} B per core for the next weights, {resident:,} B for the batch's activations")

@@ -1,3 +1,4 @@
 """What a compile writes: report.json and report.txt (summary.py), the model's statistics
 (stats.py), placement.json and the wafer sections (wafer.py), the Chrome/Perfetto timeline
-(trace.py) and the picture of the mesh (mesh_plot.py)."""
+(trace.py), the picture of the mesh (mesh_plot.py) and the interactive page report.html (html.py,
+page/; browser.py opens it in headless Chromium for its test and benchmark)."""

@@ -55,7 +55,39 @@ def to_text(report: dict) -> str:
     ]
     lines += [f"  {r['name']:<13} {1e3 * r['seconds']:9.1f} ms  {describe_change(r['before'], r['after'])}"
               for r in c.get("passes", [])]
+    if "train" in report:
+        lines += train_text(report["train"])
     return "\n".join(lines) + "\n"
+
+
+def train_text(t: dict) -> list[str]:
+    """The ``train`` section of report.json, for a person."""
+    lines = [
+        "",
+        f"Training step ({t['mode']}, {t['systems']} system(s))",
+        f"  batch              {t['batch']} x seq {t['seq']} = {t['tokens_per_step']:,} tokens; per system "
+        f"{t['batch_per_system']} in {t['micro_batches']} micro-batch(es) of {t['micro_batch']}",
+        f"  step               {1e3 * t['step_seconds']:.3f} ms ({t['step_cycles']:,} cycles); micro-batch "
+        f"{1e3 * t['micro_batch_seconds']:.3f} ms",
+        f"  throughput         {_si(t['tokens_per_s'])} tokens/s ({_si(t['tokens_per_s_per_system'])} per system), "
+        f"MFU {100 * t['mfu']:.1f}%",
+        f"  FLOPs/token        {_si(t['flops_per_token'], 'FLOP')} (forward {_si(t['flops_per_token_forward'], 'FLOP')}"
+        f" + backward {_si(t['flops_per_token_backward'], 'FLOP')}; closed form "
+        f"{_si(t['flops_per_token_closed_form'], 'FLOP')})",
+        f"  optimizer          on {t['optimizer']['where']}: {1e3 * t['optimizer']['seconds']:.3f} ms, "
+        f"{1e3 * t['optimizer']['exposed_seconds']:.3f} ms of it after the last gradient",
+        f"  streamed           {_si(t['stream_in_bytes'], 'B')} of weights in, {_si(t['stream_out_bytes'], 'B')} of "
+        "gradients out (per system)",
+        f"  {'layer':<28} {'direction':<9} {'compute us':>11} {'stream us':>10} {'bound':<8}",
+    ]
+    if "lora" in t:
+        lo, f = t["lora"], t["lora"]["full_fine_tuning"]
+        lines[-1:-1] = [f"  LoRA               {lo['pass']}: {lo['trainable_params']:,} parameters trained, "
+                        f"{lo['frozen_params']:,} frozen; full fine-tuning: {1e3 * f['step_seconds']:.3f} ms a step, "
+                        f"{_si(f['stream_out_bytes'], 'B')} of gradients out"]
+    lines += [f"  {x['name'][:28]:<28} {x['direction']:<9} {1e6 * x['compute_seconds']:>11.1f} "
+              f"{1e6 * x['stream_in_seconds']:>10.1f} {x['bound']:<8}" for x in t["layers"]]
+    return lines
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -57,6 +57,8 @@ class GroupTime:
     stream_end: int
     start: int
     end: int
+    grad_bytes: int = 0  # training: weight gradients streamed out after it ran
+    grad_end: int = 0  # when the last of them was out
 
     @property
     def compute(self) -> int:

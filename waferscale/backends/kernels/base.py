@@ -145,6 +145,7 @@ class LowerCtx:
     samples: int
     sources: tuple[str, ...]  # per operand: PARAM, ACT or CONST
     where: str  # the op, for error messages
+    per_step: bool = False  # its activations are step-shaped (weight gradients), not per token
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""

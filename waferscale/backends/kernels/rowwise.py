@@ -58,7 +58,12 @@ from .base import ACT, PARAM, Kernel, LowerCtx, Work, f32, lowers
 # scale, shift, multiply by 1/sigma); softmax 3 and an exp.
 _T = A.TRANSCENDENTAL_CYCLES
 ELEMENT_CYCLES = {"exp": _T, "log": _T, "tanh": _T, "erf": _T, "sqrt": _T, "rsqrt": _T, "sigmoid": _T,
-                  "gelu": _T, "pow": _T, "div": _T, "layernorm": 6, "softmax": 3 + _T}
+                  "gelu": _T, "pow": _T, "div": _T, "layernorm": 6, "softmax": 3 + _T,
+                  # backward (kernels/grads.py): gelu' is an erf or tanh and an exp and four
+                  # arithmetic; layernorm's is two row sums and six arithmetic; softmax's a row sum
+                  # and three; the loss a softmax over the vocabulary and the label's pick
+                  "gelu_grad": 2 * _T + 4, "layernorm_grad": 8, "softmax_grad": 4,
+                  "cross_entropy": 4 + _T, "cross_entropy_grad": 4 + _T}
 
 
 def element_cycles(kind: str) -> float:
@@ -69,7 +74,8 @@ REDUCES = frozenset({"layernorm", "softmax", "reduce_sum", "reduce_mean", "reduc
 # Vector instructions per token on a core, each paying VECTOR_OP_CYCLES: an elementwise op or a
 # reduction is one pass over the core's block; softmax four (max, subtract and exp, sum, scale).
 # Layernorm counts its own (layernorm_tasks).
-VECTOR_PASSES = {"softmax": 4}
+VECTOR_PASSES = {"softmax": 4, "layernorm_grad": 8, "softmax_grad": 3, "gelu_grad": 6, "cross_entropy": 4,
+                 "cross_entropy_grad": 4}
 
 
 def vector_passes(kind: str) -> int:
@@ -216,8 +222,11 @@ def lower_rowwise(op: Op, ctx: LowerCtx) -> Rowwise:
         raise UnsupportedError(f"lowering {ctx.where}: layernorm over more than the last axis")
     shape = src.shape if registry.category(op.kind) != "elementwise" else op.type.shape
     t = op.type
+    features = shape[-1] if shape else 1
+    if ctx.per_step:  # a weight-shaped tensor (a gradient): its elements spread over the step's tokens
+        features = max(1, ceil(op.type.numel / (ctx.tokens * ctx.samples)))
     return Rowwise(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op=op.kind,
-                   features=shape[-1] if shape else 1, inputs=max(ctx.sources.count(ACT), 1),
+                   features=features, inputs=max(ctx.sources.count(ACT), 1),
                    params=ctx.sources.count(PARAM), flops_per_token=ctx.flops_per_token(op))
 
 

@@ -13,6 +13,73 @@ from scipy.special import erf as _erf
 
 from ..registry import Attr, define
 from ..types import DTYPES, FLOAT_DTYPES, TensorType, broadcast_shapes, promote
+from .grad import unbroadcast
+
+# Backward rules: (emit, op, dy) -> the gradient of each operand (None where none flows). Those of
+# the binary ops sum a broadcast operand's gradient back to its shape.
+
+
+def _const(emit, value, like):
+    return emit("constant", value=(value,), shape=(), dtype=like.type.dtype)
+
+
+def _binary_grads(emit, op, da, db):
+    a, b = op.operands[-2:]
+    return (unbroadcast(emit, da, a.type) if da is not None else None,
+            unbroadcast(emit, db, b.type) if db is not None else None)
+
+
+_BINARY_BACKWARD = {
+    "add": lambda e, op, g: _binary_grads(e, op, g, g),  # d(a+b) = (g, g)
+    "sub": lambda e, op, g: _binary_grads(e, op, g, e("neg", g)),  # d(a-b) = (g, -g)
+    "mul": lambda e, op, g: _binary_grads(e, op, e("mul", g, op.operands[1]), e("mul", g, op.operands[0])),
+    # d(a/b) = (g/b, -g*(a/b)/b)
+    "div": lambda e, op, g: _binary_grads(e, op, e("div", g, op.operands[1]),
+                                          e("neg", e("div", e("mul", g, op.result), op.operands[1]))),
+    # d(a^b) = (g*b*a^(b-1), g*y*log(a)); the second is dropped unless b depends on a parameter
+    "pow": lambda e, op, g: _binary_grads(
+        e, op, e("mul", g, e("mul", op.operands[1], e("pow", op.operands[0],
+                                                       e("sub", op.operands[1], _const(e, 1.0, op.operands[1]))))),
+        e("mul", g, e("mul", op.result, e("log", op.operands[0])))),
+    # the gradient goes to the operand that was chosen (to a on ties)
+    "maximum": lambda e, op, g: _select_grads(e, op, e("ge", *op.operands[-2:]), g),
+    "minimum": lambda e, op, g: _select_grads(e, op, e("le", *op.operands[-2:]), g),
+}
+
+
+def _select_grads(e, op, take_a, g):
+    zero = _const(e, 0.0, g)
+    return _binary_grads(e, op, e("where", take_a, g, zero), e("where", take_a, zero, g))
+
+
+def _unary_backward(kind):
+    def rule(e, op, g):
+        x, y = op.operands[0], op.result
+        if kind == "neg":
+            return (e("neg", g),)
+        if kind == "exp":  # g*y
+            return (e("mul", g, y),)
+        if kind == "log":  # g/x
+            return (e("div", g, x),)
+        if kind == "tanh":  # g*(1-y*y)
+            return (e("mul", g, e("sub", _const(e, 1.0, y), e("mul", y, y))),)
+        if kind == "sqrt":  # g/(2y)
+            return (e("div", g, e("mul", y, _const(e, 2.0, y))),)
+        if kind == "rsqrt":  # -g*y^3/2
+            return (e("mul", g, e("mul", e("mul", y, e("mul", y, y)), _const(e, -0.5, y))),)
+        if kind == "relu":  # g where x > 0
+            return (e("where", e("gt", x, _const(e, 0, x)), g, _const(e, 0.0, g)),)
+        if kind == "sigmoid":  # g*y*(1-y)
+            return (e("mul", g, e("mul", y, e("sub", _const(e, 1.0, y), y))),)
+        if kind == "erf":  # g*2/sqrt(pi)*exp(-x^2)
+            return (e("mul", g, e("mul", e("exp", e("neg", e("mul", x, x))),
+                                  _const(e, float(2.0 / np.sqrt(np.pi)), x))),)
+        raise AssertionError(kind)
+    return rule
+
+
+def _no_grad(emit, op, g):
+    return (None,) * len(op.operands)
 
 
 def _binary_infer(result_dtype=None):
@@ -32,20 +99,20 @@ def _div_infer(ins, a):
 
 
 define("div", "elementwise", _div_infer, lambda args, a: np.true_divide(*args), flops=_per_element(1), arity=(2, 2),
-       doc="elementwise true division with broadcasting (integers give f32)")
+       backward=_BINARY_BACKWARD["div"], doc="elementwise true division with broadcasting (integers give f32)")
 
 for _kind, _fn, _n in [
     ("add", np.add, 1), ("sub", np.subtract, 1), ("mul", np.multiply, 1),
     ("pow", np.power, 1), ("maximum", np.maximum, 1), ("minimum", np.minimum, 1),
 ]:
     define(_kind, "elementwise", _binary_infer(), lambda args, a, _fn=_fn: _fn(*args), flops=_per_element(_n),
-           arity=(2, 2), doc=f"elementwise {_fn.__name__} with broadcasting")
+           arity=(2, 2), backward=_BINARY_BACKWARD.get(_kind), doc=f"elementwise {_fn.__name__} with broadcasting")
 
 for _kind, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
                    ("gt", np.greater), ("ge", np.greater_equal), ("and", np.logical_and),
                    ("or", np.logical_or)]:
     define(_kind, "elementwise", _binary_infer("bool"), lambda args, a, _fn=_fn: _fn(*args), arity=(2, 2),
-           doc=f"elementwise {_fn.__name__} giving bool")
+           backward=_no_grad, doc=f"elementwise {_fn.__name__} giving bool")
 
 
 def _gelu(x, approximate):
@@ -78,19 +145,24 @@ _UNARY = {
 }
 for _kind, (_fn, _n) in _UNARY.items():
     define(_kind, "elementwise", _same if _kind in ("neg", "relu") else _float_only(_kind),
-           lambda args, a, _fn=_fn: _fn(args[0]), flops=_per_element(_n), doc=f"elementwise {_kind}")
+           lambda args, a, _fn=_fn: _fn(args[0]), flops=_per_element(_n), backward=_unary_backward(_kind),
+           doc=f"elementwise {_kind}")
 
 define("gelu", "elementwise", _float_only("gelu"), lambda args, a: _gelu(args[0], a["approximate"]),
        flops=lambda ins, out, a: (8 if a["approximate"] == "tanh" else 5) * out.numel,
        attrs={"approximate": Attr("str", "none", ("none", "tanh"))},
+       backward=lambda e, op, g: (e("gelu_grad", op.operands[0], g, approximate=op.attr["approximate"]),),
        doc="GELU: x * Phi(x) with the exact erf ('none') or the tanh approximation ('tanh')")
 
 define("not", "elementwise", lambda ins, a: ins[0].with_dtype("bool"), lambda args, a: np.logical_not(args[0]),
-       doc="logical not")
+       backward=_no_grad, doc="logical not")
 
 define("cast", "elementwise", lambda ins, a: ins[0].with_dtype(a["dtype"]),
        lambda args, a: args[0].astype(DTYPES[a["dtype"]][0]),
-       attrs={"dtype": Attr("str", choices=tuple(DTYPES))}, doc="convert to another dtype")
+       attrs={"dtype": Attr("str", choices=tuple(DTYPES))},
+       backward=lambda e, op, g: (e("cast", g, dtype=op.operands[0].type.dtype)
+                                  if op.operands[0].type.dtype in FLOAT_DTYPES else None,),
+       doc="convert to another dtype")
 
 
 def _where_infer(ins, a):
@@ -102,4 +174,7 @@ def _where_infer(ins, a):
 
 define("where", "elementwise", _where_infer,
        lambda args, a: np.where(args[0], args[1], args[2]),
-       arity=(3, 3), doc="select: cond ? a : b, with broadcasting")
+       arity=(3, 3), backward=lambda e, op, g: (None, *_binary_grads(
+           e, op, e("where", op.operands[0], g, _const(e, 0.0, g)),
+           e("where", op.operands[0], _const(e, 0.0, g), g))),
+       doc="select: cond ? a : b, with broadcasting")

@@ -6,6 +6,29 @@ import numpy as np
 
 from ..registry import Attr, define
 from ..types import INT_DTYPES, TensorType, broadcast_shapes, promote
+from .grad import unbroadcast
+
+
+def _swap_last(emit, x):
+    perm = tuple(range(x.type.rank - 2)) + (x.type.rank - 1, x.type.rank - 2)
+    return emit("transpose", x, perm=perm)
+
+
+def _matmul_backward(e, op, g):
+    """d(a @ b) = (g @ b^T, a^T @ g), each summed over the batch dims it was broadcast along."""
+    a, b = op.operands
+    return (unbroadcast(e, e("matmul", g, _swap_last(e, b)), a.type),
+            unbroadcast(e, e("matmul", _swap_last(e, a), g), b.type))
+
+
+def _linear_backward(e, op, g):
+    """d(x @ w + b) = (g @ w^T, x^T g over all tokens, g summed over all tokens)."""
+    x, w = op.operands[:2]
+    t = op.attr.get("transpose_w", False)
+    grads = [e("linear", g, w, transpose_w=not t), e("linear_grad_w", x, g, transpose_w=t)]
+    if len(op.operands) == 3:
+        grads.append(e("reduce_sum", g, axes=tuple(range(g.type.rank - 1)), keepdim=False))
+    return tuple(grads)
 
 
 def _matmul_infer(ins, a):
@@ -19,7 +42,7 @@ def _matmul_infer(ins, a):
 
 
 define("matmul", "contraction", _matmul_infer, lambda args, a: np.matmul(args[0], args[1]),
-       flops=lambda ins, out, a: 2 * out.numel * ins[0].shape[-1], arity=(2, 2),
+       flops=lambda ins, out, a: 2 * out.numel * ins[0].shape[-1], arity=(2, 2), backward=_matmul_backward,
        doc="batched matrix product with NumPy broadcasting of the batch dimensions")
 
 
@@ -55,6 +78,7 @@ define("linear", "contraction", _linear_infer, _linear_ref, flops=_linear_flops,
               # mask of a weight that has no data. The numbers do not change (the weights hold the zeros);
               # the FLOPs count the non-zeros' products, and the mesh kernel skips the zeros.
               "density": Attr("float", 1.0), "mask_seed": Attr("int", 0)},
+       backward=_linear_backward,
        doc="x @ w (+ b); w is [in, out], or [out, in] with transpose_w (torch.nn.Linear); "
            "density < 1: w is sparse, with that fraction of non-zeros")
 
@@ -74,5 +98,7 @@ def _embedding_bytes(ins, out, a):
 
 
 define("embedding", "gather", _embedding_infer, lambda args, a: args[0][args[1]], arity=(2, 2),
-       bytes_moved=_embedding_bytes, doc="gather rows of a [vocab, dim] table by integer ids")
+       bytes_moved=_embedding_bytes,
+       backward=lambda e, op, g: (e("embedding_grad", g, op.operands[1], rows=op.operands[0].type.shape[0]), None),
+       doc="gather rows of a [vocab, dim] table by integer ids")
 

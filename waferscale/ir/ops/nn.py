@@ -9,8 +9,49 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import UnsupportedError
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType, broadcast_shapes
+
+
+def _layernorm_backward(e, op, g):
+    """dx by layernorm_grad; d(scale) = sum over tokens of g * xhat; d(shift) = sum of g."""
+    x, params = op.operands[0], op.operands[1:]
+    a = op.attr
+    lead = tuple(range(x.type.rank - a["axes"]))
+    grads = [e("layernorm_grad", g, x, *params[:1], eps=a["eps"], axes=a["axes"])]
+    if params:
+        xhat = e("layernorm", x, eps=a["eps"], axes=a["axes"])
+        grads.append(e("reduce_sum", e("mul", g, xhat), axes=lead, keepdim=False))
+    if len(params) == 2:
+        grads.append(e("reduce_sum", g, axes=lead, keepdim=False))
+    return tuple(grads)
+
+
+def _attention_backward(e, op, g):
+    q, k, v = op.operands[:3]
+    a = op.attr
+    s = e("attention_grad", q, k, v, g, *op.operands[3:], causal=a.get("causal", False), scale=a.get("scale"))
+    parts = []
+    for i, x in enumerate((q, k, v)):
+        part = e("reshape", e("slice", s, axis=0, start=i, stop=i + 1, step=1), shape=x.type.shape)
+        parts.append(part)
+    return (*parts, None) if len(op.operands) == 4 else tuple(parts)
+
+
+def _reduce_backward(kind):
+    def rule(e, op, g):
+        x, a = op.operands[0], op.attr
+        if kind == "reduce_max":
+            raise UnsupportedError("the gradient of reduce_max (ties make it ambiguous); GPT models do not need it")
+        axes = {ax % x.type.rank for ax in a["axes"]}
+        kept = tuple(1 if i in axes else d for i, d in enumerate(x.type.shape))
+        dx = e("expand", e("reshape", g, shape=kept), shape=x.type.shape)
+        if kind == "reduce_mean":
+            n = x.type.numel // max(1, g.type.numel)
+            dx = e("mul", dx, e("constant", value=(1.0 / n,), shape=(), dtype=x.type.dtype))
+        return (dx,)
+    return rule
 
 
 def _axis(axis, rank, what):
@@ -45,7 +86,7 @@ def _layernorm_ref(args, a):
 
 
 define("layernorm", "normalization", _layernorm_infer, _layernorm_ref,
-       flops=lambda ins, out, a: 8 * out.numel, arity=(1, 3),
+       flops=lambda ins, out, a: 8 * out.numel, arity=(1, 3), backward=_layernorm_backward,
        attrs={"eps": Attr("float", 1e-5), "axes": Attr("int", 1)},
        doc="normalize over the last `axes` dims, then scale and shift")
 
@@ -64,6 +105,7 @@ def _softmax(x, axis):
 
 define("softmax", "normalization", _softmax_infer, lambda args, a: _softmax(args[0], a["axis"]),
        flops=lambda ins, out, a: 5 * out.numel, attrs={"axis": Attr("int", -1)},
+       backward=lambda e, op, g: (e("softmax_grad", op.result, g, axis=op.attr["axis"]),),
        doc="softmax along one axis")
 
 
@@ -105,6 +147,7 @@ def _attention_flops(ins, out, a):
 
 
 define("attention", "attention", _attention_infer, _attention_ref, flops=_attention_flops, arity=(3, 4),
+       backward=_attention_backward,
        attrs={"causal": Attr("bool", False), "scale": Attr("float?", None)},
        doc="softmax(q k^T * scale [+ mask]) v; scale defaults to 1/sqrt(E); a bool mask keeps True")
 
@@ -119,7 +162,7 @@ def _reduce_infer(ins, a):
 for _kind, _fn in [("reduce_sum", np.sum), ("reduce_mean", np.mean), ("reduce_max", np.max)]:
     define(_kind, "reduction", _reduce_infer,
            lambda args, a, _fn=_fn: _fn(args[0], axis=tuple(a["axes"]), keepdims=a["keepdim"]),
-           flops=lambda ins, out, a: ins[0].numel,
+           flops=lambda ins, out, a: ins[0].numel, backward=_reduce_backward(_kind),
            attrs={"axes": Attr("ints"), "keepdim": Attr("bool", False)},
            doc=f"{_fn.__name__} over the given axes")
 
@@ -144,4 +187,6 @@ def _xent_ref(args, a):
 
 define("cross_entropy", "loss", _xent_infer, _xent_ref, arity=(2, 2),
        flops=lambda ins, out, a: 5 * ins[0].numel, attrs={"ignore_index": Attr("int", -100)},
+       backward=lambda e, op, g: (e("cross_entropy_grad", *op.operands, g, ignore_index=op.attr["ignore_index"]),
+                                  None),
        doc="mean negative log-likelihood of integer labels under softmax(logits)")

@@ -11,6 +11,26 @@ import numpy as np
 
 from ..registry import Attr, define
 from ..types import DTYPES, TensorType
+from .grad import unbroadcast
+
+# Backward rules move the gradient back the way the data came: a reshape back, the inverse
+# permutation, zeros around a slice (``pad``), a slice of a concat, a sum over what expand copied.
+
+
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def _concat_backward(e, op, g):
+    ax, start, grads = op.attr["axis"], 0, []
+    for x in op.operands:
+        stop = start + x.type.shape[ax]
+        grads.append(e("slice", g, axis=ax, start=start, stop=stop, step=1))
+        start = stop
+    return tuple(grads)
 
 
 def _views(ins, out, a):
@@ -26,7 +46,9 @@ def _reshape_infer(ins, a):
 
 
 define("reshape", "layout", _reshape_infer, lambda args, a: args[0].reshape(a["shape"]),
-       attrs={"shape": Attr("ints")}, bytes_moved=_views, doc="same elements, new shape")
+       attrs={"shape": Attr("ints")}, bytes_moved=_views,
+       backward=lambda e, op, g: (e("reshape", g, shape=op.operands[0].type.shape),),
+       doc="same elements, new shape")
 
 
 def _transpose_infer(ins, a):
@@ -37,7 +59,9 @@ def _transpose_infer(ins, a):
 
 
 define("transpose", "layout", _transpose_infer, lambda args, a: np.transpose(args[0], a["perm"]),
-       attrs={"perm": Attr("ints")}, doc="permute dimensions")
+       attrs={"perm": Attr("ints")},
+       backward=lambda e, op, g: (e("transpose", g, perm=_inverse(op.attr["perm"])),),
+       doc="permute dimensions")
 
 
 def _slice_infer(ins, a):
@@ -59,6 +83,8 @@ def _slice_ref(args, a):
 
 define("slice", "layout", _slice_infer, _slice_ref,
        attrs={"axis": Attr("int"), "start": Attr("int"), "stop": Attr("int"), "step": Attr("int", 1)},
+       backward=lambda e, op, g: (e("pad", g, axis=op.attr["axis"], start=op.attr["start"], stop=op.attr["stop"],
+                                    step=op.attr["step"], size=op.operands[0].type.shape[op.attr["axis"]]),),
        doc="x[start:stop:step] along one axis (Python slice rules)")
 
 
@@ -74,7 +100,7 @@ def _concat_infer(ins, a):
 
 
 define("concat", "layout", _concat_infer, lambda args, a: np.concatenate(args, axis=a["axis"]),
-       arity=(1, None), attrs={"axis": Attr("int")}, doc="join along one axis")
+       arity=(1, None), attrs={"axis": Attr("int")}, backward=_concat_backward, doc="join along one axis")
 
 
 def _expand_infer(ins, a):
@@ -85,7 +111,8 @@ def _expand_infer(ins, a):
 
 
 define("expand", "layout", _expand_infer, lambda args, a: np.broadcast_to(args[0], a["shape"]),
-       attrs={"shape": Attr("ints")}, bytes_moved=_views, doc="broadcast to a larger shape")
+       attrs={"shape": Attr("ints")}, bytes_moved=_views,
+       backward=lambda e, op, g: (unbroadcast(e, g, op.operands[0].type),), doc="broadcast to a larger shape")
 
 
 def _constant_infer(ins, a):
@@ -100,7 +127,7 @@ def _constant_ref(args, a):
     return np.full(a["shape"], v[0], v.dtype) if v.size == 1 else v.reshape(a["shape"])
 
 
-define("constant", "layout", _constant_infer, _constant_ref, arity=(0, 0),
+define("constant", "layout", _constant_infer, _constant_ref, arity=(0, 0), backward=lambda e, op, g: (),
        attrs={"value": Attr("scalars"), "shape": Attr("ints"), "dtype": Attr("str", choices=tuple(DTYPES))},
        doc="a literal tensor: one value broadcast to the shape, or all of them in row-major order")
 
@@ -118,6 +145,6 @@ def _iota_ref(args, a):
     return np.broadcast_to(ramp.reshape([-1 if i == axis else 1 for i in range(len(shape))]), shape)
 
 
-define("iota", "layout", _iota_infer, _iota_ref, arity=(0, 0),
+define("iota", "layout", _iota_infer, _iota_ref, arity=(0, 0), backward=lambda e, op, g: (),
        attrs={"shape": Attr("ints"), "axis": Attr("int"), "dtype": Attr("str", choices=tuple(DTYPES))},
        doc="0, 1, 2, ... along one axis, repeated along the others (position ids)")
