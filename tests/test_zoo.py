@@ -11,7 +11,9 @@ from waferscale.report.stats import model_stats
 from .conftest import traced
 
 
-@pytest.mark.parametrize("name", list(ZOO))
+# llama-3.1-70b is left out: torch.export of its 80 blocks takes 15 s or more; llama-3.1-8b traces the same
+# architecture here, and benchmarks/compile_zoo.py and wafer_zoo.py compile 70B
+@pytest.mark.parametrize("name", [n for n in ZOO if n != "llama-3.1-70b"])
 def test_zoo_model_traces_counts_and_round_trips(name):
     t = traced(name, seq=32, weights="meta")
     entry = ZOO[name]

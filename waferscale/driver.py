@@ -69,8 +69,8 @@ class Compiled:
 
     @property
     def placement(self) -> dict | None:
-        """``placement.json`` as a dict (after ``place``: per kernel its rectangle, cores, SRAM per core
-        by buffer, cycles; per flow its route), or None before placement."""
+        """``placement.json`` as a dict (per kernel its rectangle, cores, SRAM per core by buffer,
+        cycles; per flow its route), once the program is simulated; else None."""
         if self.state.placement is None or self.state.routing is None:
             return None
         return placement_json(self.state) if self.state.stage == SIMULATED else None

@@ -173,7 +173,9 @@ def rmsnorm(op: Op, rw: Rewriter) -> Value | None:
         return None
     if op.kind != "mul":
         return None
-    params = rw.memo.setdefault("params", {p.name for p in rw.graph.params})
+    if "params" not in rw.memo:
+        rw.memo["params"] = {p.name for p in rw.graph.params}
+    params = rw.memo["params"]
     for w, y in (op.operands, op.operands[::-1]):
         norm = rw.producer(y)
         if (norm is not None and norm.kind == "rmsnorm" and len(norm.operands) == 1 and y.type == op.type
