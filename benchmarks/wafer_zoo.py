@@ -3,6 +3,9 @@ streaming otherwise: the compiler's auto mode, the row says which), each in a fr
 
     python benchmarks/wafer_zoo.py [--seq 2048] [--batch 4] [--targets wse2,wse3] [--models a,b,...]
 
+--models re-runs only those models' rows: the others are kept from the last results, each row with
+the command and machine that measured it.
+
 Writes benchmarks/results/wafer_zoo.md and .json: whether the model fits, and if it does its
 occupancy, simulated time and throughput, MFU, the simulated time over the roofline, and the
 wafer stage's own compile time (lower, place, route, simulate) and the process's peak RSS.
@@ -12,7 +15,7 @@ The simulated figures rest on the assumptions of waferscale/backends/assumptions
 from __future__ import annotations
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, compile_report, write, zoo_on_wafer_args
+from results_io import command, compile_report, merged_rows, write, zoo_on_wafer_args
 
 
 def one(model: str, target: str, seq: int, batch: int) -> dict:
@@ -48,8 +51,9 @@ def main() -> None:
             else:
                 print(f"{m:<18} {target}: does not fit ({r['error'][:100]}...)", flush=True)
     cmd, machine = command(), results_io.machine()
+    rows, commands = merged_rows("wafer_zoo", rows, list(ZOO), cmd, machine)
     lines = [f"# The zoo on the wafer (layer-pipelined where it fits, else weight streaming; batch {a.batch}, f16)", "",
-             f"Command: `{cmd}` on {machine}.", "",
+             "Commands: " + "; ".join(commands) + ".", "",
              "Simulated figures (tile-level model; its assumed figures are in waferscale/backends/assumptions.py, "
              "its calibration in "
              "benchmarks/results/hardware_fidelity.md). tokens/s is for the whole batch with pipeline fill and drain; "
@@ -60,7 +64,8 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["fits"]:
-            lines.append(f"| {r['model']} | {r['target']} | {r['mode']} | {r['kernels']} | {100 * r['occupancy']:.1f}% "
+            mode = r.get("mode", "layer-pipelined")  # rows from before the mode column all fit pipelined
+            lines.append(f"| {r['model']} | {r['target']} | {mode} | {r['kernels']} | {100 * r['occupancy']:.1f}% "
                          f"| {r['ms']:.3f} | {r['tokens_per_s'] / 1e6:.3f} | {r['steady_tokens_per_s'] / 1e6:.3f} "
                          f"| {100 * r['mfu']:.1f}% | {r['over_roofline']:.2f} | {r['slowest_over_mean']:.2f} "
                          f"| {r['wafer_stage_s']:.2f} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} |")
