@@ -145,3 +145,13 @@ def test_a_rotary_table_too_large_for_a_literal_is_computed_in_the_graph():
     c = waferscale.compile(LlamaConfig(**{**SMALL, "max_position_embeddings": 256, "hidden_size": 128}),
                            weights="meta", target="mesh:32x32")
     assert {k["computes"] for k in c.placement["kernels"]}.isdisjoint({"cos", "sin"})
+
+
+def test_a_llama_compile_is_deterministic(tmp_path):
+    for d in ("a", "b"):
+        assert main(["compile", "tiny-llama", "--seq", "32", "--target", "wse3", "-q", "-o", str(tmp_path / d)]) == 0
+    a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("a", "b"))
+    a.pop("compile"), b.pop("compile")
+    assert a == b
+    for f in ("model.ir", "placement.json", "trace.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
