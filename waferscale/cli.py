@@ -201,12 +201,12 @@ def cmd_sweep(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
-    from .frontend.lm import resolve, trace_lm
+    from .frontend.lm import config_param_count, resolve, trace_lm
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
     kind, entry = resolve(args.model)
-    need = 4 * (entry.param_count() if kind == "zoo" else 0)
+    need = 4 * (entry.param_count() if kind == "zoo" else config_param_count(entry))
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     if need * 3 > avail:
         raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "

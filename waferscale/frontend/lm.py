@@ -95,6 +95,13 @@ def check_config(cfg, where: str) -> None:
     if a["d_model"] % a["heads"] and getattr(cfg, "head_dim", None) is None:
         raise UsageError(f"num_attention_heads = {a['heads']} does not divide hidden_size = {a['d_model']}{hint}: each "
                          "head takes hidden_size / num_attention_heads features")
+    for key, low, high in [("rotary_fraction", 0, 1), ("rope_theta", 0, float("inf"))]:
+        v = a.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v <= high:
+            raise UsageError(f"{key} = {v!r}{hint} must be a number in ({low}, {high}] (the rotary embedding's "
+                             f"{'share of each head' if key == 'rotary_fraction' else 'base'})")
+    if not isinstance(a["activation"], str):
+        raise UsageError(f"the activation {a['activation']!r}{hint} must be a name (e.g. silu, gelu)")
     if a["heads"] % a["kv_heads"]:
         raise UsageError(f"num_key_value_heads = {a['kv_heads']} does not divide num_attention_heads = "
                          f"{a['heads']}{hint}: each key/value head serves a whole group of query heads")
@@ -133,7 +140,8 @@ def arch(cfg) -> dict[str, Any]:
     gpt2 = cfg.model_type == "gpt2"
     d = first("hidden_size", "n_embd")
     heads = first("num_attention_heads", "n_head")
-    rope = first("rope_parameters", "rope_scaling", default={}) or {}
+    rope = first("rope_parameters", "rope_scaling", default={})
+    rope = rope if isinstance(rope, dict) else {}
     rotary = first("partial_rotary_factor", "rotary_pct", default=rope.get("partial_rotary_factor"))
     positions = "learned" if gpt2 or cfg.model_type in ("opt", "gpt_bigcode", "biogpt") else (
         "alibi" if cfg.model_type in ("bloom", "mpt", "falcon") and getattr(cfg, "alibi", True) else "rotary")
@@ -145,8 +153,8 @@ def arch(cfg) -> dict[str, Any]:
         "vocab": cfg.vocab_size, "context": first("max_position_embeddings", "n_positions", "max_seq_len"),
         "activation": first("hidden_act", "activation_function", default="gelu"),
         "norm": "rmsnorm" if rms else "layernorm", "positions": positions,
-        **({"rotary_fraction": float(rotary if rotary is not None else 1.0),
-            "rope_theta": float(first("rope_theta", default=rope.get("rope_theta", 10000.0)))}
+        **({"rotary_fraction": rotary if rotary is not None else 1.0,
+            "rope_theta": first("rope_theta", default=rope.get("rope_theta", 10000.0))}
            if positions == "rotary" else {}),
     }
 
@@ -222,8 +230,12 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
         f"with {frontend}")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    with quiet_transformers(), params_on_meta(weights == "meta"):
-        model = _build(cfg).to(IR_TO_TORCH[dtype])
+    try:
+        with quiet_transformers(), params_on_meta(weights == "meta"):
+            model = _build(cfg).to(IR_TO_TORCH[dtype])
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"transformers cannot build {name} from its config: {type(e).__name__}: {first}") from e
     ids = torch.zeros((batch, seq), dtype=torch.long)
     t1 = time.perf_counter()
     if frontend == "torch-mlir":  # torch.export, then torch-mlir's torch dialect, then our IR
