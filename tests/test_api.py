@@ -128,3 +128,20 @@ def test_the_readme_example_runs_as_written():
     c = scope["c"]
     assert c.report["time"]["cycles"] > 0
     assert scope["err"] <= 1e-5
+
+
+def test_anything_else_is_refused_in_one_line():
+    with pytest.raises(UsageError, match="cannot compile a int: pass a zoo name"):
+        waferscale.compile(3)
+
+
+def test_a_dump_of_a_module_compiles_to_the_same_report(tmp_path):
+    m, x = Block().eval(), torch.randn(1, 8, 32)
+    c = waferscale.compile(m, x, target="mesh:16x16", print_ir_after="canonicalize")
+    c.write(tmp_path / "a")
+    again = waferscale.compile(str(tmp_path / "a" / "ir" / "01-canonicalize.ir"), target="mesh:16x16")
+    a, b = dict(c.report), dict(again.report)
+    for r in (a, b):
+        r.pop("compile")
+        r["model"] = {k: v for k, v in r["model"].items() if k not in ("traced_on", "source")}
+    assert a == b

@@ -10,6 +10,7 @@ all of it or nothing.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -206,6 +207,19 @@ def _trace(spec_, example_inputs, batch: int, seq: int | None, dtype: str | None
     return src
 
 
+def _check_source(spec_) -> None:
+    import torch
+
+    if isinstance(spec_, (str, torch.nn.Module)):
+        return
+    from transformers import PretrainedConfig
+
+    if not isinstance(spec_, PretrainedConfig):
+        raise UsageError(f"cannot compile a {type(spec_).__name__}: pass a zoo name, a Hugging Face config (a folder, "
+                         "its config.json or a PretrainedConfig), a .mlir or .ir file, or an nn.Module with "
+                         "example_inputs")
+
+
 def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
     known = {p.name for p in passes}
     for n in names:
@@ -257,6 +271,8 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
     t0 = time.perf_counter()
     machine = get_machine(target) if target is not None else None  # a bad target or pipeline fails before any work
     given = parse_pipeline(pipeline) if pipeline is not None else None
+    spec_ = str(spec_) if isinstance(spec_, os.PathLike) else spec_
+    _check_source(spec_)
     if isinstance(spec_, str) and spec_.endswith(".ir"):
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
