@@ -233,7 +233,7 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
     try:
         with quiet_transformers(), params_on_meta(weights == "meta"):
             model = _build(cfg).to(IR_TO_TORCH[dtype])
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, ArithmeticError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UsageError(f"transformers cannot build {name} from its config: {type(e).__name__}: {first}") from e
     ids = torch.zeros((batch, seq), dtype=torch.long)
