@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
 from . import limits as L
 from .errors import UsageError, WaferError
+from .version import __version__
 
 EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
 EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log file
@@ -45,7 +45,7 @@ def _names(values: list[str] | None) -> tuple[str, ...]:
 
 
 def cmd_compile(args) -> int:
-    from .driver import compile_model, write_compiled
+    import waferscale
 
     log = _log(args.quiet)
     model = Path(args.model)
@@ -56,11 +56,11 @@ def cmd_compile(args) -> int:
         raise UsageError("--lora fine-tunes: add --train")
     if args.train:
         return _compile_train(args, log, out)
-    c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
-                      frontend=args.frontend, target=args.target, pipeline=args.pipeline,
-                      print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
-    for p in write_compiled(c, out):
+    c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
+                           frontend=args.frontend, target=args.target, pipeline=args.pipeline,
+                           print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
+                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
+    for p in c.write(out):
         log(f"wrote {p}")
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
@@ -256,12 +256,12 @@ def cmd_sweep(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
-    from .frontend.lm import resolve, trace_lm
+    from .frontend.lm import config_param_count, resolve, trace_lm
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
     kind, entry = resolve(args.model)
-    need = 4 * (entry.param_count() if kind == "zoo" else 0)
+    need = 4 * (entry.param_count() if kind == "zoo" else config_param_count(entry))
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     copies = 8 if args.train else 3  # training: weights, gradients, two moments, the next weights, torch's
     if need * copies > avail:
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("compile", help="compile a model and write its IR and report")
-    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face GPT-2 config.json / folder, "
+    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face causal LM config.json / folder, "
                    "a torch-dialect FILE.mlir written by torch-mlir, or a text FILE.ir (a dump of "
                    "--print-ir-after resumes where it stopped); files keep their own shapes and dtypes")
     s.add_argument("--batch", type=int, default=1)

@@ -5,6 +5,12 @@ kind or category. Layout ops (reshape, transpose, slice, expand, concat) and con
 work of their own: a reshape or transpose is the order in which a producer sends its wavelets, a
 slice is the part of them a consumer asks for. They vanish into the flows, so a flow from the QKV
 projection to attention carries only its slice of the QKV output.
+
+An op that computes from constants and positions alone (every operand made of constants and iotas:
+the cos and sin tables of rotary embeddings) is no kernel either: it is a table of the positions
+that the kernel reading it computes for its own tokens, and that kernel's cost says so (the rotary
+kernel charges its cos and sin, ``kernels/rotary.py``). A kernel of another kind reading such a
+table is refused, so no table's work goes uncounted.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ def _step_shaped(op: Op, operands_step: list[bool], sources: list[str]) -> bool:
     return bool(acts) and all(acts)
 
 
+# Kernels that compute the position tables they read (sin and cos) on their own cores.
+TABLE_READERS = frozenset({"rotary"})
+
+
 def lower(g: Graph, samples: int, tokens: int) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens."""
     origins: dict[str, set] = {v.name: {("in", v.name)} for v in g.inputs}
@@ -60,17 +70,26 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
     flows: list[Flow] = []
     names: dict[str, int] = {}
     step: set[str] = set()  # step-shaped values (STEP_SHAPED)
+    tables: set[str] = set()  # values computed from constants and positions alone (and layouts of them)
     for op in g.ops:
         ins = [origins[x.name] for x in op.operands]
         sources = [_source(o) for o in ins]
         if _step_shaped(op, [x.name in step for x in op.operands], sources):
             step.add(op.result.name)
-        if registry.category(op.kind) == "layout":
+        if registry.category(op.kind) == "layout" or (ins and not any(ins)):
             origins[op.result.name] = set().union(*ins) if ins else set()
+            if ins and not any(ins) and (registry.category(op.kind) != "layout"
+                                         or any(x.name in tables for x in op.operands)):
+                tables.add(op.result.name)
             continue
         rule = rule_for(op.kind)
         if rule is None:
             raise UnsupportedError(f"lowering {_where(g, op)} to the mesh (no mesh kernel for op kind {op.kind!r})")
+        for x in op.operands:
+            if x.name in tables and op.kind not in TABLE_READERS:
+                raise UnsupportedError(f"lowering {_where(g, op)}: it reads a table computed from the positions "
+                                       f"(%{x.name}), which only {', '.join(sorted(TABLE_READERS))} compute(s) "
+                                       "where they read it")
         kid = len(kernels)
         per_step = any(x.name in step for x in op.operands) and op.result.name in step
         model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step))
