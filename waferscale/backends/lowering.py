@@ -5,6 +5,11 @@ kind or category. Layout ops (reshape, transpose, slice, expand, concat) and con
 work of their own: a reshape or transpose is the order in which a producer sends its wavelets, a
 slice is the part of them a consumer asks for. They vanish into the flows, so a flow from the QKV
 projection to attention carries only its slice of the QKV output.
+
+A KV cache is state (``ir/ops/cache.py``): it lives in the SRAM of the attention kernel that reads
+it, so a cache input has no flow from the system I/O, an updated cache output none to it, and a
+``cache_update`` vanishes like a layout op: the flow into the attention carries the step's new
+rows, which the kernel appends in place.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op
+from ..ir.ops.cache import cache_inputs, cache_outputs
 from .kernels import LowerCtx, label, rule_for
 from .kernels.base import ACT, CONST, PARAM
 from .program import IO, Flow, KernelNode, Program
@@ -28,9 +34,12 @@ def _source(origin: set) -> str:
     return PARAM if all(kind == "param" for kind, _ in origin) else ACT
 
 
-def lower(g: Graph, samples: int, tokens: int) -> Program:
-    """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens."""
-    origins: dict[str, set] = {v.name: {("in", v.name)} for v in g.inputs}
+def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
+    """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
+    first at ``position`` of its sequence (a decode step reads a KV cache of that many rows)."""
+    state = {v.name for v in cache_inputs(g)}
+    origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
+    rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
     origins.update({v.name: {("param", v.name)} for v in g.params})
     params = {v.name: v for v in g.params}
     total = samples * tokens
@@ -42,11 +51,15 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
         if registry.category(op.kind) == "layout":
             origins[op.result.name] = set().union(*ins) if ins else set()
             continue
+        if registry.category(op.kind) == "state":  # appended where the cache lives: its reader's SRAM
+            origins[op.result.name] = set(ins[1])  # the positions reach the reader as its own operand
+            rows[op.result.name] = rows.get(op.operands[1].name, op.operands[1].type)
+            continue
         rule = rule_for(op.kind)
         if rule is None:
             raise UnsupportedError(f"lowering {_where(g, op)} to the mesh (no mesh kernel for op kind {op.kind!r})")
         kid = len(kernels)
-        model = rule(op, LowerCtx(tokens, samples, tuple(_source(o) for o in ins), _where(g, op)))
+        model = rule(op, LowerCtx(tokens, samples, tuple(_source(o) for o in ins), _where(g, op), position))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"
@@ -55,11 +68,13 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
         kernels.append(KernelNode(kid, name, op, model, tuple(weights),
                                   sum(params[w].type.nbytes for w in weights), flops))
         for x, o in zip(op.operands, ins):
+            t = rows.get(x.name, x.type)
             for src in sorted({n if kind == "k" else IO for kind, n in o if kind in ("k", "in")}):
-                flows.append(Flow(src, kid, x.name, x.type.nbytes / total, x.type.numel / total))
+                flows.append(Flow(src, kid, x.name, t.nbytes / total, t.numel / total))
         origins[op.result.name] = {("k", kid)}
     outputs = []
-    for v in g.outputs:
+    kept = {v.name for v in cache_outputs(g)}  # stays in SRAM for the next run
+    for v in (v for v in g.outputs if v.name not in kept):
         ks = sorted(n for kind, n in origins[v.name] if kind == "k")
         if not ks:
             raise UnsupportedError(f"graph output %{v.name} is computed by no kernel (a constant or an input)")

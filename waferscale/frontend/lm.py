@@ -38,6 +38,21 @@ class CausalLM(torch.nn.Module):
         return self.model(input_ids=input_ids, use_cache=False, return_dict=False)[0]
 
 
+class StepLM(torch.nn.Module):
+    """A causal LM traced for generation: token ids and their positions in, logits out. The
+    positions are a graph input (``position_ids``), so one traced step serves any place in the
+    sequence; the attention mask is all ones (made inside, so it folds into causal attention)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(tuple(input_ids.shape), dtype=torch.long)
+        return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False,
+                          return_dict=False)[0]
+
+
 def resolve(spec: str) -> tuple[str, Any]:
     """A model spec: ('zoo', ZooModel) or ('hf', GPT2-style config read from disk)."""
     path = Path(spec)
@@ -121,8 +136,11 @@ def _info(cfg) -> dict[str, Any]:
 
 
 def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f32",
-             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export") -> Traced:
+             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export",
+             positions: bool = False) -> Traced:
     """Build a GPT-2-style LM (zoo name or HF config path) and trace it to our IR.
+
+    positions: trace a step of generation (``StepLM``: token ids and ``position_ids`` in).
 
     weights: "random" (seeded, real tensors), "meta" (no data), or "auto" (meta above
     META_THRESHOLD_PARAMS parameters). seq None means the model's whole context.
@@ -165,7 +183,8 @@ def trace_lm(spec: str, batch: int = 1, seq: int | None = None, dtype: str = "f3
         from .torch_mlir_trace import trace_module_mlir as trace  # loads torch-mlir only when asked for
     else:
         trace = trace_module
-    traced = trace(CausalLM(model), (ids,), name, strip_prefix="model.")
+    wrapped, example = (StepLM(model), (ids, ids.clone())) if positions else (CausalLM(model), (ids,))
+    traced = trace(wrapped, example, name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **_info(cfg), "batch": batch, "seq": seq,
                    "dtype": dtype, "seed": seed}

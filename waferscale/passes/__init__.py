@@ -2,7 +2,7 @@
 (lower, place, route, simulate) on the lowered program; each a small named unit with typed
 options, run by one pipeline string (``pipeline.py``)."""
 
-from . import canonicalize, dce, fuse, lower, place, route, simulate  # noqa: F401  (register the passes)
+from . import canonicalize, dce, fuse, kv_cache, lower, place, route, simulate  # noqa: F401  (register the passes)
 from .base import PASSES, CompileState, Pass
 from .pipeline import DEFAULT_GRAPH, DEFAULT_WAFER, PassRecord, check_stages, parse_pipeline, run_pipeline, spec
 

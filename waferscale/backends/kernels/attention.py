@@ -10,6 +10,13 @@ scale, the causal mask, the softmax and the product with v. The transposes and r
 split and merge are layout (the order in which the producer sends and the consumer reads), and
 no elementwise op sits between attention and the output projection, so the ``fuse`` pass leaves
 attention as it is.
+
+Over a KV cache (``cached_attention``, a step of generation) the keys the rows hold are the
+cache's: ``capacity`` rows, all ``resident`` samples' at once (generation keeps every sequence's
+cache while the batch takes turns), with ``kv_heads`` key heads (fewer than the query heads under
+grouped-query attention). A step's token at ``position`` t scores t + 1 keys; its own key and value
+enter their row and are appended there. The cost is that of the keys read, so a decode step is
+costed at the position it runs at.
 """
 
 from __future__ import annotations
@@ -34,19 +41,31 @@ class Attention(Kernel):
     heads: int
     d_head: int
     causal: bool
+    capacity: int = 0  # rows of key/value a sample holds: its KV cache's (0: its own tokens)
+    position: int = 0  # the sequence position of the first token (a decode step's)
+    resident: int = 1  # samples whose keys and values are held at once (generation: the batch)
+    kv_heads: int = 0  # key/value heads (0: as many as the query heads)
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
+
+    @property
+    def key_rows(self) -> int:
+        return self.capacity or self.tokens
+
+    def max_rows(self) -> int:
+        return self.key_rows
 
     def max_cols(self) -> int:
         return self.heads
 
     def _keys(self, p0, p1):
-        pos = np.arange(p0, p1)
+        pos = np.arange(p0, p1) + self.position
         return pos + 1 if self.causal else np.full(p1 - p0, self.tokens)
 
     def sram(self, rows, cols):
-        hc, st = block(self.heads, min(cols, self.heads)), block(self.tokens, min(rows, self.tokens))
-        return {"kv_cache": 2 * st * hc * self.d_head * self.elem,
+        hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
+        kvc = -(-hc * (self.kv_heads or self.heads) // self.heads)  # key heads a column holds
+        return {"kv_cache": 2 * self.resident * st * kvc * self.d_head * self.elem,
                 "activations_in": 2 * hc * self.d_head * self.elem,
                 "activations_out": hc * self.d_head * self.elem,
                 "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
@@ -63,7 +82,7 @@ class Attention(Kernel):
                     delivered=c * 3 * hd, edge=c * 4 * hd)
 
     def model_cycles(self, rows, cols, p0, p1, machine):
-        rows, cols = min(rows, self.tokens), min(cols, self.heads)
+        rows, cols = min(rows, self.key_rows), min(cols, self.heads)
         hc = block(self.heads, cols)
         dp = machine.datapath(self.dtype)
         # a dot product and an AXPY over d_head, each one vector instruction, and one exp
@@ -80,18 +99,25 @@ class Attention(Kernel):
         return super().fill(rows, cols, machine) + (rows - 1) * ceil((self.d_head + 2) / 4)
 
     def run(self, op, args, rows, cols):
-        return attention(*args[:3], registry.with_defaults(op.kind, op.attr), rows, cols)
+        attrs = registry.with_defaults(op.kind, op.attr)
+        if op.kind == "cached_attention":  # query i of sample b sees the rows up to positions[b, i]
+            q, k, v, pos = args
+            group = q.shape[1] // k.shape[1]
+            k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+            return attention(q, k, v, dict(attrs, causal=True), rows, cols, qpos=pos[:, None, :, None])
+        return attention(*args[:3], attrs, rows, cols)
 
 
-def attention(q, k, v, attrs: dict, rows: int, cols: int) -> np.ndarray:
+def attention(q, k, v, attrs: dict, rows: int, cols: int, qpos: np.ndarray | None = None) -> np.ndarray:
     """Per column its heads; per core a partial softmax over its cyclic share of the keys; the
-    partials combined down the column."""
+    partials combined down the column. A causal query sees the keys up to its position: its index,
+    or ``qpos`` (broadcast against the scores, e.g. ``[batch, 1, L, 1]``)."""
     q, k, v = f32(q), f32(k), f32(v)
     scale = attrs.get("scale") or 1.0 / np.sqrt(q.shape[-1])
     L, S = q.shape[-2], k.shape[-2]
     heads = q.shape[-3] if q.ndim >= 3 else 1
     out = np.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
-    qpos = np.arange(L)[:, None]
+    qpos = np.arange(L)[:, None] if qpos is None else qpos
     for hj in slices(heads, min(cols, heads)):
         qh, kh, vh = q[..., hj, :, :], k[..., hj, :, :], v[..., hj, :, :]
         m = np.full(qh.shape[:-1] + (1,), -np.inf, dtype=q.dtype)
@@ -111,6 +137,18 @@ def attention(q, k, v, attrs: dict, rows: int, cols: int) -> np.ndarray:
             m = new
         out[..., hj, :, :] = acc / den
     return out
+
+
+@lowers("cached_attention")
+def lower_cached_attention(op: Op, ctx: LowerCtx) -> Attention:
+    q, k = op.operands[0].type, op.operands[1].type
+    batch, heads, capacity = q.shape[0], q.shape[1], k.shape[2]
+    if ctx.position + ctx.tokens > capacity:
+        raise UnsupportedError(f"lowering {ctx.where}: a step at position {ctx.position} of {ctx.tokens} token(s) "
+                               f"reads past the KV cache's {capacity} rows")
+    t = op.type
+    return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=q.shape[-1],
+                     causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1])
 
 
 @lowers("attention")

@@ -145,6 +145,7 @@ class LowerCtx:
     samples: int
     sources: tuple[str, ...]  # per operand: PARAM, ACT or CONST
     where: str  # the op, for error messages
+    position: int = 0  # the sequence position of the run's first token (a decode step: the KV cache's rows)
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""
