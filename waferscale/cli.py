@@ -44,9 +44,50 @@ def _names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(n.strip() for v in values or [] for n in v.split(",") if n.strip())
 
 
+def _generate_flags(args, flags: tuple[str, ...]) -> None:
+    """Generation options given without --generate, or options generation does not take: one line."""
+    if not args.generate:
+        given = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} set(s) up generation: add --generate")
+
+
+def cmd_compile_generate(args) -> int:
+    from .driver import write_compiled
+    from .generate import compile_generate
+
+    for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
+                      ("-p/--pipeline", args.pipeline is not None), ("--compile-to", args.compile_to is not None),
+                      ("--frontend torch-mlir", args.frontend != "torch-export"),
+                      ("--print-ir-after", bool(args.print_ir_after or args.print_ir_after_all))):
+        if bad:
+            raise UsageError(f"{flag} does not go with --generate (its pipeline is fixed, its lengths are "
+                             "--prompt-len and --new-tokens)")
+    if args.prompt_len is None or args.new_tokens is None:
+        raise UsageError("--generate needs --prompt-len P and --new-tokens T")
+    log = _log(args.quiet)
+    model = Path(args.model)
+    out = Path(args.output or Path("out") / f"{model.name}-generate")
+    c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
+                         dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
+    for p in write_compiled(c, out):
+        log(f"wrote {p}")
+    g = c.report["generate"]
+    on = f"{g['systems']} x {c.report['target']}" if g["systems"] > 1 else c.report["target"]
+    print(f"{c.report['model']['name']} on {on}, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, batch "
+          f"{g['batch']}: time to first token {1e3 * g['ttft_seconds']:.3f} ms; decode "
+          f"{1e6 * g['decode_seconds_per_token']:.2f} us/token = {g['decode_tokens_per_second']:,.0f} tokens/s "
+          f"({g['decode_tokens_per_second_per_user']:,.0f} per sequence); KV cache {g['kv_cache_bytes'] / 2**20:.1f} "
+          f"MiB, {g['kv_cache_bytes_per_core']:,} B on the busiest core -> {out}/")
+    return 0
+
+
 def cmd_compile(args) -> int:
     from .driver import compile_model, write_compiled
 
+    if args.generate:
+        return cmd_compile_generate(args)
+    _generate_flags(args, ("--prompt-len", "--new-tokens", "--systems"))
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
@@ -198,6 +239,47 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_run_generate(args, log) -> int:
+    import numpy as np
+
+    from .frontend import byte_tokens
+    from .generate import step_graphs
+    from .runtime.generate import greedy
+
+    if args.prompt is None or args.new_tokens is None:
+        raise UsageError('--generate needs --prompt "TEXT" and --new-tokens T')
+    if args.seq is not None:
+        raise UsageError("--seq does not go with --generate: the prompt's bytes are its tokens")
+    log(f"building {args.model} with random weights (seed {args.seed}); tracing its prefill and decode step")
+    st = step_graphs(args.model, prompt_len=max(len(args.prompt.encode("utf-8")), 1), new_tokens=args.new_tokens,
+                     batch=1, dtype="f32", seed=args.seed, weights="random", log=log)
+    ids = np.array([byte_tokens.encode(args.prompt, st.decode.info["vocab"])])
+    t0 = time.perf_counter()
+    tokens, _ = greedy(st.prefill_state.graph, st.decode_state.graph, st.decode.weights, ids, args.new_tokens)
+    new = [int(x) for x in tokens[0]]
+    print(f"{st.decode.info['name']}: {len(new)} new tokens in {time.perf_counter() - t0:.2f} s through the prefill "
+          f"({len(st.prefill_state.graph.ops)} ops) and decode-step ({len(st.decode_state.graph.ops)} ops) graphs, KV "
+          f"cache of {st.capacity} rows (token ids are bytes; <n> is an id above 255)")
+    print(f"tokens: {new}")
+    print(f"text:   {byte_tokens.decode(new)!r}")
+    if not args.compare:
+        return 0
+    import torch
+
+    from .frontend.lm import quiet_transformers
+
+    hf = st.decode.module.model
+    prompt = torch.from_numpy(ids)
+    with torch.no_grad(), quiet_transformers():
+        ref = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
+                          min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
+                          pad_token_id=hf.config.eos_token_id)[0, ids.shape[1]:].tolist()
+    same = ref == new
+    print(f"Hugging Face generate (greedy, its own KV cache, same weights): {ref}: "
+          f"{'the same tokens' if same else 'DIFFERENT'}")
+    return 0 if same else 1
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
@@ -205,6 +287,10 @@ def cmd_run(args) -> int:
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
+    if args.generate:
+        return cmd_run_generate(args, log)
+    _generate_flags(args, ("--prompt", "--new-tokens"))
+    args.seq = 32 if args.seq is None else args.seq
     kind, entry = resolve(args.model)
     need = 4 * (entry.param_count() if kind == "zoo" else 0)
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
@@ -329,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
     s.add_argument("--compile-to", metavar="PASS", help="stop after this pass")
+    s.add_argument("--generate", action="store_true",
+                   help="generation: compile a prefill of --prompt-len tokens and a one-token decode step with a KV "
+                   "cache, place both and simulate time to first token and decode tokens/s (needs --target)")
+    s.add_argument("--prompt-len", type=int, default=None, metavar="P", help="with --generate: prompt tokens")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
+    s.add_argument("--systems", type=int, default=None, metavar="N",
+                   help="with --generate: a pipeline of layers over N wafers (default 1)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 
@@ -386,10 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model")
-    s.add_argument("--seq", type=int, default=32)
+    s.add_argument("--seq", type=int, default=None, help="tokens of random ids (default 32)")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager")
+    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --generate: "
+                   "the tokens with Hugging Face generate's, greedy)")
+    s.add_argument("--generate", action="store_true", help="greedy generation through the prefill and decode-step "
+                   "graphs with a KV cache; token ids are the prompt's UTF-8 bytes")
+    s.add_argument("--prompt", default=None, help="with --generate: the prompt text")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
     s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=cmd_run)

@@ -81,3 +81,12 @@ WEIGHT_BUFFERS = 2
 # The activations that cross from one layer to the next (the residual stream) stay in SRAM for the
 # whole batch, spread evenly too, and twice: a layer's input is held while it writes its output.
 RESIDENT_ACTIVATION_COPIES = 2
+
+# Generation across systems (`wafer compile --generate --systems N`): a model too big for one wafer
+# runs as a pipeline of layers over N systems, and the activations of each token cross from one
+# system to the next. Cerebras does not publish how its inference clusters connect wafers; we assume
+# the crossing goes over the systems' own I/O, 12 x 100 GbE = 150 GB/s (machine.py, Argonne SC24
+# tutorial), at its full rate, and costs a fixed latency per crossing for the NICs, one switch and the
+# wafer's I/O path. 2 us is our assumption, the order of a switched 100 GbE round trip's half with RDMA.
+INTER_SYSTEM_LINK_NAME = "system I/O (12 x 100 GbE) through one Ethernet switch"
+INTER_SYSTEM_LATENCY_S = 2e-6
