@@ -19,8 +19,9 @@ on the same rectangles.
 - **Across systems** (``systems`` > 1): the kernels are cut, at transformer blocks, into ``N``
   consecutive parts of about equal weight, each placed on a wafer of its own; a token's activations
   cross from one system to the next over the link of ``backends/assumptions.py``
-  (``INTER_SYSTEM_*``). A run takes every system's latency and every crossing once, plus the longest
-  any one of them (a system, or a link) spends on the rest of the batch.
+  (``INTER_SYSTEM_*``): the next system's simulation streams them in at the link's rate, as it
+  streams a graph input, and each crossing adds the link's latency. A run takes every system's
+  latency and every crossing's once, plus the longest any one system spends on the rest of the batch.
 - **The roofline**: a decode step cannot beat reading the weights once and each sequence's cached
   keys and values once from SRAM, at every core's read ports on every system.
 """
@@ -34,7 +35,7 @@ from . import __version__
 from .backends import assumptions as A
 from .backends.lowering import lower
 from .backends.machine import Machine, get_machine
-from .backends.program import IO, Placement, Program, sub_program
+from .backends.program import IO, RESIDENT, Placement, Program, sub_program
 from .driver import Compiled, _model_section, peak_rss_bytes
 from .errors import FitError, UsageError
 from .frontend.lm import trace_lm
@@ -89,18 +90,17 @@ def _split(prog: Program, systems: int) -> list[tuple[int, ...]]:
     if systems > len(groups):
         raise UsageError(f"--systems {systems} is more than the {len(groups)} parts {prog.graph.name} can be cut into "
                          "(its transformer blocks, embeddings and head)")
-    weight = [sum(prog.kernels[k].weight_bytes for k in ks) for ks in groups]
-    total, parts, current, done = sum(weight), [], [], 0.0
-    for i, (ks, w) in enumerate(zip(groups, weight)):
-        left = len(groups) - i  # groups from this one on, and parts still to open after the current one
-        must_cut = left == systems - len(parts) - 1 + 1 and current  # one group per remaining part
-        if current and (must_cut or done + w / 2 > total * (len(parts) + 1) / systems):
-            parts.append(tuple(current))
-            current = []
-        current.extend(ks)
-        done += w
-    parts.append(tuple(current))
-    return parts
+    cum, total = [], 0
+    for ks in groups:
+        total += sum(prog.kernels[k].weight_bytes for k in ks)
+        cum.append(total)
+    cuts, lo = [], 0
+    for j in range(1, systems):  # part j ends after the group whose running weight is nearest j/N of all
+        i = min(range(lo, len(groups) - systems + j), key=lambda i: (abs(cum[i] - total * j / systems), i))
+        cuts.append(i + 1)
+        lo = i + 1
+    bounds = [0, *cuts, len(groups)]
+    return [tuple(k for ks in groups[a:b] for k in ks) for a, b in zip(bounds, bounds[1:])]
 
 
 def _crossing_bytes(prog: Program, parts: list[tuple[int, ...]]) -> list[float]:
@@ -133,14 +133,21 @@ def _same_kernels(a: Program, b: Program) -> None:
                              f"{[k.name for k in a.kernels]} and {[k.name for k in b.kernels]}")
 
 
-def _run_seconds(sims: list[SimResult], crossing: list[float], samples: int, tokens: int, machine: Machine
-                 ) -> float:
-    """One run (a prefill or a decode step) through the systems in turn (module docstring)."""
-    clock, rate = machine.clock_hz, machine.io_bytes_per_s
-    first = sum(s.latency for s in sims) / clock + sum(A.INTER_SYSTEM_LATENCY_S + b / rate for b in crossing)
-    rest = max([(s.cycles - s.latency) / clock for s in sims]
-               + [b * (samples * tokens - 1) / rate for b in crossing])
-    return first + rest
+def _part(prog: Program, kernels: tuple[int, ...], systems: int) -> Program:
+    """One system's kernels as a program of their own; what an earlier system computed comes in over
+    the link, which the simulation streams in as it streams a graph input over the system I/O."""
+    if systems == 1:
+        return prog
+    sub = sub_program(prog, kernels)
+    return replace(sub, flows=tuple(replace(f, src=IO) if f.src == RESIDENT else f for f in sub.flows))
+
+
+def _run_seconds(sims: list[SimResult], machine: Machine) -> float:
+    """One run (a prefill or a decode step) through the systems in turn: every system's latency and
+    every crossing's, then the longest any system spends on the rest of the batch. A crossing's
+    transfer at the link's rate is in the receiving system's simulation (its input stream)."""
+    first = sum(s.latency for s in sims) / machine.clock_hz + (len(sims) - 1) * A.INTER_SYSTEM_LATENCY_S
+    return first + max((s.cycles - s.latency) / machine.clock_hz for s in sims)
 
 
 def _kv_bytes_per_core(s: CompileState) -> int:
@@ -204,14 +211,14 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     crossing = _crossing_bytes(dprog, parts)
     out: list[System] = []
     for i, ks in enumerate(parts):
-        sub = sub_program(dprog, ks) if systems > 1 else dprog
+        sub = _part(dprog, ks, systems)
         log(f"system {i + 1} of {systems}: placing {len(ks)} kernels" if systems > 1 else "placing the decode step")
         placement = _place(sub, machine, systems, log)
         routing = route(sub, placement)
         sim = simulate(sub, placement, routing, chunk=1)
-        sub_last = sub_program(dlast, ks) if systems > 1 else dlast
+        sub_last = _part(dlast, ks, systems)
         sim_last = simulate(sub_last, placement, routing, chunk=1)
-        sub_pre = sub_program(pprog, ks) if systems > 1 else pprog
+        sub_pre = _part(pprog, ks, systems)
         sim_pre = simulate(sub_pre, placement, route(sub_pre, placement), chunk=A.CHUNK_TOKENS)
         state = replace(dstate, program=sub, placement=placement, routing=routing, sim=sim)
         kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
@@ -219,9 +226,9 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
         out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
     t_wafer = time.perf_counter()
 
-    ttft = _run_seconds([s.prefill for s in out], crossing, batch, prompt_len, machine)
-    d_first = _run_seconds([s.decode.sim for s in out], crossing, batch, 1, machine)
-    d_last = _run_seconds([s.decode_last for s in out], crossing, batch, 1, machine)
+    ttft = _run_seconds([s.prefill for s in out], machine)
+    d_first = _run_seconds([s.decode.sim for s in out], machine)
+    d_last = _run_seconds([s.decode_last for s in out], machine)
     per_token = (d_first + d_last) / 2
     kv_total = sum(v.type.nbytes for v in cache_inputs(dstate.graph))
     param_bytes = sum(p.type.nbytes for p in dstate.graph.params)

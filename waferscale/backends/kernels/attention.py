@@ -16,7 +16,8 @@ cache's: ``capacity`` rows, all ``resident`` samples' at once (generation keeps 
 cache while the batch takes turns), with ``kv_heads`` key heads (fewer than the query heads under
 grouped-query attention). A step's token at ``position`` t scores t + 1 keys; its own key and value
 enter their row and are appended there. The cost is that of the keys read, so a decode step is
-costed at the position it runs at.
+costed at the position it runs at; its partials are combined down each column by WaferLLM's
+two-level tree rather than a chain, as a step's latency is what a decode step waits for.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
+from ..column_reduce import TREE, plan
 from ..datapath import accumulator_bytes
 from .base import Kernel, LowerCtx, Work, f32, lowers
 
@@ -96,7 +98,15 @@ class Attention(Kernel):
         return float(np.maximum(compute, stream).sum())
 
     def fill(self, rows, cols, machine):
-        return super().fill(rows, cols, machine) + (rows - 1) * ceil((self.d_head + 2) / 4)
+        rows = min(rows, self.key_rows)
+        per_row = ceil((self.d_head + 2) / 4)  # a partial (weighted values, max, sum) added and passed on
+        if not self.capacity:  # the partials combined down the column by a chain
+            return super().fill(rows, cols, machine) + (rows - 1) * per_row
+        # over a KV cache (a decode step, where the latency is the step's time) by WaferLLM's two-level
+        # tree (column_reduce.py): about sqrt(rows) adds in turn, the hops the column's height
+        p = plan(rows, TREE)
+        depth = max(p.groups) // 2 + len(p.groups) // 2
+        return super().fill(rows, cols, machine) + depth * per_row + (rows - 1) * A.HOP_CYCLES
 
     def run(self, op, args, rows, cols):
         attrs = registry.with_defaults(op.kind, op.attr)
