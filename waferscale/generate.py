@@ -77,7 +77,7 @@ def check_context(name: str, context: int, prompt_len: int, new_tokens: int) -> 
     if prompt_len + new_tokens > context:
         fix = (f"ask for at most {context - prompt_len} new tokens" if prompt_len < context
                else f"use a prompt of at most {context - 1} tokens")
-        raise UsageError(f"--prompt-len {prompt_len} + --new-tokens {new_tokens} = {prompt_len + new_tokens} "
+        raise UsageError(f"a prompt of {prompt_len} tokens + {new_tokens} new tokens = {prompt_len + new_tokens} "
                          f"positions, more than {name}'s context of {context}: {fix}")
     return prompt_len + new_tokens
 
@@ -118,9 +118,11 @@ def _place(prog: Program, machine: Machine, systems: int, log) -> Placement:
     try:
         placement = place(prog, machine, log=log)
     except FitError as e:
-        hint = "more --systems, " if systems > 1 else "--systems N (a pipeline of layers over N wafers), "
-        raise FitError(f"generation keeps every weight and KV cache in SRAM (layer-pipelined), and {e}; for "
-                       f"generation use {hint}a smaller --batch or fewer --prompt-len + --new-tokens") from None
+        why = str(e)
+        why = why[:why.rfind("; use ")] if "; use " in why else why  # its advice is for a forward pass
+        hint = "more --systems" if systems > 1 else "--systems N (a pipeline of layers over N wafers)"
+        raise FitError(f"generation keeps every weight and KV cache in SRAM (layer-pipelined), and {why}; use "
+                       f"{hint}, a bigger --target, a smaller --batch or fewer --prompt-len + --new-tokens") from None
     need = sum(sum(k.model.sram(r.rows, r.cols).values()) * r.cores for k, r in zip(prog.kernels, placement.rects))
     why = (f"generation: the weights and every sequence's KV cache stay in SRAM, {need / 1e9:.2f} GB on "
            f"{placement.cores_used:,} cores")
