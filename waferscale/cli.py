@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
 from . import limits as L
 from .errors import UsageError, WaferError
+from .version import __version__
 
 EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
 EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log file
@@ -83,7 +83,7 @@ def cmd_compile_generate(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .driver import compile_model, write_compiled
+    import waferscale
 
     if args.generate:
         return cmd_compile_generate(args)
@@ -91,11 +91,11 @@ def cmd_compile(args) -> int:
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
-    c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
-                      frontend=args.frontend, target=args.target, pipeline=args.pipeline,
-                      print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to, mode=args.mode)
-    for p in write_compiled(c, out):
+    c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
+                           frontend=args.frontend, target=args.target, pipeline=args.pipeline,
+                           print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
+                           compile_to=args.compile_to, mode=args.mode)
+    for p in c.write(out):
         log(f"wrote {p}")
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("compile", help="compile a model and write its IR and report")
-    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face GPT-2 config.json / folder, "
+    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face causal LM config.json / folder, "
                    "a torch-dialect FILE.mlir written by torch-mlir, or a text FILE.ir (a dump of "
                    "--print-ir-after resumes where it stopped); files keep their own shapes and dtypes")
     s.add_argument("--batch", type=int, default=1)

@@ -72,9 +72,9 @@ def check_options(prompt_len: int, new_tokens: int, batch: int, systems: int) ->
             raise UsageError(f"{flag} must be at least 1 (got {v})")
 
 
-def check_context(name: str, context: int, prompt_len: int, new_tokens: int) -> int:
-    """The KV cache's rows, P + T, if the model's context holds them."""
-    if prompt_len + new_tokens > context:
+def check_context(name: str, context: int | None, prompt_len: int, new_tokens: int) -> int:
+    """The KV cache's rows, P + T, if the model's context holds them (a config may name none)."""
+    if context is not None and prompt_len + new_tokens > context:
         fix = (f"ask for at most {context - prompt_len} new tokens" if prompt_len < context
                else f"use a prompt of at most {context - 1} tokens")
         raise UsageError(f"a prompt of {prompt_len} tokens + {new_tokens} new tokens = {prompt_len + new_tokens} "

@@ -309,13 +309,13 @@ def _check(key: str, v: Any, bad) -> Any:
 
 
 def _context(model: str, bad) -> int:
-    from .frontend.lm import resolve
+    from .frontend.lm import arch, resolve
 
     try:
         kind, entry = resolve(model)
     except UsageError as e:
         raise bad(str(e)) from None
-    return entry.context if kind == "zoo" else entry.n_positions
+    return entry.context if kind == "zoo" else arch(entry)["context"]
 
 
 def flags_spec(args) -> tuple[dict[str, Any], dict[str, str]]:

@@ -10,6 +10,12 @@ A KV cache is state (``ir/ops/cache.py``): it lives in the SRAM of the attention
 it, so a cache input has no flow from the system I/O, an updated cache output none to it, and a
 ``cache_update`` vanishes like a layout op: the flow into the attention carries the step's new
 rows, which the kernel appends in place.
+
+An op that computes from constants and positions alone (every operand made of constants and iotas:
+the cos and sin tables of rotary embeddings) is no kernel either: it is a table of the positions
+that the kernel reading it computes for its own tokens, and that kernel's cost says so (the rotary
+kernel charges its cos and sin, ``kernels/rotary.py``). A kernel of another kind reading such a
+table is refused, so no table's work goes uncounted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ def _source(origin: set) -> str:
     return PARAM if all(kind == "param" for kind, _ in origin) else ACT
 
 
+# Kernels that compute the position tables they read (sin and cos) on their own cores.
+TABLE_READERS = frozenset({"rotary"})
+
+
 def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
     first at ``position`` of its sequence (a decode step reads a KV cache of that many rows)."""
@@ -46,10 +56,14 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
     kernels: list[KernelNode] = []
     flows: list[Flow] = []
     names: dict[str, int] = {}
+    tables: set[str] = set()  # values computed from constants and positions alone (and layouts of them)
     for op in g.ops:
         ins = [origins[x.name] for x in op.operands]
-        if registry.category(op.kind) == "layout":
+        if registry.category(op.kind) == "layout" or (ins and not any(ins)):
             origins[op.result.name] = set().union(*ins) if ins else set()
+            if ins and not any(ins) and (registry.category(op.kind) != "layout"
+                                         or any(x.name in tables for x in op.operands)):
+                tables.add(op.result.name)
             continue
         if registry.category(op.kind) == "state":  # appended where the cache lives: its reader's SRAM
             origins[op.result.name] = set(ins[1])  # the positions reach the reader as its own operand
@@ -58,6 +72,11 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
         rule = rule_for(op.kind)
         if rule is None:
             raise UnsupportedError(f"lowering {_where(g, op)} to the mesh (no mesh kernel for op kind {op.kind!r})")
+        for x in op.operands:
+            if x.name in tables and op.kind not in TABLE_READERS:
+                raise UnsupportedError(f"lowering {_where(g, op)}: it reads a table computed from the positions "
+                                       f"(%{x.name}), which only {', '.join(sorted(TABLE_READERS))} compute(s) "
+                                       "where they read it")
         kid = len(kernels)
         model = rule(op, LowerCtx(tokens, samples, tuple(_source(o) for o in ins), _where(g, op), position))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"

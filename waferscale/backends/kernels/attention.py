@@ -5,6 +5,11 @@ Each query is multicast down its heads' column; each core scores it against its 
 a partial softmax (running max, sum, weighted values), and the partials are combined down the
 column, flash-decoding style.
 
+Grouped-query attention (Llama, Mistral, Qwen2: ``kv_heads`` key/value heads, each serving a group of
+query heads): a core keeps the keys and values of the key/value heads its column's query heads
+read, once each (a column of query heads from one group holds one), and a token's key and value
+stream into its row once per key/value head, multicast along the row to the columns that read it.
+
 The kernel already covers everything between the head split and the head merge: q k^T, the
 scale, the causal mask, the softmax and the product with v. The transposes and reshapes of the
 split and merge are layout (the order in which the producer sends and the consumer reads), and
@@ -30,6 +35,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...ir import registry
 from ...ir.graph import Op
+from ...ir.ops.nn import grouped
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
@@ -46,7 +52,7 @@ class Attention(Kernel):
     capacity: int = 0  # rows of key/value a sample holds: its KV cache's (0: its own tokens)
     position: int = 0  # the sequence position of the first token (a decode step's)
     resident: int = 1  # samples whose keys and values are held at once (generation: the batch)
-    kv_heads: int = 0  # key/value heads (0: as many as the query heads)
+    kv_heads: int = 0  # key/value heads (grouped-query attention); 0: as many as heads
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
 
@@ -64,10 +70,19 @@ class Attention(Kernel):
         pos = np.arange(p0, p1) + self.position
         return pos + 1 if self.causal else np.full(p1 - p0, self.tokens)
 
+    @property
+    def kv(self) -> int:
+        return self.kv_heads or self.heads
+
+    def kv_per_column(self, cols: int) -> int:
+        """The most key/value heads a column's query heads read (heads split in blocks over columns)."""
+        group = self.heads // self.kv
+        return max(len({h // group for h in range(s.start, s.stop)})
+                   for s in slices(self.heads, min(cols, self.heads)))
+
     def sram(self, rows, cols):
         hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
-        kvc = -(-hc * (self.kv_heads or self.heads) // self.heads)  # key heads a column holds
-        return {"kv_cache": 2 * self.resident * st * kvc * self.d_head * self.elem,
+        return {"kv_cache": 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.elem,
                 "activations_in": 2 * hc * self.d_head * self.elem,
                 "activations_out": hc * self.d_head * self.elem,
                 "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
@@ -79,9 +94,10 @@ class Attention(Kernel):
         # per key and head: the score reads q and k (a dot product), the weighted sum reads v and
         # the accumulators and writes the accumulators (an AXPY)
         acc, pairs = accumulator_bytes(self.dtype), self.heads * keys * self.d_head
+        kvd = self.kv * self.d_head
         return Work(flops=self.heads * keys * (4 * self.d_head + 6),
                     sram_read=pairs * (3 * self.elem + acc), sram_write=pairs * acc,
-                    delivered=c * 3 * hd, edge=c * 4 * hd)
+                    delivered=c * (hd + 2 * kvd), edge=c * (2 * hd + 2 * kvd))
 
     def model_cycles(self, rows, cols, p0, p1, machine):
         rows, cols = min(rows, self.key_rows), min(cols, self.heads)
@@ -94,7 +110,7 @@ class Attention(Kernel):
         compute = hc * core_keys * per_key + A.TASK_OVERHEAD_CYCLES
         # per column and token: the query multicast down the column and the partials combined
         # down it; a token's key and value enter only its own row, from the west edge
-        stream = max(hc * (self.d_head + 2), 2 * self.heads * self.d_head / rows)
+        stream = max(hc * (self.d_head + 2), 2 * self.kv * self.d_head / rows)
         return float(np.maximum(compute, stream).sum())
 
     def fill(self, rows, cols, machine):
@@ -112,17 +128,17 @@ class Attention(Kernel):
         attrs = registry.with_defaults(op.kind, op.attr)
         if op.kind == "cached_attention":  # query i of sample b sees the rows up to positions[b, i]
             q, k, v, pos = args
-            group = q.shape[1] // k.shape[1]
-            k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
             return attention(q, k, v, dict(attrs, causal=True), rows, cols, qpos=pos[:, None, :, None])
         return attention(*args[:3], attrs, rows, cols)
 
 
 def attention(q, k, v, attrs: dict, rows: int, cols: int, qpos: np.ndarray | None = None) -> np.ndarray:
     """Per column its heads; per core a partial softmax over its cyclic share of the keys; the
-    partials combined down the column. A causal query sees the keys up to its position: its index,
-    or ``qpos`` (broadcast against the scores, e.g. ``[batch, 1, L, 1]``)."""
+    partials combined down the column. A column's query heads read their group's key/value head. A
+    causal query sees the keys up to its position: its index, or ``qpos`` (broadcast against the
+    scores, e.g. ``[batch, 1, L, 1]``)."""
     q, k, v = f32(q), f32(k), f32(v)
+    k, v = grouped(q, k), grouped(q, v)
     scale = attrs.get("scale") or 1.0 / np.sqrt(q.shape[-1])
     L, S = q.shape[-2], k.shape[-2]
     heads = q.shape[-3] if q.ndim >= 3 else 1
@@ -170,6 +186,9 @@ def lower_attention(op: Op, ctx: LowerCtx) -> Attention:
     if q.shape[-2] != op.operands[1].type.shape[-2]:
         raise UnsupportedError(f"lowering {ctx.where}: cross-attention (queries and keys of different length)")
     heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)  # per sample
+    k = op.operands[1].type
+    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // (ctx.tokens * ctx.samples)
     t = op.type
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
-                     d_head=q.shape[-1], causal=bool(op.attr.get("causal")))
+                     d_head=q.shape[-1], causal=bool(op.attr.get("causal")),
+                     kv_heads=kv_heads if 0 < kv_heads < heads and heads % kv_heads == 0 else 0)
