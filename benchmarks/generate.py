@@ -22,7 +22,7 @@ from results_io import command, compile_outputs, write
 
 CALIBRATION = Path(__file__).resolve().parent / "calibration" / "published_kernels.json"
 DEFAULT_MODELS = "cerebras-gpt-1.3b,cerebras-gpt-6.7b,cerebras-gpt-13b,llama-3.1-8b"
-DEFAULT_SYSTEMS = "cerebras-gpt-13b:wse2:2,llama-3.1-70b:wse3:4"
+DEFAULT_SYSTEMS = "cerebras-gpt-13b:wse2:2,llama-3.1-70b:wse3:4,llama-3.1-70b:wse3:5"
 
 
 def known(model: str) -> bool:

@@ -22,16 +22,22 @@ from waferscale.runtime.placed_run import run_placed
 
 from .test_cli import run_cli
 
-# a GPT-2 with weights far from transformers' small initial ones, so greedy picks differ from step to step
-CONFIG = {"model_type": "gpt2", "vocab_size": 300, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4,
-          "n_inner": 64, "activation_function": "gelu_new", "initializer_range": 0.5, "layer_norm_epsilon": 1e-5,
-          "tie_word_embeddings": True}
+# a GPT-2 and a Llama (grouped-query attention, rotary positions) with weights far from transformers'
+# small initial ones, so greedy picks differ from step to step
+CONFIGS = {
+    "gpt2": {"model_type": "gpt2", "vocab_size": 300, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4,
+             "n_inner": 64, "activation_function": "gelu_new", "initializer_range": 0.5, "layer_norm_epsilon": 1e-5,
+             "tie_word_embeddings": True},
+    "llama": {"model_type": "llama", "vocab_size": 300, "max_position_embeddings": 64, "hidden_size": 32,
+              "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "initializer_range": 0.5, "tie_word_embeddings": False},
+}
 
 
-@pytest.fixture(scope="module")
-def config_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gpt2-wide")
-    (d / "config.json").write_text(json.dumps(CONFIG))
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def config_dir(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"{request.param}-wide")
+    (d / "config.json").write_text(json.dumps(CONFIGS[request.param]))
     return str(d)
 
 
@@ -52,11 +58,15 @@ def test_the_kv_cache_is_state_read_appended_and_handed_on():
     assert parse(print_graph(g)) == g  # the text form round-trips
     # both graphs read the same weights
     assert [p.name for p in g.params] == [p.name for p in st.prefill_state.graph.params]
+    # grouped-query attention: the caches hold each key/value head once
+    llama = steps("tiny-llama", 5, 7, 2).decode_state.graph
+    assert [v.type.shape for v in cache_inputs(llama)] == [(2, 2, 12, 16)] * 4
 
 
-def test_kv_cache_decode_logits_equal_the_full_forward_at_every_position():
+@pytest.mark.parametrize("model", ["tiny", "tiny-llama"])
+def test_kv_cache_decode_logits_equal_the_full_forward_at_every_position(model):
     prompt, total, batch = 5, 12, 2
-    st = steps("tiny", prompt, total - prompt, batch)
+    st = steps(model, prompt, total - prompt, batch)
     ids = np.random.default_rng(1).integers(0, 512, (batch, total))
     with torch.no_grad():
         full = st.decode.module.model(torch.from_numpy(ids), use_cache=False).logits.numpy()
@@ -71,8 +81,9 @@ def test_kv_cache_decode_logits_equal_the_full_forward_at_every_position():
     assert all(np.all(c[:, :, total:] == 0) for c in caches.values())
 
 
-def test_placed_decode_step_computes_what_the_interpreter_does():
-    st = steps("tiny", 5, 7, 2)
+@pytest.mark.parametrize("model", ["tiny", "tiny-llama"])
+def test_placed_decode_step_computes_what_the_interpreter_does(model):
+    st = steps(model, 5, 7, 2)
     g, machine = st.decode_state.graph, get_machine("mesh:64x64")
     prog = lower(g, 2, 1, position=9)
     placement = place(prog, machine)
@@ -213,6 +224,6 @@ def test_bad_generate_options_are_one_line(capsys, tmp_path, argv, message):
 
 def test_kv_cache_pass_in_a_pipeline_string():
     st = steps("tiny", 5, 7, 2)
-    assert [p.spec() for p in st.passes][0] == "kv-cache{capacity=12}"
+    assert [p.spec() for p in st.passes][:2] == ["canonicalize", "kv-cache{capacity=12}"]
     with pytest.raises(UsageError, match="has no causal self-attention"):  # it has its cache already
         parse_pipeline("kv-cache{capacity=12}")[0].run(st.decode_state)

@@ -114,9 +114,13 @@ def _crossing_bytes(prog: Program, parts: list[tuple[int, ...]]) -> list[float]:
     return out
 
 
-def _place(prog: Program, machine: Machine, systems: int, log) -> Placement:
+def _place(prog: Program, machine: Machine, systems: int, part: int, log) -> Placement:
+    what = None
+    if systems > 1:
+        what = (f"the part of system {part + 1} of {systems} ({prog.kernels[0].name} .. {prog.kernels[-1].name}) "
+                f"does not fit on its {machine.name}")
     try:
-        placement = place(prog, machine, log=log)
+        placement = place(prog, machine, log=log, what=what)
     except FitError as e:
         why = str(e)
         why = why[:why.rfind("; use ")] if "; use " in why else why  # its advice is for a forward pass
@@ -179,7 +183,9 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
     capacity = check_context(dec.info["name"], dec.info["context"], prompt_len, new_tokens)
     pre = trace_lm(spec_, batch=batch, seq=prompt_len, dtype=dtype, weights=weights, seed=seed, log=log,
                    positions=True)
-    passes = parse_pipeline(f"kv-cache{{capacity={capacity}}},canonicalize,fuse")
+    # canonicalize first: it folds the repetition of grouped-query key/value heads into the attention,
+    # so the caches hold the key/value heads once
+    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,fuse")
     dstate, records = run_pipeline(CompileState(verify(dec.graph), samples=batch, tokens=1, position=prompt_len,
                                                 machine=machine, log=log), passes, log=log)
     pstate, _ = run_pipeline(CompileState(verify(pre.graph), samples=batch, tokens=prompt_len, machine=machine,
@@ -215,7 +221,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     for i, ks in enumerate(parts):
         sub = _part(dprog, ks, systems)
         log(f"system {i + 1} of {systems}: placing {len(ks)} kernels" if systems > 1 else "placing the decode step")
-        placement = _place(sub, machine, systems, log)
+        placement = _place(sub, machine, systems, i, log)
         routing = route(sub, placement)
         sim = simulate(sub, placement, routing, chunk=1)
         sub_last = _part(dlast, ks, systems)

@@ -9,7 +9,9 @@ projection to attention carries only its slice of the QKV output.
 A KV cache is state (``ir/ops/cache.py``): it lives in the SRAM of the attention kernel that reads
 it, so a cache input has no flow from the system I/O, an updated cache output none to it, and a
 ``cache_update`` vanishes like a layout op: the flow into the attention carries the step's new
-rows, which the kernel appends in place.
+rows, which the kernel appends in place. A step's positions (the input ``position_ids``) are a
+counter the kernels keep, not data: no flow either, and what is computed from them alone is a
+table as below (rotary's cos and sin).
 
 An op that computes from constants and positions alone (every operand made of constants and iotas:
 the cos and sin tables of rotary embeddings) is no kernel either: it is a table of the positions
@@ -23,7 +25,7 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op
-from ..ir.ops.cache import cache_inputs, cache_outputs
+from ..ir.ops.cache import POSITIONS, cache_inputs, cache_outputs
 from .kernels import LowerCtx, label, rule_for
 from .kernels.base import ACT, CONST, PARAM
 from .program import IO, Flow, KernelNode, Program
@@ -47,7 +49,7 @@ TABLE_READERS = frozenset({"rotary"})
 def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
     first at ``position`` of its sequence (a decode step reads a KV cache of that many rows)."""
-    state = {v.name for v in cache_inputs(g)}
+    state = {v.name for v in cache_inputs(g)} | {POSITIONS}
     origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
     rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
     origins.update({v.name: {("param", v.name)} for v in g.params})

@@ -50,7 +50,7 @@ class StepLM(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        mask = torch.ones(tuple(input_ids.shape), dtype=torch.long)
+        mask = torch.ones(tuple(input_ids.shape), dtype=torch.long, device=position_ids.device)
         return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False,
                           return_dict=False)[0]
 
@@ -248,7 +248,10 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
         from .torch_mlir_trace import trace_module_mlir as trace  # loads torch-mlir only when asked for
     else:
         trace = trace_module
-    wrapped, example = (StepLM(model), (ids, ids.clone())) if positions else (CausalLM(model), (ids,))
+    # the positions live where the activations do (a model on the meta device computes its rotary tables
+    # from them, against meta activations)
+    pos = ids.clone().to("meta" if weights == "meta" else "cpu")
+    wrapped, example = (StepLM(model), (ids, pos)) if positions else (CausalLM(model), (ids,))
     traced = trace(wrapped, example, name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **info, "family": cfg.model_type, "batch": batch, "seq": seq,

@@ -21,10 +21,9 @@ from dataclasses import dataclass, replace
 
 from ..errors import UsageError
 from ..ir.graph import Graph, Op, Value, make_attrs
+from ..ir.ops.cache import POSITIONS
 from ..ir.registry import infer_type
 from .base import GRAPH, CompileState, Pass, option, register
-
-POSITIONS = "position_ids"
 
 
 def _self_attention(op: Op) -> bool:

@@ -10,10 +10,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops.cache import cache_inputs
+from ..ir.ops.cache import POSITIONS, cache_inputs
 from .interpreter import run
-
-POSITIONS = "position_ids"
 
 
 def _carried(g: Graph) -> dict[str, str]:

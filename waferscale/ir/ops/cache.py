@@ -18,6 +18,8 @@ from ..graph import Graph, Value
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
+POSITIONS = "position_ids"  # the input of a step graph that holds its tokens' positions, i64[batch, tokens]
+
 
 def _positions_ok(pos: TensorType, batch: int, tokens: int, what: str) -> None:
     if pos.dtype not in INT_DTYPES or pos.shape != (batch, tokens):
