@@ -114,7 +114,9 @@ def test_wafer_run_generate_matches_transformers(capsys, config_dir):
     assert code == 0, err
     assert "the same tokens" in out and "tokens: [" in out
     code, out, err = run_cli(capsys, "run", "tiny", "--generate", "--prompt", "héllo", "--new-tokens", "3", "-q")
-    assert code == 0 and "KV cache of 9 rows" in out  # 6 UTF-8 bytes + 3
+    assert code == 0 and "KV cache of 9 rows" in out and "the same tokens" in out  # 6 UTF-8 bytes + 3
+    code, out, err = run_cli(capsys, "run", "tiny", "--generate", "-q")  # a default prompt, 16 tokens, compared
+    assert code == 0 and "16 new tokens" in out and "the same tokens" in out
 
 
 def test_byte_tokens():
@@ -209,7 +211,8 @@ def test_generate_over_systems_pays_the_link(capsys, tmp_path):
       "9"], "--systems 9 is more than the 4 parts tiny can be cut into"),
     (["compile", "tiny", "--target", "mesh:3x3", "--generate", "--prompt-len", "4", "--new-tokens", "4"],
      "generation keeps every weight and KV cache in SRAM"),
-    (["run", "tiny", "--generate", "--new-tokens", "4"], '--generate needs --prompt "TEXT"'),
+    (["run", "tiny", "--generate", "--prompt", ""], "--prompt is empty"),
+    (["run", "tiny", "--generate", "--new-tokens", "0"], "--new-tokens must be at least 1"),
     (["run", "tiny", "--generate", "--prompt", "x" * 120, "--new-tokens", "20"], "more than tiny's context of 128"),
     (["run", "tiny", "--prompt", "hi"], "--prompt set(s) up generation: add --generate"),
 ])

@@ -239,6 +239,9 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+DEFAULT_PROMPT = "Hello, wafer"
+
+
 def cmd_run_generate(args, log) -> int:
     import numpy as np
 
@@ -246,8 +249,9 @@ def cmd_run_generate(args, log) -> int:
     from .generate import step_graphs
     from .runtime.generate import greedy
 
-    if args.prompt is None or args.new_tokens is None:
-        raise UsageError('--generate needs --prompt "TEXT" and --new-tokens T')
+    args.prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
+    args.new_tokens = 16 if args.new_tokens is None else args.new_tokens
+    byte_tokens.encode(args.prompt, 256)  # an empty prompt is refused before any tracing
     if args.seq is not None:
         raise UsageError("--seq does not go with --generate: the prompt's bytes are its tokens")
     log(f"building {args.model} with random weights (seed {args.seed}); tracing its prefill and decode step")
@@ -262,8 +266,6 @@ def cmd_run_generate(args, log) -> int:
           f"cache of {st.capacity} rows (token ids are bytes; <n> is an id above 255)")
     print(f"tokens: {new}")
     print(f"text:   {byte_tokens.decode(new)!r}")
-    if not args.compare:
-        return 0
     import torch
 
     from .frontend.lm import quiet_transformers
@@ -287,16 +289,17 @@ def cmd_run(args) -> int:
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
-    if args.generate:
-        return cmd_run_generate(args, log)
-    _generate_flags(args, ("--prompt", "--new-tokens"))
-    args.seq = 32 if args.seq is None else args.seq
+    if not args.generate:
+        _generate_flags(args, ("--prompt", "--new-tokens"))
     kind, entry = resolve(args.model)
     need = 4 * (entry.param_count() if kind == "zoo" else 0)
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     if need * 3 > avail:
         raise UsageError(f"{args.model} needs about {3 * need / 1e9:.1f} GB of memory to run with real "
                          f"f32 weights and {avail / 1e9:.1f} GB are free; pick a smaller model")
+    if args.generate:
+        return cmd_run_generate(args, log)
+    args.seq = 32 if args.seq is None else args.seq
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
@@ -482,12 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seq", type=int, default=None, help="tokens of random ids (default 32)")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --generate: "
-                   "the tokens with Hugging Face generate's, greedy)")
+    s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager")
     s.add_argument("--generate", action="store_true", help="greedy generation through the prefill and decode-step "
-                   "graphs with a KV cache; token ids are the prompt's UTF-8 bytes")
-    s.add_argument("--prompt", default=None, help="with --generate: the prompt text")
-    s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
+                   "graphs with a KV cache, its tokens compared with Hugging Face generate's (greedy) on the same "
+                   "weights; token ids are the prompt's UTF-8 bytes")
+    s.add_argument("--prompt", default=None, help="with --generate: the prompt text (default 'Hello, wafer')")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T",
+                   help="with --generate: tokens to generate (default 16)")
     s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=cmd_run)
