@@ -40,6 +40,21 @@ class CausalLM(torch.nn.Module):
         return self.model(input_ids=input_ids, use_cache=False, return_dict=False)[0]
 
 
+class StepLM(torch.nn.Module):
+    """A causal LM traced for generation: token ids and their positions in, logits out. The
+    positions are a graph input (``position_ids``), so one traced step serves any place in the
+    sequence; the attention mask is all ones (made inside, so it folds into causal attention)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(tuple(input_ids.shape), dtype=torch.long, device=position_ids.device)
+        return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False,
+                          return_dict=False)[0]
+
+
 def resolve(spec: str) -> tuple[str, Any]:
     """A model spec: ('zoo', ZooModel) or ('hf', a Hugging Face causal LM config read from disk)."""
     path = Path(spec)
@@ -185,8 +200,11 @@ def quiet_transformers():
 
 
 def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
-             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export") -> Traced:
+             weights: str = "auto", seed: int = 0, log=lambda msg: None, frontend: str = "torch-export",
+             positions: bool = False) -> Traced:
     """Build a causal LM (zoo name, HF config path or ``PretrainedConfig``) and trace it to our IR.
+
+    positions: trace a step of generation (``StepLM``: token ids and ``position_ids`` in).
 
     weights: "random" (seeded, real tensors), "meta" (no data), or "auto" (meta above
     META_THRESHOLD_PARAMS parameters). seq None means the model's whole context.
@@ -242,7 +260,11 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
         from .torch_mlir_trace import trace_module_mlir as trace  # loads torch-mlir only when asked for
     else:
         trace = trace_module
-    traced = trace(CausalLM(model), (ids,), name, strip_prefix="model.")
+    # the positions live where the activations do (a model on the meta device computes its rotary tables
+    # from them, against meta activations)
+    pos = ids.clone().to("meta" if weights == "meta" else "cpu")
+    wrapped, example = (StepLM(model), (ids, pos)) if positions else (CausalLM(model), (ids,))
+    traced = trace(wrapped, example, name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **info, "family": cfg.model_type, "batch": batch, "seq": seq,
                    "dtype": dtype, "seed": seed}
