@@ -4,7 +4,9 @@
 
 Writes benchmarks/results/compile_zoo.md and .json. Columns: torch.export time, our own time
 after the trace (import into the IR, verify, statistics, the graph passes), end to end wall time of
-`wafer compile` (interpreter start and imports included), and peak RSS of that process.
+`wafer compile` (interpreter start and imports included), and peak RSS of that process. --models
+re-runs only those models' rows: the others are kept from the last results, each row with the
+command and machine that measured it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, write
+from results_io import command, merged_rows, write
 
 
 def one(model: str, seq: int, dtype: str) -> dict:
@@ -55,8 +57,9 @@ def main() -> None:
         print(f"{m:<20} export {r['export_s']:6.2f} s  ours {r['ours_s']:5.2f} s  "
               f"end-to-end {r['end_to_end_s']:6.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MiB", flush=True)
     cmd, machine = command(), results_io.machine()
+    rows, commands = merged_rows("compile_zoo", rows, list(ZOO), cmd, machine)
     lines = [f"# Compile time and memory of the zoo ({a.dtype})", "",
-             f"Command: `{cmd}` on {machine}.", "",
+             "Commands: " + "; ".join(commands) + ".", "",
              "`wafer compile` without a target, so the pipeline is its default graph pass, canonicalize. "
              "ours = everything after torch.export: import into the IR, verify, statistics and the graph "
              "passes (report.json compile.our_seconds). ops = after canonicalize. transformers = loading the "

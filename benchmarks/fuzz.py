@@ -38,6 +38,14 @@ VALUES = [0, -1, 1, 2, 3, 4, 7, 8, 64, 10 ** 9, 10 ** 30, 0.5, -0.5, 1e300, floa
           {}, "gelu", "bogus", "relu", "gelu_new"]
 KEYS = ["n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "n_inner", "activation_function",
         "layer_norm_epsilon", "model_type", "scale_attn_weights", "tie_word_embeddings", "n_ctx", "bogus_key"]
+# A Llama-style config (any causal LM family goes through the same checks), and the keys to vary in it
+LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "intermediate_size": 32, "max_position_embeddings": 16, "vocab_size": 64}
+LLAMA_KEYS = ["num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+              "max_position_embeddings", "vocab_size", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta",
+              "rope_scaling", "rope_parameters", "model_type", "tie_word_embeddings", "bogus_key"]
+LLAMA_VALUES = ["llama", "mistral", "qwen2", "gpt_neox", "opt", "phi", "vit", "silu",
+                {"rope_type": "llama3"}, {"rope_type": "linear", "factor": 2.0}]
 FLAGS = {"--batch": ["1", "2", "0", "-1", "99999999999999999999999999", "1e3", "x", ""],
          "--seq": ["1", "8", "16", "0", "129", "-3", "x"],
          "--dtype": ["f16", "f32", "bf16", "f8", ""],
@@ -128,6 +136,10 @@ class Fuzzer:
         cfg = {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16, "vocab_size": 64}
         for _ in range(rng.randint(1, 4)):
             cfg[rng.choice(KEYS)] = rng.choice(VALUES)
+        if rng.random() < 0.5:
+            cfg = dict(LLAMA)
+            for _ in range(rng.randint(1, 4)):
+                cfg[rng.choice(LLAMA_KEYS)] = rng.choice(VALUES + LLAMA_VALUES)
         d = self.work / "cfg"
         d.mkdir(exist_ok=True)
         text = json.dumps(cfg, allow_nan=True)

@@ -21,7 +21,23 @@ def command() -> str:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    load = os.getloadavg()[0]
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f}"
+
+
+def merged_rows(name: str, rows: list[dict], order: list[str], cmd: str, where: str) -> tuple[list[dict], list[str]]:
+    """The rows of this run, each with its command and machine, in place of the rows of the same models in
+    benchmarks/results/NAME.json (the others kept as an earlier command measured them), in ``order`` of
+    models; and the distinct commands behind them. So ``--models a,b`` re-runs only those rows."""
+    path = RESULTS / f"{name}.json"
+    old = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    ran = {r["model"] for r in rows}
+    kept = [{"command": old.get("command"), "machine": old.get("machine"), **r} for r in old["rows"]
+            if r["model"] not in ran]
+    new = [{**r, "command": cmd, "machine": where} for r in rows]
+    rank = {m: i for i, m in enumerate(order)}
+    out = sorted(kept + new, key=lambda r: rank.get(r["model"], len(rank)))  # stable: targets keep their order
+    return out, list(dict.fromkeys(f"`{r['command']}` on {r['machine']}" for r in out))
 
 
 def write(name: str, record: dict, markdown: str, indent: int = 2) -> None:

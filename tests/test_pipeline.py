@@ -27,7 +27,7 @@ def test_options_parse_typed_and_print_back_with_every_default():
 
 @pytest.mark.parametrize("text,message", [
     ("canonicalize,frobnicate", r"unknown pass 'frobnicate' in pipeline .* \(known: adamw, autodiff, canonicalize, "
-                              r"dce, fuse, lora, lower"),
+                              r"dce, fuse, kv-cache, lora, lower"),
     ("fuse{epilogue=true}", r"pass 'fuse' has no option 'epilogue'; it takes epilogues=bool \(default true\)"),
     ("fuse{epilogues=yes}", r"option epilogues='yes' of pass 'fuse' is not a bool"),
     ("simulate{chunk=1.5}", r"option chunk='1.5' of pass 'simulate' is not an int"),

@@ -5,12 +5,15 @@ import pytest
 from waferscale.frontend.lm import META_THRESHOLD_PARAMS
 from waferscale.frontend.zoo import ZOO
 from waferscale.ir import parse, print_graph, verify
+from waferscale.passes.canonicalize import canonicalize
 from waferscale.report.stats import model_stats
 
 from .conftest import traced
 
 
-@pytest.mark.parametrize("name", list(ZOO))
+# llama-3.1-70b is left out: torch.export of its 80 blocks takes 15 s or more; llama-3.1-8b traces the same
+# architecture here, and benchmarks/compile_zoo.py and wafer_zoo.py compile 70B
+@pytest.mark.parametrize("name", [n for n in ZOO if n != "llama-3.1-70b"])
 def test_zoo_model_traces_counts_and_round_trips(name):
     t = traced(name, seq=32, weights="meta")
     entry = ZOO[name]
@@ -26,8 +29,17 @@ def test_zoo_model_traces_counts_and_round_trips(name):
     assert print_graph(again) == text
     counts = t.graph.op_counts()
     assert counts["attention"] == entry.layers
-    assert counts["layernorm"] == 2 * entry.layers + 1
-    assert counts["linear"] == 4 * entry.layers + 1
+    if entry.family == "gpt2":
+        assert counts["layernorm"] == 2 * entry.layers + 1
+        assert counts["linear"] == 4 * entry.layers + 1
+    else:  # llama: RMSNorm, rotary and SiLU are spelled out by transformers and named by canonicalize
+        counts = canonicalize(t.graph).op_counts()
+        assert counts["rmsnorm"] == 2 * entry.layers + 1
+        assert counts["linear"] == 7 * entry.layers + 1  # q, k, v, o, gate, up, down; the head
+        assert counts["rotary"] == 2 * entry.layers and counts["silu"] == entry.layers
+        assert {op.operands[1].type.shape[1] for op in t.graph.ops if op.kind == "attention"} == {entry.heads}
+        assert {op.operands[1].type.shape[1] for op in canonicalize(t.graph).ops
+                if op.kind == "attention"} == {entry.kv_heads}  # grouped-query attention, the copies gone
 
 
 def test_big_models_are_traced_on_the_meta_device_by_default():
@@ -35,6 +47,17 @@ def test_big_models_are_traced_on_the_meta_device_by_default():
     t = traced("cerebras-gpt-13b", seq=2048)  # weights="auto"
     assert t.device == "meta" and t.weights is None
     assert t.graph.inputs[0].type.shape == (1, 2048)
+
+
+def test_llama_shapes_and_parameters_match_the_published_configs():
+    # meta-llama/Llama-3.1-8B and -70B config.json; 8.03 B and 70.55 B parameters (model cards: 8B, 70B)
+    for name, want in [("llama-3.1-8b", (32, 4096, 32, 8, 14336, 128256)),
+                       ("llama-3.1-70b", (80, 8192, 64, 8, 28672, 128256))]:
+        m = ZOO[name]
+        assert (m.layers, m.d_model, m.heads, m.kv_heads, m.d_ffn, m.vocab) == want
+        assert m.context == 131072 and m.rope_theta == 500000.0
+    assert round(ZOO["llama-3.1-8b"].param_count() / 1e6) == 8030
+    assert round(ZOO["llama-3.1-70b"].param_count() / 1e6) == 70554
 
 
 def test_cerebras_gpt_param_counts_match_the_paper():

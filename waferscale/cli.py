@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
 from . import limits as L
 from .errors import UsageError, WaferError
+from .version import __version__
 
 EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
 EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log file
@@ -44,23 +44,69 @@ def _names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(n.strip() for v in values or [] for n in v.split(",") if n.strip())
 
 
-def cmd_compile(args) -> int:
-    from .driver import compile_model, write_compiled
+def _generate_flags(args, flags: tuple[str, ...]) -> None:
+    """Generation options given without --generate, or options generation does not take: one line."""
+    if not args.generate:
+        given = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} set(s) up generation: add --generate")
 
+
+def cmd_compile_generate(args) -> int:
+    from .driver import write_compiled
+    from .generate import compile_generate
+
+    for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
+                      ("-p/--pipeline", args.pipeline is not None), ("--compile-to", args.compile_to is not None),
+                      ("--frontend torch-mlir", args.frontend != "torch-export"),
+                      ("--print-ir-after", bool(args.print_ir_after or args.print_ir_after_all))):
+        if bad:
+            raise UsageError(f"{flag} does not go with --generate (its pipeline is fixed, its lengths are "
+                             "--prompt-len and --new-tokens)")
+    if args.prompt_len is None or args.new_tokens is None:
+        raise UsageError("--generate needs --prompt-len P and --new-tokens T")
+    log = _log(args.quiet)
+    model = Path(args.model)
+    out = Path(args.output or Path("out") / f"{model.name}-generate")
+    c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
+                         dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
+    for p in write_compiled(c, out):
+        log(f"wrote {p}")
+    g = c.report["generate"]
+    on = f"{g['systems']} x {c.report['target']}" if g["systems"] > 1 else c.report["target"]
+    print(f"{c.report['model']['name']} on {on}, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, batch "
+          f"{g['batch']}: time to first token {1e3 * g['ttft_seconds']:.3f} ms; decode "
+          f"{1e6 * g['decode_seconds_per_token']:.2f} us/token = {g['decode_tokens_per_second']:,.0f} tokens/s "
+          f"({g['decode_tokens_per_second_per_user']:,.0f} per sequence); KV cache {g['kv_cache_bytes'] / 2**20:.1f} "
+          f"MiB, {g['kv_cache_bytes_per_core']:,} B on the busiest core -> {out}/")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    import waferscale
+
+    if args.generate:
+        for flag, given in (("--train", args.train), ("--sparsity", args.sparsity is not None),
+                            ("--lora", args.lora is not None)):
+            if given:
+                raise UsageError(f"not supported: {flag} with --generate")
+        return cmd_compile_generate(args)
+    _generate_flags(args, ("--prompt-len", "--new-tokens"))
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
-    if args.systems != 1 and not args.train:
-        raise UsageError("--systems is data-parallel training: add --train")
+    if args.systems is not None and not args.train:
+        raise UsageError("--systems N is data-parallel training (add --train) or a pipeline of wafers for generation "
+                         "(add --generate)")
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
     if args.train:
         return _compile_train(args, log, out)
-    c = compile_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
-                      frontend=args.frontend, target=args.target, pipeline=args.pipeline,
-                      print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                      compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
-    for p in write_compiled(c, out):
+    c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
+                           frontend=args.frontend, target=args.target, pipeline=args.pipeline,
+                           print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
+                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
+    for p in c.write(out):
         log(f"wrote {p}")
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
@@ -85,7 +131,7 @@ def _compile_train(args, log, out: Path) -> int:
     if args.sparsity is not None:
         raise UsageError("not supported: --sparsity with --train (sparse training is issue 15's item 7, not built yet)")
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
-                         target=args.target, mode=args.mode, systems=args.systems, lora=_lora_pass(args), log=log)
+                         target=args.target, mode=args.mode, systems=args.systems or 1, lora=_lora_pass(args), log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     t, m = c.report["train"], c.report["model"]
@@ -253,26 +299,77 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+DEFAULT_PROMPT = "Hello, wafer"
+
+
+def cmd_run_generate(args, log) -> int:
+    import numpy as np
+
+    from .frontend import byte_tokens
+    from .generate import step_graphs
+    from .runtime.generate import greedy
+
+    args.prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
+    args.new_tokens = 16 if args.new_tokens is None else args.new_tokens
+    byte_tokens.encode(args.prompt, 256)  # an empty prompt is refused before any tracing
+    if args.seq is not None:
+        raise UsageError("--seq does not go with --generate: the prompt's bytes are its tokens")
+    log(f"building {args.model} with random weights (seed {args.seed}); tracing its prefill and decode step")
+    st = step_graphs(args.model, prompt_len=max(len(args.prompt.encode("utf-8")), 1), new_tokens=args.new_tokens,
+                     batch=1, dtype="f32", seed=args.seed, weights="random", log=log)
+    ids = np.array([byte_tokens.encode(args.prompt, st.decode.info["vocab"])])
+    t0 = time.perf_counter()
+    tokens, _ = greedy(st.prefill_state.graph, st.decode_state.graph, st.decode.weights, ids, args.new_tokens)
+    new = [int(x) for x in tokens[0]]
+    print(f"{st.decode.info['name']}: {len(new)} new tokens in {time.perf_counter() - t0:.2f} s through the prefill "
+          f"({len(st.prefill_state.graph.ops)} ops) and decode-step ({len(st.decode_state.graph.ops)} ops) graphs, KV "
+          f"cache of {st.capacity} rows (token ids are bytes; <n> is an id above 255)")
+    print(f"tokens: {new}")
+    print(f"text:   {byte_tokens.decode(new)!r}")
+    import torch
+
+    from .frontend.lm import quiet_transformers
+
+    hf = st.decode.module.model
+    prompt = torch.from_numpy(ids)
+    with torch.no_grad(), quiet_transformers():
+        ref = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
+                          min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
+                          pad_token_id=hf.config.eos_token_id)[0, ids.shape[1]:].tolist()
+    same = ref == new
+    print(f"Hugging Face generate (greedy, its own KV cache, same weights): {ref}: "
+          f"{'the same tokens' if same else 'DIFFERENT'}")
+    return 0 if same else 1
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
-    from .frontend.lm import resolve, trace_lm
+    from .frontend.lm import config_param_count, resolve, trace_lm
     from .runtime.interpreter import run
 
     log = _log(args.quiet)
+    if not args.generate:
+        _generate_flags(args, ("--prompt", "--new-tokens"))
     kind, entry = resolve(args.model)
-    need = 4 * (entry.param_count() if kind == "zoo" else 0)
+    need = 4 * (entry.param_count() if kind == "zoo" else config_param_count(entry))
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     copies = 8 if args.train else 3  # training: weights, gradients, two moments, the next weights, torch's
     if need * copies > avail:
         raise UsageError(f"{args.model} needs about {copies * need / 1e9:.1f} GB of memory to "
                          f"{'train' if args.train else 'run'} with real f32 weights and {avail / 1e9:.1f} GB are "
                          "free; pick a smaller model")
+    if args.train and args.generate:
+        raise UsageError("--train and --generate are two different runs: give one of them")
+    if not args.train:
+        for flag in ("data", "lr", "lora"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"--{flag} is an option of training: add --train")
+    if args.generate:
+        return cmd_run_generate(args, log)
+    args.seq = 32 if args.seq is None else args.seq
     if args.train:
         return _run_train(args, log)
-    for flag in ("data", "lr", "lora"):
-        if getattr(args, flag, None) is not None:
-            raise UsageError(f"--{flag} is an option of training: add --train")
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
@@ -447,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("compile", help="compile a model and write its IR and report")
-    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face GPT-2 config.json / folder, "
+    s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face causal LM config.json / folder, "
                    "a torch-dialect FILE.mlir written by torch-mlir, or a text FILE.ir (a dump of "
                    "--print-ir-after resumes where it stopped); files keep their own shapes and dtypes")
     s.add_argument("--batch", type=int, default=1)
@@ -471,8 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "'canonicalize,lower,place,route,simulate{chunk=16}'")
     s.add_argument("--train", action="store_true", help="compile and simulate a training step (forward, backward, "
                    "AdamW) instead of inference; needs --target")
-    s.add_argument("--systems", type=int, default=1, help="with --train: data-parallel weight streaming on N systems "
-                   "(SwarmX broadcasts weights and reduces gradients); the batch splits across them")
+    s.add_argument("--systems", type=int, default=None, metavar="N",
+                   help="with --train: data-parallel weight streaming on N systems (SwarmX broadcasts weights and "
+                   "reduces gradients; the batch splits across them); with --generate: a pipeline of layers over N "
+                   "wafers (default 1)")
     s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
                    "projections, every other weight frozen")
     s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
@@ -483,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
     s.add_argument("--compile-to", metavar="PASS", help="stop after this pass")
+    s.add_argument("--generate", action="store_true",
+                   help="generation: compile a prefill of --prompt-len tokens and a one-token decode step with a KV "
+                   "cache, place both and simulate time to first token and decode tokens/s (needs --target)")
+    s.add_argument("--prompt-len", type=int, default=None, metavar="P", help="with --generate: prompt tokens")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 
@@ -542,11 +646,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model")
-    s.add_argument("--seq", type=int, default=32)
+    s.add_argument("--seq", type=int, default=None, help="tokens of random ids (default 32)")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --train: "
                    "the loss of every step with a PyTorch training loop)")
+    s.add_argument("--generate", action="store_true", help="greedy generation through the prefill and decode-step "
+                   "graphs with a KV cache, its tokens compared with Hugging Face generate's (greedy) on the same "
+                   "weights; token ids are the prompt's UTF-8 bytes")
+    s.add_argument("--prompt", default=None, help="with --generate: the prompt text (default 'Hello, wafer')")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T",
+                   help="with --generate: tokens to generate (default 16)")
     s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
     s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
     s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")

@@ -1,7 +1,8 @@
 """The compiler driver: a model in, a report out.
 
-``compile_model`` reads the model (a zoo name or Hugging Face config traced by a frontend, a
-torch-dialect ``.mlir`` file, or a text ``.ir`` file such as a dump of an earlier compile), runs
+``compile_model`` reads the model (a zoo name, a Hugging Face config or a user's ``nn.Module``
+with example inputs, traced by a frontend; a torch-dialect ``.mlir`` file; or a text ``.ir`` file
+such as a dump of an earlier compile), runs
 one pipeline of passes on it (``passes/``: the graph passes, then, with a target, lower, place,
 route and simulate), and assembles the report; ``write_compiled`` writes the output directory,
 all of it or nothing.
@@ -10,13 +11,15 @@ all of it or nothing.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import __version__
+import numpy as np
+
 from .backends.machine import get_machine
 from .backends.program import program_text
 from .errors import UsageError
@@ -32,6 +35,7 @@ from .report.stats import model_stats
 from .report.summary import replace_dir, to_json, to_text
 from .report.trace import chrome_trace
 from .report.wafer import placement_json, placement_text, wafer_report
+from .version import __version__
 
 
 def peak_rss_bytes() -> int:
@@ -42,12 +46,77 @@ def peak_rss_bytes() -> int:
 
 @dataclass
 class Compiled:
+    """What a compile made (``waferscale.compile`` returns it): the report, the IR, the program and
+    its placement, and ``run`` for the numbers."""
+
     report: dict
     state: CompileState  # the graph after the pipeline, and what the wafer passes made of it
     ir_text: str  # model.ir: the graph after the graph passes, with the header that lets it resume
     traced: Traced | None = None  # the frontend's result (None for a .ir input)
     files: dict[str, str] = field(default_factory=dict)  # model.mlir, ir/NN-PASS.ir dumps
     started: float = 0.0  # perf_counter at the start, for the end-to-end time
+
+    @property
+    def ir(self) -> str:
+        """The text IR after the graph passes (``model.ir``)."""
+        return self.ir_text
+
+    @property
+    def graph(self) -> Graph:
+        return self.state.graph
+
+    @property
+    def program(self):
+        """The mesh kernels and flows (after ``lower``), or None."""
+        return self.state.program
+
+    @property
+    def placement(self) -> dict | None:
+        """``placement.json`` as a dict (per kernel its rectangle, cores, SRAM per core by buffer,
+        cycles; per flow its route), once the program is simulated; else None."""
+        if self.state.placement is None or self.state.routing is None:
+            return None
+        return placement_json(self.state) if self.state.stage == SIMULATED else None
+
+    def summary(self) -> str:
+        """``report.txt``: the report for people."""
+        text = to_text(self.report)
+        if self.state.stage == SIMULATED:
+            text += placement_text(self.report, placement_json(self.state))
+        return text
+
+    def run(self, *inputs, placed: bool | None = None) -> list[np.ndarray]:
+        """The outputs for these inputs (arrays or tensors in the order of the graph's inputs, or one
+        dict by input name), computed with the model's own weights: by the placed numerics (every
+        kernel tile by tile on its rectangle, ``runtime/placed_run.py``) once the program is placed,
+        else (or with ``placed=False``) by the NumPy interpreter on the compiled graph."""
+        g = self.state.graph
+        if self.traced is None or self.traced.weights is None:
+            raise UsageError("this compile has no weights to compute with (a model traced on the meta device, or a "
+                             ".ir/.mlir file): compile it with weights='random', or a module with real parameters")
+        if len(inputs) == 1 and isinstance(inputs[0], dict):
+            feed = dict(inputs[0])
+        else:
+            if len(inputs) != len(g.inputs):
+                raise UsageError(f"the graph takes {len(g.inputs)} input(s) "
+                                 f"({', '.join(str(v) for v in g.inputs)}); got {len(inputs)}")
+            feed = {v.name: x for v, x in zip(g.inputs, inputs)}
+        feed = {k: (x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)) for k, x in feed.items()}
+        if placed is None:
+            placed = self.state.placement is not None
+        if placed:
+            if self.state.placement is None:
+                raise UsageError("placed=True needs a placed program: compile with a target")
+            from .runtime.placed_run import run_placed
+
+            return run_placed(self.state.program, self.state.placement, feed, self.traced.weights)
+        from .runtime.interpreter import run
+
+        return run(g, feed, self.traced.weights)
+
+    def write(self, out_dir) -> list[Path]:
+        """Write the output directory, all of it or nothing (``write_compiled``)."""
+        return write_compiled(self, Path(out_dir))
 
 
 @dataclass
@@ -60,13 +129,18 @@ class _Source:
     mlir_text: str | None = None
 
 
+# Architecture keys beyond GPT-2's that a family's report carries when it has them (lm.arch).
+FAMILY_KEYS = ("family", "kv_heads", "norm", "positions", "rotary_fraction", "rope_theta")
+
+
 def _model_section(traced: Traced, graph: Graph) -> dict:
     info = traced.info
     stats = model_stats(graph, tokens=info["batch"] * info["seq"])
     return {
         "name": info["name"], "source": info["source"], "layers": info["layers"], "d_model": info["d_model"],
         "heads": info["heads"], "d_ffn": info["d_ffn"], "vocab": info["vocab"], "context": info["context"],
-        "activation": info["activation"], "batch": info["batch"], "seq": info["seq"], "dtype": info["dtype"],
+        "activation": info["activation"], **{k: info[k] for k in FAMILY_KEYS if k in info},
+        "batch": info["batch"], "seq": info["seq"], "dtype": info["dtype"],
         "traced_on": traced.device, "torch_params": traced.torch_params, **stats.as_dict(),
     }
 
@@ -96,16 +170,27 @@ def _read_ir(path: str, log) -> _Source:
     return _Source(f.graph, model, done, timings)
 
 
-def _trace(spec_: str, batch: int, seq: int | None, dtype: str, weights: str, seed: int, frontend: str,
-           log) -> _Source:
-    if spec_.endswith(".mlir"):
+def _trace(spec_, example_inputs, batch: int, seq: int | None, dtype: str | None, weights: str, seed: int,
+           frontend: str, log) -> _Source:
+    import torch
+
+    if isinstance(spec_, torch.nn.Module):
+        from .frontend.module import trace_user_module
+
+        if seq is not None or batch != 1:
+            raise UsageError("a module runs on its example_inputs' shapes: drop batch and seq")
+        traced = trace_user_module(spec_, example_inputs, dtype=dtype, frontend=frontend, log=log)
+    elif example_inputs is not None:
+        raise UsageError("example_inputs are for an nn.Module; a model by name or config is traced on token ids of "
+                         "batch x seq")
+    elif isinstance(spec_, str) and spec_.endswith(".mlir"):
         from .frontend.torch_mlir_trace import trace_mlir_file  # loads torch-mlir only when asked for
 
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a torch-dialect module with shapes of its own: drop --batch and --seq")
         traced, frontend = trace_mlir_file(spec_, log=log), "torch-mlir"
     else:
-        traced = trace_lm(spec_, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, log=log,
+        traced = trace_lm(spec_, batch=batch, seq=seq, dtype=dtype or "f16", weights=weights, seed=seed, log=log,
                           frontend=frontend)
     log(f"traced on {traced.device} in {traced.seconds['export']:.2f} s; imported "
         f"{len(traced.graph.ops)} ops in {traced.seconds['import']:.2f} s")
@@ -120,8 +205,21 @@ def _trace(spec_: str, batch: int, seq: int | None, dtype: str, weights: str, se
     if frontend == "torch-mlir":  # torch-mlir's own import, FX graph -> torch dialect, and what it held
         timings.update(frontend="torch-mlir", mlir_import_seconds=traced.seconds["mlir_import"],
                        mlir_ops=traced.mlir_ops, **traced.memory)
-        src.mlir_text = traced.mlir_text() if not spec_.endswith(".mlir") else None
+        src.mlir_text = traced.mlir_text() if not (isinstance(spec_, str) and spec_.endswith(".mlir")) else None
     return src
+
+
+def _check_source(spec_) -> None:
+    import torch
+
+    if isinstance(spec_, (str, torch.nn.Module)):
+        return
+    from transformers import PretrainedConfig
+
+    if not isinstance(spec_, PretrainedConfig):
+        raise UsageError(f"cannot compile a {type(spec_).__name__}: pass a zoo name, a Hugging Face config (a folder, "
+                         "its config.json or a PretrainedConfig), a .mlir or .ir file, or an nn.Module with "
+                         "example_inputs")
 
 
 def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
@@ -167,24 +265,29 @@ def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str
     return f"# {title}\n" + program_text(state.program, state.placement, state.routing, busy)
 
 
-def compile_model(spec_: str, *, batch: int = 1, seq: int | None = None, dtype: str = "f16", weights: str = "auto",
-                  seed: int = 0, frontend: str = "torch-export", target: str | None = None,
+def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None = None, dtype: str | None = None,
+                  weights: str = "auto", seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
                   compile_to: str | None = None, mode: str | None = None, sparsity: float | None = None,
                   log=lambda msg: None) -> Compiled:
-    """seq None compiles at the model's whole context. target (wse2, wse3, mesh:RxC) makes the
+    """The one compile behind ``waferscale.compile`` and ``wafer compile``. spec_ is a zoo name, a
+    Hugging Face config (a folder, its config.json, or a ``PretrainedConfig``), a torch-dialect
+    ``.mlir`` file, a text ``.ir`` graph, or an ``nn.Module`` traced on ``example_inputs``. seq None
+    compiles at the model's default (its whole context, or the zoo's default_seq); dtype None is f16
+    for a model by name or config and a module's own. target (wse2, wse3, mesh:RxC) makes the
     default pipeline the whole wafer one, its placement in ``mode`` (auto, pipelined, streaming).
-    A spec ending in .mlir is a torch-dialect module (torch-mlir's) and one ending in .ir a text
-    graph; their shapes and dtypes are their own."""
+    Files and modules keep their own shapes (and files their dtypes)."""
     t0 = time.perf_counter()
     machine = get_machine(target) if target is not None else None  # a bad target or pipeline fails before any work
     given = parse_pipeline(pipeline) if pipeline is not None else None
-    if spec_.endswith(".ir"):
+    spec_ = str(spec_) if isinstance(spec_, os.PathLike) else spec_
+    _check_source(spec_)
+    if isinstance(spec_, str) and spec_.endswith(".ir"):
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
         src = _read_ir(spec_, log)
     else:
-        src = _trace(spec_, batch, seq, dtype, weights, seed, frontend, log)
+        src = _trace(spec_, example_inputs, batch, seq, dtype, weights, seed, frontend, log)
     passes = _passes(given, target, src.done, compile_to, mode, sparsity)
     check_stages(passes, GRAPH)
     _check_names(print_ir_after, passes, "--print-ir-after")

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import UsageError, WaferError
 from .measure import KEYS, measure
 from .sweep_spec import Point, Spec
+from .version import __version__
 
 POINTS_FILE = "points.jsonl"
 AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",

@@ -315,13 +315,13 @@ def sparsify(density: float) -> str:
 
 
 def _context(model: str, bad) -> int:
-    from .frontend.lm import resolve
+    from .frontend.lm import arch, resolve
 
     try:
         kind, entry = resolve(model)
     except UsageError as e:
         raise bad(str(e)) from None
-    return entry.context if kind == "zoo" else entry.n_positions
+    return entry.context if kind == "zoo" else arch(entry)["context"]
 
 
 def flags_spec(args) -> tuple[dict[str, Any], dict[str, str]]:

@@ -108,7 +108,7 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     stream_pipe = graph_pipe + ",recompute"
 
     def build(b: int, graph_pipeline: str = graph_pipe):
-        src = _trace(spec_, b, seq, dtype, "auto", seed, "torch-export", log)
+        src = _trace(spec_, None, b, seq, dtype, "auto", seed, "torch-export", log)
         state, records = run_pipeline(CompileState(src.graph, samples=b, tokens=src.model["seq"], log=log),
                                       parse_pipeline(graph_pipeline), log=log)
         return src, state.graph, adamw(state.graph), records

@@ -124,3 +124,12 @@ SPARSE_SKIP_CYCLES = 1
 # core of a rectangle is taken at the expected maximum of its cores' work (a normal approximation,
 # checked against drawn masks in benchmarks/fidelity.py).
 SPARSE_DRAW_LIMIT = 1 << 20
+
+# Generation across systems (`wafer compile --generate --systems N`): a model too big for one wafer
+# runs as a pipeline of layers over N systems, and the activations of each token cross from one
+# system to the next. Cerebras does not publish how its inference clusters connect wafers; we assume
+# the crossing goes over the systems' own I/O, 12 x 100 GbE = 150 GB/s (machine.py, Argonne SC24
+# tutorial), at its full rate, and costs a fixed latency per crossing for the NICs, one switch and the
+# wafer's I/O path. 2 us is our assumption, the order of a switched 100 GbE round trip's half with RDMA.
+INTER_SYSTEM_LINK_NAME = "system I/O (12 x 100 GbE) through one Ethernet switch"
+INTER_SYSTEM_LATENCY_S = 2e-6

@@ -5,6 +5,19 @@ kind or category. Layout ops (reshape, transpose, slice, expand, concat) and con
 work of their own: a reshape or transpose is the order in which a producer sends its wavelets, a
 slice is the part of them a consumer asks for. They vanish into the flows, so a flow from the QKV
 projection to attention carries only its slice of the QKV output.
+
+A KV cache is state (``ir/ops/cache.py``): it lives in the SRAM of the attention kernel that reads
+it, so a cache input has no flow from the system I/O, an updated cache output none to it, and a
+``cache_update`` vanishes like a layout op: the flow into the attention carries the step's new
+rows, which the kernel appends in place. A step's positions (the input ``position_ids``) are a
+counter the kernels keep, not data: no flow either, and what is computed from them alone is a
+table as below (rotary's cos and sin).
+
+An op that computes from constants and positions alone (every operand made of constants and iotas:
+the cos and sin tables of rotary embeddings) is no kernel either: it is a table of the positions
+that the kernel reading it computes for its own tokens, and that kernel's cost says so (the rotary
+kernel charges its cos and sin, ``kernels/rotary.py``). A kernel of another kind reading such a
+table is refused, so no table's work goes uncounted.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from dataclasses import replace
 from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op
+from ..ir.ops.cache import POSITIONS, cache_inputs, cache_outputs
 from ..ir.types import DTYPES
 from . import assumptions as A
 from .kernels import LowerCtx, label, rule_for
@@ -50,9 +64,16 @@ def _step_shaped(op: Op, operands_step: list[bool], sources: list[str]) -> bool:
     return bool(acts) and all(acts)
 
 
-def lower(g: Graph, samples: int, tokens: int) -> Program:
-    """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens."""
-    origins: dict[str, set] = {v.name: {("in", v.name)} for v in g.inputs}
+# Kernels that compute the position tables they read (sin and cos) on their own cores.
+TABLE_READERS = frozenset({"rotary"})
+
+
+def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
+    """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
+    first at ``position`` of its sequence (a decode step reads a KV cache of that many rows)."""
+    state = {v.name for v in cache_inputs(g)} | {POSITIONS}
+    origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
+    rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
     origins.update({v.name: {("param", v.name)} for v in g.params})
     params = {v.name: v for v in g.params}
     total = samples * tokens
@@ -60,20 +81,33 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
     flows: list[Flow] = []
     names: dict[str, int] = {}
     step: set[str] = set()  # step-shaped values (STEP_SHAPED)
+    tables: set[str] = set()  # values computed from constants and positions alone (and layouts of them)
     for op in g.ops:
         ins = [origins[x.name] for x in op.operands]
         sources = [_source(o) for o in ins]
         if _step_shaped(op, [x.name in step for x in op.operands], sources):
             step.add(op.result.name)
-        if registry.category(op.kind) == "layout":
+        if registry.category(op.kind) == "layout" or (ins and not any(ins)):
             origins[op.result.name] = set().union(*ins) if ins else set()
+            if ins and not any(ins) and (registry.category(op.kind) != "layout"
+                                         or any(x.name in tables for x in op.operands)):
+                tables.add(op.result.name)
+            continue
+        if registry.category(op.kind) == "state":  # appended where the cache lives: its reader's SRAM
+            origins[op.result.name] = set(ins[1])  # the positions reach the reader as its own operand
+            rows[op.result.name] = rows.get(op.operands[1].name, op.operands[1].type)
             continue
         rule = rule_for(op.kind)
         if rule is None:
             raise UnsupportedError(f"lowering {_where(g, op)} to the mesh (no mesh kernel for op kind {op.kind!r})")
+        for x in op.operands:
+            if x.name in tables and op.kind not in TABLE_READERS:
+                raise UnsupportedError(f"lowering {_where(g, op)}: it reads a table computed from the positions "
+                                       f"(%{x.name}), which only {', '.join(sorted(TABLE_READERS))} compute(s) "
+                                       "where they read it")
         kid = len(kernels)
         per_step = any(x.name in step for x in op.operands) and op.result.name in step
-        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step))
+        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step, position))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"
@@ -86,11 +120,13 @@ def lower(g: Graph, samples: int, tokens: int) -> Program:
             nbytes[sparse.name] = sparse.stored_bytes(DTYPES[params[sparse.name].type.dtype][1])
         kernels.append(KernelNode(kid, name, op, model, tuple(weights), sum(nbytes.values()), flops))
         for x, o in zip(op.operands, ins):
+            t = rows.get(x.name, x.type)
             for src in sorted({n if kind == "k" else IO for kind, n in o if kind in ("k", "in")}):
-                flows.append(Flow(src, kid, x.name, x.type.nbytes / total, x.type.numel / total))
+                flows.append(Flow(src, kid, x.name, t.nbytes / total, t.numel / total))
         origins[op.result.name] = {("k", kid)}
     outputs = []
-    for v in g.outputs:
+    kept = {v.name for v in cache_outputs(g)}  # stays in SRAM for the next run
+    for v in (v for v in g.outputs if v.name not in kept):
         ks = sorted(n for kind, n in origins[v.name] if kind == "k")
         if not ks:
             raise UnsupportedError(f"graph output %{v.name} is computed by no kernel (a constant or an input)")

@@ -101,15 +101,15 @@ def _unary(kind, **attrs):
 
 for _aten, _kind in [("neg", "neg"), ("exp", "exp"), ("log", "log"), ("tanh", "tanh"),
                      ("erf", "erf"), ("sqrt", "sqrt"), ("rsqrt", "rsqrt"), ("relu", "relu"),
-                     ("sigmoid", "sigmoid"), ("logical_not", "not"), ("bitwise_not", "not")]:
+                     ("sigmoid", "sigmoid"), ("cos", "cos"), ("sin", "sin"), ("logical_not", "not"),
+                     ("bitwise_not", "not")]:
     converts(f"aten.{_aten}.default")(_unary(_kind))
 
 
 @converts("aten.silu.default")
 def _silu(imp, args, kwargs):
-    """SiLU (swish), x * sigmoid(x), as the two ops it is made of (``fuse`` makes them one epilogue)."""
-    x = imp.tensor(args[0])
-    return checked(imp, imp.op("mul", x, imp.op("sigmoid", x)))
+    """SiLU (swish), x * sigmoid(x): one op (``canonicalize`` makes the same of a hand-written one)."""
+    return checked(imp, imp.op("silu", imp.tensor(args[0])))
 
 
 @converts("aten.gelu.default")
@@ -208,8 +208,6 @@ def _sdpa(imp, args, kwargs):
     q, k, v = (imp.tensor(a[n]) for n in names[:3])
     if a.get("dropout_p", 0.0):
         raise UnsupportedError(f"{imp.where()}: attention dropout p={a['dropout_p']}")
-    if a.get("enable_gqa", False):
-        raise UnsupportedError(f"{imp.where()}: grouped-query attention (enable_gqa=True)")
     mask, causal = a.get("attn_mask"), bool(a.get("is_causal", False))
     scale = a.get("scale")
     scale = None if scale is None else float(scale)

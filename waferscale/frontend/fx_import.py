@@ -39,6 +39,7 @@ class Importer(ImporterBase):
         self.node: torch.fx.Node | None = None
         self.param_targets: dict[str, str] = {}  # IR parameter name -> state_dict key
         self.memo: dict = {}
+        self.unfolded: dict[str, Any] = {}  # node name -> the IR value computing a large folded constant
 
     def out_type(self) -> TensorType:
         val = self.node.meta.get("val")
@@ -108,12 +109,31 @@ class Importer(ImporterBase):
         if not is_dynamic(args) and not is_dynamic(list(kwargs.values())):
             val = node.meta.get("val")
             shape = tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
-            return fold(node.target, args, kwargs, shape, self.where())
+            return fold(node.target, args, kwargs, shape, self.where(), node)
         conv = CONVERTERS.get(name)
         if conv is None:
             raise UnsupportedError(f"ATen op {name} at {self.loc or '<top>'} "
                                    f"(no converter in waferscale/frontend/aten.py)")
         return conv(self, args, kwargs)
+
+    def unfold(self, c: Const) -> Any:
+        """A folded constant too large to be a literal, computed in the graph: its node converted with
+        its own operands (which are literals, iotas or, recursively, computed the same way)."""
+        node = c.node
+        if node is None or CONVERTERS.get(node_name(node.target)) is None:
+            return None
+        if node.name not in self.unfolded:
+            saved = self.node, self.loc
+            self.node, self.loc = node, self.location(node)
+            try:
+                args, kwargs = self.arg(node.args), self.arg(node.kwargs)
+                args = tuple(self.tensor(a) if isinstance(a, Const) and isinstance(a.value, torch.Tensor) else a
+                             for a in args)
+                out = CONVERTERS[node_name(node.target)](self, args, kwargs)
+            finally:
+                self.node, self.loc = saved
+            self.unfolded[node.name] = out
+        return self.unfolded[node.name]
 
     def run(self) -> Graph:
         self.placeholders()

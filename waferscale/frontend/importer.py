@@ -12,7 +12,7 @@ takes the memory of one [2048, 2048] mask, not four billion elements.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,9 +30,12 @@ MAX_LITERAL_ELEMENTS = 4096
 
 @dataclass(frozen=True)
 class Const:
-    """A value known at import time: a CPU tensor, or a Python scalar."""
+    """A value known at import time: a CPU tensor, or a Python scalar. ``node`` is the op that
+    folded it (None for a buffer or a literal), so that a tensor too large to write into the IR
+    can be computed in the graph from its smaller ingredients instead (``ImporterBase.unfold``)."""
 
     value: Any
+    node: Any = field(default=None, compare=False)
 
 
 def is_dynamic(x: Any) -> bool:
@@ -128,7 +131,7 @@ def compact(t: Any) -> Any:
     return t
 
 
-def fold(target: Any, args: Any, kwargs: dict, shape: tuple[int, ...] | None, where: str) -> Const:
+def fold(target: Any, args: Any, kwargs: dict, shape: tuple[int, ...] | None, where: str, node: Any = None) -> Const:
     """target(*args, **kwargs) with torch on the CPU, for constant operands; shape is the result's
     (None when it is not one tensor). A result that would hold more than MAX_FOLDED_ELEMENTS
     elements in memory is refused (a view, such as expand, holds none of its own)."""
@@ -147,7 +150,7 @@ def fold(target: Any, args: Any, kwargs: dict, shape: tuple[int, ...] | None, wh
         out = target(*args, **kwargs)
     if axes and isinstance(out, torch.Tensor):
         out = out.expand(shape)
-    return Const(compact(out))
+    return Const(compact(out), node)
 
 
 class ImporterBase:
@@ -168,6 +171,11 @@ class ImporterBase:
     def where(self) -> str:
         raise NotImplementedError
 
+    def unfold(self, c: Const) -> Value | None:
+        """The ops that compute a folded constant too large for a literal, from its ingredients (rotary
+        embeddings' cos and sin tables, from the frequencies and the positions), or None if it cannot."""
+        return None
+
     def tensor(self, x: Any, like: Value | None = None) -> Value:
         """An IR value for x: itself, or a literal constant op for a folded scalar or small tensor."""
         if isinstance(x, Value):
@@ -177,6 +185,9 @@ class ImporterBase:
             axis = _iota_axis(v)
             if axis is not None:
                 return self.op("iota", shape=tuple(v.shape), axis=axis, dtype=ir_dtype(v.dtype))
+            if v.numel() > MAX_LITERAL_ELEMENTS and (
+                    computed := self.unfold(x) if isinstance(x, Const) else None) is not None:
+                return computed
             if v.numel() > MAX_LITERAL_ELEMENTS:
                 raise UnsupportedError(
                     f"{self.where()} uses a constant tensor of shape {list(v.shape)} computed at import "

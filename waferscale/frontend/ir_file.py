@@ -41,12 +41,16 @@ MODEL_KEYS = {
 }
 
 
+# Architecture keys a user's nn.Module has no value for: null in its header.
+MAY_BE_NULL = frozenset({"layers", "d_model", "heads", "d_ffn", "vocab", "context", "activation"})
 FLOP_CLASSES = ("matmul", "attention", "other")
 
 
 def check_model(model: dict, p: Path) -> None:
     for key, kind in MODEL_KEYS.items():
         v = model.get(key)
+        if v is None and key in MAY_BE_NULL and key in model:
+            continue
         if isinstance(v, bool) or not isinstance(v, kind):
             what = "lacks" if key not in model else "has a bad"
             raise UsageError(f"{p}: the '# model:' header {what} {key!r}; write the dump again with "

@@ -1,9 +1,17 @@
-"""The model zoo: the Cerebras-GPT family (DESIGN.md section 7), GPT-2 124M, and tiny test configs.
+"""The model zoo: the Cerebras-GPT family (DESIGN.md section 7), GPT-2 124M, Llama 3.1 8B and 70B,
+and tiny test configs.
 
-All are GPT-2 architecture (transformers' ``GPT2LMHeadModel``): learned positions,
-pre-LayerNorm with eps 1e-5, tied input/output embeddings, no dropout at inference.
-Source for the Cerebras-GPT shapes: arXiv 2304.03208, table 1, and the model cards; their HF
-configs use the exact (erf) GELU. GPT-2 uses the tanh approximation ("gelu_new").
+The GPT-2 family (transformers' ``GPT2LMHeadModel``): learned positions, pre-LayerNorm with eps
+1e-5, tied input/output embeddings, no dropout at inference. Source for the Cerebras-GPT shapes:
+arXiv 2304.03208, table 1, and the model cards; their HF configs use the exact (erf) GELU. GPT-2
+uses the tanh approximation ("gelu_new").
+
+The Llama family (``LlamaForCausalLM``): rotary positions, RMSNorm (eps 1e-5), grouped-query
+attention, a SiLU-gated MLP, untied embeddings. Shapes from the published ``config.json`` of
+meta-llama/Llama-3.1-8B and -70B (hidden 4096 / 8192, 32 / 80 layers, 32 / 64 heads, 8 key/value
+heads, intermediate 14336 / 28672, vocabulary 128256, rope_theta 500000 with the "llama3" rope
+scaling, 131072 positions). Their context is 131,072 tokens; a compile without ``--seq`` takes
+``default_seq`` (2,048, as the Cerebras-GPT models' context) so that it stays a few seconds.
 """
 
 from __future__ import annotations
@@ -24,12 +32,30 @@ class ZooModel:
     vocab: int = 50257
     context: int = 2048
     activation: str = "gelu"  # transformers' name: "gelu" is erf GELU, "gelu_new" the tanh form
+    family: str = "gpt2"  # "gpt2" or "llama"
+    kv_heads: int | None = None  # grouped-query attention (llama): key/value heads
+    rope_theta: float = 10000.0
+    default_seq: int | None = None  # --seq when none is given (None: the whole context)
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.heads
 
     def config(self):
+        if self.family == "llama":
+            from transformers import LlamaConfig
+
+            # meta-llama/Llama-3.1-*/config.json: rope_scaling of type "llama3" (from 8,192 positions up)
+            rope = {"rope_type": "default", "rope_theta": self.rope_theta}
+            if self.context > 8192:
+                rope |= {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8192}
+            return LlamaConfig(
+                vocab_size=self.vocab, hidden_size=self.d_model, intermediate_size=self.d_ffn,
+                num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.kv_heads,
+                max_position_embeddings=self.context, rms_norm_eps=1e-5, hidden_act="silu",
+                tie_word_embeddings=False, attention_bias=False, mlp_bias=False, rope_parameters=rope,
+                bos_token_id=min(128000, self.vocab - 1), eos_token_id=min(128001, self.vocab - 1))
         from transformers import GPT2Config
 
         return GPT2Config(
@@ -41,6 +67,9 @@ class ZooModel:
         )
 
     def param_count(self) -> int:
+        if self.family == "llama":
+            return llama_param_count(self.vocab, self.d_model, self.d_ffn, self.layers, self.d_model,
+                                     self.kv_heads * self.d_head, gated=True, tied=False)
         return gpt2_param_count(self.vocab, self.context, self.d_model, self.d_ffn, self.layers)
 
 
@@ -48,6 +77,14 @@ def gpt2_param_count(vocab: int, context: int, d: int, f: int, layers: int) -> i
     """Closed form for a tied GPT-2: embeddings, per-layer weights and biases, final norm."""
     per_layer = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)
     return vocab * d + context * d + layers * per_layer + 2 * d
+
+
+def llama_param_count(vocab: int, d: int, f: int, layers: int, q: int, kv: int, gated: bool, tied: bool) -> int:
+    """Closed form for a rotary model without biases: embeddings, per layer two norm scales, the
+    query (q features), key and value (kv each) and output projections, a gated (three matrices)
+    or plain (two) MLP; a final norm and the output head unless it is tied."""
+    per_layer = 2 * d + d * q + 2 * d * kv + q * d + (3 if gated else 2) * d * f
+    return vocab * d * (1 if tied else 2) + layers * per_layer + d
 
 
 ZOO: dict[str, ZooModel] = {m.name: m for m in [
@@ -59,9 +96,14 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
     ZooModel("cerebras-gpt-6.7b", 32, 4096, 32, 16384),
     ZooModel("cerebras-gpt-13b", 40, 5120, 40, 20480),
     ZooModel("gpt2", 12, 768, 12, 3072, context=1024, activation="gelu_new"),
+    ZooModel("llama-3.1-8b", 32, 4096, 32, 14336, vocab=128256, context=131072, activation="silu", family="llama",
+             kv_heads=8, rope_theta=500000.0, default_seq=2048),
+    ZooModel("llama-3.1-70b", 80, 8192, 64, 28672, vocab=128256, context=131072, activation="silu", family="llama",
+             kv_heads=8, rope_theta=500000.0, default_seq=2048),
     # Small configs for tests: same architecture, shapes a laptop runs in milliseconds.
     ZooModel("tiny", 2, 64, 4, 256, vocab=512, context=128),
     ZooModel("tiny-tanh", 2, 64, 4, 256, vocab=512, context=128, activation="gelu_new"),
+    ZooModel("tiny-llama", 2, 64, 4, 128, vocab=512, context=128, activation="silu", family="llama", kv_heads=2),
 ]}
 
 

@@ -25,9 +25,10 @@ REQUIRED = object()
 # element from the same element of each operand, after broadcasting), ``layout`` (moves or
 # makes data without arithmetic: reshape, transpose, slice, constants), ``contraction``
 # (matmul, linear), ``gather`` (embedding), ``normalization`` (layernorm, softmax over one axis),
-# ``reduction``, ``attention``, ``loss``, and ``fused`` (a region of other ops run as one).
+# ``reduction``, ``attention``, ``loss``, ``fused`` (a region of other ops run as one), and ``state``
+# (writes state that a graph reads as an input and hands on as an output: the KV cache).
 CATEGORIES = ("elementwise", "layout", "contraction", "gather", "normalization", "reduction", "attention",
-              "loss", "fused")
+              "loss", "fused", "state")
 
 # attribute kind -> predicate on the value
 ATTR_KINDS: dict[str, Callable[[Any], bool]] = {

@@ -2,7 +2,21 @@
 (lower, place, route, simulate) on the lowered program; each a small named unit with typed
 options, run by one pipeline string (``pipeline.py``)."""
 
-from . import adamw, autodiff, canonicalize, dce, fuse, lora, lower, place, recompute, route, simulate, sparsify  # noqa: F401,E501
+from . import (  # noqa: F401  (register the passes)
+    adamw,
+    autodiff,
+    canonicalize,
+    dce,
+    fuse,
+    kv_cache,
+    lora,
+    lower,
+    place,
+    recompute,
+    route,
+    simulate,
+    sparsify,
+)
 from .base import PASSES, CompileState, Pass
 from .pipeline import DEFAULT_GRAPH, DEFAULT_WAFER, PassRecord, check_stages, parse_pipeline, run_pipeline, spec
 

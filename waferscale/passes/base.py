@@ -43,6 +43,7 @@ class CompileState:
     graph: Graph
     samples: int = 1  # sequences per run (the batch)
     tokens: int = 1  # tokens per sample
+    position: int = 0  # the sequence position of the first token (a decode step at position t reads t cached rows)
     machine: Machine | None = None
     program: Program | None = None
     placement: Placement | None = None

@@ -10,6 +10,14 @@ lowering see one spelling of each thing. Rules, applied to a fixed point (``ir/r
   cancel (``torch.nn.Linear`` flattens tokens to 2-D and back around every product);
 - x * 1, x / 1, x + 0, x - 0 -> x (where the result type is x's);
 - cast(x) to x's dtype -> x; cast(cast(x, wider), x's dtype) -> x;
+- x * sigmoid(x) -> ``silu`` x;
+- RMSNorm's arithmetic, x * rsqrt(mean(x^2, last axis) + eps) -> ``rmsnorm`` x (with the casts
+  to f32 and back that Hugging Face puts around it taken in: the op computes in f32), and
+  w * rmsnorm(x) with w a weight vector of the last axis -> ``rmsnorm`` x, w;
+- x * cos + concat(-x[h:], x[:h]) * sin (rotate_half on the last axis) -> ``rotary`` x, cos, sin;
+- attention(q, repeat_kv(k), repeat_kv(v)), each key/value head copied for the query heads of its
+  group by a reshape, an expand and a reshape, -> attention(q, k, v) (grouped-query attention:
+  the copies are not made, and the flows carry only the key/value heads);
 - Hugging Face's ``gelu_new`` arithmetic, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), ->
   ``gelu {approximate="tanh"}`` (in any order of its commutative operands);
 - and, between sweeps, dead code elimination.
@@ -140,8 +148,94 @@ def gelu_tanh(op: Op, rw: Rewriter) -> Value | None:
     return rw.op("gelu", b["x"], approximate="tanh")
 
 
+_SILU = P("mul", _X, P("sigmoid", _X))
+
+
+def silu(op: Op, rw: Rewriter) -> Value | None:
+    # x * sigmoid(x) -> silu(x)
+    b = match(_SILU, op.result, rw.producer) if op.kind == "mul" else None
+    return rw.op("silu", b["x"]) if b is not None and b["x"].type == op.type else None
+
+
+_RMS = P("mul", _X, P("rsqrt", P("add", P("reduce_mean", P("pow", _X, P.const(2.0)), name="mean"),
+                                 P.any("eps"))))
+
+
+def rmsnorm(op: Op, rw: Rewriter) -> Value | None:
+    # x * rsqrt(mean(x^2) + eps) -> rmsnorm(x); cast(rmsnorm(cast(x, f32)), x.dtype) -> rmsnorm(x);
+    # w * rmsnorm(x) -> rmsnorm(x, w)
+    if op.kind == "cast":
+        inner = rw.producer(op.operands[0])
+        if inner is not None and inner.kind == "rmsnorm" and len(inner.operands) == 1:
+            up = rw.producer(inner.operands[0])
+            if up is not None and up.kind == "cast" and up.operands[0].type == op.type:
+                return rw.op("rmsnorm", up.operands[0], eps=inner.attr["eps"])
+        return None
+    if op.kind != "mul":
+        return None
+    if "params" not in rw.memo:
+        rw.memo["params"] = {p.name for p in rw.graph.params}
+    params = rw.memo["params"]
+    for w, y in (op.operands, op.operands[::-1]):
+        norm = rw.producer(y)
+        if (norm is not None and norm.kind == "rmsnorm" and len(norm.operands) == 1 and y.type == op.type
+                and w.name in params and w.type.shape == op.type.shape[-1:]):
+            return rw.op("rmsnorm", norm.operands[0], w, eps=norm.attr["eps"])
+    b = match(_RMS, op.result, rw.producer)
+    if b is None or b["x"].type != op.type:
+        return None
+    mean = rw.producer(b["mean"])
+    eps = scalar(rw.producer(b["eps"]))
+    if eps is None or not mean.attr["keepdim"] or tuple(mean.attr["axes"]) != (op.type.rank - 1,):
+        return None
+    return rw.op("rmsnorm", b["x"], eps=eps)
+
+
+_ROTARY = P("add", P("mul", _X, P.any("cos")),
+             P("mul", P("concat", P("neg", P("slice", _X, name="x2")), P("slice", _X, name="x1"), name="rot"),
+               P.any("sin")))
+
+
+def rotary(op: Op, rw: Rewriter) -> Value | None:
+    # x * cos + concat(-x[..., h:], x[..., :h]) * sin -> rotary(x, cos, sin)
+    b = match(_ROTARY, op.result, rw.producer) if op.kind == "add" else None
+    if b is None or b["x"].type != op.type:
+        return None
+    n, last = op.type.shape[-1], op.type.rank - 1
+    x1, x2, cat = rw.producer(b["x1"]).attr, rw.producer(b["x2"]).attr, rw.producer(b["rot"]).attr
+    halves = ((x1["axis"], x1["start"], x1["stop"], x1["step"]), (x2["axis"], x2["start"], x2["stop"], x2["step"]))
+    if cat["axis"] != last or n % 2 or halves != ((last, 0, n // 2, 1), (last, n // 2, n, 1)):
+        return None
+    return rw.op("rotary", b["x"], b["cos"], b["sin"])
+
+
+_REPEAT_KV = P("reshape", P("expand", P("reshape", P.any("kv"), name="one"), name="many"))
+
+
+def _unrepeated(v: Value, rw: Rewriter) -> Value | None:
+    # reshape(expand(reshape(kv [.., H, S, E] -> [.., H, 1, S, E]) -> [.., H, g, S, E]) -> [.., H g, S, E]) -> kv
+    b = match(_REPEAT_KV, v, rw.producer)
+    if b is None:
+        return None
+    kv, one, many = b["kv"].type.shape, b["one"].type.shape, b["many"].type.shape
+    if len(kv) < 3 or one != kv[:-2] + (1,) + kv[-2:] or many[:-3] != kv[:-2] or many[-2:] != kv[-2:]:
+        return None
+    return b["kv"] if v.type.shape == kv[:-3] + (kv[-3] * many[-3],) + kv[-2:] else None
+
+
+def grouped_attention(op: Op, rw: Rewriter) -> Value | None:
+    # attention(q, repeat_kv(k), repeat_kv(v)) -> attention(q, k, v)
+    if op.kind != "attention" or len(op.operands) != 3:
+        return None
+    q, k, v = op.operands
+    k0, v0 = _unrepeated(k, rw), _unrepeated(v, rw)
+    if k0 is None or v0 is None or k0.type.shape[:-1] != v0.type.shape[:-1]:
+        return None
+    return rw.op("attention", q, k0, v0, **op.attr)
+
+
 PATTERNS = [cse, same_shape, reshape_chain, transpose_chain, linear_keeps_leading_axes, neutral_element,
-            redundant_cast, gelu_tanh]
+            redundant_cast, gelu_tanh, silu, rmsnorm, rotary, grouped_attention]
 
 
 def canonicalize(g: Graph) -> Graph:
@@ -153,7 +247,8 @@ def canonicalize(g: Graph) -> Graph:
 class Canonicalize(Pass):
     name = "canonicalize"
     stage = GRAPH
-    summary = "CSE, reshape/transpose/cast folding, neutral elements, gelu_new -> gelu(tanh)"
+    summary = ("CSE, reshape/transpose/cast folding, neutral elements, gelu_new -> gelu(tanh), silu, rmsnorm, rotary, "
+               "grouped attention")
 
     def run(self, s: CompileState) -> CompileState:
         return replace(s, graph=canonicalize(s.graph))

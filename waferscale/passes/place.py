@@ -105,7 +105,12 @@ class _Sizer:
         return _first(1, self.max_w[i], lambda w: self.sram(i, w) <= cap)
 
     def width_for(self, i: int, lo: int, target: int) -> int | None:
-        """The narrowest width >= lo whose stage time is within target, or None."""
+        """The narrowest width >= lo whose stage time is within target, or None. The bisection takes
+        the time to fall with the width; where it does not (a kernel of one token, whose reduce's
+        latency grows with the width), lo is taken whenever it meets the target, so the narrowest widths
+        always pack at the slowest narrowest stage's time."""
+        if self.time(i, lo) <= target:
+            return lo
         return _first(lo, self.max_w[i], lambda w: self.time(i, w) <= target)
 
 

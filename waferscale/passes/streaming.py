@@ -1,8 +1,9 @@
 """Weight-streaming placement: a layer at a time on the whole wafer.
 
 The kernels are grouped by the transformer block they belong to (their module path up to
-``.h.N``); the kernels before the first block and after the last form groups of their own
-(``embeddings``, ``head``), and a model with no blocks is one group, named after it. Each group in turn has the
+``.h.N``, as GPT-2 names its blocks, or ``.layers.N``, as Llama, GPT-NeoX, OPT and Phi do); the
+kernels before the first block and after the last form groups of their own (``embeddings``,
+``head``), and a model with no blocks is one group, named after it. Each group in turn has the
 whole mesh: its kernels are placed as in layer-pipelined mode (``place.py``), but on all the
 cores, and the batch flows through them. Its weights stream in from MemoryX over the system I/O
 into one of ``WEIGHT_BUFFERS`` buffers, so the next group's weights arrive while this one
@@ -35,7 +36,7 @@ from ..backends.program import Group, Placement, Program, Rect, signature, sub_p
 from ..errors import FitError, WaferError
 from .autodiff import BACKWARD
 
-_BLOCK = re.compile(r"^(.*?\bh\.\d+)(?:[./]|$)")
+_BLOCK = re.compile(r"^(.*?\b(?:h|layers)\.\d+)(?:[./]|$)")
 
 
 def groups_of(prog: Program) -> list[tuple[str, tuple[int, ...]]]:
@@ -119,7 +120,8 @@ class _Fit:
         prefetch, resident = self.reserve(samples)
         left = self.machine.sram_bytes - prefetch - resident
         if left - A.RESERVED_SRAM_BYTES <= 0:
-            return WaferError("no SRAM left for the kernels")
+            return WaferError(f"no SRAM left for the kernels (of {self.machine.sram_bytes:,} B per core, the next "
+                              f"layer's weights take {prefetch:,} B and the batch's activations {resident:,} B)")
         small = replace(self.machine, sram_bytes=left)
         out = []
         for (name, _), sub in zip(self.groups, self.subs):

@@ -57,6 +57,8 @@ def to_text(report: dict) -> str:
               for r in c.get("passes", [])]
     if "train" in report:
         lines += train_text(report["train"])
+    if "generate" in report:
+        lines += generate_text(report["generate"])
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +89,32 @@ def train_text(t: dict) -> list[str]:
                         f"{_si(f['stream_out_bytes'], 'B')} of gradients out"]
     lines += [f"  {x['name'][:28]:<28} {x['direction']:<9} {1e6 * x['compute_seconds']:>11.1f} "
               f"{1e6 * x['stream_in_seconds']:>10.1f} {x['bound']:<8}" for x in t["layers"]]
+    return lines
+
+
+def generate_text(g: dict) -> list[str]:
+    """The generation section of report.txt (``wafer compile --generate``)."""
+    lines = [
+        "",
+        f"Generation: prompt {g['prompt_len']} tokens, {g['new_tokens']} new, batch {g['batch']}, "
+        f"{g['systems']} system(s); KV cache {g['kv_capacity']} rows, {_si(g['kv_cache_bytes'], 'B')} "
+        f"({g['kv_cache_bytes_per_core']:,} B on the busiest core)",
+        f"  time to first token  {1e3 * g['ttft_seconds']:.3f} ms (prefill, {_si(g['prefill_tokens_per_second'])} "
+        "tokens/s)",
+        f"  decode               {1e6 * g['decode_seconds_per_token']:.2f} us/token = "
+        f"{g['decode_tokens_per_second']:,.0f} tokens/s ({g['decode_tokens_per_second_per_user']:,.0f} per sequence); "
+        f"{g['decode_basis']}",
+        f"  roofline             {1e6 * g['decode_roofline_seconds']:.3f} us/token: {g['decode_roofline_basis']}",
+        f"  whole generation     {1e3 * g['generate_seconds']:.3f} ms",
+    ]
+    if "inter_system_link" in g:
+        link = g["inter_system_link"]
+        lines.append(f"  between systems      {link['name']}: {_si(link['bytes_per_s'], 'B/s')}, "
+                     f"{1e6 * link['latency_seconds']:g} us per crossing ({link['source']})")
+    for i, s in enumerate(g["systems_detail"]):
+        lines.append(f"  system {i + 1:<13} {s['kernels']} kernels ({s['first_kernel']} .. {s['last_kernel']}) on "
+                     f"{s['cores_used']:,} cores, weights {_si(s['weight_bytes'], 'B')}, KV cache "
+                     f"{_si(s['kv_cache_bytes'], 'B')}, SRAM peak {s['sram_peak_bytes_per_core']:,} B/core")
     return lines
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import __version__
 from ..backends import assumptions as A
 from ..backends.kernels import label
 from ..backends.program import IO, link_name
 from ..passes.base import CompileState
 from ..passes.place import MODES
 from ..runtime.bounds import critical_path
+from ..version import __version__
 
 
 def model_flops(s: CompileState) -> int:

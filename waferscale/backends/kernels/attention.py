@@ -5,11 +5,24 @@ Each query is multicast down its heads' column; each core scores it against its 
 a partial softmax (running max, sum, weighted values), and the partials are combined down the
 column, flash-decoding style.
 
+Grouped-query attention (Llama, Mistral, Qwen2: ``kv_heads`` key/value heads, each serving a group of
+query heads): a core keeps the keys and values of the key/value heads its column's query heads
+read, once each (a column of query heads from one group holds one), and a token's key and value
+stream into its row once per key/value head, multicast along the row to the columns that read it.
+
 The kernel already covers everything between the head split and the head merge: q k^T, the
 scale, the causal mask, the softmax and the product with v. The transposes and reshapes of the
 split and merge are layout (the order in which the producer sends and the consumer reads), and
 no elementwise op sits between attention and the output projection, so the ``fuse`` pass leaves
 attention as it is.
+
+Over a KV cache (``cached_attention``, a step of generation) the keys the rows hold are the
+cache's: ``capacity`` rows, all ``resident`` samples' at once (generation keeps every sequence's
+cache while the batch takes turns), with ``kv_heads`` key heads (fewer than the query heads under
+grouped-query attention). A step's token at ``position`` t scores t + 1 keys; its own key and value
+enter their row and are appended there. The cost is that of the keys read, so a decode step is
+costed at the position it runs at; its partials are combined down each column by WaferLLM's
+two-level tree rather than a chain, as a step's latency is what a decode step waits for.
 """
 
 from __future__ import annotations
@@ -22,9 +35,11 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...ir import registry
 from ...ir.graph import Op
+from ...ir.ops.nn import grouped
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
+from ..column_reduce import TREE, plan
 from ..datapath import accumulator_bytes
 from .base import Kernel, LowerCtx, Work, f32, lowers
 
@@ -34,19 +49,40 @@ class Attention(Kernel):
     heads: int
     d_head: int
     causal: bool
+    capacity: int = 0  # rows of key/value a sample holds: its KV cache's (0: its own tokens)
+    position: int = 0  # the sequence position of the first token (a decode step's)
+    resident: int = 1  # samples whose keys and values are held at once (generation: the batch)
+    kv_heads: int = 0  # key/value heads (grouped-query attention); 0: as many as heads
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
+
+    @property
+    def key_rows(self) -> int:
+        return self.capacity or self.tokens
+
+    def max_rows(self) -> int:
+        return self.key_rows
 
     def max_cols(self) -> int:
         return self.heads
 
     def _keys(self, p0, p1):
-        pos = np.arange(p0, p1)
+        pos = np.arange(p0, p1) + self.position
         return pos + 1 if self.causal else np.full(p1 - p0, self.tokens)
 
+    @property
+    def kv(self) -> int:
+        return self.kv_heads or self.heads
+
+    def kv_per_column(self, cols: int) -> int:
+        """The most key/value heads a column's query heads read (heads split in blocks over columns)."""
+        group = self.heads // self.kv
+        return max(len({h // group for h in range(s.start, s.stop)})
+                   for s in slices(self.heads, min(cols, self.heads)))
+
     def sram(self, rows, cols):
-        hc, st = block(self.heads, min(cols, self.heads)), block(self.tokens, min(rows, self.tokens))
-        return {"kv_cache": 2 * st * hc * self.d_head * self.elem,
+        hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
+        return {"kv_cache": 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.elem,
                 "activations_in": 2 * hc * self.d_head * self.elem,
                 "activations_out": hc * self.d_head * self.elem,
                 "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
@@ -58,12 +94,13 @@ class Attention(Kernel):
         # per key and head: the score reads q and k (a dot product), the weighted sum reads v and
         # the accumulators and writes the accumulators (an AXPY)
         acc, pairs = accumulator_bytes(self.dtype), self.heads * keys * self.d_head
+        kvd = self.kv * self.d_head
         return Work(flops=self.heads * keys * (4 * self.d_head + 6),
                     sram_read=pairs * (3 * self.elem + acc), sram_write=pairs * acc,
-                    delivered=c * 3 * hd, edge=c * 4 * hd)
+                    delivered=c * (hd + 2 * kvd), edge=c * (2 * hd + 2 * kvd))
 
     def model_cycles(self, rows, cols, p0, p1, machine):
-        rows, cols = min(rows, self.tokens), min(cols, self.heads)
+        rows, cols = min(rows, self.key_rows), min(cols, self.heads)
         hc = block(self.heads, cols)
         dp = machine.datapath(self.dtype)
         # a dot product and an AXPY over d_head, each one vector instruction, and one exp
@@ -73,25 +110,40 @@ class Attention(Kernel):
         compute = hc * core_keys * per_key + A.TASK_OVERHEAD_CYCLES
         # per column and token: the query multicast down the column and the partials combined
         # down it; a token's key and value enter only its own row, from the west edge
-        stream = max(hc * (self.d_head + 2), 2 * self.heads * self.d_head / rows)
+        stream = max(hc * (self.d_head + 2), 2 * self.kv * self.d_head / rows)
         return float(np.maximum(compute, stream).sum())
 
     def fill(self, rows, cols, machine):
-        return super().fill(rows, cols, machine) + (rows - 1) * ceil((self.d_head + 2) / 4)
+        rows = min(rows, self.key_rows)
+        per_row = ceil((self.d_head + 2) / 4)  # a partial (weighted values, max, sum) added and passed on
+        if not self.capacity:  # the partials combined down the column by a chain
+            return super().fill(rows, cols, machine) + (rows - 1) * per_row
+        # over a KV cache (a decode step, where the latency is the step's time) by WaferLLM's two-level
+        # tree (column_reduce.py): about sqrt(rows) adds in turn, the hops the column's height
+        p = plan(rows, TREE)
+        depth = max(p.groups) // 2 + len(p.groups) // 2
+        return super().fill(rows, cols, machine) + depth * per_row + (rows - 1) * A.HOP_CYCLES
 
     def run(self, op, args, rows, cols):
-        return attention(*args[:3], registry.with_defaults(op.kind, op.attr), rows, cols)
+        attrs = registry.with_defaults(op.kind, op.attr)
+        if op.kind == "cached_attention":  # query i of sample b sees the rows up to positions[b, i]
+            q, k, v, pos = args
+            return attention(q, k, v, dict(attrs, causal=True), rows, cols, qpos=pos[:, None, :, None])
+        return attention(*args[:3], attrs, rows, cols)
 
 
-def attention(q, k, v, attrs: dict, rows: int, cols: int) -> np.ndarray:
+def attention(q, k, v, attrs: dict, rows: int, cols: int, qpos: np.ndarray | None = None) -> np.ndarray:
     """Per column its heads; per core a partial softmax over its cyclic share of the keys; the
-    partials combined down the column."""
+    partials combined down the column. A column's query heads read their group's key/value head. A
+    causal query sees the keys up to its position: its index, or ``qpos`` (broadcast against the
+    scores, e.g. ``[batch, 1, L, 1]``)."""
     q, k, v = f32(q), f32(k), f32(v)
+    k, v = grouped(q, k), grouped(q, v)
     scale = attrs.get("scale") or 1.0 / np.sqrt(q.shape[-1])
     L, S = q.shape[-2], k.shape[-2]
     heads = q.shape[-3] if q.ndim >= 3 else 1
     out = np.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
-    qpos = np.arange(L)[:, None]
+    qpos = np.arange(L)[:, None] if qpos is None else qpos
     for hj in slices(heads, min(cols, heads)):
         qh, kh, vh = q[..., hj, :, :], k[..., hj, :, :], v[..., hj, :, :]
         m = np.full(qh.shape[:-1] + (1,), -np.inf, dtype=q.dtype)
@@ -113,6 +165,18 @@ def attention(q, k, v, attrs: dict, rows: int, cols: int) -> np.ndarray:
     return out
 
 
+@lowers("cached_attention")
+def lower_cached_attention(op: Op, ctx: LowerCtx) -> Attention:
+    q, k = op.operands[0].type, op.operands[1].type
+    batch, heads, capacity = q.shape[0], q.shape[1], k.shape[2]
+    if ctx.position + ctx.tokens > capacity:
+        raise UnsupportedError(f"lowering {ctx.where}: a step at position {ctx.position} of {ctx.tokens} token(s) "
+                               f"reads past the KV cache's {capacity} rows")
+    t = op.type
+    return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=q.shape[-1],
+                     causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1])
+
+
 @lowers("attention")
 def lower_attention(op: Op, ctx: LowerCtx) -> Attention:
     q = op.operands[0].type
@@ -122,6 +186,9 @@ def lower_attention(op: Op, ctx: LowerCtx) -> Attention:
     if q.shape[-2] != op.operands[1].type.shape[-2]:
         raise UnsupportedError(f"lowering {ctx.where}: cross-attention (queries and keys of different length)")
     heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)  # per sample
+    k = op.operands[1].type
+    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // (ctx.tokens * ctx.samples)
     t = op.type
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
-                     d_head=q.shape[-1], causal=bool(op.attr.get("causal")))
+                     d_head=q.shape[-1], causal=bool(op.attr.get("causal")),
+                     kv_heads=kv_heads if 0 < kv_heads < heads and heads % kv_heads == 0 else 0)

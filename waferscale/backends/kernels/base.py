@@ -146,6 +146,7 @@ class LowerCtx:
     sources: tuple[str, ...]  # per operand: PARAM, ACT or CONST
     where: str  # the op, for error messages
     per_step: bool = False  # its activations are step-shaped (weight gradients), not per token
+    position: int = 0  # the sequence position of the run's first token (a decode step: the KV cache's rows)
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from math import ceil
+from math import ceil, prod
 
 import numpy as np
 
@@ -57,8 +57,11 @@ from .base import ACT, PARAM, Kernel, LowerCtx, Work, f32, lowers
 # (and for pow, div and GELU, which take one); layernorm 6 (sum, sum of squares, subtract,
 # scale, shift, multiply by 1/sigma); softmax 3 and an exp.
 _T = A.TRANSCENDENTAL_CYCLES
+# SiLU, x * sigmoid(x), one more (the product) than the sigmoid it holds; cos and sin take one each;
+# RMSNorm 3 (sum of squares, multiply by 1/rms, scale), layernorm's passes less the mean's two.
 ELEMENT_CYCLES = {"exp": _T, "log": _T, "tanh": _T, "erf": _T, "sqrt": _T, "rsqrt": _T, "sigmoid": _T,
-                  "gelu": _T, "pow": _T, "div": _T, "layernorm": 6, "softmax": 3 + _T,
+                  "gelu": _T, "pow": _T, "div": _T, "cos": _T, "sin": _T, "silu": _T + 1, "layernorm": 6,
+                  "rmsnorm": 3, "softmax": 3 + _T,
                   # backward (kernels/grads.py): gelu' is an erf or tanh and an exp and four
                   # arithmetic; layernorm's is two row sums and six arithmetic; softmax's a row sum
                   # and three; the loss a softmax over the vocabulary and the label's pick
@@ -70,7 +73,7 @@ def element_cycles(kind: str) -> float:
     return ELEMENT_CYCLES.get(kind, 1)
 
 
-REDUCES = frozenset({"layernorm", "softmax", "reduce_sum", "reduce_mean", "reduce_max"})
+REDUCES = frozenset({"layernorm", "rmsnorm", "softmax", "reduce_sum", "reduce_mean", "reduce_max"})
 # Vector instructions per token on a core, each paying VECTOR_OP_CYCLES: an elementwise op or a
 # reduction is one pass over the core's block; softmax four (max, subtract and exp, sum, scale).
 # Layernorm counts its own (layernorm_tasks).
@@ -88,19 +91,38 @@ LN_FINISH_OPS = ("mul", "mul", "mul", "sub", "add", "rsqrt")  # scalar: mean, E[
 LN_STATS = 2  # wavelets per token each way along a row: the sum and the sum of squares
 
 
-def layernorm_tasks(ft: int, lanes: float) -> tuple[int, int]:
+@dataclass(frozen=True)
+class NormSteps:
+    """A row normalization as the layernorm algorithm runs it: vector passes before the row all-reduce
+    (``stat_passes``) and after it (the rest of ``element_cycles(kind)``), the scalar ops that finish
+    the statistics, and the statistics each core sends along the row per token."""
+
+    kind: str
+    stat_passes: int
+    finish: tuple[str, ...]
+    stats: int
+
+
+# RMSNorm is layernorm's algorithm without the mean: one statistic (the sum of squares) and one
+# wavelet each way along the row; finished by 1/f, + eps and rsqrt; then 1/rms and the scale.
+NORMS = {"layernorm": NormSteps("layernorm", LN_STAT_PASSES, LN_FINISH_OPS, LN_STATS),
+         "rmsnorm": NormSteps("rmsnorm", 1, ("mul", "add", "rsqrt"), 1)}
+
+
+def layernorm_tasks(ft: int, lanes: float, norm: str = "layernorm") -> tuple[int, int]:
     """Datapath cycles of the two tasks of one token on a core holding ``ft`` features, with ``lanes``
     FMAC lanes: the statistics (sum, sum of squares) and the normalize (mean and 1/sigma from the row
     totals, then subtract, multiply by 1/sigma, scale, shift). Each vector pass over the block is one
-    vector instruction."""
+    vector instruction. ``norm="rmsnorm"``: the sum of squares, then 1/rms, multiply, scale."""
+    n = NORMS[norm]
     lanes = lanes * A.ELEMENTWISE_LANE_FRACTION
     vec = A.VECTOR_OP_CYCLES + ceil(ft / lanes)
-    finish = sum(ceil(1 / lanes) * element_cycles(op) for op in LN_FINISH_OPS)
-    return (A.TASK_OVERHEAD_CYCLES + LN_STAT_PASSES * vec,
-            A.TASK_OVERHEAD_CYCLES + finish + (element_cycles("layernorm") - LN_STAT_PASSES) * vec)
+    finish = sum(ceil(1 / lanes) * element_cycles(op) for op in n.finish)
+    return (A.TASK_OVERHEAD_CYCLES + n.stat_passes * vec,
+            A.TASK_OVERHEAD_CYCLES + finish + (element_cycles(norm) - n.stat_passes) * vec)
 
 
-def layernorm_allreduce_cycles(cols: int) -> int:
+def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS) -> int:
     """From the end of column 0's statistics task to the first cycle its normalize may start: it puts
     its two statistics on the fabric, the second one (which gates) crosses every column east (a hop,
     the ramp to the core and its add-and-forward: 3 cycles), comes back west from the last core (a
@@ -108,11 +130,12 @@ def layernorm_allreduce_cycles(cols: int) -> int:
     if cols == 1:
         return 0
     east = A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES
-    return LN_STATS * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + A.HOP_CYCLES) + A.RAMP_CYCLES + 1
+    return stats * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + A.HOP_CYCLES) + A.RAMP_CYCLES + 1
 
 
 @lru_cache(maxsize=512)
-def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inputs: int = 1) -> tuple[int, ...]:
+def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inputs: int = 1,
+                  norm: str = "layernorm") -> tuple[int, ...]:
     """Cycles by which a row of ``cols`` cores has output its first 1, 2, ..., ``tokens`` tokens: the
     schedule of its widest core (column 0, the last to get the row's statistics back), token by
     token. A token is received into one of ``slots`` buffers at one wavelet per cycle once a buffer
@@ -120,9 +143,10 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
     else the oldest normalize whose statistics are back; a task runs to its end, and the sends of
     the statistics follow the statistics task; the outputs leave one wavelet per cycle."""
     ft = block(f, cols)
-    stat, norm = layernorm_tasks(ft, lanes)
-    sends = LN_STATS * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
-    trip = layernorm_allreduce_cycles(cols)
+    stats = NORMS[norm].stats
+    stat, norm = layernorm_tasks(ft, lanes, norm)
+    sends = stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
+    trip = layernorm_allreduce_cycles(cols, stats)
     first = A.HOP_CYCLES + A.RAMP_CYCLES  # the first wavelet in: source -> router -> core
     ready, stats_end, sent = [], [], []  # per token: statistics may start; they end; last output sent
     free = ns = 0  # the datapath's next free cycle; tokens whose statistics have started
@@ -150,6 +174,7 @@ class Rowwise(Kernel):
     inputs: int  # activation operands arriving per token, each with up to `features` elements
     params: int  # per-feature parameter vectors held on each core (scale, shift, bias)
     flops_per_token: float  # the registry's FLOPs of the op, per token
+    groups: int = 1  # rows of the last axis per token (heads, for an op after the head split), one after another
     decomposition = "tokens over rows, last axis over columns"
 
     def max_cols(self) -> int:
@@ -161,14 +186,14 @@ class Rowwise(Kernel):
                 "activations_out": 2 * ft * self.elem, "fabric_queues": self.queues()}
 
     def work(self, p0, p1):
-        c, f = p1 - p0, self.features
+        c, f = p1 - p0, self.features * self.groups
         # reads its inputs and parameters, writes its output (at least once each)
         return Work(flops=c * self.flops_per_token, sram_read=c * f * (self.inputs + self.params) * self.elem,
                     sram_write=c * f * self.elem,
                     delivered=c * f * self.inputs, edge=c * f * (self.inputs + 1))
 
     def model_cycles(self, rows, cols, p0, p1, machine):
-        if self.op == "layernorm":  # the busiest row's schedule, spread evenly over the sample's tokens
+        if self.op in NORMS:  # the busiest row's schedule, spread evenly over the sample's tokens
             done, fill = self._layernorm(rows, cols, machine)
             curve = (0, *(d - fill for d in done))  # by the end of row 0's first 0, 1, 2, ... tokens
             return _along(curve, p1 / self.tokens) - _along(curve, p0 / self.tokens)
@@ -176,10 +201,10 @@ class Rowwise(Kernel):
         lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
         per_token = max(ceil(ft / lanes) * element_cycles(self.op) + A.TASK_OVERHEAD_CYCLES
                         + vector_passes(self.op) * A.VECTOR_OP_CYCLES, ft * self.inputs, ft)
-        return (p1 - p0) * per_token / min(rows, self.tokens)
+        return (p1 - p0) * self.groups * per_token / min(rows, self.tokens)
 
     def fill(self, rows, cols, machine):
-        if self.op == "layernorm":
+        if self.op in NORMS:
             return self._layernorm(rows, cols, machine)[1]
         extra = 4 * (cols - 1) * A.HOP_CYCLES if self.op in REDUCES else 0
         return super().fill(rows, cols, machine) + extra
@@ -194,10 +219,10 @@ class Rowwise(Kernel):
         the first token's latency beyond its datapath cycles, which the chunks' cycles hold."""
         rows, cols = min(rows, self.tokens), min(cols, self.features)
         lanes = machine.lanes(self.dtype)
-        done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens / rows),
-                             self.inputs)
-        stat, norm = layernorm_tasks(block(self.features, cols), lanes)
-        busy = stat + norm + (LN_STATS * A.PARTIAL_SUM_CYCLES if cols > 1 else 0)
+        done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens * self.groups / rows),
+                             self.inputs, self.op)
+        stat, norm = layernorm_tasks(block(self.features, cols), lanes, self.op)
+        busy = stat + norm + (NORMS[self.op].stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0)
         return done, done[0] - busy
 
     def run(self, op, args, rows, cols):
@@ -225,9 +250,11 @@ def lower_rowwise(op: Op, ctx: LowerCtx) -> Rowwise:
     features = shape[-1] if shape else 1
     if ctx.per_step:  # a weight-shaped tensor (a gradient): its elements spread over the step's tokens
         features = max(1, ceil(op.type.numel / (ctx.tokens * ctx.samples)))
+    per_token = prod(shape) / (ctx.tokens * ctx.samples)
     return Rowwise(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op=op.kind,
                    features=features, inputs=max(ctx.sources.count(ACT), 1),
-                   params=ctx.sources.count(PARAM), flops_per_token=ctx.flops_per_token(op))
+                   params=ctx.sources.count(PARAM), flops_per_token=ctx.flops_per_token(op),
+                   groups=max(1, round(per_token / features)))
 
 
 def _row_allreduce(tiles, fn=np.sum):
@@ -255,6 +282,10 @@ def rowwise(kind: str, args: list[np.ndarray], attrs: dict, out_shape: tuple, ro
                 t = t + args[2][c]
             y[..., c] = t
         return y
+    if kind == "rmsnorm":
+        ms = _row_allreduce([(x[..., c] ** 2).sum(-1, keepdims=True) for c in col_blocks]) / f
+        y = x / np.sqrt(ms + np.asarray(attrs["eps"], dtype=x.dtype))
+        return y * args[1] if len(args) > 1 else y
     if kind == "softmax":
         m = _row_allreduce([x[..., c].max(-1, keepdims=True) for c in col_blocks], np.max)
         s = _row_allreduce([np.exp(x[..., c] - m).sum(-1, keepdims=True) for c in col_blocks])

@@ -142,6 +142,8 @@ _UNARY = {
     "rsqrt": (lambda x: 1.0 / np.sqrt(x), 1),
     "relu": (lambda x: np.maximum(x, 0), 1),
     "sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), 4),
+    "cos": (np.cos, 1), "sin": (np.sin, 1),
+    "silu": (lambda x: x / (1.0 + np.exp(-x)), 5),  # x * sigmoid(x): the sigmoid's 4 and the product
 }
 for _kind, (_fn, _n) in _UNARY.items():
     define(_kind, "elementwise", _same if _kind in ("neg", "relu") else _float_only(_kind),

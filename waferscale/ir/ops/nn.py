@@ -1,6 +1,8 @@
 """Neural-network ops: normalization, softmax, attention, reductions, loss.
 
-FLOPs (our convention, docs/flops.md): layernorm 8 per element; softmax 5 per element (max,
+FLOPs (our convention, docs/flops.md): layernorm 8 per element; rmsnorm 4 (square, sum, scale by
+1/rms, scale by the weight; 3 without a weight); rotary 3 (x cos + rotate_half(x) sin; the tables
+are constants of the positions); softmax 5 per element (max,
 subtract, exp, sum, divide); attention counts both products of the dense [Lq, Lk] score matrix
 (causal or not: a dense kernel computes all of it), the scale, and the softmax.
 """
@@ -91,6 +93,50 @@ define("layernorm", "normalization", _layernorm_infer, _layernorm_ref,
        doc="normalize over the last `axes` dims, then scale and shift")
 
 
+def _rmsnorm_infer(ins, a):
+    x = ins[0]
+    if x.rank < 1 or x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"rmsnorm needs a float operand of rank >= 1, got {x}")
+    if len(ins) > 1 and ins[1].shape != x.shape[-1:]:
+        raise ValueError(f"rmsnorm scale {ins[1]} must have shape {list(x.shape[-1:])}")
+    return x
+
+
+def _rmsnorm_ref(args, a):
+    x = args[0]
+    x32 = x.astype(np.float32) if x.dtype == np.float16 else x
+    y = x32 / np.sqrt((x32 * x32).mean(axis=-1, keepdims=True) + np.asarray(a["eps"], dtype=x32.dtype))
+    return y * args[1] if len(args) > 1 else y
+
+
+define("rmsnorm", "normalization", _rmsnorm_infer, _rmsnorm_ref,
+       flops=lambda ins, out, a: (4 if len(ins) > 1 else 3) * out.numel, arity=(1, 2),
+       attrs={"eps": Attr("float", 1e-6)},
+       doc="x / sqrt(mean(x^2 over the last axis) + eps), then scale (RMSNorm: Llama, Mistral, Qwen2)")
+
+
+def _rotary_infer(ins, a):
+    x, cos, sin = ins
+    if x.rank < 1 or x.shape[-1] % 2 or x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"rotary needs a float operand whose last axis is even, got {x}")
+    for t in (cos, sin):
+        if broadcast_shapes(t.shape, x.shape) != x.shape:
+            raise ValueError(f"rotary table {t} does not broadcast to {x}")
+    return x
+
+
+def _rotate_half(x):
+    h = x.shape[-1] // 2
+    return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+define("rotary", "normalization", _rotary_infer,
+       lambda args, a: args[0] * args[1] + _rotate_half(args[0]) * args[2],
+       flops=lambda ins, out, a: 3 * out.numel, arity=(3, 3),
+       doc="rotary position embedding: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1] of the last "
+           "axis' halves (Llama, GPT-NeoX, Phi, ...)")
+
+
 def _softmax_infer(ins, a):
     _axis(a["axis"], ins[0].rank, "softmax")
     if ins[0].dtype not in FLOAT_DTYPES:
@@ -116,6 +162,8 @@ def _attention_infer(ins, a):
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"attention shapes q {q}, k {k}, v {v} do not agree "
                          "(need q[..., L, E], k[..., S, E], v[..., S, Ev])")
+    if _groups(q, k, v) > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        k, v = (t.with_shape(t.shape[:-3] + (q.shape[-3],) + t.shape[-2:]) for t in (k, v))
     batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if len(ins) == 4:
         scores = batch + (q.shape[-2], k.shape[-2])
@@ -126,8 +174,23 @@ def _attention_infer(ins, a):
     return TensorType(batch + (q.shape[-2], v.shape[-1]), q.dtype)
 
 
+def _groups(q, k, v) -> int:
+    """Query heads per key/value head: 1, or more for grouped-query attention (q [..., H, L, E] with
+    k and v [..., H / groups, S, E], query head h reading key/value head h // groups)."""
+    if min(q.rank, k.rank, v.rank) < 3 or k.shape[-3] != v.shape[-3] or k.shape[-3] in (1, q.shape[-3]):
+        return 1
+    return q.shape[-3] // k.shape[-3] if q.shape[-3] % k.shape[-3] == 0 else 1
+
+
+def grouped(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """k (or v) with each key/value head repeated for the query heads of its group."""
+    g = _groups(*(TensorType(x.shape, "f32") for x in (q, k, k)))
+    return np.repeat(k, g, axis=-3) if g > 1 else k
+
+
 def _attention_ref(args, a):
     q, k, v = (x.astype(np.float32) if x.dtype == np.float16 else x for x in args[:3])
+    k, v = grouped(q, k), grouped(q, v)
     scale = a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])
     s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(scale, dtype=q.dtype)
     L, S = s.shape[-2:]
@@ -149,7 +212,8 @@ def _attention_flops(ins, out, a):
 define("attention", "attention", _attention_infer, _attention_ref, flops=_attention_flops, arity=(3, 4),
        backward=_attention_backward,
        attrs={"causal": Attr("bool", False), "scale": Attr("float?", None)},
-       doc="softmax(q k^T * scale [+ mask]) v; scale defaults to 1/sqrt(E); a bool mask keeps True")
+       doc="softmax(q k^T * scale [+ mask]) v; scale defaults to 1/sqrt(E); a bool mask keeps True; k and v may "
+           "have fewer heads than q (axis -3) that divide them: grouped-query attention")
 
 
 def _reduce_infer(ins, a):
