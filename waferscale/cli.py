@@ -533,6 +533,16 @@ def cmd_simulate_kernel(args) -> int:
     return 0 if ok else 1
 
 
+def _lora_arguments(s: argparse.ArgumentParser) -> None:
+    """--lora, --lora-alpha and --lora-targets, of `wafer compile --train` and `wafer run --train`."""
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wafer", description="Compile GPT models onto a wafer-scale mesh of cores.")
     p.add_argument("--version", action="version", version=f"waferscale {__version__}")
@@ -572,12 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --train: data-parallel weight streaming on N systems (SwarmX broadcasts weights and "
                    "reduces gradients; the batch splits across them); with --generate: a pipeline of layers over N "
                    "wafers (default 1)")
-    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
-                   "projections, every other weight frozen")
-    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
-                   "(default 8, peft's)")
-    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
-                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
+    _lora_arguments(s)
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
@@ -665,12 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokenizer", choices=["bytes", "bpe"], default="bytes",
                    help="how --data becomes tokens: its bytes (default), or a byte-level BPE of the model's "
                    "vocabulary size trained on the file with Hugging Face tokenizers")
-    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
-                   "projections, every other weight frozen")
-    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
-                   "(default 8, peft's)")
-    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
-                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
+    _lora_arguments(s)
     s.add_argument("--stream-tokens", type=int, default=4096,
                    help="length of the random token stream, read again from the start when it ends (default 4096)")
     s.add_argument("-q", "--quiet", action="store_true")
