@@ -224,3 +224,15 @@ def test_same_seed_same_report(tmp_path):
         return [k.model.sparse.mask for k in s.program.kernels if getattr(k.model, "sparse", None) is not None]
     a, b, c = masks(0), masks(0), masks(1)
     assert all((x == y).all() for x, y in zip(a, b)) and not any((x == z).all() for x, z in zip(a, c))
+
+
+def test_rows_of_cores_without_rows_of_k_cost_nothing_in_distribution():
+    """More rows of cores than K plus the epilogue's units: some rows hold no row of K (a
+    regression: the in-distribution path divided by a zero spread there)."""
+    from waferscale.backends.gemm import gemm_time, sparse_gemm_time
+
+    dp = WSE2.datapath("f16")
+    with np.errstate(all="raise"):
+        t = sparse_gemm_time(128, SparseWeight("w", 64, 256, 0.25), 80, 13, dp, tail=7, head=2, tail_cycles=20)
+    dense = gemm_time(128, 64 + 7, 258, 80, 13, dp)
+    assert 0 < t.total <= dense.total and t.step <= dense.step

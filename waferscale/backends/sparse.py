@@ -275,7 +275,9 @@ def _expected_latest(pmf: np.ndarray, ks: list[int], per_rank: np.ndarray, per_c
     for kt in sorted(set(ks)):
         rank = per_rank[np.array(ks) == kt]
         sd = sqrt(kt * var)
-        step = max(sd / 64, float(np.ptp(rank) + np.ptp(per_col)) / 8192)  # at most 8,192 values per group
+        # at most 8,192 values per group (any positive step where every core of the group is alike: a
+        # group of no rows of K, whose sums are all zero, with equal extras)
+        step = max(sd / 64, float(np.ptp(rank) + np.ptp(per_col)) / 8192) or 1.0
         lo_r, lo_c = rank.min(), per_col.min()
         hist = np.convolve(np.bincount(np.round((rank - lo_r) / step).astype(np.int64)),
                            np.bincount(np.round((per_col - lo_c) / step).astype(np.int64)))
