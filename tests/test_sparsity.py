@@ -232,7 +232,7 @@ def test_rows_of_cores_without_rows_of_k_cost_nothing_in_distribution():
     from waferscale.backends.gemm import gemm_time, sparse_gemm_time
 
     dp = WSE2.datapath("f16")
-    with np.errstate(all="raise"):
+    with np.errstate(divide="raise", invalid="raise"):
         t = sparse_gemm_time(128, SparseWeight("w", 64, 256, 0.25), 80, 13, dp, tail=7, head=2, tail_cycles=20)
     dense = gemm_time(128, 64 + 7, 258, 80, 13, dp)
     assert 0 < t.total <= dense.total and t.step <= dense.step
