@@ -42,9 +42,11 @@ from .driver import Compiled, _trace, peak_rss_bytes
 from .errors import FitError, UsageError
 from .frontend.ir_file import header
 from .ir import Graph, print_graph
+from .ir.ops.grad import MASK
+from .ir.ops.linalg import sparse_params
 from .passes import CompileState, parse_pipeline, run_pipeline, spec
 from .passes.adamw import AdamWConfig, adamw
-from .passes.autodiff import BACKWARD, MASK, sparse_params
+from .passes.autodiff import BACKWARD
 from .passes.place import MODES, place
 from .passes.recompute import recompute
 from .passes.route import RoutingError

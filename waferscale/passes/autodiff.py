@@ -29,6 +29,7 @@ from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op, Value, make_attrs
 from ..ir.ops.grad import MASK
+from ..ir.ops.linalg import sparse_params
 from ..ir.rewrite import dead_code_elimination
 from ..ir.types import FLOAT_DTYPES, TensorType
 from .base import GRAPH, CompileState, Pass, option, register
@@ -110,13 +111,6 @@ def _sum(emit: Emitter, parts: list[Value]) -> Value:
     for p in parts[1:]:
         total = emit("add", total, p)
     return total
-
-
-def sparse_params(g: Graph) -> dict[str, float]:
-    """The parameters that sparse linear ops read as their weight (``sparsify``), with their density."""
-    params = {p.name for p in g.params}
-    return {op.operands[1].name: op.attr["density"] for op in g.ops
-            if op.kind == "linear" and op.attr.get("density", 1.0) < 1.0 and op.operands[1].name in params}
 
 
 def _add_masks(g: Graph, out: Graph, emit: Emitter, wrt: set[str]) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from ..backends.sparse import draw_mask
 from ..errors import UsageError
 from ..ir.graph import Graph
-from ..passes.autodiff import MASK
+from ..ir.ops.grad import MASK
 from .interpreter import run
 
 

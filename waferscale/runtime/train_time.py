@@ -22,7 +22,7 @@ from ..backends import assumptions as A
 from ..backends.kernels.rowwise import element_cycles
 from ..backends.machine import Machine
 from ..ir.graph import Graph
-from ..passes.autodiff import sparse_params
+from ..ir.ops.linalg import sparse_params
 
 OPTIMIZER_BYTES_PER_PARAM = 28  # AdamW in MemoryX (assumptions.MEMORYX_UPDATE_BYTES_PER_S says why)
 OPTIMIZER = "optimizer:"

@@ -109,3 +109,11 @@ define("embedding", "gather", _embedding_infer, lambda args, a: args[0][args[1]]
        backward=lambda e, op, g: (e("embedding_grad", g, op.operands[1], rows=op.operands[0].type.shape[0]), None),
        doc="gather rows of a [vocab, dim] table by integer ids")
 
+
+
+def sparse_params(g) -> dict[str, float]:
+    """The parameters of graph g that sparse linear ops (``sparsify``) read as their weight, with
+    their density."""
+    params = {p.name for p in g.params}
+    return {op.operands[1].name: op.attr["density"] for op in g.ops
+            if op.kind == "linear" and op.attr.get("density", 1.0) < 1.0 and op.operands[1].name in params}
