@@ -242,7 +242,7 @@ def _sparsity(sparsify: str, state: CompileState, train: Graph, section: dict, d
     keys = ("step_seconds", "tokens_per_s", "stream_in_bytes", "stream_out_bytes", "micro_batch", "micro_batches")
     return {
         "pass": sparsify, "weights": len(sparse), "params": sum(sizes.values()), "nonzeros": sum(kept.values()),
-        "density": sum(kept.values()) / max(sum(sizes.values()), 1),
+        "density": sum(kept.values()) / sum(sizes.values()) if sizes else 1.0,
         "index_bytes_per_nonzero": A.SPARSE_INDEX_BYTES,
         "gradients": "a sparse weight's gradient kernel makes its kept entries only (an AXPY per tile row over "
                      "them, as the forward's sparse product); it streams out as values and indices; MemoryX "
