@@ -19,6 +19,13 @@ keeps its state:
 
 ``auto`` picks layer-pipelined when it fits and weight streaming otherwise. The report gains a
 ``train`` section (the step); ``time`` and ``placement`` describe the simulated micro-batch.
+
+``sparsity`` D: sparse training (``sparsify{density=D}`` before ``autodiff``). The forward's and
+the backward's products with a sparse weight skip its zeros (``backends/sparse.py``); its
+gradient's kernel makes only the kept entries (``kernels/grads.py``); in weight streaming the
+weights stream in compressed (values and indices; the gradient kernel, the indices) and the
+gradients stream out compressed, and MemoryX updates the kept parameters only. The ``train``
+section's ``sparsity`` sets the step beside the same model, batch and mode dense.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from .driver import Compiled, _trace, peak_rss_bytes
 from .errors import FitError, UsageError
 from .frontend.ir_file import header
 from .ir import Graph, print_graph
+from .ir.ops.grad import MASK
+from .ir.ops.linalg import sparse_params
 from .passes import CompileState, parse_pipeline, run_pipeline, spec
 from .passes.adamw import AdamWConfig, adamw
 from .passes.autodiff import BACKWARD
@@ -60,7 +69,7 @@ def pipelined_need(step: Graph, train: Graph) -> dict[str, int]:
     """SRAM bytes that layer-pipelined training keeps: weights (twice: the forward's and the
     backward's kernels), their gradients, the optimizer state."""
     model = {p.name for p in train.params}
-    weights = sum(p.type.nbytes for p in train.params)
+    weights = sum(p.type.nbytes for p in train.params if not p.name.startswith(MASK))  # dense: an upper bound
     state = sum(p.type.nbytes for p in step.params if p.name not in model)
     return {"weights": 2 * weights, "gradients": weights, "optimizer_state": state}
 
@@ -85,9 +94,10 @@ def _largest_divisor(n: int, most: int) -> int:
 
 def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: str = "f16", seed: int = 0,
                      target: str | None = None, mode: str | None = None, systems: int = 1,
-                     lora: str | None = None, log=lambda msg: None) -> Compiled:
+                     lora: str | None = None, sparsity: float | None = None, log=lambda msg: None) -> Compiled:
     """``lora``: a lora pass (``lora{rank=..,alpha=..,targets=..}``) to fine-tune with adapters only; the
-    report then sets the step beside full fine-tuning of the same model, batch and mode."""
+    report then sets the step beside full fine-tuning of the same model, batch and mode. ``sparsity``:
+    sparse training at that density (module docstring), set beside dense training the same way."""
     t0 = time.perf_counter()
     if target is None:
         raise UsageError("--train simulates a training step on a machine: give --target wse2, wse3 or mesh:RxC")
@@ -103,8 +113,16 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
         raise UsageError("--systems runs weight streaming data-parallel; layer-pipelined training is one system: "
                          "drop --mode pipelined")
     per_system = batch // systems
+    if sparsity is not None and lora is not None:
+        raise UsageError("not supported: --sparsity with --lora (sparse frozen weights under adapters); give one")
+    if sparsity is not None and not 0.0 < sparsity <= 1.0:
+        raise UsageError(f"--sparsity {sparsity} must be in (0, 1]: the fraction of each linear weight kept (0.25 "
+                         "keeps a quarter)")
+    sparsify = None if sparsity is None else f"sparsify{{density={sparsity!r}}}"
 
     graph_pipe = GRAPH_PIPELINE if lora is None else f"canonicalize,{lora},autodiff{{wrt=lora}}"
+    if sparsify is not None:
+        graph_pipe = graph_pipe.replace("canonicalize,", f"canonicalize,{sparsify},", 1)
     stream_pipe = graph_pipe + ",recompute"
 
     def build(b: int, graph_pipeline: str = graph_pipe):
@@ -196,16 +214,42 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
         full = compile_training(spec_, batch=batch, seq=seq, dtype=dtype, seed=seed, target=target, mode=chosen,
                                 systems=systems, log=log).report["train"]
         trained = sum(p.type.numel for p in train.params if p.name.startswith("lora."))
-        frozen = sum(p.type.numel for p in train.params) - trained
+        frozen = sum(p.type.numel for p in train.params if not p.name.startswith(MASK)) - trained
         train_section["lora"] = {
             "pass": lora, "trainable_params": trained, "frozen_params": frozen,
             "full_fine_tuning": {k: full[k] for k in ("step_seconds", "tokens_per_s", "stream_in_bytes",
                                                       "stream_out_bytes", "micro_batch", "micro_batches")}
             | {"optimizer_seconds": full["optimizer"]["seconds"]},
         }
+    if sparsify is not None:
+        dense = compile_training(spec_, batch=batch, seq=seq, dtype=dtype, seed=seed, target=target, mode=chosen,
+                                 systems=systems, log=log).report["train"]
+        train_section["sparsity"] = _sparsity(sparsify, state, train, train_section, dense)
     c["seconds"] = time.perf_counter() - t0
     c["peak_rss_bytes"] = peak_rss_bytes()
     return Compiled(report, state, ir_text, src.traced, {}, t0)
+
+
+def _sparsity(sparsify: str, state: CompileState, train: Graph, section: dict, dense: dict) -> dict:
+    """The train section's ``sparsity``: the sparse weights, and the step against dense training."""
+    sparse = sparse_params(train)
+    sizes = {p.name: p.type.numel for p in train.params if p.name in sparse}
+    kept = {}
+    for k in state.program.kernels:  # the masks the kernels were costed with (exact or in distribution)
+        sw = getattr(k.model, "sparse", None)
+        if sw is not None:
+            kept[sw.name] = sw.nnz
+    keys = ("step_seconds", "tokens_per_s", "stream_in_bytes", "stream_out_bytes", "micro_batch", "micro_batches")
+    return {
+        "pass": sparsify, "weights": len(sparse), "params": sum(sizes.values()), "nonzeros": sum(kept.values()),
+        "density": sum(kept.values()) / sum(sizes.values()) if sizes else 1.0,
+        "index_bytes_per_nonzero": A.SPARSE_INDEX_BYTES,
+        "gradients": "a sparse weight's gradient kernel makes its kept entries only (an AXPY per tile row over "
+                     "them, as the forward's sparse product); it streams out as values and indices; MemoryX "
+                     "updates kept parameters only",
+        "dense": {k: dense[k] for k in keys} | {"optimizer_seconds": dense["optimizer"]["seconds"]},
+        "speedup": dense["step_seconds"] / section["step_seconds"],
+    }
 
 
 def _adamw_pass(cfg: AdamWConfig):
@@ -254,9 +298,8 @@ def _train_section(state: CompileState, src, train: Graph, step: Graph, mode: st
     tokens = src.model["seq"]
     n_micro = per_system // micro
     micro_cycles = sim.cycles
-    elem = max(p.type.nbytes // max(p.type.numel, 1) for p in train.params)
     if mode == "streaming":
-        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m, elem)
+        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m)
         where = (f"MemoryX at {A.MEMORYX_UPDATE_BYTES_PER_S / 1e9:g} GB/s, {TT.OPTIMIZER_BYTES_PER_PARAM} B per "
                  "parameter (assumptions.py)")
     else:

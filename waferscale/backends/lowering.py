@@ -28,11 +28,13 @@ from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op
 from ..ir.ops.cache import POSITIONS, cache_inputs, cache_outputs
+from ..ir.ops.grad import MASK
 from ..ir.types import DTYPES
 from . import assumptions as A
 from .kernels import LowerCtx, label, rule_for
 from .kernels.base import ACT, CONST, PARAM
 from .kernels.fusion import region
+from .kernels.grads import Accumulate
 from .kernels.matmul import Gemm
 from .program import IO, Flow, KernelNode, Program
 from .sparse import SparseWeight, draw_mask
@@ -114,10 +116,14 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
         weights = sorted({n for o in ins for kind, n in o if kind == "param"})
         flops = registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr)
         nbytes = {w: params[w].type.nbytes for w in weights}
-        sparse = sparse_weight(g, op, ins) if isinstance(model, Gemm) else None
+        sparse = sparse_weight(g, op, ins) if isinstance(model, (Gemm, Accumulate)) else None
         if sparse is not None:
             model = replace(model, sparse=sparse)
-            nbytes[sparse.name] = sparse.stored_bytes(DTYPES[params[sparse.name].type.dtype][1])
+            elem = DTYPES[params[sparse.name].type.dtype][1]
+            if isinstance(model, Accumulate):  # a sparse weight's gradient: the weight's indices, not its mask
+                nbytes[MASK + sparse.name] = sparse.index_bytes(elem)
+            else:
+                nbytes[sparse.name] = sparse.stored_bytes(elem)
         kernels.append(KernelNode(kid, name, op, model, tuple(weights), sum(nbytes.values()), flops))
         for x, o in zip(op.operands, ins):
             t = rows.get(x.name, x.type)
@@ -137,19 +143,22 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
 def sparse_weight(g: Graph, op: Op, ins: list[set]) -> SparseWeight | None:
     """The sparse weight of a product (or of a fused region's anchor) that ``sparsify`` made sparse,
     in the kernel's orientation (K x N), with its mask: the pruned one the pass kept, or a seeded
-    random one (``backends/sparse.py``)."""
+    random one (``backends/sparse.py``). Of a weight gradient (``linear_grad_w``) with a mask
+    operand (``mask.P``, ``passes/autodiff.py``): the weight P's."""
     anchor, operand = op, 1
     if op.kind == "fused":
         body = op.attr["body"]
         anchor = region(body).anchor
         operand = [v.name for v in body.inputs].index(anchor.operands[1].name)
+    elif op.kind == "linear_grad_w":
+        operand = 2
     a = registry.with_defaults(anchor.kind, anchor.attr)
-    if a.get("density", 1.0) >= 1.0:
+    if a.get("density", 1.0) >= 1.0 or operand >= len(ins):
         return None
     names = [n for kind, n in ins[operand] if kind == "param"]
     if len(names) != 1:
         return None
-    name = names[0]
+    name = names[0].removeprefix(MASK) if op.kind == "linear_grad_w" else names[0]
     w = next(p for p in g.params if p.name == name).type
     k, n = w.shape[::-1] if a.get("transpose_w") else w.shape
     mask = g.meta.get(name, {}).get("mask")

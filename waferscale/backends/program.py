@@ -91,6 +91,7 @@ class Group:
     band_rows: int
     weight_bytes: int  # streamed in before the group runs
     grad_bytes: int = 0  # training: the weight gradients it makes, streamed out after it runs
+    grad_params: int = 0  # training: the parameters those gradients are of (a sparse weight's kept ones)
 
 
 @dataclass(frozen=True)

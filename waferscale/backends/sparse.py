@@ -69,6 +69,13 @@ def row_bytes(nnz, nt: int, elem: int) -> np.ndarray:
     return A.SPARSE_ROW_BYTES + values
 
 
+def row_index_bytes(nnz, nt: int, elem: int) -> np.ndarray:
+    """Bytes of a tile row's structure alone (its count, and its indices where it is stored sparse):
+    what a sparse weight's gradient kernel needs of the weight to make only the kept entries."""
+    nnz = np.asarray(nnz, dtype=np.int64)
+    return A.SPARSE_ROW_BYTES + np.where(dense_row(nnz, nt, elem), 0, nnz * A.SPARSE_INDEX_BYTES)
+
+
 def expected_max_z(cores: int) -> float:
     """The expected maximum of ``cores`` standard normal draws (Blom's approximation; 0 for one)."""
     return NormalDist().inv_cdf((cores - 0.375) / (cores + 0.25)) if cores > 1 else 0.0
@@ -135,6 +142,25 @@ class SparseWeight:
             return int(row_bytes(self.mask.sum(axis=1), self.n, elem).sum())
         per_row = binomial_pmf(self.n, self.density) @ row_bytes(np.arange(self.n + 1), self.n, elem)
         return round(self.k * float(per_row))
+
+    def index_bytes(self, elem: int) -> int:
+        """Bytes of the compressed weight's structure without its values (``row_index_bytes``)."""
+        if self.exact:
+            return int(row_index_bytes(self.mask.sum(axis=1), self.n, elem).sum())
+        per_row = binomial_pmf(self.n, self.density) @ row_index_bytes(np.arange(self.n + 1), self.n, elem)
+        return round(self.k * float(per_row))
+
+    def accumulate(self, rows: int, cols: int, dp: Datapath) -> int:
+        """Cycles per token of the slowest core of a weight gradient's kernel (``kernels/grads.py``
+        Accumulate) on a ``rows x cols`` rectangle: per tile row, one AXPY into the row's kept
+        accumulators, its ``dy`` elements gathered by the weight's indices (the forward's
+        ``row_cycles``: a row with none is skipped), plus the task's overhead."""
+        key = ("accumulate", rows, cols, dp)
+        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        if key not in cache:
+            cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
+                rows, cols, 0, 0, lambda c, nt: row_cycles(c, dp, nt), np.zeros(cols), np.zeros(rows)))
+        return cache[key]
 
     def _row_prefix(self) -> np.ndarray:
         """Per row, the running count of non-zeros along N ([k, n + 1]), kept once."""

@@ -15,6 +15,10 @@ with the Cerebras-GPT settings as defaults (arXiv 2304.03208, section 3 and appe
 betas 0.9 and 0.95, eps 1e-8, weight decay 0.1, gradient norm clipped at 1.0). The learning rate
 is one constant (the paper's schedule is warm-up then decay; lr 6e-4 is its 111M peak).
 
+A sparse weight P (``sparsify``; autodiff gave it a mask parameter ``mask.P`` and masked its
+gradient, so its pruned entries' moments stay zero) has its updated value masked too, the usual
+re-masking after the step: its pruned entries stay exactly zero (whatever its initial value there).
+
 Only the parameters autodiff differentiated train (all, or LoRA's adapters); a frozen parameter
 keeps its value and has no state.
 
@@ -32,7 +36,7 @@ from dataclasses import dataclass, replace
 from ..errors import UnsupportedError
 from ..ir.graph import Graph, Value
 from ..ir.types import FLOAT_DTYPES, TensorType
-from .autodiff import Emitter, _copy
+from .autodiff import MASK, Emitter, _copy
 from .base import GRAPH, CompileState, Pass, option, register
 
 OPTIMIZER = "optimizer:"
@@ -95,6 +99,7 @@ def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
     step_size = e("div", c(cfg.lr), e("sub", c(1.0), e("pow", c(cfg.beta1), step)))
     bc2_sqrt = e("sqrt", e("sub", c(1.0), e("pow", c(cfg.beta2), step)))
     new_p, new_state = {}, []
+    masks = {v.name: v for v in g.params if v.name.startswith(MASK)}
     for p in params:
         e.loc = OPTIMIZER + p.name
         master = p.type.dtype != "f32"
@@ -108,6 +113,8 @@ def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
         v1 = e("add", e("mul", v, c(cfg.beta2)), e("mul", e("mul", gp, gp), c(1.0 - cfg.beta2)))
         denom = e("add", e("div", e("sqrt", v1), bc2_sqrt), c(cfg.eps))
         w2 = e("sub", w1, e("mul", e("div", m1, denom), step_size))
+        if MASK + p.name in masks:
+            w2 = e("mul", w2, masks[MASK + p.name])
         new_p[p.name] = e("cast", w2, dtype=p.type.dtype) if master else w2
         new_state.extend([m1, v1] + ([w2] if master else []))
     out.outputs = [g.outputs[0], *(new_p.get(p.name, p) for p in g.params), *new_state]

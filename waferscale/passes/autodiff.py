@@ -13,6 +13,11 @@ the gradient of every parameter, in the order of ``graph.params``.
 
 Backward ops carry the loc of their forward op prefixed with ``backward:`` so that a reader (and
 the weight-streaming grouping, which looks for ``h.N``) sees which layer and direction each is.
+
+Sparse weights (``sparsify``: linear ops with ``density`` < 1): each differentiated one gets a
+parameter ``mask.P`` (bool, P's shape: True where P is kept), which its weight gradient is masked
+by (``linear_grad_w``'s mask operand), so a pruned weight's gradient is exactly zero; ``adamw``
+masks the updated weight by it too. The mask is data, like the weights (``sparse_masks``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass, replace
 from ..errors import UnsupportedError
 from ..ir import registry
 from ..ir.graph import Graph, Op, Value, make_attrs
+from ..ir.ops.grad import MASK
+from ..ir.ops.linalg import sparse_params
 from ..ir.rewrite import dead_code_elimination
 from ..ir.types import FLOAT_DTYPES, TensorType
 from .base import GRAPH, CompileState, Pass, option, register
@@ -38,6 +45,7 @@ class Emitter:
         self.graph, self.prefix, self.loc = g, prefix, None
         self.names = {v.name for v in g.values()}
         self.n = 0
+        self.masks: dict[str, Value] = {}  # a sparse weight's mask parameter, by the weight's name
         self.pads: dict[str, tuple[Value, dict]] = {}  # pad results: (the slice's gradient, attrs)
 
     def __call__(self, kind: str, *operands: Value, **attrs) -> Value:
@@ -105,6 +113,25 @@ def _sum(emit: Emitter, parts: list[Value]) -> Value:
     return total
 
 
+def _add_masks(g: Graph, out: Graph, emit: Emitter, wrt: set[str]) -> None:
+    """A mask parameter for each differentiated sparse weight (module docstring)."""
+    sparse = {p: d for p, d in sparse_params(g).items() if p in wrt}
+    for op in g.ops:
+        for i, x in enumerate(op.operands):
+            if x.name in sparse and not (op.kind == "linear" and i == 1 and op.attr.get("density", 1.0) < 1.0):
+                loc = g.loc(op.result)
+                raise UnsupportedError(f"not supported: training sparse weight %{x.name}, which {op.kind} "
+                                       f"%{op.result.name}" + (f" at {loc}" if loc else "") + " reads dense too "
+                                       "(a tied embedding): leave its linear out of sparsify (exclude=...)")
+    names = {v.name for v in g.values()}
+    for p in (p for p in g.params if p.name in sparse):
+        if MASK + p.name in names:
+            raise UnsupportedError(f"autodiff of graph @{g.name}: the mask of sparse weight %{p.name} needs the "
+                                   f"name %{MASK}{p.name}, which the graph already has")
+        emit.masks[p.name] = m = Value(MASK + p.name, p.type.with_dtype("bool"))
+        out.params.append(m)
+
+
 def backward(g: Graph, wrt: set[str] | None = None) -> Graph:
     """g (one scalar output: the loss) returning the loss and the gradient of every parameter in
     ``wrt`` (default: all), in parameter order; each gradient's meta names its parameter
@@ -117,6 +144,7 @@ def backward(g: Graph, wrt: set[str] | None = None) -> Graph:
     loss = g.outputs[0]
     wrt = {p.name for p in g.params} if wrt is None else set(wrt)
     reach = _depends_on_params(g, wrt)
+    _add_masks(g, out, emit, wrt)
     emit.loc = BACKWARD + "loss"
     grads: dict[str, list[Value]] = defaultdict(list)
     grads[loss.name].append(emit("constant", value=(1.0,), shape=(), dtype=loss.type.dtype))
@@ -154,7 +182,7 @@ def backward(g: Graph, wrt: set[str] | None = None) -> Graph:
         out.meta.setdefault(d.name, {})["grad_of"] = p.name
     out.outputs = outputs
     kept = dead_code_elimination(out)
-    kept.params = list(g.params)  # every parameter stays, read or not: the optimizer updates each
+    kept.params = list(out.params)  # every parameter stays, read or not: the optimizer updates each
     return kept
 
 

@@ -19,7 +19,8 @@ Groups of the same shape (every block of a GPT) are placed once.
 
 Training (``autodiff``'s graph): the backward ops carry their layer's loc behind ``backward:``, so
 each layer is a group twice, forward then backward, and its weights stream in for both; the weight
-gradients a backward group makes (graph outputs) stream out to MemoryX after it (``grad_bytes``).
+gradients a backward group makes (graph outputs) stream out to MemoryX after it (``grad_bytes``;
+a sparse weight's compressed, ``grads_out``).
 ``largest_batch`` is the most samples whose activations between groups (for training, every
 activation the backward reads) leave room for the kernels: the micro-batch of a training step.
 """
@@ -81,11 +82,20 @@ def resident_bytes_per_token(prog: Program, groups: list[tuple[str, tuple[int, .
     return most
 
 
-def grad_bytes(prog: Program, kernels: tuple[int, ...]) -> int:
-    """Bytes of the weight gradients these kernels make: backward kernels whose results are graph outputs."""
+def grads_out(prog: Program, kernels: tuple[int, ...]) -> tuple[int, int]:
+    """(bytes, parameters) of the weight gradients these kernels make: backward kernels whose results
+    are graph outputs. A sparse weight's gradient is its kept entries, streamed with their indices
+    (the weight's compressed format, ``backends/sparse.py``)."""
     outs = set(prog.outputs)
-    return sum(prog.kernels[k].op.type.nbytes for k in kernels
-               if k in outs and (prog.graph.loc(prog.kernels[k].op.result) or "").startswith(BACKWARD))
+    nbytes = params = 0
+    for k in kernels:
+        node = prog.kernels[k]
+        if k not in outs or not (prog.graph.loc(node.op.result) or "").startswith(BACKWARD):
+            continue
+        sw = getattr(node.model, "sparse", None)
+        nbytes += node.op.type.nbytes if sw is None else sw.stored_bytes(node.model.elem)
+        params += node.op.type.numel if sw is None else sw.nnz
+    return nbytes, params
 
 
 def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
@@ -154,7 +164,7 @@ def place_streaming(prog: Program, machine: Machine, place_group, log=lambda msg
             rects[k], stages[k] = p.rects[i], p.stage_cycles[i]
     prefetch, resident = reserve(prog.samples)
     out = Placement(machine, "streaming", tuple(rects), max(p.band_rows for p in placed), tuple(stages),
-                    tuple(Group(name, ks, p.band_rows, w, grad_bytes(prog, ks))
+                    tuple(Group(name, ks, p.band_rows, w, *grads_out(prog, ks))
                           for (name, ks), p, w in zip(groups, placed, weights)),
                     reserved_bytes=prefetch + resident)
     log(f"weight streaming: {len(groups)} groups, {len({signature(s) for s in subs})} of them distinct; "

@@ -44,8 +44,10 @@ def sparse_info(s: CompileState, kid: int) -> dict | None:
     dense = replace(k.model, sparse=None).cycles(r.rows, r.cols, 0, s.program.tokens, s.machine)[0]
     own = k.model.cycles(r.rows, r.cols, 0, s.program.tokens, s.machine)[0]
     elem = k.model.elem
-    return {"weight": sw.name, "density": sw.density, "nonzeros": sw.nnz, "mask": "exact" if sw.exact else
-            "in distribution", "dense_bytes": sw.k * sw.n * elem, "bytes": sw.stored_bytes(elem),
+    # a product with the sparse weight, or the kernel of its gradient (training; bytes: the gradient's)
+    of = "gradient" if k.op.kind == "linear_grad_w" else "weight"
+    return {"weight": sw.name, "of": of, "density": sw.density, "nonzeros": sw.nnz, "mask": "exact" if sw.exact
+            else "in distribution", "dense_bytes": sw.k * sw.n * elem, "bytes": sw.stored_bytes(elem),
             "dense_cycles_per_sample": dense, "cycles_per_sample": own, "speedup": dense / max(own, 1)}
 
 
@@ -56,11 +58,12 @@ def sparsity_section(s: CompileState, kernels: list[dict]) -> dict | None:
         return None
     dense = sum(x["dense_cycles_per_sample"] for x in sp)
     own = sum(x["cycles_per_sample"] for x in sp)
-    total = sum(x["dense_bytes"] for x in sp)
+    products = [x for x in sp if x.get("of", "weight") == "weight"]  # a training step's gradient kernels hold no weight
+    total = sum(x["dense_bytes"] for x in products)
     return {
         "kernels": len(sp), "weights": len({x["weight"] for x in sp}),
-        "density": sum(x["density"] * x["dense_bytes"] for x in sp) / total,  # by weight bytes
-        "dense_weight_bytes": total, "weight_bytes": sum(x["bytes"] for x in sp),
+        "density": sum(x["density"] * x["dense_bytes"] for x in products) / total,  # by weight bytes
+        "dense_weight_bytes": total, "weight_bytes": sum(x["bytes"] for x in products),
         "index_bytes_per_nonzero": A.SPARSE_INDEX_BYTES,
         # the sparse kernels' stage cycles against the same kernels dense on the same rectangles
         "kernel_speedup": dense / max(own, 1),

@@ -60,7 +60,8 @@ def simulate_streaming(prog: Program, placement: Placement, routing: Routing, ch
         out_end = 0
         if g.grad_bytes:  # its gradients leave once it has run, behind earlier groups' on the outward link
             out_free = out_end = ceil(max(out_free, ends[-1]) + g.grad_bytes / io_per_cycle) + stream_latency
-        groups.append(GroupTime(g.name, g.weight_bytes, int(s0), s1, start, start + r.cycles, g.grad_bytes, out_end))
+        groups.append(GroupTime(g.name, g.weight_bytes, int(s0), s1, start, start + r.cycles, g.grad_bytes, out_end,
+                                g.grad_params))
         for i, k in enumerate(g.kernels):
             t, u = times[k], r.kernels[i]
             t.busy, t.roofline, t.executed_flops = u.busy, u.roofline, u.executed_flops

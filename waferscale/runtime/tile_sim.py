@@ -59,6 +59,7 @@ class GroupTime:
     end: int
     grad_bytes: int = 0  # training: weight gradients streamed out after it ran
     grad_end: int = 0  # when the last of them was out
+    grad_params: int = 0  # the parameters they are of (MemoryX updates these)
 
     @property
     def compute(self) -> int:

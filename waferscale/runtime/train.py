@@ -20,22 +20,50 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.sparse import draw_mask
 from ..errors import UsageError
 from ..ir.graph import Graph
+from ..ir.ops.grad import MASK
 from .interpreter import run
 
 
 def initial_state(g: Graph, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every parameter of a training-step graph: the model's weights as given, optimizer moments at
-    zero, a master copy (``master.P``) equal to its weight in f32."""
+    zero, a master copy (``master.P``) equal to its weight in f32; a sparse weight's mask
+    (``mask.P``) as given or as ``sparse_masks`` makes it, and the weight (and its master copy)
+    pruned by it."""
+    masks = {**sparse_masks(g), **{k: v for k, v in weights.items() if k.startswith(MASK)}}
     out = {}
     for p in g.params:
-        if p.name in weights:
+        if p.name in masks:
+            out[p.name] = np.asarray(masks[p.name], dtype=bool)
+        elif p.name in weights:
             out[p.name] = np.array(weights[p.name], dtype=p.type.np_dtype)
         elif p.name.startswith("master."):
             out[p.name] = np.array(weights[p.name.removeprefix("master.")], dtype=np.float32)
         else:
             out[p.name] = np.zeros(p.type.shape, dtype=p.type.np_dtype)
+    for name, mask in masks.items():
+        for w in (name.removeprefix(MASK), "master." + name.removeprefix(MASK)):
+            if w in out:
+                out[w] = np.where(mask, out[w], 0).astype(out[w].dtype)
+    return out
+
+
+def sparse_masks(g: Graph) -> dict[str, np.ndarray]:
+    """The mask of each sparse weight a training-step graph has a ``mask.P`` parameter for: the one
+    ``sparsify`` pruned P with (kept in the graph's meta), or else (a weight that had no data, or a
+    graph read back from text) the seeded random mask the mesh draws (``backends/sparse.py``)."""
+    attrs = {op.operands[1].name: op.attr for op in g.ops if op.kind == "linear" and op.attr.get("density", 1) < 1}
+    out = {}
+    for p in (p for p in g.params if p.name.startswith(MASK)):
+        w = p.name.removeprefix(MASK)
+        mask = g.meta.get(w, {}).get("mask")
+        if mask is None:
+            if w not in attrs:
+                raise UsageError(f"graph @{g.name} has the mask %{p.name} but no sparse linear op reads %{w}")
+            mask = draw_mask(*p.type.shape, attrs[w]["density"], attrs[w].get("mask_seed", 0), w)
+        out[p.name] = np.asarray(mask, dtype=bool)
     return out
 
 

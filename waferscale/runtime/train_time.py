@@ -22,6 +22,7 @@ from ..backends import assumptions as A
 from ..backends.kernels.rowwise import element_cycles
 from ..backends.machine import Machine
 from ..ir.graph import Graph
+from ..ir.ops.linalg import sparse_params
 
 OPTIMIZER_BYTES_PER_PARAM = 28  # AdamW in MemoryX (assumptions.MEMORYX_UPDATE_BYTES_PER_S says why)
 OPTIMIZER = "optimizer:"
@@ -36,16 +37,16 @@ def swarmx_latency_cycles(systems: int, machine: Machine) -> int:
     return ceil(swarmx_levels(systems) * A.SWARMX_LEVEL_LATENCY_S * machine.clock_hz)
 
 
-def memoryx_optimizer(groups, machine: Machine, elem: int) -> tuple[float, float]:
+def memoryx_optimizer(groups, machine: Machine) -> tuple[float, float]:
     """(cycles MemoryX takes for the whole update, cycles after the last gradient is in until the last
-    layer is updated) for one micro-batch's GroupTimes, the last of the step; gradients of ``elem``
-    bytes each, one per parameter."""
+    layer is updated) for one micro-batch's GroupTimes, the last of the step: each group's
+    ``grad_params`` parameters (a sparse weight's kept ones only: its pruned ones stay zero)."""
     rate = A.MEMORYX_UPDATE_BYTES_PER_S / machine.clock_hz
     free = total = 0.0
     for g in groups:
         if not g.grad_bytes:
             continue
-        cycles = g.grad_bytes // elem * OPTIMIZER_BYTES_PER_PARAM / rate
+        cycles = g.grad_params * OPTIMIZER_BYTES_PER_PARAM / rate
         free = max(free, g.grad_end) + cycles
         total += cycles
     last_in = max((g.grad_end for g in groups), default=0)
@@ -54,8 +55,13 @@ def memoryx_optimizer(groups, machine: Machine, elem: int) -> tuple[float, float
 
 
 def wafer_optimizer_cycles(g: Graph, machine: Machine) -> float:
-    """Cycles of the adamw graph's ops on every core of the wafer, at the f32 element rate."""
+    """Cycles of the adamw graph's ops on every core of the wafer, at the f32 element rate; a sparse
+    weight's (``optimizer:P`` of a P that sparse linears read) on its kept entries only."""
     lanes = machine.lanes("f32") * A.ELEMENTWISE_LANE_FRACTION
-    work = sum(op.type.numel * element_cycles(op.kind) for op in g.ops
-               if (g.loc(op.result) or "").startswith(OPTIMIZER) and op.kind not in ("constant", "cast"))
+    density = sparse_params(g)
+    work = 0.0
+    for op in g.ops:
+        loc = g.loc(op.result) or ""
+        if loc.startswith(OPTIMIZER) and op.kind not in ("constant", "cast"):
+            work += op.type.numel * element_cycles(op.kind) * density.get(loc.removeprefix(OPTIMIZER), 1.0)
     return work / (lanes * machine.cores)

@@ -12,6 +12,13 @@ the loss and the row-wise gradients.
   K take shares of the tokens (groups of K rows, each summing its tokens), and the groups' sums
   are added down the columns once at the end. The finished dW leaves after the last token (streamed out to
   MemoryX in weight-streaming mode; kept for the optimizer in layer-pipelined mode).
+  A sparse weight's gradient (``linear_grad_w`` with the weight's mask) keeps accumulators for the
+  kept entries only, in the weight's compressed format (``backends/sparse.py``), and makes only
+  those: per token, each tile row is one AXPY over its kept entries, gathering the ``dy`` elements
+  by the weight's column indices, costed as the forward's sparse AXPY (``SparseWeight.accumulate``;
+  never slower than the dense loop, which the kernel then runs). The indices stream in with the
+  layer's weights (``SparseWeight.index_bytes``); the gradient streams out as its values and
+  indices, the weight's format.
 - **EmbeddingGrad**: ``dTable[id_t] += dy_t``, the forward's layout (vocabulary over rows,
   features over columns) in reverse: the core holding row ``id_t`` adds ``dy_t``'s block into it,
   one AXPY per token, costed as the forward's lookup plus the read-modify-write.
@@ -44,6 +51,7 @@ from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block
 from ..datapath import accumulator_bytes
+from ..sparse import SparseWeight
 from .attention import Attention, lower_attention
 from .base import ACT, PARAM, Kernel, LowerCtx, Work, lowers
 from .embedding import Embedding
@@ -59,6 +67,7 @@ class Accumulate(Kernel):
     k: int
     n: int
     flops_per_token: float
+    sparse: SparseWeight | None = None  # a sparse weight's gradient: only its kept entries (module docstring)
     decomposition = "output K over rows, N over columns (output-stationary); tokens stream in from the west and north"
 
     def max_rows(self) -> int:
@@ -69,12 +78,15 @@ class Accumulate(Kernel):
 
     def sram(self, rows, cols):
         kt, nt = block(self.k, min(rows, self.k)), block(self.n, min(cols, self.n))
-        return {"accumulators": kt * nt * accumulator_bytes(self.dtype),
+        acc = kt * nt * accumulator_bytes(self.dtype)
+        if self.sparse is not None:  # the kept entries and their indices, on the fullest core
+            acc = self.sparse.tile_bytes(min(rows, self.k), min(cols, self.n), accumulator_bytes(self.dtype))
+        return {"accumulators": acc,
                 "activations_in": 2 * (kt + nt) * self.elem, "fabric_queues": self.queues()}
 
     def work(self, p0, p1):
         c = p1 - p0
-        macs = c * self.k * self.n
+        macs = c * (self.sparse.nnz if self.sparse is not None else self.k * self.n)
         acc = accumulator_bytes(self.dtype)
         return Work(flops=c * self.flops_per_token, sram_read=macs * acc + c * (self.k + self.n) * self.elem,
                     sram_write=macs * acc, delivered=c * (self.k + self.n), edge=c * (self.k + self.n))
@@ -86,7 +98,10 @@ class Accumulate(Kernel):
         dp = machine.datapath(self.dtype)
         # per token: kt AXPYs of length nt, each one vector instruction; the dy block arrives at
         # one wavelet per cycle
-        per_token = max(kt * (dp.axpy(nt) + A.VECTOR_OP_CYCLES) + A.TASK_OVERHEAD_CYCLES, nt + kt)
+        per_token = kt * (dp.axpy(nt) + A.VECTOR_OP_CYCLES) + A.TASK_OVERHEAD_CYCLES
+        if self.sparse is not None:
+            per_token = min(per_token, self.sparse.accumulate(rows, cols, dp))
+        per_token = max(per_token, nt + kt)
         return (p1 - p0) * per_token / groups
 
     def run(self, op, args, rows, cols):
@@ -163,7 +178,7 @@ def _rowwise(op: Op, ctx: LowerCtx, features: int) -> Rowwise:
 
 @lowers("linear_grad_w")
 def lower_linear_grad_w(op: Op, ctx: LowerCtx) -> Accumulate:
-    x, dy = op.operands
+    x, dy = op.operands[:2]
     t = op.type
     return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=x.type.shape[-1],
                       n=dy.type.shape[-1], flops_per_token=ctx.flops_per_token(op))

@@ -4,7 +4,8 @@ Each forward op declares its backward rule beside its own definition (``backward
 ``define``); where a gradient is not a composition of forward ops it gets an op here:
 
 - ``linear_grad_w``: the weight gradient of a linear, x^T dy summed over every token: a product
-  of two activations;
+  of two activations; of a sparse weight (``sparsify``), with the weight's mask as a third operand
+  (bool, the weight's shape) and its ``density``: zero where the weight is pruned;
 - ``embedding_grad``: the table gradient of a gather, a scatter-add of dy into the rows the ids
   name;
 - ``cross_entropy_grad``, ``gelu_grad``, ``layernorm_grad``, ``softmax_grad``: the input
@@ -40,25 +41,37 @@ def unbroadcast(emit, g, t: TensorType):
 
 # --- linear_grad_w: dW = x^T dy over all tokens -------------------------------------------------
 
+MASK = "mask."  # a sparse weight P's mask is the parameter mask.P (passes/autodiff.py)
+
+
 def _lgw_infer(ins, a):
-    x, dy = ins
+    x, dy = ins[:2]
     if x.shape[:-1] != dy.shape[:-1]:
         raise ValueError(f"linear_grad_w needs x [..., K] and dy [..., N] over the same tokens, got {x} and {dy}")
     k, n = x.shape[-1], dy.shape[-1]
-    return TensorType((n, k) if a["transpose_w"] else (k, n), dy.dtype)
+    out = TensorType((n, k) if a["transpose_w"] else (k, n), dy.dtype)
+    if len(ins) == 3 and (ins[2].dtype != "bool" or ins[2].shape != out.shape):
+        raise ValueError(f"linear_grad_w's mask {ins[2]} must be bool of the gradient's shape {list(out.shape)}")
+    if not 0.0 < a["density"] <= 1.0:
+        raise ValueError(f"linear_grad_w density={a['density']} must be in (0, 1]")
+    return out
 
 
 def _lgw_ref(args, a):
-    x, dy = args
+    x, dy = args[:2]
     x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
     w = x2.T @ dy2
-    return w.T if a["transpose_w"] else w
+    w = w.T if a["transpose_w"] else w
+    return np.where(args[2], w, 0) if len(args) == 3 else w
 
 
-define("linear_grad_w", "contraction", _lgw_infer, _lgw_ref, arity=(2, 2),
-       flops=lambda ins, out, a: 2 * ins[0].numel * ins[1].shape[-1],
-       attrs={"transpose_w": Attr("bool", False)},
-       doc="x^T dy summed over every leading dim: the gradient of a linear's weight ([out, in] with transpose_w)")
+define("linear_grad_w", "contraction", _lgw_infer, _lgw_ref, arity=(2, 3),
+       flops=lambda ins, out, a: round(2 * ins[0].numel * ins[1].shape[-1] * a["density"]),
+       attrs={"transpose_w": Attr("bool", False),
+              # a sparse weight's gradient (mask operand): its fraction of non-zeros, as the forward linear's
+              "density": Attr("float", 1.0), "mask_seed": Attr("int", 0)},
+       doc="x^T dy summed over every leading dim: the gradient of a linear's weight ([out, in] with transpose_w); "
+           "with a mask (a sparse weight's), zero where it is False")
 
 
 # --- embedding_grad: scatter-add ----------------------------------------------------------------

@@ -22,10 +22,17 @@ def _matmul_backward(e, op, g):
 
 
 def _linear_backward(e, op, g):
-    """d(x @ w + b) = (g @ w^T, x^T g over all tokens, g summed over all tokens)."""
+    """d(x @ w + b) = (g @ w^T, x^T g over all tokens, g summed over all tokens). A sparse weight's
+    (density < 1): g @ w^T with the same sparse w, and x^T g masked by w's mask (``e.masks``: the
+    mask parameter autodiff gave it), so a pruned weight's gradient is zero."""
     x, w = op.operands[:2]
     t = op.attr.get("transpose_w", False)
-    grads = [e("linear", g, w, transpose_w=not t), e("linear_grad_w", x, g, transpose_w=t)]
+    d = op.attr.get("density", 1.0)
+    sparse = {"density": d, "mask_seed": op.attr.get("mask_seed", 0)} if d < 1.0 else {}
+    mask = getattr(e, "masks", {}).get(w.name) if sparse else None
+    grads = [e("linear", g, w, transpose_w=not t, **sparse),
+             e("linear_grad_w", x, g, mask, transpose_w=t, **sparse) if mask is not None else
+             e("linear_grad_w", x, g, transpose_w=t)]
     if len(op.operands) == 3:
         grads.append(e("reduce_sum", g, axes=tuple(range(g.type.rank - 1)), keepdim=False))
     return tuple(grads)
@@ -102,3 +109,11 @@ define("embedding", "gather", _embedding_infer, lambda args, a: args[0][args[1]]
        backward=lambda e, op, g: (e("embedding_grad", g, op.operands[1], rows=op.operands[0].type.shape[0]), None),
        doc="gather rows of a [vocab, dim] table by integer ids")
 
+
+
+def sparse_params(g) -> dict[str, float]:
+    """The parameters of graph g that sparse linear ops (``sparsify``) read as their weight, with
+    their density."""
+    params = {p.name for p in g.params}
+    return {op.operands[1].name: op.attr["density"] for op in g.ops
+            if op.kind == "linear" and op.attr.get("density", 1.0) < 1.0 and op.operands[1].name in params}
