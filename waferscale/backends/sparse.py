@@ -156,11 +156,16 @@ class SparseWeight:
         accumulators, its ``dy`` elements gathered by the weight's indices (the forward's
         ``row_cycles``: a row with none is skipped), plus the task's overhead."""
         key = ("accumulate", rows, cols, dp)
-        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        cache = self._memo()
         if key not in cache:
             cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
                 rows, cols, 0, 0, lambda c, nt: row_cycles(c, dp, nt), np.zeros(cols), np.zeros(rows)))
         return cache[key]
+
+    def _memo(self) -> dict:
+        """Where this weight's worked-out figures are kept: its own, for a mask; shared by every
+        weight of the same shape and density, in distribution (every layer of a model)."""
+        return self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
 
     def _row_prefix(self) -> np.ndarray:
         """Per row, the running count of non-zeros along N ([k, n + 1]), kept once."""
@@ -178,7 +183,7 @@ class SparseWeight:
         epilogue work of ``tail_cycles`` each per token, charged as the dense model charges them: to
         the rows the split leaves short of K, one unit for each element they lack."""
         key = ("cycles", rows, cols, dp, tail, head, tail_cycles)
-        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        cache = self._memo()
         if key not in cache:
             outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
             units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
@@ -190,7 +195,7 @@ class SparseWeight:
     def tile_bytes(self, rows: int, cols: int, elem: int, tail: int = 0, head: int = 0) -> int:
         """SRAM bytes of the fullest core's tile (``row_bytes`` over its rows)."""
         key = ("bytes", rows, cols, elem, tail, head)
-        cache = self._cache if self.exact else _SHARED.setdefault((self.k, self.n, self.density), {})
+        cache = self._memo()
         if key not in cache:
             cache[key] = ceil(self._slowest(rows, cols, tail, head, lambda c, nt: row_bytes(c, nt, elem),
                                             np.zeros(cols), np.zeros(rows)))
@@ -204,14 +209,15 @@ class SparseWeight:
         work drawn apart (a normal approximation; the widest tile's draws for every core, as
         ``tile``)."""
         key = ("latest", m, rows, cols, dp, col_lag, row_lag, tail, head, tail_cycles)
-        if key not in self._cache:
+        cache = self._memo()
+        if key not in cache:
             outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
             units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
             per_col = A.TASK_OVERHEAD_CYCLES + outs * A.PARTIAL_SUM_CYCLES + np.arange(cols) * col_lag / m
             per_rank = units * tail_cycles + (rows - 1 - np.arange(rows)) * row_lag / m
-            self._cache[key] = m * self._slowest(rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt),
-                                                 per_col, per_rank, spread=True)
-        return self._cache[key]
+            cache[key] = m * self._slowest(rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt),
+                                           per_col, per_rank, spread=True)
+        return cache[key]
 
     def _slowest(self, rows, cols, tail, head, per_row, per_col, per_rank, spread: bool = False) -> float:
         """The most, over the cores, of the sum over a core's tile rows of ``per_row(nnz, nt)``, plus
