@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from . import limits as L
+from .console import comma_names as _names
+from .console import progress as _log
 from .errors import UsageError, WaferError
 from .version import __version__
 
@@ -21,15 +23,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _log(quiet: bool):
-    start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        if not quiet:
-            print(f"[{time.perf_counter() - start:6.2f}s] {msg}", file=sys.stderr, flush=True)
-    return log
-
-
 def cmd_models(args) -> int:
     from .frontend.zoo import ZOO
 
@@ -40,46 +33,12 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _names(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(n.strip() for v in values or [] for n in v.split(",") if n.strip())
-
-
 def _generate_flags(args, flags: tuple[str, ...]) -> None:
     """Generation options given without --generate, or options generation does not take: one line."""
     if not args.generate:
         given = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) is not None]
         if given:
             raise UsageError(f"{', '.join(given)} set(s) up generation: add --generate")
-
-
-def cmd_compile_generate(args) -> int:
-    from .driver import write_compiled
-    from .generate import compile_generate
-
-    for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
-                      ("-p/--pipeline", args.pipeline is not None), ("--compile-to", args.compile_to is not None),
-                      ("--frontend torch-mlir", args.frontend != "torch-export"),
-                      ("--print-ir-after", bool(args.print_ir_after or args.print_ir_after_all))):
-        if bad:
-            raise UsageError(f"{flag} does not go with --generate (its pipeline is fixed, its lengths are "
-                             "--prompt-len and --new-tokens)")
-    if args.prompt_len is None or args.new_tokens is None:
-        raise UsageError("--generate needs --prompt-len P and --new-tokens T")
-    log = _log(args.quiet)
-    model = Path(args.model)
-    out = Path(args.output or Path("out") / f"{model.name}-generate")
-    c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
-                         dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
-    for p in write_compiled(c, out):
-        log(f"wrote {p}")
-    g = c.report["generate"]
-    on = f"{g['systems']} x {c.report['target']}" if g["systems"] > 1 else c.report["target"]
-    print(f"{c.report['model']['name']} on {on}, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, batch "
-          f"{g['batch']}: time to first token {1e3 * g['ttft_seconds']:.3f} ms; decode "
-          f"{1e6 * g['decode_seconds_per_token']:.2f} us/token = {g['decode_tokens_per_second']:,.0f} tokens/s "
-          f"({g['decode_tokens_per_second_per_user']:,.0f} per sequence); KV cache {g['kv_cache_bytes'] / 2**20:.1f} "
-          f"MiB, {g['kv_cache_bytes_per_core']:,} B on the busiest core -> {out}/")
-    return 0
 
 
 def cmd_compile(args) -> int:
@@ -90,6 +49,8 @@ def cmd_compile(args) -> int:
                             ("--lora", args.lora is not None)):
             if given:
                 raise UsageError(f"not supported: {flag} with --generate")
+        from .cli_generate import cmd_compile_generate
+
         return cmd_compile_generate(args)
     _generate_flags(args, ("--prompt-len", "--new-tokens"))
     log = _log(args.quiet)
@@ -101,7 +62,9 @@ def cmd_compile(args) -> int:
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
     if args.train:
-        return _compile_train(args, log, out)
+        from .cli_train import cmd_compile_train
+
+        return cmd_compile_train(args, log, out)
     c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
@@ -116,39 +79,6 @@ def cmd_compile(args) -> int:
         print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
               f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
-    return 0
-
-
-def _compile_train(args, log, out: Path) -> int:
-    from .driver import write_compiled
-    from .training import compile_training
-
-    for flag in ("pipeline", "compile_to", "print_ir_after", "print_ir_after_all"):
-        if getattr(args, flag):
-            raise UsageError(f"not supported: --{flag.replace('_', '-')} with --train (its passes are fixed)")
-    if args.frontend != "torch-export":
-        raise UsageError(f"not supported: --frontend {args.frontend} with --train (it traces with torch.export)")
-    c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
-                         target=args.target, mode=args.mode, systems=args.systems or 1, lora=_lora_pass(args),
-                         sparsity=args.sparsity, log=log)
-    for p in write_compiled(c, out):
-        log(f"wrote {p}")
-    t, m = c.report["train"], c.report["model"]
-    print(f"{m['name']}: training step of batch {t['batch']} x seq {t['seq']} ({t['mode']}, {t['systems']} system(s), "
-          f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "
-          f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, {t['flops_per_token'] / 1e9:.3f} GFLOP/token "
-          f"(forward + backward), MFU {100 * t['mfu']:.1f}% -> {out}/")
-    if "lora" in t:
-        f = t["lora"]["full_fine_tuning"]
-        print(f"LoRA ({t['lora']['trainable_params']:,} trained, {t['lora']['frozen_params']:,} frozen): step "
-              f"{1e3 * t['step_seconds']:.3f} ms against {1e3 * f['step_seconds']:.3f} ms for full fine-tuning; "
-              f"streamed out {t['stream_out_bytes']:,} B against {f['stream_out_bytes']:,} B")
-    if "sparsity" in t:
-        sp, d = t["sparsity"], t["sparsity"]["dense"]
-        print(f"sparse ({sp['weights']} weights at density {sp['density']:.4g}): step {1e3 * t['step_seconds']:.3f} "
-              f"ms against {1e3 * d['step_seconds']:.3f} ms dense ({sp['speedup']:.2f}x); streamed in "
-              f"{t['stream_in_bytes']:,} B against {d['stream_in_bytes']:,} B, out {t['stream_out_bytes']:,} B "
-              f"against {d['stream_out_bytes']:,} B")
     return 0
 
 
@@ -304,49 +234,6 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-DEFAULT_PROMPT = "Hello, wafer"
-
-
-def cmd_run_generate(args, log) -> int:
-    import numpy as np
-
-    from .frontend import byte_tokens
-    from .generate import step_graphs
-    from .runtime.generate import greedy
-
-    args.prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
-    args.new_tokens = 16 if args.new_tokens is None else args.new_tokens
-    byte_tokens.encode(args.prompt, 256)  # an empty prompt is refused before any tracing
-    if args.seq is not None:
-        raise UsageError("--seq does not go with --generate: the prompt's bytes are its tokens")
-    log(f"building {args.model} with random weights (seed {args.seed}); tracing its prefill and decode step")
-    st = step_graphs(args.model, prompt_len=max(len(args.prompt.encode("utf-8")), 1), new_tokens=args.new_tokens,
-                     batch=1, dtype="f32", seed=args.seed, weights="random", log=log)
-    ids = np.array([byte_tokens.encode(args.prompt, st.decode.info["vocab"])])
-    t0 = time.perf_counter()
-    tokens, _ = greedy(st.prefill_state.graph, st.decode_state.graph, st.decode.weights, ids, args.new_tokens)
-    new = [int(x) for x in tokens[0]]
-    print(f"{st.decode.info['name']}: {len(new)} new tokens in {time.perf_counter() - t0:.2f} s through the prefill "
-          f"({len(st.prefill_state.graph.ops)} ops) and decode-step ({len(st.decode_state.graph.ops)} ops) graphs, KV "
-          f"cache of {st.capacity} rows (token ids are bytes; <n> is an id above 255)")
-    print(f"tokens: {new}")
-    print(f"text:   {byte_tokens.decode(new)!r}")
-    import torch
-
-    from .frontend.lm import quiet_transformers
-
-    hf = st.decode.module.model
-    prompt = torch.from_numpy(ids)
-    with torch.no_grad(), quiet_transformers():
-        ref = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
-                          min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
-                          pad_token_id=hf.config.eos_token_id)[0, ids.shape[1]:].tolist()
-    same = ref == new
-    print(f"Hugging Face generate (greedy, its own KV cache, same weights): {ref}: "
-          f"{'the same tokens' if same else 'DIFFERENT'}")
-    return 0 if same else 1
-
-
 def cmd_run(args) -> int:
     import numpy as np
 
@@ -371,10 +258,14 @@ def cmd_run(args) -> int:
             if getattr(args, flag, None) is not None:
                 raise UsageError(f"--{flag} is an option of training: add --train")
     if args.generate:
+        from .cli_generate import cmd_run_generate
+
         return cmd_run_generate(args, log)
     args.seq = 32 if args.seq is None else args.seq
     if args.train:
-        return _run_train(args, log)
+        from .cli_train import cmd_run_train
+
+        return cmd_run_train(args, log)
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
@@ -392,93 +283,6 @@ def cmd_run(args) -> int:
     ok = err <= args.tol
     print(f"max relative error vs PyTorch eager: {err:.3e} (max |diff| / max |logit|; "
           f"tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
-    return 0 if ok else 1
-
-
-def _lora_pass(args) -> str | None:
-    """The lora pass of --lora R [--lora-alpha A] [--lora-targets a,b], or None."""
-    if args.lora is None:
-        return None
-    L.check_int("--lora", args.lora, 1, L.MAX_D_MODEL)
-    targets = "+".join(_names([args.lora_targets]))
-    return f"lora{{rank={args.lora},alpha={float(args.lora_alpha)},targets={targets}}}"
-
-
-def _sparsify_pass(args) -> str | None:
-    """The sparsify pass of --sparsity D with --train, or None."""
-    if args.sparsity is None:
-        return None
-    if args.lora is not None:
-        raise UsageError("not supported: --sparsity with --lora (sparse frozen weights under adapters); give one")
-    if not 0.0 < args.sparsity <= 1.0:
-        raise UsageError(f"--sparsity {args.sparsity} must be in (0, 1]: the fraction of each linear weight kept "
-                         "(0.25 keeps a quarter)")
-    return f"sparsify{{density={args.sparsity!r}}}"
-
-
-def _run_train(args, log) -> int:
-    import copy
-
-    import numpy as np
-
-    from .driver import run_passes
-    from .frontend.lm import trace_lm
-    from .passes.adamw import AdamWConfig
-    from .runtime import train as T
-
-    L.check_int("--steps", args.steps, 1, L.MAX_TRAIN_STEPS)
-    L.check_int("--stream-tokens", args.stream_tokens, 2, L.MAX_STREAM_TOKENS)
-    cfg = AdamWConfig(lr=AdamWConfig.lr if args.lr is None else args.lr)
-    if not 0 < cfg.lr < 1:
-        raise UsageError(f"--lr {cfg.lr} must be between 0 and 1 (Cerebras-GPT: 6e-4 at 111M, 1.2e-4 at 13B)")
-    sparsify = _sparsify_pass(args)
-    log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
-    t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
-    vocab = t.info["vocab"]
-    if args.data is not None:
-        tokens = T.file_stream(args.data, vocab, args.tokenizer)
-        what = f"{args.data} as {'bytes' if args.tokenizer == 'bytes' else f'a byte-level BPE of {vocab} tokens'}"
-    else:
-        tokens = T.random_stream(vocab, args.stream_tokens, args.seed)
-        what = (f"a seeded random stream of {args.stream_tokens:,} tokens (seed {args.seed}; each token followed by "
-                f"one of {T.SUCCESSORS} drawn for it), read again when it ends")
-    lora = _lora_pass(args)
-    pipeline = "canonicalize," + (f"{sparsify}," if sparsify else "") + \
-        (f"{lora},autodiff{{wrt=lora}}," if lora else "autodiff,") + "adamw{" + \
-        f"lr={cfg.lr},beta1={cfg.beta1},beta2={cfg.beta2},eps={cfg.eps},weight_decay={cfg.weight_decay}," \
-        f"clip={cfg.clip}" + "}"
-    passed = run_passes(t.graph, pipeline, weights=t.weights)
-    g = passed.graph
-    log(f"training step: {len(t.graph.ops)} forward ops -> {len(g.ops)} ops ({pipeline})")
-    module = copy.deepcopy(t.module) if args.compare else None  # before training changes nothing, but be sure
-    adapters = T.lora_weights(g, args.seed)
-    masks = T.sparse_masks(g)
-    kept = sum(int(m.sum()) for m in masks.values()) / max(sum(m.size for m in masks.values()), 1)
-    print(f"{t.info['name']}: training {args.steps} step(s) of batch {args.batch} x seq {args.seq} on {what}; "
-          f"AdamW lr {cfg.lr:g}, betas ({cfg.beta1}, {cfg.beta2}), eps {cfg.eps:g}, weight decay "
-          f"{cfg.weight_decay}, clip {cfg.clip}" + (f"; LoRA rank {args.lora} on {args.lora_targets}, the "
-                                                    "base weights frozen" if lora else "")
-          + (f"; {len(masks)} sparse weights at density {kept:.4g} (pruned by magnitude; their gradients "
-             "masked, pruned weights kept at zero)" if masks else ""))
-    t0 = time.perf_counter()
-    losses, state = T.train(g, {**passed.weights, **adapters, **masks}, T.batches(tokens, args.batch, args.seq),
-                            args.steps, on_step=lambda s, loss: print(f"step {s:>4}  loss {loss:.6f}", flush=True))
-    print(f"{args.steps} step(s) in {time.perf_counter() - t0:.2f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
-    if masks:
-        leaked = sum(int(np.count_nonzero(state[n.removeprefix(T.MASK)][~m])) for n, m in masks.items())
-        print(f"pruned weights that are not zero after the last step: {leaked}")
-    if not args.compare:
-        return 0
-    from .runtime.torch_train import add_lora, torch_train
-
-    params = add_lora(module, adapters, args.lora_alpha / args.lora) if lora else None
-    ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg, params, masks)
-    err = max(abs(a - b) / abs(b) for a, b in zip(losses, ref))
-    ok = err <= args.tol
-    kind = "clip_grad_norm_ + torch.optim.AdamW" + (", plain-torch LoRA" if lora else "") + \
-        (", gradients masked and weights re-masked after each step" if masks else "")
-    print(f"PyTorch loop ({kind}): loss {ref[0]:.4f} -> {ref[-1]:.4f}; max relative "
-          f"error per step {err:.3e} (tolerance {args.tol:.0e}): {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1
 
 
