@@ -60,7 +60,8 @@ def test_cli_writes_json_csv_and_png(tmp_path, capsys):
     assert [r["variant"] for r in table] == ["p1", "p2"] and float(table[1]["speedup"]) > 0
     assert list(table[0])[:3] == ["model", "variant", "ok"] and "fuse_s" in table[0]
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["bench.csv", "bench.json", "bench.png", "bench.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".waferscale-output", "bench.csv", "bench.json", "bench.png",
+                                                     "bench.txt"]
     assert (out / "bench.txt").read_text() in printed
 
 

@@ -26,7 +26,8 @@ def test_compile_writes_ir_and_reports_deterministically(capsys, tmp_path):
     for d in ("a", "b"):
         code, out, err = run_cli(capsys, "compile", "tiny", "--seq", "32", "-o", str(tmp_path / d))
         assert code == 0, err
-        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ["model.ir", "report.json", "report.txt"]
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == [".waferscale-output", "model.ir", "report.json",
+                                                                    "report.txt"]
         irs.append((tmp_path / d / "model.ir").read_text())
         r = json.loads((tmp_path / d / "report.json").read_text())
         assert r["compile"]["seconds"] > 0 and r["compile"]["peak_rss_bytes"] > 0

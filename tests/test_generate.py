@@ -191,8 +191,8 @@ def test_generate_over_systems_pays_the_link(capsys, tmp_path):
     code, _, err = run_cli(capsys, "compile", "tiny", "--target", "mesh:48x48", "--generate", "--prompt-len", "8",
                            "--new-tokens", "8", "--systems", "2", "-o", str(tmp_path / "s"), "-q")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["model.ir", "prefill.ir", "report.json",
-                                                                  "report.txt", "system-1", "system-2"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".waferscale-output", "model.ir", "prefill.ir",
+                                                                  "report.json", "report.txt", "system-1", "system-2"]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -129,7 +129,8 @@ def test_print_ir_after_and_compile_to(capsys, tmp_path):
                            "--print-ir-after", "fuse,place", "--compile-to", "place", "-o", str(tmp_path), "-q")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["02-fuse.ir", "04-place.ir"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ir", "model.ir", "report.json", "report.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".waferscale-output", "ir", "model.ir", "report.json",
+                                                          "report.txt"]
     r = json.loads((tmp_path / "report.json").read_text())
     assert r["pipeline"] == "canonicalize,fuse{epilogues=true,prologues=true},lower,place{mode=auto}"
     assert "time" not in r and r["program"]["kernels"] == 13 and r["target"] == "mesh:32x32"

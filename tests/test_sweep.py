@@ -144,7 +144,8 @@ def test_a_sweep_on_ray_has_a_row_per_point_failures_included_and_resumes(local_
     out = tmp_path / "s"
     r = run_sweep(spec, out)
     assert (r.ran, r.resumed, r.failed, r.internal) == (4, 0, 2, [])
-    assert sorted(p.name for p in out.iterdir()) == ["pareto.png", POINTS_FILE, "sweep.csv", "sweep.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".waferscale-output", "pareto.png", POINTS_FILE, "sweep.csv",
+                                                     "sweep.json"]
     assert [(x["rows"], x["ok"]) for x in r.rows] == [(16, True), (32, True), (2, False), (0, False)]
     assert "tiny does not fit on mesh:2x2" in r.rows[2]["error"]
     assert r.rows[3]["error"].startswith("impossible mesh 0x4")

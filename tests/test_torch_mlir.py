@@ -132,7 +132,8 @@ def test_a_module_whose_types_torch_would_not_write_is_one_line(tmp_path):
 def test_cli_compiles_a_model_through_torch_mlir_and_then_its_mlir_file(capsys, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["compile", "tiny", "--seq", "16", "--frontend", "torch-mlir", "-o", str(a), "-q"]) == 0
-    assert sorted(p.name for p in a.iterdir()) == ["model.ir", "model.mlir", "report.json", "report.txt"]
+    assert sorted(p.name for p in a.iterdir()) == [".waferscale-output", "model.ir", "model.mlir", "report.json",
+                                                   "report.txt"]
     c = json.loads((a / "report.json").read_text())["compile"]
     assert c["frontend"] == "torch-mlir" and c["mlir_import_seconds"] > 0 and c["mlir_import_peak_rss_bytes"] > 0
     assert main(["compile", str(a / "model.mlir"), "-o", str(b), "-q"]) == 0

@@ -6,7 +6,8 @@ import pytest
 
 from .test_cli import run_cli
 
-WAFER_FILES = ["mesh.png", "model.ir", "placement.json", "report.html", "report.json", "report.txt", "trace.json"]
+WAFER_FILES = [".waferscale-output", "mesh.png", "model.ir", "placement.json", "report.html", "report.json",
+               "report.txt", "trace.json"]
 
 
 def test_compile_with_a_target_writes_deterministic_placement_trace_and_picture(capsys, tmp_path):

@@ -177,7 +177,7 @@ def write(rows: list[dict], out: Path) -> list[Path]:
 
     files = {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
              "bench.txt": table(rows), "bench.png": plot(rows)}
-    return replace_dir(out, files, marker="bench.json")
+    return replace_dir(out, files, command="bench")
 
 
 def models_arg(text: str) -> list[str]:

@@ -12,6 +12,7 @@ from . import limits as L
 from .console import comma_names as _names
 from .console import progress as _log
 from .errors import UsageError, WaferError
+from .report.outputs import check_output
 from .version import __version__
 
 EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
@@ -56,6 +57,7 @@ def cmd_compile(args) -> int:
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
+    check_output(out, "compile")  # a bad -o is refused before the work, not after
     if args.systems is not None and not args.train:
         raise UsageError("--systems N is data-parallel training (add --train) or a pipeline of wafers for generation "
                          "(add --generate)")
@@ -178,6 +180,7 @@ def cmd_passes(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
+    check_output(args.output, "bench")  # a bad -o is refused before the work, not after
     models = bench.models_arg(args.models) if args.models else list(bench.DEFAULT_MODELS)
     if args.batch < 1 or (args.seq is not None and args.seq < 1):
         raise UsageError(f"--batch and --seq must be at least 1 (got {args.batch} and {args.seq})")
@@ -211,6 +214,7 @@ def cmd_sweep(args) -> int:
     else:
         raise UsageError("wafer sweep needs a spec file (e.g. examples/sweep.yaml) or --models and --meshes")
     out = Path(args.output or Path("out") / (Path(args.spec).stem if args.spec else "sweep"))
+    check_output(out, "sweep", replace=False)  # a bad -o is refused before the work, not after
     log = _log(args.quiet)
     log(f"{len(spec.points())} point(s) ({'grid' if spec.sample is None else f'random sample, seed {spec.seed}'})")
     try:

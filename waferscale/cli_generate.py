@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .console import progress as _log
 from .errors import UsageError
+from .report.outputs import check_output
 
 
 def cmd_compile_generate(args) -> int:
@@ -26,6 +27,7 @@ def cmd_compile_generate(args) -> int:
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / f"{model.name}-generate")
+    check_output(out, "compile")  # a bad -o is refused before the work, not after
     c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
                          dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
     for p in write_compiled(c, out):

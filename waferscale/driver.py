@@ -379,4 +379,4 @@ def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
             out["report.html"] = report_html(json.loads(out["report.json"]), json.loads(files["placement.json"]))
         return out
 
-    return replace_dir(out_dir, files, marker="report.json", last=reports)
+    return replace_dir(out_dir, files, command="compile", last=reports)

@@ -31,10 +31,12 @@ from typing import Any
 
 from .errors import UsageError, WaferError
 from .measure import KEYS, measure
+from .report.outputs import open_dir
 from .sweep_spec import Point, Spec
 from .version import __version__
 
 POINTS_FILE = "points.jsonl"
+SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
 AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
                 "clock_ghz", "io_gbs", "link_bytes")
 # the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
@@ -140,7 +142,7 @@ def run_sweep(spec: Spec, out: str | Path, *, workers: int | None = None, addres
 
     t0 = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    open_dir(out, "sweep", SWEEP_FILES)  # new, empty, or an earlier sweep's: never a directory we did not write
     points = spec.points()
     done = read_points(out / POINTS_FILE)
     rows = {p.id: done[p.id] for p in points if p.id in done}

@@ -1,17 +1,15 @@
 """Compile reports: ``report.json`` (the keys are a contract users script against) and
-``report.txt`` (the same facts for a person), plus atomic writing of an output directory."""
+``report.txt`` (the same facts for a person). Writing an output directory is ``outputs.py``'s
+(``replace_dir`` and ``write_dir`` are re-exported here)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 
-from ..errors import UsageError
 from ..passes.pipeline import describe_change
+from .outputs import replace_dir, write_dir
+
+__all__ = ["generate_text", "replace_dir", "to_json", "to_text", "train_text", "write_dir"]
 
 
 def to_json(report: dict) -> str:
@@ -116,111 +114,3 @@ def generate_text(g: dict) -> list[str]:
                      f"{s['cores_used']:,} cores, weights {_si(s['weight_bytes'], 'B')}, KV cache "
                      f"{_si(s['kv_cache_bytes'], 'B')}, SRAM peak {s['sram_peak_bytes_per_core']:,} B/core")
     return lines
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the
-    system or its file system cannot."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        at_fdcwd, rename_exchange = -100, 2
-        return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale(parent: Path, name: str) -> None:
-    """Remove the temporary folders that killed runs left beside ``name`` (their process is gone)."""
-    for old in parent.glob(f".{name}.*"):
-        parts = old.name[len(name) + 2:].split("-")
-        if len(parts) >= 2 and parts[0] in ("new", "old") and parts[1].isdigit() and not _alive(int(parts[1])):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def replace_dir(out_dir: Path, files: dict[str, str | bytes], *, marker: str,
-                last: Callable[[], dict[str, str | bytes]] | None = None) -> list[Path]:
-    """Make ``out_dir`` hold exactly ``files``, replacing what it held as a whole: everything is
-    written to a sibling temporary folder first, which then takes the directory's place in one
-    atomic exchange, so a reader (or a kill) sees the old directory or the new one, complete,
-    never a mix, and no file of an earlier run survives. Where the system cannot exchange two
-    paths atomically the old directory is moved aside first (a moment with neither). An existing
-    ``out_dir`` must be empty or an earlier output (it holds ``marker``): anything else is refused
-    rather than deleted. ``last`` makes more files once the others are written."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise UsageError(f"{out_dir} exists and is not a directory: give -o a new or empty directory")
-        if any(out_dir.iterdir()) and not (out_dir / marker).is_file():
-            raise UsageError(f"{out_dir} is not empty and holds no {marker}: it is not an earlier output of "
-                             "this command, so it is not replaced; give -o a new or empty directory")
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(parent, out_dir.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=parent))
-    try:
-        files = _stage(tmp, files, last)
-        if not out_dir.exists():
-            os.rename(tmp, out_dir)
-        elif _exchange(tmp, out_dir):  # tmp now holds the old directory
-            pass
-        else:
-            aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-{os.getpid()}-", dir=parent))
-            os.rename(out_dir, aside / "d")
-            os.rename(tmp, out_dir)
-            shutil.rmtree(aside, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [out_dir / name for name in files]
-
-
-def _put(folder: Path, batch: dict[str, str | bytes]) -> None:
-    for name, content in batch.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        mode = "wb" if isinstance(content, bytes) else "w"
-        with open(folder / name, mode) as f:
-            f.write(content)
-
-
-def _stage(folder: Path, files: dict[str, str | bytes], last) -> dict[str, str | bytes]:
-    """Write ``files`` into ``folder``, then what ``last()`` makes (if given); returns them all."""
-    files = dict(files)
-    _put(folder, files)
-    if last is not None:
-        more = last()
-        _put(folder, more)
-        files.update(more)
-    return files
-
-
-def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> list[Path]:
-    """Add files to a directory, every file or none (``wafer opt -o``; a whole output directory
-    is ``replace_dir``'s): all go to a temporary folder beside out_dir first, then each is
-    moved into place with an atomic rename. Names may hold a subfolder ("ir/01-canonicalize.ir").
-    Returns the paths written."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} exists and is not a directory")
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    try:
-        files = _stage(tmp, files, None)
-        out_dir.mkdir(exist_ok=True)
-        for name in files:
-            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [out_dir / name for name in files]
