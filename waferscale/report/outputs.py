@@ -97,11 +97,11 @@ def check_output(out: str | Path, command: str, *, replace: bool = True) -> Path
     if real.exists() or real.is_symlink():
         if not real.is_dir():
             raise UsageError(f"{shown} exists and is not a directory: give -o a new or empty directory")
-        _check_ours(real, command, shown)
         cwd = Path(os.path.realpath(os.getcwd()))
         if replace and (real == cwd or real in cwd.parents):
             raise UsageError(f"{shown} is the current directory or holds it, which cannot be replaced as a whole: "
                              "give -o a directory of its own (e.g. -o out)")
+        _check_ours(real, command, shown)
     if real.parent == real:
         raise UsageError(f"{shown} is the root directory: give -o a directory of its own")
     above = real.parent
