@@ -241,11 +241,13 @@ def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> list[Path]:
     """Add files to a directory, every file or none (``wafer opt -o``; a whole output directory
     is ``replace_dir``'s): all go to a temporary folder beside out_dir first, then each is
     moved into place with an atomic rename. Names may hold a subfolder ("ir/01-canonicalize.ir").
-    Returns the paths written."""
+    In an output directory (one with a marker) the marker is updated to list them too. Returns the
+    paths of ``files``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")
     real = Path(os.path.realpath(out_dir))
+    names = list(files)
     info = read_marker(real)
     if info is not None and MARKER not in files:  # an output directory: its marker lists these files too
         files = {**files, MARKER: marker_text(info["command"], [*info["files"], *files])}
@@ -259,4 +261,4 @@ def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> list[Path]:
             os.replace(tmp / name, real / name)
     finally:
         _remove(tmp)
-    return [out_dir / name for name in files]
+    return [out_dir / name for name in names]
