@@ -319,3 +319,20 @@ def test_output_directories_follow_the_umask(tmp_path, capsys, mask):
                 assert p.stat().st_mode & 0o777 == want, p
     finally:
         os.umask(old)
+
+
+def test_opt_refuses_a_directory_as_its_output_file(earlier, tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    code, _, err = run(capsys, "opt", str(earlier / "model.ir"), "-p", "canonicalize", "-o", str(tmp_path / "d"))
+    assert code == 2 and f"{tmp_path / 'd'} is a directory: give the name of a file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and not any((tmp_path / "d").iterdir())
+
+
+def test_a_directory_we_cannot_read_is_one_line(earlier, tmp_path, capsys, monkeypatch):
+    d = copy_of(earlier, tmp_path)
+
+    def unreadable(*a):  # root reads every directory: pretend, as chmod 000 would for a user
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(outputs, "_check_listing", unreadable)
+    code, _, err = run(capsys, *COMPILE, "-o", str(d))
+    assert code == 2 and f"cannot read {d}: Permission denied" in err

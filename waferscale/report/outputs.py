@@ -60,6 +60,13 @@ def _entries(d: Path, prefix: str = "") -> Iterable[tuple[str, Path]]:
 
 def _check_ours(d: Path, command: str, shown: Path) -> None:
     """Refuse a non-empty directory ``d`` unless it holds only what an earlier ``command`` wrote."""
+    try:
+        _check_listing(d, command, shown)
+    except OSError as e:
+        raise UsageError(f"cannot read {shown}: {e.strerror}; give -o a directory you can read and write") from None
+
+
+def _check_listing(d: Path, command: str, shown: Path) -> None:
     first = next(iter(sorted(d.iterdir())), None)
     if first is None:
         return
@@ -248,6 +255,9 @@ def write_dir(out_dir: Path, files: dict[str, str | bytes]) -> list[Path]:
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")
     real = Path(os.path.realpath(out_dir))
     names = list(files)
+    for name in names:
+        if (real / name).is_dir() and not (real / name).is_symlink():
+            raise UsageError(f"{out_dir / name} is a directory: give the name of a file to write")
     info = read_marker(real)
     if info is not None and MARKER not in files:  # an output directory: its marker lists these files too
         files = {**files, MARKER: marker_text(info["command"], [*info["files"], *files])}
