@@ -77,6 +77,8 @@ def doctored(report, pj):
     r, p = hostile(report, memo), hostile(pj, memo)
     for b in p["links"]["busiest"]:  # written raw into the page before issue 24: a number, made markup
         b["colors"] = PAYLOADS[0]
+    for f in p["flows"]:  # a number the script shows (a selected kernel's flows), made markup
+        f["hops"] = PAYLOADS[0]
     return r, p, memo
 
 
