@@ -1,7 +1,7 @@
 // The interactive part of report.html (waferscale/report/html.py): the mesh drawn to scale, its
 // tooltips, the selected kernel's routes, the link-load layer and the sortable kernel table.
 // Plain DOM and SVG, no library; everything comes from the JSON island #data.
-// Data from the JSON never becomes markup: it goes into text nodes (`h` below) and into attributes
+// Data from the JSON never becomes markup: it goes into text nodes (`node` below) and into attributes
 // by setAttribute, styles only take numbers and colours made here, classes only known names. There
 // is no innerHTML, so a doctored placement.json cannot run a script (tests/test_report_hostile.py).
 "use strict";
@@ -15,7 +15,7 @@
               filter: "", limit: D.top_n, mark: null };
 
   // ---- formatting ---------------------------------------------------------------------------
-  function h(tag, props, ...kids) {  // an HTML element: props are attributes ("style": an object), kids text or nodes
+  function node(tag, props, ...kids) {  // an HTML element: props are attributes ("style": an object), kids text or nodes
     const e = document.createElement(tag);
     for (const [a, v] of Object.entries(props || {})) {
       if (v === undefined) continue;
@@ -57,7 +57,7 @@
   const BOUND = { compute: "#4e79a7", sram: "#59a14f", fabric: "#f28e2b", stream: "#e15759" };
   const known = (b) => Object.prototype.hasOwnProperty.call(BOUND, b);  // not "constructor", "__proto__"
   const boundColour = (b) => (known(b) ? BOUND[b] : "#999");
-  const boundSpan = (b) => h("span", { class: known(b) ? "bound-" + b : undefined }, b);
+  const boundSpan = (b) => node("span", { class: known(b) ? "bound-" + b : undefined }, b);
   const layerColour = (i) => `hsl(${Math.round(300 * i / Math.max(D.layers.length - 1, 1))},62%,52%)`;
   const umax = Math.max(...K.map((k) => k.util), 1e-9);
   const COLOUR = {
@@ -66,20 +66,20 @@
     sram: (k) => css(ramp("magma", k.sram_fraction)),
     layer: (k) => layerColour(k.layer),
   };
-  const ramp_ = (stops) => h("span", { class: "ramp", style: { background: `linear-gradient(to right,${stops.join(",")})` } });
+  const ramp_ = (stops) => node("span", { class: "ramp", style: { background: `linear-gradient(to right,${stops.join(",")})` } });
   const grad = (name) => ramp_(RAMPS[name]);
   function legend() {
     let parts;
-    if (S.heat) parts = ["link load ", grad("inferno"), " ", h("span", {}, `${bytes(heatRange[0])} .. ${bytes(heatRange[1])} per sample per link (log)`)];
-    else if (S.colour === "util") parts = ["FLOP utilization ", grad("viridis"), " ", h("span", {}, `0 .. ${pct(umax)}`)];
-    else if (S.colour === "sram") parts = ["SRAM per core ", grad("magma"), " ", h("span", {}, `0 .. 100% of ${bytes(D.mesh.sram_bytes)}`)];
+    if (S.heat) parts = ["link load ", grad("inferno"), " ", node("span", {}, `${bytes(heatRange[0])} .. ${bytes(heatRange[1])} per sample per link (log)`)];
+    else if (S.colour === "util") parts = ["FLOP utilization ", grad("viridis"), " ", node("span", {}, `0 .. ${pct(umax)}`)];
+    else if (S.colour === "sram") parts = ["SRAM per core ", grad("magma"), " ", node("span", {}, `0 .. 100% of ${bytes(D.mesh.sram_bytes)}`)];
     else if (S.colour === "bound") {
       const seen = [...new Set(K.map((k) => String(k.bound)))].sort();
-      parts = seen.map((b) => h("span", {}, h("span", { class: "sw", style: { background: boundColour(b) } }), b));
+      parts = seen.map((b) => node("span", {}, node("span", { class: "sw", style: { background: boundColour(b) } }), b));
     } else {
       const n = D.layers.length;
       parts = ["layer ", ramp_([0, .25, .5, .75, 1].map((f) => layerColour(f * (n - 1)))),
-               h("span", {}, `${D.layers[0]} .. ${D.layers[n - 1]} (${n})`)];
+               node("span", {}, `${D.layers[0]} .. ${D.layers[n - 1]} (${n})`)];
     }
     $("legend").replaceChildren(...parts);
   }
@@ -233,8 +233,8 @@
     ];
     if (k.sparse) rows.push(["sparse", `density ${k.sparse.density.toFixed(3)}, ${bytes(k.sparse.bytes)} of weights `
       + `with indices (${bytes(k.sparse.dense_bytes)} dense), ${k.sparse.speedup.toFixed(2)}x dense's speed`]);
-    return [h("div", { class: "kname" }, k.name),
-            h("div", { class: "kv" }, rows.map(([a, b]) => [h("span", { class: "k" }, a), b instanceof Node ? b : h("span", {}, b)]))];
+    return [node("div", { class: "kname" }, k.name),
+            node("div", { class: "kv" }, rows.map(([a, b]) => [node("span", { class: "k" }, a), b instanceof Node ? b : node("span", {}, b)]))];
   }
   const tip = $("tooltip");
   function hover(kid, ev) {
@@ -245,9 +245,9 @@
     if (!ev) return;
     tip.replaceChildren(...facts(K[kid]));
     tip.hidden = false;
-    const x = ev.clientX + 14, y = ev.clientY + 14, w = tip.offsetWidth, h = tip.offsetHeight;
-    tip.style.left = Math.min(x, window.innerWidth - w - 8) + "px";
-    tip.style.top = (y + h > window.innerHeight - 8 ? Math.max(8, ev.clientY - h - 10) : y) + "px";
+    const x = ev.clientX + 14, y = ev.clientY + 14, tw = tip.offsetWidth, th = tip.offsetHeight;
+    tip.style.left = Math.min(x, window.innerWidth - tw - 8) + "px";
+    tip.style.top = (y + th > window.innerHeight - 8 ? Math.max(8, ev.clientY - th - 10) : y) + "px";
   }
   gK.addEventListener("mousemove", (ev) => { const k = ev.target.dataset && ev.target.dataset.k; hover(k === undefined ? -1 : +k, ev); });
   gK.addEventListener("mouseleave", () => hover(-1));
@@ -259,11 +259,11 @@
     const hidden = D.flows.length && S.group >= 0 ? " (this layer's)" : "";
     const items = mine.map((f) => {
       const into = f[1] === k.id, other = into ? f[0] : f[1];
-      return h("li", { "data-k": other }, h("span", { class: "key " + (into ? "in" : "out") }),
+      return node("li", { "data-k": other }, node("span", { class: "key " + (into ? "in" : "out") }),
                `${into ? "from" : "to"} ${name(other)}: ${bytes(f[7])}/sample, ${f[8]} hops, ${f[6]} lanes`);
     });
-    $("details").replaceChildren(...facts(k), h("div", { class: "hint" }, `flows${hidden}: ${mine.length}`),
-                                 h("ul", { class: "flows" }, items));
+    $("details").replaceChildren(...facts(k), node("div", { class: "hint" }, `flows${hidden}: ${mine.length}`),
+                                 node("ul", { class: "flows" }, items));
   }
   $("details").addEventListener("click", (ev) => {
     const li = ev.target.closest("li[data-k]");
@@ -276,14 +276,14 @@
     ["computes", "computes", false, (k) => k.computes], ["layerName", "layer", false, (k) => k.layerName],
     ["rectText", "rect (row,col rows x cols)", false, (k) => k.rectText], ["cores", "cores", true, (k) => int(k.cores)],
     ["sram_total", "SRAM/core", true, (k) => bytes(k.sram_total)],
-    ["cycles", "cycles", true, (k) => [int(k.cycles), h("span", { class: "cyc", style: { width: barPx(k.cycles) } })]],
+    ["cycles", "cycles", true, (k) => [int(k.cycles), node("span", { class: "cyc", style: { width: barPx(k.cycles) } })]],
     ["stage", "cycles/sample", true, (k) => int(k.stage)], ["util", "util", true, (k) => pct(k.util)],
     ["bound", "bound", false, (k) => boundSpan(k.bound)],
   ];
   const cmax = Math.max(...K.map((k) => k.cycles), 1);
   const barPx = (cycles) => { const w = Math.round(40 * cycles / cmax); return (w > 0 ? Math.min(w, 40) : 0) + "px"; };
   const thead = $("table").tHead, tbody = $("table").tBodies[0];
-  thead.replaceChildren(h("tr", {}, COLS.map(([key, label, num]) => h("th", { "data-key": key, class: num ? "num" : "" }, label))));
+  thead.replaceChildren(node("tr", {}, COLS.map(([key, label, num]) => node("th", { "data-key": key, class: num ? "num" : "" }, label))));
   function rowsShown() {
     const q = S.filter.toLowerCase();
     const col = COLS.find((c) => c[0] === S.key), num = col[2];
@@ -297,8 +297,8 @@
   }
   function table() {
     const [rows, n] = rowsShown();
-    fill(tbody, rows.map((k) => h("tr", { "data-k": k.id, class: k.id === S.sel ? "sel" : undefined },
-      COLS.map(([key, , num, f]) => h("td", { class: num ? "num" : key === "name" ? "name" : "" }, f(k))))));
+    fill(tbody, rows.map((k) => node("tr", { "data-k": k.id, class: k.id === S.sel ? "sel" : undefined },
+      COLS.map(([key, , num, f]) => node("td", { class: num ? "num" : key === "name" ? "name" : "" }, f(k))))));
     thead.querySelectorAll("th").forEach((th) => {
       const on = th.dataset.key === S.key;
       th.classList.toggle("sorted", on);
@@ -344,7 +344,7 @@
   $("colour").addEventListener("change", (ev) => { S.colour = ev.target.value; if (S.heat) setHeat(false); paint(); });
   $("heat").addEventListener("change", (ev) => setHeat(ev.target.checked));
   if (D.groups.length) {
-    fill($("group"), D.groups.map((g, i) => h("option", { value: String(i) }, g.name)));
+    fill($("group"), D.groups.map((g, i) => node("option", { value: String(i) }, g.name)));
     $("group").addEventListener("change", (ev) => showGroup(+ev.target.value));
     document.querySelectorAll("#layers tr.layer").forEach((tr) => tr.addEventListener("click", () => {
       if (+tr.dataset.group >= 0) { showGroup(+tr.dataset.group); $("mesh-panel").scrollIntoView({ block: "nearest" }); }
