@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import re
+import shutil
 from html import escape
 from html.parser import HTMLParser
 from importlib.resources import files
@@ -59,7 +60,7 @@ def hostile(doc, memo: dict, path=()):
 def compiled(tmp_path_factory, name, *extra):
     d = tmp_path_factory.mktemp(name) / "out"
     assert main(["compile", *ARGS, *extra, "-o", str(d)]) == 0
-    return json.loads((d / "report.json").read_text()), json.loads((d / "placement.json").read_text())
+    return json.loads((d / "report.json").read_text()), json.loads((d / "placement.json").read_text()), d
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def assert_inert(page: str, want: Markup, report: dict, pj: dict):
 
 @pytest.mark.parametrize("which", ["pipelined", "streaming"])
 def test_hostile_strings_everywhere_stay_text(which, request):
-    report, pj = request.getfixturevalue(which)
+    report, pj, _ = request.getfixturevalue(which)
     r, p, memo = doctored(report, pj)
     page = report_html(r, p)
     assert_inert(page, Markup(report_html(report, pj)), r, p)
@@ -156,7 +157,7 @@ def test_markup_in_any_number_makes_an_inert_page_or_an_error(which, request):
     """One at a time, each number, null and boolean of both files becomes markup: the page is either
     inert or not made (an error that `wafer report --html` turns into one line). Of a list of records
     (kernels, flows, layers, passes) the first and the last stand for all; the assumptions are not read."""
-    report, pj = request.getfixturevalue(which)
+    report, pj, _ = request.getfixturevalue(which)
     clean = Markup(report_html(report, pj))
     made = 0
     for doc in ("report", "pj"):
@@ -186,6 +187,21 @@ def test_markup_in_any_number_makes_an_inert_page_or_an_error(which, request):
             assert_inert(page, clean, r, p)
             made += 1
     assert made > 50  # most numbers the page only carries in its data, which stays inert
+
+
+def test_wafer_report_html_on_doctored_files_writes_the_inert_page(pipelined, tmp_path, capsys):
+    """The issue's reproduction: doctored files in a compiled directory, then `wafer report DIR --html`."""
+    report, pj, src = pipelined
+    d = tmp_path / "out"
+    shutil.copytree(src, d)
+    r, p, _ = doctored(report, pj)
+    (d / "report.json").write_text(json.dumps(r))
+    (d / "placement.json").write_text(json.dumps(p))
+    assert main(["report", str(d), "--html"]) == 0
+    capsys.readouterr()
+    page = (d / "report.html").read_text()
+    assert page == report_html(r, p)
+    assert_inert(page, Markup(report_html(report, pj)), r, p)
 
 
 # ---- in a browser -------------------------------------------------------------------------------
@@ -252,7 +268,7 @@ def test_no_script_of_theirs_runs_in_a_browser(which, request, tmp_path):
     from waferscale.report.browser import ARGS as CHROME_ARGS
     from waferscale.report.browser import chromium
 
-    report, pj = request.getfixturevalue(which)
+    report, pj, _ = request.getfixturevalue(which)
     r, p, _ = doctored(report, pj)
     path = tmp_path / "report.html"
     path.write_text(report_html(r, p))
