@@ -15,6 +15,7 @@ one, so the 13B placement stays small (benchmarks/report_html.py measures it).
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from importlib.resources import files
 
@@ -22,10 +23,36 @@ from ..passes.pipeline import describe_change
 from ..passes.streaming import group_by_block
 
 TOP_N = 25  # kernel table rows shown at first (the slowest); a menu shows all
+BOUNDS = ("compute", "sram", "fabric", "stream")  # the bounds the style sheet colours (``.bound-X``)
+
+# Every value read from report.json or placement.json reaches the page escaped: as text or a quoted
+# attribute through ``_e``, in a style only as a clamped number (``_width``), as a class only from
+# ``BOUNDS``, and in the JSON island through ``island_json``. A doctored file must not run a script.
 
 
 def _e(x) -> str:
     return escape(str(x), quote=True)
+
+
+def _width(part: float, whole: float) -> str:
+    """A bar's CSS width, ``part`` of ``whole`` as a percentage clamped to 0..100."""
+    x = 100 * part / whole
+    return f"{min(max(x, 0.0), 100.0) if math.isfinite(x) else 0.0:.2f}%"
+
+
+def _bound_class(bound) -> str:
+    return f' class="bound-{bound}"' if bound in BOUNDS else ""
+
+
+# In a <script> element only "</script" and "<!--" end or change it; "<", ">" and "&" are written as
+# JSON escapes (valid only inside strings, the one place JSON holds them), and U+2028/2029 too, which
+# older JavaScript parsers take for line ends. json.dumps' ensure_ascii already escapes non-ASCII.
+_ISLAND = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def island_json(data) -> str:
+    """``data`` as JSON that can sit inside ``<script type="application/json">`` and parse back to it."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=True).translate(_ISLAND)
 
 
 def _num(x: float, digits: int = 5) -> float | int:
@@ -160,11 +187,11 @@ def _layers(report: dict, pj: dict) -> str:
         rows.append(
             f'<tr class="layer" data-group="{gi}"><td class="name">{_e(x["name"])}</td>'
             f'<td class="num">{_e(_bytes(x["weight_bytes"]))}</td><td class="bars">'
-            f'<div class="bar compute" style="width:{100 * x["compute_cycles"] / top:.2f}%"></div>'
-            f'<div class="bar stream" style="width:{100 * x["stream_cycles"] / top:.2f}%"></div></td>'
+            f'<div class="bar compute" style="width:{_width(x["compute_cycles"], top)}"></div>'
+            f'<div class="bar stream" style="width:{_width(x["stream_cycles"], top)}"></div></td>'
             f'<td class="num">{1e6 * x["compute_cycles"] / clock:,.1f}</td>'
             f'<td class="num">{1e6 * x["stream_cycles"] / clock:,.1f}</td>'
-            f'<td class="bound-{_e(x["bound"])}">{_e(x["bound"])}</td></tr>')
+            f'<td{_bound_class(x["bound"])}>{_e(x["bound"])}</td></tr>')
     return (
         '<section id="layers-section"><h2>Weight streaming: compute against stream, per layer</h2>'
         '<p class="hint">Each layer starts when its weights are in and the previous layer is done; the next '
@@ -178,7 +205,7 @@ def _layers(report: dict, pj: dict) -> str:
 def _links(pj: dict) -> str:
     rows = "".join(
         f'<tr class="link" data-link="{_e(b["link"])}"><td>{_e(b["link"])}</td>'
-        f'<td class="num">{_e(_bytes(b["bytes_per_sample"]))}</td><td class="num">{b["colors"]}</td></tr>'
+        f'<td class="num">{_e(_bytes(b["bytes_per_sample"]))}</td><td class="num">{_e(b["colors"])}</td></tr>'
         for b in pj["links"]["busiest"])
     return ('<table id="busiest"><thead><tr><th>link (row,col)->dir</th><th>bytes/sample</th><th>colors</th>'
             f'</tr></thead><tbody>{rows}</tbody></table>')
@@ -189,7 +216,7 @@ def _passes(report: dict) -> str:
     top = max((p["seconds"] for p in passes), default=0) or 1
     rows = "".join(
         f'<tr><td>{_e(p["name"])}</td><td class="num">{1e3 * p["seconds"]:,.1f}</td>'
-        f'<td class="bars"><div class="bar pass" style="width:{100 * p["seconds"] / top:.2f}%"></div></td>'
+        f'<td class="bars"><div class="bar pass" style="width:{_width(p["seconds"], top)}"></div></td>'
         f'<td><code>{_e(p["pass"])}</code></td><td>{_e(describe_change(p["before"], p["after"]))}</td></tr>'
         for p in passes)
     c = report["compile"]
@@ -207,8 +234,7 @@ def _asset(name: str) -> str:
 
 def report_html(report: dict, pj: dict) -> str:
     """The page, from report.json and placement.json as loaded from disk."""
-    data = json.dumps(page_data(report, pj), separators=(",", ":"), sort_keys=True)
-    data = data.replace("<", "\\u003c")  # no "</script" or "<!--" in a name can end or change the element
+    data = island_json(page_data(report, pj))
     title = f"{report['model']['name']} on {pj['target']['name']} ({pj['mode']})"
     return _asset("report.html").format(
         title=_e(title), css=_asset("report.css"), js=_asset("report.js"), data=data,

@@ -1,6 +1,9 @@
 // The interactive part of report.html (waferscale/report/html.py): the mesh drawn to scale, its
 // tooltips, the selected kernel's routes, the link-load layer and the sortable kernel table.
 // Plain DOM and SVG, no library; everything comes from the JSON island #data.
+// Data from the JSON never becomes markup: it goes into text nodes (`node` below) and into attributes
+// by setAttribute, styles only take numbers and colours made here, classes only known names. There
+// is no innerHTML, so a doctored placement.json cannot run a script (tests/test_report_hostile.py).
 "use strict";
 (function () {
   const t0 = performance.now();
@@ -12,7 +15,20 @@
               filter: "", limit: D.top_n, mark: null };
 
   // ---- formatting ---------------------------------------------------------------------------
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+  function node(tag, props, ...kids) {  // an HTML element: props are attributes ("style": an object), kids text or nodes
+    const e = document.createElement(tag);
+    for (const [a, v] of Object.entries(props || {})) {
+      if (v === undefined) continue;
+      if (a === "style") Object.assign(e.style, v); else e.setAttribute(a, v);
+    }
+    for (const c of kids.flat(Infinity)) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
+    return e;
+  }
+  function fill(parent, nodes) {  // parent's children become nodes (a loop: thousands of rows are too many arguments)
+    const f = document.createDocumentFragment();
+    for (const n of nodes) f.appendChild(n);
+    parent.replaceChildren(f);
+  }
   const int = (n) => Math.round(n).toLocaleString("en-US");
   function bytes(n) {
     for (const [s, u] of [[2 ** 30, "GiB"], [2 ** 20, "MiB"], [2 ** 10, "KiB"]]) if (n >= s) return (n / s).toFixed(1) + " " + u;
@@ -39,29 +55,33 @@
   }
   const css = (rgb) => `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
   const BOUND = { compute: "#4e79a7", sram: "#59a14f", fabric: "#f28e2b", stream: "#e15759" };
+  const known = (b) => Object.prototype.hasOwnProperty.call(BOUND, b);  // not "constructor", "__proto__"
+  const boundColour = (b) => (known(b) ? BOUND[b] : "#999");
+  const boundSpan = (b) => node("span", { class: known(b) ? "bound-" + b : undefined }, b);
   const layerColour = (i) => `hsl(${Math.round(300 * i / Math.max(D.layers.length - 1, 1))},62%,52%)`;
   const umax = Math.max(...K.map((k) => k.util), 1e-9);
   const COLOUR = {
     util: (k) => css(ramp("viridis", k.util / umax)),
-    bound: (k) => BOUND[k.bound] || "#999",
+    bound: (k) => boundColour(k.bound),
     sram: (k) => css(ramp("magma", k.sram_fraction)),
     layer: (k) => layerColour(k.layer),
   };
-  const grad = (name) => `<span class="ramp" style="background:linear-gradient(to right,${RAMPS[name].join(",")})"></span>`;
+  const ramp_ = (stops) => node("span", { class: "ramp", style: { background: `linear-gradient(to right,${stops.join(",")})` } });
+  const grad = (name) => ramp_(RAMPS[name]);
   function legend() {
-    let h;
-    if (S.heat) h = `link load ${grad("inferno")} <span>${bytes(heatRange[0])} .. ${bytes(heatRange[1])} per sample per link (log)</span>`;
-    else if (S.colour === "util") h = `FLOP utilization ${grad("viridis")} <span>0 .. ${pct(umax)}</span>`;
-    else if (S.colour === "sram") h = `SRAM per core ${grad("magma")} <span>0 .. 100% of ${bytes(D.mesh.sram_bytes)}</span>`;
+    let parts;
+    if (S.heat) parts = ["link load ", grad("inferno"), " ", node("span", {}, `${bytes(heatRange[0])} .. ${bytes(heatRange[1])} per sample per link (log)`)];
+    else if (S.colour === "util") parts = ["FLOP utilization ", grad("viridis"), " ", node("span", {}, `0 .. ${pct(umax)}`)];
+    else if (S.colour === "sram") parts = ["SRAM per core ", grad("magma"), " ", node("span", {}, `0 .. 100% of ${bytes(D.mesh.sram_bytes)}`)];
     else if (S.colour === "bound") {
-      const seen = [...new Set(K.map((k) => k.bound))].sort();
-      h = seen.map((b) => `<span><span class="sw" style="background:${BOUND[b] || "#999"}"></span>${esc(b)}</span>`).join("");
+      const seen = [...new Set(K.map((k) => String(k.bound)))].sort();
+      parts = seen.map((b) => node("span", {}, node("span", { class: "sw", style: { background: boundColour(b) } }), b));
     } else {
       const n = D.layers.length;
-      h = `layer <span class="ramp" style="background:linear-gradient(to right,${[0, .25, .5, .75, 1].map((f) => layerColour(f * (n - 1))).join(",")})"></span>`
-        + `<span>${esc(D.layers[0])} .. ${esc(D.layers[n - 1])} (${n})</span>`;
+      parts = ["layer ", ramp_([0, .25, .5, .75, 1].map((f) => layerColour(f * (n - 1)))),
+               node("span", {}, `${D.layers[0]} .. ${D.layers[n - 1]} (${n})`)];
     }
-    $("legend").innerHTML = h;
+    $("legend").replaceChildren(...parts);
   }
 
   // ---- the mesh -----------------------------------------------------------------------------
@@ -201,20 +221,20 @@
   }
 
   // ---- tooltip and details ------------------------------------------------------------------
-  function facts(k) {
-    const sram = Object.entries(k.sram).map(([b, n]) => `${esc(b.replace(/_/g, " "))} ${bytes(n)}`).join(", ");
+  function facts(k) {  // the kernel's name and facts, as nodes
+    const sram = Object.entries(k.sram).map(([b, n]) => `${b.replace(/_/g, " ")} ${bytes(n)}`).join(", ");
     const rows = [
-      ["computes", `${esc(k.computes)} (${esc(k.op)})`], ["module", esc(k.loc || "(none)")],
-      ["layer", esc(k.layerName)], ["rectangle", rectText(k)], ["cores", int(k.cores)],
+      ["computes", `${k.computes} (${k.op})`], ["module", k.loc || "(none)"],
+      ["layer", k.layerName], ["rectangle", rectText(k)], ["cores", int(k.cores)],
       ["SRAM/core", `${bytes(k.sram_total)} (${pct(k.sram_fraction)} of ${bytes(D.mesh.sram_bytes)}): ${sram}`],
       ["cycles", `${int(k.cycles)} busy (${us(k.cycles)}), ${int(k.stage)} per sample`],
-      ["utilization", pct(k.util)], ["bound", `<span class="bound-${esc(k.bound)}">${esc(k.bound)}</span>`],
-      ["split", esc(k.decomposition)],
+      ["utilization", pct(k.util)], ["bound", boundSpan(k.bound)],
+      ["split", k.decomposition],
     ];
     if (k.sparse) rows.push(["sparse", `density ${k.sparse.density.toFixed(3)}, ${bytes(k.sparse.bytes)} of weights `
       + `with indices (${bytes(k.sparse.dense_bytes)} dense), ${k.sparse.speedup.toFixed(2)}x dense's speed`]);
-    return `<div class="kname">${esc(k.name)}</div><div class="kv">`
-      + rows.map(([a, b]) => `<span class="k">${a}</span><span>${b}</span>`).join("") + "</div>";
+    return [node("div", { class: "kname" }, k.name),
+            node("div", { class: "kv" }, rows.map(([a, b]) => [node("span", { class: "k" }, a), b instanceof Node ? b : node("span", {}, b)]))];
   }
   const tip = $("tooltip");
   function hover(kid, ev) {
@@ -223,11 +243,11 @@
     if (kid < 0) { tip.hidden = true; return; }
     rects[kid].classList.add("hover");
     if (!ev) return;
-    tip.innerHTML = facts(K[kid]);
+    tip.replaceChildren(...facts(K[kid]));
     tip.hidden = false;
-    const x = ev.clientX + 14, y = ev.clientY + 14, w = tip.offsetWidth, h = tip.offsetHeight;
-    tip.style.left = Math.min(x, window.innerWidth - w - 8) + "px";
-    tip.style.top = (y + h > window.innerHeight - 8 ? Math.max(8, ev.clientY - h - 10) : y) + "px";
+    const x = ev.clientX + 14, y = ev.clientY + 14, tw = tip.offsetWidth, th = tip.offsetHeight;
+    tip.style.left = Math.min(x, window.innerWidth - tw - 8) + "px";
+    tip.style.top = (y + th > window.innerHeight - 8 ? Math.max(8, ev.clientY - th - 10) : y) + "px";
   }
   gK.addEventListener("mousemove", (ev) => { const k = ev.target.dataset && ev.target.dataset.k; hover(k === undefined ? -1 : +k, ev); });
   gK.addEventListener("mouseleave", () => hover(-1));
@@ -239,10 +259,11 @@
     const hidden = D.flows.length && S.group >= 0 ? " (this layer's)" : "";
     const items = mine.map((f) => {
       const into = f[1] === k.id, other = into ? f[0] : f[1];
-      return `<li data-k="${other}"><span class="key ${into ? "in" : "out"}"></span>${into ? "from" : "to"} ${esc(name(other))}: `
-        + `${bytes(f[7])}/sample, ${f[8]} hops, ${f[6]} lanes</li>`;
-    }).join("");
-    $("details").innerHTML = facts(k) + `<div class="hint">flows${hidden}: ${mine.length}</div><ul class="flows">${items}</ul>`;
+      return node("li", { "data-k": other }, node("span", { class: "key " + (into ? "in" : "out") }),
+               `${into ? "from" : "to"} ${name(other)}: ${bytes(f[7])}/sample, ${f[8]} hops, ${f[6]} lanes`);
+    });
+    $("details").replaceChildren(...facts(k), node("div", { class: "hint" }, `flows${hidden}: ${mine.length}`),
+                                 node("ul", { class: "flows" }, items));
   }
   $("details").addEventListener("click", (ev) => {
     const li = ev.target.closest("li[data-k]");
@@ -251,17 +272,18 @@
 
   // ---- the kernel table ---------------------------------------------------------------------
   const COLS = [
-    ["id", "id", true, (k) => k.id], ["name", "kernel", false, (k) => esc(k.name)],
-    ["computes", "computes", false, (k) => esc(k.computes)], ["layerName", "layer", false, (k) => esc(k.layerName)],
+    ["id", "id", true, (k) => k.id], ["name", "kernel", false, (k) => k.name],
+    ["computes", "computes", false, (k) => k.computes], ["layerName", "layer", false, (k) => k.layerName],
     ["rectText", "rect (row,col rows x cols)", false, (k) => k.rectText], ["cores", "cores", true, (k) => int(k.cores)],
     ["sram_total", "SRAM/core", true, (k) => bytes(k.sram_total)],
-    ["cycles", "cycles", true, (k) => int(k.cycles) + `<span class="cyc" style="width:${Math.round(40 * k.cycles / cmax)}px"></span>`],
+    ["cycles", "cycles", true, (k) => [int(k.cycles), node("span", { class: "cyc", style: { width: barPx(k.cycles) } })]],
     ["stage", "cycles/sample", true, (k) => int(k.stage)], ["util", "util", true, (k) => pct(k.util)],
-    ["bound", "bound", false, (k) => `<span class="bound-${esc(k.bound)}">${esc(k.bound)}</span>`],
+    ["bound", "bound", false, (k) => boundSpan(k.bound)],
   ];
   const cmax = Math.max(...K.map((k) => k.cycles), 1);
+  const barPx = (cycles) => { const w = Math.round(40 * cycles / cmax); return (w > 0 ? Math.min(w, 40) : 0) + "px"; };
   const thead = $("table").tHead, tbody = $("table").tBodies[0];
-  thead.innerHTML = "<tr>" + COLS.map(([key, label, num]) => `<th data-key="${key}" class="${num ? "num" : ""}">${label}</th>`).join("") + "</tr>";
+  thead.replaceChildren(node("tr", {}, COLS.map(([key, label, num]) => node("th", { "data-key": key, class: num ? "num" : "" }, label))));
   function rowsShown() {
     const q = S.filter.toLowerCase();
     const col = COLS.find((c) => c[0] === S.key), num = col[2];
@@ -275,8 +297,8 @@
   }
   function table() {
     const [rows, n] = rowsShown();
-    tbody.innerHTML = rows.map((k) => `<tr data-k="${k.id}"${k.id === S.sel ? ' class="sel"' : ""}>`
-      + COLS.map(([key, , num, f]) => `<td class="${num ? "num" : key === "name" ? "name" : ""}">${f(k)}</td>`).join("") + "</tr>").join("");
+    fill(tbody, rows.map((k) => node("tr", { "data-k": k.id, class: k.id === S.sel ? "sel" : undefined },
+      COLS.map(([key, , num, f]) => node("td", { class: num ? "num" : key === "name" ? "name" : "" }, f(k))))));
     thead.querySelectorAll("th").forEach((th) => {
       const on = th.dataset.key === S.key;
       th.classList.toggle("sorted", on);
@@ -322,7 +344,7 @@
   $("colour").addEventListener("change", (ev) => { S.colour = ev.target.value; if (S.heat) setHeat(false); paint(); });
   $("heat").addEventListener("change", (ev) => setHeat(ev.target.checked));
   if (D.groups.length) {
-    $("group").innerHTML = D.groups.map((g, i) => `<option value="${i}">${esc(g.name)}</option>`).join("");
+    fill($("group"), D.groups.map((g, i) => node("option", { value: String(i) }, g.name)));
     $("group").addEventListener("change", (ev) => showGroup(+ev.target.value));
     document.querySelectorAll("#layers tr.layer").forEach((tr) => tr.addEventListener("click", () => {
       if (+tr.dataset.group >= 0) { showGroup(+tr.dataset.group); $("mesh-panel").scrollIntoView({ block: "nearest" }); }
