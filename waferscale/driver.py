@@ -222,11 +222,15 @@ def _check_source(spec_) -> None:
                          "example_inputs")
 
 
-def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
+def _check_names(names: tuple[str, ...], passes: list[Pass], what: str, target: str | None = None) -> None:
     known = {p.name for p in passes}
     for n in names:
         if n not in known:
-            raise UsageError(f"{what} {n}: the pipeline has no pass of that name ({spec(passes) or 'it is empty'})")
+            hint = ""
+            if target is None and n in {p.name for p in parse_pipeline(DEFAULT_WAFER)}:
+                hint = f"; {n} runs with --target (e.g. --target wse2), or name it in -p"
+            raise UsageError(f"{what} {n}: the pipeline has no pass of that name (the passes that run: "
+                             f"{spec(passes) or 'none'}){hint}")
 
 
 def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
@@ -252,7 +256,7 @@ def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], comp
         if done and [p.spec() for p in passes[:len(done)]] == [p.spec() for p in done]:
             passes = passes[len(done):]
     if compile_to is not None:
-        _check_names((compile_to,), passes, "--compile-to")
+        _check_names((compile_to,), passes, "--compile-to", target)
         passes = passes[:[p.name for p in passes].index(compile_to) + 1]
     return passes
 
@@ -282,18 +286,24 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
     given = parse_pipeline(pipeline) if pipeline is not None else None
     spec_ = str(spec_) if isinstance(spec_, os.PathLike) else spec_
     _check_source(spec_)
+
+    def plan(done: list[Pass]) -> list[Pass]:
+        passes = _passes(given, target, done, compile_to, mode, sparsity)
+        check_stages(passes, GRAPH)
+        _check_names(print_ir_after, passes, "--print-ir-after", target)
+        if machine is None and any(p.needs_machine for p in passes):
+            raise UsageError(f"the pipeline places the program on a machine ({spec(passes)}): give --target wse2, "
+                             "wse3 or mesh:RxC")
+        return passes
+
     if isinstance(spec_, str) and spec_.endswith(".ir"):
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
         src = _read_ir(spec_, log)
     else:
+        plan([])  # the options checked before the trace: a typo is one line at once, not after the work
         src = _trace(spec_, example_inputs, batch, seq, dtype, weights, seed, frontend, log)
-    passes = _passes(given, target, src.done, compile_to, mode, sparsity)
-    check_stages(passes, GRAPH)
-    _check_names(print_ir_after, passes, "--print-ir-after")
-    if machine is None and any(p.needs_machine for p in passes):
-        raise UsageError(f"the pipeline places the program on a machine ({spec(passes)}): give --target wse2, wse3 "
-                         "or mesh:RxC")
+    passes = plan(src.done)
 
     model = src.model
     files: dict[str, str] = {}
