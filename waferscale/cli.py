@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import limits as L
+from .console import close_all
 from .console import comma_names as _names
 from .console import progress as _log
 from .errors import UsageError, WaferError
@@ -117,7 +118,7 @@ def cmd_compile(args) -> int:
 
         return cmd_compile_generate(args)
     _generate_flags(args, ("--prompt-len", "--new-tokens"))
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
     if args.systems is not None and not args.train:
@@ -135,6 +136,7 @@ def cmd_compile(args) -> int:
                            compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
     for p in c.write(out):
         log(f"wrote {p}")
+    log.close()
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
           f"{c.report['ir']['op_count']} ops -> {out}/")
@@ -249,7 +251,9 @@ def cmd_bench(args) -> int:
     total = len(models) * len(variants)
     from tqdm import tqdm
 
-    with tqdm(total=total, desc="wafer bench", unit="run", disable=args.quiet, file=sys.stderr) as bar:
+    # disable=None: no bar where stderr is not a terminal (CI, a pipe), where its redraws would pile up
+    with tqdm(total=total, desc="wafer bench", unit="run", disable=True if args.quiet else None,
+              file=sys.stderr) as bar:
         def progress(what: str) -> None:
             bar.set_postfix_str(what)
             bar.update(1)
@@ -275,7 +279,7 @@ def cmd_sweep(args) -> int:
     else:
         raise UsageError("wafer sweep needs a spec file (e.g. examples/sweep.yaml) or --models and --meshes")
     out = Path(args.output or Path("out") / (Path(args.spec).stem if args.spec else "sweep"))
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     log(f"{len(spec.points())} point(s) ({'grid' if spec.sample is None else f'random sample, seed {spec.seed}'})")
     try:
         result = run_sweep(spec, out, workers=args.workers, address=args.address, use_ray=not args.no_ray, log=log,
@@ -304,7 +308,7 @@ def cmd_run(args) -> int:
     from .frontend.lm import config_param_count, resolve, trace_lm
     from .runtime.interpreter import run
 
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     if not args.generate:
         _generate_flags(args, ("--prompt", "--new-tokens"))
     kind, entry = resolve(args.model)
@@ -635,7 +639,10 @@ def main(argv: list[str] | None = None) -> int:
             from .frontend import lm
 
             lm.LIBRARY_WARNINGS = args.verbose
-        return args.fn(args)
+        try:
+            return args.fn(args)
+        finally:
+            close_all()  # a status line erased before the error or the shell's prompt
     except WaferError as e:
         print(f"wafer: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
