@@ -73,8 +73,8 @@ def check_numbers(args) -> None:
 
 
 def check_names(args) -> None:
-    """A model by zoo name and a --target, checked against their tables without importing torch:
-    an unknown name is one line at once."""
+    """A model by zoo name, a --target and compile's pipeline, checked against their tables without
+    importing torch: an unknown name is one line at once."""
     model = getattr(args, "model", None)
     if isinstance(model, str) and args.command in ("compile", "run"):
         if not (model.endswith((".mlir", ".ir", ".json")) or os.sep in model or os.path.exists(model)):
@@ -86,6 +86,12 @@ def check_names(args) -> None:
         from .backends.machine import get_machine
 
         get_machine(target)
+    if args.command == "compile" and not (args.train or args.generate or args.model.endswith(".ir")):
+        from .passes import parse_pipeline  # NumPy, not torch: the pipeline checked before the trace
+        from .plan import plan_passes
+
+        plan_passes(parse_pipeline(args.pipeline) if args.pipeline is not None else None, args.target, [],
+                    args.compile_to, args.mode, args.sparsity, _names(args.print_ir_after))
 
 
 def cmd_models(args) -> int:
