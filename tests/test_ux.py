@@ -84,7 +84,7 @@ FAST_ERRORS = [
     (["compile", "tiny", "--batch", "0"], "--batch and --seq must be at least 1"),
     (["compile", "tiny", "--seed", "-1"], "--seed = -1 is out of range"),
     (["compile", "tiny", "--generate", "--target", "wse2", "--prompt-len", "0", "--new-tokens", "4"],
-     "--prompt-len = 0 is out of range"),
+     "--prompt-len must be at least 1"),
     (["compile", "tiny", "--train", "--target", "wse2", "--systems", "0"], "--systems = 0 is out of range"),
     (["compile", "tiny", "--train", "--target", "wse2", "--lora", "4", "--lora-alpha", "nan"],
      "--lora-alpha nan must be a number above 0"),

@@ -60,6 +60,8 @@ def check_numbers(args) -> None:
     for dest, (low, high) in _INTS.items():
         v = getattr(args, dest, None)
         if isinstance(v, int) and not isinstance(v, bool):
+            if dest in ("prompt_len", "new_tokens") and v < 1:  # as generation words it
+                raise UsageError(f"{_flag(dest)} must be at least 1 (got {v})")
             L.check_int(_flag(dest), v, low, high)
     v = getattr(args, "sparsity", None)
     if isinstance(v, float) and not 0.0 < v <= 1.0:
