@@ -64,12 +64,12 @@ def test_every_option_has_help_text_and_shows_its_default(capsys, monkeypatch, c
     for a in options:
         text = entries.get(a.option_strings[-1])
         assert text, f"{a.option_strings[-1]} of `wafer {command or ''}` has no help text"
-        if a.default not in (None, False, argparse.SUPPRESS):
+        if not (a.default is None or a.default is False or a.default is argparse.SUPPRESS):  # 0 is a default
             assert "default" in text, f"{a.option_strings[-1]} of `wafer {command}` does not show its default"
     if command == "compile":
         for flag in ("--batch", "--prompt-len", "--new-tokens"):
             assert len(entries[flag]) > 12, entries[flag]
-        assert "(default 1)" in entries["--batch"]
+        assert "(default 1)" in entries["--batch"] and "(default 0)" in entries["--seed"]
 
 
 # Mistakes a user makes in the first minute: each one line, found before torch (or transformers)
