@@ -142,7 +142,8 @@ def test_print_ir_after_and_compile_to(capsys, tmp_path):
     (["--mode", "streaming"], "--mode streaming is the mode of placement on a machine: give --target too"),
     (["--target", "mesh:8x8", "--mode", "streaming", "-p", "lower"], "--mode sets the mode of the default pipeline"),
     (["--target", "mesh:32x32", "-p", "place"], "pass 'place' needs the program stage: put 'lower' before it"),
-    (["--compile-to", "simulate"], "--compile-to simulate: the pipeline has no pass of that name (canonicalize)"),
+    (["--compile-to", "simulate"], "--compile-to simulate: the pipeline has no pass of that name (the passes that "
+                                   "run: canonicalize)"),
     (["--print-ir-after", "fuse"], "--print-ir-after fuse: the pipeline has no pass of that name"),
     (["-p", "fuse{bogus=1}"], "pass 'fuse' has no option 'bogus'"),
 ])

@@ -17,7 +17,7 @@ def test_compile_with_a_target_writes_deterministic_placement_trace_and_picture(
                                  "-o", str(tmp_path / d))
         assert code == 0, err
         assert sorted(p.name for p in (tmp_path / d).iterdir()) == WAFER_FILES
-        assert "simulated" in err and "mesh:32x32 (layer-pipelined)" in out
+        assert "placed on mesh:32x32" in err and "mesh:32x32 (layer-pipelined)" in out
         r = json.loads((tmp_path / d / "report.json").read_text())
         assert r["compile"]["wafer_seconds"] > 0
         reports.append({k: v for k, v in r.items() if k != "compile"})

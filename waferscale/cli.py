@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 from . import limits as L
+from .cli_checks import Help as _Help
+from .cli_checks import check_names, check_numbers
+from .console import close_all
 from .console import comma_names as _names
 from .console import progress as _log
 from .errors import UsageError, WaferError
@@ -20,6 +23,10 @@ EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log 
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *a, **kw):
+        kw.setdefault("formatter_class", _Help)
+        super().__init__(*a, **kw)
+
     def error(self, message):  # argparse prints usage + message; we print one line
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
@@ -54,7 +61,7 @@ def cmd_compile(args) -> int:
 
         return cmd_compile_generate(args)
     _generate_flags(args, ("--prompt-len", "--new-tokens"))
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
     check_output(out, "compile")  # a bad -o is refused before the work, not after
@@ -73,6 +80,7 @@ def cmd_compile(args) -> int:
                            compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
     for p in c.write(out):
         log(f"wrote {p}")
+    log.close()
     m = c.report["model"]
     print(f"{m['name']}: {m['params']:,} parameters, {m['flops_per_token']:.4g} FLOPs/token, "
           f"{c.report['ir']['op_count']} ops -> {out}/")
@@ -188,7 +196,9 @@ def cmd_bench(args) -> int:
     total = len(models) * len(variants)
     from tqdm import tqdm
 
-    with tqdm(total=total, desc="wafer bench", unit="run", disable=args.quiet, file=sys.stderr) as bar:
+    # disable=None: no bar where stderr is not a terminal (CI, a pipe), where its redraws would pile up
+    with tqdm(total=total, desc="wafer bench", unit="run", disable=True if args.quiet else None,
+              file=sys.stderr) as bar:
         def progress(what: str) -> None:
             bar.set_postfix_str(what)
             bar.update(1)
@@ -215,7 +225,7 @@ def cmd_sweep(args) -> int:
         raise UsageError("wafer sweep needs a spec file (e.g. examples/sweep.yaml) or --models and --meshes")
     out = Path(args.output or Path("out") / (Path(args.spec).stem if args.spec else "sweep"))
     check_output(out, "sweep", replace=False)  # a bad -o is refused before the work, not after
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     log(f"{len(spec.points())} point(s) ({'grid' if spec.sample is None else f'random sample, seed {spec.seed}'})")
     try:
         result = run_sweep(spec, out, workers=args.workers, address=args.address, use_ray=not args.no_ray, log=log,
@@ -244,7 +254,7 @@ def cmd_run(args) -> int:
     from .frontend.lm import config_param_count, resolve, trace_lm
     from .runtime.interpreter import run
 
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     if not args.generate:
         _generate_flags(args, ("--prompt", "--new-tokens"))
     kind, entry = resolve(args.model)
@@ -381,12 +391,19 @@ def _lora_arguments(s: argparse.ArgumentParser) -> None:
                    "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
 
 
+VERBOSE_HELP = ("every step on stderr (each pass, placement's search, the files written) and the warnings of the "
+                "libraries underneath (transformers, torch)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="wafer", description="Compile GPT models onto a wafer-scale mesh of cores.")
+    p = _Parser(prog="wafer", description="Compile GPT models onto a wafer-scale mesh of cores.",
+                epilog="`wafer COMMAND --help` shows a command's options; `wafer compile tiny --target wse2` is a "
+                "first try.")
     p.add_argument("--version", action="version", version=f"waferscale {__version__}")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="also show the warnings of the libraries underneath (transformers, torch) on stderr")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+                   help=VERBOSE_HELP)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, title="commands",
+                           metavar="COMMAND")
 
     s = sub.add_parser("models", help="list the model zoo")
     s.set_defaults(fn=cmd_models)
@@ -395,15 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="zoo name (see `wafer models`), a Hugging Face causal LM config.json / folder, "
                    "a torch-dialect FILE.mlir written by torch-mlir, or a text FILE.ir (a dump of "
                    "--print-ir-after resumes where it stopped); files keep their own shapes and dtypes")
-    s.add_argument("--batch", type=int, default=1)
-    s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
-    s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
+    s.add_argument("--batch", type=int, default=1, help="samples per step (with --generate: sequences decoded at once)")
+    s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context, or 2048 "
+                   "for the Llama models)")
+    s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="weights and activations")
     s.add_argument("--seed", type=int, default=0, help="seed of the random weights of small models")
     s.add_argument("-o", "--output", help="output directory (default: out/MODEL)")
     s.add_argument("--frontend", choices=["torch-export", "torch-mlir"], default="torch-export",
                    help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
     s.add_argument("--target", default=None, help="place and simulate on wse2, wse3 or mesh:RxC[,sram_kib=..,"
-                   "fmac=..,clock_ghz=..,io_gbs=..]; writes placement.json, trace.json and mesh.png too")
+                   "fmac=..,clock_ghz=..,io_gbs=..]; writes placement.json, trace.json and mesh.png too "
+                   "(default: none, the graph passes only)")
     s.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default=None,
                    help="execution mode on the target: layer-pipelined, weight streaming, or auto (the default: "
                    "pipelined when the model fits, streaming otherwise)")
@@ -411,10 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unstructured weight sparsity: keep this fraction D in (0, 1] of every linear weight but "
                    "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
                    "mask on the meta device); with --train, sparse training: the backward's products and the "
-                   "weight gradients skip the pruned weights, gradients stream out compressed")
+                   "weight gradients skip the pruned weights, gradients stream out compressed (default: dense)")
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
-                   "'canonicalize,lower,place,route,simulate{chunk=16}'")
+                   "'canonicalize,lower,place,route,simulate{chunk=16}' (default: canonicalize; with --target "
+                   "canonicalize,fuse,lower,place,route,simulate)")
     s.add_argument("--train", action="store_true", help="compile and simulate a training step (forward, backward, "
                    "AdamW) instead of inference; needs --target")
     s.add_argument("--systems", type=int, default=None, metavar="N",
@@ -423,27 +443,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "wafers (default 1)")
     _lora_arguments(s)
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
-                   help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated)")
+                   help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated); the "
+                   "pass must be in the pipeline: fuse and the wafer passes run with --target (default: none)")
     s.add_argument("--print-ir-after-all", action="store_true", help="write the IR after every pass to DIR/ir/")
-    s.add_argument("--compile-to", metavar="PASS", help="stop after this pass")
+    s.add_argument("--compile-to", metavar="PASS", help="stop after this pass (default: run the whole pipeline)")
     s.add_argument("--generate", action="store_true",
                    help="generation: compile a prefill of --prompt-len tokens and a one-token decode step with a KV "
                    "cache, place both and simulate time to first token and decode tokens/s (needs --target)")
-    s.add_argument("--prompt-len", type=int, default=None, metavar="P", help="with --generate: prompt tokens")
-    s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
+    s.add_argument("--prompt-len", type=int, default=None, metavar="P",
+                   help="with --generate: prompt tokens (no default: --generate needs it)")
+    s.add_argument("--new-tokens", type=int, default=None, metavar="T",
+                   help="with --generate: tokens to generate (no default: --generate needs it)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
-    s.add_argument("dir")
+    s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")
     s.add_argument("--html", action="store_true", help="(re)write DIR/report.html, the interactive page, from "
                    "DIR/report.json and DIR/placement.json instead of printing the summary")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("opt", help="read, verify, run graph passes on and print text IR")
-    s.add_argument("file")
-    s.add_argument("-p", "--pipeline", default="", help="graph passes to run, e.g. 'canonicalize,fuse'")
-    s.add_argument("-o", "--output", help="write the result here instead of stdout")
+    s.add_argument("file", help="a text IR file (a dump of `wafer compile --print-ir-after`, model.ir, or your own)")
+    s.add_argument("-p", "--pipeline", default="", help="graph passes to run, e.g. 'canonicalize,fuse' (default: "
+                   "none, the file is verified and printed)")
+    s.add_argument("-o", "--output", help="write the result here (default: stdout)")
     s.set_defaults(fn=cmd_opt)
 
     s = sub.add_parser("passes", help="list the passes, their options and the default pipelines")
@@ -470,29 +494,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--meshes", metavar="A,B,..", help="RxC meshes, e.g. 128x128,256x256")
     for flag, what in [("batch", "batch sizes (default 1)"), ("seq", "sequence lengths (default: the model's context)"),
                        ("dtype", "f16, bf16 or f32 (default f16)"), ("mode", "pipelined, streaming or auto (default)"),
-                       ("density", "1.0 only (sparsity: issue 12)"), ("sram-kib", "KiB of SRAM per core (default 48)"),
+                       ("density", "fractions in (0, 1] of each linear weight kept "
+                        "(sparsify{density=D}; default 1, dense)"), ("sram-kib", "KiB of SRAM per core (default 48)"),
                        ("fmac", "f16 FMAC lanes per core (default 4)"), ("clock-ghz", "clocks in GHz (default 1.1)"),
                        ("io-gbs", "system I/O in GB/s (default 150)"), ("link-bytes", "bytes per link per cycle: 4 "
                                                                        "only (the simulator's one wavelet per cycle)")]:
         s.add_argument(f"--{flag}", metavar="A,B,..", help=what)
     s.add_argument("-p", "--pipeline", action="append", metavar="PIPELINE",
-                   help="an explicit pipeline instead of --mode (repeatable: an axis)")
-    s.add_argument("--random", type=int, metavar="N", help="a random sample of N points of the grid")
+                   help="an explicit pipeline instead of --mode (repeatable: an axis; default: the one --mode makes)")
+    s.add_argument("--random", type=int, metavar="N", help="a random sample of N points of the grid (default: "
+                   "every point)")
     s.add_argument("--seed", type=int, default=0, help="the seed of --random (default 0)")
     s.add_argument("-o", "--output", help="output directory (default out/SPEC or out/sweep); a rerun with the "
                    "same directory resumes from its points.jsonl")
     s.add_argument("--workers", type=int, help="Ray CPUs (default: every CPU of this machine); with --address, "
                    "points at once; 0 runs without Ray, one point after another")
-    s.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001) instead of starting a local Ray")
+    s.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001) instead of starting a local Ray "
+                   "(default: a local Ray for this run)")
     s.add_argument("--no-ray", action="store_true", help="run the points in this process, one after another")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
-    s.add_argument("model")
+    s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face causal LM config.json / folder")
     s.add_argument("--seq", type=int, default=None, help="tokens of random ids (default 32)")
-    s.add_argument("--batch", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", type=int, default=1, help="samples")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights and token ids")
     s.add_argument("--compare", action="store_true", help="compare the logits with PyTorch eager (with --train: "
                    "the loss of every step with a PyTorch training loop)")
     s.add_argument("--generate", action="store_true", help="greedy generation through the prefill and decode-step "
@@ -505,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
     s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
     s.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 6e-4, Cerebras-GPT 111M's)")
-    s.add_argument("--data", metavar="FILE", help="train on this text file (default: a seeded random token stream)")
+    s.add_argument("--data", metavar="FILE", help="with --train: train on this text file (default: a seeded random "
+                   "token stream)")
     s.add_argument("--tokenizer", choices=["bytes", "bpe"], default="bytes",
                    help="how --data becomes tokens: its bytes (default), or a byte-level BPE of the model's "
                    "vocabulary size trained on the file with Hugging Face tokenizers")
@@ -513,18 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sparsity", type=float, default=None, metavar="D",
                    help="with --train: sparse training, keeping this fraction D in (0, 1] of every linear weight but "
                    "lm_head (pruned by magnitude before the first step; the gradients masked, pruned weights kept at "
-                   "zero; --compare masks the PyTorch loop the same way)")
+                   "zero; --compare masks the PyTorch loop the same way; default: dense)")
     s.add_argument("--stream-tokens", type=int, default=4096,
                    help="length of the random token stream, read again from the start when it ends (default 4096)")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("simulate-kernel", help="cycles of one mesh GEMM or GEMV: PE level, tile level, or both")
-    s.add_argument("kind", choices=["gemm", "gemv"])
-    s.add_argument("--m", type=int, help="rows of A (tokens); a gemv has 1")
-    s.add_argument("--k", type=int, help="inner dimension")
-    s.add_argument("--n", type=int, help="columns of W (outputs)")
-    s.add_argument("--mesh", default="8x8", help="RxC cores (or wse2, wse3, mesh:RxC,fmac=8,...); default 8x8")
-    s.add_argument("--level", choices=["pe", "tile", "both"], default="both")
+    s.add_argument("kind", choices=["gemm", "gemv"], help="gemm: A [m x k] @ W [k x n]; gemv: m = 1")
+    s.add_argument("--m", type=int, help="rows of A (tokens); a gemv has 1 (no default: a gemm needs it)")
+    s.add_argument("--k", type=int, help="inner dimension (no default: needed)")
+    s.add_argument("--n", type=int, help="columns of W (outputs) (no default: needed)")
+    s.add_argument("--mesh", default="8x8", help="RxC cores (or wse2, wse3, mesh:RxC,fmac=8,...)")
+    s.add_argument("--level", choices=["pe", "tile", "both"], default="both",
+                   help="the PE-level (wavelet by wavelet) simulation, the tile-level model, or both compared")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="sets the FMAC lanes")
     s.add_argument("--seed", type=int, default=0, help="seed of the random A and W")
     s.add_argument("--reduce", choices=["auto", "chain", "tree"], default="auto",
@@ -533,18 +562,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resident-a", action="store_true",
                    help="A is in the cores' SRAM at the start (as WaferLLM's GEMV benchmark), not streamed in")
     s.add_argument("--density", type=float,
-                   help="sparse W: keep this fraction of its weights (a random mask of --seed; the chain reduce)")
+                   help="sparse W: keep this fraction of its weights (a random mask of --seed; the chain reduce; "
+                   "default: dense)")
     s.set_defaults(fn=cmd_simulate_kernel)
+    for s in sub.choices.values():  # -v after the command too (`wafer compile tiny -v`), as before it
+        s.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:  # `wafer` alone: what it can do, as argparse's convention (usage and exit 2)
+        parser.print_help(sys.stderr)
+        print("\nwafer: error: give a command (`wafer COMMAND --help` for its options)", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        args = build_parser().parse_args(argv)
-        from .frontend import lm
+        args = parser.parse_args(argv)
+        check_numbers(args)
+        check_names(args)
+        if args.verbose or "waferscale.frontend.lm" in sys.modules:  # importing lm imports torch: only when needed
+            from .frontend import lm
 
-        lm.LIBRARY_WARNINGS = args.verbose
-        return args.fn(args)
+            lm.LIBRARY_WARNINGS = args.verbose
+        try:
+            return args.fn(args)
+        finally:
+            close_all()  # a status line erased before the error or the shell's prompt
     except WaferError as e:
         print(f"wafer: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
@@ -561,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
 
         fd, path = tempfile.mkstemp(prefix="wafer-bug-", suffix=".log")
         with os.fdopen(fd, "w") as f:
-            f.write(f"wafer {' '.join(map(str, argv if argv is not None else sys.argv[1:]))}\n")
+            f.write(f"wafer {' '.join(map(str, argv))}\n")
             traceback.print_exc(file=f)
         print(f"wafer: internal error (a bug in waferscale, please report it): {type(e).__name__}: "
               f"{_one_line(str(e))[:300]}; the traceback is in {path}", file=sys.stderr)

@@ -24,7 +24,7 @@ def cmd_compile_generate(args) -> int:
                              "--prompt-len and --new-tokens)")
     if args.prompt_len is None or args.new_tokens is None:
         raise UsageError("--generate needs --prompt-len P and --new-tokens T")
-    log = _log(args.quiet)
+    log = _log(args.quiet, args.verbose)
     model = Path(args.model)
     out = Path(args.output or Path("out") / f"{model.name}-generate")
     check_output(out, "compile")  # a bad -o is refused before the work, not after
@@ -32,6 +32,7 @@ def cmd_compile_generate(args) -> int:
                          dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
+    log.close()
     g = c.report["generate"]
     on = f"{g['systems']} x {c.report['target']}" if g["systems"] > 1 else c.report["target"]
     print(f"{c.report['model']['name']} on {on}, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, batch "

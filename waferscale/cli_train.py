@@ -25,6 +25,7 @@ def cmd_compile_train(args, log, out: Path) -> int:
                          sparsity=args.sparsity, log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
+    log.close()
     t, m = c.report["train"], c.report["model"]
     print(f"{m['name']}: training step of batch {t['batch']} x seq {t['seq']} ({t['mode']}, {t['systems']} system(s), "
           f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "

@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,9 @@ from .frontend.ir_file import header, read_ir_file
 from .frontend.lm import trace_lm
 from .frontend.traced import Traced
 from .ir import Graph, print_graph, verify
-from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, CompileState, Pass, check_stages, parse_pipeline, run_pipeline, spec
+from .passes import CompileState, Pass, parse_pipeline, run_pipeline, spec
 from .passes.base import GRAPH, SIMULATED
+from .plan import plan_passes
 from .report.html import report_html
 from .report.mesh_plot import mesh_png
 from .report.stats import model_stats
@@ -222,41 +223,6 @@ def _check_source(spec_) -> None:
                          "example_inputs")
 
 
-def _check_names(names: tuple[str, ...], passes: list[Pass], what: str) -> None:
-    known = {p.name for p in passes}
-    for n in names:
-        if n not in known:
-            raise UsageError(f"{what} {n}: the pipeline has no pass of that name ({spec(passes) or 'it is empty'})")
-
-
-def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
-            mode: str | None = None, sparsity: float | None = None) -> list[Pass]:
-    """The passes to run: the given ones, or the default pipeline (its place in the given mode,
-    with sparsify{density=sparsity} after canonicalize) less what a resumed dump already ran; up
-    to the pass named compile_to."""
-    if given is not None:
-        if mode is not None:
-            raise UsageError("--mode sets the mode of the default pipeline; with -p write place{mode=...} instead")
-        if sparsity is not None:
-            raise UsageError("--sparsity adds sparsify to the default pipeline; with -p write "
-                             "sparsify{density=...} into it instead")
-        passes = given
-    else:
-        passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
-        if sparsity is not None:
-            passes.insert(1, parse_pipeline(f"sparsify{{density={sparsity!r}}}")[0])
-        if mode is not None:
-            if target is None:
-                raise UsageError(f"--mode {mode} is the mode of placement on a machine: give --target too")
-            passes = [replace(p, mode=mode) if p.name == "place" else p for p in passes]
-        if done and [p.spec() for p in passes[:len(done)]] == [p.spec() for p in done]:
-            passes = passes[len(done):]
-    if compile_to is not None:
-        _check_names((compile_to,), passes, "--compile-to")
-        passes = passes[:[p.name for p in passes].index(compile_to) + 1]
-    return passes
-
-
 def _dump(state: CompileState, done: list[Pass], model: dict, title: str) -> str:
     """The text of a dump: a graph with the header that lets it resume, or the lowered program."""
     if state.stage == GRAPH:
@@ -282,18 +248,18 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
     given = parse_pipeline(pipeline) if pipeline is not None else None
     spec_ = str(spec_) if isinstance(spec_, os.PathLike) else spec_
     _check_source(spec_)
+
+    def plan(done: list[Pass]) -> list[Pass]:
+        return plan_passes(given, target, done, compile_to, mode, sparsity, print_ir_after)
+
     if isinstance(spec_, str) and spec_.endswith(".ir"):
         if seq is not None or batch != 1:
             raise UsageError(f"{spec_} is a graph with shapes of its own: drop --batch and --seq")
         src = _read_ir(spec_, log)
     else:
+        plan([])  # the options checked before the trace: a typo is one line at once, not after the work
         src = _trace(spec_, example_inputs, batch, seq, dtype, weights, seed, frontend, log)
-    passes = _passes(given, target, src.done, compile_to, mode, sparsity)
-    check_stages(passes, GRAPH)
-    _check_names(print_ir_after, passes, "--print-ir-after")
-    if machine is None and any(p.needs_machine for p in passes):
-        raise UsageError(f"the pipeline places the program on a machine ({spec(passes)}): give --target wse2, wse3 "
-                         "or mesh:RxC")
+    passes = plan(src.done)
 
     model = src.model
     files: dict[str, str] = {}

@@ -163,7 +163,8 @@ def run_sweep(spec: Spec, out: str | Path, *, workers: int | None = None, addres
         if n_todo:
             from tqdm import tqdm
 
-            bar = tqdm(total=n_todo, desc="sweep", unit="point", disable=not progress, leave=False)
+            # disable=None: a bar only on a terminal; in CI or a pipe its redraws would pile up
+            bar = tqdm(total=n_todo, desc="sweep", unit="point", disable=None if progress else True, leave=False)
             say = log
 
             def log(msg: str) -> None:  # above the bar, not through it

@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass, replace
 
 from ..errors import UnsupportedError, UsageError
-from ..ir.types import DTYPES
 from . import assumptions as A
 from .datapath import Datapath, accumulator_bytes
 
@@ -81,6 +80,8 @@ class Machine:
     def datapath(self, dtype: str) -> Datapath:
         """The vector rate of one core for ``dtype`` (``datapath.py``): lanes, operand and
         accumulator bytes, port width."""
+        from ..ir.types import DTYPES  # here, not at the top: `wafer` checks a --target without loading the IR
+
         return Datapath(lanes=self.lanes(dtype), elem=DTYPES[dtype][1] if dtype in DTYPES else 4,
                         acc=accumulator_bytes(dtype), port=self.sram_port_bytes)
 
