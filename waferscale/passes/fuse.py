@@ -167,7 +167,7 @@ def fuse(g: Graph, epilogues: bool = True, prologues: bool = True) -> Graph:
             region = last[op.result.name]
             anchor = next(o for o in region if o.kind in ANCHORS)
             norm = next((o.result.name for o in region if o.kind in NORMS), None)
-            ops.append(fused_op(region, g, norm_copy=norm in counted))
+            ops.append(fused_op(region, g, norm_copy=norm is not None and norm in counted))
             counted.add(norm)
             loc = g.loc(anchor.result)
             if loc:
