@@ -1,6 +1,7 @@
 """canonicalize and fuse on whole models: the numbers do not change (interpreter and placed
 numerics), fusion never adds kernels or simulated time on the test configs, gpt2 and
-cerebras-gpt-111m end with the same ops per layer, and fused kernels cost what they should."""
+cerebras-gpt-111m end with the same ops per layer, and fused kernels cost what they should. A Llama's
+RMSNorms fold into every projection they feed, and its placed logits still match PyTorch's."""
 
 import functools
 import math
@@ -37,7 +38,7 @@ def _traced(spec, batch, seq):
     return trace_lm(spec, batch=batch, seq=seq, dtype="f32", weights="random", seed=3)
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny-tanh", "gpt2-shaped"])
+@pytest.fixture(scope="module", params=["tiny", "tiny-tanh", "gpt2-shaped", "tiny-llama"])
 def model(request, tmp_path_factory):
     return gpt2_shaped(tmp_path_factory) if request.param == "gpt2-shaped" else request.param
 
@@ -147,3 +148,54 @@ def test_model_statistics_are_the_same_before_and_after_fusion():
     a, b = model_stats(t.graph, 16), model_stats(fused, 16)
     assert (a.params, a.flops, a.flops_by_class) == (b.params, b.flops, b.flops_by_class)
     assert b.bytes_read < a.bytes_read  # what a fused kernel keeps on its cores is not traffic
+
+
+@pytest.mark.parametrize("target", ["mesh:32x32", "mesh:13x7"])
+def test_rmsnorm_folds_into_every_projection_and_the_logits_match_pytorch(target):
+    import torch
+
+    t = _traced("tiny-llama", 2, 24)
+    s = run_passes(t.graph, "canonicalize,fuse,lower,place,route", batch=2, seq=24, target=target)
+    assert "rmsnorm" not in s.graph.op_counts()  # every RMSNorm folded: none is a kernel of its own
+    names = [k.name for k in s.program.kernels]
+    for proj in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.up_proj"):
+        assert f"model.layers.1.{proj}/rmsnorm+linear" in names
+    assert "model.layers.1.mlp.gate_proj/rmsnorm+linear+silu+mul" in names and "lm_head/rmsnorm+linear" in names
+    assert sum(k.model.rms for k in s.program.kernels if hasattr(k.model, "rms")) == 2 * 5 + 1
+    ids = np.random.default_rng(0).integers(0, t.info["vocab"], (2, 24))
+    with torch.no_grad():
+        want = t.module(torch.from_numpy(ids)).numpy()
+    scale = np.abs(want).max()
+    feed = {t.graph.inputs[0].name: ids}
+    # test_numerics.py's tolerance for the tiny GPTs against PyTorch
+    assert np.abs(run(s.graph, feed, t.weights)[0] - want).max() / scale <= 1e-4
+    # the placed numbers: W' = diag(gamma) W, each row's sum of squares added down column 0
+    assert np.abs(run_placed(s.program, s.placement, feed, t.weights)[0] - want).max() / scale <= 1e-4
+
+
+def test_a_folded_rmsnorm_costs_one_column_and_two_rows_of_k():
+    plain = Gemm(tokens=64, dtype="f16", elem=2, k=4096, n=1024, bias=False, flops_per_token=0.0)
+    rms = Gemm(tokens=64, dtype="f16", elem=2, k=4096, n=1024, bias=False, flops_per_token=0.0, norm=True, rms=True)
+    ln = Gemm(tokens=64, dtype="f16", elem=2, k=4096, n=1024, bias=False, flops_per_token=0.0, norm=True)
+    # one statistic (the sum of squares) beside the outputs, one multiply per output and an rsqrt
+    assert rms.dims() == (4096 + 2, 1024 + 1) and ln.dims() == (4096 + 3, 1024 + 2)
+    # no shift and no column sums: no vectors beside its tile of W', where a layernorm holds two
+    from waferscale.backends.blocks import block
+
+    assert rms.sram(64, 32)["weights"] == block(4098, 64) * block(1025, 32) * 2
+    assert ln.sram(64, 32)["weights"] == block(4099, 64) * block(1026, 32) * 2 + 2 * block(1026, 32) * 2
+    for rows, cols in ((64, 32), (16, 8)):
+        a, b, c = (g.cycles(rows, cols, 0, 64, WSE2)[0] for g in (plain, rms, ln))
+        assert a <= b <= c <= 1.1 * a, (rows, cols, a, b, c)
+
+
+def test_a_llama_has_the_same_flops_before_and_after_its_norms_are_folded():
+    from waferscale.report.stats import model_stats
+
+    t = traced("tiny-llama", seq=16, weights="meta")
+    g = run_passes(t.graph, "canonicalize").graph
+    fused = fuse(g)
+    copies = [op for op in fused.ops if op.kind == "fused" and op.attr.get("norm_copy")]
+    assert len(copies) == 2 * (2 + 1)  # q, k, v share one norm, gate and up the other; the final norm is lm_head's
+    a, b = model_stats(g, 16), model_stats(fused, 16)
+    assert (a.params, a.flops, a.flops_by_class) == (b.params, b.flops, b.flops_by_class)

@@ -46,7 +46,30 @@ ELEMENTWISE_LANE_FRACTION = 1.0
 TRANSCENDENTAL_CYCLES = 4
 
 # SRAM reserved on every core for code, the task table and the stack, so not usable for tensors.
-RESERVED_SRAM_BYTES = 6 * 1024
+# Sourced: a PE's code lives in its own memory beside its data ("Each PE has its own memory (used by
+# it and no other) and its own program counter. It has its own executable code in its memory":
+# Cerebras SDK docs, "A Conceptual View", sdk.cerebras.net/computing-with-cerebras), the 48 KB of
+# machine.py ("The 48 KB of memory in a PE are laid out into 8 banks of 6 KB each": SDK docs, CSL
+# Appendix, SIMD Mode); a DSD operation does a whole vector operation in "just one hardware
+# instruction" (SDK docs, Data Structure Descriptors), so a program grows with its operations, not
+# its tensors; and the SDK's memcpy "adds a small executable component to the kernel PEs" (SDK docs,
+# Host Runtime and Tensor Streaming). No Cerebras document we found gives a program's size in bytes.
+# (The 6 KiB this was before, one bank, had no source; a third-party sizing script for sparse GEMM
+# on the WSE makes the same guess: "Reserve 6 kB of memory for program, dsd buffers etc.".)
+# So the figure is our estimate of our own kernels' code, an assumption and not a measurement of
+# compiled code: the largest per-core program we lower to, a core of the last row of a fused GEMM
+# with a folded norm, an epilogue and the tree reduce, runs 16 DSD operations (A's AXPY; the partial
+# sums' add-and-forward on the chain and on the tree's two levels; the norm's statistic, added and
+# forwarded; the rsqrt and the scale, or a layernorm's two FMAs; up to six epilogue ops; the outputs'
+# send), each with 8 instructions around it (loading its DSDs, the task's entry, loop and exit),
+# and 128 instructions of start-up (colors and routes, the task table, the DSDs), at 4 bytes an
+# instruction (the width is not published; we take a 32-bit word, a wavelet's width); plus 1 KiB
+# for memcpy's component and the stack. 4 x (16 x 8 + 128) + 1024 = 2 KiB. Every kernel gets the
+# largest program's reserve. The fit of llama-3.1-70b on four WSE-3s (tests/test_multi_wafer_fit.py,
+# decode at a prompt of 128 + 256 new tokens) hangs on this figure: it fits up to 2.5 KiB; at 3 KiB
+# the parts of 21 blocks take 95% of the mesh's cores at their narrowest and do not pack into its
+# bands; at the former 6 KiB they need 899,199 cores, 1.8% more than the 883,350 a program gets.
+RESERVED_SRAM_BYTES = 4 * (16 * 8 + 128) + 1024
 # Fabric input and output queues: bytes of SRAM per core for each color a kernel uses.
 QUEUE_BYTES_PER_COLOR = 64
 

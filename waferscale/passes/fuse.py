@@ -6,8 +6,13 @@ one ``fused`` op (``ir/ops/fused.py``) that lowers to one kernel (``backends/ker
   chain has that one reader and each other operand is a constant, a per-feature weight vector,
   or an activation of the output's shape (a residual). They run on the cores that finish the
   outputs, instead of on a rectangle of their own behind a fabric hop.
-- **Prologues** (``prologues=true``): a layernorm whose only reader is a matmul with a resident
-  weight (through reshapes that keep the last axis) is folded into the matmul's input stage.
+- **Prologues** (``prologues=true``): a layernorm or an RMSNorm over the last axis, with its scale
+  (and shift) resident weights, is folded into the input stage of the matmuls it feeds, if every
+  reader of it is one: a matmul with a resident weight, reading the norm (through reshapes that
+  keep the last axis, each read once) as its activation. A norm feeding several projections (q, k
+  and v; gate and up) is folded into each of them: each GEMM computes the statistics of the raw
+  activation it receives (``backends/kernels/matmul.py``), so the norm's own kernel and its fabric
+  hop are gone. A norm with any other reader stays a kernel of its own.
 
 What attention already covers (q k^T, scale, mask, softmax, the product with v) is one kernel
 already; between it and the output projection there are only layout ops, so nothing remains to
@@ -25,6 +30,7 @@ from ..ir.types import broadcast_shapes
 from .base import GRAPH, CompileState, Pass, option, register
 
 ANCHORS = {"linear", "matmul", "embedding"}
+NORMS = {"layernorm", "rmsnorm"}  # the prologues a GEMM folds (backends/kernels/matmul.py)
 
 
 def _keeps_last_axis(op: Op) -> bool:
@@ -36,28 +42,58 @@ class _Finder:
         self.uses = Uses(g)
         self.params = {p.name for p in g.params}
         self.taken: set[str] = set()  # results of ops already in a region
+        self.shared: set[str] = set()  # norms folded into every GEMM that reads them (in several regions)
 
     def _free(self, op: Op | None) -> bool:
         return op is not None and op.result.name not in self.taken
 
+    def _gemm(self, op: Op) -> bool:
+        """A matmul or linear with a resident weight, not yet in a region."""
+        return (op.kind in ANCHORS and op.kind != "embedding" and op.operands[1].name in self.params
+                and self._free(op))
+
+    def _foldable_norm(self, norm: Op) -> bool:
+        """A norm over the last axis with resident scale (and shift) whose every reader is a GEMM
+        reading it as its activation only, directly or through reshapes that keep the last axis
+        (each read once)."""
+        if norm.kind not in NORMS or not self._free(norm) or any(x.name not in self.params for x in norm.operands[1:]):
+            return False
+        if norm.kind == "layernorm" and registry.with_defaults("layernorm", norm.attr)["axes"] != 1:
+            return False
+        if norm.result.name in self.uses.outputs:
+            return False
+        readers = self.uses.users(norm.result)
+        if not readers:
+            return False
+        for op in readers:
+            v = norm.result
+            while _keeps_last_axis(op) and self._free(op):
+                nxt = self.uses.only_user(op.result)
+                if nxt is None:
+                    return False
+                v, op = op.result, nxt
+            if not self._gemm(op) or op.operands[0].name != v.name or any(x.name == v.name for x in op.operands[1:]):
+                return False
+        return True
+
     def prologue(self, anchor: Op) -> list[Op]:
-        """[layernorm, reshape...] feeding the anchor's activation, each read only by the next."""
+        """[norm, reshape...] feeding the anchor's activation, each reshape read only by the next;
+        a norm is shared by the regions of all its readers (``_foldable_norm``)."""
         chain, v, reader = [], anchor.operands[0], anchor
         while True:
             p = self.uses.producer(v)
-            if not self._free(p) or self.uses.only_user(v) is not reader:
+            if p is None:
+                return []
+            if p.kind in NORMS:
+                if p.result.name not in self.shared and not self._foldable_norm(p):
+                    return []
+                self.shared.add(p.result.name)
+                chain.append(p)
+                return chain[::-1]
+            if not self._free(p) or self.uses.only_user(v) is not reader or not _keeps_last_axis(p):
                 return []
             chain.append(p)
-            if p.kind == "layernorm":
-                break
-            if not _keeps_last_axis(p):
-                return []
             v, reader = p.operands[0], p
-        ln = chain[-1]
-        if registry.with_defaults("layernorm", ln.attr)["axes"] != 1 or any(
-                x.name not in self.params for x in ln.operands[1:]):
-            return []
-        return chain[::-1]
 
     def _side_operand_ok(self, x, out) -> bool:
         """A constant, a per-feature weight vector, or an activation that broadcasts to the output
@@ -102,33 +138,37 @@ class _Finder:
         if not pro and not epi:
             return []
         ops = [*pro, op, *epi]
-        self.taken.update(o.result.name for o in ops)
+        self.taken.update(o.result.name for o in ops if o.result.name not in self.shared)
         return ops
 
 
-def fused_op(ops: list[Op], g: Graph) -> Op:
-    """One ``fused`` op computing what ops compute; its body keeps their names and locations."""
+def fused_op(ops: list[Op], g: Graph, norm_copy: bool = False) -> Op:
+    """One ``fused`` op computing what ops compute; its body keeps their names and locations.
+    ``norm_copy``: its prologue norm is also in an earlier fused op, which counts its FLOPs."""
     inside = {o.result.name for o in ops}
     operands = list(dict.fromkeys(x for o in ops for x in o.operands if x.name not in inside))
     name = ".".join(o.kind for o in ops if registry.category(o.kind) != "layout")
     meta = {o.result.name: dict(g.meta[o.result.name]) for o in ops if o.result.name in g.meta}
     body = Graph(name, operands, [], list(ops), [ops[-1].result], meta)
-    return Op("fused", tuple(operands), make_attrs({"body": body}), ops[-1].result)
+    attrs = {"body": body, "norm_copy": True} if norm_copy else {"body": body}
+    return Op("fused", tuple(operands), make_attrs(attrs), ops[-1].result)
 
 
 def fuse(g: Graph, epilogues: bool = True, prologues: bool = True) -> Graph:
     finder = _Finder(g)
     regions = [r for r in (finder.region(op, epilogues, prologues) for op in g.ops) if r]
     last = {r[-1].result.name: r for r in regions}
-    dropped = {o.result.name for r in regions for o in r[:-1]}
-    ops, meta = [], dict(g.meta)
+    dropped = {o.result.name for r in regions for o in r[:-1]}  # a shared norm: in each of its readers' regions
+    ops, meta, counted = [], dict(g.meta), set()
     for op in g.ops:
         if op.result.name in dropped:
             meta.pop(op.result.name, None)
         elif op.result.name in last:
             region = last[op.result.name]
             anchor = next(o for o in region if o.kind in ANCHORS)
-            ops.append(fused_op(region, g))
+            norm = next((o.result.name for o in region if o.kind in NORMS), None)
+            ops.append(fused_op(region, g, norm_copy=norm is not None and norm in counted))
+            counted.add(norm)
             loc = g.loc(anchor.result)
             if loc:
                 meta[op.result.name] = {"loc": loc}
@@ -142,9 +182,10 @@ def fuse(g: Graph, epilogues: bool = True, prologues: bool = True) -> Graph:
 class Fuse(Pass):
     name = "fuse"
     stage = GRAPH
-    summary = "matmul/embedding + elementwise epilogue (bias, GELU, residual, scale) and layernorm prologue"
+    summary = ("matmul/embedding + elementwise epilogue (bias, GELU, residual, scale) and layernorm/RMSNorm prologue "
+               "(folded into every GEMM the norm feeds)")
     epilogues: bool = option(True, "fuse the elementwise ops on a matmul's or embedding's result into its kernel")
-    prologues: bool = option(True, "fold a layernorm into the input stage of the matmul it feeds")
+    prologues: bool = option(True, "fold a layernorm or RMSNorm into the input stage of the matmuls it feeds")
 
     def run(self, s: CompileState) -> CompileState:
         return replace(s, graph=fuse(s.graph, self.epilogues, self.prologues))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph, registry
+from ..ir.ops.fused import counted_ops
 
 FLOP_CLASSES = {"contraction": "matmul", "attention": "attention"}  # op category -> class; the rest is other
 
@@ -54,11 +55,9 @@ def op_costs(g: Graph):
 
 def _flops_by_class(g: Graph, by_class: dict[str, int]) -> None:
     for op in g.ops:
-        if op.kind == "fused":
-            _flops_by_class(op.attr["body"], by_class)
-        else:
-            f = registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr)
-            by_class[FLOP_CLASSES.get(registry.category(op.kind), "other")] += f
+        for x in counted_ops(op.attr) if op.kind == "fused" else [op]:  # a shared norm once (ir/ops/fused.py)
+            f = registry.flops(x.kind, [v.type for v in x.operands], x.type, x.attr)
+            by_class[FLOP_CLASSES.get(registry.category(x.kind), "other")] += f
 
 
 def model_stats(g: Graph, tokens: int) -> ModelStats:

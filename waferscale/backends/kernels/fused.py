@@ -8,7 +8,7 @@ from ...ir import registry
 from ...ir.graph import Op
 from .base import LowerCtx, lowers
 from .embedding import fused_embedding
-from .fusion import Epilogue, region, sources
+from .fusion import NORMS, Epilogue, region, sources
 from .matmul import fused_gemm
 
 ANCHOR_RULES = {"linear": fused_gemm, "matmul": fused_gemm, "embedding": fused_embedding}
@@ -21,9 +21,10 @@ def lower_fused(op: Op, ctx: LowerCtx):
     build = ANCHOR_RULES.get(reg.anchor.kind)
     if build is None:
         raise UnsupportedError(f"lowering {ctx.where}: a fused region anchored on {reg.anchor.kind}")
-    if any(p.kind not in ("layernorm", "reshape") for p in reg.prologue) or (reg.prologue and build is not fused_gemm):
+    if (any(p.kind not in (*NORMS, "reshape") for p in reg.prologue) or sum(p.kind in NORMS for p in reg.prologue) > 1
+            or (reg.prologue and build is not fused_gemm)):
         raise UnsupportedError(f"lowering {ctx.where}: a prologue of {', '.join(p.kind for p in reg.prologue)} "
-                               f"before {reg.anchor.kind} (a GEMM folds one layernorm)")
+                               f"before {reg.anchor.kind} (a GEMM folds one layernorm or RMSNorm)")
     src = sources(body, ctx.sources)
     anchor_ctx = LowerCtx(ctx.tokens, ctx.samples, tuple(src[x.name] for x in reg.anchor.operands), ctx.where)
     epilogue = Epilogue.of(reg.epilogue, src, reg.anchor.result.name)

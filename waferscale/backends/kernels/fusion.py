@@ -5,8 +5,9 @@ A fused body (made by ``passes/fuse.py``) is a prologue, an anchor and an epilog
 
 - the anchor is the op that decides the decomposition: a matmul or linear (``matmul.py``) or an
   embedding (``embedding.py``);
-- the prologue is a layernorm feeding the anchor's activation (with reshapes that keep the last
-  axis); a GEMM folds it in (``matmul.py`` says how);
+- the prologue is a layernorm or an RMSNorm feeding the anchor's activation (with reshapes that
+  keep the last axis); a GEMM folds it in (``matmul.py`` says how). A norm that feeds several GEMMs
+  is in the body of each (``passes/fuse.py``);
 - the epilogue is a chain of elementwise ops on the anchor's result (bias, GELU, residual add,
   scaling), run by the cores that finish each output: the last row of the GEMM's rectangle.
 
@@ -28,6 +29,7 @@ from .base import ACT, CONST, PARAM
 from .rowwise import element_cycles
 
 ANCHORS = ("contraction", "gather")
+NORMS = ("layernorm", "rmsnorm")  # the prologues a GEMM folds
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class Region:
 
     @property
     def norm(self) -> Op | None:
-        """The layernorm of the prologue, if there is one."""
-        return next((op for op in self.prologue if op.kind == "layernorm"), None)
+        """The layernorm or RMSNorm of the prologue, if there is one."""
+        return next((op for op in self.prologue if op.kind in NORMS), None)
 
 
 def region(body: Graph) -> Region:

@@ -16,6 +16,12 @@ Fused, the GEMM takes on two more jobs, and both are costed as a slightly larger
   of W), combined down column 0 with the partial sums (Chan's parallel variance) and
   multicast along the last row, which finishes each output with two FMAs and one rsqrt per
   token. The standalone layernorm kernel, its rectangle and its two fabric hops are gone.
+- **an RMSNorm prologue** (Llama, Mistral, Qwen2), folded the same way with one statistic:
+  ``RMS(x) @ W = rrms * (x @ W')`` with ``W' = diag(gamma) W`` and ``rrms = 1 / sqrt(sum(x^2) / K +
+  eps)``. Each row's cores add their K slice's sum of squares (one more output of column 0's cores),
+  summed down column 0 with the partial sums and multicast along the last row, which finishes each
+  output with one multiply and one rsqrt per token. A norm that feeds several GEMMs (q, k, v; gate,
+  up) is folded into each: each computes the statistic of the raw activation it receives.
 
 A **sparse weight** (``sparsify``; ``backends/sparse.py``) is held per tile in its compressed form,
 and each core's cycles come from its own tile's non-zeros: the slowest core paces the rectangle.
@@ -43,6 +49,7 @@ from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
 
 STATS = 2  # the layernorm statistics a row's cores add to their outputs: mean and sum of squared deviations
+RMS_STATS = 1  # an RMSNorm's: the sum of squares
 TREE_EXTRA_COLORS = 4  # the tree reduce takes six colors (column_reduce.py), the chain two
 
 
@@ -53,8 +60,9 @@ class Gemm(Kernel):
     bias: bool
     flops_per_token: float  # the registry's FLOPs of the op (a fused region: all its ops), per token
     epilogue: Epilogue | None = None
-    norm: bool = False  # a layernorm prologue folded in
+    norm: bool = False  # a layernorm (or, with rms, an RMSNorm) prologue folded in
     sparse: SparseWeight | None = None  # the weight's mask, when it is sparse (backends/sparse.py)
+    rms: bool = False  # the folded norm is an RMSNorm: one statistic, no shift
     decomposition = "K over rows, N over columns; tokens stream in from the west"
 
     @property
@@ -71,19 +79,20 @@ class Gemm(Kernel):
         return self.n + self._head()
 
     def _head(self) -> int:
-        return STATS if self.norm else 0
+        return (RMS_STATS if self.rms else STATS) if self.norm else 0
 
     def tail(self) -> int:
         """The last row's extra work per token, in K elements. One K element costs the row's cores
         ``ceil(nt / lanes)`` cycles, as does one elementwise op over their ``nt`` outputs at the lane
         rate: an epilogue op of c cycles per element is c elements. A folded layernorm adds two FMAs
         per output and one rsqrt per token (counted as one element: exact when ``nt >= lanes *
-        TRANSCENDENTAL_CYCLES``, a little under for narrower tiles)."""
+        TRANSCENDENTAL_CYCLES``, a little under for narrower tiles); a folded RMSNorm one multiply
+        per output and the rsqrt."""
         t = 0
         if self.epilogue is not None:
             t += ceil(self.epilogue.cycles_per_element / A.ELEMENTWISE_LANE_FRACTION)
         if self.norm:
-            t += 2 + 1
+            t += (1 if self.rms else 2) + 1
         return t
 
     def dims(self) -> tuple[int, int]:
@@ -116,8 +125,10 @@ class Gemm(Kernel):
         kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
         epi = self.epilogue
         # vectors of one value per output column: the bias (folded with the layernorm's shift into
-        # c = beta @ W + b), the column sums s of a folded layernorm, an epilogue's weight vectors
-        vectors = (self.bias or self.norm) + self.norm + (epi.params if epi else 0)
+        # c = beta @ W + b), the column sums s of a folded layernorm, an epilogue's weight vectors;
+        # a folded RMSNorm has neither shift nor mean, so only the bias
+        layernorm = self.norm and not self.rms
+        vectors = (self.bias or layernorm) + layernorm + (epi.params if epi else 0)
         if self.sparse is not None:
             w = self.sparse.tile_bytes(min(rows, k), min(cols, n), self.elem, self.tail(), self._head())
         else:
@@ -174,10 +185,10 @@ class Gemm(Kernel):
         norm = None
         if ln is not None:
             scale_shift = [env[p.name] for p in ln.operands[1:]] + [None, None]
-            norm = (scale_shift[0], scale_shift[1], registry.with_defaults("layernorm", ln.attr)["eps"])
+            norm = (ln.kind, scale_shift[0], scale_shift[1], registry.with_defaults(ln.kind, ln.attr)["eps"])
         y = gemm(x, w, b, rows, cols, norm=norm, tail=self.tail(), sparse=self.sparse is not None)
         y = y.astype(reg.anchor.type.np_dtype, copy=False)
-        blocks = _n_blocks(self.n, STATS if self.norm else 0, min(cols, self._n()))
+        blocks = _n_blocks(self.n, self._head(), min(cols, self._n()))
         return apply_epilogue(reg.epilogue, env, y, reg.anchor.result.name, blocks)
 
 
@@ -205,17 +216,30 @@ def sparse_tile_product(x: np.ndarray, tile: np.ndarray) -> np.ndarray:
 def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: int, *,
          norm: tuple | None = None, tail: int = 0, sparse: bool = False) -> np.ndarray:
     """x @ w (+ b) tile by tile: the partial sums of each column flow south, each row adding its
-    own. With ``norm = (gamma, beta, eps)`` it is layernorm(x) @ w (+ b), folded as in the module
-    docstring: the rows' statistics are combined down the column with Chan's parallel variance.
-    ``sparse``: each tile is used in its compressed form (``sparse_tile_product``)."""
+    own. With ``norm = ("layernorm", gamma, beta, eps)`` it is layernorm(x) @ w (+ b), folded as in
+    the module docstring: the rows' statistics are combined down the column with Chan's parallel
+    variance; with ``norm = ("rmsnorm", gamma, None, eps)`` it is rmsnorm(x) @ w (+ b), the rows'
+    sums of squares added down the column. ``sparse``: each tile is used in its compressed form
+    (``sparse_tile_product``)."""
     product = sparse_tile_product if sparse else np.matmul
     k, n = w.shape
     x2 = f32(x).reshape(-1, k)
     w32 = f32(w)
     k_blocks = slices(k, min(rows, k + tail), tail)
     out = np.zeros((x2.shape[0], n), dtype=np.result_type(x2, w32))
-    if norm is not None:
-        gamma, beta, eps = norm
+    head = 0
+    if norm is not None and norm[0] == "rmsnorm":
+        _, gamma, _, eps = norm
+        head = RMS_STATS
+        gamma = np.ones(k, w32.dtype) if gamma is None else f32(gamma)
+        ss = 0.0
+        for ki in k_blocks:  # each row's sum of squares, added going south
+            ss = ss + (x2[:, ki] ** 2).sum(-1, keepdims=True)
+        rrms = 1.0 / np.sqrt(ss / k + eps)
+        w_scaled = gamma[:, None] * w32  # W' = diag(gamma) W, made once from the weights
+    elif norm is not None:
+        _, gamma, beta, eps = norm
+        head = STATS
         gamma = np.ones(k, w32.dtype) if gamma is None else f32(gamma)
         count, mean, m2 = 0, 0.0, 0.0
         for ki in k_blocks:  # each row's count, mean and squared deviations, combined going south
@@ -230,12 +254,12 @@ def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: in
             count = total
         rstd = 1.0 / np.sqrt(m2 / k + eps)
         w_scaled = gamma[:, None] * w32  # W' = diag(gamma) W, made once from the weights
-    for nj in _n_blocks(n, STATS if norm is not None else 0, min(cols, n + (STATS if norm is not None else 0))):
-        if norm is None:
+    for nj in _n_blocks(n, head, min(cols, n + head)):
+        if norm is None or norm[0] == "rmsnorm":
             acc = 0
             for ki in k_blocks:
-                acc = acc + product(x2[:, ki], w32[ki, nj])
-            out[:, nj] = acc
+                acc = acc + product(x2[:, ki], (w32 if norm is None else w_scaled)[ki, nj])
+            out[:, nj] = acc if norm is None else acc * rrms
             continue
         acc, colsum, c = 0, 0, 0
         for ki in k_blocks:
@@ -251,7 +275,7 @@ def gemm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rows: int, cols: in
 
 @lowers("linear", "matmul")
 def lower_gemm(op: Op, ctx: LowerCtx, epilogue: Epilogue | None = None, norm: bool = False,
-               flops_per_token: float | None = None) -> Gemm:
+               flops_per_token: float | None = None, rms: bool = False) -> Gemm:
     w = op.operands[1].type
     if ctx.sources[1] != PARAM or w.rank != 2:
         raise UnsupportedError(f"lowering {ctx.where} to the mesh: only products with a resident "
@@ -260,10 +284,12 @@ def lower_gemm(op: Op, ctx: LowerCtx, epilogue: Epilogue | None = None, norm: bo
     t = op.type
     return Gemm(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=k, n=n, bias=len(op.operands) > 2,
                 flops_per_token=ctx.flops_per_token(op) if flops_per_token is None else flops_per_token,
-                epilogue=epilogue, norm=norm)
+                epilogue=epilogue, norm=norm, rms=rms)
 
 
 def fused_gemm(reg: Region, ctx: LowerCtx, epilogue: Epilogue | None, flops_per_token: float) -> Gemm:
     """The GEMM of a fused region: its anchor, with the region's prologue and epilogue."""
-    return lower_gemm(reg.anchor, ctx, epilogue=epilogue, norm=reg.norm is not None, flops_per_token=flops_per_token)
+    norm = reg.norm
+    return lower_gemm(reg.anchor, ctx, epilogue=epilogue, norm=norm is not None, flops_per_token=flops_per_token,
+                      rms=norm is not None and norm.kind == "rmsnorm")
 

@@ -14,6 +14,11 @@ leave the cores that make them. In the text form the body is printed inline:
 FLOPs are those of the body's ops. Bytes: each body op's reads, in the share of its operands that
 come from outside the body, and the result written; what a fused kernel keeps on its cores
 between its ops is not traffic.
+
+A norm that feeds several GEMMs is folded into each (``passes/fuse.py``), so it is in several
+bodies. The first of them counts its FLOPs; the others carry ``norm_copy=true`` and leave them out
+(``counted_ops``), so that fusion does not change a model's FLOPs. Their reads of the norm's input
+are counted in each: each kernel receives it.
 """
 
 from __future__ import annotations
@@ -48,8 +53,17 @@ def evaluate_body(body, args: list[np.ndarray]) -> np.ndarray:
     return env[body.outputs[0].name]
 
 
+NORMS = ("layernorm", "rmsnorm")  # the prologues the fuse pass shares between GEMMs
+
+
+def counted_ops(a: dict) -> list:
+    """The body's ops whose FLOPs the fused op counts: all, less a norm another fused op counts."""
+    ops = a["body"].ops
+    return [op for op in ops if not (a.get("norm_copy", False) and op.kind in NORMS)]
+
+
 def _flops(ins, out, a) -> int:
-    return sum(registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) for op in a["body"].ops)
+    return sum(registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) for op in counted_ops(a))
 
 
 def _bytes(ins, out, a) -> tuple[int, int]:
@@ -64,5 +78,5 @@ def _bytes(ins, out, a) -> tuple[int, int]:
 
 
 define("fused", "fused", _infer, lambda args, a: evaluate_body(a["body"], args), flops=_flops,
-       bytes_moved=_bytes, arity=(1, None), attrs={"body": Attr("graph")},
+       bytes_moved=_bytes, arity=(1, None), attrs={"body": Attr("graph"), "norm_copy": Attr("bool", False)},
        doc="the ops of its body graph run as one kernel; means exactly what the body computes")

@@ -1,0 +1,53 @@
+"""llama-3.1-70b fits on four WSE-3s, as Cerebras serves it (Llama 3.1 70B on four CS-3s).
+
+Generation across systems (``generate.py``, ``wafer compile --generate --systems 4``) cuts the
+model at transformer blocks into four parts of about equal weight, each placed layer-pipelined on a
+wafer of its own with its weights and KV caches in SRAM. For the 80 blocks of llama-3.1-70b the cut
+is 19 / 21 / 21 / 19 blocks, the embedding on the first system and the final norm and head on the
+last. Tracing all 80 blocks takes a minute, so this test traces 21 blocks of 70B's shapes (on the
+meta device, the decode step at a prompt of 128 and 256 new tokens) and places the three shapes of
+part that the 80-block model has: placement only, nothing simulated."""
+
+import pytest
+
+from waferscale.backends.lowering import lower
+from waferscale.backends.machine import get_machine
+from waferscale.frontend.lm import trace_lm
+from waferscale.frontend.zoo import lookup
+from waferscale.generate import _part
+from waferscale.ir import verify
+from waferscale.passes import CompileState, parse_pipeline, run_pipeline
+from waferscale.passes.place import place
+from waferscale.passes.placement_check import verify_placement
+from waferscale.passes.streaming import groups_of
+
+PROMPT, NEW = 128, 256
+SYSTEMS = 4
+
+
+@pytest.fixture(scope="module")
+def blocks_of_70b():
+    machine = get_machine("wse3")
+    cfg = lookup("llama-3.1-70b").config()
+    cfg.num_hidden_layers = 21
+    dec = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
+    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={PROMPT + NEW}}},canonicalize,fuse")
+    state, _ = run_pipeline(CompileState(verify(dec.graph), samples=1, tokens=1, position=PROMPT, machine=machine),
+                            passes)
+    prog = lower(state.graph, 1, 1, PROMPT)
+    return machine, prog, [ks for _, ks in groups_of(prog)]
+
+
+@pytest.mark.parametrize("part,groups", [("first: embedding + 19 blocks", slice(0, 20)),
+                                         ("middle: 21 blocks", slice(1, 22)),
+                                         ("last: 19 blocks + head", slice(3, 23))])
+def test_each_part_of_llama_70b_on_four_wse3s_fits_its_wafer(blocks_of_70b, part, groups):
+    machine, prog, all_groups = blocks_of_70b
+    assert len(all_groups) == 1 + 21 + 1  # the embedding, the blocks, the head (the final norm folded into it)
+    kernels = tuple(k for ks in all_groups[groups] for k in ks)
+    sub = _part(prog, kernels, SYSTEMS)
+    placement = verify_placement(sub, place(sub, machine))  # raises FitError if it does not fit
+    assert placement.cores_used <= machine.cores
+    # every weight of the part is resident: a middle part holds 21 of the 80 blocks' 141 GB
+    if part.startswith("middle"):
+        assert sub.weight_bytes > 0.25 * 141e9
