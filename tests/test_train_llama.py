@@ -13,7 +13,7 @@ import torch
 from waferscale.cli import main
 from waferscale.driver import run_passes
 from waferscale.frontend.lm import trace_lm
-from waferscale.ir import GraphBuilder, TensorType, verify
+from waferscale.ir import GraphBuilder, TensorType, parse, print_graph, verify
 from waferscale.passes.adamw import AdamWConfig
 from waferscale.passes.autodiff import backward, next_token_loss
 from waferscale.runtime import train as T
@@ -142,6 +142,13 @@ def test_every_gradient_equals_autograd(family):
     errs = {p.name: float(np.abs(d - by_name[p.name]).max() / np.abs(by_name[p.name]).max())
             for p, d in zip(g.params, grads)}
     assert len(errs) == len(by_name) and max(errs.values()) <= 1e-5, errs
+
+
+def test_tiny_llama_training_step_round_trips_through_text():
+    graph, _, _ = fresh()
+    g = run_passes(graph, "canonicalize,autodiff,adamw").graph
+    text = print_graph(g)
+    assert print_graph(parse(text)) == text and "rmsnorm_grad" in text and "rotary_grad" in text
 
 
 def test_tiny_llama_five_steps_equal_the_pytorch_loop():
