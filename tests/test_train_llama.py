@@ -179,6 +179,8 @@ def test_placed_training_step_equals_the_interpreter():
     assert {"rotary_grad", "rmsnorm_grad", "silu_grad", "attention_grad"} <= kinds
     grad = next(k.model for k in s.program.kernels if k.op.kind == "attention_grad")
     assert (grad.heads, grad.kv_heads) == (4, 2)
+    sums = [k.model for k in s.program.kernels if k.op.kind == "reduce_sum" and k.op.operands[0].type.rank == 5]
+    assert len(sums) == 4 and all((m.inputs, m.features, m.groups) == (2, 16, 2) for m in sums)  # per token
     tok = np.random.default_rng(0).integers(0, 512, (B, S + 1))
     feed = {"input_ids": tok[:, :-1], "labels": tok[:, 1:]}
     for want, got in zip(run(s.graph, feed, weights), run_placed(s.program, s.placement, feed, weights)):

@@ -198,12 +198,21 @@ def lower_linear_grad_w(op: Op, ctx: LowerCtx) -> Accumulate:
 def lower_reduce_sum(op: Op, ctx: LowerCtx) -> Kernel:
     """reduce_sum over leading axes only (a bias's or a layernorm scale's gradient over the tokens, or
     a broadcast position embedding's over the batch) is an Accumulate with K = 1: each token adds its
-    last-axis vector into its accumulator; over the last axis, a row-wise reduction."""
+    last-axis vector into its accumulator; over the last axis, a row-wise reduction; over inner axes
+    that keep every token (the batch axis and the sequence axis kept), a per-token sum."""
     src = op.operands[0].type
     axes = {a % src.rank for a in op.attr["axes"]} if src.rank else set()
     if src.rank < 2 or src.rank - 1 in axes:
         return lower_rowwise(op, ctx)
     t = op.type
+    if 0 not in axes and all(src.shape[a] != ctx.tokens for a in axes) and not ctx.per_step:
+        # over inner axes only, every token kept (grouped-query attention's dk and dv shares summed over each
+        # group): per token, `summed` input vectors of the last axis added into each output vector, as an add
+        # of that many operands over the token's rows of the last axis (tokens over rows, last axis over columns)
+        summed = src.numel // max(t.numel, 1)
+        return RowwiseWhole(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op="add",
+                            features=src.shape[-1], inputs=summed, params=0, flops_per_token=ctx.flops_per_token(op),
+                            groups=max(1, round(t.numel / (ctx.tokens * ctx.samples) / src.shape[-1])))
     return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=1, n=src.shape[-1],
                       flops_per_token=ctx.flops_per_token(op))
 
