@@ -67,7 +67,7 @@ def _step_shaped(op: Op, operands_step: list[bool], sources: list[str]) -> bool:
 
 
 # Kernels that compute the position tables they read (sin and cos) on their own cores.
-TABLE_READERS = frozenset({"rotary"})
+TABLE_READERS = frozenset({"rotary", "rotary_grad"})
 
 
 def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:

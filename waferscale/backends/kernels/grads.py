@@ -28,7 +28,14 @@ the loss and the row-wise gradients.
   the softmax's backward, dS) and three AXPYs (dv += p dy, dq += dS k, dk += dS q): three dots
   and three AXPYs where the forward has one and one. The dk and dv accumulators stay beside the
   keys and values.
-- **Row-wise gradients** (``gelu_grad``, ``layernorm_grad``, ``softmax_grad``) and the loss
+  Under grouped-query attention it holds each key/value head's keys and values once (as the
+  forward), and its dk and dv are each query head's share (``attention_grad``'s output), so a
+  core keeps dk and dv accumulators for every query head it holds; the sum of each group's shares
+  is a ``reduce_sum`` of its own after it.
+- **RotaryGrad** (``rotary_grad``): ``dy * cos + rotate_half^T(dy * sin)``, the forward's kernel
+  and cost: the same tables made on each core, the same FMA with the halves read the other way.
+- **Row-wise gradients** (``gelu_grad``, ``silu_grad``, ``layernorm_grad``, ``rmsnorm_grad``,
+  ``softmax_grad``) and the loss
   (``cross_entropy`` and its gradient, a softmax over the vocabulary each) are ``Rowwise`` kernels
   with their own cycles per element (``rowwise.ELEMENT_CYCLES``); the placed numerics of these
   evaluate the registry's reference whole.
@@ -55,6 +62,7 @@ from ..sparse import SparseWeight
 from .attention import Attention, lower_attention
 from .base import ACT, PARAM, Kernel, LowerCtx, Work, lowers
 from .embedding import Embedding
+from .rotary import Rotary, lower_rotary
 from .rowwise import Rowwise, lower_rowwise
 
 
@@ -134,7 +142,9 @@ class AttentionGrad(Attention):
 
     def sram(self, rows, cols):
         s = dict(super().sram(rows, cols))
-        s["kv_grads"] = s["kv_cache"] * accumulator_bytes(self.dtype) // self.elem
+        hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
+        # dk and dv per query head held (each query head's share under grouped-query attention)
+        s["kv_grads"] = 2 * self.resident * st * hc * self.d_head * accumulator_bytes(self.dtype)
         s["activations_in"] *= 2  # q and dy
         return s
 
@@ -188,12 +198,21 @@ def lower_linear_grad_w(op: Op, ctx: LowerCtx) -> Accumulate:
 def lower_reduce_sum(op: Op, ctx: LowerCtx) -> Kernel:
     """reduce_sum over leading axes only (a bias's or a layernorm scale's gradient over the tokens, or
     a broadcast position embedding's over the batch) is an Accumulate with K = 1: each token adds its
-    last-axis vector into its accumulator; over the last axis, a row-wise reduction."""
+    last-axis vector into its accumulator; over the last axis, a row-wise reduction; over inner axes
+    that keep every token (the batch axis and the sequence axis kept), a per-token sum."""
     src = op.operands[0].type
     axes = {a % src.rank for a in op.attr["axes"]} if src.rank else set()
     if src.rank < 2 or src.rank - 1 in axes:
         return lower_rowwise(op, ctx)
     t = op.type
+    if 0 not in axes and all(src.shape[a] != ctx.tokens for a in axes) and not ctx.per_step:
+        # over inner axes only, every token kept (grouped-query attention's dk and dv shares summed over each
+        # group): per token, `summed` input vectors of the last axis added into each output vector, as an add
+        # of that many operands over the token's rows of the last axis (tokens over rows, last axis over columns)
+        summed = src.numel // max(t.numel, 1)
+        return RowwiseWhole(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op="add",
+                            features=src.shape[-1], inputs=summed, params=0, flops_per_token=ctx.flops_per_token(op),
+                            groups=max(1, round(t.numel / (ctx.tokens * ctx.samples) / src.shape[-1])))
     return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=1, n=src.shape[-1],
                       flops_per_token=ctx.flops_per_token(op))
 
@@ -212,7 +231,19 @@ def lower_attention_grad(op: Op, ctx: LowerCtx) -> AttentionGrad:
         raise UnsupportedError(f"lowering {ctx.where} to the mesh: attention_grad with an explicit mask operand")
     fwd = lower_attention(Op("attention", op.operands[:3], op.attrs, op.operands[0]), ctx)
     return AttentionGrad(tokens=fwd.tokens, dtype=fwd.dtype, elem=fwd.elem, heads=fwd.heads, d_head=fwd.d_head,
-                         causal=fwd.causal)
+                         causal=fwd.causal, kv_heads=fwd.kv_heads)
+
+
+class RotaryGrad(Rotary):
+    def run(self, op, args, rows, cols):
+        return _evaluate(op, args)
+
+
+@lowers("rotary_grad")
+def lower_rotary_grad(op: Op, ctx: LowerCtx) -> RotaryGrad:
+    fwd = lower_rotary(op, ctx)
+    return RotaryGrad(tokens=fwd.tokens, dtype=fwd.dtype, elem=fwd.elem, heads=fwd.heads, d_head=fwd.d_head,
+                      flops_per_token=fwd.flops_per_token)
 
 
 @lowers("cross_entropy", "cross_entropy_grad")
@@ -220,7 +251,7 @@ def lower_loss(op: Op, ctx: LowerCtx) -> Rowwise:
     return _rowwise(op, ctx, op.operands[0].type.shape[-1])
 
 
-@lowers("gelu_grad", "layernorm_grad", "softmax_grad")
+@lowers("gelu_grad", "silu_grad", "layernorm_grad", "rmsnorm_grad", "softmax_grad")
 def lower_rowwise_grad(op: Op, ctx: LowerCtx) -> Rowwise:
     return _rowwise(op, ctx, op.type.shape[-1])
 

@@ -63,9 +63,11 @@ ELEMENT_CYCLES = {"exp": _T, "log": _T, "tanh": _T, "erf": _T, "sqrt": _T, "rsqr
                   "gelu": _T, "pow": _T, "div": _T, "cos": _T, "sin": _T, "silu": _T + 1, "layernorm": 6,
                   "rmsnorm": 3, "softmax": 3 + _T,
                   # backward (kernels/grads.py): gelu' is an erf or tanh and an exp and four
-                  # arithmetic; layernorm's is two row sums and six arithmetic; softmax's a row sum
-                  # and three; the loss a softmax over the vocabulary and the label's pick
-                  "gelu_grad": 2 * _T + 4, "layernorm_grad": 8, "softmax_grad": 4,
+                  # arithmetic; silu' a sigmoid and five arithmetic; layernorm's is two row sums and six
+                  # arithmetic, rmsnorm's two row sums (x^2, dy w x) and four (dy w, 1/rms, two for dx);
+                  # softmax's a row sum and three; the loss a softmax over the vocabulary and the label's pick
+                  "gelu_grad": 2 * _T + 4, "silu_grad": _T + 5, "layernorm_grad": 8, "rmsnorm_grad": 6,
+                  "softmax_grad": 4,
                   "cross_entropy": 4 + _T, "cross_entropy_grad": 4 + _T}
 
 
@@ -77,8 +79,8 @@ REDUCES = frozenset({"layernorm", "rmsnorm", "softmax", "reduce_sum", "reduce_me
 # Vector instructions per token on a core, each paying VECTOR_OP_CYCLES: an elementwise op or a
 # reduction is one pass over the core's block; softmax four (max, subtract and exp, sum, scale).
 # Layernorm counts its own (layernorm_tasks).
-VECTOR_PASSES = {"softmax": 4, "layernorm_grad": 8, "softmax_grad": 3, "gelu_grad": 6, "cross_entropy": 4,
-                 "cross_entropy_grad": 4}
+VECTOR_PASSES = {"softmax": 4, "layernorm_grad": 8, "rmsnorm_grad": 6, "softmax_grad": 3, "gelu_grad": 6,
+                 "silu_grad": 6, "cross_entropy": 4, "cross_entropy_grad": 4}
 
 
 def vector_passes(kind: str) -> int:

@@ -71,6 +71,12 @@ def _unary_backward(kind):
             return (e("where", e("gt", x, _const(e, 0, x)), g, _const(e, 0.0, g)),)
         if kind == "sigmoid":  # g*y*(1-y)
             return (e("mul", g, e("mul", y, e("sub", _const(e, 1.0, y), y))),)
+        if kind == "silu":  # g*silu'(x), one op (grad.py)
+            return (e("silu_grad", x, g),)
+        if kind == "cos":  # -g*sin(x)
+            return (e("neg", e("mul", g, e("sin", x))),)
+        if kind == "sin":  # g*cos(x)
+            return (e("mul", g, e("cos", x)),)
         if kind == "erf":  # g*2/sqrt(pi)*exp(-x^2)
             return (e("mul", g, e("mul", e("exp", e("neg", e("mul", x, x))),
                                   _const(e, float(2.0 / np.sqrt(np.pi)), x))),)

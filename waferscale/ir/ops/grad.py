@@ -8,11 +8,15 @@ Each forward op declares its backward rule beside its own definition (``backward
   (bool, the weight's shape) and its ``density``: zero where the weight is pruned;
 - ``embedding_grad``: the table gradient of a gather, a scatter-add of dy into the rows the ids
   name;
-- ``cross_entropy_grad``, ``gelu_grad``, ``layernorm_grad``, ``softmax_grad``: the input
-  gradients of those ops (the saved forward input, not its result, is the operand: what a
-  kernel keeps is the activation it was given);
+- ``cross_entropy_grad``, ``gelu_grad``, ``silu_grad``, ``layernorm_grad``, ``rmsnorm_grad``,
+  ``softmax_grad``: the input gradients of those ops (the saved forward input, not its result, is
+  the operand: what a kernel keeps is the activation it was given);
+- ``rotary_grad``: the input gradient of ``rotary``, ``dy * cos + rotate_half^T(dy * sin)`` (the
+  transpose of the rotation of halves is the rotation the other way, ``[u2, -u1]``);
 - ``attention_grad``: dq, dk and dv of one attention, stacked on a new leading axis of 3 (the
-  three come out of one kernel that recomputes the scores);
+  three come out of one kernel that recomputes the scores); under grouped-query attention (k and
+  v with fewer heads) dk and dv are each query head's share, in q's shape, and the backward rule
+  sums each group's shares into its key/value head (``nn._attention_backward``);
 - ``pad``: the gradient of ``slice``, zeros around the slice.
 
 FLOPs (docs/flops.md): the products count 2 per multiply-accumulate as in the forward, so a
@@ -25,7 +29,7 @@ import numpy as np
 from scipy.special import erf as _erf
 
 from ..registry import Attr, define
-from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
+from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType, broadcast_shapes
 
 
 def unbroadcast(emit, g, t: TensorType):
@@ -154,6 +158,17 @@ define("gelu_grad", "elementwise", _same_float("gelu_grad"),
        doc="dy * gelu'(x), operands (x, dy)")
 
 
+def _silu_grad(x, dy):
+    x = x.astype(np.float64)
+    s = 1.0 / (1.0 + np.exp(-x))
+    return dy * (s * (1.0 + x * (1.0 - s)))  # d(x s(x)) = s + x s (1 - s)
+
+
+define("silu_grad", "elementwise", _same_float("silu_grad"), lambda args, a: _silu_grad(args[0], args[1]),
+       arity=(2, 2), flops=lambda ins, out, a: 9 * out.numel,  # the sigmoid's 4, then 1 - s, x *, 1 +, s *, dy *
+       doc="dy * silu'(x) = dy * s (1 + x (1 - s)) with s = sigmoid(x), operands (x, dy)")
+
+
 # --- layernorm_grad -----------------------------------------------------------------------------
 
 def _lng_infer(ins, a):
@@ -180,6 +195,55 @@ define("layernorm_grad", "normalization", _lng_infer, _lng_ref, arity=(2, 3),
        doc="the input gradient of layernorm, operands (dy, x[, scale])")
 
 
+# --- rmsnorm_grad -------------------------------------------------------------------------------
+
+def _rng_infer(ins, a):
+    dy, x = ins[:2]
+    if dy.shape != x.shape or x.rank < 1:
+        raise ValueError(f"rmsnorm_grad needs dy and x of one shape, got {dy} and {x}")
+    if len(ins) == 3 and ins[2].shape != x.shape[-1:]:
+        raise ValueError(f"rmsnorm_grad scale {ins[2]} must have shape {list(x.shape[-1:])}")
+    return x
+
+
+def _rng_ref(args, a):
+    dy, x = (t.astype(np.float64) for t in args[:2])
+    rstd = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + a["eps"])
+    xhat = x * rstd
+    dxhat = dy * args[2] if len(args) == 3 else dy
+    return rstd * (dxhat - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+
+
+define("rmsnorm_grad", "normalization", _rng_infer, _rng_ref, arity=(2, 3),
+       flops=lambda ins, out, a: 8 * out.numel, attrs={"eps": Attr("float", 1e-6)},
+       doc="the input gradient of rmsnorm, rstd * (dy w - xhat mean(dy w xhat)), operands (dy, x[, scale])")
+
+
+# --- rotary_grad --------------------------------------------------------------------------------
+
+def _rotary_grad_infer(ins, a):
+    dy = ins[0]
+    if dy.rank < 1 or dy.shape[-1] % 2 or dy.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"rotary_grad needs a float gradient whose last axis is even, got {dy}")
+    for t in ins[1:]:
+        if broadcast_shapes(t.shape, dy.shape) != dy.shape:
+            raise ValueError(f"rotary_grad table {t} does not broadcast to {dy}")
+    return dy
+
+
+def _rotary_grad_ref(args, a):
+    dy, cos, sin = args
+    u = dy * sin
+    h = u.shape[-1] // 2
+    return dy * cos + np.concatenate([u[..., h:], -u[..., :h]], axis=-1)  # rotate_half^T(u) = [u2, -u1]
+
+
+define("rotary_grad", "normalization", _rotary_grad_infer, _rotary_grad_ref, arity=(3, 3),
+       flops=lambda ins, out, a: 3 * out.numel,
+       doc="the input gradient of rotary, dy * cos + rotate_half^T(dy * sin) with rotate_half^T(u) = [u2, -u1]; "
+           "operands (dy, cos, sin)")
+
+
 # --- softmax_grad -------------------------------------------------------------------------------
 
 def _sg_ref(args, a):
@@ -196,13 +260,27 @@ define("softmax_grad", "normalization", _same_float("softmax_grad"), _sg_ref, ar
 
 def _ag_infer(ins, a):
     q, k, v, dy = ins[:4]
-    if not (q.shape == k.shape == v.shape == dy.shape):
-        raise ValueError(f"attention_grad needs q, k, v and dy of one shape (self-attention), got {q}, {k}, {v}, {dy}")
+    groups = kv_groups(q, k)
+    if not (q.shape == dy.shape and k.shape == v.shape and
+            (k.shape == q.shape or groups > 1 and k.shape[:-3] + k.shape[-2:] == q.shape[:-3] + q.shape[-2:])):
+        raise ValueError(f"attention_grad needs q, k, v and dy of one shape (self-attention; k and v may have fewer "
+                         f"heads that divide q's: grouped-query attention), got {q}, {k}, {v}, {dy}")
     return q.with_shape((3,) + q.shape)
 
 
+def kv_groups(q: TensorType, k: TensorType) -> int:
+    """Query heads per key/value head (axis -3): 1 unless k has fewer heads that divide q's (one head
+    included, which the forward broadcasts)."""
+    if min(q.rank, k.rank) < 3 or k.shape[-3] == q.shape[-3] or q.shape[-3] % k.shape[-3]:
+        return 1
+    return q.shape[-3] // k.shape[-3]
+
+
 def _ag_ref(args, a):
+    from .nn import grouped
+
     q, k, v, dy = (t.astype(np.float64) for t in args[:4])
+    k, v = grouped(q, k), grouped(q, v)  # each query head's share of dk and dv (module docstring)
     scale = a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])
     s = (q @ np.swapaxes(k, -1, -2)) * scale
     L, S = s.shape[-2:]
@@ -230,7 +308,8 @@ def _ag_flops(ins, out, a):
 
 define("attention_grad", "attention", _ag_infer, _ag_ref, arity=(4, 5), flops=_ag_flops,
        attrs={"causal": Attr("bool", False), "scale": Attr("float?", None)},
-       doc="dq, dk, dv of attention(q, k, v) for dy, stacked on a new axis 0; operands (q, k, v, dy[, mask])")
+       doc="dq, dk, dv of attention(q, k, v) for dy, stacked on a new axis 0; operands (q, k, v, dy[, mask]); "
+           "k and v may have fewer heads (grouped-query): then dk and dv are each query head's share")
 
 
 # --- pad: the gradient of slice -----------------------------------------------------------------

@@ -30,14 +30,49 @@ def _layernorm_backward(e, op, g):
     return tuple(grads)
 
 
+def _rmsnorm_backward(e, op, g):
+    """dx by rmsnorm_grad; d(scale) = sum over tokens of g * x / rms (rmsnorm without its scale)."""
+    x, params = op.operands[0], op.operands[1:]
+    eps = op.attr["eps"]
+    grads = [e("rmsnorm_grad", g, x, *params, eps=eps)]
+    if params:
+        xhat = e("rmsnorm", x, eps=eps)
+        grads.append(e("reduce_sum", e("mul", g, xhat), axes=tuple(range(x.type.rank - 1)), keepdim=False))
+    return tuple(grads)
+
+
+def _rotary_backward(e, op, g):
+    """dx by rotary_grad; the tables' gradients (zero unless they depend on a parameter: they are
+    functions of the positions) are g * x and g * rotate_half(x), the latter as rotary(x, 0, 1),
+    each summed to its table's shape."""
+    from .grad import unbroadcast
+
+    x, cos, sin = op.operands
+
+    def scalar(v):
+        return e("constant", value=(v,), shape=(), dtype=x.type.dtype)
+    rot = e("rotary", x, scalar(0.0), scalar(1.0))
+    return (e("rotary_grad", g, cos, sin), unbroadcast(e, e("mul", g, x), cos.type),
+            unbroadcast(e, e("mul", g, rot), sin.type))
+
+
 def _attention_backward(e, op, g):
+    """dq, dk, dv from one attention_grad; under grouped-query attention its dk and dv are each query
+    head's share, summed here over the query heads of each key/value head's group."""
     q, k, v = op.operands[:3]
     a = op.attr
     s = e("attention_grad", q, k, v, g, *op.operands[3:], causal=a.get("causal", False), scale=a.get("scale"))
+    from .grad import kv_groups
+
+    groups = kv_groups(q.type, k.type)
     parts = []
     for i, x in enumerate((q, k, v)):
-        part = e("reshape", e("slice", s, axis=0, start=i, stop=i + 1, step=1), shape=x.type.shape)
-        parts.append(part)
+        part = e("slice", s, axis=0, start=i, stop=i + 1, step=1)
+        if i and groups > 1:  # [..., H, S, E] -> [..., Hk, groups, S, E], summed over the group
+            t = x.type
+            part = e("reshape", part, shape=t.shape[:-3] + (t.shape[-3], groups) + t.shape[-2:])
+            part = e("reduce_sum", part, axes=(t.rank - 2,), keepdim=False)
+        parts.append(e("reshape", part, shape=x.type.shape))
     return (*parts, None) if len(op.operands) == 4 else tuple(parts)
 
 
@@ -111,7 +146,7 @@ def _rmsnorm_ref(args, a):
 
 define("rmsnorm", "normalization", _rmsnorm_infer, _rmsnorm_ref,
        flops=lambda ins, out, a: (4 if len(ins) > 1 else 3) * out.numel, arity=(1, 2),
-       attrs={"eps": Attr("float", 1e-6)},
+       attrs={"eps": Attr("float", 1e-6)}, backward=_rmsnorm_backward,
        doc="x / sqrt(mean(x^2 over the last axis) + eps), then scale (RMSNorm: Llama, Mistral, Qwen2)")
 
 
@@ -132,7 +167,7 @@ def _rotate_half(x):
 
 define("rotary", "normalization", _rotary_infer,
        lambda args, a: args[0] * args[1] + _rotate_half(args[0]) * args[2],
-       flops=lambda ins, out, a: 3 * out.numel, arity=(3, 3),
+       flops=lambda ins, out, a: 3 * out.numel, arity=(3, 3), backward=_rotary_backward,
        doc="rotary position embedding: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1] of the last "
            "axis' halves (Llama, GPT-NeoX, Phi, ...)")
 
