@@ -18,6 +18,7 @@ from .. import limits as L
 from ..errors import UsageError
 from ..limits import check_int
 from .dtypes import IR_TO_TORCH
+from .moe import experts_as_leaves, moe_config, moe_param_count
 from .torch_export import trace_module
 from .traced import Traced
 from .zoo import ZOO, ZooModel, gpt2_param_count, llama_param_count, lookup
@@ -264,10 +265,12 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
     # from them, against meta activations)
     pos = ids.clone().to("meta" if weights == "meta" else "cpu")
     wrapped, example = (StepLM(model), (ids, pos)) if positions else (CausalLM(model), (ids,))
-    traced = trace(wrapped, example, name, strip_prefix="model.")
+    # a MoE model's experts: one op each (frontend/moe.py)
+    with experts_as_leaves(model, getattr(cfg, "hidden_act", None)):
+        traced = trace(wrapped, example, name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **info, "family": cfg.model_type, "batch": batch, "seq": seq,
-                   "dtype": dtype, "seed": seed}
+                   "dtype": dtype, "seed": seed} | ({"moe": moe} if (moe := moe_config(cfg)) else {})
     return traced
 
 
@@ -319,4 +322,5 @@ def config_param_count(cfg) -> int:
     gated = a["activation"] in ("silu", "swiglu") or cfg.model_type in ("llama", "mistral", "qwen2", "gemma")
     tied = bool(getattr(cfg, "tie_word_embeddings", False))
     positions = a["context"] * d if a["positions"] == "learned" else 0
-    return llama_param_count(a["vocab"], d, f, a["layers"], heads * d_head, kv * d_head, gated, tied) + positions
+    return (llama_param_count(a["vocab"], d, f, a["layers"], heads * d_head, kv * d_head, gated, tied) + positions
+            + moe_param_count(cfg, (3 if gated else 2) * d * f))
