@@ -12,6 +12,13 @@ meta-llama/Llama-3.1-8B and -70B (hidden 4096 / 8192, 32 / 80 layers, 32 / 64 he
 heads, intermediate 14336 / 28672, vocabulary 128256, rope_theta 500000 with the "llama3" rope
 scaling, 131072 positions). Their context is 131,072 tokens; a compile without ``--seq`` takes
 ``default_seq`` (2,048, as the Cerebras-GPT models' context) so that it stays a few seconds.
+
+The Qwen3-MoE family (``Qwen3MoeForCausalLM``): Llama's layout with a query/key RMSNorm per head and
+every layer's MLP a mixture of experts (softmax router, top-k renormalised). Shapes of
+Qwen3-235B-A22B from its published ``config.json`` (Qwen/Qwen3-235B-A22B; the same in Megatron's
+recipes): 94 layers, hidden 4096, 64 query and 4 key/value heads of head_dim 128, 128 experts of
+moe_intermediate_size 1536 with 8 active per token, vocabulary 151936, 40960 positions, rope_theta
+1e6, rms_norm_eps 1e-6, untied embeddings (intermediate_size 12288 is unused: no dense layer).
 """
 
 from __future__ import annotations
@@ -32,16 +39,31 @@ class ZooModel:
     vocab: int = 50257
     context: int = 2048
     activation: str = "gelu"  # transformers' name: "gelu" is erf GELU, "gelu_new" the tanh form
-    family: str = "gpt2"  # "gpt2" or "llama"
+    family: str = "gpt2"  # "gpt2", "llama" or "qwen3_moe"
     kv_heads: int | None = None  # grouped-query attention (llama): key/value heads
     rope_theta: float = 10000.0
     default_seq: int | None = None  # --seq when none is given (None: the whole context)
+    head_dim: int | None = None  # qwen3_moe: per-head width (None: d_model / heads)
+    experts: int = 0  # qwen3_moe: experts per layer, top_k active per token, each of width d_expert
+    top_k: int = 0
+    d_expert: int = 0
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.heads
+        return self.head_dim or self.d_model // self.heads
 
     def config(self):
+        if self.family == "qwen3_moe":
+            from transformers import Qwen3MoeConfig
+
+            return Qwen3MoeConfig(
+                vocab_size=self.vocab, hidden_size=self.d_model, intermediate_size=self.d_ffn,
+                moe_intermediate_size=self.d_expert, num_hidden_layers=self.layers, num_attention_heads=self.heads,
+                num_key_value_heads=self.kv_heads, head_dim=self.d_head, num_experts=self.experts,
+                num_experts_per_tok=self.top_k, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+                max_position_embeddings=self.context, rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
+                attention_bias=False, rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+                bos_token_id=min(151643, self.vocab - 1), eos_token_id=min(151645, self.vocab - 1))
         if self.family == "llama":
             from transformers import LlamaConfig
 
@@ -67,6 +89,11 @@ class ZooModel:
         )
 
     def param_count(self) -> int:
+        if self.family == "qwen3_moe":  # no dense MLP; per layer the experts, the router, q/k norms
+            q, kv = self.heads * self.d_head, self.kv_heads * self.d_head
+            experts = self.experts * (3 * self.d_model * self.d_expert + self.d_model) + 2 * self.d_head
+            dense = llama_param_count(self.vocab, self.d_model, 0, self.layers, q, kv, True, False)
+            return dense + self.layers * experts
         if self.family == "llama":
             return llama_param_count(self.vocab, self.d_model, self.d_ffn, self.layers, self.d_model,
                                      self.kv_heads * self.d_head, gated=True, tied=False)
@@ -100,10 +127,15 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
              kv_heads=8, rope_theta=500000.0, default_seq=2048),
     ZooModel("llama-3.1-70b", 80, 8192, 64, 28672, vocab=128256, context=131072, activation="silu", family="llama",
              kv_heads=8, rope_theta=500000.0, default_seq=2048),
+    ZooModel("qwen3-235b-a22b", 94, 4096, 64, 12288, vocab=151936, context=40960, activation="silu",
+             family="qwen3_moe", kv_heads=4, rope_theta=1000000.0, default_seq=2048, head_dim=128, experts=128, top_k=8,
+             d_expert=1536),
     # Small configs for tests: same architecture, shapes a laptop runs in milliseconds.
     ZooModel("tiny", 2, 64, 4, 256, vocab=512, context=128),
     ZooModel("tiny-tanh", 2, 64, 4, 256, vocab=512, context=128, activation="gelu_new"),
     ZooModel("tiny-llama", 2, 64, 4, 128, vocab=512, context=128, activation="silu", family="llama", kv_heads=2),
+    ZooModel("tiny-moe", 2, 64, 4, 128, vocab=512, context=128, activation="silu", family="qwen3_moe", kv_heads=2,
+             head_dim=16, experts=4, top_k=2, d_expert=32),
 ]}
 
 
