@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends.kernels.moe import experts_report
 from .backends.machine import get_machine
 from .backends.program import program_text
+from .backends.routing import with_routing
 from .errors import UsageError
 from .frontend.ir_file import header, read_ir_file
 from .frontend.lm import trace_lm
@@ -235,7 +237,7 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
                   weights: str = "auto", seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
                   compile_to: str | None = None, mode: str | None = None, sparsity: float | None = None,
-                  log=lambda msg: None) -> Compiled:
+                  log=lambda msg: None, expert_routing: str | None = None) -> Compiled:
     """The one compile behind ``waferscale.compile`` and ``wafer compile``. spec_ is a zoo name, a
     Hugging Face config (a folder, its config.json, or a ``PretrainedConfig``), a torch-dialect
     ``.mlir`` file, a text ``.ir`` graph, or an ``nn.Module`` traced on ``example_inputs``. seq None
@@ -260,6 +262,8 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
         plan([])  # the options checked before the trace: a typo is one line at once, not after the work
         src = _trace(spec_, example_inputs, batch, seq, dtype, weights, seed, frontend, log)
     passes = plan(src.done)
+    if expert_routing is not None:  # a MoE model's load per expert on the mesh (backends/routing.py)
+        src.graph = with_routing(src.graph, expert_routing)
 
     model = src.model
     files: dict[str, str] = {}
@@ -307,6 +311,8 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
         report["target"], report["machine"] = machine.name, machine.as_dict()
     if state.stage == SIMULATED:
         report.update(wafer_report(state))
+        if (moe := experts_report(state)) is not None:
+            report["moe"] = {"routing": expert_routing or "uniform", **moe}
     c["seconds"] = time.perf_counter() - t0
     c["peak_rss_bytes"] = peak_rss_bytes()
     return Compiled(report, state, ir_text, src.traced, files, t0)
