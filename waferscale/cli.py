@@ -77,7 +77,8 @@ def cmd_compile(args) -> int:
     c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
+                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity,
+                           expert_routing=args.expert_routing)
     for p in c.write(out):
         log(f"wrote {p}")
     log.close()
@@ -431,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
                    "mask on the meta device); with --train, sparse training: the backward's products and the "
                    "weight gradients skip the pruned weights, gradients stream out compressed (default: dense)")
+    s.add_argument("--expert-routing", default=None, metavar="DIST",
+                   help="a mixture-of-experts model's tokens per expert on the mesh: uniform, zipf:S (expert i "
+                   "gets a share proportional to 1/(i+1)^S), or a file of measured counts, one per expert "
+                   "(default: uniform; report.json's moe section lists each expert's tokens, cycles and region)")
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}' (default: canonicalize; with --target "

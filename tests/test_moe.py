@@ -1,0 +1,158 @@
+"""Mixture-of-experts models (issue 30, item 1): the router's top-k, the dispatch, the experts and
+the combine as IR ops match transformers on tiny Mixtral-, Qwen2-MoE- and Qwen3-MoE-like configs;
+their FLOPs count only the routed experts; on the mesh each expert has its own region, which holds
+its weights in SRAM, and a skewed routing distribution makes the busiest expert's region the
+layer's bottleneck; a zoo MoE compiles on the meta device with a target."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import waferscale
+from waferscale.backends.kernels.moe import MoeExperts
+from waferscale.backends.routing import expert_shares
+from waferscale.errors import UsageError
+from waferscale.frontend.lm import trace_lm
+from waferscale.ir import registry
+from waferscale.runtime.interpreter import run
+
+SMALL = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             max_position_embeddings=64)
+
+
+def configs():
+    from transformers import MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig
+
+    return {
+        "mixtral": MixtralConfig(**SMALL, intermediate_size=48, num_local_experts=4, num_experts_per_tok=2),
+        # a shared expert with its sigmoid gate; top-k weights not renormalised
+        "qwen2_moe": Qwen2MoeConfig(**SMALL, intermediate_size=64, moe_intermediate_size=24,
+                                    shared_expert_intermediate_size=40, num_experts=6, num_experts_per_tok=2,
+                                    norm_topk_prob=False),
+        "qwen3_moe": Qwen3MoeConfig(**SMALL, intermediate_size=64, moe_intermediate_size=24, head_dim=8, num_experts=8,
+                                    num_experts_per_tok=3, norm_topk_prob=True),
+    }
+
+
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe"])
+def test_moe_matches_transformers(family):
+    t = trace_lm(configs()[family], batch=2, seq=8, dtype="f32", weights="random", seed=0)
+    kinds = t.graph.op_counts()
+    assert kinds["moe_experts"] == kinds["moe_dispatch"] == kinds["moe_combine"] == 2
+    assert kinds["topk"] == 4  # values and indices, per layer
+    ids = np.random.default_rng(0).integers(0, 128, (2, 8))
+    ours = run(t.graph, {t.graph.inputs[0].name: ids}, t.weights)[0]
+    with torch.no_grad():
+        ref = t.module(torch.tensor(ids)).numpy()
+        # the experts matter: without them the logits differ
+        for m in t.module.modules():
+            if type(m).__name__.endswith("Experts"):
+                m.down_proj.zero_()
+        without = t.module(torch.tensor(ids)).numpy()
+    assert np.abs(ref - without).max() > 1e-3
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_routed_ops_against_a_loop():
+    """topk, dispatch, experts and combine on their own, against a per-token loop."""
+    rng = np.random.default_rng(1)
+    t, e, k, d, f = 5, 4, 2, 6, 3
+    probs = rng.random((t, e)).astype(np.float32)
+    x = rng.standard_normal((t, d)).astype(np.float32)
+    w13 = rng.standard_normal((e, 2 * f, d)).astype(np.float32)
+    w2 = rng.standard_normal((e, d, f)).astype(np.float32)
+    idx = registry.evaluate("topk", [probs], {"k": k, "indices": True})
+    val = registry.evaluate("topk", [probs], {"k": k})
+    assert idx.dtype == np.int64 and (val == np.sort(probs, axis=-1)[:, ::-1][:, :k]).all()
+    xr = registry.evaluate("moe_dispatch", [x, idx], {})
+    yr = registry.evaluate("moe_experts", [xr, idx, w13, w2], {"act": "silu"})
+    y = registry.evaluate("moe_combine", [yr, val], {})
+    want = np.zeros_like(x)
+    for i in range(t):
+        for j in range(k):
+            h = w13[idx[i, j]] @ x[i]
+            g = h[:f] / (1 + np.exp(-h[:f]))
+            want[i] += val[i, j] * (w2[idx[i, j]] @ (g * h[f:]))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_flops_count_only_the_routed_experts():
+    from waferscale.ir.types import TensorType
+
+    t, e, k, d, f = 16, 64, 4, 32, 8
+    ins = [TensorType((t * k, d), "f32"), TensorType((t, k), "i64"), TensorType((e, 2 * f, d), "f32"),
+           TensorType((e, d, f), "f32")]
+    out = registry.infer_type("moe_experts", ins, {})
+    # per routed row: gate and up, silu (5) and the product, down; E plays no part
+    assert registry.flops("moe_experts", ins, out, {}) == t * k * (2 * d * 2 * f + 6 * f + 2 * f * d)
+    bigger = [ins[0], ins[1], TensorType((4 * e, 2 * f, d), "f32"), TensorType((4 * e, d, f), "f32")]
+    assert registry.flops("moe_experts", bigger, out, {}) == registry.flops("moe_experts", ins, out, {})
+
+
+def test_routing_distributions(tmp_path):
+    assert expert_shares("uniform", 4) == (0.25,) * 4
+    z = expert_shares("zipf:1", 3)
+    assert z[0] > z[1] > z[2] and abs(sum(z) - 1) < 1e-12 and abs(z[0] / z[2] - 3) < 1e-9
+    f = tmp_path / "counts.txt"
+    f.write_text("30 10\n0 60\n")
+    assert expert_shares(str(f), 4) == (0.3, 0.1, 0.0, 0.6)
+    for bad in ("zipf:0", "zipf:x", str(tmp_path / "missing.txt")):
+        with pytest.raises(UsageError):
+            expert_shares(bad, 4)
+    with pytest.raises(UsageError, match="gives 4 counts; the model has 5 experts"):
+        expert_shares(str(f), 4 + 1)
+
+
+def _experts(c):
+    return [k for k in c.program.kernels if isinstance(k.model, MoeExperts)]
+
+
+def test_skewed_routing_makes_the_busiest_expert_the_bottleneck():
+    even = waferscale.compile("tiny-moe", seq=16, target="mesh:32x32")
+    skew = waferscale.compile("tiny-moe", seq=16, target="mesh:32x32", expert_routing="zipf:1.5")
+    for c in (even, skew):
+        moe = c.report["moe"]
+        for layer in moe["layers"]:
+            cycles = [x["cycles"] for x in layer["experts"]]
+            assert layer["busiest_cycles"] == max(cycles)
+            # the layer's kernel is as slow as its busiest expert (its roofline may only add)
+            assert layer["kernel_cycles"] >= layer["busiest_cycles"]
+        assert sum(x["tokens"] for x in moe["experts"]) == pytest.approx(16 * 2)  # tokens x top_k
+    e0, s0 = even.report["moe"]["experts"], skew.report["moe"]["experts"]
+    assert len({x["cycles"] for x in e0}) == 1  # uniform: every expert as busy
+    assert skew.report["moe"]["busiest"] == 0 and s0[0]["tokens"] > 2 * s0[-1]["tokens"]
+    assert skew.report["moe"]["layers"][0]["kernel_cycles"] > even.report["moe"]["layers"][0]["kernel_cycles"]
+    assert skew.report["time"]["cycles"] > even.report["time"]["cycles"]
+    # every expert has its own region inside its kernel's rectangle, side by side
+    regions = [x["region"] for x in e0]
+    assert len({r["col"] for r in regions}) == len(regions)
+
+
+def test_expert_placement_respects_sram():
+    c = waferscale.compile("tiny-moe", seq=16, target="mesh:32x32")
+    cap = c.state.machine.usable_sram_bytes
+    for k in _experts(c):
+        r = c.state.placement.rects[k.id]
+        assert sum(k.model.sram(r.rows, r.cols).values()) <= cap
+        # an expert's weights are on its slice only: a slice's cores hold one expert's share
+        per_core = k.model.sram(r.rows, r.cols)["weights"]
+        assert per_core * r.rows * k.model.slice_cols(r.cols) >= 3 * 64 * 32 * 2  # one expert, f16
+    # a mesh whose cores are too small for an expert's slice is refused with the kernel's name
+    with pytest.raises(waferscale.errors.FitError):
+        waferscale.compile("tiny-moe", seq=16, target="mesh:4x4,sram_kib=8", mode="pipelined")
+
+
+def test_zoo_moe_compiles_on_meta_with_a_target(tmp_path):
+    from waferscale.cli import main
+
+    assert main(["compile", "tiny-moe", "--target", "mesh:32x32", "--seq", "8", "--expert-routing", "zipf:1.2",
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["moe"]["routing"] == "zipf:1.2" and len(report["moe"]["experts"]) == 4
+    t = trace_lm("tiny-moe", seq=8, weights="meta")
+    assert t.device == "meta" and t.graph.op_counts()["moe_experts"] == 2
+    assert main(["compile", "tiny-moe", "--seq", "8", "--expert-routing", "zipf:0", "-o",
+                 str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
