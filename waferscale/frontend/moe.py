@@ -63,7 +63,7 @@ def experts_as_leaves(model: torch.nn.Module, act: str | None = None):
         for m in experts_modules(model):
             if not (isinstance(getattr(m, "gate_up_proj", None), torch.nn.Parameter) and getattr(m, "down_proj", None)
                     is not None and m.gate_up_proj.dim() == 3 and m.gate_up_proj.shape[-1] == m.down_proj.shape[1]):
-                raise UnsupportedError(f"not supported: the experts module {type(m).__name__} (we trace experts with "
+                raise UnsupportedError(f"the experts module {type(m).__name__} (we trace experts with "
                                        "gate_up_proj [E, 2f, d] and down_proj [E, d, f], gate rows first: Mixtral, "
                                        "Qwen2-MoE, Qwen3-MoE, OLMoE; gpt-oss interleaves gate and up and adds biases)")
             if act not in ACTIVATIONS:

@@ -11,7 +11,9 @@ uniform by default, Zipf, or measured counts), carried by the op's ``load`` attr
 expert's share of the ``tokens x k`` routed rows. Expert e receives ``tokens * k * share[e]`` rows
 (an expectation: fractional rows are costed as such), a slice is busy for its experts' rows times
 their per-row step, and the kernel is as slow as its busiest slice: the most loaded expert's
-region bounds the layer. ``experts_report`` says so per expert.
+region bounds the layer. Rows are whole on the mesh, so a chunk of c tokens is never faster than
+``ceil(c k / slices)`` rows of one expert (a decode step's one token waits for a whole expert).
+``experts_report`` says so per expert.
 
 The router's ``topk``, the ``moe_dispatch`` (each token sent to its k experts: k copies of its d
 features leave the kernel that made it, and the flow to the experts kernel carries them) and the
@@ -124,8 +126,13 @@ class MoeExperts(Kernel):
         return [r * self.step(rows, cols, machine, round(n)) for r, n in zip(self.rows_of(p1 - p0), per_sample)]
 
     def model_cycles(self, rows, cols, p0, p1, machine):
+        """The busiest slice's expected rows; and never less than whole rows: c tokens send c k rows to
+        distinct experts per token, so some slice takes at least ceil(c k / slices) of them (one token
+        of a decode step waits for one whole expert however the load is spread)."""
         busy = self.expert_cycles(rows, cols, p0, p1, machine)
-        return max(sum(busy[e] for e in members) for members in self.members(cols))
+        members = self.members(cols)
+        floor = ceil((p1 - p0) * self.top_k / len(members)) * self.step(rows, cols, machine, 1)
+        return max(floor, max(sum(busy[e] for e in m) for m in members))
 
     def work(self, p0, p1):
         routed = (p1 - p0) * self.top_k
