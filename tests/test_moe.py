@@ -23,7 +23,7 @@ SMALL = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_
 
 
 def configs():
-    from transformers import MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig
+    from transformers import MixtralConfig, OlmoeConfig, Qwen2MoeConfig, Qwen3MoeConfig
 
     return {
         "mixtral": MixtralConfig(**SMALL, intermediate_size=48, num_local_experts=4, num_experts_per_tok=2),
@@ -33,10 +33,12 @@ def configs():
                                     norm_topk_prob=False),
         "qwen3_moe": Qwen3MoeConfig(**SMALL, intermediate_size=64, moe_intermediate_size=24, head_dim=8, num_experts=8,
                                     num_experts_per_tok=3, norm_topk_prob=True),
+        "olmoe": OlmoeConfig(**SMALL, intermediate_size=24, num_experts=8, num_experts_per_tok=2,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2),
     }
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"])
 def test_moe_matches_transformers(family):
     t = trace_lm(configs()[family], batch=2, seq=8, dtype="f32", weights="random", seed=0)
     kinds = t.graph.op_counts()
@@ -53,6 +55,37 @@ def test_moe_matches_transformers(family):
         without = t.module(torch.tensor(ids)).numpy()
     assert np.abs(ref - without).max() > 1e-3
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_qwen3_235b_shapes_match_the_published_config():
+    # Qwen/Qwen3-235B-A22B config.json: 94 layers, hidden 4096, 64 heads, 4 key/value heads of 128, 128 experts,
+    # 8 active, moe_intermediate_size 1536, vocabulary 151936, 40960 positions
+    from waferscale.frontend.zoo import ZOO
+
+    m = ZOO["qwen3-235b-a22b"]
+    assert (m.layers, m.d_model, m.heads, m.kv_heads, m.d_head, m.experts, m.top_k, m.d_expert, m.vocab,
+            m.context) == (94, 4096, 64, 4, 128, 128, 8, 1536, 151936, 40960)
+    cfg = m.config()
+    assert cfg.num_experts == 128 and cfg.moe_intermediate_size == 1536 and cfg.head_dim == 128
+    assert round(m.param_count() / 1e9, 1) == 235.1  # "235B total, 22B activated"
+
+
+def test_gpt_oss_is_refused_with_the_gap_named():
+    from transformers import GptOssConfig
+
+    cfg = GptOssConfig(**SMALL, intermediate_size=24, num_local_experts=4, num_experts_per_tok=2, head_dim=8)
+    with pytest.raises(waferscale.errors.UnsupportedError, match="GptOssExperts.*interleaves gate and up"):
+        trace_lm(cfg, seq=8, dtype="f32", weights="random")
+
+
+def test_training_a_moe_is_refused_with_the_gap_named(tmp_path, capsys):
+    from waferscale.cli import main
+
+    assert main(["compile", "tiny-moe", "--train", "--target", "mesh:32x32", "--seq", "8", "-o",
+                 str(tmp_path / "t"), "-q"]) == 2
+    assert not (tmp_path / "t").exists()
+    err = capsys.readouterr().err
+    assert "not supported" in err and "moe_combine" in err and "no backward rule" in err
 
 
 def test_routed_ops_against_a_loop():
