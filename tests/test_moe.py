@@ -189,3 +189,14 @@ def test_zoo_moe_compiles_on_meta_with_a_target(tmp_path):
     assert main(["compile", "tiny-moe", "--seq", "8", "--expert-routing", "zipf:0", "-o",
                  str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_measured_counts_from_a_file(tmp_path):
+    counts = tmp_path / "counts.json"
+    counts.write_text("[5, 5, 30, 0]")
+    c = waferscale.compile("tiny-moe", seq=8, target="mesh:32x32", expert_routing=str(counts))
+    moe = c.report["moe"]
+    assert moe["busiest"] == 2 and moe["experts"][3]["tokens"] == 0 and moe["experts"][3]["cycles"] == 0
+    assert moe["experts"][2]["tokens"] == pytest.approx(8 * 2 * 30 / 40)
+    with pytest.raises(UsageError, match="neither uniform"):  # refused before the trace
+        waferscale.compile("tiny-moe", seq=8, expert_routing=str(tmp_path / "none.json"))

@@ -54,7 +54,7 @@ def cmd_compile(args) -> int:
 
     if args.generate:
         for flag, given in (("--train", args.train), ("--sparsity", args.sparsity is not None),
-                            ("--lora", args.lora is not None)):
+                            ("--lora", args.lora is not None), ("--expert-routing", args.expert_routing is not None)):
             if given:
                 raise UsageError(f"not supported: {flag} with --generate")
         from .cli_generate import cmd_compile_generate
@@ -70,6 +70,9 @@ def cmd_compile(args) -> int:
                          "(add --generate)")
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
+    if args.train and args.expert_routing is not None:
+        raise UsageError("not supported: --expert-routing with --train (training a mixture-of-experts model is not "
+                         "supported yet: its ops have no backward rules)")
     if args.train:
         from .cli_train import cmd_compile_train
 

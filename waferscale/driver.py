@@ -23,7 +23,7 @@ import numpy as np
 from .backends.kernels.moe import experts_report
 from .backends.machine import get_machine
 from .backends.program import program_text
-from .backends.routing import with_routing
+from .backends.routing import check_spec, with_routing
 from .errors import UsageError
 from .frontend.ir_file import header, read_ir_file
 from .frontend.lm import trace_lm
@@ -260,6 +260,8 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
         src = _read_ir(spec_, log)
     else:
         plan([])  # the options checked before the trace: a typo is one line at once, not after the work
+        if expert_routing is not None:
+            check_spec(expert_routing)
         src = _trace(spec_, example_inputs, batch, seq, dtype, weights, seed, frontend, log)
     passes = plan(src.done)
     if expert_routing is not None:  # a MoE model's load per expert on the mesh (backends/routing.py)

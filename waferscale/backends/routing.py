@@ -47,6 +47,16 @@ def expert_shares(spec: str, experts: int) -> tuple[float, ...]:
     return tuple(c / total for c in counts)
 
 
+def check_spec(spec: str) -> None:
+    """A distribution's spelling, checked before any work (the count of a file against the experts later)."""
+    if spec == "uniform" or spec.startswith("zipf:"):
+        expert_shares(spec, 1)
+    elif not Path(spec).is_file():
+        raise UsageError(f"--expert-routing {spec} is neither uniform, zipf:S nor a file ({HELP})")
+    else:
+        _read_counts(Path(spec))
+
+
 def _read_counts(path: Path) -> list[float]:
     text = path.read_text(errors="replace").strip()
     try:
