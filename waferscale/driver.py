@@ -133,7 +133,7 @@ class _Source:
 
 
 # Architecture keys beyond GPT-2's that a family's report carries when it has them (lm.arch).
-FAMILY_KEYS = ("family", "kv_heads", "norm", "positions", "rotary_fraction", "rope_theta")
+FAMILY_KEYS = ("family", "kv_heads", "norm", "positions", "rotary_fraction", "rope_theta", "moe")
 
 
 def _model_section(traced: Traced, graph: Graph) -> dict:
