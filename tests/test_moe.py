@@ -200,3 +200,18 @@ def test_measured_counts_from_a_file(tmp_path):
     assert moe["experts"][2]["tokens"] == pytest.approx(8 * 2 * 30 / 40)
     with pytest.raises(UsageError, match="neither uniform"):  # refused before the trace
         waferscale.compile("tiny-moe", seq=8, expert_routing=str(tmp_path / "none.json"))
+
+
+def test_placed_numerics_and_the_ir_text_round_trip():
+    from waferscale.backends.routing import with_routing
+    from waferscale.ir import parse, print_graph
+
+    c = waferscale.compile("tiny-moe", seq=8, target="mesh:32x32", weights="random", dtype="f32",
+                           expert_routing="zipf:1")
+    ids = np.random.default_rng(0).integers(0, 512, (1, 8))
+    with torch.no_grad():
+        ref = c.traced.module(torch.tensor(ids)).numpy()
+    np.testing.assert_allclose(c.run(ids, placed=True)[0], ref, atol=1e-4, rtol=1e-4)
+    text = print_graph(with_routing(c.graph, "zipf:1"))
+    assert "load=[0.48, 0.24, 0.16, 0.12]" in text  # 1, 1/2, 1/3, 1/4 of 25/12
+    assert print_graph(parse(text)) == text
