@@ -20,6 +20,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check || { echo "requirements.lock lacks a dependency of pyproject.toml: run make lock"; exit 1; }
 	touch $(STAMP)
 
 # Re-resolves pyproject.toml's dependencies and its [test] extra to the newest versions served, with
