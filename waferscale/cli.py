@@ -84,19 +84,14 @@ def cmd_compile(args) -> int:
 
 def _read_compiled(d: Path) -> tuple[dict, dict | None]:
     """report.json and placement.json (None without a target) of a directory `wafer compile` wrote."""
-    import json
+    from .safe_read import read_json
 
-    try:
-        report = json.loads((d / "report.json").read_text())
-        pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
-    except OSError as e:
-        raise UsageError(f"cannot read {d}/report.json: {e.strerror}; pass a directory written by "
-                         "`wafer compile -o DIR`") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{d}: a report file is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
-                         "`wafer compile -o DIR`") from None
+    if not (d / "report.json").exists():
+        raise UsageError(f"cannot read {d}/report.json: no such file; pass a directory written by "
+                         "`wafer compile -o DIR`")
+    report = read_json(d / "report.json", "report of `wafer compile`", L.MAX_REPORT_FILE_BYTES)
+    pj = read_json(d / "placement.json", "placement of `wafer compile`", L.MAX_REPORT_FILE_BYTES) \
+        if (d / "placement.json").exists() else None
     return report, pj
 
 
@@ -107,7 +102,7 @@ def _from_reports(d: Path, make):
     except KeyError as e:
         raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
                          "older waferscale? compile again") from None
-    except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
+    except (TypeError, AttributeError, ValueError, IndexError, OverflowError):  # a section of the wrong shape
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
 

@@ -34,10 +34,10 @@ def short(value: Any, n: int = L.MAX_ERROR_VALUE_CHARS) -> str:
 def _check_stat(st: os.stat_result, path: Path, what: str, limit: int) -> None:
     if not stat.S_ISREG(st.st_mode):
         kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-        raise UsageError(f"{what} {path} is {kind}, not a regular file: pass a file")
+        raise UsageError(f"{path} is {kind}, not a regular file: pass the {what} itself")
     if st.st_size > limit:
-        raise UsageError(f"{what} {path} is {st.st_size:,} bytes, more than the {limit:,} this tool reads "
-                         f"(limits.py): is it the right file?")
+        raise UsageError(f"{path} is {st.st_size:,} bytes, more than the {limit:,} this tool reads for a {what} "
+                         "(limits.py): is it the right file?")
 
 
 def check_file(path: str | Path, what: str, limit: int) -> Path:
@@ -47,7 +47,7 @@ def check_file(path: str | Path, what: str, limit: int) -> Path:
     try:
         st = os.stat(path)  # follows a symlink: the file at its end is checked
     except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read {path}: {e.strerror} ({what})") from None
     _check_stat(st, path, what, limit)
     return path
 
@@ -59,7 +59,7 @@ def read_bytes(path: str | Path, what: str, limit: int) -> bytes:
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read {path}: {e.strerror} ({what})") from None
     try:
         _check_stat(os.fstat(fd), path, what, limit)  # the file opened, in case the path changed since
         chunks, left = [], limit + 1
@@ -70,11 +70,11 @@ def read_bytes(path: str | Path, what: str, limit: int) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
     except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read {path}: {e.strerror} ({what})") from None
     finally:
         os.close(fd)
     if left <= 0:
-        raise UsageError(f"{what} {path} grew past the {limit:,} bytes this tool reads while it was read")
+        raise UsageError(f"{path} grew past the {limit:,} bytes this tool reads for a {what} while it was read")
     return b"".join(chunks)
 
 
@@ -86,7 +86,7 @@ def decode(data: bytes, where: str) -> str:
 
 
 def read_text(path: str | Path, what: str, limit: int) -> str:
-    return decode(read_bytes(path, what, limit), f"{what} {path}")
+    return decode(read_bytes(path, what, limit), str(path))
 
 
 class _Bad(Exception):
@@ -128,7 +128,7 @@ def loads_json(text: str, where: str) -> Any:
     try:
         value = json.loads(text, parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        raise UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
         raise UsageError(f"{where}: nested more than {L.MAX_JSON_DEPTH} deep; is it the right file?") from None
     except _Bad as e:
@@ -137,7 +137,7 @@ def loads_json(text: str, where: str) -> Any:
 
 
 def read_json(path: str | Path, what: str, limit: int) -> Any:
-    return loads_json(read_text(path, what, limit), f"{what} {path}")
+    return loads_json(read_text(path, what, limit), str(path))
 
 
 def iter_lines(path: str | Path, what: str, limit: int, line_limit: int) -> Iterator[tuple[int, bytes, bool]]:
@@ -147,7 +147,7 @@ def iter_lines(path: str | Path, what: str, limit: int, line_limit: int) -> Iter
     try:
         f = open(path, "rb", opener=lambda p, fl: os.open(p, fl | getattr(os, "O_NONBLOCK", 0)))
     except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read {path}: {e.strerror} ({what})") from None
     with f:
         _check_stat(os.fstat(f.fileno()), path, what, limit)
         left, number = limit, 0
@@ -159,7 +159,7 @@ def iter_lines(path: str | Path, what: str, limit: int, line_limit: int) -> Iter
             left -= len(line)
             ended = line.endswith(b"\n")
             if not ended and len(line) > line_limit:
-                raise UsageError(f"{what} {path}: line {number:,} is longer than {line_limit:,} bytes")
+                raise UsageError(f"{path}: line {number:,} is longer than the {line_limit:,} bytes of a {what}'s line")
             yield number, line.rstrip(b"\n"), ended
 
 
