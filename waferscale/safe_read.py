@@ -89,6 +89,10 @@ def read_text(path: str | Path, what: str, limit: int) -> str:
     return decode(read_bytes(path, what, limit), str(path))
 
 
+class JsonSyntaxError(UsageError):
+    """Text that is not JSON at all (as a line torn by a kill), apart from JSON too deep or with huge numbers."""
+
+
 class _Bad(Exception):
     """Raised inside a parser's hooks; becomes a UsageError naming the file."""
 
@@ -128,7 +132,7 @@ def loads_json(text: str, where: str) -> Any:
     try:
         value = json.loads(text, parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise JsonSyntaxError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
         raise UsageError(f"{where}: nested more than {L.MAX_JSON_DEPTH} deep; is it the right file?") from None
     except _Bad as e:

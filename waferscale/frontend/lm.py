@@ -58,7 +58,11 @@ class StepLM(torch.nn.Module):
 def resolve(spec: str) -> tuple[str, Any]:
     """A model spec: ('zoo', ZooModel) or ('hf', a Hugging Face causal LM config read from disk)."""
     path = Path(spec)
-    if spec.lower() not in ZOO and path.exists():  # a zoo name wins over a folder of that name
+    try:
+        exists = spec.lower() not in ZOO and path.exists()  # a zoo name wins over a folder of that name
+    except OSError:  # a name too long for a path, or a path under a file
+        exists = False
+    if exists:
         cfg_file = path / "config.json" if path.is_dir() else path
         if not cfg_file.is_file():
             raise UsageError(f"{spec} holds no config.json: pass a zoo name or a Hugging Face config")
