@@ -309,6 +309,8 @@ def cmd_simulate_kernel(args) -> int:
     head = (f"{args.kind} [{m}x{args.k}] @ [{args.k}x{args.n}] on {machine.name} ({machine.rows}x{machine.cols}; "
             f"{rows}x{cols} cores used), {args.dtype}: {lanes.lanes:g} FMAC lane(s) per core, {lanes.acc}-byte "
             f"accumulators, {lanes.port}-byte SRAM ports")
+    if args.level in ("pe", "both"):
+        _check_pe_work(m, args, machine, lanes, rows, cols)
     mask = None
     if sparse:  # a seeded random mask, costed from the mask where lowering would draw one, else in distribution
         if args.k * args.n <= A.SPARSE_DRAW_LIMIT or args.level != "tile":
@@ -329,11 +331,6 @@ def cmd_simulate_kernel(args) -> int:
     if args.level in ("pe", "both"):
         from .runtime.pe_sim import core_sram_bytes, simulate_gemm
 
-        operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
-        if operands > L.MAX_PE_OPERAND_BYTES:
-            raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
-                             f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
-                             "or --level tile")
         need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
         if need > machine.usable_sram_bytes:
             raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
@@ -360,6 +357,29 @@ def cmd_simulate_kernel(args) -> int:
     if args.level == "both":
         print(f"tile vs pe: {100 * (tile.total - r.cycles) / r.cycles:+.2f}% ((tile - pe) / pe)")
     return 0 if ok else 1
+
+
+def _check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
+    """Refuse a PE-level run whose operands or simulated work (limits.py) are too large, before any is made."""
+    from .backends.gemm import fastest, gemm_time
+
+    operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
+    if operands > L.MAX_PE_OPERAND_BYTES:
+        raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
+                         f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
+                         "or --level tile")
+    # the tile model's cycles (dense: a sparse W only takes fewer) are the PE level's to within a few per cent
+    if args.density is not None or args.reduce != "auto":
+        est = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes,
+                        reduce="chain" if args.density is not None else args.reduce, resident_a=args.resident_a)
+    else:
+        est = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)[1]
+    work = est.total * rows * cols
+    if est.total > L.MAX_PE_SIM_CYCLES or work > L.MAX_PE_SIM_PE_CYCLES:
+        raise UsageError(f"the PE level would simulate about {est.total:,} cycles on {rows}x{cols} cores "
+                         f"({work:.2g} PE-cycles), more than its limits of {L.MAX_PE_SIM_CYCLES:,} cycles and "
+                         f"{L.MAX_PE_SIM_PE_CYCLES:.0e} PE-cycles (minutes to hours): use a smaller --m (the cycles "
+                         "grow with it), a larger mesh or a smaller --k/--n, or --level tile")
 
 
 def _lora_arguments(s: argparse.ArgumentParser) -> None:
