@@ -329,12 +329,8 @@ def cmd_simulate_kernel(args) -> int:
     head += f"; {reduce} reduce, A {'resident' if args.resident_a else 'streamed from the west edge'}"
     ok = True
     if args.level in ("pe", "both"):
-        from .runtime.pe_sim import core_sram_bytes, simulate_gemm
+        from .runtime.pe_sim import simulate_gemm
 
-        need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
-        if need > machine.usable_sram_bytes:
-            raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
-                             f"{machine.usable_sram_bytes}: use a larger mesh, a smaller matrix or --level tile")
         print(head)
         rng = np.random.default_rng(args.seed)
         a = rng.standard_normal((m, args.k), dtype=np.float32)
@@ -368,6 +364,12 @@ def _check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
         raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
                          f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
                          "or --level tile")
+    from .runtime.pe_sim import core_sram_bytes
+
+    need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
+    if need > machine.usable_sram_bytes:
+        raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
+                         f"{machine.usable_sram_bytes}: use a larger mesh, a smaller matrix or --level tile")
     # the tile model's cycles (dense: a sparse W only takes fewer) are the PE level's to within a few per cent
     if args.density is not None or args.reduce != "auto":
         est = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes,
