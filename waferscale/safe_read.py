@@ -208,9 +208,10 @@ def load_yaml(text: str, where: str) -> Any:
 
     Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     Loader.add_constructor("tag:yaml.org,2002:float", Loader.construct_yaml_float)
-    loader = Loader(text)
-    loader.sizes = {}
+    loader = None
     try:
+        loader = Loader(text)  # reads the first characters: may raise already
+        loader.sizes = {}
         return loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -223,4 +224,5 @@ def load_yaml(text: str, where: str) -> Any:
     except (ValueError, TypeError, OverflowError) as e:  # a value of a type it cannot be: !!timestamp 2001-13-45
         raise UsageError(f"{where}: not valid YAML ({short(str(e).splitlines()[0] if str(e) else e)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
