@@ -6,6 +6,7 @@ random JSON."""
 import functools
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +31,16 @@ def one_line_error(capsys, argv):
 
 
 @functools.cache
-def compiled() -> tuple[str, str]:
-    """report.json and placement.json of tiny on a 16x16 mesh (compiled once per session)."""
+def compiled_dir() -> Path:
+    """What `wafer compile` writes for tiny on a 16x16 mesh (compiled once per session)."""
     d = Path(tempfile.mkdtemp()) / "tiny"
     assert main(["compile", "tiny", "--seq", "8", "--target", "mesh:16x16", "-q", "-o", str(d)]) == 0
-    return (d / "report.json").read_text(), (d / "placement.json").read_text()
+    return d
+
+
+def compiled() -> tuple[str, str]:
+    """report.json and placement.json of tiny on a 16x16 mesh."""
+    return (compiled_dir() / "report.json").read_text(), (compiled_dir() / "placement.json").read_text()
 
 
 def report_dir(tmp: Path, report: str | bytes, placement: str | bytes | None = None) -> Path:
@@ -272,6 +278,21 @@ def test_ir_and_mlir_files_compile_or_say_why(capsys, data, suffix):
         f.write_bytes(data)
         argv = ["opt", f] if suffix == ".ir" else ["compile", f, "-q", "-o", Path(tmp) / "o"]
         assert main([str(a) for a in argv]) in (0, 2)
+        capsys.readouterr()
+
+
+@FUZZ
+@given(i=st.integers(0, 10 ** 6), number=st.sampled_from(["9" * 5000, "9" * 39, "1e999", "nan", "-1", "0", "1.5",
+                                                          "4294967296"]), compile_it=st.booleans())
+def test_an_ir_dump_with_a_doctored_number_compiles_or_says_why(capsys, i, number, compile_it):
+    text = (compiled_dir() / "model.ir").read_text()
+    spans = [m.span() for m in re.finditer(r"(?<![\w.%@])\d+(?:\.\d+)?(?![\w.])", text)]
+    a, b = spans[i % len(spans)]
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "m.ir"
+        f.write_text(text[:a] + number + text[b:])
+        argv = ["compile", f, "--target", "mesh:16x16", "-q", "-o", Path(tmp) / "o"] if compile_it else ["opt", f]
+        assert main([str(x) for x in argv]) in (0, 2)
         capsys.readouterr()
 
 
