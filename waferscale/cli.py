@@ -102,7 +102,7 @@ def _from_reports(d: Path, make):
     except KeyError as e:
         raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
                          "older waferscale? compile again") from None
-    except (TypeError, AttributeError, ValueError, IndexError, OverflowError):  # a section of the wrong shape
+    except (TypeError, AttributeError, ValueError, IndexError, ArithmeticError):  # a section of the wrong shape
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
 
