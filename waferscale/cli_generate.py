@@ -11,7 +11,7 @@ from .errors import UsageError
 
 
 def cmd_compile_generate(args) -> int:
-    from .driver import write_compiled
+    from .compiled import write_compiled
     from .generate import compile_generate
 
     for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
