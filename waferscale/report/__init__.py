@@ -1,4 +1,5 @@
-"""What a compile writes: report.json and report.txt (summary.py), the model's statistics
-(stats.py), placement.json and the wafer sections (wafer.py), the Chrome/Perfetto timeline
-(trace.py), the picture of the mesh (mesh_plot.py) and the interactive page report.html (html.py,
-page/; browser.py opens it in headless Chromium for its test and benchmark)."""
+"""What a compile writes: report.json, assembled for every mode by one function (assemble.py,
+its shape in report.schema.json) and report.txt (summary.py), the model's statistics (stats.py),
+placement.json and the wafer sections (wafer.py), the Chrome/Perfetto timeline (trace.py), the
+picture of the mesh (mesh_plot.py) and the interactive page report.html (html.py, page/;
+browser.py opens it in headless Chromium for its test and benchmark)."""
