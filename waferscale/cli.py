@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import limits as L
+from .cli_replay import add_replay_parser
 from .console import comma_names as _names
 from .console import progress as _log
 from .errors import UsageError, WaferError
@@ -80,18 +81,6 @@ def cmd_compile(args) -> int:
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
               f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
     return 0
-
-
-def cmd_replay(args) -> int:
-    from .compiled import write_compiled
-    from .driver import replay
-
-    c, same = replay(Path(args.dir), log=_log(args.quiet))
-    for p in write_compiled(c, Path(args.output)):
-        _log(args.quiet)(f"wrote {p}")
-    print(f"replayed {args.dir}/report.json's run -> {args.output}/: "
-          + ("the same report (but its host section)" if same else "a DIFFERENT report"))
-    return 0 if same else 1
 
 
 def _read_compiled(d: Path) -> tuple[dict, dict | None]:
@@ -442,12 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 
-    s = sub.add_parser("replay", help="compile again the run recorded in DIR/report.json (its run section) and "
-                       "write it to NEW; exits 1 if the report differs (but for its host section)")
-    s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")
-    s.add_argument("-o", "--output", required=True, metavar="NEW", help="the output directory of the replay")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    s.set_defaults(fn=cmd_replay)
+    add_replay_parser(sub)
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir")
