@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..frontend.traced import Traced
 from ..ir import Graph
 from ..passes import CompileState, Pass, PassRecord, parse_pipeline, run_pipeline
-from ..sources import Source, describe_source, replay_source, trace
+from ..sources import Source, describe_source, read_ir, replay_source, trace
 
 SPLITS = ("data", "pipeline")  # data parallel, or a pipeline of layers over the systems
 
@@ -106,8 +106,6 @@ class Context:
         self.records[name] = []
 
     def trace(self, name: str, *, batch: int | None = None, seq: int | None = None) -> Source:
-        from ..sources import read_ir
-
         r = self.run
         if isinstance(r.model, str) and r.model.endswith(".ir"):
             if r.seq is not None or r.batch != 1:

@@ -172,6 +172,7 @@ class Train(Mode):
                                 f"data parallel on {systems} systems" if systems > 1 else reason)
         state, wafer_records = wafer
         state = replace(state, placement=replace(state.placement, reason=f"{MODES[chosen]}: {reason}"))
+        # what baseline() and compare() need: the execution mode chosen, the step's state and graph
         self.chosen, self.state, self.train = chosen, state, train
         section = R.train_section(state, src, train, step, chosen, systems, batch, per_system, micro, need)
         ran = ctx.executed["step"]
