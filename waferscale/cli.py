@@ -11,6 +11,7 @@ from pathlib import Path
 from . import limits as L
 from .cli_checks import Help as _Help
 from .cli_checks import check_names, check_numbers
+from .cli_replay import add_replay_parser
 from .console import close_all
 from .console import comma_names as _names
 from .console import progress as _log
@@ -473,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --generate: tokens to generate (no default: --generate needs it)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
+
+    add_replay_parser(sub)
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")
