@@ -48,6 +48,7 @@ from .passes.placement_check import verify_placement
 from .passes.route import route
 from .passes.streaming import groups_of
 from .report.summary import to_json
+from .report.energy import decode_energy
 from .report.wafer import placement_json, wafer_report
 from .runtime.tile_sim import SimResult, simulate
 
@@ -311,6 +312,8 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     else:
         for i, s in enumerate(out):
             files[f"system-{i + 1}/placement.json"] = to_json(placement_json(s.decode))
+    report["energy"] = decode_energy(machine, [(p, s.decode.placement, s.decode.routing) for s in out for p in (
+        s.decode.program, _part(dlast, s.kernels, systems))], per_token, batch, systems)
     c["seconds"] = time.perf_counter() - t0
     c["peak_rss_bytes"] = peak_rss_bytes()
     header = f"# waferscale {__version__}: {model['name']} decode step, KV cache of {capacity} rows\n"

@@ -52,6 +52,7 @@ from .passes.recompute import recompute
 from .passes.route import RoutingError
 from .passes.streaming import largest_batch
 from .report.stats import model_stats
+from .report.energy import train_energy
 from .report.wafer import wafer_report
 from .runtime import train_time as TT
 from .runtime.stream_sim import simulate_streaming
@@ -210,6 +211,7 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     }
     report.update(wafer_report(state))
     report["train"] = train_section
+    report["energy"] = train_energy(state, train_section)
     if lora is not None:
         full = compile_training(spec_, batch=batch, seq=seq, dtype=dtype, seed=seed, target=target, mode=chosen,
                                 systems=systems, log=log).report["train"]
