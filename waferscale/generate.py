@@ -47,8 +47,8 @@ from .passes.place import place
 from .passes.placement_check import verify_placement
 from .passes.route import route
 from .passes.streaming import groups_of
-from .report.summary import to_json
 from .report.energy import decode_energy
+from .report.summary import to_json
 from .report.wafer import placement_json, wafer_report
 from .runtime.tile_sim import SimResult, simulate
 

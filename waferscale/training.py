@@ -51,8 +51,8 @@ from .passes.place import MODES, place
 from .passes.recompute import recompute
 from .passes.route import RoutingError
 from .passes.streaming import largest_batch
-from .report.stats import model_stats
 from .report.energy import train_energy
+from .report.stats import model_stats
 from .report.wafer import wafer_report
 from .runtime import train_time as TT
 from .runtime.stream_sim import simulate_streaming
