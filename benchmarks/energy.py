@@ -127,21 +127,25 @@ def main() -> None:
     write("energy", record, markdown(record))
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x >= 1e-3 else f"{100 * x:.1g}%"
+
+
 def markdown(record: dict) -> str:
     md = (f"# Energy per token\n\n`{record['command']}` on {record['machine']}. Forward: a batch through the "
           "layer-pipelined program (per token of the batch); decode: `--generate`, batch 1, the mean decode step "
           "(per generated token). Simulated and costed by waferscale/backends/energy.py (docs/energy.md): a model, "
           "not a measurement.\n\n"
-          "| model | target | run | mJ per token | tokens per J | average kW | fmac | sram | fabric | off-wafer "
+          "| model | target | run | J per token | tokens per J | average kW | fmac | sram | fabric | off-wafer "
           "| static |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in record["rows"]:
         if not r["ok"]:
             md += f"| {r['model']} | {r['target']} | {r['kind']} | {r['error'][:160]} ||||||||\n"
             continue
         sh = r["share_by_class"]
-        md += (f"| {r['model']} | {r['target']} | {r['kind']} (`{r['args']}`) | {1e3 * r['joules_per_token']:.4g} | "
-               f"{r['tokens_per_joule']:,.1f} | {r['average_watts'] / 1e3:.2f} | "
-               + " | ".join(f"{100 * sh[k]:.1f}%" for k in ("fmac", "sram", "fabric", "off_wafer", "static")) + " |\n")
+        md += (f"| {r['model']} | {r['target']} | {r['kind']} (`{r['args']}`) | {r['joules_per_token']:.4g} | "
+               f"{r['tokens_per_joule']:.3g} | {r['average_watts'] / 1e3:.2f} | "
+               + " | ".join(_pct(sh[k]) for k in ("fmac", "sram", "fabric", "off_wafer", "static")) + " |\n")
     s = record["sgemm"]
     pub = s["published"]
     md += (f"\n## Beside a published energy figure\n\n{pub['source']}: SGEMM of {pub['n']:,} x {pub['n']:,} on "
