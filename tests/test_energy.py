@@ -151,3 +151,14 @@ def test_a_sweep_row_has_tokens_per_joule(tiny):
     row = measure(tiny.graph, "lower,place,route,simulate", model="tiny", batch=1, seq=16, target="mesh:32x32")
     assert row["ok"] and row["tokens_per_joule"] > 0
     assert row["tokens_per_joule"] == pytest.approx(row["tokens_per_s"] / row["average_watts"])
+
+
+def test_weight_streamed_training_pays_for_its_weights_and_gradients_over_the_system_io():
+    from waferscale.training import compile_training
+
+    r = compile_training("tiny", batch=2, seq=16, target="mesh:64x64", mode="streaming").report
+    e, t = r["energy"], r["train"]
+    streamed = t["stream_in_bytes"] + t["stream_out_bytes"]
+    assert streamed > 0
+    assert e["events"]["off_wafer_bytes"] >= streamed  # and the token ids
+    assert e["joules_by_class"]["off_wafer"] >= streamed * e["model"]["io_pj_per_byte"] * 1e-12
