@@ -440,6 +440,12 @@ def summary(result: SweepResult, out: Path) -> str:
             lines.append(f"  {r['rows']:>5}x{r['cols']:<5} sram {r['sram_kib']:>4} KiB fmac {r['fmac']:>2} "
                          f"batch {r['batch']:>3} {r['mode']:<17} {r['tokens_per_s'] / 1e6:9.3f} M tokens/s  "
                          f"MFU {100 * r['mfu']:5.1f}%")
+    by_energy = sorted((r for r in rows if r["ok"] and r.get("tokens_per_joule")),
+                       key=lambda r: -r["tokens_per_joule"])[:3]
+    if by_energy:
+        lines.append("Most tokens per joule (energy model: backends/energy.py):")
+        lines += [f"  {r['rows']:>5}x{r['cols']:<5} batch {r['batch']:>3} {r['mode']:<17} "
+                  f"{r['tokens_per_joule']:,.0f} tokens/J at {r['average_watts'] / 1e3:.2f} kW" for r in by_energy]
     failed = [r for r in rows if not r["ok"]]
     for r in failed[:5]:
         lines.append(f"  failed {r['point']} {_label(r)} {r['mode_asked'] or 'pipeline'}: {_reason(r, 200)}")

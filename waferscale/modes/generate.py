@@ -39,6 +39,7 @@ from ..frontend.traced import Traced
 from ..ir import print_graph, verify
 from ..ir.ops.cache import cache_inputs
 from ..passes import CompileState, parse_pipeline, run_pipeline, spec
+from ..report.energy import decode_energy
 from ..report.summary import to_json
 from ..report.wafer import placement_json
 from ..sources import frontend_timings, model_section
@@ -257,8 +258,10 @@ class Generate(Mode):
                 files[f"system-{i + 1}/placement.json"] = to_json(placement_json(s.decode))
         header = f"# waferscale {__version__}: {model['name']} decode step, KV cache of {capacity} rows\n"
         g = dstate.graph
+        energy = decode_energy(machine, [(p, s.decode.placement, s.decode.routing) for s in out for p in (
+            s.decode.program, part_program(dlast, s.kernels, systems))], per_token, batch, systems)
         return Outcome(state, g, header + print_graph(g), model, c, spec(passes), gen, traced=dec, files=files,
-                       program=dprog)
+                       program=dprog, extra={"energy": energy})
 
 
 def decode_roofline_tokens_per_second(report: dict) -> float:

@@ -41,6 +41,7 @@ from ..passes import CompileState, parse_pipeline
 from ..passes.place import MODES, place
 from ..passes.route import RoutingError
 from ..passes.streaming import largest_batch
+from ..report.energy import train_energy
 from ..runtime import train_time as TT
 from ..version import __version__
 from . import train_report as R
@@ -184,7 +185,8 @@ class Train(Mode):
         c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
         c["wafer_stage_seconds"] = {r.name: r.seconds for r in wafer_records}
         pipeline = ",".join(ran) + "," + ",".join(r.spec for r in wafer_records)
-        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced)
+        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced,
+                       extra={"energy": train_energy(state, section)})
 
     def baseline(self, run: RunSpec) -> RunSpec | None:
         """Full fine-tuning beside LoRA, dense training beside sparse: the same model, batch and

@@ -14,6 +14,7 @@ from ..passes.base import CompileState
 from ..passes.place import MODES
 from ..runtime.bounds import critical_path
 from ..version import __version__
+from .energy import run_energy
 
 
 def model_flops(s: CompileState) -> int:
@@ -199,6 +200,7 @@ def wafer_report(s: CompileState) -> dict:
     sp = sparsity_section(s, [{"sparse": sparse_info(s, k.id)} for k in prog.kernels])
     if sp is not None:
         out["sparsity"] = sp
+    out["energy"] = run_energy(s)
     return out
 
 
