@@ -184,6 +184,9 @@ def test_zoo_moe_compiles_on_meta_with_a_target(tmp_path):
                  "-o", str(tmp_path / "out"), "-q"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["moe"]["routing"] == "zipf:1.2" and len(report["moe"]["experts"]) == 4
+    assert report["run"]["options"]["expert_routing"] == "zipf:1.2"  # replayed as it ran
+    assert main(["replay", str(tmp_path / "out"), "-o", str(tmp_path / "again"), "-q"]) == 0
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["moe"] == report["moe"]
     t = trace_lm("tiny-moe", seq=8, weights="meta")
     assert t.device == "meta" and t.graph.op_counts()["moe_experts"] == 2
     assert main(["compile", "tiny-moe", "--seq", "8", "--expert-routing", "zipf:0", "-o",
