@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UnsupportedError
 from ..ir.ops.moe import ACTIVATIONS
-from .aten import _binary, checked, converts
+from .aten import checked, converts, operands
 
 
 @torch.library.custom_op("waferscale::moe_experts", mutates_args=())
@@ -99,7 +99,8 @@ def _in_place(kind):
         if later:
             raise UnsupportedError(f"{imp.where()}: an in-place {kind} whose operand is read again after it "
                                    f"({', '.join(later)})")
-        return _binary(kind)(imp, args, kwargs)
+        a, b = operands(imp, args[0], args[1])
+        return checked(imp, imp.op(kind, a, b))
     return conv
 
 
