@@ -41,6 +41,10 @@ def main() -> None:
                             "prefill_tokens_per_s": g["prefill_tokens_per_second"],
                             "roofline_seconds_per_token": g["decode_roofline_seconds"],
                             "error_vs_published": rate / PUBLISHED["tokens_per_s"] - 1}
+        energy = out["report.json"].get("energy")
+        if energy:  # the energy model's (docs/energy.md): all systems together
+            record["decode"] |= {"joules_per_token": energy["joules_per_token"],
+                                 "average_watts": energy["average_watts"]}
     else:
         record["decode"] = {"systems": a.systems, "error": err}
     out, err = compile_outputs(MODEL, "--target", "wse3", "--seq", str(a.seq), "--expert-routing", a.routing)
@@ -68,7 +72,9 @@ def markdown(r: dict) -> str:
                   f"| tokens/s per user | {d['tokens_per_s_per_user']:,.0f} on {d['systems']} x WSE-3 | "
                   f"~{pub['tokens_per_s']:,.0f} ({pub['source']}, {pub['date']}) |",
                   f"| time to first token, {d['prompt_len']}-token prompt | {1e3 * d['ttft_seconds']:.1f} ms | "
-                  "not published |", "",
+                  "not published |",
+                  *([f"| energy per token (all systems) | {d['joules_per_token']:.2f} J at "
+                     f"{d['average_watts'] / 1e3:,.0f} kW | not published |"] if "joules_per_token" in d else []), "",
                   f"Error against the published rate: {100 * d['error_vs_published']:+.0f}%.", ""]
     if "error" in f:
         lines += [f"forward of {f['seq']} tokens on one WSE-3: {f['error']}", ""]
