@@ -73,7 +73,7 @@ def markdown(r: dict) -> str:
                   f"~{pub['tokens_per_s']:,.0f} ({pub['source']}, {pub['date']}) |",
                   f"| time to first token, {d['prompt_len']}-token prompt | {1e3 * d['ttft_seconds']:.1f} ms | "
                   "not published |",
-                  *([f"| energy per token (all systems) | {d['joules_per_token']:.2f} J at "
+                  *([f"| energy per token (all systems) | {d['joules_per_token']:,.0f} J at "
                      f"{d['average_watts'] / 1e3:,.0f} kW | not published |"] if "joules_per_token" in d else []), "",
                   f"Error against the published rate: {100 * d['error_vs_published']:+.0f}%.", ""]
     if "error" in f:
