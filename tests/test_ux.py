@@ -179,7 +179,7 @@ class _Terminal(io.StringIO):
 
 
 def test_details_are_one_status_line_on_a_terminal_and_nothing_elsewhere():
-    from waferscale.console import Progress
+    from waferscale.cli.console import Progress
 
     for stream in (_Terminal(), io.StringIO()):
         log = Progress(stream=stream)
