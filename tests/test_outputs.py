@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from waferscale.cli import info
-from waferscale.cli import main
+from waferscale.cli import info, main
 from waferscale.report import outputs
 
 MARKER = outputs.MARKER

@@ -75,7 +75,7 @@ def check_names(args) -> None:
         get_machine(target)
     if args.command == "compile" and not (args.train or args.generate or args.model.endswith(".ir")):
         from ..passes import parse_pipeline  # NumPy, not torch: the pipeline checked before the trace
-        from ..plan import plan_passes
+        from ..passes.plan import plan_passes
 
         plan_passes(parse_pipeline(args.pipeline) if args.pipeline is not None else None, args.target, [],
                     args.compile_to, args.mode, args.sparsity, _names(args.print_ir_after))
