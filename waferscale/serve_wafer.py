@@ -1,0 +1,178 @@
+"""The serving simulator's step costs from the wafer: the one place where ``waferscale.serve`` meets
+today's generation simulation (``generate.py``).
+
+The model is traced and placed once as ``wafer compile --generate`` does (the decode step, its KV
+cache of ``max_context`` rows for one sequence, layer-pipelined, over ``systems`` wafers), then the
+tile simulator runs that placement at other shapes: a decode step of ``b`` sequences at position
+``p`` (the decode graph lowered for ``b`` samples at ``p``), a prefill chunk of ``n`` tokens at
+position ``p`` (the prefill graph lowered for one sample of ``n`` tokens from ``p``), each over the
+systems as ``generate._run_seconds`` adds them. Those runs fill a grid of (batch, context) and
+(chunk, position); serving reads it by bilinear interpolation (``serve/costs.py``), and the error
+of that against direct simulation at random points is measured and reported.
+
+**KV capacity** (per system, then the least over systems, as every system holds its layers' share
+of every sequence): each attention kernel keeps its layer's keys and values on its own cores. It can
+grow into those cores' free SRAM (usable SRAM less everything the placed kernel keeps there), so a
+kernel holds ``max_context x (held + free) / held`` tokens, where ``held`` is what its cores hold
+now for one sequence of ``max_context`` rows; the model holds the least of those over its attention
+kernels, times one token's keys and values in every layer. Free SRAM on other kernels' cores or on
+unused cores is not counted: the KV cache would have to move there, which the placement does not
+do (our modelling choice; an upper bound would count it). Batches larger than the compile's one are
+simulated on the same rectangles (their SRAM is the KV budget's business, not the placement's).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+
+from .backends import assumptions as A
+from .backends.lowering import lower
+from .backends.machine import Machine, get_machine
+from .errors import UsageError
+from .generate import _part, _place, _run_seconds, _split, step_graphs
+from .ir.ops.cache import cache_inputs
+from .passes.route import route
+from .runtime.tile_sim import simulate
+from .serve.costs import GridCost, build_grid
+
+ERROR_POINTS = 8  # random points where the grid is checked against direct simulation
+MAX_ERROR = 0.05
+
+
+@dataclass
+class Placed:
+    """One placed model (on one region or a pipeline of systems) that simulates steps on demand."""
+
+    machine: Machine
+    parts: list  # [(kernels, placement, routing)] per system
+    decode_graph: object
+    prefill_graph: object
+    max_context: int
+    kv_bytes_per_token: int
+    kv_capacity_tokens: int
+    kv_detail: list
+    systems: int
+    seconds_simulating: float = 0.0
+
+    def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
+        t0 = time.perf_counter()
+        prog = lower(graph, samples, tokens, position)
+        sims = []
+        for ks, placement, _ in self.parts:
+            sub = _part(prog, ks, self.systems)
+            sims.append(simulate(sub, placement, route(sub, placement), chunk=chunk))
+        self.seconds_simulating += time.perf_counter() - t0
+        return _run_seconds(sims, self.machine)
+
+    def decode(self, batch: int, position: int) -> float:
+        return self._run(self.decode_graph, batch, 1, int(round(position)), 1)
+
+    def prefill(self, tokens: int, position: int) -> float:
+        return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
+
+
+def place_model(model: str, machine: Machine, *, max_context: int, systems: int = 1, dtype: str = "f16",
+                seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
+    p0 = prompt_len or max(1, min(max_context - 1, 64))  # the prefill graph is traced at p0 tokens
+    st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=1, dtype=dtype, seed=seed,
+                     machine=machine, log=log)
+    dgraph = st.decode_state.graph
+    dprog = lower(dgraph, 1, 1, p0)
+    parts, held_free = [], []
+    for i, ks in enumerate(_split(dprog, systems)):
+        sub = _part(dprog, ks, systems)
+        placement = _place(sub, machine, systems, i, log)
+        parts.append((ks, placement, route(sub, placement)))
+        for k, r in zip(sub.kernels, placement.rects):
+            if k.op.kind != "cached_attention":
+                continue
+            sram = k.model.sram(r.rows, r.cols)
+            held = sram.get("kv_cache", 0) * r.cores
+            free = (machine.usable_sram_bytes - sum(sram.values())) * r.cores
+            held_free.append({"system": i + 1, "kernel": k.name, "cores": r.cores, "held_bytes": held,
+                              "free_bytes": free, "tokens": max_context * (held + free) // held if held else 0})
+    kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
+    tokens = min(d["tokens"] for d in held_free)
+    return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // max_context, tokens,
+                  held_free, systems)
+
+
+def _grid_points(max_batch: int, max_context: int, chunk: int):
+    batches = sorted({1, max_batch} | {2**i for i in range(1, max_batch.bit_length()) if 2**i < max_batch})
+    contexts = sorted({1, max_context - 1} | {max_context * i // 4 for i in range(1, 4)})
+    chunks = sorted({chunk} | {2**i for i in range(chunk.bit_length()) if 2**i < chunk})
+    positions = sorted({0, max_context - chunk} | {(max_context - chunk) * i // 4 for i in range(1, 4)})
+    return batches, contexts, chunks, [p for p in positions if p >= 0]
+
+
+@dataclass
+class WaferCost:
+    cost: GridCost
+    placed: Placed
+    report: dict
+
+
+def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batch: int, chunk: int, systems: int = 1,
+                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0,
+                log=lambda msg: None) -> WaferCost:
+    """Place the model, simulate its steps on the grid, measure the interpolation error."""
+    machine = get_machine(target) if isinstance(target, str) else target
+    if chunk > max_context - 1:
+        chunk = max_context - 1
+    t0 = time.perf_counter()
+    placed = place_model(model, machine, max_context=max_context, systems=systems, dtype=dtype, seed=seed,
+                         prompt_len=chunk, log=log)
+    t_place = time.perf_counter() - t0
+    b, c, n, p = _grid_points(max_batch, max_context, chunk)
+    log(f"{what}simulating {len(b) * len(c)} decode steps and {len(n) * len(p)} prefill chunks for the cost grid")
+    t1 = time.perf_counter()
+    dgrid = build_grid(b, c, placed.decode)
+    pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)))
+    t_grid = time.perf_counter() - t1
+    cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
+                    max_context)
+    rng = random.Random(error_seed)
+    checks = []
+    for _ in range(ERROR_POINTS):
+        bb, cc = rng.randint(1, max_batch), rng.randint(1, max_context - 1)
+        checks.append({"kind": "decode", "batch": bb, "context": cc, "simulated": placed.decode(bb, cc),
+                       "interpolated": cost.decode(bb, cc)})
+        nn = rng.randint(1, chunk)
+        pp = rng.randint(0, max_context - nn)
+        checks.append({"kind": "prefill", "tokens": nn, "position": pp, "simulated": placed.prefill(nn, pp),
+                       "interpolated": cost.prefill(nn, pp)})
+    for x in checks:
+        x["error"] = abs(x["interpolated"] - x["simulated"]) / x["simulated"]
+    worst = max(x["error"] for x in checks)
+    report = {
+        "machine": machine.name, "rows": machine.rows, "cols": machine.cols, "systems": systems,
+        "max_context": max_context, "kv_bytes_per_token": placed.kv_bytes_per_token,
+        "kv_capacity_tokens": placed.kv_capacity_tokens, "kv_capacity_bytes": cost.kv_capacity_bytes,
+        "kv_capacity_basis": "the least, over attention kernels, of max_context x (held + free) / held: each "
+                             "layer's KV cache grows into the free SRAM of its own attention kernel's cores (usable "
+                             "SRAM less what the placed kernel keeps there); other cores' free SRAM is not counted",
+        "kv_kernels": placed.kv_detail,
+        "cores_used": [pl.cores_used for _, pl, _ in placed.parts],
+        "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
+        "interpolation": "bilinear, clamped at the grid's edges",
+        "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
+        "place_seconds": t_place, "grid_seconds": t_grid,
+    }
+    if worst > MAX_ERROR:
+        log(f"warning: {what}the cost grid's interpolation error reaches {100 * worst:.1f}%, above "
+            f"{100 * MAX_ERROR:.0f}% (report.json serve.costs.error_points)")
+    return WaferCost(cost, placed, report)
+
+
+def region(machine: Machine, fraction: float, first: bool) -> Machine:
+    """The rows of a mesh split at ``fraction``: the first region (prefill) or the rest (decode)."""
+    top = int(round(machine.rows * fraction))
+    if not 1 <= top < machine.rows:
+        raise UsageError(f"--split {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
+                         "a fraction strictly between 0 and 1")
+    rows = top if first else machine.rows - top
+    return replace(machine, name=f"{machine.name} ({'prefill' if first else 'decode'} region: {rows} of "
+                                 f"{machine.rows} rows)", rows=rows, fabric_rows=0, die_cores=0)
+
