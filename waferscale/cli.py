@@ -515,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_sweep)
 
+    from .cli_serve import add_parser as add_serve  # `wafer serve`: its options and handler live there
+
+    add_serve(sub)
+
     s = sub.add_parser("run", help="run a model in the NumPy interpreter")
     s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face causal LM config.json / folder")
     s.add_argument("--seq", type=int, default=None, help="tokens of random ids (default 32)")

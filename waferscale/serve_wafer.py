@@ -37,8 +37,9 @@ from .passes.route import route
 from .runtime.tile_sim import simulate
 from .serve.costs import GridCost, build_grid
 
-ERROR_POINTS = 8  # random points where the grid is checked against direct simulation
+ERROR_POINTS = 16  # random points where the grid is checked against direct simulation
 MAX_ERROR = 0.05
+REFINE = 0.01  # a grid axis gets a midpoint where the cost strays 1% from the line between its neighbours
 
 
 @dataclass
@@ -126,10 +127,11 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
                          prompt_len=chunk, log=log)
     t_place = time.perf_counter() - t0
     b, c, n, p = _grid_points(max_batch, max_context, chunk)
-    log(f"{what}simulating {len(b) * len(c)} decode steps and {len(n) * len(p)} prefill chunks for the cost grid")
+    log(f"{what}simulating decode steps and prefill chunks for the cost grid (from {len(b)} x {len(c)} and "
+        f"{len(n)} x {len(p)} points, refined where the cost bends)")
     t1 = time.perf_counter()
-    dgrid = build_grid(b, c, placed.decode)
-    pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)))
+    dgrid = build_grid(b, c, placed.decode, tol=REFINE)
+    pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)), tol=REFINE)
     t_grid = time.perf_counter() - t1
     cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
                     max_context)

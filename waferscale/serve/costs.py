@@ -63,9 +63,41 @@ class Grid:
         return {x: list(self.xs), y: list(self.ys), "seconds": [list(r) for r in self.values]}
 
 
-def build_grid(xs, ys, fn) -> Grid:
-    xs, ys = tuple(sorted(set(xs))), tuple(sorted(set(ys)))
-    return Grid(xs, ys, tuple(tuple(float(fn(x, y)) for y in ys) for x in xs))
+def _refine(points: list[int], f, tol: float, rounds: int) -> list[int]:
+    """Integer points of one axis, with midpoints added where f strays from the straight line between
+    its neighbours by more than ``tol`` (relative), up to ``rounds`` times."""
+    pts = sorted(set(points))
+    for _ in range(rounds):
+        new = []
+        for a, b in zip(pts, pts[1:]):
+            if b - a < 2:
+                continue
+            m = (a + b) // 2
+            fa, fb, fm = f(a), f(b), f(m)
+            if abs(fa + (fb - fa) * (m - a) / (b - a) - fm) > tol * fm:
+                new.append(m)
+        if not new:
+            break
+        pts = sorted(set(pts) | set(new))
+    return pts
+
+
+def build_grid(xs, ys, fn, *, tol: float = 0.0, rounds: int = 3) -> Grid:
+    """fn on the grid xs by ys; with ``tol``, each axis is first refined (``_refine``) along the grid's
+    first and last line of the other axis, where a cost's steps show."""
+    memo: dict = {}
+
+    def f(x, y):
+        if (x, y) not in memo:
+            memo[x, y] = float(fn(x, y))
+        return memo[x, y]
+
+    xs, ys = sorted(set(xs)), sorted(set(ys))
+    if tol > 0:
+        nx = set().union(*(_refine(xs, lambda x, y=y: f(x, y), tol, rounds) for y in (ys[0], ys[-1])))
+        ny = set().union(*(_refine(ys, lambda y, x=x: f(x, y), tol, rounds) for x in (xs[0], xs[-1])))
+        xs, ys = sorted(nx), sorted(ny)
+    return Grid(tuple(xs), tuple(ys), tuple(tuple(f(x, y) for y in ys) for x in xs))
 
 
 @dataclass(frozen=True)
