@@ -73,7 +73,8 @@ def test_wafer_serve_prints_a_latency_table_and_writes_the_same_requests_for_the
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     s = report["serve"]
     assert s["policy"] == "colocated" and s["summary"]["completed"] + s["summary"]["rejected"] == 60
-    assert s["max_interpolation_error"] <= MAX_ERROR and s["costs"]["all"]["decode_grid"]["batch"] == [1, 2, 4]
+    batches = s["costs"]["all"]["decode_grid"]["batch"]
+    assert s["max_interpolation_error"] <= MAX_ERROR and batches[0] == 1 and batches[-1] == 4
     rows = (tmp_path / "a" / "requests.jsonl").read_bytes()
     assert len(rows.splitlines()) == 60
     code, _, err = run_cli(capsys, *SERVE, "-o", str(tmp_path / "b"))
