@@ -22,21 +22,27 @@ def wafer():
 
 
 @pytest.fixture(scope="module")
+def single():
+    """Placed for one sequence, as `wafer compile --generate --batch 1` places it."""
+    return wafer_costs("tiny", TARGET, max_context=P + T, max_batch=1, chunk=P)
+
+
+@pytest.fixture(scope="module")
 def generate():
     return compile_generate("tiny", prompt_len=P, new_tokens=T, batch=1, target=TARGET).report["generate"]
 
 
-def test_a_single_requests_ttft_and_tpot_are_the_generate_figures(wafer, generate):
-    store = serve([Request(0, 0.0, P, T)], Colocated(wafer.cost, max_batch=4, chunk=P))
+def test_a_single_requests_ttft_and_tpot_are_the_generate_figures(single, generate):
+    store = serve([Request(0, 0.0, P, T)], Colocated(single.cost, max_batch=1, chunk=P))
     row = json.loads(store.jsonl())
     assert row["ttft"] == pytest.approx(generate["ttft_seconds"], rel=1e-9)
     assert row["tpot"] == pytest.approx(generate["decode_seconds_per_token"], rel=1e-9)
     assert row["e2e"] == pytest.approx(generate["generate_seconds"], rel=1e-9)
 
 
-def test_at_a_vanishing_rate_the_p99_latency_is_the_single_requests(wafer, generate):
+def test_at_a_vanishing_rate_the_p99_latency_is_the_single_requests(single, generate):
     reqs = synthetic(1e-2, 25, prompt=f"fixed:{P}", output=f"fixed:{T}", seed=0)
-    s = serve(reqs, Colocated(wafer.cost, max_batch=4, chunk=P)).summary()
+    s = serve(reqs, Colocated(single.cost, max_batch=4, chunk=P)).summary()
     assert s["completed"] == 25
     assert s["e2e_seconds"]["p99"] == pytest.approx(generate["generate_seconds"], rel=1e-9)
     assert s["ttft_seconds"]["p99"] == pytest.approx(generate["ttft_seconds"], rel=1e-9)
@@ -52,12 +58,13 @@ def test_the_cost_grid_is_within_five_percent_of_direct_simulation(wafer):
         assert abs(getattr(wafer.cost, x["kind"])(*args) - direct) <= MAX_ERROR * direct
 
 
-def test_kv_capacity_is_the_attention_cores_free_sram(wafer):
+def test_kv_capacity_is_the_attention_cores_free_sram(wafer, single):
     r = wafer.report
     assert r["kv_bytes_per_token"] == 2 * 2 * 4 * 16 * 2  # k and v, 2 layers, 4 heads of 16, f16
     assert r["kv_capacity_tokens"] == min(k["tokens"] for k in r["kv_kernels"]) > P + T
     k = r["kv_kernels"][0]
-    assert k["tokens"] == (P + T) * (k["held_bytes"] + k["free_bytes"]) // k["held_bytes"]
+    assert k["tokens"] == 4 * (P + T) * (k["held_bytes"] + k["free_bytes"]) // k["held_bytes"]
+    assert k["held_bytes"] >= 4 * single.report["kv_kernels"][0]["held_bytes"]  # placed for 4 caches
     assert r["kv_capacity_bytes"] == r["kv_capacity_tokens"] * r["kv_bytes_per_token"]
 
 

@@ -1,8 +1,9 @@
 """The serving simulator's step costs from the wafer: the one place where ``waferscale.serve`` meets
 today's generation simulation (``generate.py``).
 
-The model is traced and placed once as ``wafer compile --generate`` does (the decode step, its KV
-cache of ``max_context`` rows for one sequence, layer-pipelined, over ``systems`` wafers), then the
+The model is traced and placed once as ``wafer compile --generate --batch B`` does (the decode step
+of ``B = max_batch`` sequences, each with a KV cache of ``max_context`` rows, layer-pipelined, over
+``systems`` wafers), then the
 tile simulator runs that placement at other shapes: a decode step of ``b`` sequences at position
 ``p`` (the decode graph lowered for ``b`` samples at ``p``), a prefill chunk of ``n`` tokens at
 position ``p`` (the prefill graph lowered for one sample of ``n`` tokens from ``p``), each over the
@@ -11,14 +12,14 @@ systems as ``generate._run_seconds`` adds them. Those runs fill a grid of (batch
 of that against direct simulation at random points is measured and reported.
 
 **KV capacity** (per system, then the least over systems, as every system holds its layers' share
-of every sequence): each attention kernel keeps its layer's keys and values on its own cores. It can
-grow into those cores' free SRAM (usable SRAM less everything the placed kernel keeps there), so a
-kernel holds ``max_context x (held + free) / held`` tokens, where ``held`` is what its cores hold
-now for one sequence of ``max_context`` rows; the model holds the least of those over its attention
-kernels, times one token's keys and values in every layer. Free SRAM on other kernels' cores or on
-unused cores is not counted: the KV cache would have to move there, which the placement does not
-do (our modelling choice; an upper bound would count it). Batches larger than the compile's one are
-simulated on the same rectangles (their SRAM is the KV budget's business, not the placement's).
+of every sequence): each attention kernel keeps its layer's keys and values on its own cores, as
+many as the placement gave it for ``B`` caches of ``max_context`` rows. The cache can also grow
+into those cores' free SRAM (usable SRAM less everything the placed kernel keeps there), so a
+kernel holds ``B x max_context x (held + free) / held`` tokens, where ``held`` is what its cores
+hold for the ``B`` caches; the model holds the least of those over its attention kernels, times
+one token's keys and values in every layer. Free SRAM on other kernels' cores or on unused cores is
+not counted: the KV cache would have to move there, which the placement does not do (our modelling
+choice). Smaller batches are simulated on the same rectangles.
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ class Placed:
         return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
 
 
-def place_model(model: str, machine: Machine, *, max_context: int, systems: int = 1, dtype: str = "f16",
-                seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
+def place_model(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
+                dtype: str = "f16", seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
     p0 = prompt_len or max(1, min(max_context - 1, 64))  # the prefill graph is traced at p0 tokens
-    st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=1, dtype=dtype, seed=seed,
+    st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=max_batch, dtype=dtype, seed=seed,
                      machine=machine, log=log)
     dgraph = st.decode_state.graph
-    dprog = lower(dgraph, 1, 1, p0)
+    dprog = lower(dgraph, max_batch, 1, p0)  # placed for max_batch sequences' KV caches
     parts, held_free = [], []
     for i, ks in enumerate(_split(dprog, systems)):
         sub = _part(dprog, ks, systems)
@@ -92,12 +93,13 @@ def place_model(model: str, machine: Machine, *, max_context: int, systems: int 
             sram = k.model.sram(r.rows, r.cols)
             held = sram.get("kv_cache", 0) * r.cores
             free = (machine.usable_sram_bytes - sum(sram.values())) * r.cores
+            tokens = max_batch * max_context * (held + free) // held if held else 0
             held_free.append({"system": i + 1, "kernel": k.name, "cores": r.cores, "held_bytes": held,
-                              "free_bytes": free, "tokens": max_context * (held + free) // held if held else 0})
+                              "free_bytes": free, "tokens": tokens})
     kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
     tokens = min(d["tokens"] for d in held_free)
-    return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // max_context, tokens,
-                  held_free, systems)
+    return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // (max_batch * max_context),
+                  tokens, held_free, systems)
 
 
 def _grid_points(max_batch: int, max_context: int, chunk: int):
@@ -124,7 +126,8 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     if chunk > max_context - 1:
         chunk = max_context - 1
     t0 = time.perf_counter()
-    placed = place_model(model, machine, max_context=max_context, systems=systems, dtype=dtype, seed=seed,
+    placed = place_model(model, machine, max_context=max_context, max_batch=max_batch, systems=systems, dtype=dtype,
+                         seed=seed,
                          prompt_len=chunk, log=log)
     t_place = time.perf_counter() - t0
     b, c, n, p = _grid_points(max_batch, max_context, chunk)
@@ -153,9 +156,10 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "machine": machine.name, "rows": machine.rows, "cols": machine.cols, "systems": systems,
         "max_context": max_context, "kv_bytes_per_token": placed.kv_bytes_per_token,
         "kv_capacity_tokens": placed.kv_capacity_tokens, "kv_capacity_bytes": cost.kv_capacity_bytes,
-        "kv_capacity_basis": "the least, over attention kernels, of max_context x (held + free) / held: each "
-                             "layer's KV cache grows into the free SRAM of its own attention kernel's cores (usable "
-                             "SRAM less what the placed kernel keeps there); other cores' free SRAM is not counted",
+        "kv_capacity_basis": "the program is placed for max_batch KV caches of max_context rows; the least, over "
+                             "attention kernels, of max_batch x max_context x (held + free) / held: each layer's KV "
+                             "cache on its own attention kernel's cores, grown into their free SRAM (usable SRAM "
+                             "less what the placed kernel keeps there); other cores' free SRAM is not counted",
         "kv_kernels": placed.kv_detail,
         "cores_used": [pl.cores_used for _, pl, _ in placed.parts],
         "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
