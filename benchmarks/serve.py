@@ -75,16 +75,22 @@ def main() -> None:
     p.add_argument("--name", default="serve")
     args = p.parse_args()
 
+    from waferscale.errors import FitError
     from waferscale.serve.loop import serve
     from waferscale.serve.trace import read_trace, synthetic
 
     max_context = -(-(512 + 256) // 64) * 64  # the longest request the distributions give
     built, rows, speed = {}, [], {}
+    failed = {}
     for policy in args.policies.split(","):
-        pol, reports, seconds = costs(args, policy, max_context)
-        built[policy] = (pol, reports, seconds)
-    # speed: a 10,000-request trace through the colocated engine, read from a CSV file as a user's trace
-    pol, reports, grid_seconds = built[args.policies.split(",")[0]]
+        try:
+            built[policy] = costs(args, policy, max_context)
+        except FitError as e:  # recorded, not hidden: a split that does not fit
+            failed[policy] = str(e)
+            print(f"{policy}: {e}")
+    # speed: a 10,000-request trace through the first policy that placed, read from a CSV file as a user's trace
+    first = next(iter(built))
+    pol, reports, grid_seconds = built[first]
     reqs = synthetic(args.speed_rate, args.requests, prompt=PROMPT, output=OUTPUT, seed=1)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "trace.csv"
@@ -95,7 +101,7 @@ def main() -> None:
         t1 = time.perf_counter()
         store = serve(trace, fresh(pol, args, reports, max_context), slo_ttft=args.slo_ttft, slo_tpot=args.slo_tpot)
         t2 = time.perf_counter()
-    speed = {"policy": args.policies.split(",")[0], "requests": len(trace), "rate": args.speed_rate,
+    speed = {"policy": first, "requests": len(trace), "rate": args.speed_rate,
              "cost_grid_seconds": grid_seconds, "trace_read_seconds": t1 - t0, "serve_seconds": t2 - t1,
              "steps": store.steps, "under_30_s": (t2 - t0) < 30.0}
     print(f"{len(trace):,} requests: read in {t1 - t0:.2f} s, served in {t2 - t1:.2f} s ({store.steps:,} steps); "
@@ -118,7 +124,7 @@ def main() -> None:
     record = {"command": command(), "machine": machine(), "model": args.model, "target": args.target,
               "systems": args.systems, "prompt": PROMPT, "output": OUTPUT, "max_context": max_context,
               "max_batch": args.max_batch, "chunk": args.chunk, "split": args.split, "slo_ttft": args.slo_ttft,
-              "slo_tpot": args.slo_tpot, "speed": speed, "grids": grids, "rows": rows}
+              "slo_tpot": args.slo_tpot, "speed": speed, "grids": grids, "rows": rows, "failed": failed}
     md = [f"# Serving {args.model} on {on}", "", f"`{command()}` on {machine()}.", "",
           f"Requests: Poisson arrivals, prompt {PROMPT}, output {OUTPUT} tokens; max batch {args.max_batch}, "
           f"chunk {args.chunk}, KV rows per sequence {max_context}; SLOs: TTFT <= {args.slo_ttft} s, TPOT <= "
@@ -134,6 +140,7 @@ def main() -> None:
             if k != "build_seconds":
                 md.append(f"| {pol} | {k} | {v['grid_points']} | {100 * v['max_interpolation_error']:.2f}% | "
                           f"{v['kv_capacity_tokens']:,} | {v['place_seconds'] + v['grid_seconds']:.1f} |")
+    md += [f"| {pol} | - | did not place: {why} | | | |" for pol, why in failed.items()]
     md += ["", f"## Latency and goodput ({args.table_requests:,} requests per row)", "",
            "| policy | rate (req/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | E2E p99 (ms) | output tok/s | "
            "tok/s per user | goodput (req/s) | queue max | KV peak |",

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from .backends import assumptions as A
 from .backends.lowering import lower
 from .backends.machine import Machine, get_machine
-from .errors import UsageError
+from .errors import FitError, UsageError
 from .generate import _part, _place, _run_seconds, _split, step_graphs
 from .ir.ops.cache import cache_inputs
 from .passes.route import route
@@ -85,7 +85,13 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
     parts, held_free = [], []
     for i, ks in enumerate(_split(dprog, systems)):
         sub = _part(dprog, ks, systems)
-        placement = _place(sub, machine, systems, i, log)
+        try:
+            placement = _place(sub, machine, systems, i, log)
+        except FitError as e:
+            why = str(e)
+            why = why[:why.rfind("; use ")] if "; use " in why else why
+            raise FitError(f"serving places {max_batch} sequences' KV caches of {max_context} rows: {why}; use a "
+                           "smaller --max-batch or --max-context, more --systems or a bigger --target") from None
         parts.append((ks, placement, route(sub, placement)))
         for k, r in zip(sub.kernels, placement.rects):
             if k.op.kind != "cached_attention":
