@@ -21,19 +21,22 @@ def add_parser(sub) -> None:
     s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face causal LM config.json / folder")
     s.add_argument("--target", required=True, help="wse2, wse3 or mesh:RxC")
     s.add_argument("--systems", type=int, default=1, help="wafers, a pipeline of layers over them (disaggregated: "
-                   "split between prefill and decode by --split)")
+                   "split between prefill and decode by --split) (default 1)")
     s.add_argument("--trace", help="requests: CSV or JSONL with arrival seconds, prompt and output tokens (the Azure "
                    "LLM inference trace columns TIMESTAMP,ContextTokens,GeneratedTokens are read as they are)")
     s.add_argument("--rate", type=float, help="synthetic arrivals: requests per second (with --requests)")
     s.add_argument("--requests", type=int, help="synthetic arrivals: how many requests")
-    s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson", help="synthetic arrival process")
-    s.add_argument("--cv", type=float, default=1.0, help="gamma arrivals: the gaps' coefficient of variation")
+    s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson", help="synthetic arrival process "
+                   "(default poisson)")
+    s.add_argument("--cv", type=float, default=1.0, help="gamma arrivals: the gaps' coefficient of variation "
+                   "(default 1: as Poisson's)")
     s.add_argument("--prompt-dist", default="uniform:64,512", help="synthetic prompt tokens: fixed:N, uniform:LO,HI, "
                    "exp:MEAN or lognormal:MEDIAN,SIGMA (default uniform:64,512)")
     s.add_argument("--output-dist", default="uniform:16,256", help="synthetic output tokens, as --prompt-dist "
                    "(default uniform:16,256)")
     s.add_argument("--policy", choices=POLICIES, default="colocated", help="colocated: prefill and decode share every "
-                   "core; disaggregated: a prefill region and a decode region (or systems), the KV cache moved")
+                   "core; disaggregated: a prefill region and a decode region (or systems), the KV cache moved "
+                   "(default colocated)")
     s.add_argument("--split", type=float, default=0.5, help="disaggregated: the prefill share of the mesh's rows (or "
                    "of --systems) (default 0.5)")
     s.add_argument("--max-batch", type=int, default=64, help="sequences in a batch at most (default 64)")
@@ -43,8 +46,10 @@ def add_parser(sub) -> None:
                    "request, rounded up to 64); longer requests are rejected")
     s.add_argument("--slo-ttft", type=float, help="goodput: time to first token at most this many seconds")
     s.add_argument("--slo-tpot", type=float, help="goodput: time per output token at most this many seconds")
-    s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="weights and activations")
-    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic requests (and of random weights)")
+    s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="weights and activations "
+                   "(default f16)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic requests and of random weights "
+                   "(default 0)")
     s.add_argument("-o", "--output", help="output directory (default out/MODEL-serve)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_serve)
