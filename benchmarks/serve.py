@@ -28,10 +28,15 @@ def costs(args, policy: str, max_context: int):
     from waferscale.cli_serve import build_policy
 
     ns = argparse.Namespace(model=args.model, target=args.target, systems=args.systems, policy=policy,
-                            split=args.split, max_batch=args.max_batch, chunk=args.chunk, dtype="f16", seed=0)
+                            split=args.split, max_batch=max_batch(args, policy), chunk=args.chunk, dtype="f16", seed=0)
     t0 = time.perf_counter()
     pol, reports = build_policy(ns, max_context, print)
     return pol, reports, time.perf_counter() - t0
+
+
+def max_batch(args, policy: str) -> int:
+    own = args.disaggregated_max_batch if policy == "disaggregated" else None
+    return own or args.max_batch
 
 
 def fresh(policy, args, reports, max_context):
@@ -41,14 +46,15 @@ def fresh(policy, args, reports, max_context):
 
     chunk = min(args.chunk, max_context - 1)
     if isinstance(policy, Colocated):
-        return Colocated(policy.engine.cost, max_batch=args.max_batch, chunk=chunk)
+        return Colocated(policy.engine.cost, max_batch=max_batch(args, "colocated"), chunk=chunk)
     assert isinstance(policy.pre.cost, GridCost)
-    return Disaggregated(policy.pre.cost, policy.dec.cost, policy.link, max_batch=args.max_batch, chunk=chunk)
+    return Disaggregated(policy.pre.cost, policy.dec.cost, policy.link, max_batch=max_batch(args, "disaggregated"),
+                         chunk=chunk)
 
 
-def row(policy: str, rate: float, s: dict) -> dict:
+def row(policy: str, batch: int, rate: float, s: dict) -> dict:
     ms = lambda d, k: 1e3 * d[k] if d else None  # noqa: E731
-    return {"policy": policy, "rate": rate, "completed": s["completed"], "rejected": s["rejected"],
+    return {"policy": policy, "max_batch": batch, "rate": rate, "completed": s["completed"], "rejected": s["rejected"],
             "ttft_ms_p50": ms(s["ttft_seconds"], "p50"), "ttft_ms_p99": ms(s["ttft_seconds"], "p99"),
             "tpot_ms_p50": ms(s["tpot_seconds"], "p50"), "tpot_ms_p99": ms(s["tpot_seconds"], "p99"),
             "e2e_ms_p99": ms(s["e2e_seconds"], "p99"), "output_tokens_per_s": s["output_tokens_per_second"],
@@ -63,13 +69,14 @@ def main() -> None:
     p.add_argument("--target", default="wse3")
     p.add_argument("--systems", type=int, default=1)
     p.add_argument("--requests", type=int, default=10000)
-    p.add_argument("--rates", default="50,150,300")
-    p.add_argument("--speed-rate", type=float, default=100.0)
+    p.add_argument("--rates", default="4,12,24")
+    p.add_argument("--speed-rate", type=float, default=20.0)
     p.add_argument("--table-requests", type=int, default=2000)
     p.add_argument("--slo-ttft", type=float, default=0.5)
     p.add_argument("--slo-tpot", type=float, default=0.02)
     p.add_argument("--split", type=float, default=0.5)
-    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--disaggregated-max-batch", type=int, help="the disaggregated engines' (default: --max-batch)")
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--policies", default="colocated,disaggregated")
     p.add_argument("--name", default="serve")
@@ -111,7 +118,7 @@ def main() -> None:
             reqs = synthetic(rate, args.table_requests, prompt=PROMPT, output=OUTPUT, seed=2)
             s = serve(reqs, fresh(pol, args, reports, max_context), slo_ttft=args.slo_ttft,
                       slo_tpot=args.slo_tpot).summary()
-            rows.append(row(policy, rate, s))
+            rows.append(row(policy, max_batch(args, policy), rate, s))
             print(rows[-1])
     grids = {pol: {k: {"max_interpolation_error": v["max_interpolation_error"], "kv_capacity_bytes":
                        v["kv_capacity_bytes"], "kv_capacity_tokens": v["kv_capacity_tokens"],
@@ -126,7 +133,8 @@ def main() -> None:
               "max_batch": args.max_batch, "chunk": args.chunk, "split": args.split, "slo_ttft": args.slo_ttft,
               "slo_tpot": args.slo_tpot, "speed": speed, "grids": grids, "rows": rows, "failed": failed}
     md = [f"# Serving {args.model} on {on}", "", f"`{command()}` on {machine()}.", "",
-          f"Requests: Poisson arrivals, prompt {PROMPT}, output {OUTPUT} tokens; max batch {args.max_batch}, "
+          f"Requests: Poisson arrivals, prompt {PROMPT}, output {OUTPUT} tokens; max batch {args.max_batch} "
+          f"(disaggregated: {max_batch(args, 'disaggregated')} per engine), "
           f"chunk {args.chunk}, KV rows per sequence {max_context}; SLOs: TTFT <= {args.slo_ttft} s, TPOT <= "
           f"{args.slo_tpot} s; disaggregated split {args.split}.", "",
           "## Speed", "",
@@ -142,12 +150,13 @@ def main() -> None:
                           f"{v['kv_capacity_tokens']:,} | {v['place_seconds'] + v['grid_seconds']:.1f} |")
     md += [f"| {pol} | - | did not place: {why} | | | |" for pol, why in failed.items()]
     md += ["", f"## Latency and goodput ({args.table_requests:,} requests per row)", "",
-           "| policy | rate (req/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | E2E p99 (ms) | output tok/s | "
-           "tok/s per user | goodput (req/s) | queue max | KV peak |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| policy | max batch | rate (req/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | E2E p99 (ms) | "
+           "output tok/s | tok/s per user | goodput (req/s) | queue max | KV peak |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     f = lambda x: f"{x:,.2f}" if x is not None else "-"  # noqa: E731
     for r in rows:
-        md.append(f"| {r['policy']} | {r['rate']:g} | {f(r['ttft_ms_p50'])} / {f(r['ttft_ms_p99'])} | "
+        md.append(f"| {r['policy']} | {r['max_batch']} | {r['rate']:g} | "
+                  f"{f(r['ttft_ms_p50'])} / {f(r['ttft_ms_p99'])} | "
                   f"{f(r['tpot_ms_p50'])} / {f(r['tpot_ms_p99'])} | {f(r['e2e_ms_p99'])} | "
                   f"{r['output_tokens_per_s']:,.0f} | {r['tokens_per_s_per_user']:,.0f} | {r['goodput_rps']:,.1f} | "
                   f"{r['queue_max']:,} | {100 * r['kv_peak_fraction']:.1f}% |")
