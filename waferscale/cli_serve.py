@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                    "(default colocated)")
     s.add_argument("--split", type=float, default=0.5, help="disaggregated: the prefill share of the mesh's rows (or "
                    "of --systems) (default 0.5)")
-    s.add_argument("--max-batch", type=int, default=64, help="sequences in a batch at most (default 64)")
+    s.add_argument("--max-batch", type=int, default=16, help="sequences in a batch at most; the program is placed "
+                   "with this many KV caches (default 16)")
     s.add_argument("--chunk", type=int, default=512, help="prompt tokens per step at most (chunked prefill; default "
                    "512)")
     s.add_argument("--max-context", type=int, help="KV rows per sequence the program holds (default: the longest "
