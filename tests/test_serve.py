@@ -105,6 +105,10 @@ def test_beyond_capacity_the_queue_grows_and_goodput_saturates():
     for a, b in zip(tput, tput[1:]):  # throughput rises then saturates: monotone within noise
         assert b >= 0.95 * a
     assert tput[-1] == pytest.approx(tput[-2], rel=0.05)
+    good = [g for _, _, _, g in got]
+    for a, b in zip(good, good[1:]):  # goodput too: it rises, then stays (the SLO is on TPOT alone)
+        assert b >= 0.95 * a
+    assert good[-1] == pytest.approx(good[-2], rel=0.05)
     assert got[0][3] == pytest.approx(20, rel=0.1)  # light load: every request meets the SLO
 
 
