@@ -82,6 +82,8 @@ def test_wafer_serve_prints_a_latency_table_and_writes_the_same_requests_for_the
     assert s["policy"] == "colocated" and s["summary"]["completed"] + s["summary"]["rejected"] == 60
     batches = s["costs"]["all"]["decode_grid"]["batch"]
     assert s["max_interpolation_error"] <= MAX_ERROR and batches[0] == 1 and batches[-1] == 4
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "KV-cache occupancy over time" in html and "<polyline" in html and "<script" not in html
     rows = (tmp_path / "a" / "requests.jsonl").read_bytes()
     assert len(rows.splitlines()) == 60
     code, _, err = run_cli(capsys, *SERVE, "-o", str(tmp_path / "b"))

@@ -163,7 +163,11 @@ def cmd_serve(args) -> int:
         section["kv_moved_bytes"] = policy.moved_bytes
     report = {"version": __version__, "model": Path(args.model).name if args.model.endswith(".json") else args.model,
               "target": args.target, "serve": section}
-    replace_dir(out, {"report.json": to_json(report), "requests.jsonl": store.jsonl()}, command="serve")
+    from .serve.html import report_html
+
+    files = {"report.json": to_json(report), "requests.jsonl": store.jsonl(),
+             "report.html": report_html(report, table(s))}
+    replace_dir(out, files, command="serve")
     log.close()
     on = f"{args.systems} x {args.target}" if args.systems > 1 else args.target
     src = args.trace or f"{args.rate:g}/s {args.arrivals}"
