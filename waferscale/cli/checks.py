@@ -63,13 +63,13 @@ def check_names(args) -> None:
     """A model by zoo name, a --target and compile's pipeline, checked against their tables without
     importing torch: an unknown name is one line at once."""
     model = getattr(args, "model", None)
-    if isinstance(model, str) and args.command in ("compile", "run"):
+    if isinstance(model, str) and args.command in ("compile", "run", "serve"):
         if not (model.endswith((".mlir", ".ir", ".json")) or os.sep in model or os.path.exists(model)):
             from ..frontend.zoo import lookup
 
             lookup(model)
     target = getattr(args, "target", None)
-    if isinstance(target, str) and args.command in ("compile", "bench"):
+    if isinstance(target, str) and args.command in ("compile", "bench", "serve"):
         from ..backends.machine import get_machine
 
         get_machine(target)

@@ -7,11 +7,11 @@ import argparse
 
 from ..errors import UsageError
 from ..version import __version__
-from . import compile, info, kernel, opt, replay, report, run, studies
+from . import compile, info, kernel, opt, replay, report, run, serve, studies
 from .checks import Help as _Help
 
 # The command groups, in the order of `wafer --help`: each module's add_parser(sub) adds its commands.
-GROUPS = (info, compile, replay, report, opt, studies, run, kernel)
+GROUPS = (info, compile, replay, report, opt, studies, serve, run, kernel)
 
 
 class Parser(argparse.ArgumentParser):
