@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from waferscale import bench
 from waferscale.cli import main
+from waferscale.studies import bench
 
 
 @pytest.fixture(scope="module")

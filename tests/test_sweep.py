@@ -10,8 +10,8 @@ import pytest
 from waferscale.backends.machine import get_machine
 from waferscale.cli import main
 from waferscale.errors import WaferError
-from waferscale.sweep import COLUMNS, POINTS_FILE, pareto, run_sweep
-from waferscale.sweep_spec import load_spec, parse_spec
+from waferscale.studies.sweep import COLUMNS, POINTS_FILE, pareto, run_sweep
+from waferscale.studies.sweep_spec import load_spec, parse_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # five points of tiny: three fit, one mesh is too small to hold it, one mesh is impossible
@@ -105,7 +105,7 @@ def test_the_grid_is_in_axis_order_and_a_random_sample_is_seeded():
 
 
 def test_flags_make_the_same_spec_and_name_themselves_in_errors(tmp_path, capsys):
-    from waferscale.sweep_spec import flags_spec
+    from waferscale.studies.sweep_spec import flags_spec
 
     class Args:
         models, meshes, batch, seq, sram_kib = "tiny", "16x16,32x32,2x2", "1,2", "32", None
@@ -199,7 +199,7 @@ def test_cli_runs_a_spec_file_through_ray(local_ray, tmp_path, capsys):
 
 
 def test_a_bug_in_one_point_is_a_row_and_is_computed_again_by_the_next_run(tmp_path, monkeypatch):
-    import waferscale.sweep as sweep
+    import waferscale.studies.sweep as sweep
 
     real = sweep.measure
 

@@ -182,7 +182,7 @@ def cmd_passes(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from .studies import bench
 
     check_output(args.output, "bench")  # a bad -o is refused before the work, not after
     models = bench.models_arg(args.models) if args.models else list(bench.DEFAULT_MODELS)
@@ -207,8 +207,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep, summary
-    from .sweep_spec import flags_spec, load_spec, parse_spec
+    from .studies.sweep import run_sweep, summary
+    from .studies.sweep_spec import flags_spec, load_spec, parse_spec
 
     data, labels = flags_spec(args)
     if args.workers is not None and args.workers < 0:

@@ -23,9 +23,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..passes.pipeline import DEFAULT_WAFER, parse_pipeline
 from .measure import measure
-from .passes.pipeline import DEFAULT_WAFER, parse_pipeline
 
 DEFAULT_MODELS = ("cerebras-gpt-111m", "cerebras-gpt-1.3b")
 DEFAULT_TARGET = "wse2"
@@ -66,8 +66,8 @@ def given(pipelines: list[str]) -> list[Variant]:
 def run(models: list[str], variants: list[Variant], *, target: str = DEFAULT_TARGET, batch: int = DEFAULT_BATCH,
         seq: int | None = None, progress=None) -> list[dict]:
     """One row per (model, variant), models traced once each; speed-ups filled in."""
-    from .backends.machine import get_machine
-    from .frontend.lm import trace_lm
+    from ..backends.machine import get_machine
+    from ..frontend.lm import trace_lm
 
     get_machine(target)  # a bad target is one error before any tracing
     rows = []
@@ -173,7 +173,7 @@ def plot(rows: list[dict]) -> bytes:
 def write(rows: list[dict], out: Path) -> list[Path]:
     """bench.json, bench.csv, bench.txt (the printed table) and bench.png into ``out``, all written
     or none."""
-    from .report.summary import replace_dir
+    from ..report.summary import replace_dir
 
     files = {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
              "bench.txt": table(rows), "bench.png": plot(rows)}

@@ -32,9 +32,9 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from . import limits as L
-from .errors import UsageError
-from .safe_read import load_yaml, loads_json, read_text, short
+from .. import limits as L
+from ..errors import UsageError
+from ..safe_read import load_yaml, loads_json, read_text, short
 
 # axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
 # by the points of one model, dtype, batch and seq, which the grid keeps together)
@@ -256,7 +256,7 @@ def _number(v: Any) -> float | int | None:
 
 def _check(key: str, v: Any, bad) -> Any:
     """One value of an axis, checked and normalized."""
-    from .backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
+    from ..backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
 
     if key in ("model", "mode", "pipeline", "mesh", "dtype"):
         if not isinstance(v, str) or not v.strip():
@@ -272,7 +272,7 @@ def _check(key: str, v: Any, bad) -> Any:
                 raise bad(f"{short(v)} is not RxC (rows x columns, such as 128x128)")
             v = f"{int(m[1])}x{int(m[2])}"
         if key == "pipeline":
-            from .passes.pipeline import parse_pipeline
+            from ..passes.pipeline import parse_pipeline
 
             try:
                 parse_pipeline(v)
@@ -301,7 +301,7 @@ def sparsify(density: float) -> str:
 
 
 def _context(model: str, bad) -> int:
-    from .frontend.lm import arch, resolve
+    from ..frontend.lm import arch, resolve
 
     try:
         kind, entry = resolve(model)

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import limits as L
-from .errors import UsageError, WaferError
+from .. import limits as L
+from ..errors import UsageError, WaferError
+from ..report.outputs import open_dir
+from ..version import __version__
 from .measure import KEYS, measure
-from .report.outputs import open_dir
 from .sweep_spec import Point, Spec
-from .version import __version__
 
 POINTS_FILE = "points.jsonl"
 SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
@@ -85,7 +85,7 @@ def _task(p: Point) -> dict:
 def read_points(path: Path) -> dict[str, dict]:
     """The rows already in points.jsonl, by point id. A line that is not JSON (a torn line, from a kill)
     is skipped; one that is not UTF-8 was not written by a sweep (it writes ASCII JSON): one error line."""
-    from .safe_read import JsonSyntaxError, iter_lines, loads_json
+    from ..safe_read import JsonSyntaxError, iter_lines, loads_json
 
     done = {}
     if not path.exists():
@@ -148,7 +148,7 @@ class _Appender:
 def _traces(groups: dict[tuple, list[Point]], put, log) -> Iterator[tuple[Point, Any, str]]:
     """Yields (point, graph handle or None, trace error) group by group, tracing each group's graph
     as it is reached, so the first points run while the next graph is traced."""
-    from .frontend.lm import trace_lm
+    from ..frontend.lm import trace_lm
 
     for (model, dtype, batch, seq), points in groups.items():
         try:
@@ -406,7 +406,7 @@ def plot(spec: Spec, rows: list[dict]) -> bytes:
 
 def write_outputs(spec: Spec, rows: list[dict], out: Path) -> list[Path]:
     """sweep.csv, sweep.json, pareto.png (and sweep.parquet with pyarrow), each whole or not at all."""
-    from .report.summary import write_dir
+    from ..report.summary import write_dir
 
     files: dict[str, str | bytes] = {
         "sweep.csv": to_csv(rows),

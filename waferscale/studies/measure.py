@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from .errors import WaferError
-from .ir.graph import Graph
-from .passes.base import CompileState
-from .passes.pipeline import parse_pipeline, run_pipeline
-from .report.wafer import wafer_report
+from ..errors import WaferError
+from ..ir.graph import Graph
+from ..passes.base import CompileState
+from ..passes.pipeline import parse_pipeline, run_pipeline
+from ..report.wafer import wafer_report
 
 # The row's columns, in order (a failed point has the first ones and ``error``).
 KEYS = ("model", "target", "batch", "seq", "pipeline", "mode", "ok", "error", "compile_s", "kernels", "flows",
@@ -24,7 +24,7 @@ KEYS = ("model", "target", "batch", "seq", "pipeline", "mode", "ok", "error", "c
 def measure(graph: Graph, pipeline: str, *, model: str, batch: int, seq: int, target: str) -> dict:
     """The row of one point. A user error (does not fit, impossible mesh, bad pipeline) is a row
     with ``ok`` false and its one-line reason, never an exception."""
-    from .backends.machine import get_machine
+    from ..backends.machine import get_machine
 
     row = {"model": model, "target": target, "batch": batch, "seq": seq, "pipeline": pipeline}
     t0 = time.perf_counter()
