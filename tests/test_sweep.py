@@ -4,6 +4,7 @@ stopped here) with failing points and a resume."""
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -217,3 +218,37 @@ def test_a_bug_in_one_point_is_a_row_and_is_computed_again_by_the_next_run(tmp_p
     monkeypatch.setattr(sweep, "measure", real)
     r = run_sweep(spec, tmp_path, workers=0)
     assert (r.ran, r.resumed, r.internal) == (1, 2, []) and r.rows[1]["ok"]
+
+
+def test_a_sweep_over_a_training_option_runs_each_point_through_the_driver(tmp_path):
+    """mode: train with batch x systems: every point a training step compiled by the driver, its row
+    the report's figures (a step over 2 systems runs half the batch on each)."""
+    from waferscale.driver import compile_run
+    from waferscale.studies.measure import row_of
+
+    spec = parse_spec({"model": "tiny", "mode": "train", "batch": [2, 4], "systems": [1, 2], "seq": 16,
+                       "mesh": "64x64"})
+    points = spec.points()
+    assert [(p.run, p.batch, p.systems) for p in points] == [("train", 2, 1), ("train", 2, 2), ("train", 4, 1),
+                                                              ("train", 4, 2)]
+    result = run_sweep(spec, tmp_path / "s", use_ray=False)
+    assert result.failed == 0, [r["error"] for r in result.rows]
+    rows = {(r["batch"], r["systems"]): r for r in result.rows}
+    report = compile_run(points[3].run_spec()).report
+    assert report["train"]["systems"] == 2 and report["run"]["systems"] == 2
+    assert rows[4, 2]["seconds"] == row_of(report)["seconds"] == report["train"]["step_seconds"]
+    assert rows[4, 2]["cores"] == 2 * rows[4, 1]["cores"]
+    assert all(r["run"] == "train" and r["pipeline"].startswith("train:canonicalize,autodiff") for r in result.rows)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mode": ["train", "auto"]}, "mixes the driver's modes"),
+    ({"execution": "auto"}, "goes with mode: inference, train or generate"),
+    ({"mode": "train", "prompt_len": 4}, "generate's option"),
+    ({"mode": "generate", "prompt_len": 4}, "generate needs prompt_len and new_tokens"),
+    ({"mode": "train", "split": "tensor"}, "is not data or pipeline"),
+    ({"mode": "train", "lora": "fuse"}, "not a lora{...} pass"),
+])
+def test_a_bad_mode_axis_is_one_line(changes, message):
+    with pytest.raises(WaferError, match=re.escape(message)):
+        parse_spec({"model": "tiny", "mesh": "64x64", **changes})

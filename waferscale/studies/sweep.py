@@ -25,7 +25,7 @@ import json
 import os
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,13 @@ from .. import limits as L
 from ..errors import UsageError, WaferError
 from ..report.outputs import open_dir
 from ..version import __version__
-from .measure import KEYS, measure
+from .measure import KEYS, measure, measure_run
 from .sweep_spec import Point, Spec
 
 POINTS_FILE = "points.jsonl"
 SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
 AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
-                "clock_ghz", "io_gbs", "link_bytes")
+                "clock_ghz", "io_gbs", "link_bytes", "run", "systems", "split", "prompt_len", "new_tokens", "lora")
 # the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
 # whether it is on the Pareto front of tokens/s against cores
 COLUMNS = ("point", *AXIS_COLUMNS, *(k for k in KEYS if k not in ("model", "batch", "seq")), "pareto")
@@ -66,8 +66,10 @@ def run_point(graph, point: dict) -> dict:
     """One point's row (what a Ray task runs). A user error is a failed row (``measure``); anything
     else is a bug, kept as a failed row marked ``internal error`` with its traceback."""
     try:
-        return measure(graph, point["pipeline"], model=point["model"], batch=point["batch"], seq=point["seq"],
-                       target=point["target"])
+        where = {k: point[k] for k in ("model", "batch", "seq", "target")}
+        if point.get("run") is not None:  # a driven point: the driver compiles it, its row is its report's
+            return measure_run(point["run"], **where)
+        return measure(graph, point["pipeline"], **where)
     except Exception as e:  # one point's bug must not stop the sweep
         return _failed(point, f"{INTERNAL}{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                        traceback=traceback.format_exc())
@@ -79,7 +81,8 @@ def _failed(point: dict, error: str, **extra) -> dict:
 
 
 def _task(p: Point) -> dict:
-    return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target}
+    return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target,
+            "run": p.run_spec() if p.driven else None}
 
 
 def read_points(path: Path) -> dict[str, dict]:
@@ -150,7 +153,11 @@ def _traces(groups: dict[tuple, list[Point]], put, log) -> Iterator[tuple[Point,
     as it is reached, so the first points run while the next graph is traced."""
     from ..frontend.lm import trace_lm
 
-    for (model, dtype, batch, seq), points in groups.items():
+    for key, points in groups.items():
+        if key[0] == "driver":  # the driver traces it
+            yield points[0], "", ""
+            continue
+        model, dtype, batch, seq = key
         try:
             t = trace_lm(model, batch=batch, seq=seq, dtype=dtype, weights="meta")
             handle, error = put(t.graph), ""
@@ -217,7 +224,7 @@ def run_sweep(spec: Spec, out: str | Path, *, workers: int | None = None, addres
                 n_workers = _run_ray(todo, finish, workers, address, log)
             else:
                 for p, graph, error in _traces(todo, lambda g: g, log):
-                    finish(p, run_point(graph, _task(p)) if graph is not None else _failed(_task(p), error))
+                    finish(p, run_point(graph, _task(p)) if not error else _failed(_task(p), error))
     finally:
         appender.close()
         if bar is not None:
@@ -261,7 +268,7 @@ def _run_ray(todo: dict[tuple, list[Point]], finish, workers: int | None, addres
             if item is None:
                 return False
             p, graph, error = item
-            if graph is None:
+            if error:
                 finish(p, _failed(_task(p), error))
             else:
                 pending[remote.remote(graph, _task(p))] = p
@@ -307,7 +314,7 @@ def table_rows(points: list[Point], rows: list[dict]) -> list[dict]:
     """One flat row per point in COLUMNS order, ``pass_seconds`` kept at the end (sweep.json only)."""
     out = []
     for p, r in zip(points, rows):
-        axes = p.params() | {"mode_asked": p.mode}
+        axes = asdict(p) | {"mode_asked": p.mode}
         row = {c: axes[c] for c in AXIS_COLUMNS} | {k: r.get(k) for k in KEYS if k not in ("model", "batch", "seq")}
         row = {"point": p.id, **row, "pareto": False}
         row["pass_seconds"] = r.get("pass_seconds", {})

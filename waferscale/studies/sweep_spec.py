@@ -7,11 +7,20 @@ before anything runs, and the design points it stands for.
     batch: [1, 4]
     seq: 2048                        # default: each model's context
     mode: auto                       # pipelined | streaming | auto; or `pipeline:` (explicit pipelines)
+                                     # or a mode of the driver: inference | train | generate
+    execution: auto                  # with a driver mode: pipelined | streaming | auto
+    systems: [1, 2]                  # systems, and how the run spreads over them (split: data | pipeline)
+    prompt_len: 128                  # generate's lengths; lora: train's adapters (a lora{...} pass)
     mesh: [128x128, 256x256]         # or rows: [...] and cols: [...]
     sram_kib: [48, 96]
     fmac: [4, 8]
     clock_ghz: 1.1
     io_gbs: 150
+
+A point of the forward pass on one system is measured the quick way: the graph traced once and
+shared by every such point (``measure.measure``). Any other point (``mode: train`` or ``generate``,
+``systems`` > 1, a ``split``) is a ``RunSpec`` compiled by the driver, its row read from the report
+(``measure.measure_run``).
 
 A point is one value of every axis; its id is a hash of its parameters, so the same point has the
 same id in any spec, which is what lets a sweep resume. Points come out in grid order (the axes in
@@ -43,7 +52,8 @@ AXES = {
     "dtype": "f16, bf16 or f32",
     "batch": "positive integers",
     "seq": "positive integers (default: each model's context)",
-    "mode": "pipelined, streaming or auto",
+    "mode": "pipelined, streaming or auto (the execution mode); or inference, train or generate (the driver's mode)",
+    "execution": "pipelined, streaming or auto (the execution mode of a driver mode)",
     "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
     "density": "numbers in (0, 1]: the fraction of each linear weight kept (sparsify{density=D}; 1 is dense)",
     "mesh": "RxC strings such as 128x128",
@@ -54,8 +64,17 @@ AXES = {
     "clock_ghz": "positive numbers",
     "io_gbs": "positive numbers (GB/s of system I/O)",
     "link_bytes": "4 (bytes per link per cycle)",
+    "systems": "positive integers (systems the run spreads over)",
+    "split": "data or pipeline (how the run spreads over the systems)",
+    "prompt_len": "positive integers (generate's prompt)",
+    "new_tokens": "positive integers (generate's new tokens)",
+    "lora": "lora{...} pass strings (train: fine-tune adapters only)",
 }
+# axes with no effect at their default: left out of a point's id, so an older spec's points keep theirs
+QUIET = {"run": "inference", "systems": 1, "split": "", "prompt_len": 0, "new_tokens": 0, "lora": ""}
+RUN_MODES = ("inference", "train", "generate")
 OTHER_KEYS = {"name": "a string", "sample": "grid or {random: N, seed: S}"}
+SYNONYMS = {"sparsity": "density"}  # --sparsity's name for the density axis
 # a WSE-2's core and I/O (backends/machine.py); seq None: each model's context
 DEFAULTS = {"dtype": "f16", "batch": 1, "seq": None, "mode": "auto", "density": 1, "sram_kib": 48, "fmac": 4,
             "clock_ghz": 1.1, "io_gbs": 150, "link_bytes": 4}
@@ -81,9 +100,20 @@ class Point:
     clock_ghz: float
     io_gbs: float
     link_bytes: int
+    run: str = "inference"  # the driver's mode
+    systems: int = 1
+    split: str = ""  # "": the mode's default
+    prompt_len: int = 0
+    new_tokens: int = 0
+    lora: str = ""
 
     def params(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in QUIET or v != QUIET[k]}
+
+    @property
+    def driven(self) -> bool:
+        """Whether the point is compiled by the driver (any mode, several systems), not the quick way."""
+        return any(getattr(self, k) != v for k, v in QUIET.items())
 
     @property
     def id(self) -> str:
@@ -98,8 +128,22 @@ class Point:
 
     @property
     def trace_key(self) -> tuple[str, str, int, int]:
-        """Points with one key share one traced graph."""
-        return self.model, self.dtype, self.batch, self.seq
+        """Points with one key share one traced graph (a driven point traces its own)."""
+        return ("driver", self.id) if self.driven else (self.model, self.dtype, self.batch, self.seq)
+
+    def run_spec(self):
+        """The driver's spec of a driven point."""
+        from ..modes import RunSpec
+
+        sparsity = None if self.density >= 1 else float(self.density)
+        options = {"inference": {"sparsity": sparsity}, "train": {"lora": self.lora or None, "sparsity": sparsity},
+                   "generate": {"prompt_len": self.prompt_len, "new_tokens": self.new_tokens}}[self.run]
+        generate = self.run == "generate"
+        return RunSpec(self.model, self.run, options, target=self.target,
+                       execution=None if generate or self.mode in ("", "auto") else self.mode,
+                       systems=self.systems, split=self.split or None, batch=self.batch,
+                       seq=None if generate else self.seq, dtype=self.dtype, weights="meta",
+                       pipeline=self.pipeline if self.run == "inference" and not self.mode else None)
 
 
 def _text(v: float) -> str:  # a number as get_machine reads it: digits and a dot, no exponent
@@ -131,7 +175,14 @@ class Spec:
             p = {**DEFAULTS, **dict(zip(keys, combo))}
             if "mesh" in p:
                 p["rows"], p["cols"] = (int(x) for x in p.pop("mesh").split("x"))
-            if "pipeline" in p:
+            if p.get("mode") in RUN_MODES:
+                p["run"], p["mode"] = p["mode"], p.pop("execution", "auto")
+            p.pop("execution", None)
+            if p.get("run", "inference") == "generate":
+                p["seq"] = p["prompt_len"]  # the prefill's tokens (a decode step's are 1)
+            if p.get("run", "inference") != "inference":
+                p["pipeline"] = ""  # the mode's passes are fixed (the report's run.executed has them)
+            elif "pipeline" in p:
                 p["mode"] = ""
             else:
                 p["pipeline"] = WAFER_PIPELINE.format(mode=p["mode"])
@@ -178,7 +229,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
         return UsageError(f"{source}: {labels.get(key, f'key {short(key)}')}: {msg}")
 
     for key in data:
-        if key not in AXES and key not in OTHER_KEYS:
+        if key not in AXES and key not in OTHER_KEYS and key not in SYNONYMS:
             close = difflib.get_close_matches(str(key), [*AXES, *OTHER_KEYS], n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"{source}: unknown key {short(key)}{hint}; the keys are "
@@ -195,6 +246,12 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     if "density" in data and "pipeline" in data:
         raise bad("density", "give density or pipeline, not both (write sparsify{density=...} into the pipelines)")
 
+    if "sparsity" in data:
+        if "density" in data:
+            raise bad("sparsity", "give sparsity or density, not both (they are one axis)")
+        data = {("density" if k == "sparsity" else k): v for k, v in data.items()}
+        labels = {**labels, "density": labels.get("sparsity", "key sparsity")}
+    _check_modes(data, bad)
     axes: dict[str, tuple] = {}
     contexts = {}
     for key in AXES:
@@ -236,6 +293,35 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     return Spec(axes, sample, seed, name, tuple(sorted(contexts.items())))
 
 
+def _check_modes(data: dict[str, Any], bad) -> None:
+    """The driver's modes and the axes that belong to one of them."""
+    modes = data.get("mode", "auto")
+    modes = modes if isinstance(modes, list) else [modes]
+    run = [m for m in modes if m in RUN_MODES]
+    if not run:
+        if "execution" in data:
+            raise bad("execution", "goes with mode: inference, train or generate (else mode is the execution mode)")
+        run = ["inference"]
+    elif len(run) != len(modes):
+        raise bad("mode", f"mixes the driver's modes ({', '.join(RUN_MODES)}) with execution modes: give those "
+                          "under execution")
+    elif "pipeline" in data:
+        raise bad("pipeline", "goes with the forward pass (mode: auto, pipelined, streaming), not mode: "
+                              f"{', '.join(run)}")
+    for key, mode in (("prompt_len", "generate"), ("new_tokens", "generate"), ("lora", "train")):
+        if key in data and run != [mode]:
+            raise bad(key, f"is {mode}'s option: give it with mode: {mode} alone")
+    if "generate" in run and not ("prompt_len" in data and "new_tokens" in data):
+        raise bad("mode", "generate needs prompt_len and new_tokens")
+    if "generate" in run and ("seq" in data or "density" in data):
+        raise bad("seq" if "seq" in data else "density", "does not go with mode: generate (its lengths are "
+                  "prompt_len and new_tokens)")
+    splits = data.get("split", [])
+    for s in splits if isinstance(splits, list) else [splits]:
+        if s not in ("data", "pipeline"):
+            raise bad("split", f"{short(s)} is not data or pipeline")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -258,12 +344,23 @@ def _check(key: str, v: Any, bad) -> Any:
     """One value of an axis, checked and normalized."""
     from ..backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
 
-    if key in ("model", "mode", "pipeline", "mesh", "dtype"):
+    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora"):
         if not isinstance(v, str) or not v.strip():
             raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
         v = v.strip()
-        if key == "mode" and v not in MODES:
+        if key == "mode" and v not in MODES + RUN_MODES:
+            raise bad(f"{short(v)} is not one of {', '.join(MODES + RUN_MODES)}")
+        if key == "execution" and v not in MODES:
             raise bad(f"{short(v)} is not one of {', '.join(MODES)}")
+        if key == "lora":
+            from ..passes.pipeline import parse_pipeline
+
+            try:
+                (p,) = parse_pipeline(v)
+            except (UsageError, ValueError) as e:
+                raise bad(f"{short(v)} is not one lora{{...}} pass ({e})") from None
+            if p.name != "lora":
+                raise bad(f"{short(v)} is not a lora{{...}} pass")
         if key == "dtype" and v not in ("f16", "bf16", "f32"):
             raise bad(f"{short(v)} is not one of f16, bf16, f32")
         if key == "mesh":
@@ -281,7 +378,7 @@ def _check(key: str, v: Any, bad) -> Any:
             v = re.sub(r"\s+", "", v)
         return v
     n = _number(v)
-    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes"):
+    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes", "systems", "prompt_len", "new_tokens"):
         low = 0 if key in ("rows", "cols") else 1
         if not isinstance(n, int) or n < low:
             raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
