@@ -41,10 +41,10 @@ from ..passes import CompileState, parse_pipeline
 from ..passes.place import MODES, place
 from ..passes.route import RoutingError
 from ..passes.streaming import largest_batch
-from ..runtime import train_time as TT
 from ..version import __version__
 from . import train_report as R
 from .base import Context, Mode, Outcome, RunSpec, register_mode
+from .systems import swarmx_latency_cycles
 
 GRAPH_PIPELINE = "canonicalize,autodiff"
 MICRO_BATCH_TRIES = 6
@@ -138,7 +138,7 @@ class Train(Mode):
                     reason = (f"it fits: weights, gradients and optimizer state take {R.size_text(sum(need.values()))} "
                               f"of {R.size_text(usable)} usable")
         micro = per_system
-        latency = TT.swarmx_latency_cycles(systems, machine)
+        latency = swarmx_latency_cycles(systems, machine)
         if chosen == "streaming":
             # only the blocks' inputs stay in SRAM from the forward
             train = ctx.pipeline("train", CompileState(train, samples=per_system, tokens=tokens, log=log),
