@@ -105,3 +105,12 @@ def test_data_parallel_inference_scales_throughput():
 def test_a_bad_systems_run_is_one_line(kw, message):
     with pytest.raises(UsageError, match=message):
         run(**kw)
+
+
+def test_data_parallel_training_has_a_per_system_breakdown():
+    two = run("train", batch=4, systems=2)
+    validate(two)
+    s, t = two["systems"], two["train"]
+    assert two["run"]["split"] == "data" == s["split"] and len(s["detail"]) == 2
+    assert s["seconds"] == t["step_seconds"] and s["tokens_per_s"] == pytest.approx(t["tokens_per_s"])
+    assert s["swarmx_latency_seconds"] > 0 and s["reduce_bytes"] == t["stream_out_bytes"] > 0

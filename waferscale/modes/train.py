@@ -56,6 +56,7 @@ from . import train_report as R
 from .base import Context, Mode, Outcome, RunSpec, register_mode
 from .systems import (
     crossing_bytes,
+    data_parallel,
     link_section,
     part_program,
     pipeline_seconds,
@@ -209,7 +210,16 @@ class Train(Mode):
         c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
         c["wafer_stage_seconds"] = {r.name: r.seconds for r in wafer_records}
         pipeline = ",".join(ran) + "," + ",".join(r.spec for r in wafer_records)
-        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced)
+        extra = {}
+        if systems > 1:  # data parallel: every system runs its share of the batch (modes/systems.py)
+            one = {"cores_used": state.placement.cores_used, "batch": per_system, "micro_batch": micro,
+                   "step_seconds": section["step_seconds"], "stream_in_bytes": section["stream_in_bytes"],
+                   "stream_out_bytes": section["stream_out_bytes"]}
+            extra["systems"] = data_parallel(section["step_seconds"], per_system * tokens, systems, machine,
+                                             weight_bytes=section["stream_in_bytes"],
+                                             grad_bytes=section["stream_out_bytes"], streamed=True) \
+                | {"batch": batch, "batch_per_system": per_system, "detail": [one] * systems}
+        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced, extra=extra)
 
     def _pipeline(self, ctx: Context, graph_pipe: str) -> Outcome:
         """The step as a pipeline of layers over the systems (module docstring)."""

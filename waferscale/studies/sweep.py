@@ -444,9 +444,12 @@ def summary(result: SweepResult, out: Path) -> str:
     if front:
         lines.append("Pareto front (tokens/s against cores):")
         for r in front:
+            mfu = "    -" if r["mfu"] is None else f"{100 * r['mfu']:5.1f}"  # a decode's report has none
+            where = "" if r.get("systems", 1) == 1 else f" x{r['systems']} ({r['split'] or 'default'})"
+            what = "" if r.get("run", "inference") == "inference" else f" {r['run']}"
             lines.append(f"  {r['rows']:>5}x{r['cols']:<5} sram {r['sram_kib']:>4} KiB fmac {r['fmac']:>2} "
                          f"batch {r['batch']:>3} {r['mode']:<17} {r['tokens_per_s'] / 1e6:9.3f} M tokens/s  "
-                         f"MFU {100 * r['mfu']:5.1f}%")
+                         f"MFU {mfu}%{what}{where}")
     failed = [r for r in rows if not r["ok"]]
     for r in failed[:5]:
         lines.append(f"  failed {r['point']} {_label(r)} {r['mode_asked'] or 'pipeline'}: {_reason(r, 200)}")
