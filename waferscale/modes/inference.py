@@ -62,6 +62,9 @@ class Inference(Mode):
             if isinstance(run.model, str) and run.model.endswith(".ir"):
                 raise UsageError("not supported: --systems with a graph dump (its batch is its own): compile the "
                                  "model itself")
+            if run.split == "data" and run.example_inputs is not None:
+                raise UsageError("not supported: --split data with example inputs (their batch is their own): give "
+                                 "the model by name or config, or split pipeline")
             if run.split == "data" and run.batch % systems:
                 raise UsageError(f"--batch {run.batch} does not split evenly over --systems {systems}: give a "
                                  f"multiple of {systems} (or --split pipeline)")
