@@ -220,7 +220,7 @@ def test_a_bug_in_one_point_is_a_row_and_is_computed_again_by_the_next_run(tmp_p
     assert (r.ran, r.resumed, r.internal) == (1, 2, []) and r.rows[1]["ok"]
 
 
-def test_a_sweep_over_a_training_option_runs_each_point_through_the_driver(tmp_path):
+def test_a_sweep_over_a_training_option_runs_each_point_through_the_driver(tmp_path, capsys):
     """mode: train with batch x systems: every point a training step compiled by the driver, its row
     the report's figures (a step over 2 systems runs half the batch on each)."""
     from waferscale.driver import compile_run
@@ -239,6 +239,12 @@ def test_a_sweep_over_a_training_option_runs_each_point_through_the_driver(tmp_p
     assert rows[4, 2]["seconds"] == row_of(report)["seconds"] == report["train"]["step_seconds"]
     assert rows[4, 2]["cores"] == 2 * rows[4, 1]["cores"]
     assert all(r["run"] == "train" and r["pipeline"].startswith("train:canonicalize,autodiff") for r in result.rows)
+    # the same spec from a file through `wafer sweep`: every point read back, the summary names the mode
+    (tmp_path / "train.yaml").write_text("model: tiny\nmode: train\nbatch: [2, 4]\nsystems: [1, 2]\nseq: 16\n"
+                                         "mesh: 64x64\n")
+    assert main(["sweep", str(tmp_path / "train.yaml"), "--no-ray", "-q", "-o", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "4 resumed; 4 ok" in out and " train" in out
 
 
 @pytest.mark.parametrize("changes, message", [
