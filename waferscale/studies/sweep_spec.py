@@ -35,7 +35,6 @@ import hashlib
 import itertools
 import json
 import random
-import re
 from dataclasses import asdict, dataclass
 from math import prod
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 from .. import limits as L
 from ..errors import UsageError
 from ..safe_read import load_yaml, loads_json, read_text, short
+from .spec_values import check_modes, check_value, context, is_int
 
 # axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
 # by the points of one model, dtype, batch and seq, which the grid keeps together)
@@ -251,7 +251,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
             raise bad("sparsity", "give sparsity or density, not both (they are one axis)")
         data = {("density" if k == "sparsity" else k): v for k, v in data.items()}
         labels = {**labels, "density": labels.get("sparsity", "key sparsity")}
-    _check_modes(data, bad)
+    check_modes(data, bad)
     axes: dict[str, tuple] = {}
     contexts = {}
     for key in AXES:
@@ -265,19 +265,19 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
             raise bad(key, f"an empty list: give at least one value ({AXES[key]})")
         checked = []
         for v in values:
-            c = _check(key, v, lambda msg, k=key: bad(k, msg))
+            c = check_value(key, v, lambda msg, k=key: bad(k, msg))
             if c in checked:
                 raise bad(key, f"lists {short(v)} twice")
             checked.append(c)
         axes[key] = tuple(checked)
         if key == "model":
-            contexts = {m: _context(m, lambda msg: bad("model", msg)) for m in checked}
+            contexts = {m: context(m, lambda msg: bad("model", msg)) for m in checked}
 
     sample, seed = None, 0
     s = data.get("sample", "grid")
     if isinstance(s, dict) and set(s) <= {"random", "seed"} and "random" in s:
         sample, seed = s["random"], s.get("seed", 0)
-        if not _is_int(sample) or sample < 1 or not _is_int(seed):
+        if not is_int(sample) or sample < 1 or not is_int(seed):
             raise bad("sample", f"random and seed are integers, random at least 1 (got {short(s)})")
     elif s != "grid":
         raise bad("sample", f"{short(s)} is not grid or {{random: N, seed: S}}")
@@ -293,118 +293,8 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     return Spec(axes, sample, seed, name, tuple(sorted(contexts.items())))
 
 
-def _check_modes(data: dict[str, Any], bad) -> None:
-    """The driver's modes and the axes that belong to one of them."""
-    modes = data.get("mode", "auto")
-    modes = modes if isinstance(modes, list) else [modes]
-    run = [m for m in modes if m in RUN_MODES]
-    if not run:
-        if "execution" in data:
-            raise bad("execution", "goes with mode: inference, train or generate (else mode is the execution mode)")
-        run = ["inference"]
-    elif len(run) != len(modes):
-        raise bad("mode", f"mixes the driver's modes ({', '.join(RUN_MODES)}) with execution modes: give those "
-                          "under execution")
-    elif "pipeline" in data:
-        raise bad("pipeline", "goes with the forward pass (mode: auto, pipelined, streaming), not mode: "
-                              f"{', '.join(run)}")
-    for key, mode in (("prompt_len", "generate"), ("new_tokens", "generate"), ("lora", "train")):
-        if key in data and run != [mode]:
-            raise bad(key, f"is {mode}'s option: give it with mode: {mode} alone")
-    if "generate" in run and not ("prompt_len" in data and "new_tokens" in data):
-        raise bad("mode", "generate needs prompt_len and new_tokens")
-    if "generate" in run and ("seq" in data or "density" in data):
-        raise bad("seq" if "seq" in data else "density", "does not go with mode: generate (its lengths are "
-                  "prompt_len and new_tokens)")
-    splits = data.get("split", [])
-    for s in splits if isinstance(splits, list) else [splits]:
-        if s not in ("data", "pipeline"):
-            raise bad("split", f"{short(s)} is not data or pipeline")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v: Any) -> float | int | None:
-    """An int or float (a numeric string too, as flags give them); integral values become ints."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return None
-    if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
-        return None
-    return int(v) if float(v).is_integer() else v
-
-
-def _check(key: str, v: Any, bad) -> Any:
-    """One value of an axis, checked and normalized."""
-    from ..backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
-
-    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora"):
-        if not isinstance(v, str) or not v.strip():
-            raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
-        v = v.strip()
-        if key == "mode" and v not in MODES + RUN_MODES:
-            raise bad(f"{short(v)} is not one of {', '.join(MODES + RUN_MODES)}")
-        if key == "execution" and v not in MODES:
-            raise bad(f"{short(v)} is not one of {', '.join(MODES)}")
-        if key == "lora":
-            from ..passes.pipeline import parse_pipeline
-
-            try:
-                (p,) = parse_pipeline(v)
-            except (UsageError, ValueError) as e:
-                raise bad(f"{short(v)} is not one lora{{...}} pass ({e})") from None
-            if p.name != "lora":
-                raise bad(f"{short(v)} is not a lora{{...}} pass")
-        if key == "dtype" and v not in ("f16", "bf16", "f32"):
-            raise bad(f"{short(v)} is not one of f16, bf16, f32")
-        if key == "mesh":
-            m = re.fullmatch(r"(?:mesh:)?(\d+)x(\d+)", v)
-            if not m:
-                raise bad(f"{short(v)} is not RxC (rows x columns, such as 128x128)")
-            v = f"{int(m[1])}x{int(m[2])}"
-        if key == "pipeline":
-            from ..passes.pipeline import parse_pipeline
-
-            try:
-                parse_pipeline(v)
-            except UsageError as e:
-                raise bad(str(e)) from None
-            v = re.sub(r"\s+", "", v)
-        return v
-    n = _number(v)
-    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes", "systems", "prompt_len", "new_tokens"):
-        low = 0 if key in ("rows", "cols") else 1
-        if not isinstance(n, int) or n < low:
-            raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
-        if key == "link_bytes" and n != SIMULATED_LINK_BYTES:
-            raise bad(f"not supported: {LINK_BYTES_UNSUPPORTED}")
-        return n
-    if n is None or n <= 0:
-        raise bad(f"{short(v)} is not a positive number; it takes {AXES[key]}")
-    if key == "density":
-        if n > 1:
-            raise bad(f"{short(v)} is not in (0, 1]")
-    return n
-
-
 def sparsify(density: float) -> str:
     return f"sparsify{{density={float(density)!r}}}"
-
-
-def _context(model: str, bad) -> int:
-    from ..frontend.lm import arch, resolve
-
-    try:
-        kind, entry = resolve(model)
-    except UsageError as e:
-        raise bad(str(e)) from None
-    return entry.context if kind == "zoo" else arch(entry)["context"]
 
 
 def flags_spec(args) -> tuple[dict[str, Any], dict[str, str]]:
