@@ -114,3 +114,14 @@ def test_data_parallel_training_has_a_per_system_breakdown():
     assert two["run"]["split"] == "data" == s["split"] and len(s["detail"]) == 2
     assert s["seconds"] == t["step_seconds"] and s["tokens_per_s"] == pytest.approx(t["tokens_per_s"])
     assert s["swarmx_latency_seconds"] > 0 and s["reduce_bytes"] == t["stream_out_bytes"] > 0
+
+
+def test_wafer_compile_systems_split_pipeline_says_the_whole_run(tmp_path, capsys):
+    from waferscale.cli import main
+
+    assert main(["compile", "tiny", "--seq", "16", "--target", TARGET, "--systems", "2", "--split", "pipeline",
+                 "-q", "-o", str(tmp_path / "p")]) == 0
+    assert "2 systems (pipeline):" in capsys.readouterr().out
+    assert (tmp_path / "p" / "system-2" / "placement.json").exists()
+    assert main(["compile", "tiny", "--seq", "16", "--target", TARGET, "--split", "data", "-q"]) == 2
+    assert "add --systems N" in capsys.readouterr().err

@@ -90,6 +90,10 @@ def cmd_compile(args) -> int:
         print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
               f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
+    if "systems" in c.report:
+        s = c.report["systems"]
+        print(f"{s['systems']} systems ({s['split']}): {1e3 * s['seconds']:.3f} ms, {s['tokens_per_s'] / 1e6:.3f} M "
+              "tokens/s over all of them")
     return 0
 
 
