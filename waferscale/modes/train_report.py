@@ -18,6 +18,7 @@ from ..passes.place import MODES
 from ..passes.streaming import groups_of
 from ..report.stats import model_stats
 from ..runtime import train_time as TT
+from .systems import swarmx_section
 
 
 def size_text(n: float) -> str:
@@ -135,10 +136,7 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
     if mode == "pipelined":
         out["sram_bytes"] = dict(need, total=sum(need.values()), usable=m.cores * m.usable_sram_bytes)
     if systems > 1:
-        out["swarmx"] = {"levels": TT.swarmx_levels(systems), "fanout": A.SWARMX_FANOUT,
-                         "level_latency_seconds": A.SWARMX_LEVEL_LATENCY_S,
-                         "topology": "tree of 1:4 broadcast-reduce nodes (cerebras.net/glossary/swarmx); per-level "
-                                     "latency assumed (assumptions.py)"}
+        out["swarmx"] = swarmx_section(systems)
     return out
 
 
