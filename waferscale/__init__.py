@@ -9,7 +9,7 @@ __all__ = ["__version__", "compile"]
 
 def compile(model, example_inputs=None, *, target=None, pipeline=None, mode=None, batch=1, seq=None, dtype=None,
             weights="auto", seed=0, frontend="torch-export", print_ir_after=(), print_ir_after_all=False,
-            compile_to=None, sparsity=None, log=None):
+            compile_to=None, sparsity=None, log=None, quantize=None):
     """Compile a model and, with ``target``, place and simulate it on a machine.
 
     model: a zoo name (``"llama-3.1-8b"``), a Hugging Face causal LM config (a folder holding
@@ -20,6 +20,7 @@ def compile(model, example_inputs=None, *, target=None, pipeline=None, mode=None
     a model by name or config (seq None: its default), dtype (``f16``, ``bf16``, ``f32``) its
     weights and activations (None: f16, or a module's own); weights ``auto``, ``meta`` or ``random``.
     sparsity: keep this fraction of every linear weight but lm_head (``sparsify{density=...}``).
+    quantize: a quantize pass added after canonicalize, e.g. ``"quantize{weights=int8,group=0}"``.
 
     Returns a ``Compiled``: ``.report`` (report.json as a dict), ``.ir`` (the text IR), ``.graph``,
     ``.program``, ``.placement`` (placement.json as a dict), ``.summary()`` (report.txt),
@@ -34,4 +35,4 @@ def compile(model, example_inputs=None, *, target=None, pipeline=None, mode=None
     return compile_model(model, example_inputs, batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed,
                          frontend=frontend, target=target, pipeline=pipeline, print_ir_after=names,
                          print_ir_after_all=print_ir_after_all, compile_to=compile_to, mode=mode,
-                         sparsity=sparsity, log=log or (lambda msg: None))
+                         sparsity=sparsity, log=log or (lambda msg: None), quantize=quantize)

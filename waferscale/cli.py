@@ -11,6 +11,8 @@ from pathlib import Path
 from . import limits as L
 from .cli_checks import Help as _Help
 from .cli_checks import check_names, check_numbers
+from .cli_quant import add_arguments as add_quant_arguments
+from .cli_quant import quantize_run, quantize_spec
 from .console import close_all
 from .console import comma_names as _names
 from .console import progress as _log
@@ -77,7 +79,8 @@ def cmd_compile(args) -> int:
     c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
+                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity,
+                           quantize=quantize_spec(args))
     for p in c.write(out):
         log(f"wrote {p}")
     log.close()
@@ -266,6 +269,10 @@ def cmd_run(args) -> int:
         for flag in ("data", "lr", "lora", "sparsity"):
             if getattr(args, flag, None) is not None:
                 raise UsageError(f"--{flag} is an option of training: add --train")
+    quantize_spec(args)  # a bad --weights, --group or --kv-dtype is one line before the trace
+    if args.weights not in (None, "f16") and (args.train or args.generate):
+        raise UsageError("not supported: --weights with --train or --generate in `wafer run` (the forward only; "
+                         "`wafer compile --generate --weights` models generation's cost)")
     if args.generate:
         from .cli_generate import cmd_run_generate
 
@@ -278,9 +285,10 @@ def cmd_run(args) -> int:
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
-    log(f"interpreting {len(t.graph.ops)} ops")
+    graph, weights = quantize_run(args, t.graph, t.weights, log)
+    log(f"interpreting {len(graph.ops)} ops")
     t0 = time.perf_counter()
-    (logits,) = run(t.graph, {t.graph.inputs[0].name: ids}, t.weights)
+    (logits,) = run(graph, {graph.inputs[0].name: ids}, weights)
     print(f"{t.info['name']}: logits {list(logits.shape)} in {time.perf_counter() - t0:.2f} s")
     if not args.compare:
         return 0
@@ -448,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
                    "mask on the meta device); with --train, sparse training: the backward's products and the "
                    "weight gradients skip the pruned weights, gradients stream out compressed (default: dense)")
+    add_quant_arguments(s)
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}' (default: canonicalize; with --target "
@@ -545,7 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", default=None, help="with --generate: the prompt text (default 'Hello, wafer')")
     s.add_argument("--new-tokens", type=int, default=None, metavar="T",
                    help="with --generate: tokens to generate (default 16)")
-    s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
+    s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4; with --weights, "
+                   "the quantised weights' expected error)")
+    add_quant_arguments(s)
     s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
     s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
     s.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 6e-4, Cerebras-GPT 111M's)")

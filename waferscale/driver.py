@@ -235,7 +235,7 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
                   weights: str = "auto", seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
                   compile_to: str | None = None, mode: str | None = None, sparsity: float | None = None,
-                  log=lambda msg: None) -> Compiled:
+                  log=lambda msg: None, quantize: str | None = None) -> Compiled:
     """The one compile behind ``waferscale.compile`` and ``wafer compile``. spec_ is a zoo name, a
     Hugging Face config (a folder, its config.json, or a ``PretrainedConfig``), a torch-dialect
     ``.mlir`` file, a text ``.ir`` graph, or an ``nn.Module`` traced on ``example_inputs``. seq None
@@ -250,7 +250,7 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
     _check_source(spec_)
 
     def plan(done: list[Pass]) -> list[Pass]:
-        return plan_passes(given, target, done, compile_to, mode, sparsity, print_ir_after)
+        return plan_passes(given, target, done, compile_to, mode, sparsity, print_ir_after, quantize)
 
     if isinstance(spec_, str) and spec_.endswith(".ir"):
         if seq is not None or batch != 1:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from . import __version__
 from .backends import assumptions as A
+from .backends.fit import systems_needed
 from .backends.lowering import lower
 from .backends.machine import Machine, get_machine
 from .backends.program import IO, RESIDENT, Placement, Program, sub_program
@@ -175,7 +176,8 @@ class Steps:
 
 
 def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f32", seed: int = 0,
-                weights: str = "auto", machine: Machine | None = None, log=lambda msg: None) -> Steps:
+                weights: str = "auto", machine: Machine | None = None, log=lambda msg: None,
+                quantize: str | None = None) -> Steps:
     """Trace the model as a step of generation over the prompt and over one token, give both a KV
     cache of prompt_len + new_tokens rows, and run the graph passes (canonicalize, fuse) on them."""
     check_options(prompt_len, new_tokens, batch, 1)
@@ -185,7 +187,8 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
                    positions=True)
     # canonicalize first: it folds the repetition of grouped-query key/value heads into the attention,
     # so the caches hold the key/value heads once
-    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,fuse")
+    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,"
+                            + (f"{quantize}," if quantize else "") + "fuse")
     dstate, records = run_pipeline(CompileState(verify(dec.graph), samples=batch, tokens=1, position=prompt_len,
                                                 machine=machine, log=log), passes, log=log)
     pstate, _ = run_pipeline(CompileState(verify(pre.graph), samples=batch, tokens=prompt_len, machine=machine,
@@ -195,7 +198,7 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
 
 def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f16",
                      target: str | None = None, systems: int = 1, seed: int = 0, weights: str = "auto",
-                     log=lambda msg: None) -> Compiled:
+                     log=lambda msg: None, quantize: str | None = None) -> Compiled:
     t0 = time.perf_counter()
     if target is None:
         raise UsageError("--generate simulates the prefill and the decode steps on a machine: give --target wse2, "
@@ -206,7 +209,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     check_options(prompt_len, new_tokens, batch, systems)
     machine = get_machine(target)
     st = step_graphs(spec_, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch, dtype=dtype, seed=seed,
-                     weights=weights, machine=machine, log=log)
+                     weights=weights, machine=machine, log=log, quantize=quantize)
     dec, pre, dstate, pstate, drecords, capacity, graph_passes = (st.decode, st.prefill, st.decode_state,
                                                                   st.prefill_state, st.records, st.capacity, st.passes)
     first, last = prompt_len, prompt_len + max(new_tokens - 2, 0)
@@ -265,6 +268,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
                                  f"read ports on {systems} system(s))",
         "prefill_tokens_per_second": batch * prompt_len / ttft,
         "weight_bytes": param_bytes,
+        "fit": systems_needed(param_bytes, kv_total, machine),
         "systems_detail": [{
             "kernels": len(s.kernels), "first_kernel": dprog.kernels[s.kernels[0]].name,
             "last_kernel": dprog.kernels[s.kernels[-1]].name, "cores_used": s.decode.placement.cores_used,

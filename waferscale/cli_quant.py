@@ -1,0 +1,55 @@
+"""``--weights`` and ``--kv-dtype``: quantised weights (``passes/quantize.py``) on the command line of
+``wafer compile`` (plain and ``--generate``) and ``wafer run`` (the interpreter, ``--compare``
+against PyTorch's unquantised logits)."""
+
+from __future__ import annotations
+
+from .errors import UnsupportedError, UsageError
+
+# --compare's default tolerance with quantised weights: the relative error of the logits (max |diff| /
+# max |logit|), twice the worst relative rounding of one weight (int8: 1/254 of its group's max|w|;
+# int4: 1/14; fp8 e4m3: 2^-4 of itself). One weight's relative step is what a product's relative error
+# stays near when the errors of K weights add in quadrature against the K-fold sum; the 2 is margin
+# for the layers it passes through (tests/test_quantize.py checks each GEMM against its exact bound).
+COMPARE_TOL = {"int8": 2 / 254, "int4": 2 / 14, "fp8": 2 * 2.0**-4}
+
+
+def add_arguments(s) -> None:
+    s.add_argument("--weights", choices=["f16", "int8", "int4", "fp8"], default=None,
+                   help="store linear weights quantised, with f16 scales per output channel (or per --group): adds "
+                   "quantize{weights=...,group=...} to the pipeline (default: the model's dtype)")
+    s.add_argument("--group", type=int, default=None, metavar="G",
+                   help="with --weights: G weights along the input dimension share a scale (default 0: one scale "
+                   "per output channel)")
+    s.add_argument("--kv-dtype", choices=["f16", "int8", "fp8"], default=None,
+                   help="the KV cache's dtype (only f16, the model's, is modelled; int8/fp8 are refused)")
+
+
+def quantize_spec(args) -> str | None:
+    """The quantize pass the options ask for, or None."""
+    kv = getattr(args, "kv_dtype", None)
+    if kv not in (None, "f16"):
+        raise UnsupportedError(f"--kv-dtype {kv} (the KV cache is held in the model's dtype; a "
+                               "quantised cache is not modelled yet): drop --kv-dtype")
+    weights, group = getattr(args, "weights", None), getattr(args, "group", None)
+    if group is not None and weights in (None, "f16"):
+        raise UsageError("--group is the scale group of quantised weights: add --weights int8, int4 or fp8")
+    if group is not None and group < 0:
+        raise UsageError(f"--group {group} must be >= 0 (0: one scale per output channel)")
+    if weights in (None, "f16"):
+        return None
+    return f"quantize{{weights={weights},group={group or 0}}}"
+
+
+def quantize_run(args, graph, weights, log):
+    """The traced graph and weights with quantised weights (``wafer run --weights``), or as they are."""
+    q = quantize_spec(args)
+    if q is None:
+        return graph, weights
+    from .passes import CompileState, parse_pipeline, run_pipeline
+
+    state, _ = run_pipeline(CompileState(graph, samples=1, tokens=1, weights=weights, log=log), parse_pipeline(q))
+    log(f"{q}: {state.graph.op_counts().get('dequantize', 0)} weights quantised")
+    if args.tol == 1e-4:  # the default: the quantised weights' expected error instead
+        args.tol = COMPARE_TOL[args.weights]
+    return state.graph, state.weights
