@@ -185,9 +185,10 @@ def test_int8_llama_70b_needs_fewer_wse3s_than_f16():
 # -- command line --------------------------------------------------------------------------------
 
 def test_wafer_run_weights_int8_compares_within_its_bound(capsys):
-    assert main(["run", "tiny", "--seq", "8", "--weights", "int8", "--compare", "-q"]) == 0
+    assert main(["run", "tiny-llama", "--seq", "8", "--weights", "int8", "--compare", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "tolerance 8e-03): ok" in out
+    err = float(out.split("error vs PyTorch eager: ")[1].split()[0])
+    assert 1e-4 < err < 4 / 254 and "tolerance 2e-02): ok" in out  # quantised: well above f32's error, within 4 steps
 
 
 def test_quantised_kv_cache_is_refused_in_one_line(capsys):

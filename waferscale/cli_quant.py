@@ -7,11 +7,11 @@ from __future__ import annotations
 from .errors import UnsupportedError, UsageError
 
 # --compare's default tolerance with quantised weights: the relative error of the logits (max |diff| /
-# max |logit|), twice the worst relative rounding of one weight (int8: 1/254 of its group's max|w|;
-# int4: 1/14; fp8 e4m3: 2^-4 of itself). One weight's relative step is what a product's relative error
-# stays near when the errors of K weights add in quadrature against the K-fold sum; the 2 is margin
-# for the layers it passes through (tests/test_quantize.py checks each GEMM against its exact bound).
-COMPARE_TOL = {"int8": 2 / 254, "int4": 2 / 14, "fp8": 2 * 2.0**-4}
+# max |logit|) expected, not a bound. One weight's relative rounding step is 1/254 of its group's max|w|
+# (int8), 1/14 (int4) or 2^-4 of itself (fp8 e4m3); on the zoo's tiny configs the logits' error measured
+# 0.25 to 2.7 such steps (benchmarks/results/quantization.md: the layers compound it), so the tolerance is
+# 4 steps. The bound that holds for every product is checked GEMM by GEMM in tests/test_quantize.py.
+COMPARE_TOL = {"int8": 4 / 254, "int4": 4 / 14, "fp8": 4 * 2.0**-4}
 
 
 def add_arguments(s) -> None:
