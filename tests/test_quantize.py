@@ -89,7 +89,7 @@ def test_quantised_graph_prints_and_parses_back():
     assert "param %w : i4[40,96]" in text and "param %w.scale : f16[40,3]" in text
     assert 'dequantize %w, %w.scale {axis=1, dtype="f32", group=32} : f32[40,96]' in text
     assert print_graph(verify(parse(text))) == text
-    assert parse_pipeline("quantize{weights=int4,group=32}")[0].spec() == "quantize{weights=int4,group=32}"
+    assert parse_pipeline("quantize{weights=int4,group=32}")[0].spec() == "quantize{weights=int4,group=32,kv=f16}"
 
 
 @pytest.mark.parametrize("text,words", [("quantize{weights=int2}", "int2"), ("quantize{group=-1}", "group=-1")])
@@ -143,8 +143,8 @@ def test_quantised_gemm_holds_fewer_bytes_per_core_and_pays_a_dequantise():
 def test_streaming_moves_the_quantised_bytes():
     f16 = compile_model("tiny-llama", seq=8, weights="meta", target="wse3", mode="streaming")
     q = compile_model("tiny-llama", seq=8, weights="meta", target="wse3", mode="streaming",
-                      quantize="quantize{weights=int8,group=0}")
-    assert "quantize{weights=int8,group=0}" in q.report["pipeline"]
+                      quantize="quantize{weights=int8,group=0,kv=f16}")
+    assert "quantize{weights=int8,group=0,kv=f16}" in q.report["pipeline"]
     wf, wq = f16.report["program"]["weight_bytes"], q.report["program"]["weight_bytes"]
     assert wq < wf
     tf, tq = f16.report["time"], q.report["time"]
@@ -191,6 +191,48 @@ def test_wafer_run_weights_int8_compares_within_its_bound(capsys):
     assert 1e-4 < err < 4 / 254 and "tolerance 2e-02): ok" in out  # quantised: well above f32's error, within 4 steps
 
 
-def test_quantised_kv_cache_is_refused_in_one_line(capsys):
+def test_int8_kv_cache_is_refused_in_one_line(capsys):
     assert main(["run", "tiny", "--kv-dtype", "int8", "-q"]) == 2
     assert "not supported: --kv-dtype int8" in capsys.readouterr().err
+
+
+# -- fp8 KV cache --------------------------------------------------------------------------------
+
+def test_fp8_kv_cache_halves_its_bytes_and_stays_near_f16():
+    from waferscale.generate import step_graphs
+    from waferscale.ir.ops.cache import cache_inputs
+    from waferscale.runtime.generate import greedy
+
+    kw = dict(prompt_len=8, new_tokens=4, dtype="f32", seed=3, weights="random")
+    ref = step_graphs("tiny-llama", **kw)
+    fp8 = step_graphs("tiny-llama", **kw, quantize="quantize{weights=f16,group=0,kv=fp8}")
+    assert "quantize{weights=f16,group=0,kv=fp8}" in ",".join(p.spec() for p in fp8.passes)
+    for a, b in ((ref.decode_state.graph, fp8.decode_state.graph), (ref.prefill_state.graph, fp8.prefill_state.graph)):
+        ca, cb = cache_inputs(a), cache_inputs(b)
+        assert len(ca) == len(cb) == 4 and all(v.type.dtype == "f8" for v in cb)
+        assert sum(v.type.nbytes for v in ca) == 4 * sum(v.type.nbytes for v in cb)  # f32 here; f16 would be 2x
+        assert print_graph(verify(parse(print_graph(b)))) == print_graph(b)
+    ids = np.random.default_rng(0).integers(0, 256, (1, 8))
+    tw, want = greedy(ref.prefill_state.graph, ref.decode_state.graph, ref.decode.weights, ids, 4)
+    tg, got = greedy(fp8.prefill_state.graph, fp8.decode_state.graph, fp8.decode.weights, ids, 4)
+    # step i's logits compare while the tokens picked before it agree (random weights' logits are close,
+    # so a 2% error can flip a later argmax)
+    same = [i for i in range(4) if (tg[:, :i] == tw[:, :i]).all()]
+    assert len(same) >= 2  # the prefill and at least one decode step
+    err = max(np.abs(got[i] - want[i]).max() / np.abs(want[i]).max() for i in same)
+    assert 0 < err < 4 * 2.0**-4  # rounded (not a no-op), within 4 half-steps of e4m3's 3 mantissa bits
+
+
+def test_fp8_cache_rows_are_on_the_e4m3_grid():
+    text = """graph @step(%c: f32[1,1,4,2], %new: f32[1,1,1,2], %position_ids: i64[1,1]) {
+  %0 = cache_update %c, %new, %position_ids : f32[1,1,4,2]
+  return %0
+}
+"""
+    state, _ = run_pipeline(CompileState(verify(parse(text)), samples=1, tokens=1),
+                            parse_pipeline("quantize{kv=fp8}"))
+    g = state.graph
+    assert [op.kind for op in g.ops] == ["cast", "cache_update"] and g.outputs[0].type.dtype == "f8"
+    new = np.array([[[[0.1234, -3.3]]]], dtype=np.float32)
+    (out,) = run(g, {"c": np.zeros((1, 1, 4, 2)), "new": new, "position_ids": np.array([[2]])}, {})
+    assert out[0, 0, 2].tolist() == [0.125, -3.25]  # e4m3 steps: 2^-7 in [2^-4, 2^-3), 2^-2 in [2, 4)

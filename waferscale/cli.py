@@ -269,10 +269,9 @@ def cmd_run(args) -> int:
         for flag in ("data", "lr", "lora", "sparsity"):
             if getattr(args, flag, None) is not None:
                 raise UsageError(f"--{flag} is an option of training: add --train")
-    quantize_spec(args)  # a bad --weights, --group or --kv-dtype is one line before the trace
-    if args.weights not in (None, "f16") and (args.train or args.generate):
-        raise UsageError("not supported: --weights with --train or --generate in `wafer run` (the forward only; "
-                         "`wafer compile --generate --weights` models generation's cost)")
+    if quantize_spec(args) and (args.train or args.generate):
+        raise UsageError("not supported: --weights or --kv-dtype with --train or --generate in `wafer run` (the "
+                         "forward only; `wafer compile --generate --weights/--kv-dtype` models generation)")
     if args.generate:
         from .cli_generate import cmd_run_generate
 

@@ -22,23 +22,24 @@ def add_arguments(s) -> None:
                    help="with --weights: G weights along the input dimension share a scale (default 0: one scale "
                    "per output channel)")
     s.add_argument("--kv-dtype", choices=["f16", "int8", "fp8"], default=None,
-                   help="the KV cache's dtype (only f16, the model's, is modelled; int8/fp8 are refused)")
+                   help="with --generate: the KV cache's dtype, f16 (the model's) or fp8 (e4m3, no scale; adds "
+                   "quantize{kv=fp8}); int8 is refused (default f16)")
 
 
 def quantize_spec(args) -> str | None:
     """The quantize pass the options ask for, or None."""
-    kv = getattr(args, "kv_dtype", None)
-    if kv not in (None, "f16"):
-        raise UnsupportedError(f"--kv-dtype {kv} (the KV cache is held in the model's dtype; a "
-                               "quantised cache is not modelled yet): drop --kv-dtype")
-    weights, group = getattr(args, "weights", None), getattr(args, "group", None)
-    if group is not None and weights in (None, "f16"):
+    kv = getattr(args, "kv_dtype", None) or "f16"
+    if kv == "int8":
+        raise UnsupportedError("--kv-dtype int8 (an int8 cache needs per-row scales, not modelled): use --kv-dtype "
+                               "fp8 (e4m3, no scale) or drop it")
+    weights, group = getattr(args, "weights", None) or "f16", getattr(args, "group", None)
+    if group is not None and weights == "f16":
         raise UsageError("--group is the scale group of quantised weights: add --weights int8, int4 or fp8")
     if group is not None and group < 0:
         raise UsageError(f"--group {group} must be >= 0 (0: one scale per output channel)")
-    if weights in (None, "f16"):
+    if weights == "f16" and kv == "f16":
         return None
-    return f"quantize{{weights={weights},group={group or 0}}}"
+    return f"quantize{{weights={weights},group={group or 0},kv={kv}}}"
 
 
 def quantize_run(args, graph, weights, log):
@@ -50,6 +51,6 @@ def quantize_run(args, graph, weights, log):
 
     state, _ = run_pipeline(CompileState(graph, samples=1, tokens=1, weights=weights, log=log), parse_pipeline(q))
     log(f"{q}: {state.graph.op_counts().get('dequantize', 0)} weights quantised")
-    if args.tol == 1e-4:  # the default: the quantised weights' expected error instead
+    if args.tol == 1e-4 and args.weights in COMPARE_TOL:  # the default: the quantised weights' expected error
         args.tol = COMPARE_TOL[args.weights]
     return state.graph, state.weights

@@ -233,7 +233,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
         sim_pre = simulate(sub_pre, placement, route(sub_pre, placement), chunk=A.CHUNK_TOKENS)
         state = replace(dstate, program=sub, placement=placement, routing=routing, sim=sim)
         kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
-                 * k.model.elem for k in sub.kernels if k.op.kind == "cached_attention")
+                 * k.model.cache_elem for k in sub.kernels if k.op.kind == "cached_attention")
         out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
     t_wafer = time.perf_counter()
 

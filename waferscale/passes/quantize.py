@@ -25,23 +25,13 @@ import numpy as np
 
 from ..errors import UnsupportedError, UsageError
 from ..ir.graph import Graph, Op, Value, WeightStore, make_attrs
-from ..ir.ops.quant import expand_scale, groups
+from ..ir.ops.cache import cache_inputs
+from ..ir.ops.quant import expand_scale, groups, round_e4m3
 from ..ir.types import TensorType
 from .base import GRAPH, CompileState, Pass, option, register
 
 # --weights name -> IR dtype of the codes, and the largest code
 WEIGHT_DTYPES = {"int8": ("i8", 127.0), "int4": ("i4", 7.0), "fp8": ("f8", 448.0)}
-E4M3_MANTISSA_BITS, E4M3_MIN_EXP = 3, -6  # e4m3fn: normals down to 2^-6, subnormals in steps of 2^-9
-
-
-def round_e4m3(x: np.ndarray) -> np.ndarray:
-    """x rounded to the nearest fp8 e4m3 value (ties to even), clipped to +-448."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.floor(np.log2(np.maximum(np.abs(x), 2.0**E4M3_MIN_EXP)))
-    step = 2.0 ** (np.maximum(e, E4M3_MIN_EXP) - E4M3_MANTISSA_BITS)
-    return np.clip(np.rint(x / step) * step, -448.0, 448.0)
-
-
 def quantize_array(w: np.ndarray, weights: str, axis: int, group: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes, f16 scales) of w: one scale per group of ``group`` elements along ``axis`` (0: the whole axis)."""
     _, qmax = WEIGHT_DTYPES[weights]
@@ -73,12 +63,16 @@ class Quantize(Pass):
     weights: str = option("f16", "the weights' storage: f16 (unchanged), int8, int4 or fp8",
                           ("f16", "int8", "int4", "fp8"))
     group: int = option(0, "elements along K that share a scale (0: one scale per output channel)")
+    kv: str = option("f16", "the KV caches' dtype: f16 (the model's) or fp8 (e4m3, no scale)", ("f16", "fp8"))
 
     def __post_init__(self):
         if self.weights not in ("f16", *WEIGHT_DTYPES):
             raise UsageError(f"quantize weights={self.weights}: use f16, int8, int4 or fp8")
         if self.group < 0:
             raise UsageError(f"quantize group={self.group} must be >= 0 (0: one scale per output channel)")
+        if self.kv not in ("f16", "fp8"):
+            raise UnsupportedError(f"not supported: quantize kv={self.kv} (a KV cache is f16, the model's dtype, or "
+                                   "fp8 e4m3 without scales; int8 would need per-row scales)")
 
     def chosen(self, g: Graph) -> dict[str, Op]:
         """Weight parameter -> the first linear op reading it, for weights that only linear ops read
@@ -97,6 +91,9 @@ class Quantize(Pass):
         return {w: op for w, op in first.items() if w not in other}
 
     def run(self, s: CompileState) -> CompileState:
+        if self.kv == "fp8":
+            s = replace(s, graph=fp8_caches(s.graph))
+            s.log("quantize: KV caches held as fp8 (e4m3)")
         if self.weights == "f16":
             return s
         g = s.graph
@@ -143,6 +140,34 @@ class Quantize(Pass):
         s.log(f"quantize: {len(dq)} linear weights stored as {self.weights} "
               f"({'per-channel' if self.group == 0 else f'groups of {self.group}'} f16 scales)")
         return replace(s, graph=replace(g, params=params, ops=ops, meta=meta), weights=store)
+
+
+def fp8_caches(g: Graph) -> Graph:
+    """The graph with its KV caches (``ir/ops/cache.py``) held as fp8 e4m3: each cache input is ``f8``,
+    and the rows each ``cache_update`` appends are cast to it first (rounded to e4m3, no scale: the
+    keys and values of a model are well inside e4m3's +-448). The attention reads the fp8 cache."""
+    caches = {v.name for v in cache_inputs(g)}
+    if not caches:
+        raise UnsupportedError(f"not supported: quantize kv=fp8 on {g.name}: it has no KV cache (a generation "
+                               "step after kv-cache has)")
+    names = {v.name for v in g.values()}
+    new: dict[str, Value] = {v.name: Value(v.name, v.type.with_dtype("f8")) for v in g.inputs if v.name in caches}
+    ops: list[Op] = []
+    meta = {k: dict(v) for k, v in g.meta.items()}
+    for op in g.ops:
+        operands = [new.get(x.name, x) for x in op.operands]
+        result = op.result
+        if op.kind == "cache_update" and operands[0].type.dtype == "f8":
+            rows = Value(_fresh(f"{operands[1].name}.f8", names), operands[1].type.with_dtype("f8"))
+            ops.append(Op("cast", (operands[1],), make_attrs({"dtype": "f8"}), rows))
+            loc = g.loc(op.result)
+            if loc:
+                meta.setdefault(rows.name, {})["loc"] = loc
+            operands[1] = rows
+            result = new[op.result.name] = Value(op.result.name, op.result.type.with_dtype("f8"))
+        ops.append(replace(op, operands=tuple(operands), result=result))
+    return replace(g, inputs=[new.get(v.name, v) for v in g.inputs], ops=ops,
+                   outputs=[new.get(v.name, v) for v in g.outputs], meta=meta)
 
 
 def _fresh(name: str, taken: set[str]) -> str:

@@ -19,6 +19,16 @@ import numpy as np
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, QUANT_DTYPES, TensorType
 
+E4M3_MANTISSA_BITS, E4M3_MIN_EXP = 3, -6  # e4m3fn: normals down to 2^-6, subnormals in steps of 2^-9
+
+
+def round_e4m3(x: np.ndarray) -> np.ndarray:
+    """x rounded to the nearest fp8 e4m3 value (ties to even), clipped to +-448."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.floor(np.log2(np.maximum(np.abs(x), 2.0**E4M3_MIN_EXP)))
+    step = 2.0 ** (np.maximum(e, E4M3_MIN_EXP) - E4M3_MANTISSA_BITS)
+    return np.clip(np.rint(x / step) * step, -448.0, 448.0)
+
 
 def groups(k: int, group: int) -> int:
     """Scales along an axis of k elements in groups of ``group`` (0: one group)."""
