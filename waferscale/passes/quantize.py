@@ -15,6 +15,9 @@ So an int8 weight is off by at most ``scale / 2 = max|w| / 254`` of its group, a
 bits), plus the f16 rounding of the scale (``2^-11`` relative). A weight with data is rounded here
 (the weights the compile carries hold the codes and the scales); a meta-device weight only changes
 type. The bytes follow the types: codes at 1 byte (int8, fp8) or half a byte (int4) each.
+
+``kv=fp8`` (a generation step after ``kv-cache``): the KV caches are held as fp8 e4m3 with no scale,
+each appended row cast to it (``fp8_caches``).
 """
 
 from __future__ import annotations
