@@ -1,8 +1,12 @@
 """Quantised weights (issue 30): decode rates of a model on a wafer with f16 and quantised weights,
 the systems llama-3.1-70b needs, and the interpreter's quantisation error on tiny configs.
 
-    python benchmarks/quantization.py [--model llama-3.1-8b] [--target wse3] [--weights f16,int8,int4,fp8]
+    python benchmarks/quantization.py [--model llama-3.1-8b] [--target wse3]
+                                      [--weights f16,int8,int4,fp8,f16+kv-fp8,int8+kv-fp8]
                                       [--prompt-len 128] [--new-tokens 256]
+
+A case W+kv-fp8 also holds the KV caches in fp8 (--kv-dtype fp8). Rows of cases not run this time are
+kept from benchmarks/results/quantization.json, each with the command that measured it.
 
 Each rate is `wafer compile MODEL --target T --generate --batch 1 --weights W` in a fresh process:
 simulated, not measured (waferscale/backends/assumptions.py; the dequantise in the datapath is
@@ -30,10 +34,11 @@ CEREBRAS_FACT = "Cerebras Inference decode (CS-3, multi-wafer, 16-bit weights)"
 CEREBRAS_8B = 1800.0
 
 
-def rate(model: str, target: str, weights: str, prompt_len: int, new_tokens: int) -> dict:
+def rate(model: str, target: str, case: str, prompt_len: int, new_tokens: int) -> dict:
+    weights, _, kv = case.partition("+kv-")
     args = ["--target", target, "--generate", "--prompt-len", str(prompt_len), "--new-tokens", str(new_tokens),
-            "--batch", "1"] + (["--weights", weights] if weights != "f16" else [])
-    row = {"model": model, "target": target, "weights": weights}
+            "--batch", "1"] + (["--weights", weights] if weights != "f16" else []) + (["--kv-dtype", kv] if kv else [])
+    row = {"model": model, "target": target, "weights": case}
     out, error = compile_outputs(model, *args)
     if error:
         return row | {"ok": False, "error": error}
@@ -44,7 +49,7 @@ def rate(model: str, target: str, weights: str, prompt_len: int, new_tokens: int
                   "decode_tokens_per_s": g["decode_tokens_per_second_per_user"],
                   "ttft_ms": 1e3 * g["ttft_seconds"], "cores_used": sum(s["cores_used"] for s in g["systems_detail"]),
                   "sram_peak_bytes_per_core": max(s["sram_peak_bytes_per_core"] for s in g["systems_detail"]),
-                  "systems_needed": g["fit"]["systems_needed"]}
+                  "kv_cache_mib": g["kv_cache_bytes"] / 2**20, "systems_needed": g["fit"]["systems_needed"]}
 
 
 def systems_70b(weights: str, target: str) -> dict:
@@ -96,13 +101,22 @@ def main() -> None:
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=256)
     a = p.parse_args()
-    kinds = a.weights.split(",")
+    cases = a.weights.split(",")
     rows = []
-    for w in kinds:
+    for w in cases:
         rows.append(rate(a.model, a.target, w, a.prompt_len, a.new_tokens))
         r = rows[-1]
         print(f"{a.model} on {a.target}, {w}: " + (f"{r['decode_tokens_per_s']:,.0f} tokens/s" if r["ok"]
                                                      else r["error"]), flush=True)
+    old = results_io.RESULTS / "quantization.json"
+    if old.exists():  # the rows of other cases, as an earlier command measured them
+        before = json.loads(old.read_text())
+        ran = {(x["model"], x["target"], x["weights"]) for x in rows}
+        rows = [{"command": before["command"], **r} for r in before["rows"]
+                if (r["model"], r["target"], r["weights"]) not in ran] + [{"command": command(), **r} for r in rows]
+        order = ["f16", "int8", "int4", "fp8", "f16+kv-fp8", "int8+kv-fp8"]
+        rows.sort(key=lambda r: (r["model"], r["target"], order.index(r["weights"]) if r["weights"] in order else 99))
+    kinds = ["f16", "int8", "int4", "fp8"]
     fit = [systems_70b(w, a.target) for w in kinds]
     errors = [error(m, w) for m in ("tiny", "tiny-llama") for w in kinds if w != "f16"]
     facts = [f for f in json.loads(CALIBRATION.read_text())["facts"] if f["fact"] == CEREBRAS_FACT]
@@ -113,19 +127,21 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    md = (f"# Quantised weights: decode rates, systems, error\n\n`{record['command']}` on {record['machine']}; "
+    cmds = ", ".join(dict.fromkeys(f"`{r.get('command', record['command'])}`" for r in record["rows"]))
+    md = (f"# Quantised weights: decode rates, systems, error\n\n{cmds} on {record['machine']}; "
           f"prompt {record['prompt_len']} tokens, {record['new_tokens']} new, batch 1, layer-pipelined. Simulated, "
           "not measured (waferscale/backends/assumptions.py: weights dequantised to f16 in the datapath).\n\n"
-          "| model | target | weights | weight GB | decode us/token | tokens/s | TTFT ms | cores used | "
+          "| model | target | weights | weight GB | KV cache MiB | decode us/token | tokens/s | TTFT ms | cores used | "
           "peak SRAM B/core | systems needed (bound) | published (Cerebras, 16-bit) | published / here |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in record["rows"]:
         if not r["ok"]:
-            md += f"| {r['model']} | {r['target']} | {r['weights']} | {r['error'][:160]} |||||||||\n"
+            md += f"| {r['model']} | {r['target']} | {r['weights']} | {r['error'][:160]} ||||||||||\n"
             continue
         pub = (f"{CEREBRAS_8B:,.0f} | {CEREBRAS_8B / r['decode_tokens_per_s']:.2f}"
                if r["model"] == "llama-3.1-8b" and r["target"] == "wse3" and r["weights"] == "f16" else "none | ")
-        md += (f"| {r['model']} | {r['target']} | {r['weights']} | {r['weight_gb']:.2f} | "
+        kv = f"{r['kv_cache_mib']:.0f}" if "kv_cache_mib" in r else "?"
+        md += (f"| {r['model']} | {r['target']} | {r['weights']} | {r['weight_gb']:.2f} | {kv} | "
                f"{r['decode_us_per_token']:.1f} | {r['decode_tokens_per_s']:,.0f} | {r['ttft_ms']:.3f} | "
                f"{r['cores_used']:,} | {r['sram_peak_bytes_per_core']:,} | {r['systems_needed']} | {pub} |\n")
     md += ("\nllama-3.1-70b, decode at a prompt of 128 and 256 new tokens (KV cache of 384 rows), the systems its "
