@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from waferscale.backends.fit import systems_needed
+from waferscale.backends.lowering import lower
 from waferscale.backends.machine import get_machine
 from waferscale.cli import main
 from waferscale.driver import compile_model
@@ -243,3 +244,29 @@ def test_placed_run_of_quantised_weights_matches_the_interpreter():
     ids = np.random.default_rng(0).integers(0, 512, (1, 8))
     want, got = c.run(ids, placed=False)[0], c.run(ids)[0]  # the codes and scales the pass made, tile by tile
     assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()  # f16 sums in another order
+
+
+def test_int8_llama_70b_places_on_three_wse3s():
+    """By placement (not only bytes): int8 70B cut in three (27 / 26 / 27 blocks) places one part per
+    WSE-3, where f16 needs four (tests/test_multi_wafer_fit.py). Traced with 28 blocks on the meta
+    device; the three shapes of part are placed, nothing simulated. (Two parts of 40 blocks do not pack
+    into a wafer's bands: docs/quantization.md.)"""
+    from waferscale.generate import _part
+    from waferscale.passes.place import place
+    from waferscale.passes.placement_check import verify_placement
+    from waferscale.passes.streaming import groups_of
+
+    machine = get_machine("wse3")
+    cfg = lookup("llama-3.1-70b").config()
+    cfg.num_hidden_layers = 28
+    dec = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
+    passes = parse_pipeline("canonicalize,kv-cache{capacity=384},canonicalize,quantize{weights=int8},fuse")
+    state, _ = run_pipeline(CompileState(verify(dec.graph), samples=1, tokens=1, position=128, machine=machine),
+                            passes)
+    prog = lower(state.graph, 1, 1, 128)
+    groups = [ks for _, ks in groups_of(prog)]
+    assert len(groups) == 1 + 28 + 1
+    for part in (slice(0, 28), slice(1, 28), slice(2, 30)):  # embedding + 27 blocks; 27 blocks; 27 blocks + head
+        sub = _part(prog, tuple(k for ks in groups[part] for k in ks), 3)
+        assert verify_placement(sub, place(sub, machine)).cores_used <= machine.cores  # FitError if it does not fit
+        assert sub.weight_bytes > 23e9  # 27 blocks of int8 70B: about 0.86 GB each
