@@ -192,6 +192,11 @@ def test_wafer_run_weights_int8_compares_within_its_bound(capsys):
     assert 1e-4 < err < 4 / 254 and "tolerance 2e-02): ok" in out  # quantised: well above f32's error, within 4 steps
 
 
+def test_quantised_training_is_refused_in_one_line(capsys, tmp_path):
+    assert main(["compile", "tiny", "--target", "wse2", "--train", "--weights", "int8", "-o", str(tmp_path / "x")]) == 2
+    assert "not supported: --weights or --kv-dtype with --train" in capsys.readouterr().err
+
+
 def test_int8_kv_cache_is_refused_in_one_line(capsys):
     assert main(["run", "tiny", "--kv-dtype", "int8", "-q"]) == 2
     assert "not supported: --kv-dtype int8" in capsys.readouterr().err

@@ -72,6 +72,8 @@ def cmd_compile(args) -> int:
                          "(add --generate)")
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
+    if args.train and quantize_spec(args):
+        raise UsageError("not supported: --weights or --kv-dtype with --train (quantised training is not modelled)")
     if args.train:
         from .cli_train import cmd_compile_train
 
