@@ -10,6 +10,8 @@ from ..report.outputs import check_output
 from .console import comma_names as _names
 from .console import progress as _log
 from .generate import generate_flags
+from .quant import add_arguments as add_quant_arguments
+from .quant import quantize_spec
 from .train import lora_arguments
 
 
@@ -36,6 +38,8 @@ def cmd_compile(args) -> int:
     if args.train and args.expert_routing is not None:
         raise UsageError("not supported: --expert-routing with --train (training a mixture-of-experts model is not "
                          "supported yet: its ops have no backward rules)")
+    if args.train and quantize_spec(args):
+        raise UsageError("not supported: --weights or --kv-dtype with --train (quantised training is not modelled)")
     if args.train:
         from .train import cmd_compile_train
 
@@ -44,7 +48,7 @@ def cmd_compile(args) -> int:
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
                            compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity, systems=args.systems,
-                           split=args.split, expert_routing=args.expert_routing)
+                           split=args.split, quantize=quantize_spec(args), expert_routing=args.expert_routing)
     for p in c.write(out):
         log(f"wrote {p}")
     log.close()
@@ -91,6 +95,7 @@ def add_parser(sub) -> None:
                    help="a mixture-of-experts model's tokens per expert on the mesh: uniform, zipf:S (expert i "
                    "gets a share proportional to 1/(i+1)^S), or a file of measured counts, one per expert "
                    "(default: uniform; report.json's moe section lists each expert's tokens, cycles and region)")
+    add_quant_arguments(s)
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}' (default: canonicalize; with --target "
