@@ -70,6 +70,9 @@ def cmd_compile(args) -> int:
                          "(add --generate)")
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
+    for flag, given in (("--micro-batch", args.micro_batch), ("--tokens", args.tokens)):
+        if given is not None and not args.train:
+            raise UsageError(f"{flag} is an option of a training step: add --train")
     if args.train:
         from .cli_train import cmd_compile_train
 
@@ -441,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --train: data-parallel weight streaming on N systems (SwarmX broadcasts weights and "
                    "reduces gradients; the batch splits across them); with --generate: a pipeline of layers over N "
                    "wafers (default 1)")
+    s.add_argument("--micro-batch", type=int, default=None, metavar="B",
+                   help="with --train: gradient accumulation at B samples per micro-batch (weight streaming; B divides "
+                   "the batch per system; default: the most that fit in SRAM)")
+    s.add_argument("--tokens", type=float, default=None, metavar="T",
+                   help="with --train: the tokens to train on, for the report's time to train (default: the "
+                   "Cerebras-GPT paper's for its models, 20 per parameter otherwise)")
     _lora_arguments(s)
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated); the "

@@ -37,6 +37,8 @@ from math import ceil
 from . import __version__
 from . import limits as L
 from .backends import assumptions as A
+from .backends import memoryx as MX
+from .backends import swarmx as SX
 from .backends.machine import Machine, get_machine
 from .driver import Compiled, _trace, peak_rss_bytes
 from .errors import FitError, UsageError
@@ -94,8 +96,12 @@ def _largest_divisor(n: int, most: int) -> int:
 
 def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: str = "f16", seed: int = 0,
                      target: str | None = None, mode: str | None = None, systems: int = 1,
-                     lora: str | None = None, sparsity: float | None = None, log=lambda msg: None) -> Compiled:
-    """``lora``: a lora pass (``lora{rank=..,alpha=..,targets=..}``) to fine-tune with adapters only; the
+                     lora: str | None = None, sparsity: float | None = None, micro_batch: int | None = None,
+                     tokens: float | None = None, log=lambda msg: None) -> Compiled:
+    """``micro_batch``: gradient accumulation at this many samples per micro-batch (weight streaming; default:
+    the most that fit). ``tokens``: the training budget of the report's ``time_to_train`` (default: the
+    paper's for a Cerebras-GPT model, 20 per parameter otherwise). ``lora``: a lora pass
+    (``lora{rank=..,alpha=..,targets=..}``) to fine-tune with adapters only; the
     report then sets the step beside full fine-tuning of the same model, batch and mode. ``sparsity``:
     sparse training at that density (module docstring), set beside dense training the same way."""
     t0 = time.perf_counter()
@@ -113,6 +119,17 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
         raise UsageError("--systems runs weight streaming data-parallel; layer-pipelined training is one system: "
                          "drop --mode pipelined")
     per_system = batch // systems
+    if micro_batch is not None:
+        L.check_int("--micro-batch", micro_batch, 1, per_system)
+        if per_system % micro_batch:
+            raise UsageError(f"--micro-batch {micro_batch} does not divide the batch per system ({per_system}): give a "
+                             f"divisor of {per_system}")
+        if mode == "pipelined":
+            raise UsageError("--micro-batch accumulates gradients over micro-batches in weight streaming; "
+                             "layer-pipelined training runs the whole batch at once: drop --mode pipelined")
+    budget = tokens  # the name is the sequence length's below
+    if budget is not None and not budget > 0:
+        raise UsageError(f"--tokens {budget:g} must be positive: the tokens to train on")
     if sparsity is not None and lora is not None:
         raise UsageError("not supported: --sparsity with --lora (sparse frozen weights under adapters); give one")
     if sparsity is not None and not 0.0 < sparsity <= 1.0:
@@ -136,7 +153,7 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     name = src.model["name"]
     need = pipelined_need(step, train)
     reason = ""
-    chosen = "streaming" if systems > 1 or mode == "streaming" else "pipelined"
+    chosen = "streaming" if systems > 1 or mode == "streaming" or micro_batch is not None else "pipelined"
     wafer = None
     if chosen == "pipelined":
         usable = machine.cores * machine.usable_sram_bytes
@@ -170,6 +187,12 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
         # their kernels spread wider and fewer flows share a link's colors (and the graph traced at the
         # micro-batch itself may need a few bytes more than the estimate from the whole batch's)
         tries = [d for d in range(most, 0, -1) if per_system % d == 0][:MICRO_BATCH_TRIES]
+        if micro_batch is not None:  # forced: it fits or the compile stops here
+            if micro_batch > most:
+                raise FitError(f"--micro-batch {micro_batch} does not fit {name} on {machine.name} in weight "
+                               f"streaming: at most {most} sample(s) of {tokens} tokens fit per micro-batch (their "
+                               f"activations stay in SRAM between layers); give --micro-batch {tries[0]} or less")
+            tries = [micro_batch]
         for i, micro in enumerate(tries):
             if micro != per_system:
                 log(f"micro-batches of {micro} sample(s): {per_system // micro} per step on each system")
@@ -182,6 +205,7 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
                     raise type(e)(f"{e} (tried micro-batches of {', '.join(map(str, tries))})") from None
                 log(f"micro-batch {micro} does not fit or route ({e}); trying a smaller one")
         reason = reason or ("asked for (--mode streaming)" if mode == "streaming" else
+                            f"--micro-batch {micro_batch} accumulates gradients" if micro_batch is not None else
                             f"data parallel on {systems} systems" if systems > 1 else reason)
     state, wafer_records = wafer
     latency = TT.swarmx_latency_cycles(systems, machine)
@@ -191,6 +215,9 @@ def compile_training(spec_: str, *, batch: int, seq: int | None = None, dtype: s
     state = replace(state, placement=replace(state.placement, reason=f"{MODES[chosen]}: {reason}"))
     cfg = AdamWConfig()
     train_section = _train_section(state, src, train, step, chosen, systems, batch, per_system, micro, need)
+    train_section["time_to_train"] = TT.time_to_train(name, src.model.get("params") or 0,
+                                                      train_section["step_seconds"], train_section["tokens_per_step"],
+                                                      systems, train_section["flops_per_token"], budget)
     model = dict(src.model)
     graph_pipeline = stream_pipe if chosen == "streaming" else graph_pipe
     ran = parse_pipeline(graph_pipeline) + [_adamw_pass(cfg)]
@@ -298,10 +325,11 @@ def _train_section(state: CompileState, src, train: Graph, step: Graph, mode: st
     tokens = src.model["seq"]
     n_micro = per_system // micro
     micro_cycles = sim.cycles
+    memx = MX.memoryx_for(m)
     if mode == "streaming":
-        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m)
-        where = (f"MemoryX at {A.MEMORYX_UPDATE_BYTES_PER_S / 1e9:g} GB/s, {TT.OPTIMIZER_BYTES_PER_PARAM} B per "
-                 "parameter (assumptions.py)")
+        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m, memx)
+        where = (f"MemoryX at {memx.update_bytes_per_s / 1e9:g} GB/s, {memx.bytes_per_param} B per parameter, each "
+                 "layer's update overlapping the backward of the layers below (backends/memoryx.py)")
     else:
         opt_total = opt_tail = TT.wafer_optimizer_cycles(step, m)
         where = "the wafer: every core's share of the parameters at the f32 element rate"
@@ -330,12 +358,23 @@ def _train_section(state: CompileState, src, train: Graph, step: Graph, mode: st
     }
     if mode == "pipelined":
         out["sram_bytes"] = dict(need, total=sum(need.values()), usable=m.cores * m.usable_sram_bytes)
+    else:
+        out["memoryx"] = memx.as_dict()
+        out["sram_per_core"] = _streaming_sram(state)
     if systems > 1:
-        out["swarmx"] = {"levels": TT.swarmx_levels(systems), "fanout": A.SWARMX_FANOUT,
-                         "level_latency_seconds": A.SWARMX_LEVEL_LATENCY_S,
-                         "topology": "tree of 1:4 broadcast-reduce nodes (cerebras.net/glossary/swarmx); per-level "
-                                     "latency assumed (assumptions.py)"}
+        out["swarmx"] = SX.swarmx_for(m, systems).as_dict() | {
+            "topology": "tree of 1:4 broadcast-reduce nodes (cerebras.net/glossary/swarmx); per-level latency "
+                        "assumed (backends/swarmx.py)"}
     return out
+
+
+def _streaming_sram(state: CompileState) -> dict:
+    """SRAM per core of a weight-streamed micro-batch: what is reserved (the next layer's weights, the
+    micro-batch's activations between layers) and the fullest core with its kernel's buffers."""
+    pl = state.placement
+    kernels = max((sum(state.program.kernels[k].model.sram(r.rows, r.cols).values())
+                   for k, r in enumerate(pl.rects) if r.cores), default=0)
+    return {"reserved": pl.reserved_bytes, "peak": pl.reserved_bytes + kernels, "capacity": pl.machine.sram_bytes}
 
 
 def _matmul_params(train: Graph) -> int:
