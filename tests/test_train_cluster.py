@@ -118,7 +118,13 @@ def test_flows_of_one_value_share_a_colour():
 def test_scaling_benchmark_has_a_row_per_model_and_systems():
     rec = json.loads((RESULTS / "paper_scaling.json").read_text())
     rows = {(r["model"], r["systems"]) for r in rec["rows"]}
-    assert rows == {(m, n) for m in rec["models"] for n in rec["systems"]}
-    assert len(rec["rows"]) == len(rows)
-    for r in rec["rows"]:
-        assert "error" in r or 0 < r["efficiency"] <= 1.0 + 1e-9
+    want = {(m, n) for m in rec["models"] for n in rec["systems"]}
+    assert len(rec["rows"]) == len(rows) and rows <= want
+    if rec["complete"]:  # a run cut short says so, and keeps what it measured
+        assert rows == want
+    else:
+        assert "partial" in (RESULTS / "paper_scaling.md").read_text()
+    for r in rec["rows"]:  # above 1 where one system's micro-batch is smaller (it must divide a bigger batch)
+        if "error" not in r:
+            assert r["efficiency"] > 0
+            assert r["efficiency"] == pytest.approx(r["speedup"] * r["base_systems"] / r["systems"])
