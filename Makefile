@@ -3,18 +3,35 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions with hashes of every runtime and test dependency (torch is the CPU build from the
+# machine's find-links /opt/wheels). `make lock` refreshes it; docs/install.md says how and when.
+LOCK := requirements.lock
+LOCKVENV := /tmp/waferscale-lockvenv
+PIP_TOOLS := pip-tools==7.7.0
 
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-browser bench fuzz lint clean
+.PHONY: demo test test-browser bench fuzz lint lock clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock (hash-checked), then this package alone, built by the locked setuptools.
+# Depends on the lock, so a refreshed lock reinstalls on the next make.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned, so that pip takes the CPU build and not the CUDA one
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check || { echo "requirements.lock lacks a dependency of pyproject.toml: run make lock"; exit 1; }
 	touch $(STAMP)
+
+# Re-resolves pyproject.toml's dependencies and its [test] extra to the newest versions served, with
+# hashes, into $(LOCK). pip-compile runs from a scratch venv, never from .venv.
+lock:
+	test -x $(LOCKVENV)/bin/pip-compile || \
+		{ $(PYTHON) -m venv $(LOCKVENV) && $(LOCKVENV)/bin/pip install --quiet $(PIP_TOOLS); }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKVENV)/bin/pip-compile --upgrade --extra test --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --output-file $(LOCK) pyproject.toml
+	! grep -i '^nvidia-' $(LOCK)  # the CPU torch has no CUDA dependencies; their presence means the CUDA torch won
+	grep -q '^torch==.*+cpu ' $(LOCK)
 
 # Compile Cerebras-GPT 111M at its full 2048-token context, place and simulate it on a WSE-2,
 # and write its report, placement, timeline, mesh picture and interactive report.html to out/.

@@ -1,7 +1,6 @@
 """The PE-level simulator of the mesh GEMM: real numbers, sane cycle counts, conserved wavelets,
 and the tile-level model (backends/gemm.py) held to it."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -317,15 +316,16 @@ def test_chain_is_faster_per_token_than_the_tree_in_steady_state():
 
 
 # -- golden cycles: 40 shapes recorded before the simulator was rewritten for speed (issue 18) --
+# (their product is held to float32 rounding, not to its bits: see assert_float32_product)
 
 GOLDEN = json.loads((Path(__file__).parent / "pe_golden.json").read_text())
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda c: "{m}x{k}x{n}-{rows}x{cols}-{reduce}-{dtype}".format(**c)
                          + ("-res" if c["resident_a"] else "") + f"-d{c['depth']}")
-def test_cycles_and_product_bits_match_the_recorded_golden_run(case):
-    """Chain and tree, A streamed and resident, f16 and f32, queue depths 4 and 1: the cycle count,
-    the links the tree's phase-2 streams waited for, and a hash of C's bytes, all unchanged."""
+def test_cycles_match_the_recorded_golden_run_and_the_product_is_within_float32_error(case):
+    """Chain and tree, A streamed and resident, f16 and f32, queue depths 4 and 1: the cycle count
+    and the links the tree's phase-2 streams waited for, unchanged; C within float32 rounding."""
     c = case
     dp = get_machine(f"mesh:{c['rows']}x{c['cols']}").datapath(c["dtype"])
     rng = np.random.default_rng(c["m"] * 1000 + c["k"])
@@ -335,9 +335,25 @@ def test_cycles_and_product_bits_match_the_recorded_golden_run(case):
     assert r.violations == ()
     assert r.cycles == c["cycles"]
     assert getattr(r.fabric, "contended", 0) == c["contended"]
-    assert hashlib.sha256(r.c.tobytes()).hexdigest()[:16] == c["c_sha256"]
+    assert_float32_product(r.c, a, w)
 
 
+def assert_float32_product(c, a, w):
+    """C against the float64 product, element by element. Its bits are not a contract: each core's
+    partial sums come from NumPy's float32 matmul, whose summation order (and so the last bits) is
+    up to the BLAS that NumPy ships (a golden hash of C's bytes broke with numpy 2.4.6 while every
+    cycle count held). What any order of K float32 multiply-adds guarantees is the classic bound
+    |C - AW| <= gamma_K * (|A| @ |W|), gamma_K = K u / (1 - K u), u = 2**-24 (Higham, Accuracy and
+    Stability of Numerical Algorithms, 3.1); the float64 reference's own error (the same bound with
+    u = 2**-53; the products of float32 numbers are exact in float64) is added. The bound is per
+    element and scaled by that element's |A| @ |W|, so it also catches a sum that drops or doubles a
+    term of ordinary size, which a tolerance relative to max |C| may miss in a small element."""
+    k = a.shape[1]
+    a64, w64 = a.astype(np.float64), w.astype(np.float64)
+    gamma = sum(k * u / (1 - k * u) for u in (2.0**-24, 2.0**-53))
+    assert c.dtype == np.float32 and c.shape == (a.shape[0], w.shape[1])
+    err, bound = np.abs(c - a64 @ w64), gamma * (np.abs(a64) @ np.abs(w64))
+    assert (err <= bound).all(), float((err / np.where(bound > 0, bound, 1)).max())
 @pytest.mark.parametrize("resident", [False, True])
 def test_leaving_out_rows_that_cannot_act_changes_nothing(monkeypatch, resident):
     """The chain's loop leaves out the drained rows at the top and the rows still waiting for the

@@ -12,7 +12,7 @@ from waferscale.driver import run_passes
 from waferscale.errors import FitError, UsageError
 from waferscale.frontend.lm import trace_lm
 from waferscale.runtime.interpreter import run
-from waferscale.training import _matmul_params, compile_training, training_flops
+from waferscale.training import compile_training, matmul_params, training_flops
 
 SEQ = 32
 
@@ -71,7 +71,7 @@ def test_training_flops_within_one_percent_of_6n_plus_attention():
     t = trace_lm("cerebras-gpt-111m", batch=1, seq=128, dtype="f16", weights="meta")
     g = run_passes(t.graph, "canonicalize,autodiff").graph
     f = training_flops(g, 128)
-    closed = 6 * _matmul_params(g) + 12 * 10 * 128 * 768
+    closed = 6 * matmul_params(g) + 12 * 10 * 128 * 768
     assert abs(f["total"] - closed) / closed <= 0.01
     assert f["backward"] == pytest.approx(2 * f["forward"], rel=0.02)
     # recomputation is not model work

@@ -125,13 +125,13 @@ def test_name_and_number_mistakes_fail_before_torch_is_imported(tmp_path):
 
 def test_the_api_checks_options_before_the_trace(monkeypatch):
     import waferscale
-    from waferscale import driver
+    from waferscale import sources
     from waferscale.errors import UsageError
 
     def no_trace(*a, **kw):
         raise AssertionError("traced before the options were checked")
 
-    monkeypatch.setattr(driver, "trace_lm", no_trace)
+    monkeypatch.setattr(sources, "trace_lm", no_trace)  # where every mode traces (sources.trace)
     with pytest.raises(UsageError, match=r"density=1.5 must be in \(0, 1\]"):
         waferscale.compile("tiny", sparsity=1.5)
     with pytest.raises(UsageError, match="the passes that run: canonicalize"):

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import limits as L
 from .cli_checks import Help as _Help
 from .cli_checks import check_names, check_numbers
+from .cli_replay import add_replay_parser
 from .console import close_all
 from .console import comma_names as _names
 from .console import progress as _log
@@ -97,19 +98,14 @@ def cmd_compile(args) -> int:
 
 def _read_compiled(d: Path) -> tuple[dict, dict | None]:
     """report.json and placement.json (None without a target) of a directory `wafer compile` wrote."""
-    import json
+    from .safe_read import read_json
 
-    try:
-        report = json.loads((d / "report.json").read_text())
-        pj = json.loads((d / "placement.json").read_text()) if (d / "placement.json").exists() else None
-    except OSError as e:
-        raise UsageError(f"cannot read {d}/report.json: {e.strerror}; pass a directory written by "
-                         "`wafer compile -o DIR`") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{d}: a report file is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{d}: a report file is not UTF-8 text; pass a directory written by "
-                         "`wafer compile -o DIR`") from None
+    if not (d / "report.json").exists():
+        raise UsageError(f"cannot read {d}/report.json: no such file; pass a directory written by "
+                         "`wafer compile -o DIR`")
+    report = read_json(d / "report.json", "report of `wafer compile`", L.MAX_REPORT_FILE_BYTES)
+    pj = read_json(d / "placement.json", "placement of `wafer compile`", L.MAX_REPORT_FILE_BYTES) \
+        if (d / "placement.json").exists() else None
     return report, pj
 
 
@@ -120,7 +116,7 @@ def _from_reports(d: Path, make):
     except KeyError as e:
         raise UsageError(f"{d}/report.json or placement.json lacks the key {e.args[0]!r}: was it written by an "
                          "older waferscale? compile again") from None
-    except (TypeError, AttributeError, ValueError, IndexError):  # a section of the wrong shape: a list, a null
+    except (TypeError, AttributeError, ValueError, IndexError, ArithmeticError):  # a section of the wrong shape
         raise UsageError(f"{d}: report.json or placement.json does not have the shape `wafer compile` writes "
                          "(a section is missing, null or of the wrong type); compile again") from None
 
@@ -331,6 +327,8 @@ def cmd_simulate_kernel(args) -> int:
     head = (f"{args.kind} [{m}x{args.k}] @ [{args.k}x{args.n}] on {machine.name} ({machine.rows}x{machine.cols}; "
             f"{rows}x{cols} cores used), {args.dtype}: {lanes.lanes:g} FMAC lane(s) per core, {lanes.acc}-byte "
             f"accumulators, {lanes.port}-byte SRAM ports")
+    if args.level in ("pe", "both"):
+        _check_pe_work(m, args, machine, lanes, rows, cols)
     mask = None
     if sparse:  # a seeded random mask, costed from the mask where lowering would draw one, else in distribution
         if args.k * args.n <= A.SPARSE_DRAW_LIMIT or args.level != "tile":
@@ -349,17 +347,8 @@ def cmd_simulate_kernel(args) -> int:
     head += f"; {reduce} reduce, A {'resident' if args.resident_a else 'streamed from the west edge'}"
     ok = True
     if args.level in ("pe", "both"):
-        from .runtime.pe_sim import core_sram_bytes, simulate_gemm
+        from .runtime.pe_sim import simulate_gemm
 
-        operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
-        if operands > L.MAX_PE_OPERAND_BYTES:
-            raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
-                             f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
-                             "or --level tile")
-        need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
-        if need > machine.usable_sram_bytes:
-            raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
-                             f"{machine.usable_sram_bytes}: use a larger mesh, a smaller matrix or --level tile")
         print(head)
         rng = np.random.default_rng(args.seed)
         a = rng.standard_normal((m, args.k), dtype=np.float32)
@@ -382,6 +371,35 @@ def cmd_simulate_kernel(args) -> int:
     if args.level == "both":
         print(f"tile vs pe: {100 * (tile.total - r.cycles) / r.cycles:+.2f}% ((tile - pe) / pe)")
     return 0 if ok else 1
+
+
+def _check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
+    """Refuse a PE-level run whose operands or simulated work (limits.py) are too large, before any is made."""
+    from .backends.gemm import fastest, gemm_time
+
+    operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
+    if operands > L.MAX_PE_OPERAND_BYTES:
+        raise UsageError(f"the PE level would build {operands / 2**30:.1f} GiB of operands (A and W in f32), "
+                         f"more than {L.MAX_PE_OPERAND_BYTES / 2**30:.0f} GiB: use a smaller --m/--k/--n "
+                         "or --level tile")
+    from .runtime.pe_sim import core_sram_bytes
+
+    need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
+    if need > machine.usable_sram_bytes:
+        raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
+                         f"{machine.usable_sram_bytes}: use a larger mesh, a smaller matrix or --level tile")
+    # the tile model's cycles (dense: a sparse W only takes fewer) are the PE level's to within a few per cent
+    if args.density is not None or args.reduce != "auto":
+        est = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes,
+                        reduce="chain" if args.density is not None else args.reduce, resident_a=args.resident_a)
+    else:
+        est = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)[1]
+    work = est.total * rows * cols
+    if est.total > L.MAX_PE_SIM_CYCLES or work > L.MAX_PE_SIM_PE_CYCLES:
+        raise UsageError(f"the PE level would simulate about {est.total:,} cycles on {rows}x{cols} cores "
+                         f"({work:.2g} PE-cycles), more than its limits of {L.MAX_PE_SIM_CYCLES:,} cycles and "
+                         f"{L.MAX_PE_SIM_PE_CYCLES:.0e} PE-cycles (minutes to hours): use a smaller --m (the cycles "
+                         "grow with it), a larger mesh or a smaller --k/--n, or --level tile")
 
 
 def _lora_arguments(s: argparse.ArgumentParser) -> None:
@@ -465,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --generate: tokens to generate (no default: --generate needs it)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
+
+    add_replay_parser(sub)
 
     s = sub.add_parser("report", help="print the summary of a directory written by `wafer compile`")
     s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")

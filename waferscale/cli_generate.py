@@ -12,7 +12,7 @@ from .report.outputs import check_output
 
 
 def cmd_compile_generate(args) -> int:
-    from .driver import write_compiled
+    from .compiled import write_compiled
     from .generate import compile_generate
 
     for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),

@@ -12,7 +12,7 @@ from .errors import UsageError
 
 
 def cmd_compile_train(args, log, out: Path) -> int:
-    from .driver import write_compiled
+    from .compiled import write_compiled
     from .training import compile_training
 
     for flag in ("pipeline", "compile_to", "print_ir_after", "print_ir_after_all"):

@@ -18,7 +18,7 @@ from .report.wafer import wafer_report
 # The row's columns, in order (a failed point has the first ones and ``error``).
 KEYS = ("model", "target", "batch", "seq", "pipeline", "mode", "ok", "error", "compile_s", "kernels", "flows",
         "cores", "cores_used", "sram_peak_bytes_per_core", "flow_bytes", "stream_bytes", "latency_s", "seconds",
-        "tokens_per_s", "steady_tokens_per_s", "mfu", "bound")
+        "tokens_per_s", "steady_tokens_per_s", "mfu", "bound", "tokens_per_joule", "average_watts")
 
 
 def measure(graph: Graph, pipeline: str, *, model: str, batch: int, seq: int, target: str) -> dict:
@@ -47,6 +47,8 @@ def measure(graph: Graph, pipeline: str, *, model: str, batch: int, seq: int, ta
         "stream_bytes": t["stream_bytes"], "latency_s": t["latency_seconds"], "seconds": t["seconds"],
         "tokens_per_s": t["tokens_per_s"], "steady_tokens_per_s": t["steady_tokens_per_s"], "mfu": t["mfu"],
         "bound": max(bounds, key=lambda b: (bounds[b], b)) if bounds else "",
+        # the energy section's (report/energy.py): a sweep can rank its points by tokens per joule
+        "tokens_per_joule": rep["energy"]["tokens_per_joule"], "average_watts": rep["energy"]["average_watts"],
     }
     row["pass_seconds"] = {r.name: round(r.seconds, 4) for r in records}
     return row

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import limits as L
 from .errors import UsageError, WaferError
 from .measure import KEYS, measure
 from .report.outputs import open_dir
@@ -82,23 +83,55 @@ def _task(p: Point) -> dict:
 
 
 def read_points(path: Path) -> dict[str, dict]:
-    """The rows already in points.jsonl, by point id (a torn last line, from a kill, is skipped)."""
+    """The rows already in points.jsonl, by point id. A line that is not JSON (a torn line, from a kill)
+    is skipped; one that is not UTF-8 was not written by a sweep (it writes ASCII JSON): one error line."""
+    from .safe_read import JsonSyntaxError, iter_lines, loads_json
+
     done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done[rec["point"]] = rec["row"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+    if not path.exists():
+        return done
+    for number, line, _ in iter_lines(path, "sweep's points.jsonl", L.MAX_POINTS_FILE_BYTES, L.MAX_POINTS_LINE_BYTES):
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: line {number:,} is not UTF-8 text, which `wafer sweep` never writes: was the "
+                             "file edited? move it away or mend the line to resume") from None
+        try:
+            rec = loads_json(text, f"{path}: line {number:,}")
+        except JsonSyntaxError:  # nesting too deep or a huge number are errors: a kill leaves neither
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("point"), str) and _resumable(rec.get("row")):
+            done[rec["point"]] = rec["row"]
     return done
+
+
+_NUMBERS = ("compile_s", "kernels", "flows", "cores", "cores_used", "sram_peak_bytes_per_core", "flow_bytes",
+            "stream_bytes", "latency_s", "seconds", "tokens_per_s", "steady_tokens_per_s", "mfu")
+
+
+def _resumable(row) -> bool:
+    """A row of the shape ``measure`` gives (a line that is not is skipped, and its point runs again)."""
+    if not isinstance(row, dict) or not isinstance(row.get("ok"), bool):
+        return False
+    if not isinstance(row.get("pass_seconds", {}), dict) or not isinstance(row.get("error", ""), str | None):
+        return False
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if not all(number(row.get(k)) or row.get(k) is None for k in _NUMBERS):
+        return False
+    return not row["ok"] or (number(row.get("cores")) and number(row.get("tokens_per_s")))  # the Pareto front's
 
 
 class _Appender:
     """Appends one JSON line per finished point to points.jsonl, flushed at once."""
 
     def __init__(self, path: Path):
-        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        torn = False
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as f:  # read_points has checked it is a regular file
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
         self.f = open(path, "a")
         if torn:  # a line cut short by a kill: end it, so that the next one is whole
             self.f.write("\n")
@@ -407,6 +440,12 @@ def summary(result: SweepResult, out: Path) -> str:
             lines.append(f"  {r['rows']:>5}x{r['cols']:<5} sram {r['sram_kib']:>4} KiB fmac {r['fmac']:>2} "
                          f"batch {r['batch']:>3} {r['mode']:<17} {r['tokens_per_s'] / 1e6:9.3f} M tokens/s  "
                          f"MFU {100 * r['mfu']:5.1f}%")
+    by_energy = sorted((r for r in rows if r["ok"] and r.get("tokens_per_joule")),
+                       key=lambda r: -r["tokens_per_joule"])[:3]
+    if by_energy:
+        lines.append("Most tokens per joule (energy model: backends/energy.py):")
+        lines += [f"  {r['rows']:>5}x{r['cols']:<5} batch {r['batch']:>3} {r['mode']:<17} "
+                  f"{r['tokens_per_joule']:,.0f} tokens/J at {r['average_watts'] / 1e3:.2f} kW" for r in by_energy]
     failed = [r for r in rows if not r["ok"]]
     for r in failed[:5]:
         lines.append(f"  failed {r['point']} {_label(r)} {r['mode_asked'] or 'pipeline'}: {_reason(r, 200)}")

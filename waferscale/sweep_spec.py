@@ -32,7 +32,9 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
+from . import limits as L
 from .errors import UsageError
+from .safe_read import load_yaml, loads_json, read_text, short
 
 # axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
 # by the points of one model, dtype, batch and seq, which the grid keeps together)
@@ -160,25 +162,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None,
               labels: dict[str, str] | None = None) -> Spec:
     """Read a YAML or JSON spec file; ``overrides`` (from flags) replace its keys."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read sweep spec {path}: {e.strerror}") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise UsageError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or 'syntax error'}{where})") \
-                from None
+    text = read_text(path, "sweep spec", L.MAX_SPEC_BYTES)
+    data = loads_json(text, str(path)) if path.suffix == ".json" else load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a sweep spec is a mapping of keys (model, mesh, batch, ...), "
                          f"not {type(data).__name__ if data is not None else 'an empty file'}")
@@ -190,13 +175,14 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     labels = labels or {}
 
     def bad(key: str, msg: str) -> UsageError:
-        return UsageError(f"{source}: {labels.get(key, f'key {key!r}')}: {msg}")
+        return UsageError(f"{source}: {labels.get(key, f'key {short(key)}')}: {msg}")
 
     for key in data:
         if key not in AXES and key not in OTHER_KEYS:
             close = difflib.get_close_matches(str(key), [*AXES, *OTHER_KEYS], n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"{source}: unknown key {key!r}{hint}; the keys are {', '.join([*OTHER_KEYS, *AXES])}")
+            raise UsageError(f"{source}: unknown key {short(key)}{hint}; the keys are "
+                             f"{', '.join([*OTHER_KEYS, *AXES])}")
     if "model" not in data:
         raise UsageError(f"{source}: no {labels.get('model', 'key model')}: name the model(s) to sweep")
     if "mesh" in data and ("rows" in data or "cols" in data):
@@ -224,7 +210,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
         for v in values:
             c = _check(key, v, lambda msg, k=key: bad(k, msg))
             if c in checked:
-                raise bad(key, f"lists {v!r} twice")
+                raise bad(key, f"lists {short(v)} twice")
             checked.append(c)
         axes[key] = tuple(checked)
         if key == "model":
@@ -235,9 +221,9 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     if isinstance(s, dict) and set(s) <= {"random", "seed"} and "random" in s:
         sample, seed = s["random"], s.get("seed", 0)
         if not _is_int(sample) or sample < 1 or not _is_int(seed):
-            raise bad("sample", f"random and seed are integers, random at least 1 (got {s!r})")
+            raise bad("sample", f"random and seed are integers, random at least 1 (got {short(s)})")
     elif s != "grid":
-        raise bad("sample", f"{s!r} is not grid or {{random: N, seed: S}}")
+        raise bad("sample", f"{short(s)} is not grid or {{random: N, seed: S}}")
     grid = prod(len(v) for v in axes.values())
     if sample is not None and sample > grid:
         raise bad("sample", f"random: {sample} asks for more points than the grid's {grid}")
@@ -246,7 +232,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
                   "sample: {random: N, seed: S} or shorten an axis")
     name = data.get("name", "")
     if not isinstance(name, str):
-        raise bad("name", f"{name!r} is not a string")
+        raise bad("name", f"{short(name)} is not a string")
     return Spec(axes, sample, seed, name, tuple(sorted(contexts.items())))
 
 
@@ -274,16 +260,16 @@ def _check(key: str, v: Any, bad) -> Any:
 
     if key in ("model", "mode", "pipeline", "mesh", "dtype"):
         if not isinstance(v, str) or not v.strip():
-            raise bad(f"{v!r} is not a string; it takes {AXES[key]}")
+            raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
         v = v.strip()
         if key == "mode" and v not in MODES:
-            raise bad(f"{v!r} is not one of {', '.join(MODES)}")
+            raise bad(f"{short(v)} is not one of {', '.join(MODES)}")
         if key == "dtype" and v not in ("f16", "bf16", "f32"):
-            raise bad(f"{v!r} is not one of f16, bf16, f32")
+            raise bad(f"{short(v)} is not one of f16, bf16, f32")
         if key == "mesh":
             m = re.fullmatch(r"(?:mesh:)?(\d+)x(\d+)", v)
             if not m:
-                raise bad(f"{v!r} is not RxC (rows x columns, such as 128x128)")
+                raise bad(f"{short(v)} is not RxC (rows x columns, such as 128x128)")
             v = f"{int(m[1])}x{int(m[2])}"
         if key == "pipeline":
             from .passes.pipeline import parse_pipeline
@@ -298,15 +284,15 @@ def _check(key: str, v: Any, bad) -> Any:
     if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes"):
         low = 0 if key in ("rows", "cols") else 1
         if not isinstance(n, int) or n < low:
-            raise bad(f"{v!r} is not {'a non-negative' if low == 0 else 'a positive'} integer")
+            raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
         if key == "link_bytes" and n != SIMULATED_LINK_BYTES:
             raise bad(f"not supported: {LINK_BYTES_UNSUPPORTED}")
         return n
     if n is None or n <= 0:
-        raise bad(f"{v!r} is not a positive number; it takes {AXES[key]}")
+        raise bad(f"{short(v)} is not a positive number; it takes {AXES[key]}")
     if key == "density":
         if n > 1:
-            raise bad(f"{v!r} is not in (0, 1]")
+            raise bad(f"{short(v)} is not in (0, 1]")
     return n
 
 

@@ -179,8 +179,10 @@ def get_machine(target: str) -> Machine:
         return MACHINES[target]
     m = _MESH.match(target)
     if not m:
-        raise UsageError(f"unknown target {target!r}: use wse2, wse3 or mesh:RxC "
+        raise UsageError(f"unknown target {target[:80]!r}: use wse2, wse3 or mesh:RxC "
                          "(optionally mesh:RxC,sram_kib=48,fmac=4,clock_ghz=1.1,io_gbs=150)")
+    if max(len(m[1]), len(m[2])) > 9:  # int() of thousands of digits is slow, then refused by Python
+        raise UsageError(f"impossible mesh in {target[:80]!r}: rows and columns must be >= 1 (and at most 1e8 cores)")
     rows, cols = int(m[1]), int(m[2])
     if rows < 1 or cols < 1 or rows * cols > 10**8:
         raise UsageError(f"impossible mesh {rows}x{cols}: rows and columns must be >= 1 (and at most 1e8 cores)")
@@ -188,21 +190,24 @@ def get_machine(target: str) -> Machine:
     for item in filter(None, m[3].split(",")):
         key, val = item.split("=")
         if key not in _OVERRIDES:
-            raise UsageError(f"unknown mesh option {key!r} in {target!r}: use {', '.join(_OVERRIDES)}")
+            raise UsageError(f"unknown mesh option {key!r} in {target[:80]!r}: use {', '.join(_OVERRIDES)}")
         name, scale = _OVERRIDES[key]
-        v = float(val) * scale
+        try:
+            v = float(val) * scale
+        except ValueError:  # the pattern lets through '1.2.3' and '.'
+            raise UsageError(f"mesh option {key}={val[:40]} is not a number in {target[:80]!r}") from None
         if not v > 0 or v == float("inf"):
-            raise UsageError(f"mesh option {key} must be a positive number in {target!r}")
+            raise UsageError(f"mesh option {key} must be a positive number in {target[:80]!r}")
         if name not in ("clock_hz", "io_bytes_per_s") and v != int(v):
-            raise UsageError(f"mesh option {key} must be a whole number in {target!r} (got {val})")
+            raise UsageError(f"mesh option {key} must be a whole number in {target[:80]!r} (got {val})")
         if key == "link_bytes" and v != SIMULATED_LINK_BYTES:
-            raise UnsupportedError(f"{LINK_BYTES_UNSUPPORTED}: {target!r}")
+            raise UnsupportedError(f"{LINK_BYTES_UNSUPPORTED}: {target[:80]!r}")
         fields[name] = v if name in ("clock_hz", "io_bytes_per_s") else int(v)
         if name == "fmacs_per_cycle":  # f32 keeps a WSE-2's ratio to f16
             fields["f32_fmacs_per_cycle"] = v * WSE2.f32_fmacs_per_cycle / WSE2.fmacs_per_cycle
     machine = replace(WSE2, name=target, rows=rows, cols=cols, fabric_rows=0, fabric_cols=0, die_cores=0,
                       published_peak_flops=0.0, source=WSE2.source + "; custom mesh", **fields)
     if machine.usable_sram_bytes <= 0:
-        raise UsageError(f"sram_kib in {target!r} leaves no SRAM after the {A.RESERVED_SRAM_BYTES} bytes "
+        raise UsageError(f"sram_kib in {target[:80]!r} leaves no SRAM after the {A.RESERVED_SRAM_BYTES} bytes "
                          "reserved per core for code")
     return machine

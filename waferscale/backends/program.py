@@ -106,9 +106,18 @@ class Placement:
     reason: str = ""  # why this mode (place{mode=auto} says what it chose)
 
     @property
+    def is_streaming(self) -> bool:
+        """Weight streaming (a group of kernels at a time), not layer-pipelined."""
+        return self.mode == "streaming"
+
+    @property
+    def is_pipelined(self) -> bool:
+        return self.mode == "pipelined"
+
+    @property
     def cores_used(self) -> int:
         """Cores in use at once: all kernels' (pipelined), or the largest group's (streaming)."""
-        if not self.groups:
+        if not self.is_streaming:
             return sum(r.cores for r in self.rects)
         return max(sum(self.rects[k].cores for k in g.kernels) for g in self.groups)
 

@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import limits as L
 from ..errors import UsageError
 from ..ir import Graph, parse, verify
+from ..safe_read import loads_json, read_bytes
 
 PIPELINE, MODEL = "# pipeline: ", "# model: "
 
@@ -64,9 +66,7 @@ def check_model(model: dict, p: Path) -> None:
 def read_ir_file(path: str) -> IrFile:
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read {p}: {e.strerror}") from None
+        text = read_bytes(p, "text IR file", L.MAX_IR_FILE_BYTES).decode()
     except UnicodeDecodeError:
         raise UsageError(f"{p} is not a UTF-8 text file; pass a text IR file") from None
     model, done = None, ""
@@ -80,10 +80,7 @@ def read_ir_file(path: str) -> IrFile:
         elif line.startswith(PIPELINE):
             done = line[len(PIPELINE):].strip()
         elif line.startswith(MODEL):
-            try:
-                model = json.loads(line[len(MODEL):])
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{p}: the '# model:' header line is not valid JSON ({e.msg})") from None
+            model = loads_json(line[len(MODEL):], f"{p}: the '# model:' header line")
             if not isinstance(model, dict):
                 raise UsageError(f"{p}: the '# model:' header line is not a JSON object")
             check_model(model, p)

@@ -58,15 +58,29 @@ class StepLM(torch.nn.Module):
 def resolve(spec: str) -> tuple[str, Any]:
     """A model spec: ('zoo', ZooModel) or ('hf', a Hugging Face causal LM config read from disk)."""
     path = Path(spec)
-    if spec.lower() not in ZOO and path.exists():  # a zoo name wins over a folder of that name
+    try:
+        exists = spec.lower() not in ZOO and path.exists()  # a zoo name wins over a folder of that name
+    except OSError:  # a name too long for a path, or a path under a file
+        exists = False
+    if exists:
         cfg_file = path / "config.json" if path.is_dir() else path
         if not cfg_file.is_file():
             raise UsageError(f"{spec} holds no config.json: pass a zoo name or a Hugging Face config")
-        from transformers import AutoConfig
+        from transformers import CONFIG_MAPPING
 
+        from ..safe_read import read_json
+
+        # read here, bounded (safe_read.py), and built as AutoConfig.from_pretrained builds a local file's
+        data = read_json(cfg_file, "Hugging Face config.json", L.MAX_HF_CONFIG_BYTES)
+        model_type = data.get("model_type") if isinstance(data, dict) else None
+        if not isinstance(model_type, str):
+            raise UsageError(f"{cfg_file} is not a Hugging Face config: it names no model_type")
+        if model_type not in CONFIG_MAPPING:
+            raise UsageError(f"not supported: Hugging Face model type {model_type[:80]!r} in {cfg_file}: "
+                             "transformers does not know it")
         try:
             with quiet_transformers():
-                cfg = AutoConfig.from_pretrained(str(cfg_file))
+                cfg = CONFIG_MAPPING[model_type].from_dict(data)
         except Exception as e:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise UsageError(f"cannot read Hugging Face config {cfg_file}: {first}") from e

@@ -31,10 +31,12 @@ from torch_mlir.extras.fx_importer import (
     TORCH_MEMORY_FORMAT_TO_INT,
 )
 
+from .. import limits as L
 from ..errors import UnsupportedError, UsageError
 from ..ir import GraphBuilder, TensorType, Value
 from ..ir.graph import Graph
 from ..ir.rewrite import dead_code_elimination
+from ..safe_read import check_file
 from .aten import CONVERTERS, IGNORED
 from .dtypes import ir_dtype
 from .importer import Const, ImporterBase, fold, is_dynamic
@@ -78,11 +80,33 @@ def resource_key(attr: ir.Attribute) -> str:
     head = "dense_resource<"
     assert text.startswith(head), text
     if text[len(head)] == '"':
-        import json
-
-        key, _ = json.JSONDecoder().raw_decode(text[len(head):])
-        return key
+        return mlir_string(text, len(head))
     return text[len(head):text.index(">", len(head))]
+
+
+_ESCAPES = {'"': b'"', "\\": b"\\", "n": b"\n", "t": b"\t"}
+
+
+def mlir_string(text: str, start: int) -> str:
+    """The value of the MLIR string literal that opens at ``text[start]`` (a '"'): MLIR escapes \\", \\\\, \\n,
+    \\t and any byte as two hex digits (\\01), which JSON does not read. Bytes that are not UTF-8 are replaced."""
+    out, i = bytearray(), start + 1
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            return out.decode("utf-8", errors="replace")
+        if c != "\\":
+            out += c.encode()
+            i += 1
+        elif text[i + 1:i + 2] in _ESCAPES:
+            out += _ESCAPES[text[i + 1]]
+            i += 2
+        elif len(text[i + 1:i + 3]) == 2 and all(h in "0123456789abcdefABCDEF" for h in text[i + 1:i + 3]):
+            out += bytes([int(text[i + 1:i + 3], 16)])
+            i += 3
+        else:
+            raise UsageError(f"a bad escape in the string {text[start:i + 3][:80]!r}")
+    raise UsageError(f"an unterminated string {text[start:start + 80]!r}")
 
 
 def _is_resource(attr: ir.Attribute) -> bool:
@@ -317,9 +341,9 @@ def import_module(m: ir.Module, source: str = "<module>") -> tuple[Graph, dict[s
 
 def parse_file(path: str | Path, context: ir.Context) -> ir.Module:
     """Parse and verify a .mlir file; a malformed one is a one-line UsageError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"cannot read {path}: no such file")
+    # A regular file within the bound, checked before MLIR opens it (a FIFO would hang its read); MLIR
+    # reads the file at the size it has when opened.
+    path = check_file(path, "torch-dialect .mlir file", L.MAX_MLIR_FILE_BYTES)
     try:
         m = ir.Module.parseFile(str(path), context=context)
         m.operation.verify()

@@ -113,4 +113,6 @@ def lookup(name: str) -> ZooModel:
     except KeyError:
         close = difflib.get_close_matches(name.lower(), ZOO, n=3, cutoff=0.4)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise UsageError(f"unknown model {name!r}{hint} (`wafer models` lists them all)") from None
+        from ..safe_read import short
+
+        raise UsageError(f"unknown model {short(name)}{hint} (`wafer models` lists them all)") from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParseError
+from ..limits import MAX_NUMBER_CHARS
 from .graph import Graph, Op, Value, make_attrs
 from .types import DTYPES, TensorType
 
@@ -102,10 +103,16 @@ class _Parser:
             if dims:
                 self.expect(",")
             d = self.expect_kind("number", "a dimension size")
+            self.check_length(d)
             if not d.text.isdigit():
                 raise self.error(f"dimension {d.text!r} must be a non-negative integer", d)
             dims.append(int(d.text))
         return TensorType(tuple(dims), t.text)
+
+    def check_length(self, t) -> None:
+        """A number too long for int() (Python refuses 4,300 digits) or float() is a parse error."""
+        if len(t.text) > MAX_NUMBER_CHARS:
+            raise self.error(f"a number of {len(t.text):,} characters, more than {MAX_NUMBER_CHARS}", t)
 
     def string(self, t) -> str:
         """A string token's value (JSON escapes); a raw control character or a bad escape is an error."""
@@ -118,6 +125,7 @@ class _Parser:
         t = self.tok
         if t.kind == "number":
             self.next()
+            self.check_length(t)
             is_float = any(c in t.text for c in ".eEn")  # '.', exponent, 'inf', 'nan'
             return float(t.text) if is_float else int(t.text)
         if t.kind == "string":

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from ..errors import UnsupportedError
 from ..ir.graph import Graph, Value
 from ..ir.types import FLOAT_DTYPES, TensorType
-from .autodiff import MASK, Emitter, _copy
+from .autodiff import MASK, Emitter, copy_graph
 from .base import GRAPH, CompileState, Pass, option, register
 
 OPTIMIZER = "optimizer:"
@@ -75,7 +75,7 @@ def adamw(g: Graph, cfg: AdamWConfig = AdamWConfig()) -> Graph:
     if len(g.outputs) != 1 + len(params) or not g.outputs or g.outputs[0].type.shape != ():
         raise UnsupportedError(f"adamw on graph @{g.name}: it needs the loss and one gradient per trained "
                                "parameter as outputs: run autodiff first")
-    out = _copy(g)
+    out = copy_graph(g)
     grads = dict(zip((p.name for p in params), g.outputs[1:]))
     out.inputs.append(step := Value(STEP, TensorType((), "f32")))
     e = Emitter(out, "o")

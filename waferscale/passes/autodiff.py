@@ -63,7 +63,7 @@ class Emitter:
         return result
 
 
-def _copy(g: Graph) -> Graph:
+def copy_graph(g: Graph) -> Graph:
     return Graph(g.name, list(g.inputs), list(g.params), list(g.ops), list(g.outputs),
                  {k: dict(v) for k, v in g.meta.items()})
 
@@ -76,7 +76,7 @@ def next_token_loss(g: Graph) -> Graph:
     logits = g.outputs[0]
     if any(v.name == LABELS for v in g.values()):
         raise UnsupportedError(f"a next-token loss on graph @{g.name}: it already has a value named %{LABELS}")
-    out = _copy(g)
+    out = copy_graph(g)
     labels = Value(LABELS, TensorType(logits.type.shape[:-1], "i64"))
     out.inputs.append(labels)
     emit = Emitter(out, "loss")
@@ -139,7 +139,7 @@ def backward(g: Graph, wrt: set[str] | None = None) -> Graph:
     if len(g.outputs) != 1 or g.outputs[0].type.shape != () or g.outputs[0].type.dtype not in FLOAT_DTYPES:
         raise UnsupportedError(f"autodiff of graph @{g.name}: it needs one scalar float output (a loss), and "
                                f"returns {', '.join(str(v.type) for v in g.outputs) or 'nothing'}")
-    out = _copy(g)
+    out = copy_graph(g)
     emit = Emitter(out, "d")
     loss = g.outputs[0]
     wrt = {p.name for p in g.params} if wrt is None else set(wrt)

@@ -44,6 +44,7 @@ class CompileState:
     samples: int = 1  # sequences per run (the batch)
     tokens: int = 1  # tokens per sample
     position: int = 0  # the sequence position of the first token (a decode step at position t reads t cached rows)
+    stream_latency: int = 0  # cycles before a streamed weight arrives beyond the link's (SwarmX levels, training)
     machine: Machine | None = None
     program: Program | None = None
     placement: Placement | None = None

@@ -24,7 +24,8 @@ def verify_placement(prog: Program, placement: Placement) -> Placement:
             raise VerifyError("placement-sram", f"kernel {k.name} on {r.rows}x{r.cols} cores needs "
                               f"{sum(sram.values()):,} B of SRAM per core ({parts}) and {m.name} has "
                               f"{m.usable_sram_bytes:,} B usable per core")
-    together = [g.kernels for g in placement.groups] or [tuple(range(len(prog.kernels)))]
+    together = ([g.kernels for g in placement.groups] if placement.is_streaming
+                else [tuple(range(len(prog.kernels)))])
     grouped = sorted(k for ks in together for k in ks)
     if grouped != list(range(len(prog.kernels))):
         raise VerifyError("placement-groups", "the groups do not hold every kernel exactly once")

@@ -65,7 +65,7 @@ def route(prog: Program, placement: Placement) -> Routing:
     """Every flow's route. In weight-streaming mode each group is routed on its own (its links are
     free of the other groups', which run at other times); a flow into a group from an earlier one
     reads a value resident in SRAM and enters its consumer like a graph input."""
-    if not placement.groups:
+    if not placement.is_streaming:
         return _route(prog, placement, range(len(prog.flows)), None)
     routes, link_bytes, link_colors = [], defaultdict(float), {}
     for g in placement.groups:

@@ -25,8 +25,9 @@ class Simulate(Pass):
     def run(self, s: CompileState) -> CompileState:
         if self.chunk < 1:
             raise UsageError(f"simulate{{chunk={self.chunk}}}: a chunk holds at least 1 token")
-        if s.placement.groups:
+        if s.placement.is_streaming:
             sim = simulate_streaming(s.program, s.placement, s.routing, chunk=self.chunk,
+                                     stream_latency=s.stream_latency,
                                      progress=lambda done, n: s.log(f"simulating: {done}/{n} layers"))
         else:
             sim = simulate(s.program, s.placement, s.routing, chunk=self.chunk,

@@ -20,6 +20,7 @@ from html import escape
 from importlib.resources import files
 
 from ..passes.pipeline import describe_change
+from ..passes.place import MODES
 from ..passes.streaming import group_by_block
 
 TOP_N = 25  # kernel table rows shown at first (the slowest); a menu shows all
@@ -74,11 +75,16 @@ def _si(x: float, unit: str = "") -> str:
     return f"{x:.3g} {unit}".rstrip()
 
 
+def is_streaming(pj: dict) -> bool:
+    """placement.json's mode, asked by name (older files: their groups)."""
+    return pj["mode"] == MODES["streaming"] if "mode" in pj else bool(pj.get("groups"))
+
+
 def shown_group(pj: dict) -> int:
     """Weight streaming: the group the mesh shows first, the first transformer block (else the
     largest), as mesh.png does; -1 in layer-pipelined mode."""
     groups = pj.get("groups") or []
-    if not groups:
+    if not is_streaming(pj):
         return -1
     blocks = [i for i, g in enumerate(groups) if ".h." in g["name"] or g["name"].startswith("h.")]
     return blocks[0] if blocks else max(range(len(groups)), key=lambda i: (len(groups[i]["kernels"]), -i))
@@ -239,5 +245,5 @@ def report_html(report: dict, pj: dict) -> str:
     return _asset("report.html").format(
         title=_e(title), css=_asset("report.css"), js=_asset("report.js"), data=data,
         summary=_summary(report, pj), layers=_layers(report, pj), links=_links(pj), passes=_passes(report),
-        streaming=' class="streaming"' if pj.get("groups") else "",
+        streaming=' class="streaming"' if is_streaming(pj) else "",
     )

@@ -31,7 +31,7 @@ SRAM_CMAP = "magma_r"  # perceptual, light where a core holds little, dark where
 def shown_group(s: CompileState):
     """Weight streaming: the group the picture shows, the first transformer block (else the largest)."""
     groups = s.placement.groups
-    if not groups:
+    if not s.placement.is_streaming:
         return None
     return next((g for g in groups if ".h." in g.name or g.name.startswith("h.")),
                 max(groups, key=lambda g: len(g.kernels)))

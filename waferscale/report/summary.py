@@ -57,6 +57,10 @@ def to_text(report: dict) -> str:
         lines += train_text(report["train"])
     if "generate" in report:
         lines += generate_text(report["generate"])
+    if "energy" in report:
+        from .energy import energy_text
+
+        lines += ["", "Energy (backends/energy.py; docs/energy.md)", energy_text(report["energy"])]
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,7 @@ def chrome_trace(p: CompileState) -> str:
         events.append({"ph": "X", "pid": 1, "tid": kid, "name": label(p.program.kernels[kid].op),
                        "ts": round(start * us, 6), "dur": round((end - start) * us, 6),
                        "args": {"sample": sample, "chunk": chunk, "cycles": end - start}})
-    if p.sim.groups:  # weight streaming: the I/O link and the layers, below the kernels
+    if p.placement.is_streaming:  # weight streaming: the I/O link and the layers, below the kernels
         stream, layers = len(p.program.kernels), len(p.program.kernels) + 1
         for tid, name in ((stream, "weights from MemoryX (system I/O)"), (layers, "layers")):
             events.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_name", "args": {"name": name}})

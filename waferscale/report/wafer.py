@@ -14,6 +14,7 @@ from ..passes.base import CompileState
 from ..passes.place import MODES
 from ..runtime.bounds import critical_path
 from ..version import __version__
+from .energy import run_energy
 
 
 def model_flops(s: CompileState) -> int:
@@ -29,7 +30,7 @@ def utilization(s: CompileState, kid: int) -> float:
     """A kernel's executed FLOPs over what its cores could do while they were its: the whole simulated
     time, or in weight streaming its layer's run."""
     k, r = s.program.kernels[kid], s.placement.rects[kid]
-    gi = _group_of(s).get(kid)
+    gi = _group_of(s).get(kid) if s.placement.is_streaming else None
     span = s.sim.cycles if gi is None else s.sim.groups[gi].compute
     return s.sim.kernels[kid].executed_flops / (2 * s.machine.lanes(k.model.dtype) * r.cores * max(span, 1))
 
@@ -96,7 +97,7 @@ def placement_json(s: CompileState) -> dict:
             "fill_cycles": k.model.fill(r.rows, r.cols, m),
             "roofline_cycles": t.roofline, "busy_fraction": t.busy / total,
             "utilization": utilization(s, k.id), "bound": t.bound,
-            "group": pl.groups[group_of[k.id]].name if group_of else None,
+            "group": pl.groups[group_of[k.id]].name if pl.is_streaming else None,
             "sparse": sparse_info(s, k.id),
         })
     names = {k.id: k.name for k in prog.kernels}
@@ -147,7 +148,7 @@ def wafer_report(s: CompileState) -> dict:
     path_cycles, path = critical_path(prog, pl, s.routing, sim.chunk)
     streamed = sum(g.stream for g in sim.groups)
     exposed = sum(max(0, g.start - (prev.end if prev else 0)) for prev, g in zip([None, *sim.groups], sim.groups))
-    steady = (prog.tokens * m.clock_hz / slowest if not sim.groups else  # one sample per slowest stage, or
+    steady = (prog.tokens * m.clock_hz / slowest if not pl.is_streaming else  # one sample per slowest stage, or
               tokens * m.clock_hz / sum(max(g.compute, g.stream) for g in sim.groups))  # each layer at its pace
     out = {
         "target": m.name,
@@ -181,7 +182,7 @@ def wafer_report(s: CompileState) -> dict:
             "mean_hops": s.routing.mean_hops(), "max_colors": s.routing.max_colors,
             "busiest_links": [{"link": link_name(link), "bytes_per_sample": b}
                               for link, b in s.routing.busiest(5)],
-            "weight_bytes_on_wafer": (prog.weight_bytes if not pl.groups else  # streaming: the buffered layers'
+            "weight_bytes_on_wafer": (prog.weight_bytes if not pl.is_streaming else  # streaming: the buffered layers'
                                       A.WEIGHT_BUFFERS * max(g.weight_bytes for g in pl.groups)),
             # what the flows between kernels carry over the whole run, and that times the hops it travels
             "flow_bytes": sum(r.bytes_per_sample for r in s.routing.routes) * prog.samples,
@@ -191,7 +192,7 @@ def wafer_report(s: CompileState) -> dict:
             "sram_reserved_bytes_per_core": pl.reserved_bytes,
         },
     }
-    if sim.groups:
+    if pl.is_streaming:
         out["time"]["layers"] = [{"name": g.name, "weight_bytes": g.weight_bytes, "compute_cycles": g.compute,
                                   "stream_cycles": g.stream, "bound": g.bound, "start_cycle": g.start,
                                   "end_cycle": g.end} for g in sim.groups]
@@ -199,6 +200,7 @@ def wafer_report(s: CompileState) -> dict:
     sp = sparsity_section(s, [{"sparse": sparse_info(s, k.id)} for k in prog.kernels])
     if sp is not None:
         out["sparsity"] = sp
+    out["energy"] = run_energy(s)
     return out
 
 

@@ -16,7 +16,6 @@ labels its last T (the next token of each).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 
@@ -117,10 +116,10 @@ def random_stream(vocab: int, length: int, seed: int) -> np.ndarray:
 
 def file_stream(path: str, vocab: int, tokenizer: str) -> np.ndarray:
     """The tokens of a text file: its bytes, or a byte-level BPE of ``vocab`` tokens trained on it."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read --data {path}: {e.strerror}") from None
+    from .. import limits as L
+    from ..safe_read import read_bytes
+
+    data = read_bytes(path, "--data text file", L.MAX_DATA_BYTES)
     if tokenizer == "bytes":
         if vocab < 256:
             raise UsageError(f"--tokenizer bytes needs a vocabulary of 256 or more; the model has {vocab}: "

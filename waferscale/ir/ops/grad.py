@@ -30,6 +30,7 @@ from scipy.special import erf as _erf
 
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType, broadcast_shapes
+from .heads import grouped
 
 
 def unbroadcast(emit, g, t: TensorType):
@@ -277,8 +278,6 @@ def kv_groups(q: TensorType, k: TensorType) -> int:
 
 
 def _ag_ref(args, a):
-    from .nn import grouped
-
     q, k, v, dy = (t.astype(np.float64) for t in args[:4])
     k, v = grouped(q, k), grouped(q, v)  # each query head's share of dk and dv (module docstring)
     scale = a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])

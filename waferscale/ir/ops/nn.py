@@ -14,6 +14,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType, broadcast_shapes
+from .heads import grouped, query_groups
 
 
 def _layernorm_backward(e, op, g):
@@ -197,7 +198,7 @@ def _attention_infer(ins, a):
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"attention shapes q {q}, k {k}, v {v} do not agree "
                          "(need q[..., L, E], k[..., S, E], v[..., S, Ev])")
-    if _groups(q, k, v) > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+    if query_groups(q, k, v) > 1:  # grouped-query attention: each key/value head serves `groups` query heads
         k, v = (t.with_shape(t.shape[:-3] + (q.shape[-3],) + t.shape[-2:]) for t in (k, v))
     batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if len(ins) == 4:
@@ -207,20 +208,6 @@ def _attention_infer(ins, a):
     if a["causal"] and len(ins) == 4:
         raise ValueError("attention takes either causal=true or a mask operand, not both")
     return TensorType(batch + (q.shape[-2], v.shape[-1]), q.dtype)
-
-
-def _groups(q, k, v) -> int:
-    """Query heads per key/value head: 1, or more for grouped-query attention (q [..., H, L, E] with
-    k and v [..., H / groups, S, E], query head h reading key/value head h // groups)."""
-    if min(q.rank, k.rank, v.rank) < 3 or k.shape[-3] != v.shape[-3] or k.shape[-3] in (1, q.shape[-3]):
-        return 1
-    return q.shape[-3] // k.shape[-3] if q.shape[-3] % k.shape[-3] == 0 else 1
-
-
-def grouped(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """k (or v) with each key/value head repeated for the query heads of its group."""
-    g = _groups(*(TensorType(x.shape, "f32") for x in (q, k, k)))
-    return np.repeat(k, g, axis=-3) if g > 1 else k
 
 
 def _attention_ref(args, a):
