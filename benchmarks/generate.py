@@ -159,7 +159,7 @@ def markdown(record: dict) -> str:
     if skipped:
         md += f"\nNot in the zoo at this revision (skipped): {', '.join(skipped)}.\n"
     md += ("\nBeside published decode rates (other mappings and systems, so a comparison of orders, not a "
-           "calibration; the README discusses it):\n\n" + comparison(rows))
+           "calibration; docs/generation.md discusses it):\n\n" + comparison(rows))
     md += "\nThe published facts (benchmarks/calibration/published_kernels.json):\n\n"
     md += "".join(f"- {f['fact']}: {f['value']} ({f['source']})\n" for f in record["published"])
     return md

@@ -11,7 +11,7 @@ tabs of a running browser: from the request to the page's script having drawn ev
 hover, sort, selection and link-load layer (the slowest interaction, as it sums every route over
 the mesh's cores). Medians of --runs fresh page loads. Writes
 benchmarks/results/report_html.md and .json, and with --screenshots the 111M and 13B pictures the
-README shows (docs/report-111m.png coloured by utilization, docs/report-13b.png by layer).
+README and docs/wafer.md show (docs/report-111m.png coloured by utilization, docs/report-13b.png by layer).
 """
 
 from __future__ import annotations

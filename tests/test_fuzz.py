@@ -134,10 +134,10 @@ def test_library_warnings_stay_off_stderr_unless_asked(tmp_path):
 def test_a_hung_case_is_reported_as_a_hang(monkeypatch):
     import time
 
-    from waferscale import cli
+    from waferscale.cli import info
 
     fuzz = load_fuzz()
     monkeypatch.setattr(fuzz, "CASE_SECONDS", 1)
-    monkeypatch.setattr(cli, "cmd_models", lambda args: time.sleep(10))
+    monkeypatch.setattr(info, "cmd_models", lambda args: time.sleep(10))
     code, err = fuzz.run_cli(["models"])
     assert code == -1 and fuzz.check(code, err) == "exit -1: hang: still running after 1 s"

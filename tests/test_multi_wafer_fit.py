@@ -14,8 +14,8 @@ from waferscale.backends.lowering import lower
 from waferscale.backends.machine import get_machine
 from waferscale.frontend.lm import trace_lm
 from waferscale.frontend.zoo import lookup
-from waferscale.generate import _part
 from waferscale.ir import verify
+from waferscale.modes.generate_split import part_program
 from waferscale.passes import CompileState, parse_pipeline, run_pipeline
 from waferscale.passes.place import place
 from waferscale.passes.placement_check import verify_placement
@@ -45,7 +45,7 @@ def test_each_part_of_llama_70b_on_four_wse3s_fits_its_wafer(blocks_of_70b, part
     machine, prog, all_groups = blocks_of_70b
     assert len(all_groups) == 1 + 21 + 1  # the embedding, the blocks, the head (the final norm folded into it)
     kernels = tuple(k for ks in all_groups[groups] for k in ks)
-    sub = _part(prog, kernels, SYSTEMS)
+    sub = part_program(prog, kernels, SYSTEMS)
     placement = verify_placement(sub, place(sub, machine))  # raises FitError if it does not fit
     assert placement.cores_used <= machine.cores
     # every weight of the part is resident: a middle part holds 21 of the 80 blocks' 141 GB

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from waferscale import cli
-from waferscale.cli import main
+from waferscale.cli import info, main
 from waferscale.report import outputs
 
 MARKER = outputs.MARKER
@@ -86,7 +85,7 @@ def test_a_foreign_directory_is_refused_not_replaced(tmp_path, capsys):
 def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("division by zero\nsecond line")
-    monkeypatch.setattr(cli, "cmd_models", broken)
+    monkeypatch.setattr(info, "cmd_models", broken)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     code, _, err = run(capsys, "models")
     lines = err.strip().splitlines()

@@ -9,7 +9,7 @@ from ..errors import UsageError
 from ..frontend.ir_file import header
 from ..ir import print_graph
 from ..passes import CompileState, Pass, parse_pipeline, spec
-from ..plan import plan_passes
+from ..passes.plan import plan_passes
 from ..version import __version__
 from .base import Context, Mode, Outcome, RunSpec, register_mode
 from .dumps import dump

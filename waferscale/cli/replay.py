@@ -8,8 +8,8 @@ from .console import progress
 
 
 def cmd_replay(args) -> int:
-    from .compiled import write_compiled
-    from .driver import replay
+    from ..compiled import write_compiled
+    from ..driver import replay
 
     log = progress(args.quiet)
     c, same = replay(Path(args.dir), log=log)
@@ -20,7 +20,7 @@ def cmd_replay(args) -> int:
     return 0 if same else 1
 
 
-def add_replay_parser(sub) -> None:
+def add_parser(sub) -> None:
     s = sub.add_parser("replay", help="compile again the run recorded in DIR/report.json (its run section) and "
                        "write it to NEW; exits 1 if the report differs (but for its host section)")
     s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")

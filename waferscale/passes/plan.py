@@ -2,15 +2,15 @@
 ``place`` in the asked mode, ``sparsify`` for ``--sparsity``), less what a resumed dump already
 ran, up to ``--compile-to``; checked against the stages and the names ``--print-ir-after`` and
 ``--compile-to`` give. It needs no model and no torch, so ``wafer compile`` runs it before the
-trace (``cli.check_names``) and ``compile_model`` before and after reading its input."""
+trace (``cli.checks.check_names``) and ``compile_model`` before and after reading its input."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import UsageError
-from .passes import DEFAULT_GRAPH, DEFAULT_WAFER, Pass, check_stages, parse_pipeline, spec
-from .passes.base import GRAPH
+from ..errors import UsageError
+from .base import GRAPH, Pass
+from .pipeline import DEFAULT_GRAPH, DEFAULT_WAFER, check_stages, parse_pipeline, spec
 
 
 def _check_names(names: tuple[str, ...], passes: list[Pass], what: str, target: str | None = None) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import limits as L
+from .. import limits as L
+from ..errors import UsageError
 from .console import comma_names as _names
-from .errors import UsageError
 
 
 class Help(argparse.HelpFormatter):
@@ -63,19 +63,19 @@ def check_names(args) -> None:
     """A model by zoo name, a --target and compile's pipeline, checked against their tables without
     importing torch: an unknown name is one line at once."""
     model = getattr(args, "model", None)
-    if isinstance(model, str) and args.command in ("compile", "run"):
+    if isinstance(model, str) and args.command in ("compile", "run", "serve"):
         if not (model.endswith((".mlir", ".ir", ".json")) or os.sep in model or os.path.exists(model)):
-            from .frontend.zoo import lookup
+            from ..frontend.zoo import lookup
 
             lookup(model)
     target = getattr(args, "target", None)
-    if isinstance(target, str) and args.command in ("compile", "bench"):
-        from .backends.machine import get_machine
+    if isinstance(target, str) and args.command in ("compile", "bench", "serve"):
+        from ..backends.machine import get_machine
 
         get_machine(target)
     if args.command == "compile" and not (args.train or args.generate or args.model.endswith(".ir")):
-        from .passes import parse_pipeline  # NumPy, not torch: the pipeline checked before the trace
-        from .plan import plan_passes
+        from ..passes import parse_pipeline  # NumPy, not torch: the pipeline checked before the trace
+        from ..passes.plan import plan_passes
 
         plan_passes(parse_pipeline(args.pipeline) if args.pipeline is not None else None, args.target, [],
                     args.compile_to, args.mode, args.sparsity, _names(args.print_ir_after))

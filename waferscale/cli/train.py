@@ -1,4 +1,4 @@
-"""`wafer compile --train` and `wafer run --train`: the command line of training steps (``training.py``
+"""`wafer compile --train` and `wafer run --train`: the command line of training steps (``waferscale.modes.train``
 compiles and simulates one; ``runtime/train.py`` runs them with real numbers)."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import limits as L
+from .. import limits as L
+from ..errors import UsageError
 from .console import comma_names as _names
-from .errors import UsageError
 
 
 def cmd_compile_train(args, log, out: Path) -> int:
-    from .compiled import write_compiled
-    from .training import compile_training
+    from ..compiled import write_compiled
+    from ..training import compile_training
 
     for flag in ("pipeline", "compile_to", "print_ir_after", "print_ir_after_all"):
         if getattr(args, flag):
@@ -51,6 +51,16 @@ def cmd_compile_train(args, log, out: Path) -> int:
     return 0
 
 
+def lora_arguments(s) -> None:
+    """--lora, --lora-alpha and --lora-targets, of `wafer compile --train` and `wafer run --train`."""
+    s.add_argument("--lora", type=int, metavar="R", help="with --train: LoRA adapters of rank R beside the chosen "
+                   "projections, every other weight frozen")
+    s.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale numerator: adapters' output x alpha / R "
+                   "(default 8, peft's)")
+    s.add_argument("--lora-targets", default="c_attn", help="comma-separated projections for --lora: c_attn "
+                   "(default, peft's for GPT-2), attn.c_proj, mlp.c_fc, mlp.c_proj")
+
+
 def lora_pass(args) -> str | None:
     """The lora pass of --lora R [--lora-alpha A] [--lora-targets a,b], or None."""
     if args.lora is None:
@@ -77,10 +87,10 @@ def cmd_run_train(args, log) -> int:
 
     import numpy as np
 
-    from .driver import run_passes
-    from .frontend.lm import trace_lm
-    from .passes.adamw import AdamWConfig
-    from .runtime import train as T
+    from ..driver import run_passes
+    from ..frontend.lm import trace_lm
+    from ..passes.adamw import AdamWConfig
+    from ..runtime import train as T
 
     L.check_int("--steps", args.steps, 1, L.MAX_TRAIN_STEPS)
     L.check_int("--stream-tokens", args.stream_tokens, 2, L.MAX_STREAM_TOKENS)
@@ -125,7 +135,7 @@ def cmd_run_train(args, log) -> int:
         print(f"pruned weights that are not zero after the last step: {leaked}")
     if not args.compare:
         return 0
-    from .runtime.torch_train import add_lora, torch_train
+    from ..runtime.torch_train import add_lora, torch_train
 
     params = add_lora(module, adapters, args.lora_alpha / args.lora) if lora else None
     ref = torch_train(module, T.batches(tokens, args.batch, args.seq), args.steps, cfg, params, masks)

@@ -1,19 +1,27 @@
 """`wafer compile --generate` and `wafer run --generate`: the command line of generation with a KV
-cache (``generate.py`` compiles the prefill and decode steps; ``runtime/generate.py`` decodes)."""
+cache (``waferscale.modes.generate`` compiles the prefill and decode steps; ``runtime/generate.py`` decodes)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from ..errors import UsageError
+from ..report.outputs import check_output
 from .console import progress as _log
-from .errors import UsageError
-from .report.outputs import check_output
+
+
+def generate_flags(args, flags: tuple[str, ...]) -> None:
+    """Generation options given without --generate, or options generation does not take: one line."""
+    if not args.generate:
+        given = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} set(s) up generation: add --generate")
 
 
 def cmd_compile_generate(args) -> int:
-    from .compiled import write_compiled
-    from .generate import compile_generate
+    from ..compiled import write_compiled
+    from ..generate import compile_generate
 
     for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
                       ("-p/--pipeline", args.pipeline is not None), ("--compile-to", args.compile_to is not None),
@@ -49,9 +57,9 @@ DEFAULT_PROMPT = "Hello, wafer"
 def cmd_run_generate(args, log) -> int:
     import numpy as np
 
-    from .frontend import byte_tokens
-    from .generate import step_graphs
-    from .runtime.generate import greedy
+    from ..frontend import byte_tokens
+    from ..generate import step_graphs
+    from ..runtime.generate import greedy
 
     args.prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
     args.new_tokens = 16 if args.new_tokens is None else args.new_tokens
@@ -72,7 +80,7 @@ def cmd_run_generate(args, log) -> int:
     print(f"text:   {byte_tokens.decode(new)!r}")
     import torch
 
-    from .frontend.lm import quiet_transformers
+    from ..frontend.lm import quiet_transformers
 
     hf = st.decode.module.model
     prompt = torch.from_numpy(ids)

@@ -1,5 +1,5 @@
-"""What every `wafer` command shares with the modules that hold some of them (``cli_train``,
-``cli_generate``): progress on stderr, and comma-separated option values.
+"""What every `wafer` command shares: its exit codes, progress on stderr, and comma-separated option
+values.
 
 Progress has three levels. By default a command prints a few milestone lines (tracing, traced,
 placed) and, on a terminal, one status line under them that shows the current detail (the pass
@@ -17,6 +17,9 @@ import time
 
 # Messages that are details (shown as lines only with -v): the passes' own reports of their steps.
 DETAILS = ("band height ", "pass ", "routed ", "simulating: ", "simulated ", "wrote ", "sparsify: ", "micro-batch ")
+EXIT_USAGE = 2  # a problem with the user's input: one line on stderr
+EXIT_BUG = 3  # a bug in waferscale: one line on stderr, the traceback in a log file
+
 _COUNT = re.compile(r"(.*?): ([\d,]+)/([\d,]+)(.*)")  # "simulating: 3/26 kernel chunks": a bar
 _REDRAW_S = 0.1  # at most ten redraws a second of the status line
 

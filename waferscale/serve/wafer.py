@@ -1,0 +1,194 @@
+"""The serving simulator's step costs from the wafer: the one place where ``waferscale.serve`` meets
+today's generation simulation (``generate.py``).
+
+The model is traced and placed once as ``wafer compile --generate --batch B`` does (the decode step
+of ``B = max_batch`` sequences, each with a KV cache of ``max_context`` rows, layer-pipelined, over
+``systems`` wafers), then the
+tile simulator runs that placement at other shapes: a decode step of ``b`` sequences at position
+``p`` (the decode graph lowered for ``b`` samples at ``p``), a prefill chunk of ``n`` tokens at
+position ``p`` (the prefill graph lowered for one sample of ``n`` tokens from ``p``), each over the
+systems as ``modes.generate_split.run_seconds`` adds them. Those runs fill a grid of (batch, context) and
+(chunk, position); serving reads it by bilinear interpolation (``serve/costs.py``), and the error
+of that against direct simulation at random points is measured and reported.
+
+**KV capacity** (per system, then the least over systems, as every system holds its layers' share
+of every sequence): each attention kernel keeps its layer's keys and values on its own cores, as
+many as the placement gave it for ``B`` caches of ``max_context`` rows. The cache can also grow
+into those cores' free SRAM (usable SRAM less everything the placed kernel keeps there), so a
+kernel holds ``B x max_context x (held + free) / held`` tokens, where ``held`` is what its cores
+hold for the ``B`` caches; the model holds the least of those over its attention kernels, times
+one token's keys and values in every layer. Free SRAM on other kernels' cores or on unused cores is
+not counted: the KV cache would have to move there, which the placement does not do (our modelling
+choice). Smaller batches are simulated on the same rectangles.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+
+from ..backends import assumptions as A
+from ..backends.lowering import lower
+from ..backends.machine import Machine, get_machine
+from ..errors import FitError, UsageError
+from ..ir.ops.cache import cache_inputs
+from ..modes.generate import step_graphs
+from ..modes.generate_split import part_program, run_seconds, split_kernels
+from ..passes.place import place
+from ..passes.placement_check import verify_placement
+from ..passes.route import route
+from ..runtime.tile_sim import simulate
+from .costs import GridCost, build_grid
+
+ERROR_POINTS = 8  # random points where the grid is checked against direct simulation
+MAX_ERROR = 0.05
+REFINE = 0.02  # a grid axis gets a midpoint where the cost strays 2% from the line between its neighbours
+
+
+@dataclass
+class Placed:
+    """One placed model (on one region or a pipeline of systems) that simulates steps on demand."""
+
+    machine: Machine
+    parts: list  # [(kernels, placement, routing)] per system
+    decode_graph: object
+    prefill_graph: object
+    max_context: int
+    kv_bytes_per_token: int
+    kv_capacity_tokens: int
+    kv_detail: list
+    systems: int
+    seconds_simulating: float = 0.0
+
+    def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
+        t0 = time.perf_counter()
+        prog = lower(graph, samples, tokens, position)
+        sims = []
+        for ks, placement, _ in self.parts:
+            sub = part_program(prog, ks, self.systems)
+            sims.append(simulate(sub, placement, route(sub, placement), chunk=chunk))
+        self.seconds_simulating += time.perf_counter() - t0
+        return run_seconds(sims, self.machine)
+
+    def decode(self, batch: int, position: int) -> float:
+        return self._run(self.decode_graph, batch, 1, int(round(position)), 1)
+
+    def prefill(self, tokens: int, position: int) -> float:
+        return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
+
+
+def place_model(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
+                dtype: str = "f16", seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
+    p0 = prompt_len or max(1, min(max_context - 1, 64))  # the prefill graph is traced at p0 tokens
+    st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=max_batch, dtype=dtype, seed=seed,
+                     machine=machine, log=log)
+    dgraph = st.decode_state.graph
+    dprog = lower(dgraph, max_batch, 1, p0)  # placed for max_batch sequences' KV caches
+    parts, held_free = [], []
+    for i, ks in enumerate(split_kernels(dprog, systems)):
+        sub = part_program(dprog, ks, systems)
+        try:
+            placement = verify_placement(sub, place(sub, machine, log=log))
+        except FitError as e:
+            why = str(e)
+            why = why[:why.rfind("; use ")] if "; use " in why else why
+            raise FitError(f"serving places {max_batch} sequences' KV caches of {max_context} rows: {why}; use a "
+                           "smaller --max-batch or --max-context, more --systems or a bigger --target") from None
+        parts.append((ks, placement, route(sub, placement)))
+        for k, r in zip(sub.kernels, placement.rects):
+            if k.op.kind != "cached_attention":
+                continue
+            sram = k.model.sram(r.rows, r.cols)
+            held = sram.get("kv_cache", 0) * r.cores
+            free = (machine.usable_sram_bytes - sum(sram.values())) * r.cores
+            tokens = max_batch * max_context * (held + free) // held if held else 0
+            held_free.append({"system": i + 1, "kernel": k.name, "cores": r.cores, "held_bytes": held,
+                              "free_bytes": free, "tokens": tokens})
+    kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
+    tokens = min(d["tokens"] for d in held_free)
+    return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // (max_batch * max_context),
+                  tokens, held_free, systems)
+
+
+def _grid_points(max_batch: int, max_context: int, chunk: int):
+    """The grid's first points; ``build_grid`` adds midpoints where the cost bends (REFINE)."""
+    batches = sorted({1, max_batch} | {4**i for i in range(1, max_batch.bit_length()) if 4**i < max_batch})
+    contexts = sorted({1, max_context // 2, max_context - 1})
+    chunks = sorted({1, 2, chunk} | {4**i for i in range(1, chunk.bit_length()) if 4**i < chunk})
+    positions = sorted({0, (max_context - chunk) // 2, max_context - chunk})
+    return batches, contexts, chunks, positions
+
+
+@dataclass
+class WaferCost:
+    cost: GridCost
+    placed: Placed
+    report: dict
+
+
+def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batch: int, chunk: int, systems: int = 1,
+                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0,
+                log=lambda msg: None) -> WaferCost:
+    """Place the model, simulate its steps on the grid, measure the interpolation error."""
+    machine = get_machine(target) if isinstance(target, str) else target
+    if chunk > max_context - 1:
+        chunk = max_context - 1
+    t0 = time.perf_counter()
+    placed = place_model(model, machine, max_context=max_context, max_batch=max_batch, systems=systems, dtype=dtype,
+                         seed=seed,
+                         prompt_len=chunk, log=log)
+    t_place = time.perf_counter() - t0
+    b, c, n, p = _grid_points(max_batch, max_context, chunk)
+    log(f"{what}simulating decode steps and prefill chunks for the cost grid (from {len(b)} x {len(c)} and "
+        f"{len(n)} x {len(p)} points, refined where the cost bends)")
+    t1 = time.perf_counter()
+    dgrid = build_grid(b, c, placed.decode, tol=REFINE)
+    pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)), tol=REFINE)
+    t_grid = time.perf_counter() - t1
+    cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
+                    max_context)
+    rng = random.Random(error_seed)
+    checks = []
+    for _ in range(ERROR_POINTS):
+        bb, cc = rng.randint(1, max_batch), rng.randint(1, max_context - 1)
+        checks.append({"kind": "decode", "batch": bb, "context": cc, "simulated": placed.decode(bb, cc),
+                       "interpolated": cost.decode(bb, cc)})
+        nn = rng.randint(1, chunk)
+        pp = rng.randint(0, max_context - nn)
+        checks.append({"kind": "prefill", "tokens": nn, "position": pp, "simulated": placed.prefill(nn, pp),
+                       "interpolated": cost.prefill(nn, pp)})
+    for x in checks:
+        x["error"] = abs(x["interpolated"] - x["simulated"]) / x["simulated"]
+    worst = max(x["error"] for x in checks)
+    report = {
+        "machine": machine.name, "rows": machine.rows, "cols": machine.cols, "systems": systems,
+        "max_context": max_context, "kv_bytes_per_token": placed.kv_bytes_per_token,
+        "kv_capacity_tokens": placed.kv_capacity_tokens, "kv_capacity_bytes": cost.kv_capacity_bytes,
+        "kv_capacity_basis": "the program is placed for max_batch KV caches of max_context rows; the least, over "
+                             "attention kernels, of max_batch x max_context x (held + free) / held: each layer's KV "
+                             "cache on its own attention kernel's cores, grown into their free SRAM (usable SRAM "
+                             "less what the placed kernel keeps there); other cores' free SRAM is not counted",
+        "kv_kernels": placed.kv_detail,
+        "cores_used": [pl.cores_used for _, pl, _ in placed.parts],
+        "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
+        "interpolation": "bilinear, clamped at the grid's edges",
+        "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
+        "place_seconds": t_place, "grid_seconds": t_grid,
+    }
+    if worst > MAX_ERROR:
+        log(f"warning: {what}the cost grid's interpolation error reaches {100 * worst:.1f}%, above "
+            f"{100 * MAX_ERROR:.0f}% (report.json serve.costs.error_points)")
+    return WaferCost(cost, placed, report)
+
+
+def region(machine: Machine, fraction: float, first: bool) -> Machine:
+    """The rows of a mesh split at ``fraction``: the first region (prefill) or the rest (decode)."""
+    top = int(round(machine.rows * fraction))
+    if not 1 <= top < machine.rows:
+        raise UsageError(f"--split {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
+                         "a fraction strictly between 0 and 1")
+    rows = top if first else machine.rows - top
+    return replace(machine, name=f"{machine.name} ({'prefill' if first else 'decode'} region: {rows} of "
+                                 f"{machine.rows} rows)", rows=rows, fabric_rows=0, die_cores=0)
+
