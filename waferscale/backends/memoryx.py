@@ -19,7 +19,7 @@ that it is our assumption:
   Milan 64-core processors in all, Tom's Hardware, Nov 2022); one socket has 8 channels of
   DDR4-3200, 204.8 GB/s peak (AMD EPYC 7003 specification). Our assumptions: the update runs on
   ``NODES`` two-socket servers of the cluster's, at ``STREAM_FRACTION`` of peak DRAM bandwidth (a
-  STREAM-like sweep). ``--memoryx-gbs`` style studies can replace the whole rate.
+  STREAM-like sweep); ``memoryx_for(machine, nodes)`` takes another node count.
 - **overlap**: a layer's gradients stream out as its backward finishes (``stream_sim.py``) and
   MemoryX updates that layer as soon as they are in, while the layers below are still in their
   backward; updates queue when MemoryX is slower than the backward. What is left after the last
