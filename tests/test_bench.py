@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from waferscale import bench
 from waferscale.cli import main
+from waferscale.studies import bench
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err.strip()
     assert code == 2 and msg in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "x").exists()  # nothing half written
+
+
+def test_bench_runs_a_training_step_per_variant_through_the_driver(tmp_path, capsys):
+    """wafer bench --mode train: each variant a training step (execution modes, 2 systems both ways),
+    its figures its report's; a variant that cannot run is a failed row, not an abort."""
+    rows = bench.run(["tiny"], bench.variants("train"), target="mesh:64x64", batch=2, seq=16)
+    by = {r["variant"]: r for r in rows}
+    assert set(by) == {"auto", "pipelined", "streaming", "2-systems-data", "2-systems-pipeline"}
+    assert all(r["ok"] for r in rows), [r["error"] for r in rows]
+    assert by["pipelined"]["mode"] == "layer-pipelined" and by["streaming"]["mode"] == "weight-streaming"
+    assert by["2-systems-data"]["cores"] == 2 * by["auto"]["cores"]
+    assert by["pipelined"]["speedup"] == by["streaming"]["seconds"] / by["pipelined"]["seconds"]
+    assert by["auto"]["pipeline"].startswith("train:canonicalize,autodiff")
+    code = main(["bench", "--models", "tiny", "--mode", "generate", "--prompt-len", "8", "--new-tokens", "4",
+                 "--target", "mesh:48x48", "--batch", "1", "-q", "-o", str(tmp_path / "g")])
+    assert code == 0
+    assert "2-systems-pipeline" in capsys.readouterr().out

@@ -146,7 +146,7 @@ def test_decode_and_training_reports_are_per_generated_and_per_training_token():
 
 
 def test_a_sweep_row_has_tokens_per_joule(tiny):
-    from waferscale.measure import measure
+    from waferscale.studies.measure import measure
 
     row = measure(tiny.graph, "lower,place,route,simulate", model="tiny", batch=1, seq=16, target="mesh:32x32")
     assert row["ok"] and row["tokens_per_joule"] > 0

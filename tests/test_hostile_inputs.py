@@ -19,8 +19,8 @@ from waferscale import limits as L
 from waferscale.cli import main
 from waferscale.errors import WaferError
 from waferscale.safe_read import loads_json, read_bytes, short
-from waferscale.sweep import read_points
-from waferscale.sweep_spec import load_spec
+from waferscale.studies.sweep import read_points
+from waferscale.studies.sweep_spec import load_spec
 
 
 def one_line_error(capsys, argv):

@@ -128,14 +128,14 @@ def no_junk(*folders):
 def no_work(monkeypatch):
     """Make the work of each command fail the test: a refusal must come before it."""
     import waferscale
-    import waferscale.bench
-    import waferscale.sweep
+    import waferscale.studies.bench
+    import waferscale.studies.sweep
 
     def work(*a, **k):
         raise AssertionError("the work started before -o was checked")
     monkeypatch.setattr(waferscale, "compile", work)
-    monkeypatch.setattr(waferscale.bench, "run", work)
-    monkeypatch.setattr(waferscale.sweep, "_traces", work)
+    monkeypatch.setattr(waferscale.studies.bench, "run", work)
+    monkeypatch.setattr(waferscale.studies.sweep, "_traces", work)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,13 @@ RUNS = {
     "generate": ["tiny", "--generate", "--prompt-len", "8", "--new-tokens", "4", "--target", "mesh:32x32"],
     "train-sparse": ["tiny", "--train", "--batch", "2", "--seq", "16", "--target", "mesh:32x32", "--sparsity", "0.5",
                      "--mode", "streaming"],
+    # several systems (modes/systems.py): a pipeline of layers for each mode, data parallel for a forward pass
+    "inference-pipeline": ["tiny", "--seq", "16", "--target", "mesh:32x32", "--systems", "2", "--split", "pipeline"],
+    "inference-data": ["tiny", "--batch", "2", "--seq", "16", "--target", "mesh:32x32", "--systems", "2"],
+    "train-pipeline": ["tiny", "--train", "--batch", "2", "--seq", "16", "--target", "mesh:32x32", "--systems", "2",
+                       "--split", "pipeline"],
+    "generate-pipeline": ["tiny", "--generate", "--prompt-len", "8", "--new-tokens", "4", "--target", "mesh:32x32",
+                          "--systems", "2"],
 }
 
 

@@ -4,14 +4,15 @@ stopped here) with failing points and a resume."""
 import csv
 import io
 import json
+import re
 
 import pytest
 
 from waferscale.backends.machine import get_machine
 from waferscale.cli import main
 from waferscale.errors import WaferError
-from waferscale.sweep import COLUMNS, POINTS_FILE, pareto, run_sweep
-from waferscale.sweep_spec import load_spec, parse_spec
+from waferscale.studies.sweep import COLUMNS, POINTS_FILE, pareto, run_sweep
+from waferscale.studies.sweep_spec import load_spec, parse_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # five points of tiny: three fit, one mesh is too small to hold it, one mesh is impossible
@@ -105,7 +106,7 @@ def test_the_grid_is_in_axis_order_and_a_random_sample_is_seeded():
 
 
 def test_flags_make_the_same_spec_and_name_themselves_in_errors(tmp_path, capsys):
-    from waferscale.sweep_spec import flags_spec
+    from waferscale.studies.sweep_spec import flags_spec
 
     class Args:
         models, meshes, batch, seq, sram_kib = "tiny", "16x16,32x32,2x2", "1,2", "32", None
@@ -199,7 +200,7 @@ def test_cli_runs_a_spec_file_through_ray(local_ray, tmp_path, capsys):
 
 
 def test_a_bug_in_one_point_is_a_row_and_is_computed_again_by_the_next_run(tmp_path, monkeypatch):
-    import waferscale.sweep as sweep
+    import waferscale.studies.sweep as sweep
 
     real = sweep.measure
 
@@ -217,3 +218,43 @@ def test_a_bug_in_one_point_is_a_row_and_is_computed_again_by_the_next_run(tmp_p
     monkeypatch.setattr(sweep, "measure", real)
     r = run_sweep(spec, tmp_path, workers=0)
     assert (r.ran, r.resumed, r.internal) == (1, 2, []) and r.rows[1]["ok"]
+
+
+def test_a_sweep_over_a_training_option_runs_each_point_through_the_driver(tmp_path, capsys):
+    """mode: train with batch x systems: every point a training step compiled by the driver, its row
+    the report's figures (a step over 2 systems runs half the batch on each)."""
+    from waferscale.driver import compile_run
+    from waferscale.studies.measure import row_of
+
+    spec = parse_spec({"model": "tiny", "mode": "train", "batch": [2, 4], "systems": [1, 2], "seq": 16,
+                       "mesh": "64x64"})
+    points = spec.points()
+    assert [(p.run, p.batch, p.systems) for p in points] == [("train", 2, 1), ("train", 2, 2), ("train", 4, 1),
+                                                              ("train", 4, 2)]
+    result = run_sweep(spec, tmp_path / "s", use_ray=False)
+    assert result.failed == 0, [r["error"] for r in result.rows]
+    rows = {(r["batch"], r["systems"]): r for r in result.rows}
+    report = compile_run(points[3].run_spec()).report
+    assert report["train"]["systems"] == 2 and report["run"]["systems"] == 2
+    assert rows[4, 2]["seconds"] == row_of(report)["seconds"] == report["train"]["step_seconds"]
+    assert rows[4, 2]["cores"] == 2 * rows[4, 1]["cores"]
+    assert all(r["run"] == "train" and r["pipeline"].startswith("train:canonicalize,autodiff") for r in result.rows)
+    # the same spec from a file through `wafer sweep`: every point read back, the summary names the mode
+    (tmp_path / "train.yaml").write_text("model: tiny\nmode: train\nbatch: [2, 4]\nsystems: [1, 2]\nseq: 16\n"
+                                         "mesh: 64x64\n")
+    assert main(["sweep", str(tmp_path / "train.yaml"), "--no-ray", "-q", "-o", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "4 resumed; 4 ok" in out and " train" in out
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mode": ["train", "auto"]}, "mixes the driver's modes"),
+    ({"execution": "auto"}, "goes with mode: inference, train or generate"),
+    ({"mode": "train", "prompt_len": 4}, "generate's option"),
+    ({"mode": "generate", "prompt_len": 4}, "generate needs prompt_len and new_tokens"),
+    ({"mode": "train", "split": "tensor"}, "is not data or pipeline"),
+    ({"mode": "train", "lora": "fuse"}, "not a lora{...} pass"),
+])
+def test_a_bad_mode_axis_is_one_line(changes, message):
+    with pytest.raises(WaferError, match=re.escape(message)):
+        parse_spec({"model": "tiny", "mesh": "64x64", **changes})

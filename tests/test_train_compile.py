@@ -100,7 +100,7 @@ def test_cli_compile_train_writes_the_train_section(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["compile", "tiny", "--systems", "2", "--target", "wse2"], "--systems N is data-parallel training"),
+    (["compile", "tiny", "--systems", "2", "--target", "wse2"], "--batch 1 does not split evenly over --systems 2"),
     (["compile", "tiny", "--train"], "give --target"),
     (["compile", "tiny", "--train", "--batch", "3", "--systems", "2", "--target", "wse2"], "split evenly"),
     (["compile", "tiny", "--train", "--systems", "2", "--batch", "2", "--mode", "pipelined", "--target", "wse2"],

@@ -202,7 +202,7 @@ def test_details_are_one_status_line_on_a_terminal_and_nothing_elsewhere():
 
 
 def test_the_sweep_documents_density_as_it_works():
-    from waferscale.sweep_spec import parse_spec
+    from waferscale.studies.sweep_spec import parse_spec
 
     helps = _help_entries_of("sweep")
     assert "(0, 1]" in helps["--density"] and "1.0 only" not in helps["--density"]

@@ -13,7 +13,7 @@ __all__ = ["Steps", "compile_generate", "decode_roofline_tokens_per_second", "st
 
 def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f16",
                      target: str | None = None, systems: int = 1, seed: int = 0, weights: str = "auto",
-                     log=lambda msg: None) -> Compiled:
+                     split: str | None = None, log=lambda msg: None) -> Compiled:
     run = RunSpec(spec_, "generate", {"prompt_len": prompt_len, "new_tokens": new_tokens}, target=target,
-                  systems=systems, batch=batch, dtype=dtype, seed=seed, weights=weights)
+                  systems=systems, split=split, batch=batch, dtype=dtype, seed=seed, weights=weights)
     return compile_run(run, log)

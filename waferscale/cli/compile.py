@@ -29,9 +29,8 @@ def cmd_compile(args) -> int:
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
     check_output(out, "compile")  # a bad -o is refused before the work, not after
-    if args.systems is not None and not args.train:
-        raise UsageError("--systems N is data-parallel training (add --train) or a pipeline of wafers for generation "
-                         "(add --generate)")
+    if args.split is not None and (args.systems or 1) == 1:
+        raise UsageError(f"--split {args.split} spreads a run over several systems: add --systems N")
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
     for flag, given in (("--micro-batch", args.micro_batch), ("--tokens", args.tokens)):
@@ -44,7 +43,8 @@ def cmd_compile(args) -> int:
     c = waferscale.compile(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed, log=log,
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
-                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity)
+                           compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity, systems=args.systems,
+                           split=args.split)
     for p in c.write(out):
         log(f"wrote {p}")
     log.close()
@@ -56,6 +56,10 @@ def cmd_compile(args) -> int:
         print(f"{c.report['target']} ({c.report['mode']}): {pl['kernels']} kernels on {100 * pl['occupancy']:.1f}% "
               f"of the cores; {t['cycles']:,} cycles = {1e3 * t['seconds']:.3f} ms for {t['samples']} sample(s), "
               f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, MFU {100 * t['mfu']:.1f}%")
+    if "systems" in c.report:
+        s = c.report["systems"]
+        print(f"{s['systems']} systems ({s['split']}): {1e3 * s['seconds']:.3f} ms, {s['tokens_per_s'] / 1e6:.3f} M "
+              "tokens/s over all of them")
     return 0
 
 
@@ -90,9 +94,11 @@ def add_parser(sub) -> None:
     s.add_argument("--train", action="store_true", help="compile and simulate a training step (forward, backward, "
                    "AdamW) instead of inference; needs --target")
     s.add_argument("--systems", type=int, default=None, metavar="N",
-                   help="with --train: data-parallel weight streaming on N systems (SwarmX broadcasts weights and "
-                   "reduces gradients; the batch splits across them); with --generate: a pipeline of layers over N "
-                   "wafers (default 1)")
+                   help="run on N systems, as --split says: data parallel (SwarmX broadcasts weights and reduces "
+                   "gradients; the batch splits across them) or a pipeline of layers over N wafers (default 1)")
+    s.add_argument("--split", choices=("data", "pipeline"), default=None,
+                   help="how --systems N spreads the run: data (data parallel; the default for a forward pass and "
+                   "--train) or pipeline (a pipeline of layers, one part per system; the default for --generate)")
     s.add_argument("--micro-batch", type=int, default=None, metavar="B",
                    help="with --train: gradient accumulation at B samples per micro-batch (weight streaming; B divides "
                    "the batch per system; default: the most that fit in SRAM)")

@@ -14,13 +14,16 @@ from .console import progress as _log
 
 
 def cmd_bench(args) -> int:
-    from .. import bench
+    from ..studies import bench
 
     check_output(args.output, "bench")  # a bad -o is refused before the work, not after
     models = bench.models_arg(args.models) if args.models else list(bench.DEFAULT_MODELS)
     if args.batch < 1 or (args.seq is not None and args.seq < 1):
         raise UsageError(f"--batch and --seq must be at least 1 (got {args.batch} and {args.seq})")
-    variants = bench.given(args.pipeline) if args.pipeline else bench.ablation()
+    if args.pipeline and args.mode != "inference":
+        raise UsageError(f"--pipeline is a forward pass's: drop it or --mode {args.mode}")
+    variants = bench.given(args.pipeline) if args.pipeline else bench.variants(
+        args.mode, prompt_len=args.prompt_len, new_tokens=args.new_tokens)
     total = len(models) * len(variants)
     from tqdm import tqdm
 
@@ -39,8 +42,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from ..sweep import run_sweep, summary
-    from ..sweep_spec import flags_spec, load_spec, parse_spec
+    from ..studies.sweep import run_sweep, summary
+    from ..studies.sweep_spec import flags_spec, load_spec, parse_spec
 
     data, labels = flags_spec(args)
     if args.workers is not None and args.workers < 0:
@@ -86,6 +89,11 @@ def add_parser(sub) -> None:
     s.add_argument("--target", default="wse2", help="wse2 (default), wse3 or mesh:RxC[,...]")
     s.add_argument("--batch", type=int, default=4, help="samples (default 4)")
     s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
+    s.add_argument("--mode", choices=("inference", "train", "generate"), default="inference",
+                   help="what each variant runs: a forward pass (default), a training step or generation; some "
+                   "of train's and generate's variants runs on 2 systems (data parallel, a pipeline of layers)")
+    s.add_argument("--prompt-len", type=int, default=128, help="with --mode generate: the prompt (default 128)")
+    s.add_argument("--new-tokens", type=int, default=128, help="with --mode generate: new tokens (default 128)")
     s.add_argument("-o", "--output", default="out/bench", help="output directory (default out/bench)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_bench)

@@ -22,6 +22,7 @@ def cmd_compile_train(args, log, out: Path) -> int:
         raise UsageError(f"not supported: --frontend {args.frontend} with --train (it traces with torch.export)")
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
                          target=args.target, mode=args.mode, systems=args.systems or 1, lora=lora_pass(args),
+                         split=args.split,
                          sparsity=args.sparsity, micro_batch=getattr(args, "micro_batch", None),
                          tokens=getattr(args, "tokens", None), log=log)
     for p in write_compiled(c, out):

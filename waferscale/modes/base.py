@@ -149,7 +149,9 @@ class Mode:
         if run.split is not None and run.split not in self.splits:
             raise UsageError(f"not supported: --split {run.split} in mode {self.name} (it takes: "
                              f"{', '.join(self.splits) or 'one system only'})")
-        return replace(run, options={**self.options, **run.options})
+        systems = run.systems or 1
+        split = run.split or (self.splits[0] if systems > 1 and self.splits else None)  # modes/systems.py
+        return replace(run, options={**self.options, **run.options}, split=split)
 
     def check(self, run: RunSpec) -> None:
         """Refuse a run the mode cannot do, before any work."""

@@ -45,17 +45,9 @@ from ..report.wafer import placement_json
 from ..sources import frontend_timings, model_section
 from ..version import __version__
 from .base import Context, Mode, Outcome, RunSpec, register_mode
-from .generate_split import (
-    System,
-    check_context,
-    check_options,
-    crossing_bytes,
-    kv_bytes_per_core,
-    part_program,
-    run_seconds,
-    same_kernels,
-    split_kernels,
-)
+from .generate_split import System, check_context, check_options, kv_bytes_per_core, same_kernels
+from .systems import crossing_bytes, link_section, part_program, split_pipeline
+from .systems import pipeline_seconds as run_seconds
 
 
 @dataclass
@@ -168,7 +160,7 @@ class Generate(Mode):
         plow = ctx.pipeline("prefill", pstate, "lower")[0]
         dprog, pprog = dlow.program, plow.program
         same_kernels(dprog, pprog)
-        parts = split_kernels(dprog, systems)
+        parts = split_pipeline(dprog, systems)
         crossing = crossing_bytes(dprog, parts)
         out: list[System] = []
         names = ("decode", "decode_last", "prefill")
@@ -238,10 +230,7 @@ class Generate(Mode):
             } for s in out],
         }
         if systems > 1:
-            gen["inter_system_link"] = {
-                "name": A.INTER_SYSTEM_LINK_NAME, "bytes_per_s": machine.io_bytes_per_s,
-                "latency_seconds": A.INTER_SYSTEM_LATENCY_S, "bytes_per_token": crossing,
-                "source": "rate: the system I/O (machine.py); latency: our assumption (backends/assumptions.py)"}
+            gen["inter_system_link"] = link_section(machine, crossing)
 
         passes = [*graph_passes, *parse_pipeline("lower," + DECODE_WAFER)]
         model = model_section(dec, dstate.graph)

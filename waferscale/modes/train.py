@@ -16,9 +16,15 @@ makes the whole step (graph ``step``: ``model.ir``). The wafer runs the forward 
   optimizer. The batch (per system) runs in micro-batches of the most samples whose activations
   fit (``streaming.largest_batch``, rounded down to a divisor of the batch); MemoryX sums their
   gradients.
-- ``systems`` > 1 (split ``data``): weight streaming, data parallel, the batch split evenly; the
-  SwarmX tree's latency is part of every weight stream the simulation times
-  (``CompileState.stream_latency``, ``runtime/train_time.py``).
+- ``systems`` > 1 (split ``data``, the default): weight streaming, data parallel, the batch split
+  evenly; the SwarmX tree's latency is part of every weight stream the simulation times
+  (``CompileState.stream_latency``, ``modes/systems.py``).
+- ``systems`` > 1, split ``pipeline``: the lowered forward and backward cut into a pipeline of
+  layers (``modes/systems.split_pipeline``: a layer's forward and backward kernels on one system),
+  each part layer-pipelined with its weights, gradients and its share of the optimizer state in
+  SRAM. A step is the whole batch forward through the systems and back (``2 (N - 1)`` crossings),
+  then every system's optimizer on its share at once (our assumption: a part's share of the
+  optimizer's work is its share of the weight bytes). The report's ``systems`` has each part.
 
 ``auto`` picks layer-pipelined when it fits (with the optimizer state's share of each core set
 aside, which ``place{mode=auto}`` cannot know) and weight streaming otherwise. The report gains a
@@ -31,6 +37,7 @@ own run spec, and the ``train`` section sets the step beside it.
 from __future__ import annotations
 
 from dataclasses import replace
+from math import ceil
 
 from .. import limits as L
 from ..errors import FitError, UsageError
@@ -42,10 +49,22 @@ from ..passes.place import MODES, place
 from ..passes.route import RoutingError
 from ..passes.streaming import largest_batch
 from ..report.energy import train_energy
+from ..report.summary import to_json
+from ..report.wafer import placement_json
 from ..runtime import train_time as TT
 from ..version import __version__
 from . import train_report as R
 from .base import Context, Mode, Outcome, RunSpec, register_mode
+from .systems import (
+    crossing_bytes,
+    data_parallel,
+    link_section,
+    part_program,
+    pipeline_seconds,
+    split_pipeline,
+    swarmx_latency_cycles,
+    system_detail,
+)
 
 GRAPH_PIPELINE = "canonicalize,autodiff"
 MICRO_BATCH_TRIES = 6
@@ -66,7 +85,7 @@ class Train(Mode):
     section = "train"
     graphs = ("train", "step")
     options = {"lora": None, "sparsity": None, "micro_batch": None, "tokens": None}
-    splits = ("data",)
+    splits = ("data", "pipeline")
     summary = "a training step: forward, backward and AdamW; data parallel over several systems"
 
     def check(self, run: RunSpec) -> None:
@@ -79,10 +98,15 @@ class Train(Mode):
                              "are fixed)")
         systems = run.systems or 1
         L.check_int("--systems", systems, 1, L.MAX_SYSTEMS)
-        if run.batch % systems:
+        if systems > 1 and run.split == "pipeline":
+            if run.execution == "streaming":
+                raise UsageError("--split pipeline places each system's part layer-pipelined: drop --mode streaming")
+            if run.options["sparsity"] is not None:
+                raise UsageError("not supported: --sparsity with --split pipeline (give --split data)")
+        elif run.batch % systems:
             raise UsageError(f"--batch {run.batch} does not split evenly over --systems {systems}: give a multiple "
                              f"of {systems}")
-        if systems > 1 and run.execution == "pipelined":
+        if systems > 1 and run.split != "pipeline" and run.execution == "pipelined":
             raise UsageError("--systems runs weight streaming data-parallel; layer-pipelined training is one system: "
                              "drop --mode pipelined")
         lora, sparsity = run.options["lora"], run.options["sparsity"]
@@ -121,6 +145,8 @@ class Train(Mode):
         per_system = batch // systems
         lora, sparsity = run.options["lora"], run.options["sparsity"]
         graph_pipe = graph_pipeline(lora, sparsity)
+        if systems > 1 and run.split == "pipeline":
+            return self._pipeline(ctx, graph_pipe)
         stream_pipe = graph_pipe + ",recompute"
         src, state, step, records = self._build(ctx, per_system, graph_pipe)
         train = state.graph
@@ -151,7 +177,7 @@ class Train(Mode):
                     reason = (f"it fits: weights, gradients and optimizer state take {R.size_text(sum(need.values()))} "
                               f"of {R.size_text(usable)} usable")
         micro = per_system
-        latency = TT.swarmx_latency_cycles(systems, machine)
+        latency = swarmx_latency_cycles(systems, machine)
         if chosen == "streaming":
             # only the blocks' inputs stay in SRAM from the forward
             train = ctx.pipeline("train", CompileState(train, samples=per_system, tokens=tokens, log=log),
@@ -207,8 +233,79 @@ class Train(Mode):
         c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
         c["wafer_stage_seconds"] = {r.name: r.seconds for r in wafer_records}
         pipeline = ",".join(ran) + "," + ",".join(r.spec for r in wafer_records)
-        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced,
-                       extra={"energy": train_energy(state, section)})
+        extra = {"energy": train_energy(state, section)}
+        if systems > 1:  # data parallel: every system runs its share of the batch (modes/systems.py)
+            one = {"cores_used": state.placement.cores_used, "batch": per_system, "micro_batch": micro,
+                   "step_seconds": section["step_seconds"], "stream_in_bytes": section["stream_in_bytes"],
+                   "stream_out_bytes": section["stream_out_bytes"]}
+            extra["systems"] = data_parallel(section["step_seconds"], per_system * tokens, systems, machine,
+                                             weight_bytes=section["stream_in_bytes"],
+                                             grad_bytes=section["stream_out_bytes"], streamed=True) \
+                | {"batch": batch, "batch_per_system": per_system, "detail": [one] * systems}
+        return Outcome(state, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced, extra=extra)
+
+    def _pipeline(self, ctx: Context, graph_pipe: str) -> Outcome:
+        """The step as a pipeline of layers over the systems (module docstring)."""
+        run, machine, log = ctx.run, ctx.machine, ctx.log
+        n, batch = run.systems, run.batch
+        src, state, step, records = self._build(ctx, batch, graph_pipe)
+        train, tokens = state.graph, src.model["seq"]
+        need = R.pipelined_need(step, train)
+        lowered, low = ctx.pipeline("train", CompileState(train, samples=batch, tokens=tokens, machine=machine,
+                                                          log=log), "fuse,lower")
+        prog = lowered.program
+        parts = split_pipeline(prog, n)
+        done = parse_pipeline(ctx.executed_pipelines()["train"])
+        del ctx.executed["train"]  # each system ran the rest: recorded under its own name
+        states, wafer_records, shares = [], list(low), []
+        for i, ks in enumerate(parts):
+            sub = part_program(prog, ks, n)
+            share = sub.weight_bytes / max(prog.weight_bytes, 1)
+            spread = -(-int(need["optimizer_state"] * share) // machine.cores)  # its optimizer state, on every core
+            name = f"train/system-{i + 1}"
+            ctx.begin(name, done)
+            log(f"system {i + 1} of {n}: placing {len(ks)} forward and backward kernels")
+            try:
+                s, recs = ctx.pipeline(name, replace(lowered, program=sub, machine=replace(
+                    machine, sram_bytes=machine.sram_bytes - spread)), WAFER_PIPELINE.split(",", 2)[2] % "pipelined")
+            except (FitError, RoutingError) as e:
+                raise type(e)(f"system {i + 1} of {n}: {str(e).splitlines()[0]} (with {spread:,} B per core kept for "
+                              "its optimizer state); use more --systems or --split data") from None
+            states.append(replace(s, machine=machine))
+            wafer_records += recs
+            shares.append(share)
+        m = machine
+        micro = pipeline_seconds([s.sim for s in states], m, crossings=2 * (n - 1))
+        opt = max(TT.wafer_optimizer_cycles(step, m) * sh for sh in shares)  # every system's share at once
+        seconds = micro + opt / m.clock_hz
+        self.chosen, self.state, self.train = "pipelined", states[0], train
+        section = R.train_section(states[0], src, train, step, "pipelined", n, batch, batch, batch, need)
+        step_tokens = batch * tokens
+        section |= {
+            "split": "pipeline", "step_cycles": ceil(seconds * m.clock_hz), "step_seconds": seconds,
+            "micro_batch_seconds": micro, "tokens_per_s": step_tokens / seconds,
+            "tokens_per_s_per_system": step_tokens / seconds / n,
+            "mfu": section["flops_per_token"] * step_tokens / (seconds * m.mfu_peak_flops * n),
+            "optimizer": {"where": "the wafers: each system's share of the parameters on its cores",
+                          "seconds": opt / m.clock_hz, "exposed_seconds": opt / m.clock_hz},
+            "layers": [x for s in states for x in R.layers_section(s)],
+        }
+        section.pop("swarmx", None)  # no SwarmX in a pipeline of systems: the link between them
+        detail = [system_detail(prog, ks, s) | {"optimizer_share": sh} for ks, s, sh in zip(parts, states, shares)]
+        systems = {"split": "pipeline", "systems": n, "seconds": seconds, "tokens": step_tokens,
+                   "tokens_per_s": step_tokens / seconds, "crossings": 2 * (n - 1),
+                   "inter_system_link": link_section(m, crossing_bytes(prog, parts)), "detail": detail}
+        ran = ctx.executed["step"]
+        ir_text = header(",".join(ran), src.model, f"waferscale {__version__}: {src.model['name']} training step") \
+            + print_graph(step)
+        c = dict(src.compile)
+        c["passes"] = [r.as_dict() for r in records + wafer_records]
+        c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + sum(r.seconds for r in records)
+        c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
+        pipeline = ",".join(ran) + ",fuse,lower," + WAFER_PIPELINE.split(",", 2)[2] % "pipelined"
+        files = {f"system-{i + 1}/placement.json": to_json(placement_json(s)) for i, s in enumerate(states)}
+        return Outcome(lowered, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced,
+                       files=files, extra={"systems": systems})
 
     def baseline(self, run: RunSpec) -> RunSpec | None:
         """Full fine-tuning beside LoRA, dense training beside sparse: the same model, batch and

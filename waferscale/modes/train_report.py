@@ -20,6 +20,7 @@ from ..passes.place import MODES
 from ..passes.streaming import groups_of
 from ..report.stats import model_stats
 from ..runtime import train_time as TT
+from .systems import swarmx_section
 
 
 def size_text(n: float) -> str:
@@ -141,9 +142,7 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
         out["memoryx"] = memx.as_dict()
         out["sram_per_core"] = streaming_sram(state)
     if systems > 1:
-        out["swarmx"] = SX.swarmx_for(m, systems).as_dict() | {
-            "topology": "tree of 1:4 broadcast-reduce nodes (cerebras.net/glossary/swarmx); per-level latency "
-                        "assumed (backends/swarmx.py)"}
+        out["swarmx"] = swarmx_section(systems) | SX.swarmx_for(m, systems).as_dict()
     return out
 
 

@@ -3,8 +3,8 @@
 - **Weight streaming** (``passes/streaming.py``, ``stream_sim.py``): a step is ``micro_batches``
   runs of the micro-batch program, each streaming every layer's weights in for the forward and
   again for the backward and its gradients out (MemoryX sums them across micro-batches). MemoryX
-  then runs the optimizer (``assumptions.MEMORYX_UPDATE_BYTES_PER_S``, ``OPTIMIZER_BYTES_PER_PARAM``
-  bytes per parameter): a layer's update starts once its last gradients are in, so it overlaps
+  then runs the optimizer (``backends/memoryx.py``: its rate; ``OPTIMIZER_BYTES_PER_PARAM`` bytes
+  per parameter): a layer's update starts once its last gradients are in, so it overlaps
   the backward of the layers below; what is left after the last micro-batch is the step's tail.
   On N systems (data parallel) the batch splits across them; SwarmX broadcasts each layer's
   weights and reduces its gradients through a tree of ``ceil(log_F N)`` levels, each system at its

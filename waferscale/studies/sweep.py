@@ -20,7 +20,6 @@ A point that raises anything but a ``WaferError`` is a bug: it is a row too (``i
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import traceback
@@ -29,20 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import limits as L
-from .errors import UsageError, WaferError
-from .measure import KEYS, measure
-from .report.outputs import open_dir
+from .. import limits as L
+from ..errors import UsageError, WaferError
+from ..report.outputs import open_dir
+from ..version import __version__
+from .measure import measure, measure_run
+from .sweep_outputs import COLUMNS, pareto, summary, table_rows, to_csv, write_outputs  # noqa: F401  (the sweep's names)
 from .sweep_spec import Point, Spec
-from .version import __version__
 
 POINTS_FILE = "points.jsonl"
 SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
-AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
-                "clock_ghz", "io_gbs", "link_bytes")
-# the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
-# whether it is on the Pareto front of tokens/s against cores
-COLUMNS = ("point", *AXIS_COLUMNS, *(k for k in KEYS if k not in ("model", "batch", "seq")), "pareto")
 TIMING = ("compile_s", "pass_seconds")  # the only fields that differ between two runs of one point
 INTERNAL = "internal error: "
 
@@ -66,8 +61,10 @@ def run_point(graph, point: dict) -> dict:
     """One point's row (what a Ray task runs). A user error is a failed row (``measure``); anything
     else is a bug, kept as a failed row marked ``internal error`` with its traceback."""
     try:
-        return measure(graph, point["pipeline"], model=point["model"], batch=point["batch"], seq=point["seq"],
-                       target=point["target"])
+        where = {k: point[k] for k in ("model", "batch", "seq", "target")}
+        if point.get("run") is not None:  # a driven point: the driver compiles it, its row is its report's
+            return measure_run(point["run"], **where)
+        return measure(graph, point["pipeline"], **where)
     except Exception as e:  # one point's bug must not stop the sweep
         return _failed(point, f"{INTERNAL}{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                        traceback=traceback.format_exc())
@@ -79,13 +76,14 @@ def _failed(point: dict, error: str, **extra) -> dict:
 
 
 def _task(p: Point) -> dict:
-    return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target}
+    return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target,
+            "run": p.run_spec() if p.driven else None}
 
 
 def read_points(path: Path) -> dict[str, dict]:
     """The rows already in points.jsonl, by point id. A line that is not JSON (a torn line, from a kill)
     is skipped; one that is not UTF-8 was not written by a sweep (it writes ASCII JSON): one error line."""
-    from .safe_read import JsonSyntaxError, iter_lines, loads_json
+    from ..safe_read import JsonSyntaxError, iter_lines, loads_json
 
     done = {}
     if not path.exists():
@@ -148,9 +146,13 @@ class _Appender:
 def _traces(groups: dict[tuple, list[Point]], put, log) -> Iterator[tuple[Point, Any, str]]:
     """Yields (point, graph handle or None, trace error) group by group, tracing each group's graph
     as it is reached, so the first points run while the next graph is traced."""
-    from .frontend.lm import trace_lm
+    from ..frontend.lm import trace_lm
 
-    for (model, dtype, batch, seq), points in groups.items():
+    for key, points in groups.items():
+        if key[0] == "driver":  # the driver traces it
+            yield points[0], "", ""
+            continue
+        model, dtype, batch, seq = key
         try:
             t = trace_lm(model, batch=batch, seq=seq, dtype=dtype, weights="meta")
             handle, error = put(t.graph), ""
@@ -217,7 +219,7 @@ def run_sweep(spec: Spec, out: str | Path, *, workers: int | None = None, addres
                 n_workers = _run_ray(todo, finish, workers, address, log)
             else:
                 for p, graph, error in _traces(todo, lambda g: g, log):
-                    finish(p, run_point(graph, _task(p)) if graph is not None else _failed(_task(p), error))
+                    finish(p, run_point(graph, _task(p)) if not error else _failed(_task(p), error))
     finally:
         appender.close()
         if bar is not None:
@@ -261,7 +263,7 @@ def _run_ray(todo: dict[tuple, list[Point]], finish, workers: int | None, addres
             if item is None:
                 return False
             p, graph, error = item
-            if graph is None:
+            if error:
                 finish(p, _failed(_task(p), error))
             else:
                 pending[remote.remote(graph, _task(p))] = p
@@ -301,154 +303,3 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise UsageError(f"cannot join the Ray cluster at {address}: no answer from {m[1]} port {m[2]} "
                          f"({e.strerror or e}); is `ray start --head` running there?") from None
-
-
-def table_rows(points: list[Point], rows: list[dict]) -> list[dict]:
-    """One flat row per point in COLUMNS order, ``pass_seconds`` kept at the end (sweep.json only)."""
-    out = []
-    for p, r in zip(points, rows):
-        axes = p.params() | {"mode_asked": p.mode}
-        row = {c: axes[c] for c in AXIS_COLUMNS} | {k: r.get(k) for k in KEYS if k not in ("model", "batch", "seq")}
-        row = {"point": p.id, **row, "pareto": False}
-        row["pass_seconds"] = r.get("pass_seconds", {})
-        out.append(row)
-    for i in pareto([(r["cores"], r["tokens_per_s"]) if r["ok"] else None for r in out]):
-        out[i]["pareto"] = True
-    return out
-
-
-def pareto(points: list[tuple[float, float] | None]) -> list[int]:
-    """Indices of the points that no other beats: none has fewer-or-equal x and more y, or less x and
-    equal y (x a cost, y a rate; None: a failed point). Ties keep the first."""
-    order = sorted((i for i, p in enumerate(points) if p is not None), key=lambda i: (points[i][0], -points[i][1], i))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return sorted(front)
-
-
-def to_csv(rows: list[dict]) -> str:
-    import csv
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
-def _label(r: dict) -> str:
-    return f"{r['rows']}x{r['cols']} {r['sram_kib']}K f{r['fmac']} b{r['batch']}"
-
-
-def _reason(r: dict, width: int) -> str:
-    """A failed point's error, its (long) target written as "the mesh", cut to ``width``."""
-    text = r["error"].replace(r["target"], "the mesh")
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def plot(spec: Spec, rows: list[dict]) -> bytes:
-    """pareto.png: tokens/s against the mesh's cores (left) and its SRAM, all cores together (right), one
-    colour per mode that ran, the Pareto front joined and labelled, failed points as red crosses on the floor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in rows if r["ok"]]
-    failed = [r for r in rows if not r["ok"]]
-    n_notes = min(len(failed), 8)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5 + 0.18 * (n_notes + bool(failed))), dpi=100)
-    floor = min((r["tokens_per_s"] for r in ok), default=1.0) / 3
-    colours = {"layer-pipelined": "tab:blue", "weight-streaming": "tab:orange"}
-    for r in rows:
-        r["_sram_mib"] = r["rows"] * r["cols"] * r["sram_kib"] / 1024
-    for ax, (x, xlabel) in zip(axes, [("cores", "cores in the mesh"),
-                                      ("_sram_mib", "SRAM of the mesh, cores x SRAM per core (MiB)")]):
-        for mode, c in colours.items():
-            pts = [r for r in ok if r["mode"] == mode]
-            if pts:
-                ax.scatter([r[x] for r in pts], [r["tokens_per_s"] for r in pts], s=18, c=c, alpha=0.7, label=mode)
-        if failed:
-            xs = [max(r["rows"] * r["cols"] if x == "cores" else r[x], 1) for r in failed]  # a 0x4 mesh: at 1
-            ax.scatter(xs, [floor] * len(failed), marker="x", c="tab:red", s=24, label=f"failed ({len(failed)})")
-        front = [ok[i] for i in pareto([(r[x], r["tokens_per_s"]) for r in ok])]
-        if front:
-            ax.step([r[x] for r in front], [r["tokens_per_s"] for r in front], where="post", c="k", lw=1,
-                    label="Pareto front")
-            for r in front:
-                ax.annotate(_label(r), (r[x], r["tokens_per_s"]), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("tokens/s (simulated)")
-        ax.grid(True, which="major", lw=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    models = ", ".join(dict.fromkeys(r["model"] for r in rows))
-    fig.suptitle(f"wafer sweep{': ' + spec.name if spec.name else ''}: {models}; {len(rows)} points, "
-                 f"{len(ok)} ok, {len(failed)} failed", fontsize=10)
-    if failed:
-        notes = [f"{_label(r)} ({r['mode_asked'] or 'pipeline'}): {_reason(r, 170)}" for r in failed[:n_notes]]
-        more = f" (and {len(failed) - n_notes} more, in sweep.csv)" if len(failed) > n_notes else ""
-        fig.text(0.01, 0.01, "\n".join([f"failed points{more}:", *notes]), fontsize=6, va="bottom", family="monospace")
-    fig.tight_layout(rect=(0, 0.18 * (n_notes + 1) / (5 + 0.18 * (n_notes + 1)) if failed else 0, 1, 0.96))
-    for r in rows:
-        del r["_sram_mib"]
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})  # no timestamp: the same rows, the same bytes
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_outputs(spec: Spec, rows: list[dict], out: Path) -> list[Path]:
-    """sweep.csv, sweep.json, pareto.png (and sweep.parquet with pyarrow), each whole or not at all."""
-    from .report.summary import write_dir
-
-    files: dict[str, str | bytes] = {
-        "sweep.csv": to_csv(rows),
-        "sweep.json": json.dumps({"version": __version__, "spec": spec.as_dict(), "columns": list(COLUMNS),
-                                  "rows": rows}, indent=1) + "\n",
-        "pareto.png": plot(spec, rows),
-    }
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        pass
-    else:
-        buf = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows]), buf)
-        files["sweep.parquet"] = buf.getvalue().to_pybytes()
-    return write_dir(out, files)
-
-
-def summary(result: SweepResult, out: Path) -> str:
-    """What the command prints: the counts, the Pareto front, the first failures."""
-    rows = result.rows
-    ran = f"{result.ran} run now on {result.workers} worker(s)" if result.ran else "none to run"
-    lines = [f"sweep: {len(rows)} point(s), {ran} in {result.seconds:.1f} s, {result.resumed} resumed; "
-             f"{len(rows) - result.failed} ok, {result.failed} failed -> {out}/ "
-             f"({', '.join(p.name for p in result.files)})"]
-    front = [r for r in rows if r["pareto"]]
-    if front:
-        lines.append("Pareto front (tokens/s against cores):")
-        for r in front:
-            lines.append(f"  {r['rows']:>5}x{r['cols']:<5} sram {r['sram_kib']:>4} KiB fmac {r['fmac']:>2} "
-                         f"batch {r['batch']:>3} {r['mode']:<17} {r['tokens_per_s'] / 1e6:9.3f} M tokens/s  "
-                         f"MFU {100 * r['mfu']:5.1f}%")
-    by_energy = sorted((r for r in rows if r["ok"] and r.get("tokens_per_joule")),
-                       key=lambda r: -r["tokens_per_joule"])[:3]
-    if by_energy:
-        lines.append("Most tokens per joule (energy model: backends/energy.py):")
-        lines += [f"  {r['rows']:>5}x{r['cols']:<5} batch {r['batch']:>3} {r['mode']:<17} "
-                  f"{r['tokens_per_joule']:,.0f} tokens/J at {r['average_watts'] / 1e3:.2f} kW" for r in by_energy]
-    failed = [r for r in rows if not r["ok"]]
-    for r in failed[:5]:
-        lines.append(f"  failed {r['point']} {_label(r)} {r['mode_asked'] or 'pipeline'}: {_reason(r, 200)}")
-    if len(failed) > 5:
-        lines.append(f"  ... and {len(failed) - 5} more failed point(s), in sweep.csv")
-    return "\n".join(lines) + "\n"

@@ -23,9 +23,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
-from .measure import measure
-from .passes.pipeline import DEFAULT_WAFER, parse_pipeline
+from ..errors import UsageError
+from ..passes.pipeline import DEFAULT_WAFER, parse_pipeline
+from .measure import measure, measure_run
 
 DEFAULT_MODELS = ("cerebras-gpt-111m", "cerebras-gpt-1.3b")
 DEFAULT_TARGET = "wse2"
@@ -40,6 +40,39 @@ class Variant:
     pipeline: str
     vs: str | None = None  # the variant this one's speed-up is against (the pipeline without its pass)
     worth: str = ""  # what that speed-up measures, for people
+    mode: str = "inference"  # the driver's mode; a forward pass on one system is measured the quick way
+    execution: str | None = None
+    systems: int = 1
+    split: str | None = None
+    options: tuple = ()  # the mode's options, as (name, value) pairs
+
+    def run_spec(self, model: str, target: str, batch: int, seq: int | None):
+        from ..modes import RunSpec
+
+        return RunSpec(model, self.mode, dict(self.options), target=target, execution=self.execution,
+                       systems=self.systems, split=self.split, batch=batch,
+                       seq=None if self.mode == "generate" else seq, dtype="f16", weights="meta")
+
+
+def variants(mode: str, *, prompt_len: int = 128, new_tokens: int = 128) -> list[Variant]:
+    """The ablation of a mode: each variant a run of the driver (a forward pass's are pipelines)."""
+    if mode == "inference":  # the default bench, as before (a sweep spreads a forward pass over systems)
+        return ablation()
+    if mode == "train":
+        return [Variant("auto", "", mode="train"),
+                Variant("pipelined", "", vs="streaming", worth="layer-pipelined over weight streaming", mode="train",
+                        execution="pipelined"),
+                Variant("streaming", "", mode="train", execution="streaming"),
+                Variant("2-systems-data", "", vs="auto", worth="2 systems, data parallel", mode="train", systems=2,
+                        split="data"),
+                Variant("2-systems-pipeline", "", vs="auto", worth="2 systems, a pipeline of layers", mode="train",
+                        systems=2, split="pipeline")]
+    if mode == "generate":
+        o = (("prompt_len", prompt_len), ("new_tokens", new_tokens))
+        return [Variant("1-system", "", mode="generate", options=o),
+                Variant("2-systems-pipeline", "", vs="1-system", worth="2 systems, a pipeline of layers",
+                        mode="generate", systems=2, options=o)]
+    raise UsageError(f"wafer bench --mode {mode}: not a mode (inference, train or generate)")
 
 
 def ablation() -> list[Variant]:
@@ -66,8 +99,8 @@ def given(pipelines: list[str]) -> list[Variant]:
 def run(models: list[str], variants: list[Variant], *, target: str = DEFAULT_TARGET, batch: int = DEFAULT_BATCH,
         seq: int | None = None, progress=None) -> list[dict]:
     """One row per (model, variant), models traced once each; speed-ups filled in."""
-    from .backends.machine import get_machine
-    from .frontend.lm import trace_lm
+    from ..backends.machine import get_machine
+    from ..frontend.lm import trace_lm
 
     get_machine(target)  # a bad target is one error before any tracing
     rows = []
@@ -75,7 +108,11 @@ def run(models: list[str], variants: list[Variant], *, target: str = DEFAULT_TAR
         t = trace_lm(model, batch=batch, seq=seq, dtype="f16", weights="meta")
         s = t.graph.inputs[0].type.shape[-1]
         for v in variants:
-            row = measure(t.graph, v.pipeline, model=model, batch=batch, seq=s, target=target)
+            if v.mode == "inference" and v.systems == 1:
+                row = measure(t.graph, v.pipeline, model=model, batch=batch, seq=s, target=target)
+            else:  # through the driver, its figures its report's
+                row = measure_run(v.run_spec(model, target, batch, seq), model=model, batch=batch, seq=s,
+                                  target=target)
             rows.append({"variant": v.name, **row})
             if progress:
                 progress(f"{model} {v.name}")
@@ -111,6 +148,11 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def _n(v, scale: float, width: int, fmt: str) -> str:
+    """A figure of the table; a run's report may lack one (a pipeline of systems has no one placement)."""
+    return f"{'-':>{width}}" if v is None else f"{v * scale:>{width}{fmt}}"
+
+
 def table(rows: list[dict]) -> str:
     """The printed table: one line per (model, variant), then what each pass is worth."""
     head = (f"{'model':<20} {'variant':<10} {'kernels':>7} {'flows':>6} {'SRAM/core':>9} {'fabric MB':>9} "
@@ -124,10 +166,11 @@ def table(rows: list[dict]) -> str:
         sp = f"x{r['speedup']:.3f} vs {r['vs']}" if r.get("speedup") else ""
         lines.append(
             f"{r['model']:<20} {r['variant']:<10} {r['kernels']:>7} {r['flows']:>6} "
-            f"{r['sram_peak_bytes_per_core'] / 1024:>7.1f}Ki {r['flow_bytes'] / 1e6:>9.1f} "
-            f"{r['stream_bytes'] / 1e6:>9.1f} "
-            f"{1e3 * r['latency_s']:>10.3f} {1e3 * r['seconds']:>9.3f} {r['tokens_per_s'] / 1e6:>8.3f} "
-            f"{r['steady_tokens_per_s'] / 1e6:>8.3f} {100 * r['mfu']:>5.1f}% {r['compile_s']:>9.2f}  {sp}")
+            f"{_n(r['sram_peak_bytes_per_core'], 1 / 1024, 7, '.1f')}Ki {_n(r['flow_bytes'], 1e-6, 9, '.1f')} "
+            f"{_n(r['stream_bytes'], 1e-6, 9, '.1f')} "
+            f"{_n(r['latency_s'], 1e3, 10, '.3f')} {_n(r['seconds'], 1e3, 9, '.3f')} "
+            f"{_n(r['tokens_per_s'], 1e-6, 8, '.3f')} {_n(r['steady_tokens_per_s'], 1e-6, 8, '.3f')} "
+            f"{_n(r['mfu'], 100, 5, '.1f')}% {r['compile_s']:>9.2f}  {sp}")
     worth = [r for r in rows if r.get("worth")]
     if worth:
         lines += ["", "What each pass is worth (time of the pipeline without it / with it; steady state in brackets):"]
@@ -173,7 +216,7 @@ def plot(rows: list[dict]) -> bytes:
 def write(rows: list[dict], out: Path) -> list[Path]:
     """bench.json, bench.csv, bench.txt (the printed table) and bench.png into ``out``, all written
     or none."""
-    from .report.summary import replace_dir
+    from ..report.summary import replace_dir
 
     files = {"bench.json": json.dumps({"rows": rows}, indent=1) + "\n", "bench.csv": to_csv(rows),
              "bench.txt": table(rows), "bench.png": plot(rows)}

@@ -7,11 +7,20 @@ before anything runs, and the design points it stands for.
     batch: [1, 4]
     seq: 2048                        # default: each model's context
     mode: auto                       # pipelined | streaming | auto; or `pipeline:` (explicit pipelines)
+                                     # or a mode of the driver: inference | train | generate
+    execution: auto                  # with a driver mode: pipelined | streaming | auto
+    systems: [1, 2]                  # systems, and how the run spreads over them (split: data | pipeline)
+    prompt_len: 128                  # generate's lengths; lora: train's adapters (a lora{...} pass)
     mesh: [128x128, 256x256]         # or rows: [...] and cols: [...]
     sram_kib: [48, 96]
     fmac: [4, 8]
     clock_ghz: 1.1
     io_gbs: 150
+
+A point of the forward pass on one system is measured the quick way: the graph traced once and
+shared by every such point (``measure.measure``). Any other point (``mode: train`` or ``generate``,
+``systems`` > 1, a ``split``) is a ``RunSpec`` compiled by the driver, its row read from the report
+(``measure.measure_run``).
 
 A point is one value of every axis; its id is a hash of its parameters, so the same point has the
 same id in any spec, which is what lets a sweep resume. Points come out in grid order (the axes in
@@ -26,40 +35,23 @@ import hashlib
 import itertools
 import json
 import random
-import re
 from dataclasses import asdict, dataclass
 from math import prod
 from pathlib import Path
 from typing import Any
 
-from . import limits as L
-from .errors import UsageError
-from .safe_read import load_yaml, loads_json, read_text, short
+from .. import limits as L
+from ..errors import UsageError
+from ..safe_read import load_yaml, loads_json, read_text, short
+from .spec_values import AXES, MODES, RUN_MODES, check_modes, check_value, context, is_int  # noqa: F401
 
-# axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
-# by the points of one model, dtype, batch and seq, which the grid keeps together)
-AXES = {
-    "model": "zoo names (`wafer models`) or Hugging Face GPT-2 config paths",
-    "dtype": "f16, bf16 or f32",
-    "batch": "positive integers",
-    "seq": "positive integers (default: each model's context)",
-    "mode": "pipelined, streaming or auto",
-    "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
-    "density": "numbers in (0, 1]: the fraction of each linear weight kept (sparsify{density=D}; 1 is dense)",
-    "mesh": "RxC strings such as 128x128",
-    "rows": "non-negative integers",
-    "cols": "non-negative integers",
-    "sram_kib": "positive numbers (KiB of SRAM per core)",
-    "fmac": "positive integers (f16 FMAC lanes per core)",
-    "clock_ghz": "positive numbers",
-    "io_gbs": "positive numbers (GB/s of system I/O)",
-    "link_bytes": "4 (bytes per link per cycle)",
-}
+# axes with no effect at their default: left out of a point's id, so an older spec's points keep theirs
+QUIET = {"run": "inference", "systems": 1, "split": "", "prompt_len": 0, "new_tokens": 0, "lora": ""}
 OTHER_KEYS = {"name": "a string", "sample": "grid or {random: N, seed: S}"}
+SYNONYMS = {"sparsity": "density"}  # --sparsity's name for the density axis
 # a WSE-2's core and I/O (backends/machine.py); seq None: each model's context
 DEFAULTS = {"dtype": "f16", "batch": 1, "seq": None, "mode": "auto", "density": 1, "sram_kib": 48, "fmac": 4,
             "clock_ghz": 1.1, "io_gbs": 150, "link_bytes": 4}
-MODES = ("pipelined", "streaming", "auto")
 WAFER_PIPELINE = "canonicalize,fuse,lower,place{{mode={mode}}},route,simulate"
 MAX_GRID = 100_000
 
@@ -81,9 +73,20 @@ class Point:
     clock_ghz: float
     io_gbs: float
     link_bytes: int
+    run: str = "inference"  # the driver's mode
+    systems: int = 1
+    split: str = ""  # "": the mode's default
+    prompt_len: int = 0
+    new_tokens: int = 0
+    lora: str = ""
 
     def params(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in QUIET or v != QUIET[k]}
+
+    @property
+    def driven(self) -> bool:
+        """Whether the point is compiled by the driver (any mode, several systems), not the quick way."""
+        return any(getattr(self, k) != v for k, v in QUIET.items())
 
     @property
     def id(self) -> str:
@@ -98,8 +101,22 @@ class Point:
 
     @property
     def trace_key(self) -> tuple[str, str, int, int]:
-        """Points with one key share one traced graph."""
-        return self.model, self.dtype, self.batch, self.seq
+        """Points with one key share one traced graph (a driven point traces its own)."""
+        return ("driver", self.id) if self.driven else (self.model, self.dtype, self.batch, self.seq)
+
+    def run_spec(self):
+        """The driver's spec of a driven point."""
+        from ..modes import RunSpec
+
+        sparsity = None if self.density >= 1 else float(self.density)
+        options = {"inference": {"sparsity": sparsity}, "train": {"lora": self.lora or None, "sparsity": sparsity},
+                   "generate": {"prompt_len": self.prompt_len, "new_tokens": self.new_tokens}}[self.run]
+        generate = self.run == "generate"
+        return RunSpec(self.model, self.run, options, target=self.target,
+                       execution=None if generate or self.mode in ("", "auto") else self.mode,
+                       systems=self.systems, split=self.split or None, batch=self.batch,
+                       seq=None if generate else self.seq, dtype=self.dtype, weights="meta",
+                       pipeline=self.pipeline if self.run == "inference" and not self.mode else None)
 
 
 def _text(v: float) -> str:  # a number as get_machine reads it: digits and a dot, no exponent
@@ -131,7 +148,14 @@ class Spec:
             p = {**DEFAULTS, **dict(zip(keys, combo))}
             if "mesh" in p:
                 p["rows"], p["cols"] = (int(x) for x in p.pop("mesh").split("x"))
-            if "pipeline" in p:
+            if p.get("mode") in RUN_MODES:
+                p["run"], p["mode"] = p["mode"], p.pop("execution", "auto")
+            p.pop("execution", None)
+            if p.get("run", "inference") == "generate":
+                p["seq"] = p["prompt_len"]  # the prefill's tokens (a decode step's are 1)
+            if p.get("run", "inference") != "inference":
+                p["pipeline"] = ""  # the mode's passes are fixed (the report's run.executed has them)
+            elif "pipeline" in p:
                 p["mode"] = ""
             else:
                 p["pipeline"] = WAFER_PIPELINE.format(mode=p["mode"])
@@ -178,7 +202,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
         return UsageError(f"{source}: {labels.get(key, f'key {short(key)}')}: {msg}")
 
     for key in data:
-        if key not in AXES and key not in OTHER_KEYS:
+        if key not in AXES and key not in OTHER_KEYS and key not in SYNONYMS:
             close = difflib.get_close_matches(str(key), [*AXES, *OTHER_KEYS], n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"{source}: unknown key {short(key)}{hint}; the keys are "
@@ -195,6 +219,12 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     if "density" in data and "pipeline" in data:
         raise bad("density", "give density or pipeline, not both (write sparsify{density=...} into the pipelines)")
 
+    if "sparsity" in data:
+        if "density" in data:
+            raise bad("sparsity", "give sparsity or density, not both (they are one axis)")
+        data = {("density" if k == "sparsity" else k): v for k, v in data.items()}
+        labels = {**labels, "density": labels.get("sparsity", "key sparsity")}
+    check_modes(data, bad)
     axes: dict[str, tuple] = {}
     contexts = {}
     for key in AXES:
@@ -208,19 +238,19 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
             raise bad(key, f"an empty list: give at least one value ({AXES[key]})")
         checked = []
         for v in values:
-            c = _check(key, v, lambda msg, k=key: bad(k, msg))
+            c = check_value(key, v, lambda msg, k=key: bad(k, msg))
             if c in checked:
                 raise bad(key, f"lists {short(v)} twice")
             checked.append(c)
         axes[key] = tuple(checked)
         if key == "model":
-            contexts = {m: _context(m, lambda msg: bad("model", msg)) for m in checked}
+            contexts = {m: context(m, lambda msg: bad("model", msg)) for m in checked}
 
     sample, seed = None, 0
     s = data.get("sample", "grid")
     if isinstance(s, dict) and set(s) <= {"random", "seed"} and "random" in s:
         sample, seed = s["random"], s.get("seed", 0)
-        if not _is_int(sample) or sample < 1 or not _is_int(seed):
+        if not is_int(sample) or sample < 1 or not is_int(seed):
             raise bad("sample", f"random and seed are integers, random at least 1 (got {short(s)})")
     elif s != "grid":
         raise bad("sample", f"{short(s)} is not grid or {{random: N, seed: S}}")
@@ -236,78 +266,8 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec", labels: dict[st
     return Spec(axes, sample, seed, name, tuple(sorted(contexts.items())))
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v: Any) -> float | int | None:
-    """An int or float (a numeric string too, as flags give them); integral values become ints."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return None
-    if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
-        return None
-    return int(v) if float(v).is_integer() else v
-
-
-def _check(key: str, v: Any, bad) -> Any:
-    """One value of an axis, checked and normalized."""
-    from .backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
-
-    if key in ("model", "mode", "pipeline", "mesh", "dtype"):
-        if not isinstance(v, str) or not v.strip():
-            raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
-        v = v.strip()
-        if key == "mode" and v not in MODES:
-            raise bad(f"{short(v)} is not one of {', '.join(MODES)}")
-        if key == "dtype" and v not in ("f16", "bf16", "f32"):
-            raise bad(f"{short(v)} is not one of f16, bf16, f32")
-        if key == "mesh":
-            m = re.fullmatch(r"(?:mesh:)?(\d+)x(\d+)", v)
-            if not m:
-                raise bad(f"{short(v)} is not RxC (rows x columns, such as 128x128)")
-            v = f"{int(m[1])}x{int(m[2])}"
-        if key == "pipeline":
-            from .passes.pipeline import parse_pipeline
-
-            try:
-                parse_pipeline(v)
-            except UsageError as e:
-                raise bad(str(e)) from None
-            v = re.sub(r"\s+", "", v)
-        return v
-    n = _number(v)
-    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes"):
-        low = 0 if key in ("rows", "cols") else 1
-        if not isinstance(n, int) or n < low:
-            raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
-        if key == "link_bytes" and n != SIMULATED_LINK_BYTES:
-            raise bad(f"not supported: {LINK_BYTES_UNSUPPORTED}")
-        return n
-    if n is None or n <= 0:
-        raise bad(f"{short(v)} is not a positive number; it takes {AXES[key]}")
-    if key == "density":
-        if n > 1:
-            raise bad(f"{short(v)} is not in (0, 1]")
-    return n
-
-
 def sparsify(density: float) -> str:
     return f"sparsify{{density={float(density)!r}}}"
-
-
-def _context(model: str, bad) -> int:
-    from .frontend.lm import arch, resolve
-
-    try:
-        kind, entry = resolve(model)
-    except UsageError as e:
-        raise bad(str(e)) from None
-    return entry.context if kind == "zoo" else arch(entry)["context"]
 
 
 def flags_spec(args) -> tuple[dict[str, Any], dict[str, str]]:

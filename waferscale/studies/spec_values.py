@@ -1,0 +1,149 @@
+"""The values of a sweep spec's keys (``sweep_spec.py``), checked one by one: each a number, a name
+or a pipeline of what its axis accepts, normalized; and which axes go with which of the driver's
+modes. Every problem is a message for the caller's ``bad(key, ...)``, one line."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import UsageError
+from ..safe_read import short
+
+# axis -> (what it accepts, for messages); the order is the grid's (model outermost: a trace is shared
+# by the points of one model, dtype, batch and seq, which the grid keeps together)
+AXES = {
+    "model": "zoo names (`wafer models`) or Hugging Face GPT-2 config paths",
+    "dtype": "f16, bf16 or f32",
+    "batch": "positive integers",
+    "seq": "positive integers (default: each model's context)",
+    "mode": "pipelined, streaming or auto (the execution mode); or inference, train or generate (the driver's mode)",
+    "execution": "pipelined, streaming or auto (the execution mode of a driver mode)",
+    "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
+    "density": "numbers in (0, 1]: the fraction of each linear weight kept (sparsify{density=D}; 1 is dense)",
+    "mesh": "RxC strings such as 128x128",
+    "rows": "non-negative integers",
+    "cols": "non-negative integers",
+    "sram_kib": "positive numbers (KiB of SRAM per core)",
+    "fmac": "positive integers (f16 FMAC lanes per core)",
+    "clock_ghz": "positive numbers",
+    "io_gbs": "positive numbers (GB/s of system I/O)",
+    "link_bytes": "4 (bytes per link per cycle)",
+    "systems": "positive integers (systems the run spreads over)",
+    "split": "data or pipeline (how the run spreads over the systems)",
+    "prompt_len": "positive integers (generate's prompt)",
+    "new_tokens": "positive integers (generate's new tokens)",
+    "lora": "lora{...} pass strings (train: fine-tune adapters only)",
+}
+RUN_MODES = ("inference", "train", "generate")
+MODES = ("pipelined", "streaming", "auto")
+
+
+def check_modes(data: dict[str, Any], bad) -> None:
+    """The driver's modes and the axes that belong to one of them."""
+    modes = data.get("mode", "auto")
+    modes = modes if isinstance(modes, list) else [modes]
+    run = [m for m in modes if m in RUN_MODES]
+    if not run:
+        if "execution" in data:
+            raise bad("execution", "goes with mode: inference, train or generate (else mode is the execution mode)")
+        run = ["inference"]
+    elif len(run) != len(modes):
+        raise bad("mode", f"mixes the driver's modes ({', '.join(RUN_MODES)}) with execution modes: give those "
+                          "under execution")
+    elif "pipeline" in data:
+        raise bad("pipeline", "goes with the forward pass (mode: auto, pipelined, streaming), not mode: "
+                              f"{', '.join(run)}")
+    for key, mode in (("prompt_len", "generate"), ("new_tokens", "generate"), ("lora", "train")):
+        if key in data and run != [mode]:
+            raise bad(key, f"is {mode}'s option: give it with mode: {mode} alone")
+    if "generate" in run and not ("prompt_len" in data and "new_tokens" in data):
+        raise bad("mode", "generate needs prompt_len and new_tokens")
+    if "generate" in run and ("seq" in data or "density" in data):
+        raise bad("seq" if "seq" in data else "density", "does not go with mode: generate (its lengths are "
+                  "prompt_len and new_tokens)")
+    splits = data.get("split", [])
+    for s in splits if isinstance(splits, list) else [splits]:
+        if s not in ("data", "pipeline"):
+            raise bad("split", f"{short(s)} is not data or pipeline")
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def number(v: Any) -> float | int | None:
+    """An int or float (a numeric string too, as flags give them); integral values become ints."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            return None
+    if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
+        return None
+    return int(v) if float(v).is_integer() else v
+
+
+def check_value(key: str, v: Any, bad) -> Any:
+    """One value of an axis, checked and normalized."""
+    from ..backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
+
+    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora"):
+        if not isinstance(v, str) or not v.strip():
+            raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
+        v = v.strip()
+        if key == "mode" and v not in MODES + RUN_MODES:
+            raise bad(f"{short(v)} is not one of {', '.join(MODES + RUN_MODES)}")
+        if key == "execution" and v not in MODES:
+            raise bad(f"{short(v)} is not one of {', '.join(MODES)}")
+        if key == "lora":
+            from ..passes.pipeline import parse_pipeline
+
+            try:
+                (p,) = parse_pipeline(v)
+            except (UsageError, ValueError) as e:
+                raise bad(f"{short(v)} is not one lora{{...}} pass ({e})") from None
+            if p.name != "lora":
+                raise bad(f"{short(v)} is not a lora{{...}} pass")
+        if key == "dtype" and v not in ("f16", "bf16", "f32"):
+            raise bad(f"{short(v)} is not one of f16, bf16, f32")
+        if key == "mesh":
+            m = re.fullmatch(r"(?:mesh:)?(\d+)x(\d+)", v)
+            if not m:
+                raise bad(f"{short(v)} is not RxC (rows x columns, such as 128x128)")
+            v = f"{int(m[1])}x{int(m[2])}"
+        if key == "pipeline":
+            from ..passes.pipeline import parse_pipeline
+
+            try:
+                parse_pipeline(v)
+            except UsageError as e:
+                raise bad(str(e)) from None
+            v = re.sub(r"\s+", "", v)
+        return v
+    n = number(v)
+    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes", "systems", "prompt_len", "new_tokens"):
+        low = 0 if key in ("rows", "cols") else 1
+        if not isinstance(n, int) or n < low:
+            raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
+        if key == "link_bytes" and n != SIMULATED_LINK_BYTES:
+            raise bad(f"not supported: {LINK_BYTES_UNSUPPORTED}")
+        return n
+    if n is None or n <= 0:
+        raise bad(f"{short(v)} is not a positive number; it takes {AXES[key]}")
+    if key == "density":
+        if n > 1:
+            raise bad(f"{short(v)} is not in (0, 1]")
+    return n
+
+
+def context(model: str, bad) -> int:
+    from ..frontend.lm import arch, resolve
+
+    try:
+        kind, entry = resolve(model)
+    except UsageError as e:
+        raise bad(str(e)) from None
+    return entry.context if kind == "zoo" else arch(entry)["context"]
