@@ -15,7 +15,7 @@ from waferscale.backends.machine import get_machine
 from waferscale.frontend.lm import trace_lm
 from waferscale.frontend.zoo import lookup
 from waferscale.ir import verify
-from waferscale.modes.generate_split import part_program
+from waferscale.modes.systems import part_program
 from waferscale.passes import CompileState, parse_pipeline, run_pipeline
 from waferscale.passes.place import place
 from waferscale.passes.placement_check import verify_placement

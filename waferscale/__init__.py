@@ -12,7 +12,7 @@ EXECUTION = ("auto", "pipelined", "streaming")
 def compile(model, example_inputs=None, *, mode=None, target=None, pipeline=None, execution=None, batch=1, seq=None,
             dtype=None, weights="auto", seed=0, frontend="torch-export", print_ir_after=(), print_ir_after_all=False,
             compile_to=None, systems=None, split=None, sparsity=None, lora=None, prompt_len=None, new_tokens=None,
-            log=None):
+            log=None, quantize=None):
     """Compile a model and, with ``target``, place and simulate it on a machine.
 
     model: a zoo name (``"llama-3.1-8b"``), a Hugging Face causal LM config (a folder holding
@@ -29,6 +29,8 @@ def compile(model, example_inputs=None, *, mode=None, target=None, pipeline=None
     or a module's own); weights ``auto``, ``meta`` or ``random``. systems, split: several systems
     (train: data parallel; generate: a pipeline of layers). sparsity: keep this fraction of every
     linear weight but lm_head (``sparsify{density=...}``).
+    quantize: a quantize pass added after canonicalize, e.g. ``"quantize{weights=int8,group=0}"``
+    (inference, generate).
 
     Returns a ``Compiled``: ``.report`` (report.json as a dict, its ``run`` section the spec that
     ``wafer replay`` compiles again), ``.ir`` (the text IR), ``.graph``, ``.program``,
@@ -48,7 +50,8 @@ def compile(model, example_inputs=None, *, mode=None, target=None, pipeline=None
     if isinstance(print_ir_after, str):
         print_ir_after = (print_ir_after,)
     names = tuple(n.strip() for v in print_ir_after for n in v.split(",") if n.strip())
-    given = {"sparsity": sparsity, "lora": lora, "prompt_len": prompt_len, "new_tokens": new_tokens}
+    given = {"sparsity": sparsity, "lora": lora, "prompt_len": prompt_len, "new_tokens": new_tokens,
+             "quantize": quantize}
     options = {k: v for k, v in given.items() if v is not None}
     run = RunSpec(model, mode, options, target=target, execution=execution, systems=systems, split=split,
                   batch=batch, seq=seq, dtype=dtype, weights=weights, seed=seed, frontend=frontend,

@@ -89,6 +89,7 @@ class Compiled:
                                  f"({', '.join(str(v) for v in g.inputs)}); got {len(inputs)}")
             feed = {v.name: x for v, x in zip(g.inputs, inputs)}
         feed = {k: (x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)) for k, x in feed.items()}
+        weights = self.state.weights if self.state.weights is not None else self.traced.weights  # as passes left them
         if placed is None:
             placed = self.state.placement is not None
         if placed:
@@ -96,10 +97,10 @@ class Compiled:
                 raise UsageError("placed=True needs a placed program: compile with a target")
             from .runtime.placed_run import run_placed
 
-            return run_placed(self.state.program, self.state.placement, feed, self.traced.weights)
+            return run_placed(self.state.program, self.state.placement, feed, weights)
         from .runtime.interpreter import run
 
-        return run(g, feed, self.traced.weights)
+        return run(g, feed, weights)
 
     def write(self, out_dir) -> list[Path]:
         """Write the output directory, all of it or nothing (``write_compiled``)."""

@@ -57,11 +57,13 @@ def compile_model(spec_, example_inputs=None, *, batch: int = 1, seq: int | None
                   weights: str = "auto", seed: int = 0, frontend: str = "torch-export", target: str | None = None,
                   pipeline: str | None = None, print_ir_after: tuple[str, ...] = (), print_ir_after_all: bool = False,
                   compile_to: str | None = None, mode: str | None = None, sparsity: float | None = None,
+                  quantize: str | None = None,
                   systems: int | None = None, split: str | None = None, log=lambda msg: None) -> Compiled:
     """A forward pass (mode ``inference``): ``mode`` here is the execution mode on the wafer (auto,
     pipelined, streaming), as in ``wafer compile --mode``; ``systems`` and ``split`` (data or pipeline)
     spread it over several systems (``modes/systems.py``)."""
-    run = RunSpec(spec_, "inference", {"sparsity": sparsity}, target=target, execution=mode, batch=batch, seq=seq,
+    run = RunSpec(spec_, "inference", {"sparsity": sparsity, "quantize": quantize}, target=target,
+                  execution=mode, batch=batch, seq=seq,
                   dtype=dtype, weights=weights, seed=seed, frontend=frontend, pipeline=pipeline,
                   compile_to=compile_to, print_ir_after=tuple(print_ir_after), print_ir_after_all=print_ir_after_all,
                   example_inputs=example_inputs, systems=systems, split=split)

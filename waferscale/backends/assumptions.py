@@ -40,6 +40,13 @@ VECTOR_OP_CYCLES = 18
 # FMACH instruction: 4 lanes fed exactly by the SRAM ports); f32 in f32. The NumPy numbers of the
 # placed run accumulate in f32 whatever this says: it sets only the cost.
 ACCUMULATOR = {"f16": "f16", "f32": "f32"}
+# Quantised weights (passes/quantize.py). No Cerebras source gives a WSE core an int8, int4 or fp8
+# FMAC rate (Hot Chips 34 and the SDK name FP16 and FP32 FMACs; searched for issue 30). We assume the
+# weights are dequantised to f16 in the datapath: for each arriving element of A, one more vector
+# instruction multiplies the tile row's codes by their scales into an f16 row in SRAM (a core has no
+# vector registers), which the AXPY then reads, at the f16 FMAC rate. The codes save SRAM and streamed
+# bytes; on the mesh they cost an extra instruction per weight row read (datapath.py ``dequant``).
+DEQUANTIZE_IN_DATAPATH = True
 # Non-matmul element work (add, gelu, exp, normalization): elements per cycle per core, as a
 # fraction of the FMAC lanes. Transcendentals are assumed to cost 4 lane-cycles each.
 ELEMENTWISE_LANE_FRACTION = 1.0

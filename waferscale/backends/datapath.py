@@ -34,10 +34,26 @@ class Datapath:
     elem: int = 2  # bytes of an operand
     acc: int = 2  # bytes of an accumulator
     port: int = 8  # bytes per SRAM port per cycle
+    # bytes of a quantised weight (passes/quantize.py; 0: weights in the operand dtype). The datapath has
+    # no published int8/fp8 FMAC rate (assumptions.DEQUANTIZE_IN_DATAPATH): each weight is dequantised
+    # first, one more vector instruction per AXPY (``dequant``), then multiplied at the f16 rate.
+    quant: float = 0.0
 
     def axpy(self, n: int) -> int:
-        """Cycles of ``acc[0:n] += a * x[0:n]`` (x and acc in SRAM, a a scalar)."""
-        return max(ceil(n / self.lanes), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
+        """Cycles of ``acc[0:n] += a * x[0:n]`` (x and acc in SRAM, a a scalar); with quantised weights,
+        plus the dequantise of x before it (``dequant``)."""
+        fma = max(ceil(n / self.lanes), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
+        return fma + (self.dequant(n) if self.quant else 0)
+
+    def dequant(self, n: int) -> int:
+        """Cycles of ``x[0:n] = q[0:n] * s[0:n]``: the codes through one read port, their f16 scales
+        (one per output column of the tile row) through the other, x written back in the operand dtype."""
+        return max(ceil(n / self.lanes), ceil(n * self.quant / self.port), ceil(n * self.elem / self.port))
+
+    @property
+    def instructions(self) -> int:
+        """Vector instructions per AXPY: the dequantise makes two."""
+        return 2 if self.quant else 1
 
     def sparse_axpy(self, n: int, index: int = A.SPARSE_INDEX_BYTES) -> int:
         """Cycles of ``acc[idx[0:n]] += a * x[0:n]``: each non-zero's value and ``index`` bytes of

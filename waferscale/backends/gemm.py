@@ -105,7 +105,7 @@ def element_cycles(nt: int, dp: Datapath) -> int:
     """Datapath cycles to multiply one arriving element of A into ``nt`` partial sums: one AXPY,
     at the slowest of the lanes and the SRAM ports (``datapath.py``), plus the vector
     instruction's own overhead (``VECTOR_OP_CYCLES``, calibrated)."""
-    return dp.axpy(nt) + A.VECTOR_OP_CYCLES
+    return dp.axpy(nt) + dp.instructions * A.VECTOR_OP_CYCLES
 
 
 def _core_step(kt: int, nt: int, dp: Datapath) -> int:

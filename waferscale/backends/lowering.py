@@ -84,6 +84,7 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
     names: dict[str, int] = {}
     step: set[str] = set()  # step-shaped values (STEP_SHAPED)
     tables: set[str] = set()  # values computed from constants and positions alone (and layouts of them)
+    quantised: dict[str, Op] = {}  # weights made by a dequantize of parameters -> that op (passes/quantize.py)
     for op in g.ops:
         ins = [origins[x.name] for x in op.operands]
         sources = [_source(o) for o in ins]
@@ -94,6 +95,11 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
             if ins and not any(ins) and (registry.category(op.kind) != "layout"
                                          or any(x.name in tables for x in op.operands)):
                 tables.add(op.result.name)
+            continue
+        if op.kind == "dequantize" and all(kind == "param" for o in ins for kind, _ in o):
+            # a quantised weight: held as its codes and scales by the GEMM that reads it (kernels/matmul.py)
+            origins[op.result.name] = set().union(*ins)
+            quantised[op.result.name] = op
             continue
         if registry.category(op.kind) == "state":  # appended where the cache lives: its reader's SRAM
             origins[op.result.name] = set(ins[1])  # the positions reach the reader as its own operand
@@ -124,6 +130,8 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
                 nbytes[MASK + sparse.name] = sparse.index_bytes(elem)
             else:
                 nbytes[sparse.name] = sparse.stored_bytes(elem)
+        if isinstance(model, Gemm) and sparse is None:
+            model = quantised_gemm(model, op, quantised)
         kernels.append(KernelNode(kid, name, op, model, tuple(weights), sum(nbytes.values()), flops))
         for x, o in zip(op.operands, ins):
             t = rows.get(x.name, x.type)
@@ -138,6 +146,21 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
             raise UnsupportedError(f"graph output %{v.name} is computed by no kernel (a constant or an input)")
         outputs.extend(ks)
     return Program(g, tuple(kernels), tuple(flows), samples, tokens, tuple(dict.fromkeys(outputs)))
+
+
+def quantised_gemm(model: Gemm, op: Op, quantised: dict[str, Op]) -> Gemm:
+    """The GEMM with its weight's code bytes and scale group, if the weight it reads (the anchor's,
+    of a fused region) is a dequantize of parameters."""
+    w = op.operands[1].name
+    if op.kind == "fused":
+        body = op.attr["body"]
+        inner = region(body).anchor.operands[1].name
+        names = [v.name for v in body.inputs]
+        w = op.operands[names.index(inner)].name if inner in names else ""
+    dq = quantised.get(w)
+    if dq is None:
+        return model
+    return replace(model, quant=DTYPES[dq.operands[0].type.dtype][1], group=dq.attr.get("group", 0))
 
 
 def sparse_weight(g: Graph, op: Op, ins: list[set]) -> SparseWeight | None:

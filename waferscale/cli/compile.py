@@ -10,6 +10,8 @@ from ..report.outputs import check_output
 from .console import comma_names as _names
 from .console import progress as _log
 from .generate import generate_flags
+from .quant import add_arguments as add_quant_arguments
+from .quant import quantize_spec
 from .train import lora_arguments
 
 
@@ -36,6 +38,8 @@ def cmd_compile(args) -> int:
     for flag, given in (("--micro-batch", args.micro_batch), ("--tokens", args.tokens)):
         if given is not None and not args.train:
             raise UsageError(f"{flag} is an option of a training step: add --train")
+    if args.train and quantize_spec(args):
+        raise UsageError("not supported: --weights or --kv-dtype with --train (quantised training is not modelled)")
     if args.train:
         from .train import cmd_compile_train
 
@@ -44,7 +48,7 @@ def cmd_compile(args) -> int:
                            frontend=args.frontend, target=args.target, pipeline=args.pipeline,
                            print_ir_after=_names(args.print_ir_after), print_ir_after_all=args.print_ir_after_all,
                            compile_to=args.compile_to, mode=args.mode, sparsity=args.sparsity, systems=args.systems,
-                           split=args.split)
+                           split=args.split, quantize=quantize_spec(args))
     for p in c.write(out):
         log(f"wrote {p}")
     log.close()
@@ -87,6 +91,7 @@ def add_parser(sub) -> None:
                    "lm_head (adds sparsify{density=D} to the default pipeline; by magnitude, or a seeded random "
                    "mask on the meta device); with --train, sparse training: the backward's products and the "
                    "weight gradients skip the pruned weights, gradients stream out compressed (default: dense)")
+    add_quant_arguments(s)
     s.add_argument("-p", "--pipeline", default=None,
                    help="the passes to run, replacing the default (`wafer passes` lists them), e.g. "
                    "'canonicalize,lower,place,route,simulate{chunk=16}' (default: canonicalize; with --target "

@@ -22,6 +22,7 @@ def generate_flags(args, flags: tuple[str, ...]) -> None:
 def cmd_compile_generate(args) -> int:
     from ..compiled import write_compiled
     from ..generate import compile_generate
+    from .quant import quantize_spec
 
     for flag, bad in (("--seq", args.seq is not None), ("--mode", args.mode is not None),
                       ("-p/--pipeline", args.pipeline is not None), ("--compile-to", args.compile_to is not None),
@@ -38,7 +39,7 @@ def cmd_compile_generate(args) -> int:
     check_output(out, "compile")  # a bad -o is refused before the work, not after
     c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
                          dtype=args.dtype, target=args.target, systems=args.systems or 1, split=args.split,
-                         seed=args.seed, log=log)
+                         seed=args.seed, log=log, quantize=quantize_spec(args))
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     log.close()

@@ -9,6 +9,8 @@ import time
 from ..errors import UsageError
 from .console import progress as _log
 from .generate import generate_flags
+from .quant import add_arguments as add_quant_arguments
+from .quant import quantize_run, quantize_spec
 from .train import lora_arguments
 
 
@@ -35,6 +37,9 @@ def cmd_run(args) -> int:
         for flag in ("data", "lr", "lora", "sparsity"):
             if getattr(args, flag, None) is not None:
                 raise UsageError(f"--{flag} is an option of training: add --train")
+    if quantize_spec(args) and (args.train or args.generate):
+        raise UsageError("not supported: --weights or --kv-dtype with --train or --generate in `wafer run` (the "
+                         "forward only; `wafer compile --generate --weights/--kv-dtype` models generation)")
     if args.generate:
         from .generate import cmd_run_generate
 
@@ -47,9 +52,10 @@ def cmd_run(args) -> int:
     log(f"building {args.model} with random weights (seed {args.seed}) and tracing it")
     t = trace_lm(args.model, batch=args.batch, seq=args.seq, dtype="f32", weights="random", seed=args.seed)
     ids = np.random.default_rng(args.seed).integers(0, t.info["vocab"], (args.batch, args.seq))
-    log(f"interpreting {len(t.graph.ops)} ops")
+    graph, weights = quantize_run(args, t.graph, t.weights, log)
+    log(f"interpreting {len(graph.ops)} ops")
     t0 = time.perf_counter()
-    (logits,) = run(t.graph, {t.graph.inputs[0].name: ids}, t.weights)
+    (logits,) = run(graph, {graph.inputs[0].name: ids}, weights)
     print(f"{t.info['name']}: logits {list(logits.shape)} in {time.perf_counter() - t0:.2f} s")
     if not args.compare:
         return 0
@@ -78,7 +84,9 @@ def add_parser(sub) -> None:
     s.add_argument("--prompt", default=None, help="with --generate: the prompt text (default 'Hello, wafer')")
     s.add_argument("--new-tokens", type=int, default=None, metavar="T",
                    help="with --generate: tokens to generate (default 16)")
-    s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4)")
+    s.add_argument("--tol", type=float, default=1e-4, help="tolerance of --compare (default 1e-4; with --weights, "
+                   "the quantised weights' expected error)")
+    add_quant_arguments(s)
     s.add_argument("--train", action="store_true", help="run training steps (autodiff, AdamW) instead of a forward")
     s.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
     s.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 6e-4, Cerebras-GPT 111M's)")

@@ -16,10 +16,15 @@ DTYPES: dict[str, tuple[np.dtype, int]] = {
     "i64": (np.dtype(np.int64), 8),
     "i32": (np.dtype(np.int32), 4),
     "i8": (np.dtype(np.int8), 1),
+    # Quantised weights (passes/quantize.py): int4 codes held one per int8 in NumPy, counted as half a
+    # byte (two packed per byte); fp8 (e4m3) held in f32 on the e4m3 grid (NumPy has no fp8), counted as 1.
+    "i4": (np.dtype(np.int8), 0.5),
+    "f8": (np.dtype(np.float32), 1),
     "bool": (np.dtype(np.bool_), 1),
 }
 FLOAT_DTYPES = frozenset({"f16", "bf16", "f32", "f64"})
 INT_DTYPES = frozenset({"i64", "i32", "i8"})
+QUANT_DTYPES = frozenset({"i8", "i4", "f8"})  # what a weight can be stored as (passes/quantize.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +48,7 @@ class TensorType:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * DTYPES[self.dtype][1]
+        return math.ceil(self.numel * DTYPES[self.dtype][1])  # int4: two per byte
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -69,5 +74,5 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 
 def promote(*dtypes: str) -> str:
     """Result dtype of an elementwise op: the widest float, else the widest int, else bool."""
-    order = ["bool", "i8", "i32", "i64", "bf16", "f16", "f32", "f64"]
+    order = ["bool", "i4", "i8", "f8", "i32", "i64", "bf16", "f16", "f32", "f64"]
     return max(dtypes, key=order.index)

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, replace
 
 from ..backends import assumptions as A
+from ..backends.fit import systems_needed
 from ..backends.machine import Machine
 from ..errors import FitError, UsageError
 from ..frontend.lm import trace_lm
@@ -65,7 +66,7 @@ class Steps:
 
 def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f32", seed: int = 0,
                 weights: str = "auto", machine: Machine | None = None, log=lambda msg: None,
-                ctx: Context | None = None) -> Steps:
+                ctx: Context | None = None, quantize: str | None = None) -> Steps:
     """Trace the model as a step of generation over the prompt and over one token, give both a KV
     cache of prompt_len + new_tokens rows, and run the graph passes (canonicalize, fuse) on them
     (recorded in ``ctx`` as the graphs ``decode`` and ``prefill`` when one is given)."""
@@ -76,7 +77,8 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
                    positions=True)
     # canonicalize first: it folds the repetition of grouped-query key/value heads into the attention,
     # so the caches hold the key/value heads once
-    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,fuse")
+    passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,"
+                            + (f"{quantize}," if quantize else "") + "fuse")
     if ctx is not None:
         ctx.begin("decode")
         ctx.begin("prefill")
@@ -113,7 +115,7 @@ class Generate(Mode):
     name = "generate"
     section = "generate"
     graphs = ("decode", "decode_last", "prefill")
-    options = {"prompt_len": None, "new_tokens": None}
+    options = {"prompt_len": None, "new_tokens": None, "quantize": None}
     splits = ("pipeline",)
     summary = "a prefill and KV-cache decode steps; a pipeline of layers over several systems"
 
@@ -149,7 +151,7 @@ class Generate(Mode):
         systems = run.systems or 1
         st = step_graphs(run.model, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
                          dtype=run.dtype or "f16", seed=run.seed, weights=run.weights, machine=machine, log=log,
-                         ctx=ctx)
+                         ctx=ctx, quantize=run.options["quantize"])
         dec, pre, dstate, pstate, drecords, capacity, graph_passes = (
             st.decode, st.prefill, st.decode_state, st.prefill_state, st.records, st.capacity, st.passes)
         first, last = prompt_len, prompt_len + max(new_tokens - 2, 0)
@@ -178,7 +180,7 @@ class Generate(Mode):
             sim_pre = ctx.pipeline(at("prefill"), replace(plow, program=sub_pre, placement=state.placement),
                                    f"route,simulate{{chunk={A.CHUNK_TOKENS}}}")[0].sim
             kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
-                     * k.model.elem for k in sub.kernels if k.op.kind == "cached_attention")
+                     * k.model.cache_elem for k in sub.kernels if k.op.kind == "cached_attention")
             out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
         if systems > 1:
             for n in names:
@@ -216,6 +218,7 @@ class Generate(Mode):
                                      f"core's SRAM read ports on {systems} system(s))",
             "prefill_tokens_per_second": batch * prompt_len / ttft,
             "weight_bytes": param_bytes,
+            "fit": systems_needed(param_bytes, kv_total, machine),
             "systems_detail": [{
                 "kernels": len(s.kernels), "first_kernel": dprog.kernels[s.kernels[0]].name,
                 "last_kernel": dprog.kernels[s.kernels[-1]].name, "cores_used": s.decode.placement.cores_used,

@@ -42,14 +42,14 @@ def passes_of(run: RunSpec, done: list[Pass]) -> list[Pass]:
     and stage checked), less what a resumed dump already ran."""
     given = parse_pipeline(run.pipeline) if run.pipeline is not None else None
     return plan_passes(given, run.target, done, run.compile_to, run.execution, run.options["sparsity"],
-                       run.print_ir_after)
+                       run.print_ir_after, run.options["quantize"])
 
 
 @register_mode
 class Inference(Mode):
     name = "inference"
     graphs = ("model",)
-    options = {"sparsity": None}
+    options = {"sparsity": None, "quantize": None}
     splits = ("data", "pipeline")
     summary = "a forward pass: one graph, one pipeline; data parallel or a pipeline of layers over several systems"
 

@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (register the passes)
     lora,
     lower,
     place,
+    quantize,
     recompute,
     route,
     simulate,

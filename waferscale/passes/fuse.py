@@ -41,6 +41,9 @@ class _Finder:
     def __init__(self, g: Graph):
         self.uses = Uses(g)
         self.params = {p.name for p in g.params}
+        # a quantised weight (passes/quantize.py) is resident too: its GEMM holds the codes and scales
+        self.params |= {op.result.name for op in g.ops
+                        if op.kind == "dequantize" and all(x.name in self.params for x in op.operands)}
         self.taken: set[str] = set()  # results of ops already in a region
         self.shared: set[str] = set()  # norms folded into every GEMM that reads them (in several regions)
 

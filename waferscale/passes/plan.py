@@ -25,7 +25,7 @@ def _check_names(names: tuple[str, ...], passes: list[Pass], what: str, target: 
 
 
 def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
-            mode: str | None = None, sparsity: float | None = None) -> list[Pass]:
+            mode: str | None = None, sparsity: float | None = None, quantize: str | None = None) -> list[Pass]:
     """The passes to run: the given ones, or the default pipeline (its place in the given mode,
     with sparsify{density=sparsity} after canonicalize) less what a resumed dump already ran; up
     to the pass named compile_to."""
@@ -35,11 +35,16 @@ def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], comp
         if sparsity is not None:
             raise UsageError("--sparsity adds sparsify to the default pipeline; with -p write "
                              "sparsify{density=...} into it instead")
+        if quantize is not None:
+            raise UsageError("--weights adds quantize to the default pipeline; with -p write "
+                             "quantize{weights=...} into it instead")
         passes = given
     else:
         passes = parse_pipeline(DEFAULT_WAFER if target is not None else DEFAULT_GRAPH)
         if sparsity is not None:
             passes.insert(1, parse_pipeline(f"sparsify{{density={sparsity!r}}}")[0])
+        if quantize is not None:  # after canonicalize (and sparsify): the weights as the model computes with them
+            passes.insert(2 if sparsity is not None else 1, parse_pipeline(quantize)[0])
         if mode is not None:
             if target is None:
                 raise UsageError(f"--mode {mode} is the mode of placement on a machine: give --target too")
@@ -53,9 +58,10 @@ def _passes(given: list[Pass] | None, target: str | None, done: list[Pass], comp
 
 
 def plan_passes(given: list[Pass] | None, target: str | None, done: list[Pass], compile_to: str | None,
-                mode: str | None, sparsity: float | None, print_ir_after: tuple[str, ...] = ()) -> list[Pass]:
+                mode: str | None, sparsity: float | None, print_ir_after: tuple[str, ...] = (),
+                quantize: str | None = None) -> list[Pass]:
     """The passes to run (``_passes``), every name and stage checked: a UsageError line otherwise."""
-    passes = _passes(given, target, done, compile_to, mode, sparsity)
+    passes = _passes(given, target, done, compile_to, mode, sparsity, quantize)
     check_stages(passes, GRAPH)
     _check_names(print_ir_after, passes, "--print-ir-after", target)
     if target is None and any(p.needs_machine for p in passes):

@@ -7,7 +7,7 @@ of ``B = max_batch`` sequences, each with a KV cache of ``max_context`` rows, la
 tile simulator runs that placement at other shapes: a decode step of ``b`` sequences at position
 ``p`` (the decode graph lowered for ``b`` samples at ``p``), a prefill chunk of ``n`` tokens at
 position ``p`` (the prefill graph lowered for one sample of ``n`` tokens from ``p``), each over the
-systems as ``modes.generate_split.run_seconds`` adds them. Those runs fill a grid of (batch, context) and
+systems as ``modes.systems.pipeline_seconds`` adds them. Those runs fill a grid of (batch, context) and
 (chunk, position); serving reads it by bilinear interpolation (``serve/costs.py``), and the error
 of that against direct simulation at random points is measured and reported.
 
@@ -34,7 +34,8 @@ from ..backends.machine import Machine, get_machine
 from ..errors import FitError, UsageError
 from ..ir.ops.cache import cache_inputs
 from ..modes.generate import step_graphs
-from ..modes.generate_split import part_program, run_seconds, split_kernels
+from ..modes.systems import part_program, split_pipeline
+from ..modes.systems import pipeline_seconds as run_seconds
 from ..passes.place import place
 from ..passes.placement_check import verify_placement
 from ..passes.route import route
@@ -86,7 +87,7 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
     dgraph = st.decode_state.graph
     dprog = lower(dgraph, max_batch, 1, p0)  # placed for max_batch sequences' KV caches
     parts, held_free = [], []
-    for i, ks in enumerate(split_kernels(dprog, systems)):
+    for i, ks in enumerate(split_pipeline(dprog, systems)):
         sub = part_program(dprog, ks, systems)
         try:
             placement = verify_placement(sub, place(sub, machine, log=log))

@@ -53,8 +53,13 @@ class Attention(Kernel):
     position: int = 0  # the sequence position of the first token (a decode step's)
     resident: int = 1  # samples whose keys and values are held at once (generation: the batch)
     kv_heads: int = 0  # key/value heads (grouped-query attention); 0: as many as heads
+    kv_elem: float = 0  # bytes of a cached key or value (passes/quantize.py kv=fp8: 1); 0: ``elem``
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
+
+    @property
+    def cache_elem(self) -> float:
+        return self.kv_elem or self.elem
 
     @property
     def key_rows(self) -> int:
@@ -82,7 +87,7 @@ class Attention(Kernel):
 
     def sram(self, rows, cols):
         hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
-        return {"kv_cache": 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.elem,
+        return {"kv_cache": 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.cache_elem,
                 "activations_in": 2 * hc * self.d_head * self.elem,
                 "activations_out": hc * self.d_head * self.elem,
                 "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
@@ -174,7 +179,8 @@ def lower_cached_attention(op: Op, ctx: LowerCtx) -> Attention:
                                f"reads past the KV cache's {capacity} rows")
     t = op.type
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=q.shape[-1],
-                     causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1])
+                     causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1],
+                     kv_elem=DTYPES[k.dtype][1])
 
 
 @lowers("attention")

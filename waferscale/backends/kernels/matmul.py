@@ -26,11 +26,15 @@ Fused, the GEMM takes on two more jobs, and both are costed as a slightly larger
 A **sparse weight** (``sparsify``; ``backends/sparse.py``) is held per tile in its compressed form,
 and each core's cycles come from its own tile's non-zeros: the slowest core paces the rectangle.
 It always takes the chain reduce (the tree with a sparse weight is not modelled).
+
+A **quantised weight** (``quantize``; ``ir/ops/quant.py``) is held as its codes (1 or half a byte
+each) and its f16 scales, and dequantised as it is read: one more vector instruction per element
+of A (``datapath.Datapath.dequant``; the assumption of ``assumptions.DEQUANTIZE_IN_DATAPATH``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil
 
 import numpy as np
@@ -38,6 +42,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...ir import registry
 from ...ir.graph import Op
+from ...ir.ops.quant import groups
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices, split
@@ -63,6 +68,8 @@ class Gemm(Kernel):
     norm: bool = False  # a layernorm (or, with rms, an RMSNorm) prologue folded in
     sparse: SparseWeight | None = None  # the weight's mask, when it is sparse (backends/sparse.py)
     rms: bool = False  # the folded norm is an RMSNorm: one statistic, no shift
+    quant: float = 0.0  # bytes of a quantised weight's code (passes/quantize.py); 0: the weight is in ``dtype``
+    group: int = 0  # elements along K that share a quantised weight's scale (0: one per output column)
     decomposition = "K over rows, N over columns; tokens stream in from the west"
 
     @property
@@ -104,7 +111,7 @@ class Gemm(Kernel):
         WaferLLM's two-level tree where a sample has so few tokens that its latency wins."""
         if self.sparse is not None:  # the tree with a sparse weight is not modelled: the chain
             return CHAIN
-        return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[0]
+        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine))[0]
 
     def algorithm(self, rows, cols, machine) -> str:
         return f"{self.reduce(rows, cols, machine)} reduce" + (", sparse weights" if self.sparse is not None else "")
@@ -114,11 +121,16 @@ class Gemm(Kernel):
 
     def _time(self, rows, cols, machine):
         if self.sparse is not None:
-            dp = machine.datapath(self.dtype)
+            dp = self.datapath(machine)
             n = self._n()
             return sparse_gemm_time(self.tokens, self.sparse, rows, cols, dp, tail=self.tail(), head=self._head(),
                                     tail_cycles=element_cycles(block(n, min(cols, n)), dp))
-        return fastest(self.tokens, *self.dims(), rows, cols, machine.datapath(self.dtype))[1]
+        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine))[1]
+
+    def datapath(self, machine):
+        """The machine's datapath for ``dtype``, dequantising the weights as it reads them if they are quantised."""
+        dp = machine.datapath(self.dtype)
+        return replace(dp, quant=self.quant) if self.quant else dp
 
     def sram(self, rows, cols):
         k, n = self.dims()
@@ -131,6 +143,8 @@ class Gemm(Kernel):
         vectors = (self.bias or layernorm) + layernorm + (epi.params if epi else 0)
         if self.sparse is not None:
             w = self.sparse.tile_bytes(min(rows, k), min(cols, n), self.elem, self.tail(), self._head())
+        elif self.quant:  # the codes, and one f16 scale per output column and group of K
+            w = ceil(kt * nt * self.quant) + nt * groups(kt, self.group) * self.elem
         else:
             w = kt * nt * self.elem
         return {
@@ -151,9 +165,11 @@ class Gemm(Kernel):
         # partial sum back (a core has no vector registers); an epilogue reads its streams. The
         # add-and-forward of the column reduce (n x rows reads per token) is left out: a lower bound.
         acc = accumulator_bytes(self.dtype)
+        # a quantised weight is dequantised first: its code and scale read, the f16 weight written and read back
+        dq_read, dq_write = (self.quant + self.elem, self.elem) if self.quant else (0, 0)
         return Work(flops=c * self.flops_per_token,
-                    sram_read=macs * (self.elem + acc) + c * streams * self.n * self.elem,
-                    sram_write=macs * acc,
+                    sram_read=macs * (self.elem + acc + dq_read) + c * streams * self.n * self.elem,
+                    sram_write=macs * (acc + dq_write),
                     delivered=c * (self.k + streams * self.n) * 1.0, edge=c * (self.k + self.n * (1 + streams)))
 
     def model_cycles(self, rows, cols, p0, p1, machine):

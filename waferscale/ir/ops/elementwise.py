@@ -14,6 +14,7 @@ from scipy.special import erf as _erf
 from ..registry import Attr, define
 from ..types import DTYPES, FLOAT_DTYPES, TensorType, broadcast_shapes, promote
 from .grad import unbroadcast
+from .quant import round_e4m3
 
 # Backward rules: (emit, op, dy) -> the gradient of each operand (None where none flows). Those of
 # the binary ops sum a broadcast operand's gradient back to its shape.
@@ -166,11 +167,12 @@ define("not", "elementwise", lambda ins, a: ins[0].with_dtype("bool"), lambda ar
        backward=_no_grad, doc="logical not")
 
 define("cast", "elementwise", lambda ins, a: ins[0].with_dtype(a["dtype"]),
-       lambda args, a: args[0].astype(DTYPES[a["dtype"]][0]),
+       lambda args, a: round_e4m3(args[0]).astype(np.float32) if a["dtype"] == "f8" else
+       args[0].astype(DTYPES[a["dtype"]][0]),
        attrs={"dtype": Attr("str", choices=tuple(DTYPES))},
        backward=lambda e, op, g: (e("cast", g, dtype=op.operands[0].type.dtype)
                                   if op.operands[0].type.dtype in FLOAT_DTYPES else None,),
-       doc="convert to another dtype")
+       doc="convert to another dtype (f8: round to the nearest fp8 e4m3 value, held in f32)")
 
 
 def _where_infer(ins, a):
