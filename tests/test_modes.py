@@ -111,7 +111,7 @@ def test_a_lora_baseline_is_a_named_second_run():
     r = c.report
     assert r["run"]["options"]["lora"] == "lora{rank=2,alpha=8.0,targets=c_attn}"
     base = r["baseline"]
-    assert base["run"]["options"] == {"lora": None, "sparsity": None}
+    assert base["run"]["options"] == {"lora": None, "sparsity": None, "micro_batch": None, "tokens": None}
     assert base["run"]["execution"] == "pipelined"  # the execution mode the LoRA run chose
     assert "lora" not in base["run"]["executed"]["train"]
     assert r["train"]["lora"]["full_fine_tuning"]["step_seconds"] == base["train"]["step_seconds"]

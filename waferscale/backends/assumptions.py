@@ -115,20 +115,8 @@ RESIDENT_ACTIVATION_COPIES = 2
 # Training (runtime/train_time.py). The system I/O (12 x 100 GbE) is full duplex: weight gradients
 # stream out to MemoryX while the next layer's weights stream in, each at the full rate.
 IO_FULL_DUPLEX = True
-# MemoryX runs the optimizer. Cerebras gives no rate for its weight update; its glossary says "both
-# the storage and I/O interface of the MemoryX service can match or exceed the I/O bandwidth of a
-# CS-2 system" (cerebras.net/glossary/memoryx). We take the lower bound: MemoryX moves the
-# optimizer's bytes at one system's I/O rate, 150 GB/s, whatever the number of systems. AdamW
-# with f32 master weights and moments reads master, m, v and the 16-bit gradient and writes
-# master, m, v and the 16-bit weight: 28 bytes per parameter (f32 weights: 24).
-MEMORYX_UPDATE_BYTES_PER_S = 150e9
-# SwarmX (cerebras.net/glossary/swarmx): a bidirectional tree of broadcast-reduce nodes, each a
-# 1:4 broadcast-reduce (sourced), reducing gradients at line rate (sourced), so a cluster of N
-# systems is ceil(log4 N) levels deep and each system keeps its 150 GB/s. The latency a level adds
-# is not published: we assume 2 us (a 100 GbE store-and-forward hop and a line-rate reduction),
-# paid once per stream (a layer's weights in, its gradients out).
-SWARMX_FANOUT = 4
-SWARMX_LEVEL_LATENCY_S = 2e-6
+# MemoryX (its capacity, link, update rate and where the optimizer runs) and SwarmX (its tree, per-level
+# bandwidth and latency) are components with their sources: backends/memoryx.py, backends/swarmx.py.
 # Layer-pipelined training runs the optimizer on the wafer, on the cores that hold the weights:
 # every core, an f32 elementwise op at the f32 FMAC rate (1 element per core per cycle on a WSE-2),
 # ELEMENTWISE_LANE_FRACTION and TRANSCENDENTAL_CYCLES as for other elementwise work.

@@ -38,6 +38,9 @@ def cmd_compile(args) -> int:
     if args.train and args.expert_routing is not None:
         raise UsageError("not supported: --expert-routing with --train (training a mixture-of-experts model is not "
                          "supported yet: its ops have no backward rules)")
+    for flag, given in (("--micro-batch", args.micro_batch), ("--tokens", args.tokens)):
+        if given is not None and not args.train:
+            raise UsageError(f"{flag} is an option of a training step: add --train")
     if args.train and quantize_spec(args):
         raise UsageError("not supported: --weights or --kv-dtype with --train (quantised training is not modelled)")
     if args.train:
@@ -108,6 +111,12 @@ def add_parser(sub) -> None:
     s.add_argument("--split", choices=("data", "pipeline"), default=None,
                    help="how --systems N spreads the run: data (data parallel; the default for a forward pass and "
                    "--train) or pipeline (a pipeline of layers, one part per system; the default for --generate)")
+    s.add_argument("--micro-batch", type=int, default=None, metavar="B",
+                   help="with --train: gradient accumulation at B samples per micro-batch (weight streaming; B divides "
+                   "the batch per system; default: the most that fit in SRAM)")
+    s.add_argument("--tokens", type=float, default=None, metavar="T",
+                   help="with --train: the tokens to train on, for the report's time to train (default: the "
+                   "Cerebras-GPT paper's for its models, 20 per parameter otherwise)")
     lora_arguments(s)
     s.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="write the IR after this pass to DIR/ir/NN-PASS.ir (repeatable, or comma-separated); the "

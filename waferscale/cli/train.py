@@ -23,7 +23,8 @@ def cmd_compile_train(args, log, out: Path) -> int:
     c = compile_training(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype, seed=args.seed,
                          target=args.target, mode=args.mode, systems=args.systems or 1, lora=lora_pass(args),
                          split=args.split,
-                         sparsity=args.sparsity, log=log)
+                         sparsity=args.sparsity, micro_batch=getattr(args, "micro_batch", None),
+                         tokens=getattr(args, "tokens", None), log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     log.close()
@@ -32,6 +33,11 @@ def cmd_compile_train(args, log, out: Path) -> int:
           f"{t['micro_batches']} micro-batch(es) of {t['micro_batch']}): {1e3 * t['step_seconds']:.3f} ms, "
           f"{t['tokens_per_s'] / 1e6:.3f} M tokens/s, {t['flops_per_token'] / 1e9:.3f} GFLOP/token "
           f"(forward + backward), MFU {100 * t['mfu']:.1f}% -> {out}/")
+    if "time_to_train" in t:
+        tt = t["time_to_train"]
+        print(f"time to train on {tt['tokens']:.3g} tokens ({tt['tokens_source']}): {tt['days']:.2f} days on "
+              f"{tt['systems']} system(s), {tt['flops']:.3g} FLOPs" +
+              (f" (the paper reports {tt['paper']['flops']:.3g})" if "paper" in tt else ""))
     if "lora" in t:
         f = t["lora"]["full_fine_tuning"]
         print(f"LoRA ({t['lora']['trainable_params']:,} trained, {t['lora']['frozen_params']:,} frozen): step "

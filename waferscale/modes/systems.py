@@ -10,7 +10,7 @@
 - **data** (``data_parallel``): every system runs the whole model on its share of the batch; SwarmX
   broadcasts the weights from MemoryX and reduces the gradients. Its cost is one function,
   ``swarmx_latency_cycles`` (the tree's latency added to every weight stream and gradient stream:
-  ``runtime/train_time.py``, ``assumptions.SWARMX_*``), so that a finer model of SwarmX can
+  ``runtime/train_time.py``, ``backends/swarmx.py``), so that a finer model of SwarmX can
   replace it. Used by inference (weight streaming pays it on every stream; layer-pipelined loads the
   weights once, before the run) and train.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..backends import assumptions as A
+from ..backends import swarmx as SX
 from ..backends.machine import Machine
 from ..backends.program import IO, RESIDENT, Program, sub_program
 from ..errors import UsageError
@@ -44,10 +45,9 @@ def swarmx_latency_cycles(systems: int, machine: Machine) -> int:
 
 
 def swarmx_section(systems: int) -> dict:
-    return {"levels": TT.swarmx_levels(systems), "fanout": A.SWARMX_FANOUT,
-            "level_latency_seconds": A.SWARMX_LEVEL_LATENCY_S,
+    return {"levels": TT.swarmx_levels(systems), "fanout": SX.FANOUT, "level_latency_seconds": SX.LEVEL_LATENCY_S,
             "topology": "tree of 1:4 broadcast-reduce nodes (cerebras.net/glossary/swarmx); per-level latency "
-                        "assumed (assumptions.py)"}
+                        "assumed (backends/swarmx.py)"}
 
 
 def data_parallel(seconds: float, tokens: int, systems: int, machine: Machine, *, weight_bytes: int,

@@ -84,7 +84,7 @@ class Train(Mode):
     name = "train"
     section = "train"
     graphs = ("train", "step")
-    options = {"lora": None, "sparsity": None}
+    options = {"lora": None, "sparsity": None, "micro_batch": None, "tokens": None}
     splits = ("data", "pipeline")
     summary = "a training step: forward, backward and AdamW; data parallel over several systems"
 
@@ -115,6 +115,17 @@ class Train(Mode):
         if sparsity is not None and not 0.0 < sparsity <= 1.0:
             raise UsageError(f"--sparsity {sparsity} must be in (0, 1]: the fraction of each linear weight kept (0.25 "
                              "keeps a quarter)")
+        micro, budget, per_system = run.options["micro_batch"], run.options["tokens"], run.batch // systems
+        if micro is not None:
+            L.check_int("--micro-batch", micro, 1, per_system)
+            if per_system % micro:
+                raise UsageError(f"--micro-batch {micro} does not divide the batch per system ({per_system}): give a "
+                                 f"divisor of {per_system}")
+            if run.execution == "pipelined":
+                raise UsageError("--micro-batch accumulates gradients over micro-batches in weight streaming; "
+                                 "layer-pipelined training runs the whole batch at once: drop --mode pipelined")
+        if budget is not None and not budget > 0:
+            raise UsageError(f"--tokens {budget:g} must be positive: the tokens to train on")
 
     def _build(self, ctx: Context, batch: int, pipe: str):
         src = ctx.trace("train", batch=batch)
@@ -142,7 +153,8 @@ class Train(Mode):
         tokens, name = src.model["seq"], src.model["name"]
         need = R.pipelined_need(step, train)
         reason = ""
-        chosen = "streaming" if systems > 1 or mode == "streaming" else "pipelined"
+        forced = run.options["micro_batch"]
+        chosen = "streaming" if systems > 1 or mode == "streaming" or forced is not None else "pipelined"
         wafer = None
         if chosen == "pipelined":
             usable = machine.cores * machine.usable_sram_bytes
@@ -181,6 +193,12 @@ class Train(Mode):
             # their kernels spread wider and fewer flows share a link's colors (and the graph traced at the
             # micro-batch itself may need a few bytes more than the estimate from the whole batch's)
             tries = [d for d in range(most, 0, -1) if per_system % d == 0][:MICRO_BATCH_TRIES]
+            if forced is not None:  # it fits or the compile stops here
+                if forced > most:
+                    raise FitError(f"--micro-batch {forced} does not fit {name} on {machine.name} in weight "
+                                   f"streaming: at most {most} sample(s) of {tokens} tokens fit per micro-batch (their "
+                                   f"activations stay in SRAM between layers); give --micro-batch {tries[0]} or less")
+                tries = [forced]
             for i, micro in enumerate(tries):
                 if micro != per_system:
                     log(f"micro-batches of {micro} sample(s): {per_system // micro} per step on each system")
@@ -196,12 +214,16 @@ class Train(Mode):
                         raise type(e)(f"{e} (tried micro-batches of {', '.join(map(str, tries))})") from None
                     log(f"micro-batch {micro} does not fit or route ({e}); trying a smaller one")
             reason = reason or ("asked for (--mode streaming)" if mode == "streaming" else
+                                f"--micro-batch {forced} accumulates gradients" if forced is not None else
                                 f"data parallel on {systems} systems" if systems > 1 else reason)
         state, wafer_records = wafer
         state = replace(state, placement=replace(state.placement, reason=f"{MODES[chosen]}: {reason}"))
         # what baseline() and compare() need: the execution mode chosen, the step's state and graph
         self.chosen, self.state, self.train = chosen, state, train
         section = R.train_section(state, src, train, step, chosen, systems, batch, per_system, micro, need)
+        section["time_to_train"] = TT.time_to_train(name, src.model.get("params") or 0, section["step_seconds"],
+                                                    section["tokens_per_step"], systems, section["flops_per_token"],
+                                                    run.options["tokens"])
         ran = ctx.executed["step"]
         ir_text = header(",".join(ran), src.model, f"waferscale {__version__}: {name} training step") \
             + print_graph(step)
@@ -290,7 +312,7 @@ class Train(Mode):
         execution mode."""
         if run.options["lora"] is None and run.options["sparsity"] is None:
             return None
-        return replace(run, options={"lora": None, "sparsity": None}, execution=self.chosen)
+        return replace(run, options={**run.options, "lora": None, "sparsity": None}, execution=self.chosen)
 
     def compare(self, report: dict, baseline: dict) -> None:
         t, base = report["train"], baseline["train"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from math import ceil
 
 from ..backends import assumptions as A
+from ..backends import memoryx as MX
+from ..backends import swarmx as SX
 from ..backends.machine import Machine
 from ..errors import FitError
 from ..ir import Graph
@@ -103,10 +105,11 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
     tokens = src.model["seq"]
     n_micro = per_system // micro
     micro_cycles = sim.cycles
+    memx = MX.memoryx_for(m)
     if mode == "streaming":
-        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m)
-        where = (f"MemoryX at {A.MEMORYX_UPDATE_BYTES_PER_S / 1e9:g} GB/s, {TT.OPTIMIZER_BYTES_PER_PARAM} B per "
-                 "parameter (assumptions.py)")
+        opt_total, opt_tail = TT.memoryx_optimizer(sim.groups, m, memx)
+        where = (f"MemoryX at {memx.update_bytes_per_s / 1e9:g} GB/s, {memx.bytes_per_param} B per parameter, each "
+                 "layer's update overlapping the backward of the layers below (backends/memoryx.py)")
     else:
         opt_total = opt_tail = TT.wafer_optimizer_cycles(step, m)
         where = "the wafer: every core's share of the parameters at the f32 element rate"
@@ -135,9 +138,21 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
     }
     if mode == "pipelined":
         out["sram_bytes"] = dict(need, total=sum(need.values()), usable=m.cores * m.usable_sram_bytes)
+    else:
+        out["memoryx"] = memx.as_dict()
+        out["sram_per_core"] = streaming_sram(state)
     if systems > 1:
-        out["swarmx"] = swarmx_section(systems)
+        out["swarmx"] = swarmx_section(systems) | SX.swarmx_for(m, systems).as_dict()
     return out
+
+
+def streaming_sram(state: CompileState) -> dict:
+    """SRAM per core of a weight-streamed micro-batch: what is reserved (the next layer's weights, the
+    micro-batch's activations between layers) and the fullest core with its kernel's buffers."""
+    pl = state.placement
+    kernels = max((sum(state.program.kernels[k].model.sram(r.rows, r.cols).values())
+                   for k, r in enumerate(pl.rects) if r.cores), default=0)
+    return {"reserved": pl.reserved_bytes, "peak": pl.reserved_bytes + kernels, "capacity": pl.machine.sram_bytes}
 
 
 def matmul_params(train: Graph) -> int:

@@ -7,10 +7,15 @@ producer's centre core along the row to the consumer's centre column, then along
 that many parallel rows or columns on the way), so a flow between neighbours in a band crosses
 their shared edge on every row. Link loads are those of one lane of each bundle.
 
-Each flow takes one color on every link of its route; a kernel's own algorithm takes
-``kernel.colors`` more on the links inside its rectangle. More than the machine's colors on one
-link is an error. Flows from a graph input enter at the west edge of the mesh, on the row of
-their consumer's centre.
+Each flow takes one color on every link of its route, except that flows carrying the same
+value from the same producer share one color on the links their routes have in common: the
+producer sends the value once on that color and each router forwards it to whichever of its
+outputs the consumers need (multicast: a WSE router forwards a color to any subset of its five
+ports, Cerebras SDK docs, "routing and colors"). A kernel's own algorithm takes ``kernel.colors``
+more on the links inside its rectangle. More than the machine's colors on one link is an error.
+Link loads still count every flow (our conservative choice: a shared stream's lanes may differ).
+Flows from a graph input enter at the west edge of the mesh, on the row of their consumer's
+centre, each on its own color.
 """
 
 from __future__ import annotations
@@ -77,11 +82,12 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
     rects = placement.rects
     routes = []
     link_bytes: dict[Link, float] = defaultdict(float)
-    colors: Counter = Counter()
+    sources: dict[Link, set] = defaultdict(set)  # the distinct (producer, value) streams on each link
     for i in flow_ids:
         f = prog.flows[i]
         dst = rects[f.dst]
-        if f.src == IO or (group is not None and f.src not in group):
+        entering = f.src == IO or (group is not None and f.src not in group)
+        if entering:
             start, lanes = (dst.center[0], 0), dst.rows
             links = [(start[0], -1, "E")] + xy_links(start, dst.center)
         else:
@@ -90,9 +96,11 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
             lanes = min(max(src.rows, src.cols), max(dst.rows, dst.cols))
         b = f.bytes_per_token * prog.tokens
         routes.append(Route(i, tuple(links), lanes, b))
+        source = (f.src, f.value, f.dst) if entering else (f.src, f.value)  # what enters does so per consumer
         for link in links:
             link_bytes[link] += b / lanes
-            colors[link] += 1
+            sources[link].add(source)
+    colors = Counter({link: len(s) for link, s in sources.items()})
     owner = placement.owner(group)  # a kernel's own colors are on every link inside its rectangle
     for link in colors:
         row, col, _ = link

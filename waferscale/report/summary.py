@@ -84,6 +84,16 @@ def train_text(t: dict) -> list[str]:
         "gradients out (per system)",
         f"  {'layer':<28} {'direction':<9} {'compute us':>11} {'stream us':>10} {'bound':<8}",
     ]
+    if "sram_per_core" in t:
+        sr = t["sram_per_core"]
+        lines.insert(-1, f"  SRAM per core      {sr['peak']:,} B of {sr['capacity']:,} at the fullest core "
+                         f"({sr['reserved']:,} B kept for the next layer's weights and the micro-batch's activations)")
+    if "time_to_train" in t:
+        tt = t["time_to_train"]
+        paper = f"; the paper reports {tt['paper']['flops']:.3g}" if "paper" in tt else ""
+        lines.insert(-1, f"  time to train      {tt['days']:.2f} days on {tt['systems']} system(s): "
+                         f"{tt['tokens']:.3g} tokens ({tt['tokens_source']}) in {tt['steps']:,} steps, "
+                         f"{tt['flops']:.3g} FLOPs{paper}")
     if "lora" in t:
         lo, f = t["lora"], t["lora"]["full_fine_tuning"]
         lines[-1:-1] = [f"  LoRA               {lo['pass']}: {lo['trainable_params']:,} parameters trained, "
