@@ -45,11 +45,11 @@ from .ir.ops.cache import cache_inputs
 from .passes import CompileState, parse_pipeline, run_pipeline, spec
 from .passes.place import place
 from .passes.placement_check import verify_placement
-from .passes.route import route
+from .passes.placement_kind import KINDS, kind_of, place_generation
 from .passes.streaming import groups_of
 from .report.summary import to_json
 from .report.wafer import placement_json, wafer_report
-from .runtime.tile_sim import SimResult, simulate
+from .runtime.tile_sim import SimResult
 
 
 @dataclass
@@ -195,7 +195,7 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
 
 def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f16",
                      target: str | None = None, systems: int = 1, seed: int = 0, weights: str = "auto",
-                     log=lambda msg: None) -> Compiled:
+                     placement: str = "auto", log=lambda msg: None) -> Compiled:
     t0 = time.perf_counter()
     if target is None:
         raise UsageError("--generate simulates the prefill and the decode steps on a machine: give --target wse2, "
@@ -204,6 +204,8 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
         raise UsageError(f"--generate traces a model twice (prompt and one token): give a zoo name or a Hugging Face "
                          f"config, not {spec_}")
     check_options(prompt_len, new_tokens, batch, systems)
+    if placement not in KINDS:
+        raise UsageError(f"--placement {placement}: choose one of {', '.join(KINDS)}")
     machine = get_machine(target)
     st = step_graphs(spec_, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch, dtype=dtype, seed=seed,
                      weights=weights, machine=machine, log=log)
@@ -218,17 +220,15 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     parts = _split(dprog, systems)
     crossing = _crossing_bytes(dprog, parts)
     out: list[System] = []
+    kinds = []  # each system's placement kind and the prefill's
     for i, ks in enumerate(parts):
         sub = _part(dprog, ks, systems)
         log(f"system {i + 1} of {systems}: placing {len(ks)} kernels" if systems > 1 else "placing the decode step")
-        placement = _place(sub, machine, systems, i, log)
-        routing = route(sub, placement)
-        sim = simulate(sub, placement, routing, chunk=1)
-        sub_last = _part(dlast, ks, systems)
-        sim_last = simulate(sub_last, placement, routing, chunk=1)
-        sub_pre = _part(pprog, ks, systems)
-        sim_pre = simulate(sub_pre, placement, route(sub_pre, placement), chunk=A.CHUNK_TOKENS)
-        state = replace(dstate, program=sub, placement=placement, routing=routing, sim=sim)
+        gp = place_generation(sub, _part(dlast, ks, systems), _part(pprog, ks, systems), machine, placement,
+                              lambda: _place(sub, machine, systems, i, log), A.CHUNK_TOKENS, log)
+        sim, sim_last, sim_pre = gp.decode, gp.decode_last, gp.prefill
+        state = replace(dstate, program=sub, placement=gp.placed.placement, routing=gp.placed.routing, sim=sim)
+        kinds.append(gp)
         kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
                  * k.model.elem for k in sub.kernels if k.op.kind == "cached_attention")
         out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
@@ -264,6 +264,9 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
                                  f"values up to the step's position, at {read_bw / 1e15:.2f} PB/s (every core's SRAM "
                                  f"read ports on {systems} system(s))",
         "prefill_tokens_per_second": batch * prompt_len / ttft,
+        "placement_kind": kind_of(out[0].decode.placement), "placement_asked": placement,
+        "placement_kind_reason": kinds[0].placed.placement.kind_reason,
+        "prefill_placement_kind": kinds[0].prefill_kind, "prefill_placement_reason": kinds[0].prefill_reason,
         "weight_bytes": param_bytes,
         "systems_detail": [{
             "kernels": len(s.kernels), "first_kernel": dprog.kernels[s.kernels[0]].name,
@@ -276,7 +279,10 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
             "decode_cycles_first": s.decode.sim.cycles, "decode_cycles_last": s.decode_last.cycles,
             "decode_latency_cycles": s.decode.sim.latency, "prefill_cycles": s.prefill.cycles,
             "prefill_latency_cycles": s.prefill.latency,
-        } for s in out],
+            "placement_kind": kind_of(s.decode.placement), "placement_kind_reason": gp.placed.placement.kind_reason,
+            "prefill_placement_kind": gp.prefill_kind, "decode_cycles_by_placement": gp.decode_cycles,
+            "prefill_cycles_by_placement": gp.prefill_cycles,
+        } for s, gp in zip(out, kinds)],
     }
     if systems > 1:
         gen["inter_system_link"] = {

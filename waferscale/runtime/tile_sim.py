@@ -21,6 +21,11 @@ the granularity of the events, not a unit the hardware waits for: a pipeline of 
 about S first-token latencies plus the tokens at the slowest stage's pace, whatever the chunk
 (``tests/test_wafer.py`` holds totals at chunk 64 and 8 within 2%). A store-and-forward model
 would make every stage wait for a whole chunk and the pipeline latency S chunks long.
+
+**Kernels that share cores** (a latency placement, ``passes/latency.py``: rectangles reused by
+kernels that never run at the same time) run one after another on them, item by item in program
+order: kernel k's item i starts only once every earlier kernel sharing its cores has finished item
+i, and every later one item i - 1 (the cores hold one kernel's task at a time).
 """
 
 from __future__ import annotations
@@ -95,6 +100,23 @@ def chunks(tokens: int, chunk: int = A.CHUNK_TOKENS) -> list[tuple[int, int]]:
     return [(p, min(p + step, tokens)) for p in range(0, tokens, step)]
 
 
+def sharing(placement: Placement) -> list[list[int]]:
+    """Per kernel, the kernels whose rectangles share a core with it (none but in a latency placement)."""
+    rects = placement.rects
+    out: list[list[int]] = [[] for _ in rects]
+    if placement.mode != "latency":
+        return out
+    order = sorted(range(len(rects)), key=lambda i: (rects[i].col, rects[i].row))
+    for a_i, a in enumerate(order):  # sweep by column: only rectangles whose columns meet can overlap
+        for b in order[a_i + 1:]:
+            if rects[b].col >= rects[a].col + rects[a].cols:
+                break
+            if rects[a].overlaps(rects[b]):
+                out[a].append(b)
+                out[b].append(a)
+    return [sorted(x) for x in out]
+
+
 def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int = A.CHUNK_TOKENS,
              progress=None) -> SimResult:
     if A.COUNT_OUTPUT_IO:
@@ -119,7 +141,9 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     use = Counter(link for r in routing.routes for link in r.links)
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
     link_free: dict = {}
-    pending = [[len(incoming[k])] * n_items for k in range(nk)]
+    share = sharing(placement)
+    pending = [[len(incoming[k]) + sum(j < k for j in share[k]) + (item > 0) * sum(j > k for j in share[k])
+                for item in range(n_items)] for k in range(nk)]
     last_in = [[0.0] * n_items for _ in range(nk)]  # when the last token of each chunk has arrived
     next_item = [0] * nk
     free_at = [0.0] * nk
@@ -210,6 +234,11 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
             continue
         running[k], free_at[k], next_item[k] = False, t, item + 1
         try_start(k, t)
+        for j in share[k]:  # the next kernel on these cores may start
+            nxt = item if j > k else item + 1
+            if nxt < n_items:
+                pending[j][nxt] -= 1
+                try_start(j, t)
         done += 1
         if progress and done % 4096 == 0:
             progress(done, nk * n_items)

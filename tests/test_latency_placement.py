@@ -1,0 +1,59 @@
+"""Latency placement (passes/latency.py, passes/placement_kind.py): regions shared in time, independent
+kernels apart, never slower than throughput placement for a decode step at batch 1, and the report
+says which was kept and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from waferscale.generate import compile_generate
+from waferscale.passes.latency import ancestors, concurrent, verify_latency
+from waferscale.runtime.tile_sim import sharing
+
+
+@pytest.fixture(scope="module")
+def tiny_auto():
+    return compile_generate("tiny-llama", prompt_len=8, new_tokens=8, batch=1, target="mesh:48x48")
+
+
+@pytest.mark.parametrize("model,target", [("tiny", "mesh:48x48"), ("cerebras-gpt-111m", "mesh:160x160")])
+def test_latency_never_slower_than_throughput_at_batch_1(model, target):
+    g = compile_generate(model, prompt_len=8, new_tokens=8, batch=1, target=target).report["generate"]
+    cycles = g["systems_detail"][0]["decode_cycles_by_placement"]
+    assert set(cycles) == {"latency", "throughput"}
+    assert cycles["latency"] <= cycles["throughput"]
+    assert g["placement_kind"] == "latency"
+    assert g["decode_seconds_first"] >= g["decode_roofline_seconds_first"]  # the roofline still holds
+
+
+def test_report_names_the_placement_kind_and_why(tiny_auto):
+    r = tiny_auto.report
+    assert r["placement"]["kind"] == "latency" == r["generate"]["placement_kind"]
+    why = r["placement"]["kind_reason"]
+    assert why.startswith("latency: simulated both") and "throughput placement" in why
+    assert r["generate"]["prefill_placement_kind"] in ("latency", "throughput")
+    assert r["mode"].startswith("latency")
+
+
+def test_placement_option_overrides():
+    g = compile_generate("tiny-llama", prompt_len=8, new_tokens=8, batch=1, target="mesh:48x48",
+                         placement="throughput").report["generate"]
+    assert g["placement_kind"] == "throughput" and "asked for (--placement throughput)" in g["placement_kind_reason"]
+    assert set(g["systems_detail"][0]["decode_cycles_by_placement"]) == {"throughput"}
+
+
+def test_concurrent_kernels_apart_and_shared_cores_take_turns(tiny_auto):
+    s = tiny_auto.state
+    prog, pl, sim = s.program, s.placement, s.sim
+    verify_latency(prog, pl)
+    anc = ancestors(prog)
+    names = [k.name for k in prog.kernels]
+    q = next(i for i, n in enumerate(names) if "q_proj" in n)
+    k = next(i for i, n in enumerate(names) if "k_proj" in n)
+    assert concurrent(anc, q, k) and not pl.rects[q].overlaps(pl.rects[k])  # q and k may run at once: apart
+    share = sharing(pl)
+    assert any(share)  # cores are shared in time
+    span = {kk: (a, b) for kk, _, _, a, b in sim.spans}
+    for a, others in enumerate(share):
+        for b in others:  # kernels that share cores never run at the same time
+            assert span[a][1] <= span[b][0] or span[b][1] <= span[a][0]
