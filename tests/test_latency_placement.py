@@ -57,3 +57,21 @@ def test_concurrent_kernels_apart_and_shared_cores_take_turns(tiny_auto):
     for a, others in enumerate(share):
         for b in others:  # kernels that share cores never run at the same time
             assert span[a][1] <= span[b][0] or span[b][1] <= span[a][0]
+
+
+def test_cli_placement_option(tmp_path, capsys):
+    from waferscale.cli import build_parser, main
+    from waferscale.passes.placement_kind import KINDS
+
+    opt = next(a for a in build_parser()._subparsers._group_actions[0].choices["compile"]._actions
+               if "--placement" in a.option_strings)
+    assert set(opt.choices) == set(KINDS) and opt.help
+    assert main(["compile", "tiny", "--target", "mesh:48x48", "--placement", "latency", "-q"]) == 2
+    assert "--placement set(s) up generation" in capsys.readouterr().err
+    code = main(["compile", "tiny-llama", "--target", "mesh:48x48", "--generate", "--prompt-len", "8", "--new-tokens",
+                 "8", "--placement", "throughput", "-q", "-o", str(tmp_path / "out")])
+    assert code == 0
+    import json
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["placement"]["kind"] == "throughput" and report["generate"]["placement_asked"] == "throughput"

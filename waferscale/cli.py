@@ -53,7 +53,7 @@ def cmd_compile(args) -> int:
         from .cli_generate import cmd_compile_generate
 
         return cmd_compile_generate(args)
-    _generate_flags(args, ("--prompt-len", "--new-tokens"))
+    _generate_flags(args, ("--prompt-len", "--new-tokens", "--placement"))
     log = _log(args.quiet)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
@@ -431,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "cache, place both and simulate time to first token and decode tokens/s (needs --target)")
     s.add_argument("--prompt-len", type=int, default=None, metavar="P", help="with --generate: prompt tokens")
     s.add_argument("--new-tokens", type=int, default=None, metavar="T", help="with --generate: tokens to generate")
+    s.add_argument("--placement", choices=("auto", "latency", "throughput"), default=None,  # placement_kind.KINDS
+                   help="with --generate: how kernels share the mesh: throughput (every kernel on its own rectangle, "
+                   "tokens pipelined through them), latency (every kernel on the region that finishes it soonest, "
+                   "regions reused in time: WaferLLM's decode mapping), or auto (simulate both, keep the faster; "
+                   "the default)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)
 

@@ -29,7 +29,8 @@ def cmd_compile_generate(args) -> int:
     out = Path(args.output or Path("out") / f"{model.name}-generate")
     check_output(out, "compile")  # a bad -o is refused before the work, not after
     c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
-                         dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed, log=log)
+                         dtype=args.dtype, target=args.target, systems=args.systems or 1, seed=args.seed,
+                         placement=args.placement or "auto", log=log)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     g = c.report["generate"]

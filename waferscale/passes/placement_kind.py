@@ -24,10 +24,6 @@ from .placement_check import verify_placement
 from .route import route
 
 KINDS = ("auto", "latency", "throughput")
-PLACEMENT_HELP = ("how kernels share the mesh: throughput (every kernel on its own rectangle, tokens pipelined "
-                  "through them), latency (every kernel on the region that finishes it soonest, regions reused in "
-                  "time: WaferLLM's decode mapping), or auto (simulate both, keep the faster)")
-
 
 def kind_of(placement: Placement) -> str:
     return "latency" if placement.mode == "latency" else "throughput"
