@@ -75,3 +75,11 @@ def test_cli_placement_option(tmp_path, capsys):
 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["placement"]["kind"] == "throughput" and report["generate"]["placement_asked"] == "throughput"
+
+
+def test_decode_time_split_adds_up(tiny_auto):
+    g = tiny_auto.report["generate"]
+    split = g["decode_time_split_seconds"]
+    assert set(split) == {"compute", "fabric", "fill", "wait"} and min(split.values()) >= 0
+    assert sum(split.values()) == pytest.approx(g["decode_seconds_first"], rel=0.01)
+    assert split["compute"] > 0 and split["fill"] > 0

@@ -50,6 +50,7 @@ from .passes.streaming import groups_of
 from .report.summary import to_json
 from .report.wafer import placement_json, wafer_report
 from .runtime.tile_sim import SimResult
+from .runtime.time_split import PARTS, time_split
 
 
 @dataclass
@@ -154,6 +155,17 @@ def _run_seconds(sims: list[SimResult], machine: Machine) -> float:
     transfer at the link's rate is in the receiving system's simulation (its input stream)."""
     first = sum(s.latency for s in sims) / machine.clock_hz + (len(sims) - 1) * A.INTER_SYSTEM_LATENCY_S
     return first + max((s.cycles - s.latency) / machine.clock_hz for s in sims)
+
+
+def _split_seconds(out: list, machine: Machine) -> dict[str, float]:
+    """The first decode step's time by part (runtime/time_split.py), over the systems in turn; the links
+    between systems count as fabric."""
+    total = dict.fromkeys(PARTS, 0.0)
+    for s in out:
+        for p, v in time_split(s.decode.program, s.decode.placement, s.decode.sim).items():
+            total[p] += v / machine.clock_hz
+    total["fabric"] += (len(out) - 1) * A.INTER_SYSTEM_LATENCY_S
+    return total
 
 
 def _kv_bytes_per_core(s: CompileState) -> int:
@@ -264,6 +276,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
                                  f"values up to the step's position, at {read_bw / 1e15:.2f} PB/s (every core's SRAM "
                                  f"read ports on {systems} system(s))",
         "prefill_tokens_per_second": batch * prompt_len / ttft,
+        "decode_time_split_seconds": _split_seconds(out, machine),
         "placement_kind": kind_of(out[0].decode.placement), "placement_asked": placement,
         "placement_kind_reason": kinds[0].placed.placement.kind_reason,
         "prefill_placement_kind": kinds[0].prefill_kind, "prefill_placement_reason": kinds[0].prefill_reason,
