@@ -83,3 +83,22 @@ def test_decode_time_split_adds_up(tiny_auto):
     assert set(split) == {"compute", "fabric", "fill", "wait"} and min(split.values()) >= 0
     assert sum(split.values()) == pytest.approx(g["decode_seconds_first"], rel=0.01)
     assert split["compute"] > 0 and split["fill"] > 0
+
+
+def test_prefill_head_costs_the_last_position_only():
+    from waferscale.backends.lowering import lower
+    from waferscale.backends.machine import get_machine
+    from waferscale.generate import head_on_last_position, step_graphs
+
+    m = get_machine("mesh:32x32")
+    st = step_graphs("tiny-llama", prompt_len=8, new_tokens=4)
+    full = lower(st.prefill_state.graph, 1, 8, 0)
+    last = head_on_last_position(full)
+    changed = [i for i, (a, b) in enumerate(zip(full.kernels, last.kernels)) if a.model is not b.model]
+    assert [full.kernels[i].name for i in changed] == ["lm_head/linear"]
+    (h,) = changed
+    one = lower(st.decode_state.graph, 1, 1, 8).kernels[h].model  # the decode step's head: one token
+    for rows, cols in ((4, 8), (8, 16)):
+        got = [last.kernels[h].model.cycles(rows, cols, p0, p1, m)[0] for p0, p1 in ((0, 4), (4, 8))]
+        assert got[0] == 0 and got[1] == one.cycles(rows, cols, 0, 1, m)[0]
+        assert full.kernels[h].model.cycles(rows, cols, 4, 8, m)[0] > got[1]

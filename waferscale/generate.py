@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from . import __version__
 from .backends import assumptions as A
+from .backends.kernels.last_position import LastPosition
 from .backends.lowering import lower
 from .backends.machine import Machine, get_machine
 from .backends.program import IO, RESIDENT, Placement, Program, sub_program
@@ -168,6 +169,15 @@ def _split_seconds(out: list, machine: Machine) -> dict[str, float]:
     return total
 
 
+def head_on_last_position(prog: Program) -> Program:
+    """The prefill with its LM head (the kernel of the logits, the graph's first output) computing the
+    last position only: the first new token is sampled from it (runtime/generate.py)."""
+    logits = prog.graph.outputs[0].name
+    kernels = tuple(replace(k, model=LastPosition.of(k.model)) if k.op.result.name == logits and k.op.kind in
+                    ("linear", "matmul", "fused") else k for k in prog.kernels)
+    return replace(prog, kernels=kernels)
+
+
 def _kv_bytes_per_core(s: CompileState) -> int:
     return max((k.model.sram(r.rows, r.cols).get("kv_cache", 0) for k, r in zip(s.program.kernels,
                                                                                  s.placement.rects)), default=0)
@@ -228,6 +238,7 @@ def compile_generate(spec_: str, *, prompt_len: int, new_tokens: int, batch: int
     dprog = lower(dstate.graph, batch, 1, first)
     dlast = lower(dstate.graph, batch, 1, last)
     pprog = lower(pstate.graph, batch, prompt_len, 0)
+    pprog = head_on_last_position(pprog)
     _same_kernels(dprog, pprog)
     parts = _split(dprog, systems)
     crossing = _crossing_bytes(dprog, parts)
