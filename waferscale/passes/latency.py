@@ -19,7 +19,8 @@ row broadcast's and the column reduce's hops) is the least, wherever on the mesh
 
 Each kernel's rectangle is chosen greedily in program order: its shapes by increasing latency, and
 for each a few positions spread over the mesh, taking the position whose cores end least full; the
-first shape that fits without a concurrent overlap wins.
+first shape that fits without a concurrent overlap wins. Where none of the fastest shapes fits (the
+mesh filling up), every shape is tried, at more positions.
 """
 
 from __future__ import annotations
@@ -100,16 +101,19 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
             cache[key] = sorted(cands)
         blocked = [rects[j] for j in range(k) if concurrent(anc, j, k)]
         best = None
-        for lat, _, h, w, res, tr in cache[key][:SHAPES]:
-            for r in _spread(machine.rows - h, POSITIONS):
-                for c in _spread(machine.cols - w, POSITIONS):
-                    rect = Rect(r, c, h, w)
-                    if any(rect.overlaps(b) for b in blocked):
-                        continue
-                    here = resident[r:r + h, c:c + w] + np.maximum(transient[r:r + h, c:c + w], tr)
-                    fullest = res + int(here.max())
-                    if fullest <= cap and (best is None or fullest < best[0]):
-                        best = (fullest, rect, lat, res, tr)
+        for shapes, positions in ((cache[key][:SHAPES], POSITIONS), (cache[key], 4 * POSITIONS)):  # then wider
+            for lat, _, h, w, res, tr in shapes:
+                for r in _spread(machine.rows - h, positions):
+                    for c in _spread(machine.cols - w, positions):
+                        rect = Rect(r, c, h, w)
+                        if any(rect.overlaps(b) for b in blocked):
+                            continue
+                        here = resident[r:r + h, c:c + w] + np.maximum(transient[r:r + h, c:c + w], tr)
+                        fullest = res + int(here.max())
+                        if fullest <= cap and (best is None or fullest < best[0]):
+                            best = (fullest, rect, lat, res, tr)
+                if best is not None:
+                    break
             if best is not None:
                 break
         if best is None:
