@@ -209,7 +209,7 @@ def test_generate_over_systems_pays_the_link(capsys, tmp_path):
      "--seq does not go with --generate"),
     (["compile", "tiny", "--target", "wse2", "--generate", "--prompt-len", "4", "--new-tokens", "4", "--systems",
       "9"], "--systems 9 is more than the 4 parts tiny can be cut into"),
-    (["compile", "tiny", "--target", "mesh:3x3", "--generate", "--prompt-len", "4", "--new-tokens", "4"],
+    (["compile", "tiny", "--target", "mesh:2x2", "--generate", "--prompt-len", "4", "--new-tokens", "4"],
      "generation keeps every weight and KV cache in SRAM"),
     (["run", "tiny", "--generate", "--prompt", ""], "--prompt is empty"),
     (["run", "tiny", "--generate", "--new-tokens", "0"], "--new-tokens must be at least 1"),

@@ -29,7 +29,9 @@ def single():
 
 @pytest.fixture(scope="module")
 def generate():
-    return compile_generate("tiny", prompt_len=P, new_tokens=T, batch=1, target=TARGET).report["generate"]
+    # serving places the decode step in throughput placement (serve/wafer.py): the same one here
+    return compile_generate("tiny", prompt_len=P, new_tokens=T, batch=1, target=TARGET,
+                            placement="throughput").report["generate"]
 
 
 def test_a_single_requests_ttft_and_tpot_are_the_generate_figures(single, generate):

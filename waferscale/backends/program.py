@@ -104,6 +104,7 @@ class Placement:
     groups: tuple[Group, ...] = ()  # streaming: the groups, in the order they run
     reserved_bytes: int = 0  # SRAM per core kept for what is not a kernel's (streaming: prefetch, residents)
     reason: str = ""  # why this mode (place{mode=auto} says what it chose)
+    kind_reason: str = ""  # why latency or throughput placement (passes/placement_kind.py), when both were weighed
 
     @property
     def is_streaming(self) -> bool:

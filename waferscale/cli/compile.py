@@ -26,7 +26,7 @@ def cmd_compile(args) -> int:
         from .generate import cmd_compile_generate
 
         return cmd_compile_generate(args)
-    generate_flags(args, ("--prompt-len", "--new-tokens"))
+    generate_flags(args, ("--prompt-len", "--new-tokens", "--placement"))
     log = _log(args.quiet, args.verbose)
     model = Path(args.model)
     out = Path(args.output or Path("out") / (model.stem if model.suffix in (".mlir", ".ir") else model.name))
@@ -130,5 +130,10 @@ def add_parser(sub) -> None:
                    help="with --generate: prompt tokens (no default: --generate needs it)")
     s.add_argument("--new-tokens", type=int, default=None, metavar="T",
                    help="with --generate: tokens to generate (no default: --generate needs it)")
+    s.add_argument("--placement", choices=("auto", "latency", "throughput"), default=None,  # placement_kind.KINDS
+                   help="with --generate: how kernels share the mesh: throughput (every kernel on its own rectangle, "
+                   "tokens pipelined through them), latency (every kernel on the region that finishes it soonest, "
+                   "regions reused in time: WaferLLM's decode mapping), or auto (simulate both, keep the faster; "
+                   "the default)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_compile)

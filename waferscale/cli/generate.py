@@ -39,7 +39,8 @@ def cmd_compile_generate(args) -> int:
     check_output(out, "compile")  # a bad -o is refused before the work, not after
     c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
                          dtype=args.dtype, target=args.target, systems=args.systems or 1, split=args.split,
-                         seed=args.seed, log=log, quantize=quantize_spec(args))
+                         seed=args.seed, log=log, quantize=quantize_spec(args),
+                         placement=args.placement or "auto")
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     log.close()

@@ -40,13 +40,23 @@ from ..frontend.traced import Traced
 from ..ir import print_graph, verify
 from ..ir.ops.cache import cache_inputs
 from ..passes import CompileState, parse_pipeline, run_pipeline, spec
+from ..passes.placement_kind import KINDS
 from ..report.energy import decode_energy
 from ..report.summary import to_json
 from ..report.wafer import placement_json
 from ..sources import frontend_timings, model_section
 from ..version import __version__
 from .base import Context, Mode, Outcome, RunSpec, register_mode
-from .generate_split import System, check_context, check_options, kv_bytes_per_core, same_kernels
+from .generate_placement import Candidate, latency_candidate, place_system
+from .generate_split import (
+    System,
+    check_context,
+    check_options,
+    head_on_last_position,
+    kv_bytes_per_core,
+    same_kernels,
+    split_seconds,
+)
 from .systems import crossing_bytes, link_section, part_program, split_pipeline
 from .systems import pipeline_seconds as run_seconds
 
@@ -115,7 +125,7 @@ class Generate(Mode):
     name = "generate"
     section = "generate"
     graphs = ("decode", "decode_last", "prefill")
-    options = {"prompt_len": None, "new_tokens": None, "quantize": None}
+    options = {"prompt_len": None, "new_tokens": None, "quantize": None, "placement": "auto"}
     splits = ("pipeline",)
     summary = "a prefill and KV-cache decode steps; a pipeline of layers over several systems"
 
@@ -127,6 +137,8 @@ class Generate(Mode):
             raise UsageError(f"--generate traces a model twice (prompt and one token): give a zoo name or a Hugging "
                              f"Face config, not {run.model}")
         o = run.options
+        if o["placement"] not in KINDS:
+            raise UsageError(f"--placement {o['placement']}: choose one of {', '.join(KINDS)}")
         if o["prompt_len"] is None or o["new_tokens"] is None:
             raise UsageError("--generate needs --prompt-len P and --new-tokens T")
         if run.seq is not None or run.execution is not None or run.pipeline is not None or run.compile_to is not None:
@@ -160,11 +172,12 @@ class Generate(Mode):
         dlow = ctx.pipeline("decode", dstate, "lower")[0]
         dlast = ctx.pipeline("decode_last", replace(dstate, position=last), "lower")[0].program
         plow = ctx.pipeline("prefill", pstate, "lower")[0]
-        dprog, pprog = dlow.program, plow.program
+        dprog, pprog = dlow.program, head_on_last_position(plow.program)
         same_kernels(dprog, pprog)
         parts = split_pipeline(dprog, systems)
         crossing = crossing_bytes(dprog, parts)
         out: list[System] = []
+        kinds: list = []  # each system's placement, as generate_placement.choose made it
         names = ("decode", "decode_last", "prefill")
         for i, ks in enumerate(parts):
             if systems > 1:
@@ -173,12 +186,21 @@ class Generate(Mode):
             at = (lambda n: f"{n}/system-{i + 1}") if systems > 1 else (lambda n: n)
             sub = part_program(dprog, ks, systems)
             log(f"system {i + 1} of {systems}: placing {len(ks)} kernels" if systems > 1 else "placing the decode step")
-            state = self._system(ctx, at("decode"), dlow, sub, systems, i)
-            sim_last = ctx.pipeline(at("decode_last"), replace(state, program=part_program(dlast, ks, systems),
-                                                               sim=None), "simulate{chunk=1}")[0].sim
-            sub_pre = part_program(pprog, ks, systems)
-            sim_pre = ctx.pipeline(at("prefill"), replace(plow, program=sub_pre, placement=state.placement),
-                                   f"route,simulate{{chunk={A.CHUNK_TOKENS}}}")[0].sim
+            sub_last, sub_pre = part_program(dlast, ks, systems), part_program(pprog, ks, systems)
+
+            def throughput():  # the recorded pipeline: place, route, simulate the decode; its last step; the prefill
+                state = self._system(ctx, at("decode"), dlow, sub, systems, i)
+                sim_last = ctx.pipeline(at("decode_last"), replace(state, program=sub_last, sim=None),
+                                        "simulate{chunk=1}")[0].sim
+                sim_pre = ctx.pipeline(at("prefill"), replace(plow, program=sub_pre, placement=state.placement),
+                                       f"route,simulate{{chunk={A.CHUNK_TOKENS}}}")[0].sim
+                return Candidate(state, sim_last, sim_pre)
+
+            chosen = place_system(throughput, lambda: latency_candidate(dlow, sub, sub_last, sub_pre, machine, log),
+                                  run.options["placement"])
+            log(f"decode placement: {chosen.state.placement.kind_reason}")
+            kinds.append(chosen)
+            state, sim_last, sim_pre = chosen.state, chosen.decode_last, chosen.prefill
             kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
                      * k.model.cache_elem for k in sub.kernels if k.op.kind == "cached_attention")
             out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
@@ -217,6 +239,10 @@ class Generate(Mode):
                                      f"and values up to the step's position, at {read_bw / 1e15:.2f} PB/s (every "
                                      f"core's SRAM read ports on {systems} system(s))",
             "prefill_tokens_per_second": batch * prompt_len / ttft,
+            "decode_time_split_seconds": split_seconds(out, machine),
+            "placement_kind": kinds[0].kind, "placement_asked": run.options["placement"],
+            "placement_kind_reason": out[0].decode.placement.kind_reason,
+            "prefill_placement_kind": kinds[0].prefill_kind, "prefill_placement_reason": kinds[0].prefill_reason,
             "weight_bytes": param_bytes,
             "fit": systems_needed(param_bytes, kv_total, machine),
             "systems_detail": [{
@@ -230,7 +256,10 @@ class Generate(Mode):
                 "decode_cycles_first": s.decode.sim.cycles, "decode_cycles_last": s.decode_last.cycles,
                 "decode_latency_cycles": s.decode.sim.latency, "prefill_cycles": s.prefill.cycles,
                 "prefill_latency_cycles": s.prefill.latency,
-            } for s in out],
+                "placement_kind": k.kind, "placement_kind_reason": s.decode.placement.kind_reason,
+                "prefill_placement_kind": k.prefill_kind, "decode_cycles_by_placement": k.decode_cycles,
+                "prefill_cycles_by_placement": k.prefill_cycles,
+            } for s, k in zip(out, kinds)],
         }
         if systems > 1:
             gen["inter_system_link"] = link_section(machine, crossing)

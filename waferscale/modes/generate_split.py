@@ -4,12 +4,16 @@ the model); what is generation's own is here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..backends import assumptions as A
+from ..backends.kernels.last_position import LastPosition
+from ..backends.machine import Machine
 from ..backends.program import Program
 from ..errors import UsageError
 from ..passes import CompileState
 from ..runtime.tile_sim import SimResult
+from ..runtime.time_split import PARTS, time_split
 
 
 @dataclass
@@ -53,3 +57,23 @@ def kv_bytes_per_core(s: CompileState) -> int:
                                                                                  s.placement.rects)), default=0)
 
 
+
+
+def head_on_last_position(prog: Program) -> Program:
+    """The prefill with its LM head (the kernel of the logits, the graph's first output) computing the
+    last position only: the first new token is sampled from it (runtime/generate.py)."""
+    logits = prog.graph.outputs[0].name
+    kernels = tuple(replace(k, model=LastPosition.of(k.model)) if k.op.result.name == logits and k.op.kind in
+                    ("linear", "matmul", "fused") else k for k in prog.kernels)
+    return replace(prog, kernels=kernels)
+
+
+def split_seconds(out: list, machine: Machine) -> dict[str, float]:
+    """The first decode step's time by part (runtime/time_split.py), over the systems in turn; the links
+    between systems count as fabric."""
+    total = dict.fromkeys(PARTS, 0.0)
+    for s in out:
+        for p, v in time_split(s.decode.program, s.decode.placement, s.decode.sim).items():
+            total[p] += v / machine.clock_hz
+    total["fabric"] += (len(out) - 1) * A.INTER_SYSTEM_LATENCY_S
+    return total

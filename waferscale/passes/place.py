@@ -25,7 +25,8 @@ from .base import PLACED, PROGRAM, CompileState, Pass, option, register
 from .placement_check import verify_placement
 from .streaming import place_streaming
 
-MODES = {"pipelined": "layer-pipelined", "streaming": "weight-streaming"}  # placement mode -> its name in reports
+# placement mode -> its name in reports
+MODES = {"pipelined": "layer-pipelined", "streaming": "weight-streaming", "latency": "latency (cores shared in time)"}
 
 __all__ = ["MODES", "FitError", "Place", "place"]
 

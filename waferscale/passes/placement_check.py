@@ -24,6 +24,11 @@ def verify_placement(prog: Program, placement: Placement) -> Placement:
             raise VerifyError("placement-sram", f"kernel {k.name} on {r.rows}x{r.cols} cores needs "
                               f"{sum(sram.values()):,} B of SRAM per core ({parts}) and {m.name} has "
                               f"{m.usable_sram_bytes:,} B usable per core")
+    if placement.mode == "latency":  # cores shared in time: its own rules (latency.py)
+        from .latency import verify_latency
+
+        verify_latency(prog, placement)
+        return placement
     together = ([g.kernels for g in placement.groups] if placement.is_streaming
                 else [tuple(range(len(prog.kernels)))])
     grouped = sorted(k for ks in together for k in ks)

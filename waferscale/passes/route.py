@@ -78,11 +78,32 @@ def route(prog: Program, placement: Placement) -> Routing:
     return Routing(tuple(sorted(routes, key=lambda r: r.flow)), dict(link_bytes), link_colors)
 
 
+def _waves(prog: Program) -> list[int]:
+    """A latency placement's kernels by wave: the longest chain of kernels before each. Kernels of one
+    wave may run at once; those of different waves never send on the fabric at the same time (our
+    assumption: a router's colors are reassigned between waves, as WaferLLM's kernels reconfigure their
+    routes between phases; the cost of switching is not modelled)."""
+    depth = [0] * len(prog.kernels)
+    for f in sorted(prog.flows, key=lambda f: f.dst):
+        if f.src >= 0:
+            depth[f.dst] = max(depth[f.dst], depth[f.src] + 1)
+    return depth
+
+
+def _busiest_wave(colors: Counter) -> Counter:
+    """Colors per link: the most any one wave's flows take on it."""
+    out: Counter = Counter()
+    for (link, _), n in colors.items():
+        out[link] = max(out[link], n)
+    return out
+
+
 def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...] | None) -> Routing:
     rects = placement.rects
     routes = []
     link_bytes: dict[Link, float] = defaultdict(float)
-    sources: dict[Link, set] = defaultdict(set)  # the distinct (producer, value) streams on each link
+    sources: dict = defaultdict(set)  # the distinct (producer, value) streams on each link (latency: per wave)
+    wave = _waves(prog) if placement.mode == "latency" else None
     for i in flow_ids:
         f = prog.flows[i]
         dst = rects[f.dst]
@@ -99,8 +120,10 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
         source = (f.src, f.value, f.dst) if entering else (f.src, f.value)  # what enters does so per consumer
         for link in links:
             link_bytes[link] += b / lanes
-            sources[link].add(source)
-    colors = Counter({link: len(s) for link, s in sources.items()})
+            sources[link if wave is None else (link, wave[f.dst])].add(source)
+    colors = Counter({key: len(s) for key, s in sources.items()})
+    if wave is not None:
+        colors = _busiest_wave(colors)
     owner = placement.owner(group)  # a kernel's own colors are on every link inside its rectangle
     for link in colors:
         row, col, _ = link

@@ -176,6 +176,8 @@ def wafer_report(s: CompileState) -> dict:
             "stream_overlap": 1 - exposed / streamed if streamed else 0.0,
         },
         "placement": {
+            "kind": "latency" if pl.mode == "latency" else "throughput",
+            "kind_reason": pl.kind_reason or f"{'latency' if pl.mode == 'latency' else 'throughput'}: {pl.reason}",
             "occupancy": pl.occupancy, "cores_used": pl.cores_used, "kernels": len(prog.kernels),
             "flows": len(prog.flows), "band_rows": pl.band_rows,
             "slowest_stage_over_mean": slowest / mean,

@@ -94,7 +94,7 @@ from ..backends.datapath import Datapath
 from ..errors import UsageError
 from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
-from .pe_layout import Layout, layout
+from .pe_layout import Layout, blocks, layout
 from .pe_tree import run_tree
 
 if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
@@ -123,12 +123,14 @@ class PeResult(PeRate):
     sram_bytes_per_core: int
     fabric: Fabric | TreeFabric  # final queue state and the per-router counters
     violations: tuple[str, ...]  # conservation failures (empty when no wavelet was lost or duplicated)
+    exits: np.ndarray | None = None  # (n,) chain GEMV: the cycle each output element left the south edge
 
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
                   depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
-                  sparse: bool = False, mask: np.ndarray | None = None) -> PeResult:
+                  sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None
+                  ) -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
@@ -142,6 +144,10 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     ``backends/sparse.py`` models it: per tile row, one indexed AXPY over its non-zeros
     (``sparse.row_cycles``), an empty row skipped. Each core's cycles per element are its own
     (``pe_layout.tile_costs``); the rest of the walk is the dense one's.
+
+    ``arrivals`` (a chain GEMV with A streamed, ``pe_chain.py``): the cycle from which each element of
+    the vector is at the west edge (a producer made it); row i's injector sends its next element only
+    from then. The result then also has ``exits``, the cycle each output element left the south edge.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
@@ -162,15 +168,23 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     p = plan(lay.rows, reduce)
     if reduce == CHAIN:
         fabric = Fabric.empty(lay.rows, lay.cols)
-        cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a)
+        avail = None if arrivals is None else _row_arrivals(lay, np.asarray(arrivals, np.int64))
+        if avail is not None and max_cycles is None:
+            max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
+        exits = None if arrivals is None else np.zeros(m * n, np.int64)
+        cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a, avail, exits)
         bad = fabric.violations(a_done, sums_done, resident_a)
     else:
+        if arrivals is not None:
+            raise ValueError("arrivals are modelled with the chain reduce only")
+        exits = None
         fabric = TreeFabric.empty(lay.rows, lay.cols)
         cycles, progress = run_tree(lay, fabric, p, depth, nbuf, check, max_cycles or _max_cycles(lay, 4),
                                     resident_a)
         bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
-                    wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad))
+                    wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),
+                    exits=exits)
 
 
 def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH, *, m: int = 1,
@@ -203,7 +217,20 @@ def ring_tokens(depth: int, nt_min: int, hops: int = 1) -> int:
     return -(-((hops + 2) * depth + 1) // nt_min) + 1
 
 
-def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None, resident: bool):
+def _row_arrivals(lay: Layout, arrivals: np.ndarray) -> np.ndarray:
+    """(rows, ktmax + 1): the cycle from which row i's injector may send each element of its K block
+    (a vector: m = 1); the last column holds a sentinel for a row that has sent all."""
+    if lay.m != 1 or arrivals.shape != (lay.k,):
+        raise ValueError(f"arrivals: one cycle per element of a vector of {lay.k} (a GEMV)")
+    kt, off = blocks(lay.k, lay.rows)
+    out = np.full((lay.rows, lay.ktmax + 1), np.iinfo(np.int64).max // 2, np.int64)
+    for i in range(lay.rows):
+        out[i, :kt[i]] = arrivals[off[i]:off[i] + kt[i]]
+    return out
+
+
+def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None, resident: bool,
+         avail: np.ndarray | None = None, exits: np.ndarray | None = None):
     """The chain: the row multicast, the FMACs and the column reduce of every core, fused. The
     queues and each core's filled buffers are slabs of one array (``Fabric.stack``), a cycle's
     events slabs of one array, and the two countdowns of a core (partial sums left to send of the
@@ -308,6 +335,8 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
         np.copyto(mv[-1], pos[3, -1])
         if not resident:
             fi = (inj < tot_a) & room[0, :, 0]  # edge injectors
+            if avail is not None:  # ... once the producer has made the element
+                fi &= avail[np.arange(lo, hi), np.minimum(inj, lay.ktmax)] <= cycle
         # -- apply: the countdowns; an A element leaves its queue when its cycles are done, and a
         # token's reduce is done when its last partial sum is on the ramp --
         cnt -= ticked
@@ -354,6 +383,9 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
         if mv[-1].any():  # the south edge
             if hi < R:
                 raise RuntimeError(f"cycle {cycle}: row {hi - 1} sent south to a row left out (simulator bug)")
+            if exits is not None:
+                js = np.flatnonzero(mv[-1])
+                exits[lay.n_offsets[js] + sunk[js]] = cycle + 1
             sunk += mv8[-1]
             out_left -= int(np.count_nonzero(mv[-1]))
         cycle += 1

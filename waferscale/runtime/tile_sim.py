@@ -21,6 +21,21 @@ the granularity of the events, not a unit the hardware waits for: a pipeline of 
 about S first-token latencies plus the tokens at the slowest stage's pace, whatever the chunk
 (``tests/test_wafer.py`` holds totals at chunk 64 and 8 within 2%). A store-and-forward model
 would make every stage wait for a whole chunk and the pipeline latency S chunks long.
+
+**Within a token, elements stream** (a chunk of one token: decode, ``simulate{chunk=1}``). A kernel
+that emits its outputs element by element (a mesh GEMM: each column's last row sends its ``nt``
+outputs one per cycle, ``Kernel.emit``) has its first wavelets out ``emit`` cycles before its
+token is all out, and its consumer may start on them; a consumer that works element by element as
+they arrive (``Kernel.stream_tail``: a GEMM's FMACs) finishes no earlier than its own busy cycles
+after it started, and no earlier than the work left after its last element arrives (its tail).
+Checked against the PE level on chains of GEMVs (``runtime/pe_chain.py``,
+``tests/test_streaming_chain.py``: within 2.1%; the token-level rule before it was 4% to 5.5% slow).
+Chunks of several tokens keep the token as the unit.
+
+**Kernels that share cores** (a latency placement, ``passes/latency.py``: rectangles reused by
+kernels that never run at the same time) run one after another on them, item by item in program
+order: kernel k's item i starts only once every earlier kernel sharing its cores has finished item
+i, and every later one item i - 1 (the cores hold one kernel's task at a time).
 """
 
 from __future__ import annotations
@@ -95,6 +110,23 @@ def chunks(tokens: int, chunk: int = A.CHUNK_TOKENS) -> list[tuple[int, int]]:
     return [(p, min(p + step, tokens)) for p in range(0, tokens, step)]
 
 
+def sharing(placement: Placement) -> list[list[int]]:
+    """Per kernel, the kernels whose rectangles share a core with it (none but in a latency placement)."""
+    rects = placement.rects
+    out: list[list[int]] = [[] for _ in rects]
+    if placement.mode != "latency":
+        return out
+    order = sorted(range(len(rects)), key=lambda i: (rects[i].col, rects[i].row))
+    for a_i, a in enumerate(order):  # sweep by column: only rectangles whose columns meet can overlap
+        for b in order[a_i + 1:]:
+            if rects[b].col >= rects[a].col + rects[a].cols:
+                break
+            if rects[a].overlaps(rects[b]):
+                out[a].append(b)
+                out[b].append(a)
+    return [sorted(x) for x in out]
+
+
 def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int = A.CHUNK_TOKENS,
              progress=None) -> SimResult:
     if A.COUNT_OUTPUT_IO:
@@ -109,6 +141,8 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
             for k, r in zip(prog.kernels, placement.rects)]
     times = [KernelTime() for _ in range(nk)]
     fills = [k.model.fill(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
+    emits = [k.model.emit(r.rows, r.cols) for k, r in zip(prog.kernels, placement.rects)]
+    tails = [k.model.stream_tail(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
 
     incoming = [[] for _ in range(nk)]
     outgoing = [[] for _ in range(nk)]
@@ -116,10 +150,15 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         f = prog.flows[r.flow]
         (outgoing[f.src] if f.src >= 0 else []).append(r)
         incoming[f.dst].append(r)
+    # a kernel streams on its input elements when every producer emits elements (not graph inputs)
+    streamed = [bool(incoming[k]) and all(prog.flows[r.flow].src >= 0 and emits[prog.flows[r.flow].src] > 0
+                                          for r in incoming[k]) for k in range(nk)]
     use = Counter(link for r in routing.routes for link in r.links)
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
     link_free: dict = {}
-    pending = [[len(incoming[k])] * n_items for k in range(nk)]
+    share = sharing(placement)
+    pending = [[len(incoming[k]) + sum(j < k for j in share[k]) + (item > 0) * sum(j > k for j in share[k])
+                for item in range(n_items)] for k in range(nk)]
     last_in = [[0.0] * n_items for _ in range(nk)]  # when the last token of each chunk has arrived
     next_item = [0] * nk
     free_at = [0.0] * nk
@@ -146,13 +185,18 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         p0, p1 = parts[item % len(parts)]
         wavelets = ceil(f.elements_per_token * (p1 - p0) / A.ELEMENTS_PER_WAVELET / r.lanes)
         per_token = wavelets / (p1 - p0)
+        emit = emits[f.src] if p1 - p0 == 1 else 0  # within a token; a chunk of tokens streams token by token
+        # element streaming: the first token's outputs leave over the producer's last ``emit`` cycles, and
+        # the consumer has its first wavelet one cycle after the first leaves; else the token is the unit
+        first_out = first_ready - min(emit, first_ready)
+        first = first_out + (1 if emit else per_token)
         # the chunk streams out as the producer makes it, never ahead of it, at one wavelet per cycle
-        finish = max(first_ready + wavelets, last_ready + per_token)
+        finish = max(first_out + wavelets, last_ready + (0 if emit else per_token))
         for link in shared[r.flow]:  # a shared link carries its flows' wavelets one after another
-            link_free[link] = max(link_free.get(link, 0), first_ready) + wavelets
+            link_free[link] = max(link_free.get(link, 0), first_out) + wavelets
             finish = max(finish, link_free[link])
         latency = r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
-        return first_ready + per_token + latency, finish + latency
+        return first + latency, finish + latency
 
     # graph inputs stream in over the system I/O, one chunk after another
     io_bytes_per_cycle = m.io_bytes_per_s / m.clock_hz
@@ -183,7 +227,10 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         cyc = c.cycles
         per_token = cyc / (p1 - p0)
         start = max(now, free_at[k])
-        finish = max(start + cyc, last_in[k][item] + per_token)
+        # its last token's work after the last input arrived: what is left once its last element is in
+        # (element streaming), or the whole token
+        tail = per_token if tails[k] is None or not streamed[k] or p1 - p0 > 1 else min(tails[k], per_token)
+        finish = max(start + cyc, last_in[k][item] + tail)
         running[k] = True
         t = times[k]
         t.busy += cyc
@@ -210,6 +257,11 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
             continue
         running[k], free_at[k], next_item[k] = False, t, item + 1
         try_start(k, t)
+        for j in share[k]:  # the next kernel on these cores may start
+            nxt = item if j > k else item + 1
+            if nxt < n_items:
+                pending[j][nxt] -= 1
+                try_start(j, t)
         done += 1
         if progress and done % 4096 == 0:
             progress(done, nk * n_items)

@@ -34,6 +34,7 @@ from ..backends.machine import Machine, get_machine
 from ..errors import FitError, UsageError
 from ..ir.ops.cache import cache_inputs
 from ..modes.generate import step_graphs
+from ..modes.generate_split import head_on_last_position
 from ..modes.systems import part_program, split_pipeline
 from ..modes.systems import pipeline_seconds as run_seconds
 from ..passes.place import place
@@ -65,6 +66,8 @@ class Placed:
     def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
         t0 = time.perf_counter()
         prog = lower(graph, samples, tokens, position)
+        if graph is self.prefill_graph:  # the LM head on the chunk's last position only, as generate's prefill
+            prog = head_on_last_position(prog)
         sims = []
         for ks, placement, _ in self.parts:
             sub = part_program(prog, ks, self.systems)

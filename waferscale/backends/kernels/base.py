@@ -118,6 +118,16 @@ class Kernel:
         c = self.chunk(rows, cols, p0, p1, machine)
         return c.cycles, c.bound
 
+    def emit(self, rows: int, cols: int) -> int:
+        """Cycles over which a token's outputs leave the rectangle, the last at its fill's end (element
+        streaming: a consumer may start on the first); 0: they leave together, the token is the unit."""
+        return 0
+
+    def stream_tail(self, rows: int, cols: int, machine: Machine) -> int | None:
+        """Busy cycles left after a token's last input element arrives, when the kernel works on its
+        inputs element by element as they arrive (then its fill); None: it waits for whole tokens."""
+        return None
+
     def algorithm(self, rows: int, cols: int, machine: Machine) -> str:
         """The kernel choice made on a rows x cols rectangle, for people (empty when it has none)."""
         return ""

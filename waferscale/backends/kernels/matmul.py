@@ -178,6 +178,23 @@ class Gemm(Kernel):
             step = max(step, self.epilogue.streams * block(self._n(), min(cols, self._n())))
         return (p1 - p0) * step
 
+    def emit(self, rows, cols):
+        """Each column's last row sends its ``nt`` outputs south one wavelet per cycle, the columns at once."""
+        n = self._n()
+        return block(n, min(cols, n))
+
+    def stream_tail(self, rows, cols, machine):
+        """After the last element of A reaches a row: its FMACs into the ``nt`` partial sums and the rest
+        of the token's step (the sums' add-and-forward), the step less the task start and the earlier
+        elements' FMACs; the descent and the hops are the fill."""
+        if self.sparse is not None:
+            return None
+        k, n = self.dims()
+        dp = machine.datapath(self.dtype)
+        kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
+        step = self._time(rows, cols, machine).step
+        return max(step - A.TASK_OVERHEAD_CYCLES - (kt - 1) * element_cycles(nt, dp), 0)
+
     def fill(self, rows, cols, machine):
         fill = self._time(rows, cols, machine).fill
         return fill + (min(cols, self._n()) - 1) * A.HOP_CYCLES if self.norm else fill

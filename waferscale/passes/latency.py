@@ -1,0 +1,171 @@
+"""The latency placement: every kernel on the region of cores that finishes it soonest, regions shared
+in time (WaferLLM's MeshGEMV mapping for decode at small batch).
+
+In layer-pipelined placement every kernel owns a rectangle sized so that the pipeline's stages are
+balanced: at batch 1 a token crosses ~200 small rectangles one after another and most of the wafer
+idles. Here every kernel gets the rectangle whose latency for the run (its busy cycles plus its fill,
+from the kernel's own cost model: for a GEMV, ``kt * ceil(nt / lanes)`` FMAC cycles against the
+row broadcast's and the column reduce's hops) is the least, wherever on the mesh it fits:
+
+- **weights of every layer stay resident**, each kernel's tiles on its own rectangle; rectangles of
+  kernels that never run at the same time may share cores. A shared core holds the weights (and
+  KV caches, tables) of all its kernels, and one set of the transient buffers (activations in and
+  out, partial sums, fabric queues): only one of its kernels runs at a time, so they are reused
+  (``TRANSIENT``);
+- **independent kernels** (q / k / v; gate / up; neither an ancestor of the other in the dataflow)
+  may run at the same time, so their rectangles never share a core;
+- kernels that share cores run one after another (``runtime/tile_sim.py`` serialises them, item by
+  item, in program order).
+
+Each kernel's rectangle is chosen greedily in program order: its shapes by increasing latency, and
+for each a few positions spread over the mesh, taking the position whose cores end least full; the
+first shape that fits without a concurrent overlap wins. Where none of the fastest shapes fits (the
+mesh filling up), every shape is tried, at more positions.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+
+import numpy as np
+
+from ..backends.machine import Machine
+from ..backends.program import Placement, Program, Rect
+from ..errors import FitError, VerifyError
+
+# Buffers a core reuses between the kernels that share it (one of them runs at a time); every other
+# buffer (weights, KV cache, tables) is resident, one per kernel.
+TRANSIENT = frozenset({"activations_in", "activations_out", "partial_sums", "fabric_queues", "accumulators"})
+POSITIONS = 6  # candidate positions per axis for each shape (spread evenly over the mesh)
+SHAPES = 12  # shapes tried per kernel, by increasing latency, before giving up
+
+
+def ancestors(prog: Program) -> list[int]:
+    """Per kernel, the bit set of the kernels it depends on (directly or not)."""
+    anc = [0] * len(prog.kernels)
+    into: list[list[int]] = [[] for _ in prog.kernels]
+    for f in prog.flows:
+        if f.src >= 0:
+            into[f.dst].append(f.src)
+    for k in range(len(prog.kernels)):  # kernels are in topological order
+        for s in into[k]:
+            anc[k] |= anc[s] | (1 << s)
+    return anc
+
+
+def concurrent(anc: list[int], i: int, j: int) -> bool:
+    """May kernels i and j run at the same time (neither depends on the other)?"""
+    return not (anc[j] >> i) & 1 and not (anc[i] >> j) & 1
+
+
+def sizes(limit: int) -> list[int]:
+    """Rectangle sides tried: about 1.4x apart, up to ``limit``."""
+    out, s = {limit}, 1
+    while s < limit:
+        out.add(s)
+        s = max(s + 1, round(s * 1.41))
+    return sorted(out)
+
+
+def split_sram(sram: dict[str, int]) -> tuple[int, int]:
+    """(resident, transient) bytes per core of a kernel's buffers."""
+    tr = sum(v for b, v in sram.items() if b in TRANSIENT)
+    return sum(sram.values()) - tr, tr
+
+
+def latency(model, rows: int, cols: int, prog: Program, machine: Machine) -> int:
+    """Cycles of one run of the kernel on a rows x cols rectangle: every sample's tokens, then its fill."""
+    return prog.samples * model.cycles(rows, cols, 0, prog.tokens, machine)[0] + model.fill(rows, cols, machine)
+
+
+def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
+    anc = ancestors(prog)
+    cap = machine.usable_sram_bytes
+    resident = np.zeros((machine.rows, machine.cols), dtype=np.int64)
+    transient = np.zeros((machine.rows, machine.cols), dtype=np.int64)
+    rects: list[Rect] = []
+    times: list[int] = []
+    cache: dict = {}
+    for k, node in enumerate(prog.kernels):
+        m = node.model
+        key = repr(m)
+        if key not in cache:
+            hs = sizes(min(machine.rows, m.max_rows()))
+            ws = sizes(min(machine.cols, m.max_cols()))
+            cands = []
+            for h in hs:
+                for w in ws:
+                    res, tr = split_sram(m.sram(h, w))
+                    if res + tr <= cap:
+                        cands.append((latency(m, h, w, prog, machine), h * w, h, w, res, tr))
+            cache[key] = sorted(cands)
+        blocked = [rects[j] for j in range(k) if concurrent(anc, j, k)]
+        best = None
+        for shapes, positions in ((cache[key][:SHAPES], POSITIONS), (cache[key], 4 * POSITIONS)):  # then wider
+            for lat, _, h, w, res, tr in shapes:
+                for r in _spread(machine.rows - h, positions):
+                    for c in _spread(machine.cols - w, positions):
+                        rect = Rect(r, c, h, w)
+                        if any(rect.overlaps(b) for b in blocked):
+                            continue
+                        here = resident[r:r + h, c:c + w] + np.maximum(transient[r:r + h, c:c + w], tr)
+                        fullest = res + int(here.max())
+                        if fullest <= cap and (best is None or fullest < best[0]):
+                            best = (fullest, rect, lat, res, tr)
+                if best is not None:
+                    break
+            if best is not None:
+                break
+        if best is None:
+            raise FitError(f"latency placement: kernel {node.name} finds no rectangle on {machine.name} whose cores "
+                           f"have room for it beside the kernels placed before it")
+        _, rect, lat, res, tr = best
+        resident[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols] += res
+        t = transient[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols]
+        np.maximum(t, tr, out=t)
+        rects.append(rect)
+        times.append(lat)
+    log(f"latency placement: {len(rects)} kernels, sum of their latencies {sum(times):,} cycles, fullest core "
+        f"{int((resident + transient).max()):,} B of {cap:,}")
+    return Placement(machine, "latency", tuple(rects), 0, tuple(times))
+
+
+def _spread(span: int, n: int) -> list[int]:
+    """n positions from 0 to span, evenly (fewer when the span is short)."""
+    if span <= 0:
+        return [0]
+    return sorted({ceil(span * i / (n - 1)) for i in range(n)})
+
+
+def sram_map(prog: Program, placement: Placement) -> np.ndarray:
+    """Bytes per core of a latency placement: every kernel's resident buffers, the largest transient set."""
+    m = placement.machine
+    resident = np.zeros((m.rows, m.cols), dtype=np.int64)
+    transient = np.zeros((m.rows, m.cols), dtype=np.int64)
+    for node, r in zip(prog.kernels, placement.rects):
+        res, tr = split_sram(node.model.sram(r.rows, r.cols))
+        resident[r.row:r.row + r.rows, r.col:r.col + r.cols] += res
+        t = transient[r.row:r.row + r.rows, r.col:r.col + r.cols]
+        np.maximum(t, tr, out=t)
+    return resident + transient + placement.reserved_bytes
+
+
+def verify_latency(prog: Program, placement: Placement) -> None:
+    """A latency placement's rules: cores shared only by kernels that never run at the same time, and
+    every core's SRAM (resident buffers summed, transient ones reused) within capacity."""
+    m = placement.machine
+    anc = ancestors(prog)
+    rects = placement.rects
+    order = sorted(range(len(rects)), key=lambda i: (rects[i].col, rects[i].row))
+    for a_i, a in enumerate(order):
+        for b in order[a_i + 1:]:
+            if rects[b].col >= rects[a].col + rects[a].cols:
+                break
+            if rects[a].overlaps(rects[b]) and concurrent(anc, a, b):
+                raise VerifyError("placement-overlap", f"kernels {prog.kernels[a].name} and {prog.kernels[b].name} "
+                                  "may run at the same time and share cores")
+    full = sram_map(prog, placement)
+    if full.max() > m.usable_sram_bytes:
+        r, c = np.unravel_index(int(full.argmax()), full.shape)
+        raise VerifyError("placement-sram", f"core ({r},{c}) needs {int(full.max()):,} B of SRAM for the kernels "
+                          f"that share it and {m.name} has {m.usable_sram_bytes:,} B usable per core")
