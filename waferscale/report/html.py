@@ -77,7 +77,9 @@ def _si(x: float, unit: str = "") -> str:
 
 def is_streaming(pj: dict) -> bool:
     """placement.json's mode, asked by name (older files: their groups)."""
-    return pj["mode"] == MODES["streaming"] if "mode" in pj else bool(pj.get("groups"))
+    if pj.get("mode") in MODES.values():  # by name; else (older files, or a name we never wrote) by its groups
+        return pj["mode"] == MODES["streaming"]
+    return bool(pj.get("groups"))
 
 
 def shown_group(pj: dict) -> int:
