@@ -79,6 +79,17 @@ def graph_pipeline(lora: str | None, sparsity: float | None) -> str:
     return pipe
 
 
+def compile_section(src, records, wafer_records) -> dict:
+    """The report's compile section of a step: the frontend's timings, then every pass record (the
+    graph passes, then the wafer's), our seconds and the wafer's by stage."""
+    c = dict(src.compile)
+    c["passes"] = [r.as_dict() for r in records + wafer_records]
+    c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + sum(r.seconds for r in records)
+    c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
+    c["wafer_stage_seconds"] = {r.name: r.seconds for r in wafer_records}
+    return c
+
+
 @register_mode
 class Train(Mode):
     name = "train"
@@ -227,11 +238,7 @@ class Train(Mode):
         ran = ctx.executed["step"]
         ir_text = header(",".join(ran), src.model, f"waferscale {__version__}: {name} training step") \
             + print_graph(step)
-        c = dict(src.compile)
-        c["passes"] = [r.as_dict() for r in records + wafer_records]
-        c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + sum(r.seconds for r in records)
-        c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
-        c["wafer_stage_seconds"] = {r.name: r.seconds for r in wafer_records}
+        c = compile_section(src, records, wafer_records)
         pipeline = ",".join(ran) + "," + ",".join(r.spec for r in wafer_records)
         extra = {"energy": train_energy(state, section)}
         if systems > 1:  # data parallel: every system runs its share of the batch (modes/systems.py)
@@ -298,10 +305,7 @@ class Train(Mode):
         ran = ctx.executed["step"]
         ir_text = header(",".join(ran), src.model, f"waferscale {__version__}: {src.model['name']} training step") \
             + print_graph(step)
-        c = dict(src.compile)
-        c["passes"] = [r.as_dict() for r in records + wafer_records]
-        c["our_seconds"] = c["import_seconds"] + c.get("analyze_seconds", 0.0) + sum(r.seconds for r in records)
-        c["wafer_seconds"] = sum(r.seconds for r in wafer_records)
+        c = compile_section(src, records, wafer_records)
         pipeline = ",".join(ran) + ",fuse,lower," + WAFER_PIPELINE.split(",", 2)[2] % "pipelined"
         files = {f"system-{i + 1}/placement.json": to_json(placement_json(s)) for i, s in enumerate(states)}
         return Outcome(lowered, step, ir_text, dict(src.model), c, pipeline, section, traced=src.traced,
