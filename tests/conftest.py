@@ -1,4 +1,5 @@
 import functools
+import os
 
 import pytest
 
@@ -14,3 +15,15 @@ def traced(name: str, seq: int = 16, weights: str = "auto", dtype: str = "f32"):
 @pytest.fixture(scope="session")
 def tiny():
     return traced("tiny", seq=16, weights="random")
+
+
+def browser_or_skip() -> None:
+    """Skip a browser test where Debian's chromium or Playwright is missing, or fail it where
+    WAFER_REQUIRE_BROWSER=1 (make test, CI) says it must run."""
+    from waferscale.report.browser import available
+
+    why = available()
+    if why and os.environ.get("WAFER_REQUIRE_BROWSER") == "1":
+        pytest.fail(why)
+    if why:
+        pytest.skip(why)

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from waferscale.cli import main
-from waferscale.report.browser import available, open_report
+from waferscale.report.browser import open_report
+
+from .conftest import browser_or_skip
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +26,7 @@ ARGS = ["--seq", "64", "--batch", "2", "--target", "mesh:32x32", "-q"]
 
 @pytest.fixture(scope="module", autouse=True)
 def browser_present():
-    why = available()
-    if why and os.environ.get("WAFER_REQUIRE_BROWSER") == "1":
-        pytest.fail(why)
-    if why:
-        pytest.skip(why)
+    browser_or_skip()
 
 
 def compiled(tmp_path_factory, name, *extra):

@@ -20,6 +20,8 @@ from waferscale.cli import main
 from waferscale.errors import WaferError
 from waferscale.report.html import page_data, report_html
 
+from .conftest import browser_or_skip
+
 ARGS = ["tiny", "--seq", "64", "--batch", "2", "--target", "mesh:32x32", "-q"]
 
 PAYLOADS = [
@@ -207,14 +209,6 @@ def test_wafer_report_html_on_doctored_files_writes_the_inert_page(pipelined, tm
 # ---- in a browser -------------------------------------------------------------------------------
 
 
-def _browser_or_skip():
-    from waferscale.report.browser import available
-
-    why = available()
-    if why and os.environ.get("WAFER_REQUIRE_BROWSER") == "1":
-        pytest.fail(why)
-    if why:
-        pytest.skip(why)
 
 
 def _drive(page):
@@ -262,7 +256,7 @@ def _drive(page):
 @pytest.mark.browser
 @pytest.mark.parametrize("which", ["pipelined", "streaming"])
 def test_no_script_of_theirs_runs_in_a_browser(which, request, tmp_path):
-    _browser_or_skip()
+    browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     from waferscale.report.browser import ARGS as CHROME_ARGS
