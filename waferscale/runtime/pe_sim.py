@@ -92,6 +92,7 @@ from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
 from ..backends.datapath import Datapath
 from ..errors import UsageError
+from .pe_events import run_events
 from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
 from .pe_layout import Layout, blocks, layout
@@ -129,8 +130,8 @@ class PeResult(PeRate):
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
                   depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
-                  sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None
-                  ) -> PeResult:
+                  sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None,
+                  engine: str = "events") -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
@@ -148,9 +149,14 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     ``arrivals`` (a chain GEMV with A streamed, ``pe_chain.py``): the cycle from which each element of
     the vector is at the west edge (a producer made it); row i's injector sends its next element only
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
+
+    ``engine``: ``"events"`` solves the chain by event times (``pe_events``, the same cycles, far
+    faster); ``"cycles"`` (and ``check``, and the tree) run the cycle loop.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
+    if engine not in ("events", "cycles"):
+        raise ValueError(f"unknown engine {engine!r}: use events or cycles")
     if reduce not in REDUCES:
         raise ValueError(f"unknown reduce {reduce!r}: use one of {', '.join(REDUCES)}")
     t0 = time.perf_counter()
@@ -172,7 +178,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if avail is not None and max_cycles is None:
             max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
         exits = None if arrivals is None else np.zeros(m * n, np.int64)
-        cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, max_cycles, resident_a, avail, exits)
+        run = _run if check or engine == "cycles" else run_events
+        top = _max_cycles(lay, 1) if max_cycles is None else max_cycles
+        cycles, (a_done, sums_done) = run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
         bad = fabric.violations(a_done, sums_done, resident_a)
     else:
         if arrivals is not None:
@@ -229,7 +237,7 @@ def _row_arrivals(lay: Layout, arrivals: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int | None, resident: bool,
+def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int, resident: bool,
          avail: np.ndarray | None = None, exits: np.ndarray | None = None):
     """The chain: the row multicast, the FMACs and the column reduce of every core, fused. The
     queues and each core's filled buffers are slabs of one array (``Fabric.stack``), a cycle's
@@ -246,8 +254,6 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
     row below them), but for ``SPAN`` rows above those: a wavelet moves one row per cycle at most,
     so none can reach a row left out before the next check."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
-    if max_cycles is None:
-        max_cycles = _max_cycles(lay, 1)
     Q = f.stack  # 0 row_q, 1 row_core_q (resident: 1 while the core has tokens to FMAC), 2 ahead, 3 col_ramp_q,
     bound = np.array([D, D, nbuf, D, D, D], np.uint8)[:, None, None]  # 4 col_north_q, 5 col_core_q
     POS, ROOM = np.zeros((2, 6, R, C), bool)  # queue > 0 (ahead: a token FMAC'd); queue < its bound
