@@ -38,117 +38,184 @@ from ..backends import assumptions as A
 from .pe_fabric import Fabric
 from .pe_layout import Layout
 
-NEG = -(1 << 40)  # "never happened": a move waits for nothing
-BIG = 1 << 50  # "never happens": padding of the datapath's reduce cycles
-
 
 def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int, resident: bool,
                avail: np.ndarray | None = None, exits: np.ndarray | None = None):
-    """As ``pe_sim._run`` (same arguments and result; ``check`` is the cycle loop's), by event times."""
+    """As ``pe_sim._run`` (same arguments and result; ``check`` is the cycle loop's), by event times.
+    ``nbuf`` <= 2: a token's FMACs overlap the reduce of the token before at most."""
+    if nbuf > 2:
+        raise NotImplementedError("event times with more than two accumulator buffers: use the cycle loop")
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
-    ks, ns = lay.kt[:, 0].astype(np.int64), lay.nt[0].astype(np.int64)
-    ktmax, ntmax = int(ks[0]), int(ns[0])
-    r1 = int(np.count_nonzero(ks == ktmax))  # the rows holding ktmax elements (the larger blocks first)
-    c1 = int(np.count_nonzero(ns == ntmax))
-    ktmin, ntmin = int(ks[-1]), int(ns[-1])
+    ks, ns = lay.kt[:, 0], lay.nt[0]
+    ktmax, ntmax, ktmin, ntmin = int(ks[0]), int(ns[0]), int(ks[-1]), int(ns[-1])
+    r1, c1 = int(np.count_nonzero(ks == ktmax)), int(np.count_nonzero(ns == ntmax))  # larger blocks first
+    top = max_cycles + int(lay.peak_cycles) * (lay.ktmax + 2) + 8 * (R + C + D + lay.ntmax)
+    dt = np.int32 if top < 1 << 29 else np.int64  # cycles: narrow is fast
+    neg, big = (dt(-(1 << 30)), dt(1 << 30)) if dt is np.int32 else (dt(-(1 << 60)), dt(1 << 60))
     ovh = A.TASK_OVERHEAD_CYCLES
-    elem = lay.element_cycles.astype(np.int64) if lay.sparse else None
-    fmac = lay.fmac_cycles.astype(np.int64)
-    jj = np.arange(C, dtype=np.int64)
-    ii3 = 3 * np.arange(R, dtype=np.int64)[:, None]
-    t64 = lambda *s: np.full((*s, R, C), NEG, np.int64)
-    FA, POP = t64(D), t64(D)  # the last D elements of each row's stream: [0] = a - 1 ... [D - 1] = a - D
-    inj_prev = np.full(R, NEG, np.int64)
-    GO, MV, DL = t64(D), t64(D), t64(D)  # the last D partial sums of each core
-    DONE = t64(nbuf)  # the reduce-done cycle of the last nbuf tokens: [0] = t - 1
-    tokdone = np.full((R, C), NEG, np.int64)
-    steal = np.full((0, R, C), BIG, np.int64)  # the go cycles of the tokens that may take the datapath
-    GOT = np.full((ntmax, R, C), BIG, np.int64)
-    recent: list[np.ndarray] = []
-    last = NEG
-    for t in range(m):
-        hsteal = steal - np.arange(len(steal), dtype=np.int64)[:, None, None]
+    if lay.sparse:  # cycles of element e of each core less one, the task start on the first
+        cost = np.ascontiguousarray(lay.element_cycles.transpose(2, 0, 1), dtype=dt) - 1
+        cost[0] += ovh
+    else:
+        cost = np.stack([lay.fmac_cycles + ovh, lay.fmac_cycles]).astype(dt) - 1
+    # histories, one token's worth after the D moves before it: [D + e] is element (or partial sum) e
+    # of this token, [D + e - 1] the one before it, [e] the one D before it (of an earlier token for e < D)
+    # (a slot past D is written in its token before it is read: only the first D need a value)
+    FA, POP = np.empty((2, D + ktmax, R, C), dt)
+    FA[:D] = POP[:D] = neg
+    # the reduce's, in blocks of columns (nb, R, cw), each block contiguous (the columns are independent)
+    cw = _block_width(C, max(1, BLOCK // R))
+    nb = C // cw
+    GO, MV, DL = np.empty((3, D + ntmax, nb, R, cw), dt)
+    GO[:D] = MV[:D] = DL[:D] = neg
+    DL[:, :, 0] = neg  # row 0 has no north
+    wide = (np.arange(C) < c1).reshape(nb, 1, cw)  # the columns with ntmax partial sums
+    GO[D + ntmax - 1] = np.where(wide, neg, big)  # a column with fewer: nothing in the last slot
+    tok_b = np.empty((nb, R, cw), dt)
+    inj_prev = np.full(R, neg, dt)
+    DONE = np.full((max(nbuf, 1), R, C), neg, dt)  # the cycle each of the last nbuf tokens' reduce was done
+    tokdone = np.empty((R, C), dt)
+    rows = np.arange(R)
+    steal = None
+
+    def fmacs(t: int, ra: int, rb: int) -> None:
+        """The elements of token t in rows ra..rb: the rows of the A side are independent."""
         for e in range(ktmax):
-            hi = R if e < ktmin else r1
-            fa_h, pop_h = FA[:, :hi], POP[:, :hi]
-            start = pop_h[0] + 1
+            r = slice(ra, min(rb, R if e < ktmin else r1))
+            if r.stop <= ra:
+                continue
+            start = POP[D + e - 1, r] + 1
             if not resident:
-                a = t * ks[:hi] + e  # each row's element of A
-                inj = np.maximum(inj_prev[:hi] + 1, fa_h[D - 1, :, 0] + 1)
+                inj = np.maximum(inj_prev[r], FA[e, r, 0])
+                inj += 1
                 np.maximum(inj, 0, out=inj)
                 if avail is not None:
-                    np.maximum(inj, avail[np.arange(hi), np.minimum(a, avail.shape[1] - 1)], out=inj)
-                b = np.maximum(fa_h[0], pop_h[D - 1])
-                np.maximum(b[:, :-1], fa_h[D - 1, :, 1:], out=b[:, :-1])
-                b += 1
-                np.maximum(b[:, 0], inj + 1, out=b[:, 0])
-                b -= jj
-                fa = np.maximum.accumulate(b, axis=1)
-                fa += jj
-                inj_prev[:hi] = inj
+                    np.maximum(inj, avail[rows[r], np.minimum(t * ks[r] + e, avail.shape[1] - 1)], out=inj)
+                inj_prev[r] = inj
+                fa = np.maximum(FA[D + e - 1, r], POP[e, r], out=FA[D + e, r])
+                np.maximum(fa[:, :-1], FA[e, r, 1:], out=fa[:, :-1])
+                fa += 1
+                np.maximum(fa[:, 0], inj + 1, out=fa[:, 0])
+                _scan(fa, 1)  # and one hop per column: the multicast along the row
                 np.maximum(start, fa + 1, out=start)
             if e == 0:
-                np.maximum(start, DONE[nbuf - 1, :hi] + 1, out=start)
-            np.maximum(start, 0, out=start)
-            c = (elem[:hi, :, e] if elem is not None else fmac[:hi]) + (ovh if e == 0 else 0)
-            if len(steal):  # the c-th cycle from start that the reduce does not take (steal: sorted, distinct)
-                before = np.count_nonzero(steal[:, :hi] < start, axis=0)
-                k = np.count_nonzero(hsteal[:, :hi] < c + start - before, axis=0)
-                pop = start + c - 1 + k - before
-            else:
-                pop = start + c - 1
-            fa_h[1:] = fa_h[:-1].copy()
-            pop_h[1:] = pop_h[:-1].copy()
-            if not resident:
-                fa_h[0] = fa
-            pop_h[0] = pop
-            if e == ktmax - 1:
-                tokdone[:hi] = pop
-            elif e == ktmin - 1:
-                tokdone[r1:] = pop[r1:]
-        # the reduce of token t
-        GOT.fill(BIG)
-        done = np.empty((R, C), np.int64)
+                np.maximum(start, DONE[nbuf - 1, r] + 1, out=start)
+            if resident:
+                np.maximum(start, 0, out=start)
+            c = cost[e if lay.sparse else min(e, 1), r]
+            pop = np.add(start, c, out=POP[D + e, r])
+            if steal is not None:
+                _steal(pop, start, c, steal, r, DONE[0, r])
+        for x, y, kt in ((ra, min(rb, r1), ktmax), (max(ra, r1), rb, ktmin)):  # on to the next token
+            if y > x:
+                tokdone[x:y] = POP[D + kt - 1, x:y] + 1
+                FA[:D, x:y], POP[:D, x:y] = FA[kt:kt + D, x:y], POP[kt:kt + D, x:y]
+
+    def reduce(t: int, b: int) -> None:
+        """The partial sums of token t in the columns of block b."""
+        lim = min(cw, max(0, c1 - b * cw))  # its columns with ntmax partial sums
         for s in range(ntmax):
-            ch = C if s < ntmin else c1
-            go_h, mv_h, dl_h = GO[:, :, :ch], MV[:, :, :ch], DL[:, :, :ch]
-            p = np.maximum(go_h[0] + 1, tokdone[:, :ch] + 1)
-            np.maximum(p, mv_h[D - 1] + 1, out=p)
-            q = np.maximum(dl_h[0], go_h[D - 1]) + 1
-            mm = mv_h[0] + 1
-            np.maximum(mm[:-1], dl_h[D - 1, 1:] + 1, out=mm[:-1])
-            kk = p
-            np.maximum(kk[1:], q[1:] + 1, out=kk[1:])
-            np.maximum(kk[1:], mm[:-1] + 2, out=kk[1:])
-            kk -= ii3
-            go = np.maximum.accumulate(kk, axis=0)
-            go += ii3
-            mv = np.maximum(go + 1, mm)
-            dl = np.full_like(go, NEG)
-            np.maximum(mv[:-1] + 1, q[1:], out=dl[1:])
-            for h, x in ((go_h, go), (mv_h, mv), (dl_h, dl)):
-                h[1:] = h[:-1].copy()
-                h[0] = x
-            GOT[s, :, :ch] = go
-            out = mv[-1] + 1
-            last = max(last, int(out.max()))
+            cs = slice(0, cw if s < ntmin else lim)
+            if cs.stop == 0:
+                continue
+            go_p, go_b, mv_p, mv_b, dl_p, dl_b = (h[i, b, :, cs] for h in (GO, MV, DL) for i in (D + s - 1, s))
+            go = np.maximum(go_p, mv_b, out=GO[D + s, b, :, cs])
+            go += 1
+            np.maximum(go, tok_b[b, :, cs], out=go)
+            q = np.maximum(dl_p, go_b)
+            q += 1
+            mm = mv_p + 1
+            np.maximum(mm[:-1], dl_b[1:] + 1, out=mm[:-1])
+            np.maximum(go[1:], q[1:] + 1, out=go[1:])
+            np.maximum(go[1:], mm[:-1] + 2, out=go[1:])
+            _scan(go, 3, axis=0)  # and three moves per row: the chain down the column
+            mv = np.maximum(go + 1, mm, out=MV[D + s, b, :, cs])
+            np.maximum(mv[:-1] + 1, q[1:], out=DL[D + s, b, 1:, cs])
             if exits is not None:
-                exits[lay.n_offsets[:ch] + t * ns[:ch] + s] = out
-            if s == ntmax - 1:
-                done[:, :ch] = go
-            elif s == ntmin - 1:
-                done[:, c1:] = go[:, c1:]
-        DONE[1:] = DONE[:-1].copy()
-        DONE[0] = done
-        if nbuf > 1:  # the tokens whose reduce may overlap the FMACs of the next (their go cycles, sorted)
-            recent = (recent + [GOT.copy()])[-(nbuf - 1):]
-            steal = recent[0] if nbuf == 2 else np.sort(np.concatenate(recent), axis=0)
-    cycles = last
+                j = slice(b * cw, b * cw + cs.stop)
+                exits[lay.n_offsets[j] + t * ns[j] + s] = mv[-1] + 1
+        for x, y, nt in ((0, lim, ntmax), (lim, cw, ntmin)):  # on to the next token
+            if y > x:
+                for h in (GO, MV, DL):
+                    h[:D, b, :, x:y] = h[nt:nt + D, b, :, x:y]
+
+    rb = max(1, BLOCK // C)  # blocks of rows that stay in the cache
+    first = np.empty((R, C), dt)
+    for t in range(m):
+        for r0 in range(0, R, rb):
+            fmacs(t, r0, r0 + rb)
+        np.copyto(tok_b, tokdone.reshape(R, nb, cw).transpose(1, 0, 2))
+        for b in range(nb):
+            reduce(t, b)
+        DONE[1:] = DONE[:-1].copy()  # the last partial sum of each core's token, the first
+        _unblock(DONE[0], np.where(wide, GO[D + ntmax - 1], GO[D + ntmin - 1]) if ntmin < ntmax else GO[D + ntmax - 1])
+        if nbuf == 2:  # the go cycles of the token whose reduce may overlap the next one's FMACs (sorted)
+            steal = (GO, D, ntmax, _unblock(first, GO[D]))  # (the next token's reduce overwrites them after its FMACs)
+    cycles = int(MV[D - 1, :, -1].max()) + 1  # the last partial sum of every column, out of the south edge
     if cycles > max_cycles:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
     _fill_counters(lay, f, resident)
     kt64, nt64 = lay.kt.astype(np.int64), lay.nt.astype(np.int64)
     return cycles, (m * kt64, m * nt64)
+
+
+BLOCK = 1 << 17  # cores per block of rows (or of columns) worked on at a time
+
+
+def _scan(x: np.ndarray, step: int, axis: int = 1) -> None:
+    """In place, x[j] = max over j' <= j of x[j'] + step * (j - j') along ``axis``. A large array by
+    doubling (log2 of the axis' length whole-array steps), as ``np.maximum.accumulate`` runs an
+    element at a time; a small one by it, fewer calls."""
+    n = x.shape[axis]
+    if x.size <= 1 << 14:
+        ramp = step * np.arange(n, dtype=x.dtype)
+        ramp = ramp if axis else ramp[:, None]
+        x -= ramp
+        np.maximum.accumulate(x, axis=axis, out=x)
+        x += ramp
+        return
+    s = 1
+    while s < n:
+        hi, lo = (np.s_[:, s:], np.s_[:, :-s]) if axis else (np.s_[s:], np.s_[:-s])
+        np.maximum(x[hi], x[lo] + step * s, out=x[hi])
+        s *= 2
+
+
+def _steal(pop: np.ndarray, start: np.ndarray, c: np.ndarray, steal: tuple, r: slice, last: np.ndarray) -> None:
+    """Push each ``pop`` (``start + c``) of rows ``r`` later by the reduce's cycles in its window, in the
+    band of rows where any may fall. ``steal``: the blocked go history, its offset and length, and
+    the first go of each core; the go cycles of a core are sorted and distinct."""
+    go, off, n, first = steal
+    need = start <= last
+    need &= pop >= first[r]
+    band = np.flatnonzero(need.any(axis=1))
+    if not len(band):
+        return
+    b = slice(band[0], band[-1] + 1)
+    rows = slice(r.start + band[0], r.start + band[-1] + 1)
+    g = go[off:off + n, :, rows].transpose(0, 2, 1, 3).reshape(n, b.stop - b.start, -1)  # (n, rows, C)
+    st = start[b]
+    cnt = np.uint8 if n < 256 else np.int32
+    before = np.add.reduce((g < st).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)
+    g -= np.arange(n, dtype=g.dtype)[:, None, None]  # go - its rank: the cycles not taken before it
+    thr = c[b] + 1 - before
+    thr += st
+    k = np.add.reduce((g < thr).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)
+    k -= before
+    pop[b] += k
+
+
+def _block_width(C: int, target: int) -> int:
+    """Columns per block: the largest divisor of C up to ``target`` (all of C where none is near)."""
+    w = max(d for d in range(1, min(C, target) + 1) if C % d == 0)
+    return w if 4 * w >= min(C, target) else C
+
+
+def _unblock(out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(nb, R, cw) blocks of columns into (R, C) ``out``."""
+    nb, R, cw = x.shape
+    np.copyto(out.reshape(R, nb, cw), x.transpose(1, 0, 2))
+    return out
 
 
 def _fill_counters(lay: Layout, f: Fabric, resident: bool) -> None:

@@ -35,7 +35,7 @@ def products(lay: Layout, p: ColumnPlan) -> np.ndarray:
     that is its north. The column root's sums are C. Memory: a few rows' (m, n) sums at a time."""
 
     def own(r: int) -> np.ndarray:
-        return np.matmul(lay.a_stream[r], lay.w_panels[r])  # (m, n + ntmax)
+        return np.matmul(lay.a_stream[r], lay.w_panels[r])  # (m, n)
 
     def value(r: int) -> np.ndarray:
         # follow one-input links down to a row with none or several (the chain: all rows), then add back up;

@@ -48,8 +48,8 @@ class Layout:
     nt: np.ndarray  # (rows, cols) outputs (partial sums) per token of each core
     fmac_cycles: np.ndarray  # (rows, cols) datapath cycles to FMAC one A element (gemm.element_cycles)
     first_cycles: np.ndarray  # (rows, cols) the first element of a token also pays the task start
-    # (rows, ktmax, n + ntmax) float32: row i's cores' W tiles side by side, core (i, j)'s being
-    # w_panels[i, :kt, n_offsets[j]:][:, :nt] (zero padding below kt and right of n)
+    # (rows, ktmax, n) float32: row i's cores' W tiles side by side, core (i, j)'s being
+    # w_panels[i, :kt, n_offsets[j]:][:, :nt] (zero padding below kt; a view of W where K splits evenly)
     w_panels: np.ndarray
     a_stream: np.ndarray  # (rows, m, ktmax) float32: A[t, K_i], row i's stream in injection order
     n_offsets: np.ndarray  # (cols,) first output column of each grid column
@@ -94,32 +94,40 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath |
     rows, cols = min(rows, k), min(cols, n)
     ks, koff = blocks(k, rows)
     ns, noff = blocks(n, cols)
-    ktmax, ntmax = int(ks[0]), int(ns[0])
+    ktmax = int(ks[0])
     kt = np.repeat(ks[:, None], cols, axis=1).astype(np.int32)
     nt = np.repeat(ns[None, :], rows, axis=0).astype(np.int32)
-    per_col = np.array([element_cycles(int(x), lanes) for x in ns], np.int32)
-    fmac = np.repeat(per_col[None, :], rows, axis=0)  # sparse: unused but for the report of a dense core
+    per_col = np.select([ns == x for x in np.unique(ns)], [element_cycles(int(x), lanes) for x in np.unique(ns)])
+    fmac = np.repeat(per_col.astype(np.int32)[None, :], rows, axis=0)  # sparse: unused but for a dense core's report
 
-    # K and N indices of every tile slot, with a validity mask for the padding.
-    kidx = koff[:, None] + np.arange(ktmax)[None, :]  # (rows, ktmax)
-    kval = np.arange(ktmax)[None, :] < ks[:, None]
-    kidx_c = np.minimum(kidx, k - 1)
     w32 = np.asarray(w, np.float32)
     sparse = {}
     if mask is not None:
+        # K and N indices of every tile slot, with a validity mask for the padding.
+        kidx = np.minimum(koff[:, None] + np.arange(ktmax)[None, :], k - 1)  # (rows, ktmax)
+        kval = np.arange(ktmax)[None, :] < ks[:, None]
         mask = np.asarray(mask, bool)
         w32 = np.where(mask, w32, np.float32(0))
-        sparse = tile_costs(mask, kidx_c, kval, np.append(noff, n), ns, lanes)
-    panels = np.zeros((rows, ktmax, n + ntmax), np.float32)
-    panels[:, :, :n] = w32[kidx_c] * kval[:, :, None]
-    a32 = np.asarray(a, np.float32)
-    stream = (a32[:, kidx_c] * kval[None]).transpose(1, 0, 2)  # (rows, m, ktmax)
+        sparse = tile_costs(mask, kidx, kval, np.append(noff, n), ns, lanes)
+    panels, stream = _by_rows(w32, ks), _by_rows(np.asarray(a, np.float32).T, ks).transpose(0, 2, 1)
     first = sparse["element_cycles"][:, :, 0] if sparse else fmac
     return Layout(
         m=m, k=k, n=n, rows=rows, cols=cols, lanes=lanes, kt=kt, nt=nt, fmac_cycles=fmac,
         first_cycles=first + A.TASK_OVERHEAD_CYCLES,
         w_panels=panels, a_stream=np.ascontiguousarray(stream), n_offsets=noff, **sparse,
     )
+
+
+def _by_rows(x: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """(rows, ktmax, ...): the K blocks of ``x`` (K first), zero padded below a shorter block; a
+    view of ``x`` where the blocks are all as long (the larger blocks come first)."""
+    ktmax, r1 = int(ks[0]), int(np.count_nonzero(ks == ks[0]))
+    if r1 == len(ks):
+        return np.ascontiguousarray(x).reshape(r1, ktmax, *x.shape[1:])
+    out = np.zeros((len(ks), ktmax, *x.shape[1:]), x.dtype)
+    out[:r1] = x[:r1 * ktmax].reshape(r1, ktmax, *x.shape[1:])
+    out[r1:, :ktmax - 1] = x[r1 * ktmax:].reshape(len(ks) - r1, ktmax - 1, *x.shape[1:])
+    return out
 
 
 def tile_costs(mask: np.ndarray, kidx: np.ndarray, kval: np.ndarray, n_at: np.ndarray, ns: np.ndarray,

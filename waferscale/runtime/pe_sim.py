@@ -178,7 +178,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if avail is not None and max_cycles is None:
             max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
         exits = None if arrivals is None else np.zeros(m * n, np.int64)
-        run = _run if check or engine == "cycles" else run_events
+        run = _run if check or engine == "cycles" or nbuf > 2 else run_events
         top = _max_cycles(lay, 1) if max_cycles is None else max_cycles
         cycles, (a_done, sums_done) = run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
         bad = fabric.violations(a_done, sums_done, resident_a)
