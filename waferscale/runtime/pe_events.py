@@ -36,7 +36,7 @@ import numpy as np
 
 from ..backends import assumptions as A
 from .pe_fabric import Fabric
-from .pe_layout import Layout
+from .pe_layout import Layout, blocks
 
 
 def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int, resident: bool,
@@ -160,6 +160,17 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
 
 
 BLOCK = 1 << 17  # cores per block of rows (or of columns) worked on at a time
+
+def row_arrivals(lay: Layout, arrivals: np.ndarray) -> np.ndarray:
+    """(rows, ktmax + 1): the cycle from which row i's injector may send each element of its K block
+    (a vector: m = 1); the last column holds a sentinel for a row that has sent all."""
+    if lay.m != 1 or arrivals.shape != (lay.k,):
+        raise ValueError(f"arrivals: one cycle per element of a vector of {lay.k} (a GEMV)")
+    kt, off = blocks(lay.k, lay.rows)
+    out = np.full((lay.rows, lay.ktmax + 1), np.iinfo(np.int64).max // 2, np.int64)
+    for i in range(lay.rows):
+        out[i, :kt[i]] = arrivals[off[i]:off[i] + kt[i]]
+    return out
 
 
 def _scan(x: np.ndarray, step: int, axis: int = 1) -> None:

@@ -76,9 +76,11 @@ carries. The cycle loop moves counts only; its counters prove that every wavelet
 was consumed (``Fabric.violations``).
 
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
-slicing); there is no Python loop over cores. The chain's loop keeps the queues, the events of a
-cycle and the cores' countdowns in stacked arrays so that one operation serves several of them, and
-leaves out the rows at the top whose work is over as the chain drains (``_run``).
+slicing); there is no Python loop over cores. The chain's cycle loop (``_run``) keeps the queues,
+the events of a cycle and the cores' countdowns in stacked arrays, one operation serving several.
+By default the chain is solved by event times instead (``pe_events``): the cycle of every move,
+element by element and partial sum by partial sum, the same cycles at a fraction of the calls;
+``engine="cycles"`` (and ``check``) keep the loop, which also counts every queue every cycle.
 """
 
 from __future__ import annotations
@@ -92,10 +94,10 @@ from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
 from ..backends.datapath import Datapath
 from ..errors import UsageError
-from .pe_events import run_events
+from .pe_events import row_arrivals, run_events
 from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
-from .pe_layout import Layout, blocks, layout
+from .pe_layout import Layout, layout
 from .pe_tree import run_tree
 
 if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
@@ -174,7 +176,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     p = plan(lay.rows, reduce)
     if reduce == CHAIN:
         fabric = Fabric.empty(lay.rows, lay.cols)
-        avail = None if arrivals is None else _row_arrivals(lay, np.asarray(arrivals, np.int64))
+        avail = None if arrivals is None else row_arrivals(lay, np.asarray(arrivals, np.int64))
         if avail is not None and max_cycles is None:
             max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
         exits = None if arrivals is None else np.zeros(m * n, np.int64)
@@ -225,28 +227,13 @@ def ring_tokens(depth: int, nt_min: int, hops: int = 1) -> int:
     return -(-((hops + 2) * depth + 1) // nt_min) + 1
 
 
-def _row_arrivals(lay: Layout, arrivals: np.ndarray) -> np.ndarray:
-    """(rows, ktmax + 1): the cycle from which row i's injector may send each element of its K block
-    (a vector: m = 1); the last column holds a sentinel for a row that has sent all."""
-    if lay.m != 1 or arrivals.shape != (lay.k,):
-        raise ValueError(f"arrivals: one cycle per element of a vector of {lay.k} (a GEMV)")
-    kt, off = blocks(lay.k, lay.rows)
-    out = np.full((lay.rows, lay.ktmax + 1), np.iinfo(np.int64).max // 2, np.int64)
-    for i in range(lay.rows):
-        out[i, :kt[i]] = arrivals[off[i]:off[i] + kt[i]]
-    return out
-
-
 def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int, resident: bool,
          avail: np.ndarray | None = None, exits: np.ndarray | None = None):
-    """The chain: the row multicast, the FMACs and the column reduce of every core, fused. The
-    queues and each core's filled buffers are slabs of one array (``Fabric.stack``), a cycle's
-    events slabs of one array, and the two countdowns of a core (partial sums left to send of the
-    token, datapath cycles left of the head A element) slabs of one array, laid out so that the
-    decisions and updates of a cycle are a few NumPy operations over all of them: a wavelet that
-    moves leaves queue k and enters queue k + 1, or the neighbour's by a one-row or one-column
-    offset, and both countdowns tick, run out and reload alike. No masked copies.
-
+    """The chain's cycle loop: the row multicast, the FMACs and the column reduce of every core,
+    fused. The queues and each core's filled buffers are slabs of one array (``Fabric.stack``), a
+    cycle's events and a core's two countdowns (partial sums left of the token, datapath cycles left
+    of the head A element) likewise, so that a cycle is a few NumPy operations over all of them: a
+    wavelet leaves queue k and enters queue k + 1 (or the neighbour's), both countdowns tick alike.
     Rows that cannot act are left out of the operations, checked every ``SPAN`` cycles: at the top,
     rows whose work is over (all tokens reduced, nothing queued, as for every row above them: the
     top falls idle first as the chain drains); at the bottom, rows that wait for the reduce's first
