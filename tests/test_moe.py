@@ -218,3 +218,22 @@ def test_placed_numerics_and_the_ir_text_round_trip():
     text = print_graph(with_routing(c.graph, "zipf:1"))
     assert "load=[0.48, 0.24, 0.16, 0.12]" in text  # 1, 1/2, 1/3, 1/4 of 25/12
     assert print_graph(parse(text)) == text
+
+
+def test_generation_takes_the_routing_and_reports_the_experts_of_a_decode_step(tmp_path):
+    """--expert-routing with --generate: the decode step's experts carry the distribution, the report has a
+    moe section for it, and a skewed routing makes the busiest expert's slice slower than under uniform."""
+    from waferscale.cli import main
+    from waferscale.generate import compile_generate
+
+    kw = {"prompt_len": 8, "new_tokens": 4, "target": "mesh:48x48"}
+    flat = compile_generate("tiny-moe", **kw).report
+    skew = compile_generate("tiny-moe", expert_routing="zipf:2", **kw).report
+    assert flat["moe"]["routing"] == "uniform" and skew["moe"]["routing"] == "zipf:2"
+    assert len(skew["moe"]["layers"]) == 2 and skew["moe"]["busiest"] == 0
+    assert skew["moe"]["experts"][0]["tokens"] > 2 * skew["moe"]["experts"][3]["tokens"]
+    assert skew["moe"]["layers"][0]["busiest_cycles"] > flat["moe"]["layers"][0]["busiest_cycles"]
+    assert skew["generate"]["decode_seconds_per_token"] >= flat["generate"]["decode_seconds_per_token"]
+    assert main(["compile", "tiny-moe", "--generate", "--prompt-len", "8", "--new-tokens", "4", "--target",
+                 "mesh:48x48", "--expert-routing", "zipf:0", "-o", str(tmp_path / "bad"), "-q"]) == 2
+    assert not (tmp_path / "bad").exists()
