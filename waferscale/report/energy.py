@@ -125,8 +125,9 @@ def _band(machine: Machine, events: Events, seconds: float, tokens: float, syste
     out = {}
     for end, (watts, leak) in ends.items():
         j = sum(_joules(energy_model(machine, system_watts=watts, leakage=leak), events, seconds, systems).values())
-        out[end] = {"joules_per_token": j / tokens if tokens else None, "average_watts": j / seconds if seconds else None,
-                    "busy_system_watts": watts, "leakage_share": leak}
+        out[end] = {"joules_per_token": j / tokens if tokens else None,
+                    "average_watts": j / seconds if seconds else None, "busy_system_watts": watts,
+                    "leakage_share": leak}
     return out
 
 
