@@ -100,6 +100,17 @@ def reference() -> None:
         cc = s.sim.cycles * s.placement.cores_used
         print(f'"{target}": ({ev.fmacs[r["dtype"]] / cc:.5f}, {ev.sram_read_bytes / cc:.5f}, '
               f'{ev.sram_write_bytes / cc:.5f}, {ev.wavelet_hops / cc:.5f}),')
+    # and the model at the band's two ends and between (docs/energy.md, "The band")
+    from waferscale.backends.energy import BUSY_WATTS_BAND, LEAKAGE_BAND, LEAKAGE_SHARE, energy_model
+    from waferscale.backends.machine import get_machine
+
+    for end, watts, leak in (("low", BUSY_WATTS_BAND[0], LEAKAGE_BAND[0]), ("model", None, LEAKAGE_SHARE),
+                             ("high", BUSY_WATTS_BAND[1], LEAKAGE_BAND[1])):
+        ms = {t: energy_model(get_machine(t), system_watts=watts, leakage=leak) for t in ("wse2", "wse3")}
+        w = ms["wse2"]
+        over = " / ".join(f"x{m.core_overhead:.2f}" for m in ms.values())
+        print(f"{end}: busy {w.system_watts / 1e3:.2f} kW, leakage {100 * leak:.0f}%, static "
+              f"{w.static_watts / 1e3:.2f} kW ({100 * w.static_share:.0f}%), core overhead {over}")
 
 
 def main() -> None:
