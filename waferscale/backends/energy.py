@@ -69,9 +69,9 @@ class SystemPower:
 #   peak" (AnandTech); twelve 4 kW supplies, six of them spares (tweakers.net, November 2019).
 # - CS-2 (WSE-2): "Each WSE-2 consumes 15kW of power"; Andromeda, 16 CS-2s with their 124 server nodes,
 #   "consumes 500 KW" (Tom's Hardware, November 2022), at most 31 kW per CS-2 with its share of servers.
-# - CS-3 (WSE-3): "Powers the CS-3 system at ~23kW" (awesomeagents.ai, WSE-3 page); the WSE-3 launch (March
-#   2024) kept "the same power requirements" as the CS-2 (ExtremeTech, reporting ServeTheHome), "the same
-#   power envelope" (merge.news).
+# - CS-3 (WSE-3): "Powers the CS-3 system at ~23kW" (awesomeagents.ai, WSE-3 page); "twice the performance,
+#   same power draw" as the CS-2 (Andrew Feldman, Cerebras' CEO, to ZDNet, 13 March 2024); "the same power
+#   requirements" (ExtremeTech, March 2024, reporting ServeTheHome), "the same power envelope" (merge.news).
 # So a busy CS-2 or CS-3 is taken at 23 kW; the one measurement we found (Miyajima et al. 2026, SGEMM on a
 # CS-2: 349.0 TFLOP/s at 79.66 GFLOP/s per W) implies 4.38 kW, the low end of the band (BUSY_WATTS_BAND).
 POWER = {
