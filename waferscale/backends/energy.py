@@ -1,7 +1,8 @@
 """The energy model of a target, as data with its sources: the energy of one event of each class
 (an FMAC by dtype, a byte read or written in SRAM, a wavelet crossing one fabric link, a byte over
-the system I/O) and the static power of a core, calibrated so that a fully busy system draws the
-system power Cerebras publishes.
+the system I/O) and the static power of a core (assumed, with a range), calibrated so that a fully
+busy system draws the system power published for a CS-2 or CS-3 (the press's 23 kW: no Cerebras data
+sheet with it was found).
 
 What is measured, what is scaled, what is fitted (docs/energy.md):
 
