@@ -45,7 +45,8 @@ def energy_row(e: dict) -> dict:
 
 # Rows beside the dense f16 ones: (model, target, kind, extra flags).
 EXTRA = [("llama-3.1-8b", "wse3", "decode", ["--weights", "int8"]),
-         ("tiny-moe", "mesh:64x64", "decode", ["--expert-routing", "zipf:1.2"])]
+         ("tiny-moe", "mesh:64x64", "decode", ["--expert-routing", "zipf:1.2", "--prompt-len", "64", "--new-tokens",
+                                               "32"])]  # tiny-moe: a context of 128 positions
 
 
 def one(model: str, target: str, kind: str, a, extra: tuple = ()) -> dict:
