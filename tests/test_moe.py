@@ -218,3 +218,48 @@ def test_placed_numerics_and_the_ir_text_round_trip():
     text = print_graph(with_routing(c.graph, "zipf:1"))
     assert "load=[0.48, 0.24, 0.16, 0.12]" in text  # 1, 1/2, 1/3, 1/4 of 25/12
     assert print_graph(parse(text)) == text
+
+
+def test_generation_takes_the_routing_and_reports_the_experts_of_a_decode_step(tmp_path):
+    """--expert-routing with --generate: the decode step's experts carry the distribution, the report has a
+    moe section for it, and a skewed routing makes the busiest expert's slice slower than under uniform."""
+    from waferscale.cli import main
+    from waferscale.generate import compile_generate
+
+    kw = {"prompt_len": 8, "new_tokens": 4, "target": "mesh:48x48"}
+    flat = compile_generate("tiny-moe", **kw).report
+    skew = compile_generate("tiny-moe", expert_routing="zipf:2", **kw).report
+    assert flat["moe"]["routing"] == "uniform" and skew["moe"]["routing"] == "zipf:2"
+    assert len(skew["moe"]["layers"]) == 2 and skew["moe"]["busiest"] == 0
+    assert skew["moe"]["experts"][0]["tokens"] > 2 * skew["moe"]["experts"][3]["tokens"]
+    assert skew["moe"]["layers"][0]["busiest_cycles"] > flat["moe"]["layers"][0]["busiest_cycles"]
+    assert skew["generate"]["decode_seconds_per_token"] >= flat["generate"]["decode_seconds_per_token"]
+    assert main(["compile", "tiny-moe", "--generate", "--prompt-len", "8", "--new-tokens", "4", "--target",
+                 "mesh:48x48", "--expert-routing", "zipf:0", "-o", str(tmp_path / "bad"), "-q"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_decode_step_puts_a_routed_row_on_a_wide_slice_not_one_expert_s():
+    """slicing: a forward pass keeps one expert per column slice; a decode step (one token, k rows) cuts
+    the experts' rectangle into few wide slices, the floor counting one token's experts that collide on a
+    slice (two of 4 experts over 2 slices: a 1/3 chance that both of a token's 2 land on one slice)."""
+    from waferscale.backends.kernels.moe import collisions, slicing
+
+    assert slicing(128, 8, 2048, 4096, 1536, 512) == 128  # Qwen3-235B's forward: one expert a slice
+    dec = slicing(128, 8, 1, 4096, 1536, 697)
+    assert 1 <= dec <= 8
+    assert collisions(4, 2, 2) == pytest.approx(4 / 3, abs=0.03)
+    assert collisions(128, 8, 128) == 1.0 and 2 < collisions(128, 8, 8) < 3
+    # and a decode step's experts kernel on the same rectangle is faster than with one expert per slice
+    from waferscale.backends.kernels.moe import MoeExperts, uniform
+    from waferscale.backends.machine import get_machine
+
+    m = get_machine("wse3")
+    k = MoeExperts(tokens=1, dtype="f16", elem=2, experts=128, d=4096, f=1536, top_k=8, shares=uniform(128),
+                   flops_per_row=1)
+    assert k.groups(697) == dec
+    from waferscale.backends.gemm import fastest
+
+    dp = m.datapath("f16")  # one expert per slice, as before: a routed row on a 5-column slice
+    narrow = fastest(1, 4096, 3072, 350, 5, dp)[1].step + fastest(1, 1536, 4096, 350, 5, dp)[1].step
+    assert k.model_cycles(350, 697, 0, 1, m) < narrow

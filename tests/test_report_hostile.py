@@ -146,6 +146,10 @@ def test_hostile_strings_everywhere_stay_text(which, request):
     bound = next(iter(r["time"]["kernels_by_bound"]))
     assert escape(bound) in page and bound != "compute" and bound.endswith("compute")
     assert f'<code id="pipeline">{escape(r["pipeline"])}</code>' in page
+    # the energy section (issue 30): its strings (what a token is, the basis) are on the page as text
+    assert "energy" in report and r["energy"]["per"] != report["energy"]["per"]
+    assert escape(r["energy"]["per"]) in page and escape(r["energy"]["basis"]) in page
+    assert '<table id="energy">' in page
     if which == "streaming":
         assert escape(r["time"]["layers"][0]["name"]) in page and "sparse kernels at density" in page
     # every replaced string the island carries is there whole (only the script turns it into text)

@@ -20,7 +20,7 @@ def cmd_compile(args) -> int:
 
     if args.generate:
         for flag, given in (("--train", args.train), ("--sparsity", args.sparsity is not None),
-                            ("--lora", args.lora is not None), ("--expert-routing", args.expert_routing is not None)):
+                            ("--lora", args.lora is not None)):
             if given:
                 raise UsageError(f"not supported: {flag} with --generate")
         from .generate import cmd_compile_generate

@@ -40,7 +40,7 @@ def cmd_compile_generate(args) -> int:
     c = compile_generate(args.model, prompt_len=args.prompt_len, new_tokens=args.new_tokens, batch=args.batch,
                          dtype=args.dtype, target=args.target, systems=args.systems or 1, split=args.split,
                          seed=args.seed, log=log, quantize=quantize_spec(args),
-                         placement=args.placement or "auto")
+                         placement=args.placement or "auto", expert_routing=args.expert_routing)
     for p in write_compiled(c, out):
         log(f"wrote {p}")
     log.close()

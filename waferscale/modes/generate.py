@@ -33,7 +33,9 @@ from dataclasses import dataclass, replace
 
 from ..backends import assumptions as A
 from ..backends.fit import systems_needed
+from ..backends.kernels.moe import experts_report
 from ..backends.machine import Machine
+from ..backends.routing import check_spec, with_routing
 from ..errors import FitError, UsageError
 from ..frontend.lm import trace_lm
 from ..frontend.traced import Traced
@@ -76,7 +78,7 @@ class Steps:
 
 def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1, dtype: str = "f32", seed: int = 0,
                 weights: str = "auto", machine: Machine | None = None, log=lambda msg: None,
-                ctx: Context | None = None, quantize: str | None = None) -> Steps:
+                ctx: Context | None = None, quantize: str | None = None, expert_routing: str | None = None) -> Steps:
     """Trace the model as a step of generation over the prompt and over one token, give both a KV
     cache of prompt_len + new_tokens rows, and run the graph passes (canonicalize, fuse) on them
     (recorded in ``ctx`` as the graphs ``decode`` and ``prefill`` when one is given)."""
@@ -85,6 +87,8 @@ def step_graphs(spec_: str, *, prompt_len: int, new_tokens: int, batch: int = 1,
     capacity = check_context(dec.info["name"], dec.info["context"], prompt_len, new_tokens)
     pre = trace_lm(spec_, batch=batch, seq=prompt_len, dtype=dtype, weights=weights, seed=seed, log=log,
                    positions=True)
+    if expert_routing is not None:  # a MoE model's load per expert on the mesh (backends/routing.py), both steps
+        dec.graph, pre.graph = with_routing(dec.graph, expert_routing), with_routing(pre.graph, expert_routing)
     # canonicalize first: it folds the repetition of grouped-query key/value heads into the attention,
     # so the caches hold the key/value heads once
     passes = parse_pipeline(f"canonicalize,kv-cache{{capacity={capacity}}},canonicalize,"
@@ -125,7 +129,7 @@ class Generate(Mode):
     name = "generate"
     section = "generate"
     graphs = ("decode", "decode_last", "prefill")
-    options = {"prompt_len": None, "new_tokens": None, "quantize": None, "placement": "auto"}
+    options = {"prompt_len": None, "new_tokens": None, "quantize": None, "placement": "auto", "expert_routing": None}
     splits = ("pipeline",)
     summary = "a prefill and KV-cache decode steps; a pipeline of layers over several systems"
 
@@ -145,6 +149,8 @@ class Generate(Mode):
             raise UsageError("--seq, --mode, a pipeline and --compile-to do not go with --generate (its pipeline is "
                              "fixed, its lengths are --prompt-len and --new-tokens)")
         check_options(o["prompt_len"], o["new_tokens"], run.batch, run.systems or 1)
+        if o["expert_routing"] is not None:
+            check_spec(o["expert_routing"])
 
     def _system(self, ctx: Context, name: str, lowered: CompileState, sub, systems: int, i: int) -> CompileState:
         try:
@@ -163,7 +169,7 @@ class Generate(Mode):
         systems = run.systems or 1
         st = step_graphs(run.model, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
                          dtype=run.dtype or "f16", seed=run.seed, weights=run.weights, machine=machine, log=log,
-                         ctx=ctx, quantize=run.options["quantize"])
+                         ctx=ctx, quantize=run.options["quantize"], expert_routing=run.options["expert_routing"])
         dec, pre, dstate, pstate, drecords, capacity, graph_passes = (
             st.decode, st.prefill, st.decode_state, st.prefill_state, st.records, st.capacity, st.passes)
         first, last = prompt_len, prompt_len + max(new_tokens - 2, 0)
@@ -281,8 +287,22 @@ class Generate(Mode):
         g = dstate.graph
         energy = decode_energy(machine, [(p, s.decode.placement, s.decode.routing) for s in out for p in (
             s.decode.program, part_program(dlast, s.kernels, systems))], per_token, batch, systems)
+        extra = {"energy": energy}
+        if (moe := decode_experts(out)) is not None:
+            extra["moe"] = {"routing": run.options["expert_routing"] or "uniform", **moe}
         return Outcome(state, g, header + print_graph(g), model, c, spec(passes), gen, traced=dec, files=files,
-                       program=dprog, extra={"energy": energy})
+                       program=dprog, extra=extra)
+
+
+def decode_experts(systems: list) -> dict | None:
+    """report.json's ``moe`` for a decode step: every system's MoE layers (``experts_report``), one token
+    per sequence; the first layer's table at the top."""
+    layers = [x for s in systems if (r := experts_report(s.decode)) is not None for x in r["layers"]]
+    if not layers:
+        return None
+    return {"experts": layers[0]["experts"], "busiest": layers[0]["busiest"], "layers": layers,
+            "assumption": "a decode step's expected routed tokens per expert from the routing distribution "
+                          "(docs/moe.md)"}
 
 
 def decode_roofline_tokens_per_second(report: dict) -> float:

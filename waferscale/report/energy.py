@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backends import assumptions as A
-from ..backends.energy import energy_model
+from ..backends.energy import BUSY_WATTS_BAND, LEAKAGE_BAND, energy_model
 from ..backends.machine import Machine
 from ..backends.program import IO, Placement, Program, Routing
 
@@ -90,13 +90,7 @@ def energy_section(machine: Machine, events: Events, seconds: float, tokens: flo
     systems of ``machine``, for ``tokens`` tokens (``per`` says which: a generated token, a training
     token, a token of the run)."""
     em = energy_model(machine)
-    joules = {
-        "fmac": sum(n * em.fmac(d) for d, n in events.fmacs.items()),
-        "sram": events.sram_read_bytes * em.sram_read_j_per_byte + events.sram_write_bytes * em.sram_write_j_per_byte,
-        "fabric": events.wavelet_hops * em.hop_j_per_wavelet,
-        "off_wafer": events.off_wafer_bytes * em.io_j_per_byte,
-        "static": em.static_watts * systems * seconds,
-    }
+    joules = _joules(em, events, seconds, systems)
     total = sum(joules.values())
     return {
         "joules_per_step": total, "seconds_per_step": seconds, "tokens_per_step": tokens,
@@ -109,8 +103,32 @@ def energy_section(machine: Machine, events: Events, seconds: float, tokens: flo
         "share_by_class": {k: v / total if total else 0.0 for k, v in joules.items()},
         "events": events.as_dict(),
         "basis": basis,
+        "band": _band(machine, events, seconds, tokens, systems),
         "model": em.as_dict(),
     }
+
+
+def _joules(em, events: Events, seconds: float, systems: int) -> dict:
+    return {
+        "fmac": sum(n * em.fmac(d) for d, n in events.fmacs.items()),
+        "sram": events.sram_read_bytes * em.sram_read_j_per_byte + events.sram_write_bytes * em.sram_write_j_per_byte,
+        "fabric": events.wavelet_hops * em.hop_j_per_wavelet,
+        "off_wafer": events.off_wafer_bytes * em.io_j_per_byte,
+        "static": em.static_watts * systems * seconds,
+    }
+
+
+def _band(machine: Machine, events: Events, seconds: float, tokens: float, systems: int) -> dict:
+    """The same events and time under the two ends of the model's uncertainty (backends/energy.py): the
+    measured busy power of a CS-2 with the least leakage, the published 23 kW with the most."""
+    ends = {"low": (BUSY_WATTS_BAND[0], LEAKAGE_BAND[0]), "high": (BUSY_WATTS_BAND[1], LEAKAGE_BAND[1])}
+    out = {}
+    for end, (watts, leak) in ends.items():
+        j = sum(_joules(energy_model(machine, system_watts=watts, leakage=leak), events, seconds, systems).values())
+        out[end] = {"joules_per_token": j / tokens if tokens else None,
+                    "average_watts": j / seconds if seconds else None, "busy_system_watts": watts,
+                    "leakage_share": leak}
+    return out
 
 
 def run_energy(s) -> dict:
@@ -146,4 +164,6 @@ def energy_text(e: dict) -> str:
     sh = e["share_by_class"]
     return (f"  energy          {e['joules_per_step']:.4g} J per step, {1e3 * e['joules_per_token']:.4g} mJ per "
             f"{e['per']} ({e['tokens_per_joule']:.4g} tokens/J), {e['average_watts'] / 1e3:.2f} kW average: "
-            + ", ".join(f"{k} {100 * sh[k]:.1f}%" for k in CLASSES))
+            + ", ".join(f"{k} {100 * sh[k]:.1f}%" for k in CLASSES)
+            + (f"; band {1e3 * b['low']['joules_per_token']:.3g} to {1e3 * b['high']['joules_per_token']:.3g} mJ"
+               if (b := e.get("band")) and e["joules_per_token"] else ""))

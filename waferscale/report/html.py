@@ -22,6 +22,7 @@ from importlib.resources import files
 from ..passes.pipeline import describe_change
 from ..passes.place import MODES
 from ..passes.streaming import group_by_block
+from .energy import CLASSES
 
 TOP_N = 25  # kernel table rows shown at first (the slowest); a menu shows all
 BOUNDS = ("compute", "sram", "fabric", "stream")  # the bounds the style sheet colours (``.bound-X``)
@@ -178,7 +179,36 @@ def _summary(report: dict, pj: dict) -> str:
     rows.append(("compile", f"{c['seconds']:.2f} s, peak RSS {_bytes(c['peak_rss_bytes'])}; waferscale "
                             f"{report['version']}"))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
-    return f'<div class="cards">{"".join(cards)}</div><dl class="facts">{dl}</dl>'
+    return f'<div class="cards">{"".join(cards)}</div><dl class="facts">{dl}</dl>{_energy(report)}'
+
+
+def _energy(report: dict) -> str:
+    """report.json's energy section (report/energy.py), if the compile had a target: J per token, the
+    average power, the split by event class (the classes named here, their values read by name) and
+    the band of the model's uncertainty."""
+    e = report.get("energy")
+    if not e:
+        return ""
+    joules, total = e["joules_by_class"], float(e["joules_per_step"])
+    if not total > 0:  # NaN or none: no share to show
+        raise ValueError("energy: joules_per_step is not a positive number")
+    rows = "".join(
+        f'<tr><td>{_e(k)}</td><td class="num">{float(joules[k]):.4g}</td><td class="num">'
+        f'{100 * float(joules[k]) / total:.1f}%</td><td class="bars"><div class="bar pass" '
+        f'style="width:{_width(float(joules[k]), total)}"></div></td></tr>' for k in CLASSES)
+    band = e.get("band") or {}
+    lo, hi = (band.get(x, {}).get("joules_per_token") for x in ("low", "high"))
+    note = (f"band {1e3 * float(lo):.4g} to {1e3 * float(hi):.4g} mJ per {e['per']} (measured 4.38 kW CS-2 with "
+            "5% leakage to 23 kW with 30%: docs/energy.md)" if lo is not None and hi is not None else "")
+    per_token = f"{1e3 * float(e['joules_per_token']):.4g} mJ per {e['per']}"
+    watts = f"{float(e['average_watts']) / 1e3:.3g} kW average over {int(e['systems'])} system(s)"
+    return ('<h2>Energy</h2><p class="hint">A model, not a measurement (backends/energy.py): the run\'s events '
+            'costed per event class plus the static power over the simulated time.</p>'
+            f'<dl class="facts"><dt>per token</dt><dd id="energy-per-token">{_e(per_token)}</dd><dt>power</dt>'
+            f'<dd>{_e(watts)}</dd><dt>step</dt><dd>{float(total):.4g} J in {1e3 * float(e["seconds_per_step"]):.4g} '
+            f'ms</dd><dt>uncertainty</dt><dd>{_e(note)}</dd><dt>basis</dt><dd>{_e(e["basis"])}</dd></dl>'
+            '<table id="energy"><thead><tr><th>event class</th><th>J per step</th><th>share</th><th></th></tr>'
+            f'</thead><tbody>{rows}</tbody></table>')
 
 
 def _layers(report: dict, pj: dict) -> str:

@@ -1,10 +1,13 @@
 """Mixture-of-experts on the mesh: expert parallelism.
 
-``moe_experts`` is one kernel whose rectangle is cut, along its columns, into ``groups =
-min(E, cols)`` equal column slices; expert e lives, weights resident, on slice ``e * groups // E``
-(so a slice holds ``ceil(E / groups)`` experts at most). Inside a slice an expert runs as the
-weight-stationary GEMM of ``gemm.py`` twice, gate and up (K = d over the rows, N = 2f over the
-slice's columns), then down (K = f, N = d), on the same cores; experts sharing a slice take turns.
+``moe_experts`` is one kernel whose rectangle is cut, along its columns, into ``groups`` equal column
+slices (``slicing``); expert e lives, weights resident, on slice ``e * groups // E`` (so a slice holds
+``ceil(E / groups)`` experts at most). A forward pass or a prefill routes many more rows than there are
+experts: ``min(E, cols)`` slices, one expert each. A decode step routes ``k`` rows per sequence: a few
+wide slices (between 1 and k), so a routed row runs on a large share of the rectangle, not ``1/E`` of
+it. Inside a slice an expert runs as the weight-stationary GEMM of ``gemm.py`` twice, gate and up
+(K = d over the rows, N = 2f over the slice's columns), then down (K = f, N = d), on the same cores;
+experts sharing a slice take turns.
 
 Which tokens go where is data: on the mesh it is the routing distribution (``backends/routing.py``:
 uniform by default, Zipf, or measured counts), carried by the op's ``load`` attribute as each
@@ -13,7 +16,9 @@ expert's share of the ``tokens x k`` routed rows. Expert e receives ``tokens * k
 their per-row step, and the kernel is as slow as its busiest slice: the most loaded expert's
 region bounds the layer. Rows are whole on the mesh, so a chunk of c tokens is never faster than
 ``ceil(c k / slices)`` rows of one expert (a decode step's one token waits for a whole expert).
-``experts_report`` says so per expert.
+``experts_report`` says so per expert. When experts share a slice (a decode step), one token's k experts
+may land on the same slice: the floor is then the expected busiest slice's rows of one token
+(``collisions``), not one row.
 
 The router's ``topk``, the ``moe_dispatch`` (each token sent to its k experts: k copies of its d
 features leave the kernel that made it, and the flow to the experts kernel carries them) and the
@@ -29,6 +34,7 @@ not per slice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -37,6 +43,7 @@ from ...ir import registry
 from ...ir.graph import Op
 from ...ir.ops.moe import experts_flops_per_row
 from ...ir.types import DTYPES
+from .. import assumptions as A
 from ..blocks import block
 from ..datapath import accumulator_bytes
 from ..gemm import fastest
@@ -63,6 +70,40 @@ def lower_routing(op: Op, ctx: LowerCtx) -> Routing:
                    inputs=1, params=0, flops_per_token=ctx.flops_per_token(op), groups=k)
 
 
+@lru_cache(maxsize=64)
+def collisions(experts: int, k: int, slices: int) -> float:
+    """The expected rows on the busiest slice when one token picks ``k`` distinct experts uniformly at random
+    and expert e lives on slice ``e * slices // experts``: 1 with a slice per expert, more when experts
+    share slices (8 of 128 experts over 8 slices: about 2.4). Estimated over 4,096 draws of a fixed seed."""
+    if slices >= experts or k <= 1:
+        return 1.0
+    draws = np.argsort(np.random.default_rng(0).random((4096, experts)), axis=1)[:, :k]
+    slot = draws * slices // experts
+    counts = np.zeros((draws.shape[0], slices), dtype=np.int64)
+    np.add.at(counts, (np.arange(draws.shape[0])[:, None], slot), 1)
+    return float(counts.max(axis=1).mean())
+
+
+@lru_cache(maxsize=4096)
+def slicing(experts: int, k: int, tokens: int, d: int, f: int, cols: int) -> int:
+    """How many column slices the experts of a ``cols``-wide rectangle share: the power of two (or the
+    most, ``min(E, cols, tokens x k)``) whose busiest slice finishes a sample's routed rows soonest by a
+    proxy of the GEMM step (per routed row on a slice of w columns: ceil(2f / w) and ceil(d / w) weights a
+    core's 4 lanes take, plus two vector instructions' issue). Each slice holds E / slices experts; their
+    weights take the same bytes per core whatever the slicing. With many rows the busiest slice's share
+    falls with more slices: one expert per slice. With a decode step's k rows, the rows' collisions
+    (``collisions``) and the wider slices' faster steps meet between 1 and k slices."""
+    top = max(1, min(experts, cols, tokens * k))
+    cands = sorted({top} | {2**i for i in range(top.bit_length()) if 2**i <= top})
+
+    def cost(g: int) -> float:
+        w = max(1, cols // g)
+        rows = max(ceil(tokens * k / g), collisions(experts, k, g))
+        return rows * (ceil(ceil(2 * f / w) / 4) + ceil(ceil(d / w) / 4) + 2 * A.VECTOR_OP_CYCLES)
+
+    return min(cands, key=lambda g: (cost(g), -g))
+
+
 def uniform(experts: int) -> tuple[float, ...]:
     return tuple(1.0 / experts for _ in range(experts))
 
@@ -84,7 +125,9 @@ class MoeExperts(Kernel):
         return self.experts * max(2 * self.f, self.d)
 
     def groups(self, cols: int) -> int:
-        return max(1, min(self.experts, cols))
+        """Column slices (``slicing``): one per expert where a sample routes many more rows than there are
+        experts (a forward pass, a prefill); at a decode step's few routed rows, fewer and wider slices."""
+        return slicing(self.experts, self.top_k, self.tokens, self.d, self.f, cols)
 
     def members(self, cols: int) -> list[list[int]]:
         """The experts of each column slice."""
@@ -131,8 +174,9 @@ class MoeExperts(Kernel):
         of a decode step waits for one whole expert however the load is spread)."""
         busy = self.expert_cycles(rows, cols, p0, p1, machine)
         members = self.members(cols)
-        floor = ceil((p1 - p0) * self.top_k / len(members)) * self.step(rows, cols, machine, 1)
-        return max(floor, max(sum(busy[e] for e in m) for m in members))
+        g = len(members)
+        rows_floor = max(ceil((p1 - p0) * self.top_k / g), collisions(self.experts, self.top_k, g))
+        return max(rows_floor * self.step(rows, cols, machine, 1), max(sum(busy[e] for e in m) for m in members))
 
     def work(self, p0, p1):
         routed = (p1 - p0) * self.top_k
