@@ -39,6 +39,16 @@ def add_parser(sub) -> None:
                    "(default colocated)")
     s.add_argument("--split", type=float, default=0.5, help="disaggregated: the prefill share of the mesh's rows (or "
                    "of --systems) (default 0.5)")
+    s.add_argument("--draft", help="speculative decoding: the draft model (zoo name or config), placed beside the "
+                   "target (see --draft-split, --draft-systems)")
+    s.add_argument("--accept", type=float, help="speculative decoding: the probability that the target accepts a "
+                   "draft token (an assumption you give: 0..1; needed with --draft)")
+    s.add_argument("--draft-tokens", type=int, default=4, help="speculative decoding: draft tokens per verify step, k "
+                   "(default 4)")
+    s.add_argument("--draft-split", type=float, default=0.25, help="speculative decoding on the same wafer: the "
+                   "draft's share of the mesh's rows; the target takes the rest (default 0.25)")
+    s.add_argument("--draft-systems", type=int, default=0, help="speculative decoding: run the draft on this many "
+                   "separate systems instead of a region of the target's wafers (default 0: the same wafers)")
     s.add_argument("--max-batch", type=int, default=16, help="sequences in a batch at most; the program is placed "
                    "with this many KV caches (default 16)")
     s.add_argument("--chunk", type=int, default=512, help="prompt tokens per step at most (chunked prefill; default "
@@ -72,6 +82,24 @@ def _check(args) -> None:
             raise UsageError(f"{flag} must be a positive number of seconds (got {v})")
     if not 0 < args.split < 1:
         raise UsageError(f"--split {args.split} must be strictly between 0 and 1 (the prefill share)")
+    _check_draft(args)
+
+
+def _check_draft(args) -> None:
+    if args.draft is None:
+        if args.accept is not None:
+            raise UsageError("--accept is speculative decoding's acceptance rate: give the draft model with --draft")
+        return
+    if args.accept is None:
+        raise UsageError("--draft needs --accept P: the probability that the target accepts a draft token (0..1)")
+    if not (math.isfinite(args.accept) and 0 <= args.accept <= 1):
+        raise UsageError(f"--accept {args.accept} must be a probability between 0 and 1")
+    L.check_int("--draft-tokens", args.draft_tokens, 1, 64)
+    L.check_int("--draft-systems", args.draft_systems, 0, L.MAX_SYSTEMS)
+    if not 0 < args.draft_split < 1:
+        raise UsageError(f"--draft-split {args.draft_split} must be strictly between 0 and 1 (the draft's share)")
+    if args.policy == "disaggregated":
+        raise UsageError("not supported: speculative decoding (--draft) with --policy disaggregated; use colocated")
 
 
 def _requests(args):
@@ -93,6 +121,11 @@ def build_policy(args, max_context: int, log):
     machine = get_machine(args.target)
     kw = dict(max_context=max_context, max_batch=args.max_batch, chunk=args.chunk, dtype=args.dtype, seed=args.seed,
               log=log)
+    if args.draft is not None:
+        from ..serve.draft import speculative_costs
+
+        cost, reports = speculative_costs(args, machine, kw)
+        return Colocated(cost, max_batch=args.max_batch, chunk=min(args.chunk, max_context - 1)), reports
     if args.policy == "colocated":
         w = wafer_costs(args.model, machine, systems=args.systems, **kw)
         return Colocated(w.cost, max_batch=args.max_batch, chunk=min(args.chunk, max_context - 1)), {"all": w.report}
@@ -143,6 +176,7 @@ def cmd_serve(args) -> int:
     t0 = time.perf_counter()
     policy, costs = build_policy(args, max_context, log)
     t_costs = time.perf_counter() - t0
+    spec = costs.pop("speculative", None)
     log(f"serving {len(reqs):,} requests ({args.policy})")
     t1 = time.perf_counter()
     store = serve(reqs, policy, slo_ttft=args.slo_ttft, slo_tpot=args.slo_tpot)
@@ -159,6 +193,8 @@ def cmd_serve(args) -> int:
         "summary": s, "timeline": store.timeline(), "costs": costs, "max_interpolation_error": worst,
         "timing": {"cost_grid_seconds": t_costs, "serve_seconds": t_serve},
     }
+    if spec is not None:
+        section["speculative"] = spec
     if args.policy == "disaggregated":
         section["kv_moved_bytes"] = policy.moved_bytes
     report = {"version": __version__, "model": Path(args.model).name if args.model.endswith(".json") else args.model,
@@ -173,6 +209,9 @@ def cmd_serve(args) -> int:
     src = args.trace or f"{args.rate:g}/s {args.arrivals}"
     print(f"{report['model']} on {on}, {args.policy}, {len(reqs):,} requests ({src}), max batch {args.max_batch}, "
           f"chunk {section['chunk']}, KV capacity {store.kv_capacity / 2**20:,.1f} MiB")
+    if spec is not None:
+        print(f"speculative decoding: draft {spec['draft']}, {spec['draft_tokens']} draft tokens a step, acceptance "
+              f"{spec['accept']:g} (assumed), {spec['tokens_per_verify_step']:.3f} tokens per verify step")
     print(table(s))
     slo = ", ".join(f"{k} <= {1e3 * v:g} ms" for k, v in (("TTFT", args.slo_ttft), ("TPOT", args.slo_tpot)) if v)
     tps, pu = s.get("output_tokens_per_second"), s.get("tokens_per_second_per_user")

@@ -81,6 +81,11 @@ class Placed:
     def prefill(self, tokens: int, position: int) -> float:
         return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
 
+    def verify(self, batch: int, tokens: int, position: int) -> float:
+        """Speculative decoding's verify step: ``tokens`` positions of each of ``batch`` sequences from
+        ``position`` (the prefill graph lowered for ``batch`` samples, the LM head on every position)."""
+        return self._run(self.prefill_graph, batch, tokens, int(round(position)), A.CHUNK_TOKENS)
+
 
 def place_model(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
                 dtype: str = "f16", seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
@@ -132,9 +137,12 @@ class WaferCost:
 
 
 def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batch: int, chunk: int, systems: int = 1,
-                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0,
+                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0, verify_tokens: int = 0,
                 log=lambda msg: None) -> WaferCost:
-    """Place the model, simulate its steps on the grid, measure the interpolation error."""
+    """Place the model, simulate its steps on the grid, measure the interpolation error. With
+    ``verify_tokens``, a third grid of (batch, context) holds the verify step of that many positions a
+    sequence (speculative decoding's target; the program holds ``max_context`` rows, so the context
+    axis stops ``verify_tokens`` short of it)."""
     machine = get_machine(target) if isinstance(target, str) else target
     if chunk > max_context - 1:
         chunk = max_context - 1
@@ -149,9 +157,14 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     t1 = time.perf_counter()
     dgrid = build_grid(b, c, placed.decode, tol=REFINE)
     pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)), tol=REFINE)
+    vgrid = None
+    if verify_tokens:
+        top = max_context - verify_tokens
+        vgrid = build_grid(b, sorted({0, top // 2, top}),
+                           lambda x, y: placed.verify(x, verify_tokens, min(y, top)), tol=REFINE)
     t_grid = time.perf_counter() - t1
     cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
-                    max_context)
+                    max_context, vgrid, verify_tokens)
     rng = random.Random(error_seed)
     checks = []
     for _ in range(ERROR_POINTS):
@@ -162,6 +175,10 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         pp = rng.randint(0, max_context - nn)
         checks.append({"kind": "prefill", "tokens": nn, "position": pp, "simulated": placed.prefill(nn, pp),
                        "interpolated": cost.prefill(nn, pp)})
+        if vgrid is not None:
+            vb, vc = rng.randint(1, max_batch), rng.randint(0, max_context - verify_tokens)
+            checks.append({"kind": "verify", "batch": vb, "context": vc, "tokens": verify_tokens,
+                           "simulated": placed.verify(vb, verify_tokens, vc), "interpolated": cost.verify(vb, vc)})
     for x in checks:
         x["error"] = abs(x["interpolated"] - x["simulated"]) / x["simulated"]
     worst = max(x["error"] for x in checks)
@@ -176,6 +193,7 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "kv_kernels": placed.kv_detail,
         "cores_used": [pl.cores_used for _, pl, _ in placed.parts],
         "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
+        **({"verify_grid": {**vgrid.as_dict("batch", "context"), "tokens": verify_tokens}} if vgrid else {}),
         "interpolation": "bilinear, clamped at the grid's edges",
         "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
         "place_seconds": t_place, "grid_seconds": t_grid,
@@ -186,13 +204,15 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     return WaferCost(cost, placed, report)
 
 
-def region(machine: Machine, fraction: float, first: bool) -> Machine:
-    """The rows of a mesh split at ``fraction``: the first region (prefill) or the rest (decode)."""
+def region(machine: Machine, fraction: float, first: bool, names: tuple[str, str] = ("prefill", "decode"),
+           flag: str = "--split") -> Machine:
+    """The rows of a mesh split at ``fraction``: the first region (prefill, or a draft model) or the
+    rest (decode, or the target)."""
     top = int(round(machine.rows * fraction))
     if not 1 <= top < machine.rows:
-        raise UsageError(f"--split {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
+        raise UsageError(f"{flag} {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
                          "a fraction strictly between 0 and 1")
     rows = top if first else machine.rows - top
-    return replace(machine, name=f"{machine.name} ({'prefill' if first else 'decode'} region: {rows} of "
+    return replace(machine, name=f"{machine.name} ({names[0] if first else names[1]} region: {rows} of "
                                  f"{machine.rows} rows)", rows=rows, fabric_rows=0, die_cores=0)
 
