@@ -121,7 +121,7 @@ def build_policy(args, max_context: int, log):
     machine = get_machine(args.target)
     kw = dict(max_context=max_context, max_batch=args.max_batch, chunk=args.chunk, dtype=args.dtype, seed=args.seed,
               log=log)
-    if args.draft is not None:
+    if getattr(args, "draft", None) is not None:  # benchmarks/serve.py builds its own Namespace
         from ..serve.draft import speculative_costs
 
         cost, reports = speculative_costs(args, machine, kw)
