@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
                    "split between prefill and decode by --split) (default 1)")
     s.add_argument("--trace", help="requests: CSV or JSONL with arrival seconds, prompt and output tokens (the Azure "
                    "LLM inference trace columns TIMESTAMP,ContextTokens,GeneratedTokens are read as they are)")
-    s.add_argument("--rate", type=float, help="synthetic arrivals: requests per second (with --requests)")
+    s.add_argument("--rate", help="synthetic arrivals: requests per second (with --requests); several, separated by "
+                   "commas, draw the latency against the load (each served on the same step costs; the table, "
+                   "timeline and requests.jsonl are the last rate's)")
     s.add_argument("--requests", type=int, help="synthetic arrivals: how many requests")
     s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson", help="synthetic arrival process "
                    "(default poisson)")
@@ -73,6 +75,9 @@ def _check(args) -> None:
         raise UsageError("--rate needs --requests K (how many requests)")
     if args.trace is not None and args.requests is not None:
         raise UsageError("--requests goes with --rate; a --trace holds its own requests")
+    args.rates = _rates(args.rate) if args.rate is not None else []
+    if args.rates:
+        args.rate = args.rates[-1]  # the run whose table, timeline and requests.jsonl are written
     for flag, v, low in (("--max-batch", args.max_batch, 1), ("--chunk", args.chunk, 1),
                          ("--requests", args.requests, 1), ("--max-context", args.max_context, 2)):
         if v is not None:
@@ -102,12 +107,28 @@ def _check_draft(args) -> None:
         raise UsageError("not supported: speculative decoding (--draft) with --policy disaggregated; use colocated")
 
 
-def _requests(args):
+def _rates(text: str) -> list[float]:
+    out = []
+    for x in str(text).split(","):
+        try:
+            v = float(x)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and v > 0):
+            raise UsageError(f"--rate {text!r}: give a positive number of requests per second, or several separated "
+                             "by commas")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise UsageError(f"--rate {text!r} names a rate twice")
+    return out
+
+
+def _requests(args, rate=None):
     from ..serve.trace import read_trace, synthetic
 
     if args.trace is not None:
         return read_trace(args.trace)
-    return synthetic(args.rate, args.requests, arrivals=args.arrivals, cv=args.cv, prompt=args.prompt_dist,
+    return synthetic(rate, args.requests, arrivals=args.arrivals, cv=args.cv, prompt=args.prompt_dist,
                      output=args.output_dist, seed=args.seed)
 
 
@@ -160,6 +181,26 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def load_point(rate: float, s: dict) -> dict:
+    """One rate's point of the latency-against-load curve."""
+    pick = lambda d: {k: d.get(k) for k in ("p50", "p90", "p99")}  # noqa: E731
+    return {"rate": rate, "completed": s["completed"], "rejected": s["rejected"],
+            "ttft_seconds": pick(s.get("ttft_seconds") or {}), "tpot_seconds": pick(s.get("tpot_seconds") or {}),
+            "e2e_seconds": pick(s.get("e2e_seconds") or {}),
+            "output_tokens_per_second": s.get("output_tokens_per_second"),
+            "goodput_requests_per_second": s.get("goodput_requests_per_second"), "queue_max": s.get("queue_max", 0)}
+
+
+def load_table(load: list[dict]) -> str:
+    lines = [f"{'rate (/s)':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'TPOT p50':>10}{'TPOT p99':>10}{'tok/s':>10}"
+             f"{'goodput':>10}   (ms; goodput in requests/s)"]
+    for p in load:
+        t, o = p["ttft_seconds"], p["tpot_seconds"]
+        lines.append(f"{p['rate']:>10g}" + "".join(_ms(x) for x in (t["p50"], t["p99"], o["p50"], o["p99"]))
+                     + f"{p['output_tokens_per_second'] or 0:>10,.0f}{p['goodput_requests_per_second'] or 0:>10,.2f}")
+    return "\n".join(lines)
+
+
 def cmd_serve(args) -> int:
     from ..report.summary import to_json
     from ..serve.loop import serve
@@ -170,8 +211,9 @@ def cmd_serve(args) -> int:
     out = Path(args.output or Path("out") / f"{Path(args.model).name}-serve")
     check_output(out, "serve")  # a bad -o is refused before the work, not after
     log = progress(args.quiet, getattr(args, "verbose", False))
-    reqs = _requests(args)
-    longest = max(r.prompt + r.output for r in reqs)
+    runs = [_requests(args, rate) for rate in args.rates] if args.rates else [_requests(args)]
+    reqs = runs[-1]
+    longest = max(r.prompt + r.output for run in runs for r in run)
     max_context = args.max_context or -(-longest // 64) * 64
     t0 = time.perf_counter()
     policy, costs = build_policy(args, max_context, log)
@@ -179,7 +221,12 @@ def cmd_serve(args) -> int:
     spec = costs.pop("speculative", None)
     log(f"serving {len(reqs):,} requests ({args.policy})")
     t1 = time.perf_counter()
-    store = serve(reqs, policy, slo_ttft=args.slo_ttft, slo_tpot=args.slo_tpot)
+    load = []
+    for i, run in enumerate(runs):
+        store = serve(run, policy if i == len(runs) - 1 else policy.fresh(), slo_ttft=args.slo_ttft,
+                      slo_tpot=args.slo_tpot)
+        if args.rates:
+            load.append(load_point(args.rates[i], store.summary()))
     t_serve = time.perf_counter() - t1
     s = store.summary()
     worst = max(c["max_interpolation_error"] for c in costs.values() if "max_interpolation_error" in c)
@@ -195,6 +242,9 @@ def cmd_serve(args) -> int:
     }
     if spec is not None:
         section["speculative"] = spec
+    if len(load) > 1:
+        section["load"] = load
+        section["requests_from"]["rates"] = args.rates
     if args.policy == "disaggregated":
         section["kv_moved_bytes"] = policy.moved_bytes
     report = {"version": __version__, "model": Path(args.model).name if args.model.endswith(".json") else args.model,
@@ -202,7 +252,7 @@ def cmd_serve(args) -> int:
     from ..serve.html import report_html
 
     files = {"report.json": to_json(report), "requests.jsonl": store.jsonl(),
-             "report.html": report_html(report, table(s))}
+             "report.html": report_html(report, table(s) + ("\n\n" + load_table(load) if len(load) > 1 else ""))}
     replace_dir(out, files, command="serve")
     log.close()
     on = f"{args.systems} x {args.target}" if args.systems > 1 else args.target
@@ -213,6 +263,9 @@ def cmd_serve(args) -> int:
         print(f"speculative decoding: draft {spec['draft']}, {spec['draft_tokens']} draft tokens a step, acceptance "
               f"{spec['accept']:g} (assumed), {spec['tokens_per_verify_step']:.3f} tokens per verify step")
     print(table(s))
+    if len(load) > 1:
+        print("latency against load (each rate's requests on the same step costs):")
+        print(load_table(load))
     slo = ", ".join(f"{k} <= {1e3 * v:g} ms" for k, v in (("TTFT", args.slo_ttft), ("TPOT", args.slo_tpot)) if v)
     tps, pu = s.get("output_tokens_per_second"), s.get("tokens_per_second_per_user")
     print(f"output {tps or 0:,.0f} tokens/s ({pu or 0:,.0f} per user); goodput "
