@@ -60,5 +60,6 @@ def test_a_serve_sweep_gives_latency_percentiles_and_goodput_per_rate_and_policy
     table = list(csv.DictReader(io.StringIO(text)))
     assert [t["policy"] for t in table] == ["colocated", "disaggregated"] * 2
     assert all(float(t["ttft_p99_s"]) > 0 and t["goodput_rps"] != "" for t in table)
+    assert (tmp_path / "serve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")  # the frontier drawn
     again = run_sweep(parse_spec(SERVE, "test"), tmp_path, workers=0)  # resumed whole
     assert again.resumed == 4 and again.ran == 0

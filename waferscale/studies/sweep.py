@@ -37,7 +37,7 @@ from .sweep_outputs import COLUMNS, pareto, summary, table_rows, to_csv, write_o
 from .sweep_spec import Point, Spec
 
 POINTS_FILE = "points.jsonl"
-SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
+SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "serve.png", "sweep.parquet")  # all a sweep writes
 TIMING = ("compile_s", "pass_seconds")  # the only fields that differ between two runs of one point
 INTERNAL = "internal error: "
 
