@@ -77,7 +77,11 @@ def test_wafer_serve_with_several_rates_writes_the_load_curve(capsys, tmp_path):
                              "--max-batch", "2", "--chunk", "8", "--max-context", "24", "-q", "-o", str(tmp_path))
     assert code == 0, err
     assert "latency against load" in out and re.search(r"^\s+200000\s", out, re.M)
-    s = json.loads((tmp_path / "report.json").read_text())["serve"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    s, host = report["serve"], report["host"]
+    assert host["cost_grid_seconds"] == s["timing"]["cost_grid_seconds"] > 0  # grouped, the old keys kept
+    assert host["seconds"] >= host["cost_grid_seconds"] + host["serve_seconds"] and host["peak_rss_bytes"] > 0
+    assert host["engines"]["all"]["grid_seconds"] == s["costs"]["all"]["grid_seconds"]
     assert [p["rate"] for p in s["load"]] == [1000, 20000, 200000]
     assert s["requests_from"]["rate"] == 200000 and s["requests_from"]["rates"] == [1000, 20000, 200000]
     assert s["load"][-1]["ttft_seconds"]["p99"] == s["summary"]["ttft_seconds"]["p99"]  # the last rate's run

@@ -165,12 +165,25 @@ def load_table(load: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def host_section(t_start: float, t_costs: float, t_serve: float, costs: dict) -> dict:
+    """What depends on the host and the moment, together (as `wafer compile`'s ``host``): the run's
+    wall-clock seconds, its peak memory, and each engine's placement and cost-grid time. The same
+    figures stay where they were first written (``serve.timing``, ``serve.costs.*.*_seconds``)."""
+    from ..compiled import peak_rss_bytes
+
+    return {"seconds": time.perf_counter() - t_start, "peak_rss_bytes": peak_rss_bytes(),
+            "cost_grid_seconds": t_costs, "serve_seconds": t_serve,
+            "engines": {k: {"place_seconds": v["place_seconds"], "grid_seconds": v["grid_seconds"]}
+                        for k, v in costs.items() if "grid_seconds" in v}}
+
+
 def cmd_serve(args) -> int:
     from ..report.summary import to_json
     from ..serve.loop import serve
     from ..version import __version__
     from .console import progress
 
+    t_start = time.perf_counter()
     _check(args)
     out = Path(args.output or Path("out") / f"{Path(args.model).name}-serve")
     check_output(out, "serve")  # a bad -o is refused before the work, not after
@@ -212,7 +225,7 @@ def cmd_serve(args) -> int:
     if args.policy == "disaggregated":
         section["kv_moved_bytes"] = policy.moved_bytes
     report = {"version": __version__, "model": Path(args.model).name if args.model.endswith(".json") else args.model,
-              "target": args.target, "serve": section}
+              "target": args.target, "serve": section, "host": host_section(t_start, t_costs, t_serve, costs)}
     from ..serve.html import report_html
 
     files = {"report.json": to_json(report), "requests.jsonl": store.jsonl(),
