@@ -109,5 +109,7 @@ def test_wafer_serve_with_a_draft_on_the_same_wafer(capsys, tmp_path):
     tgt, dr = report["costs"]["target"], report["costs"]["draft"]
     assert tgt["rows"] + dr["rows"] == 32 and dr["rows"] == 8  # the first quarter of the rows for the draft
     assert tgt["verify_grid"]["tokens"] == 5 and tgt["max_context"] == 24 + 4
+    v, d = tgt["verify_grid"]["seconds"][0][0], tgt["decode_grid"]["seconds"][0][0]  # batch 1, context 0
+    assert d <= v < 5 * d  # k + 1 positions in one pass of the layer pipeline: far less than k + 1 steps
     assert any(x["kind"] == "verify" for x in tgt["error_points"]) and tgt["max_interpolation_error"] <= 0.05
     assert report["summary"]["completed"] == 30
