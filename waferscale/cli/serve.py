@@ -157,11 +157,11 @@ def load_point(rate: float, s: dict) -> dict:
 
 def load_table(load: list[dict]) -> str:
     lines = [f"{'rate (/s)':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'TPOT p50':>10}{'TPOT p99':>10}{'tok/s':>10}"
-             f"{'goodput':>10}   (ms; goodput in requests/s)"]
+             f"{'goodput':>12}   (ms; goodput in requests/s)"]
     for p in load:
         t, o = p["ttft_seconds"], p["tpot_seconds"]
         lines.append(f"{p['rate']:>10g}" + "".join(_ms(x) for x in (t["p50"], t["p99"], o["p50"], o["p99"]))
-                     + f"{p['output_tokens_per_second'] or 0:>10,.0f}{p['goodput_requests_per_second'] or 0:>10,.2f}")
+                     + f"{p['output_tokens_per_second'] or 0:>10,.0f}{p['goodput_requests_per_second'] or 0:>12,.2f}")
     return "\n".join(lines)
 
 
