@@ -120,3 +120,10 @@ def test_wafer_serve_names_the_malformed_row_of_a_trace(capsys, tmp_path):
     f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,4,4\n1,4,-4\n")
     code, _, err = run_cli(capsys, "serve", "tiny", "--target", TARGET, "--trace", str(f), "-o", str(tmp_path / "o"))
     assert code == 2 and "row 3" in err and "output tokens" in err
+
+
+def test_the_mixed_steps_overcount_is_estimated_from_the_grid(wafer):
+    m = wafer.report["mixed_step"]
+    fill = m["overcount_per_piece_seconds"]
+    assert m["cost"].startswith("the decode step plus each prefill piece")
+    assert 0 < fill == min(m["fill_seconds"].values()) <= wafer.placed.decode(1, 1)  # at most a whole step

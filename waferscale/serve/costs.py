@@ -8,12 +8,17 @@ A step-cost object answers, in seconds:
 - ``prefill(tokens, position)``: a chunk of ``tokens`` prompt tokens of one sequence, the first at
   ``position`` (chunked prefill: the rows before it are in the KV cache);
 
+optionally ``verify(batch, context)``: a step of ``verify_tokens`` positions of each of ``batch``
+sequences from ``context`` (speculative decoding's verify step, ``serve/speculative.py``), and
+optionally ``tokens_per_step``: output tokens a decode step yields per sequence (1 when absent);
+
 and holds ``kv_bytes_per_token`` (one token's keys and values in every layer), ``kv_capacity_bytes``
 (what the KV caches may take in all) and ``max_context`` (rows per sequence the program holds).
 
 ``GridCost`` is what serving uses: costs on a grid of (batch, context) and (chunk, position), read
 between the points by bilinear interpolation (clamped at the edges, so the grid must span what is
-asked). ``LinearCost`` is a synthetic one (a latency plus per-token terms) for fast tests.
+asked), with a third grid of (batch, context) for the verify step when one is asked for.
+``LinearCost`` is a synthetic one (a latency plus per-token terms) for fast tests.
 """
 
 from __future__ import annotations
@@ -107,9 +112,16 @@ class GridCost:
     kv_bytes_per_token: int
     kv_capacity_bytes: int
     max_context: int
+    verify_grid: Grid | None = None  # (batch, context), verify_tokens positions a sequence
+    verify_tokens: int = 0
 
     def decode(self, batch: int, context: float) -> float:
         return self.decode_grid(batch, context)
+
+    def verify(self, batch: int, context: float) -> float:
+        if self.verify_grid is None:
+            raise AssertionError("this cost grid was built without a verify step")
+        return self.verify_grid(batch, context)
 
     def prefill(self, tokens: int, position: int) -> float:
         return self.prefill_grid(tokens, position)
@@ -126,9 +138,13 @@ class LinearCost:
     per_sequence: float = 1e-5
     per_row: float = 1e-8
     per_prompt_token: float = 2e-5
+    verify_tokens: int = 1
 
     def decode(self, batch: int, context: float) -> float:
         return self.latency + batch * (self.per_sequence + self.per_row * context)
+
+    def verify(self, batch: int, context: float) -> float:
+        return self.latency + batch * self.verify_tokens * (self.per_sequence + self.per_row * context)
 
     def prefill(self, tokens: int, position: int) -> float:
         return self.latency + tokens * (self.per_prompt_token + self.per_row * (position + tokens / 2))

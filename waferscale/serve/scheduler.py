@@ -10,6 +10,8 @@
   prompt and start the next). New requests join between steps. A step that carries both costs the
   decode step plus each prefill piece, one after the other (our assumption: no overlap is counted
   between them in the pipeline, an upper bound).
+- **Tokens a decode step yields**: one per sequence, or with speculative decoding the cost's
+  ``tokens_per_step`` (an expectation: the fraction is carried to the sequence's next step).
 - **Roles**: ``both`` (colocated), ``prefill`` (a sequence leaves when its prompt is in, its first
   token sampled: the disaggregated policy moves its KV cache on), ``decode`` (sequences arrive with
   their prompt in the cache, once their KV cache has moved: ``ready``).
@@ -31,6 +33,7 @@ class Seq:
     generated: int = 0  # output tokens sampled
     kv: int = 0  # bytes reserved
     ready: bool = True  # a decode engine's sequence: its KV cache has arrived
+    credit: float = 0.0  # output tokens owed but not yet whole (speculative decoding's expectation)
 
 
 @dataclass
@@ -125,8 +128,12 @@ class Batcher:
                 prefilled.append(s)
                 if s.req.output == 1 and self.role == "both":
                     done.append(s)
+        per_step = getattr(self.cost, "tokens_per_step", 1.0)
         for s in step.decode:
-            s.generated += 1
+            s.credit += per_step
+            n = int(s.credit + 1e-9)  # a whole token at least: per_step >= 1
+            s.credit -= n
+            s.generated = min(s.generated + n, s.req.output)
             if s.generated == s.req.output:
                 done.append(s)
         for s in done:

@@ -81,6 +81,14 @@ class Placed:
     def prefill(self, tokens: int, position: int) -> float:
         return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
 
+    def verify(self, batch: int, tokens: int, position: int) -> float:
+        """Speculative decoding's verify step: ``tokens`` new positions of each of ``batch`` sequences
+        from ``position``, the LM head on every one: the decode graph lowered for that many tokens,
+        the tokens one chunk. (Not the prefill graph: on this placement its cost falls as its
+        tokens grow below a few dozen, a 1-token chunk costing some 50 decode steps on
+        llama-3.1-8b; a verify step of 5 would cost 13 decode steps instead of about one.)"""
+        return self._run(self.decode_graph, batch, tokens, int(round(position)), A.CHUNK_TOKENS)
+
 
 def place_model(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
                 dtype: str = "f16", seed: int = 0, prompt_len: int | None = None, log=lambda msg: None) -> Placed:
@@ -132,9 +140,12 @@ class WaferCost:
 
 
 def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batch: int, chunk: int, systems: int = 1,
-                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0,
+                dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0, verify_tokens: int = 0,
                 log=lambda msg: None) -> WaferCost:
-    """Place the model, simulate its steps on the grid, measure the interpolation error."""
+    """Place the model, simulate its steps on the grid, measure the interpolation error. With
+    ``verify_tokens``, a third grid of (batch, context) holds the verify step of that many positions a
+    sequence (speculative decoding's target; the program holds ``max_context`` rows, so the context
+    axis stops ``verify_tokens`` short of it)."""
     machine = get_machine(target) if isinstance(target, str) else target
     if chunk > max_context - 1:
         chunk = max_context - 1
@@ -149,9 +160,14 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     t1 = time.perf_counter()
     dgrid = build_grid(b, c, placed.decode, tol=REFINE)
     pgrid = build_grid(n, p, lambda x, y: placed.prefill(x, min(y, max_context - x)), tol=REFINE)
+    vgrid = None
+    if verify_tokens:
+        top = max_context - verify_tokens
+        vgrid = build_grid(b, sorted({0, top // 2, top}),
+                           lambda x, y: placed.verify(x, verify_tokens, min(y, top)), tol=REFINE)
     t_grid = time.perf_counter() - t1
     cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
-                    max_context)
+                    max_context, vgrid, verify_tokens)
     rng = random.Random(error_seed)
     checks = []
     for _ in range(ERROR_POINTS):
@@ -162,6 +178,10 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         pp = rng.randint(0, max_context - nn)
         checks.append({"kind": "prefill", "tokens": nn, "position": pp, "simulated": placed.prefill(nn, pp),
                        "interpolated": cost.prefill(nn, pp)})
+        if vgrid is not None:
+            vb, vc = rng.randint(1, max_batch), rng.randint(0, max_context - verify_tokens)
+            checks.append({"kind": "verify", "batch": vb, "context": vc, "tokens": verify_tokens,
+                           "simulated": placed.verify(vb, verify_tokens, vc), "interpolated": cost.verify(vb, vc)})
     for x in checks:
         x["error"] = abs(x["interpolated"] - x["simulated"]) / x["simulated"]
     worst = max(x["error"] for x in checks)
@@ -176,7 +196,9 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "kv_kernels": placed.kv_detail,
         "cores_used": [pl.cores_used for _, pl, _ in placed.parts],
         "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
+        **({"verify_grid": {**vgrid.as_dict("batch", "context"), "tokens": verify_tokens}} if vgrid else {}),
         "interpolation": "bilinear, clamped at the grid's edges",
+        "mixed_step": mixed_step(dgrid, pgrid),
         "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
         "place_seconds": t_place, "grid_seconds": t_grid,
     }
@@ -186,13 +208,39 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     return WaferCost(cost, placed, report)
 
 
-def region(machine: Machine, fraction: float, first: bool) -> Machine:
-    """The rows of a mesh split at ``fraction``: the first region (prefill) or the rest (decode)."""
+def mixed_step(dgrid, pgrid) -> dict:
+    """How a step carrying decode tokens and prefill pieces is costed, and a bound on what that
+    over-counts. The step is costed as the decode step plus each piece, one after the other: the
+    tile simulator runs one shape a program (``lower``: samples x tokens at one position), and a
+    batch mixing one-token sequences with a chunk has no such shape. Each part's time is about a
+    pipeline fill plus its tokens' stream; run together, the fill is paid once, so the sum
+    over-counts about one fill a piece: the intercept of the decode step's cost against the batch
+    (at the grid's middle context) and of a chunk's against its tokens (at position 0), the smaller."""
+    c = dgrid.ys[len(dgrid.ys) // 2]
+    b0, b1 = dgrid.xs[0], dgrid.xs[-1]
+    fill_d = dgrid(b0, c) - b0 * (dgrid(b1, c) - dgrid(b0, c)) / (b1 - b0) if b1 > b0 else None
+    n0, n1 = pgrid.xs[-2] if len(pgrid.xs) > 1 else pgrid.xs[0], pgrid.xs[-1]  # the largest chunks: a
+    p0 = pgrid.ys[0]  # one-token chunk may stream worse than a longer one
+    fill_p = pgrid(n1, p0) - n1 * (pgrid(n1, p0) - pgrid(n0, p0)) / (n1 - n0) if n1 > n0 else None
+    fills = [f for f in (fill_d, fill_p) if f is not None]
+    return {"cost": "the decode step plus each prefill piece, one after the other (no overlap counted)",
+            "fill_seconds": {"decode": fill_d, "prefill": fill_p},
+            "overcount_per_piece_seconds": max(0.0, min(fills)) if fills else None,
+            "basis": "a part's cost is about a pipeline fill plus its tokens' stream; the fill, the intercept of "
+                     "the simulated cost against the tokens (decode: batch 1 to max at the middle context; "
+                     "prefill: the two largest chunks at position 0), would be paid once in a mixed "
+                     "step: an estimate from the grid, not a simulation of a mixed step"}
+
+
+def region(machine: Machine, fraction: float, first: bool, names: tuple[str, str] = ("prefill", "decode"),
+           flag: str = "--split") -> Machine:
+    """The rows of a mesh split at ``fraction``: the first region (prefill, or a draft model) or the
+    rest (decode, or the target)."""
     top = int(round(machine.rows * fraction))
     if not 1 <= top < machine.rows:
-        raise UsageError(f"--split {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
+        raise UsageError(f"{flag} {fraction} leaves no rows to one region of {machine.name}'s {machine.rows}: give "
                          "a fraction strictly between 0 and 1")
     rows = top if first else machine.rows - top
-    return replace(machine, name=f"{machine.name} ({'prefill' if first else 'decode'} region: {rows} of "
+    return replace(machine, name=f"{machine.name} ({names[0] if first else names[1]} region: {rows} of "
                                  f"{machine.rows} rows)", rows=rows, fabric_rows=0, die_cores=0)
 

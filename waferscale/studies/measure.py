@@ -18,7 +18,10 @@ from ..report.wafer import wafer_report
 # The row's columns, in order (a failed point has the first ones and ``error``).
 KEYS = ("model", "target", "batch", "seq", "pipeline", "mode", "ok", "error", "compile_s", "kernels", "flows",
         "cores", "cores_used", "sram_peak_bytes_per_core", "flow_bytes", "stream_bytes", "latency_s", "seconds",
-        "tokens_per_s", "steady_tokens_per_s", "mfu", "bound", "tokens_per_joule", "average_watts")
+        "tokens_per_s", "steady_tokens_per_s", "mfu", "bound", "tokens_per_joule", "average_watts",
+        # mode: serve's (measure_serve.py); empty for the other modes
+        "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "e2e_p99_s",
+        "goodput_rps", "completed", "rejected", "queue_max")
 
 
 def measure(graph: Graph, pipeline: str, *, model: str, batch: int, seq: int, target: str) -> dict:

@@ -17,7 +17,8 @@ AXES = {
     "dtype": "f16, bf16 or f32",
     "batch": "positive integers",
     "seq": "positive integers (default: each model's context)",
-    "mode": "pipelined, streaming or auto (the execution mode); or inference, train or generate (the driver's mode)",
+    "mode": "pipelined, streaming or auto (the execution mode); or inference, train or generate (the driver's mode), "
+            "or serve (`wafer serve`: synthetic requests at a rate)",
     "execution": "pipelined, streaming or auto (the execution mode of a driver mode)",
     "pipeline": "pipeline strings ending in ...,route,simulate (`wafer passes`)",
     "density": "numbers in (0, 1]: the fraction of each linear weight kept (sparsify{density=D}; 1 is dense)",
@@ -30,12 +31,19 @@ AXES = {
     "io_gbs": "positive numbers (GB/s of system I/O)",
     "link_bytes": "4 (bytes per link per cycle)",
     "systems": "positive integers (systems the run spreads over)",
-    "split": "data or pipeline (how the run spreads over the systems)",
+    "split": "data or pipeline (how the run spreads over the systems); serve: the prefill share in (0, 1)",
     "prompt_len": "positive integers (generate's prompt)",
     "new_tokens": "positive integers (generate's new tokens)",
     "lora": "lora{...} pass strings (train: fine-tune adapters only)",
+    "rate": "positive numbers (serve: requests per second)",
+    "policy": "colocated or disaggregated (serve)",
+    "requests": "positive integers (serve: synthetic requests a point; default 200)",
+    "slo_ttft": "positive numbers (serve: goodput's time to first token at most, seconds)",
+    "slo_tpot": "positive numbers (serve: goodput's time per output token at most, seconds)",
 }
-RUN_MODES = ("inference", "train", "generate")
+RUN_MODES = ("inference", "train", "generate", "serve")
+SERVE_KEYS = ("rate", "policy", "requests", "slo_ttft", "slo_tpot")
+POLICIES = ("colocated", "disaggregated")
 MODES = ("pipelined", "streaming", "auto")
 
 
@@ -54,9 +62,13 @@ def check_modes(data: dict[str, Any], bad) -> None:
     elif "pipeline" in data:
         raise bad("pipeline", "goes with the forward pass (mode: auto, pipelined, streaming), not mode: "
                               f"{', '.join(run)}")
-    for key, mode in (("prompt_len", "generate"), ("new_tokens", "generate"), ("lora", "train")):
-        if key in data and run != [mode]:
+    for key, mode in (("prompt_len", "generate"), ("new_tokens", "generate"), ("lora", "train"),
+                      *((k, "serve") for k in SERVE_KEYS)):
+        if key in data and run != [mode] and not (mode == "generate" and run == ["serve"]):
             raise bad(key, f"is {mode}'s option: give it with mode: {mode} alone")
+    if "serve" in run:
+        _check_serve(data, bad)
+        return
     if "generate" in run and not ("prompt_len" in data and "new_tokens" in data):
         raise bad("mode", "generate needs prompt_len and new_tokens")
     if "generate" in run and ("seq" in data or "density" in data):
@@ -66,6 +78,25 @@ def check_modes(data: dict[str, Any], bad) -> None:
     for s in splits if isinstance(splits, list) else [splits]:
         if s not in ("data", "pipeline"):
             raise bad("split", f"{short(s)} is not data or pipeline")
+
+
+def _check_serve(data: dict[str, Any], bad) -> None:
+    """mode: serve: a rate; the split a prefill share; prompt_len and new_tokens fixed lengths (else
+    `wafer serve`'s default distributions)."""
+    if "rate" not in data:
+        raise bad("mode", "serve needs rate (requests per second)")
+    for key in ("seq", "density", "execution", "lora"):
+        if key in data:
+            raise bad(key, "does not go with mode: serve (its lengths are prompt_len and new_tokens)")
+    splits = data.get("split", [])
+    for s in splits if isinstance(splits, list) else [splits]:
+        n = number(s)
+        if n is None or not 0 < n < 1:
+            raise bad("split", f"{short(s)} is not a prefill share strictly between 0 and 1 (mode: serve)")
+    policies = data.get("policy", [])
+    for p in policies if isinstance(policies, list) else [policies]:
+        if p not in POLICIES:
+            raise bad("policy", f"{short(p)} is not one of {', '.join(POLICIES)}")
 
 
 def is_int(v: Any) -> bool:
@@ -90,7 +121,9 @@ def check_value(key: str, v: Any, bad) -> Any:
     """One value of an axis, checked and normalized."""
     from ..backends.machine import LINK_BYTES_UNSUPPORTED, SIMULATED_LINK_BYTES
 
-    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora"):
+    if key == "split" and number(v) is not None:  # serve's prefill share (check_modes has checked it)
+        return _text(number(v))
+    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora", "policy"):
         if not isinstance(v, str) or not v.strip():
             raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
         v = v.strip()
@@ -124,7 +157,7 @@ def check_value(key: str, v: Any, bad) -> Any:
             v = re.sub(r"\s+", "", v)
         return v
     n = number(v)
-    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes", "systems", "prompt_len", "new_tokens"):
+    if key in ("batch", "seq", "rows", "cols", "fmac", "link_bytes", "systems", "prompt_len", "new_tokens", "requests"):
         low = 0 if key in ("rows", "cols") else 1
         if not isinstance(n, int) or n < low:
             raise bad(f"{short(v)} is not {'a non-negative' if low == 0 else 'a positive'} integer")
@@ -137,6 +170,10 @@ def check_value(key: str, v: Any, bad) -> Any:
         if n > 1:
             raise bad(f"{short(v)} is not in (0, 1]")
     return n
+
+
+def _text(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:.12f}".rstrip("0").rstrip(".")
 
 
 def context(model: str, bad) -> int:

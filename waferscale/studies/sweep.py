@@ -37,7 +37,7 @@ from .sweep_outputs import COLUMNS, pareto, summary, table_rows, to_csv, write_o
 from .sweep_spec import Point, Spec
 
 POINTS_FILE = "points.jsonl"
-SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "sweep.parquet")  # all a sweep writes
+SWEEP_FILES = (POINTS_FILE, "sweep.csv", "sweep.json", "pareto.png", "serve.png", "sweep.parquet")  # all a sweep writes
 TIMING = ("compile_s", "pass_seconds")  # the only fields that differ between two runs of one point
 INTERNAL = "internal error: "
 
@@ -62,6 +62,10 @@ def run_point(graph, point: dict) -> dict:
     else is a bug, kept as a failed row marked ``internal error`` with its traceback."""
     try:
         where = {k: point[k] for k in ("model", "batch", "seq", "target")}
+        if point.get("serve") is not None:  # mode: serve: `wafer serve` on synthetic requests
+            from .measure_serve import measure_serve
+
+            return measure_serve(point["serve"], seq=point["seq"])
         if point.get("run") is not None:  # a driven point: the driver compiles it, its row is its report's
             return measure_run(point["run"], **where)
         return measure(graph, point["pipeline"], **where)
@@ -77,7 +81,8 @@ def _failed(point: dict, error: str, **extra) -> dict:
 
 def _task(p: Point) -> dict:
     return {"model": p.model, "pipeline": p.pipeline, "batch": p.batch, "seq": p.seq, "target": p.target,
-            "run": p.run_spec() if p.driven else None}
+            "run": p.run_spec() if p.driven and p.run != "serve" else None,
+            "serve": p.serve_task() if p.run == "serve" else None}
 
 
 def read_points(path: Path) -> dict[str, dict]:

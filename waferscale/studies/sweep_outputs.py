@@ -14,7 +14,8 @@ from .measure import KEYS
 from .sweep_spec import Point, Spec
 
 AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
-                "clock_ghz", "io_gbs", "link_bytes", "run", "systems", "split", "prompt_len", "new_tokens", "lora")
+                "clock_ghz", "io_gbs", "link_bytes", "run", "systems", "split", "prompt_len", "new_tokens", "lora",
+                "rate", "policy", "requests", "slo_ttft", "slo_tpot")
 # the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
 # whether it is on the Pareto front of tokens/s against cores
 COLUMNS = ("point", *AXIS_COLUMNS, *(k for k in KEYS if k not in ("model", "batch", "seq")), "pareto")
@@ -120,8 +121,49 @@ def plot(spec: Spec, rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
+def serve_plot(spec: Spec, rows: list[dict]) -> bytes | None:
+    """serve.png, for the points of mode: serve: the throughput-latency frontier, TTFT and TPOT p99
+    against output tokens/s, one line per (model, policy, split, max batch, systems) through its
+    rates; None when there are none."""
+    ok = [r for r in rows if r["ok"] and r.get("run") == "serve" and r.get("tokens_per_s")]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), dpi=100)
+    lines: dict[tuple, list[dict]] = {}
+    for r in ok:
+        lines.setdefault((r["model"], r["policy"], r["split"], r["batch"], r["systems"]), []).append(r)
+    for ax, (key, name) in zip(axes, [("ttft_p99_s", "TTFT p99"), ("tpot_p99_s", "TPOT p99")]):
+        for (model, policy, split, batch, systems), pts in lines.items():
+            pts = sorted((r for r in pts if r.get(key)), key=lambda r: r["rate"])
+            label = (f"{model} {policy}{' split ' + split if split and policy == 'disaggregated' else ''} "
+                     f"batch {batch}{f' x{systems}' if systems > 1 else ''}")
+            ax.plot([r["tokens_per_s"] for r in pts], [1e3 * r[key] for r in pts], marker="o", ms=3, lw=1,
+                    label=label)
+            for r in pts:
+                ax.annotate(f"{r['rate']:g}/s", (r["tokens_per_s"], 1e3 * r[key]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_yscale("log")
+        ax.set_xlabel("output tokens/s (simulated)")
+        ax.set_ylabel(f"{name} (ms)")
+        ax.grid(True, which="major", lw=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"wafer sweep{': ' + spec.name if spec.name else ''}: latency against throughput, each point a "
+                 "request rate", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def write_outputs(spec: Spec, rows: list[dict], out: Path) -> list[Path]:
-    """sweep.csv, sweep.json, pareto.png (and sweep.parquet with pyarrow), each whole or not at all."""
+    """sweep.csv, sweep.json, pareto.png, serve.png where the sweep has points of mode: serve (and
+    sweep.parquet with pyarrow), each whole or not at all."""
     from ..report.summary import write_dir
 
     files: dict[str, str | bytes] = {
@@ -130,6 +172,9 @@ def write_outputs(spec: Spec, rows: list[dict], out: Path) -> list[Path]:
                                   "rows": rows}, indent=1) + "\n",
         "pareto.png": plot(spec, rows),
     }
+    frontier = serve_plot(spec, rows)
+    if frontier is not None:
+        files["serve.png"] = frontier
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

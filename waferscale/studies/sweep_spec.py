@@ -46,7 +46,9 @@ from ..safe_read import load_yaml, loads_json, read_text, short
 from .spec_values import AXES, MODES, RUN_MODES, check_modes, check_value, context, is_int  # noqa: F401
 
 # axes with no effect at their default: left out of a point's id, so an older spec's points keep theirs
-QUIET = {"run": "inference", "systems": 1, "split": "", "prompt_len": 0, "new_tokens": 0, "lora": ""}
+QUIET = {"run": "inference", "systems": 1, "split": "", "prompt_len": 0, "new_tokens": 0, "lora": "", "rate": 0,
+         "policy": "", "requests": 0, "slo_ttft": 0, "slo_tpot": 0}
+SERVE_REQUESTS = 200  # mode: serve's requests a point when the spec gives none
 OTHER_KEYS = {"name": "a string", "sample": "grid or {random: N, seed: S}"}
 SYNONYMS = {"sparsity": "density"}  # --sparsity's name for the density axis
 # a WSE-2's core and I/O (backends/machine.py); seq None: each model's context
@@ -79,6 +81,11 @@ class Point:
     prompt_len: int = 0
     new_tokens: int = 0
     lora: str = ""
+    rate: float = 0  # mode: serve's (requests/s, policy, requests a point, SLOs in seconds; 0: none)
+    policy: str = ""
+    requests: int = 0
+    slo_ttft: float = 0
+    slo_tpot: float = 0
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in QUIET or v != QUIET[k]}
@@ -103,6 +110,13 @@ class Point:
     def trace_key(self) -> tuple[str, str, int, int]:
         """Points with one key share one traced graph (a driven point traces its own)."""
         return ("driver", self.id) if self.driven else (self.model, self.dtype, self.batch, self.seq)
+
+    def serve_task(self) -> dict:
+        """What ``measure_serve.measure_serve`` takes for a point of mode: serve."""
+        return {"model": self.model, "target": self.target, "systems": self.systems, "policy": self.policy,
+                "split": float(self.split) if self.split else 0.5, "max_batch": self.batch, "rate": self.rate,
+                "requests": self.requests, "prompt_len": self.prompt_len, "new_tokens": self.new_tokens,
+                "slo_ttft": self.slo_ttft or None, "slo_tpot": self.slo_tpot or None, "dtype": self.dtype}
 
     def run_spec(self):
         """The driver's spec of a driven point."""
@@ -153,6 +167,10 @@ class Spec:
             p.pop("execution", None)
             if p.get("run", "inference") == "generate":
                 p["seq"] = p["prompt_len"]  # the prefill's tokens (a decode step's are 1)
+            if p.get("run", "inference") == "serve":
+                p["seq"] = p.get("prompt_len", 0)  # 0: `wafer serve`'s default prompt lengths
+                p.setdefault("requests", SERVE_REQUESTS)
+                p.setdefault("policy", "colocated")
             if p.get("run", "inference") != "inference":
                 p["pipeline"] = ""  # the mode's passes are fixed (the report's run.executed has them)
             elif "pipeline" in p:

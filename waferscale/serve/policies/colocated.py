@@ -14,6 +14,10 @@ class Colocated:
         self.engine = Batcher(cost, max_batch, chunk, "both")
         self.engines = [self.engine]
 
+    def fresh(self) -> Colocated:
+        """A new, idle policy on the same step costs (a run leaves its engines' state behind)."""
+        return Colocated(self.engine.cost, max_batch=self.engine.max_batch, chunk=self.engine.chunk)
+
     def on_arrival(self, sim, req) -> None:
         why = self.engine.never_fits(req)
         if why:

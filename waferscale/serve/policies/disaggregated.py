@@ -36,6 +36,11 @@ class Disaggregated:
         self.moved_bytes = 0
         self.transfer_seconds = 0.0
 
+    def fresh(self) -> Disaggregated:
+        """A new, idle policy on the same step costs and link."""
+        return Disaggregated(self.pre.cost, self.dec.cost, self.link, max_batch=self.pre.max_batch,
+                             chunk=self.pre.chunk)
+
     def on_arrival(self, sim, req) -> None:
         why = self.pre.never_fits(req) or self.dec.never_fits(req)
         if why:
