@@ -9,10 +9,14 @@ total training time for the published token budget: 20 tokens per parameter (Chi
 the paper and its model cards say), parameters from the zoo's closed form.
 
 Batch sizes (sequences): the Cerebras-GPT model cards on Hugging Face (cerebras/Cerebras-GPT-*,
-table "BS (seq)"; arXiv 2304.03208 table 1): 111M 120, 256M 264, 590M 264, 1.3B 528, 2.7B 528,
-6.7B 1040, 13B 720 (its card gives "720 -> 1080", a ramp; we take the starting 720). The 111M and
-13B values were checked against the cards while writing this; the others are the cards' values
-as we read them, not rechecked here.
+README table "BS (seq)"; arXiv 2304.03208 table 1): 111M 120, 256M 264, 590M 264, 1.3B 528, 2.7B 528,
+6.7B 1040, 13B 720 (its card gives "720 -> 1080", a ramp; we take the starting 720). All seven
+rechecked against the cards' table (the 6.7B and 13B cards list every model) for issue 28.
+
+System counts: the cards and the paper say the models were trained on Andromeda, 16 CS-2 systems,
+with data parallelism; we found no per-model count in the material we could search (the cards,
+the paper's abstract and introduction, Cerebras' blog posts). The counts below (1, 1, 1, 4, 4, 8,
+12) are issue 28's table, not a published figure.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import argparse
 
 from results_io import command, compile_report, machine, write
 
-RUNS = {  # model: (global batch in sequences, CS-2 systems)
+RUNS = {  # model: (global batch in sequences: the model cards; CS-2 systems: issue 28's table, unsourced)
     "cerebras-gpt-111m": (120, 1), "cerebras-gpt-256m": (264, 1), "cerebras-gpt-590m": (264, 1),
     "cerebras-gpt-1.3b": (528, 4), "cerebras-gpt-2.7b": (528, 4), "cerebras-gpt-6.7b": (1040, 8),
     "cerebras-gpt-13b": (720, 12),

@@ -75,6 +75,11 @@ def streaming(tmp_path_factory):  # weight streaming (layers, groups) and sparse
     return compiled(tmp_path_factory, "streaming", "--mode", "streaming", "--sparsity", "0.25")
 
 
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):  # a training step: its efficiency-vs-systems plot (train.scaling)
+    return compiled(tmp_path_factory, "training", "--train", "--mode", "streaming", "--micro-batch", "1")
+
+
 def doctored(report, pj):
     memo = {}
     r, p = hostile(report, memo), hostile(pj, memo)
@@ -133,7 +138,7 @@ def assert_inert(page: str, want: Markup, report: dict, pj: dict):
     assert outside.count("<script") == 1 and outside.count("</script>") == 1
 
 
-@pytest.mark.parametrize("which", ["pipelined", "streaming"])
+@pytest.mark.parametrize("which", ["pipelined", "streaming", "training"])
 def test_hostile_strings_everywhere_stay_text(which, request):
     report, pj, _ = request.getfixturevalue(which)
     r, p, memo = doctored(report, pj)
@@ -152,13 +157,20 @@ def test_hostile_strings_everywhere_stay_text(which, request):
     assert '<table id="energy">' in page
     if which == "streaming":
         assert escape(r["time"]["layers"][0]["name"]) in page and "sparse kernels at density" in page
+    if which == "training":  # the plot's section, and its points in the island as numbers
+        assert 'id="scaling-section"' in page and 'id="scaling"' in page
+        pts = [x for p in r["train"]["scaling"]["points"] for x in (p["systems"], p["efficiency"])]
+        shown = [x for p in json.loads(Markup(page).scripts[0])["scaling"] for x in p]
+        assert len(pts) >= 4 and shown == pytest.approx(pts, rel=1e-3)
+    else:
+        assert 'id="scaling-section"' not in page
     # every replaced string the island carries is there whole (only the script turns it into text)
     data = json.loads(Markup(page).scripts[0])
     assert data["model"] == r["model"]["name"] and data["kernels"][0]["name"] == p["kernels"][0]["name"]
     assert set(memo.values()) >= {k["bound"] for k in data["kernels"]}
 
 
-@pytest.mark.parametrize("which", ["pipelined", "streaming"])
+@pytest.mark.parametrize("which", ["pipelined", "streaming", "training"])
 def test_markup_in_any_number_makes_an_inert_page_or_an_error(which, request):
     """One at a time, each number, null and boolean of both files becomes markup: the page is either
     inert or not made (an error that `wafer report --html` turns into one line). Of a list of records
@@ -258,7 +270,7 @@ def _drive(page):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("which", ["pipelined", "streaming"])
+@pytest.mark.parametrize("which", ["pipelined", "streaming", "training"])
 def test_no_script_of_theirs_runs_in_a_browser(which, request, tmp_path):
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -283,7 +295,10 @@ def test_no_script_of_theirs_runs_in_a_browser(which, request, tmp_path):
             page.wait_for_selector("body[data-ready='1']", state="attached", timeout=30_000)
             # the page works: its kernels, and their names shown as text
             assert page.locator("svg#mesh rect.k").count() == len(p["kernels"])
-            assert p["kernels"][0]["name"] in page.locator("#table").inner_text() + page.locator("body").inner_text()
+            shown = page.locator("#table").inner_text() + page.locator("body").inner_text()
+            assert any(k["name"] in shown for k in p["kernels"])  # weight streaming: one layer's kernels at first
+            if which == "training":  # the efficiency-vs-systems plot: a point per count
+                assert page.locator("svg#scaling-plot circle").count() == len(r["train"]["scaling"]["points"])
             _drive(page)
             sel = page.evaluate("window.waferReport.state.sel")  # its name, whole, as text
             assert page.locator("#details .kname").inner_text() == p["kernels"][sel]["name"].strip()

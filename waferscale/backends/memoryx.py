@@ -19,7 +19,12 @@ that it is our assumption:
   Milan 64-core processors in all, Tom's Hardware, Nov 2022); one socket has 8 channels of
   DDR4-3200, 204.8 GB/s peak (AMD EPYC 7003 specification). Our assumptions: the update runs on
   ``NODES`` two-socket servers of the cluster's, at ``STREAM_FRACTION`` of peak DRAM bandwidth (a
-  STREAM-like sweep); ``memoryx_for(machine, nodes)`` takes another node count.
+  STREAM-like sweep); ``memoryx_for(machine, nodes)`` takes another node count. Cerebras publishes
+  no update rate or MemoryX node count (the glossary says only that the update's compute is
+  "relatively low" next to the forward and backward; searched for issue 28: the glossary pages, the
+  Andromeda and Cerebras-GPT announcements, the model cards), so the 1.31 TB/s is a stated guess: one
+  one-socket node at 0.6 of peak (123 GB/s) and 8 nodes at 0.9 (2.9 TB/s) bracket it; each training
+  report gives the step at half and twice it (``train.optimizer.rate_sensitivity``).
 - **overlap**: a layer's gradients stream out as its backward finishes (``stream_sim.py``) and
   MemoryX updates that layer as soon as they are in, while the layers below are still in their
   backward; updates queue when MemoryX is slower than the backward. What is left after the last

@@ -181,6 +181,12 @@ class Train(Mode):
                     wafer = ctx.pipeline("train", CompileState(train, samples=per_system, tokens=tokens, machine=small,
                                                                log=log), WAFER_PIPELINE % "pipelined")
                 except (FitError, RoutingError) as e:
+                    if mode == "pipelined" and isinstance(e, RoutingError) and e.needed:
+                        raise RoutingError(
+                            f"{name} does not fit layer-pipelined training on {machine.name}: {e.needed} colors needed "
+                            f"on one link, {e.available} available ({e.why or 'its flows cross there'}; XY routes, "
+                            "one color per distinct value on a link); use weight streaming (--mode streaming)",
+                            e.needed, e.available, e.why) from None
                     if mode == "pipelined":
                         raise type(e)(f"{e} (with {spread:,} B per core kept for the optimizer state)") from None
                     chosen, reason = "streaming", f"layer-pipelined does not fit ({e})"

@@ -141,6 +141,11 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
     else:
         out["memoryx"] = memx.as_dict()
         out["sram_per_core"] = streaming_sram(state)
+        # the update rate is our assumption (backends/memoryx.py): the step at half and twice it
+        out["optimizer"]["rate_sensitivity"] = TT.rate_sensitivity(sim.groups, m, memx, n_micro * micro_cycles)
+        streams = sum(bool(g.weight_bytes) + bool(g.grad_bytes) for g in sim.groups)
+        out["scaling"] = TT.scaling_curve(batch, systems, micro, micro_cycles / m.clock_hz, opt_tail / m.clock_hz,
+                                          streams, m)
     if systems > 1:
         out["swarmx"] = swarmx_section(systems) | SX.swarmx_for(m, systems).as_dict()
     return out

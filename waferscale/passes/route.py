@@ -25,11 +25,17 @@ from dataclasses import dataclass, replace
 
 from ..backends.program import IO, STEP, Link, Placement, Program, Route, Routing, flows_into
 from ..errors import WaferError
+from .autodiff import BACKWARD
 from .base import PLACED, ROUTED, CompileState, Pass, register
 
 
 class RoutingError(WaferError):
-    pass
+    """More colors on one link than the fabric has: ``needed`` against ``available``, and ``why`` (what
+    crosses that link), for a caller that can say what to do instead."""
+
+    def __init__(self, message: str, needed: int = 0, available: int = 0, why: str = ""):
+        super().__init__(message)
+        self.needed, self.available, self.why = needed, available, why
 
 
 @register
@@ -103,6 +109,7 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
     routes = []
     link_bytes: dict[Link, float] = defaultdict(float)
     sources: dict = defaultdict(set)  # the distinct (producer, value) streams on each link (latency: per wave)
+    readers: dict = defaultdict(set)  # (link key, stream): its consumers, to say what crosses a full link
     wave = _waves(prog) if placement.mode == "latency" else None
     for i in flow_ids:
         f = prog.flows[i]
@@ -120,7 +127,9 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
         source = (f.src, f.value, f.dst) if entering else (f.src, f.value)  # what enters does so per consumer
         for link in links:
             link_bytes[link] += b / lanes
-            sources[link if wave is None else (link, wave[f.dst])].add(source)
+            key = link if wave is None else (link, wave[f.dst])
+            sources[key].add(source)
+            readers[key, source].add(f.dst)
     colors = Counter({key: len(s) for key, s in sources.items()})
     if wave is not None:
         colors = _busiest_wave(colors)
@@ -134,6 +143,24 @@ def _route(prog: Program, placement: Placement, flow_ids, group: tuple[int, ...]
     worst = max(colors.items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0))
     if worst[1] > placement.machine.colors:
         (row, col, d), n = worst
-        raise RoutingError(f"link ({row},{col})->{d} needs {n} colors and the fabric has {placement.machine.colors}: "
-                           "too many flows cross one place; try another --target or a shorter model")
+        why = _crossing(prog, sources, readers, worst[0], n) if wave is None else ""
+        raise RoutingError(f"link ({row},{col})->{d} needs {n} colors and the fabric has {placement.machine.colors}"
+                           f"{' (' + why + ')' if why else ''}: too many flows cross one place; try another --target "
+                           "or a shorter model", n, placement.machine.colors, why)
     return Routing(tuple(routes), dict(link_bytes), dict(colors))
+
+
+def _crossing(prog: Program, sources: dict, readers: dict, link: Link, colors: int) -> str:
+    """What takes the colors of a full ``link``: its distinct values, how many of them forward values
+    that a backward kernel reads (a training step's saved activations), and the kernel's own colors."""
+    def backward(k: int) -> bool:
+        return k >= 0 and prog.kernels[k].name.startswith(BACKWARD)
+
+    streams = sources.get(link, set())
+    saved = sum(1 for s in streams if s[0] >= 0 and not backward(s[0]) and any(map(backward, readers[link, s])))
+    out = f"{len(streams)} distinct values cross it"
+    if saved:
+        out += f", {saved} of them forward values the backward reads"
+    if colors > len(streams):
+        out += f"; the kernel there takes {colors - len(streams)} more itself"
+    return out

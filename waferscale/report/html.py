@@ -126,8 +126,35 @@ def page_data(report: dict, pj: dict) -> dict:
         "clock_hz": t["clock_hz"], "kernels": kernels, "flows": flows,
         "layers": [name for name, _ in layers],
         "groups": [{"name": g["name"], "kernels": g["kernels"]} for g in pj.get("groups") or []],
-        "shown_group": shown_group(pj), "top_n": TOP_N,
+        "shown_group": shown_group(pj), "top_n": TOP_N, "scaling": scaling_points(report),
     }
+
+
+def scaling_points(report: dict) -> list[list[float]]:
+    """A training compile's estimated efficiency on 1 to 16 systems (``train.scaling``, weight streaming):
+    [systems, efficiency] pairs, numbers only (a non-number is an error), for the page's small plot."""
+    sc = (report.get("train") or {}).get("scaling")
+    if not sc:
+        return []
+    out = []
+    for p in sc["points"]:
+        n, e = p["systems"], p["efficiency"]
+        if e is None:
+            continue
+        if isinstance(n, bool) or not isinstance(n, int) or isinstance(e, bool) or not isinstance(e, (int, float)) \
+                or not math.isfinite(e):
+            raise ValueError("train.scaling: systems and efficiency must be numbers")
+        out.append([n, _num(float(e), 4)])
+    return out
+
+
+def _scaling(report: dict) -> str:
+    """The section the script draws the efficiency-vs-systems plot into (a training compile only)."""
+    if not scaling_points(report):
+        return ""
+    return ('<section id="scaling-section"><h2>Scaling: efficiency vs systems</h2><p class="hint">Estimated from '
+            'this compile: its global batch split over N systems at its micro-batch (train.scaling in report.json; '
+            'benchmarks/paper_scaling.py compiles each count).</p><div id="scaling"></div></section>')
 
 
 def _card(label: str, value: str, note: str = "") -> str:
@@ -277,5 +304,6 @@ def report_html(report: dict, pj: dict) -> str:
     return _asset("report.html").format(
         title=_e(title), css=_asset("report.css"), js=_asset("report.js"), data=data,
         summary=_summary(report, pj), layers=_layers(report, pj), links=_links(pj), passes=_passes(report),
+        scaling=_scaling(report),
         streaming=' class="streaming"' if is_streaming(pj) else "",
     )

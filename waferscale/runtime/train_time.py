@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import ceil
 
 from ..backends import assumptions as A
@@ -88,3 +89,45 @@ def wafer_optimizer_cycles(g: Graph, machine: Machine) -> float:
         if loc.startswith(OPTIMIZER) and op.kind not in ("constant", "cast"):
             work += op.type.numel * element_cycles(op.kind) * density.get(loc.removeprefix(OPTIMIZER), 1.0)
     return work / (lanes * machine.cores)
+
+
+RATE_FACTORS = (0.5, 2.0)  # the MemoryX update rate is our assumption: the step at half and twice it
+SCALING_SYSTEMS = (1, 2, 4, 8, 16)  # Andromeda's 16 CS-2 systems (cerebras.net, Nov 2022)
+
+
+def rate_sensitivity(groups, machine: Machine, memx: MX.MemoryX, steady_cycles: float) -> dict:
+    """The step at half and twice MemoryX's assumed update rate (``RATE_FACTORS``): only the exposed
+    tail changes, the micro-batches before it (``steady_cycles``) do not."""
+    out = {}
+    for f in RATE_FACTORS:
+        sched = MX.update_schedule(groups, replace(memx, update_bytes_per_s=memx.update_bytes_per_s * f),
+                                   machine.clock_hz)
+        out[f"{f:g}"] = {"update_bytes_per_s": memx.update_bytes_per_s * f,
+                         "exposed_seconds": sched.exposed / machine.clock_hz,
+                         "step_seconds": (steady_cycles + sched.exposed) / machine.clock_hz}
+    return out
+
+
+def scaling_curve(batch: int, systems: int, micro: int, micro_seconds: float, tail_seconds: float, streams: int,
+                  machine: Machine) -> dict:
+    """This compile's global ``batch`` on 1 to 16 systems at its per-system micro-batch ``micro`` (strong
+    scaling at fixed micro-batch): each system runs ``batch / N / micro`` micro-batches of this compile's
+    time, then MemoryX's exposed tail; the SwarmX latency of N systems replaces this compile's on each of
+    its ``streams`` weight and gradient streams (an upper bound: most of it hides behind compute).
+    Efficiency: the step on one system over N times the step on N. Counts whose batch per system the
+    micro-batch does not divide are left out."""
+    lat = SX.swarmx_for(machine, systems).latency_s()
+    points = []
+    for n in sorted(set(SCALING_SYSTEMS) | {systems}):
+        if batch % n or (batch // n) % micro:
+            continue
+        m_s = micro_seconds + streams * (SX.swarmx_for(machine, n).latency_s() - lat)
+        points.append({"systems": n, "micro_batches": batch // n // micro,
+                       "step_seconds": batch // n // micro * m_s + tail_seconds})
+    one = points[0]["step_seconds"] if points and points[0]["systems"] == 1 else None
+    for p in points:
+        p["efficiency"] = one / (p["systems"] * p["step_seconds"]) if one else None
+    return {"batch": batch, "micro_batch": micro, "points": points,
+            "basis": "estimated from this compile: the global batch split over N systems at this micro-batch, "
+                     "this micro-batch's simulated time, SwarmX latency for N, MemoryX's exposed tail "
+                     "(runtime/train_time.py scaling_curve); benchmarks/paper_scaling.py compiles each N"}

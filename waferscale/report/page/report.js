@@ -354,7 +354,34 @@
     markLink(tr.dataset.link); if (!S.heat) setHeat(true);
   }));
 
+  // ---- scaling: efficiency vs systems (a training compile) ------------------------------------
+  function scalingPlot() {
+    const pts = (D.scaling || []).map(([n, e]) => [Number(n), Number(e)])
+      .filter(([n, e]) => isFinite(n) && n >= 1 && isFinite(e));
+    const box = $("scaling");
+    if (!box || !pts.length) return;
+    const W = 360, H = 200, L = 44, B = 30, T = 10, Rm = 12;
+    const nmax = Math.max(...pts.map((p) => p[0]), 2), lo = Math.min(0.5, ...pts.map((p) => p[1]));
+    const x = (n) => L + (W - L - Rm) * Math.log2(n) / Math.log2(nmax);
+    const y = (e) => T + (H - T - B) * (1.05 - Math.min(Math.max(e, lo), 1.05)) / (1.05 - lo);
+    const svg = el("svg", { id: "scaling-plot", viewBox: `0 0 ${W} ${H}`, width: W, height: H });
+    el("line", { x1: L, y1: y(1), x2: W - Rm, y2: y(1), class: "ideal" }, svg);
+    el("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }, svg);
+    el("line", { x1: L, y1: H - B, x2: W - Rm, y2: H - B, class: "axis" }, svg);
+    const label = (tx, ty, text, anchor) => { el("text", { x: tx, y: ty, "text-anchor": anchor }, svg).textContent = text; };
+    for (const e of [lo, (lo + 1) / 2, 1]) label(L - 4, y(e) + 4, pct(e), "end");
+    for (const [n] of pts) label(x(n), H - B + 14, String(n), "middle");
+    label((L + W) / 2, H - 2, "systems (log scale)", "middle");
+    el("polyline", { points: pts.map(([n, e]) => `${x(n).toFixed(1)},${y(e).toFixed(1)}`).join(" "), class: "eff" }, svg);
+    for (const [n, e] of pts) {
+      const c = el("circle", { cx: x(n).toFixed(1), cy: y(e).toFixed(1), r: 3.5, class: "eff" }, svg);
+      el("title", {}, c).textContent = `${n} system(s): ${pct(e)} of linear`;
+    }
+    box.replaceChildren(svg);
+  }
+
   $("limit").value = String(D.top_n);
+  scalingPlot();
   paint();
   showGroup(S.group);
   table();
