@@ -8,6 +8,7 @@ import pytest
 
 from waferscale.generate import compile_generate
 from waferscale.passes.latency import ancestors, concurrent, verify_latency
+from waferscale.runtime.switching import handover_cycles
 from waferscale.runtime.tile_sim import sharing
 
 
@@ -54,9 +55,13 @@ def test_concurrent_kernels_apart_and_shared_cores_take_turns(tiny_auto):
     share = sharing(pl)
     assert any(share)  # cores are shared in time
     span = {kk: (a, b) for kk, _, _, a, b in sim.spans}
+    hand = handover_cycles(prog, pl, share)
+    assert all(h > 0 for h, others in zip(hand, share) if others) and all(h == 0 for h, o in zip(hand, share) if not o)
     for a, others in enumerate(share):
-        for b in others:  # kernels that share cores never run at the same time
+        for b in others:  # kernels that share cores never run at the same time, and hand the router over
             assert span[a][1] <= span[b][0] or span[b][1] <= span[a][0]
+            if b > a:
+                assert span[b][0] >= span[a][1] + hand[b] - 1  # spans are rounded to whole cycles
 
 
 def test_cli_placement_option(tmp_path, capsys):

@@ -51,3 +51,18 @@ def test_each_part_of_llama_70b_on_four_wse3s_fits_its_wafer(blocks_of_70b, part
     # every weight of the part is resident: a middle part holds 21 of the 80 blocks' 141 GB
     if part.startswith("middle"):
         assert sub.weight_bytes > 0.25 * 141e9
+
+
+def test_the_largest_part_of_llama_70b_on_four_wse3s_fits_its_wafer_in_latency_placement(blocks_of_70b):
+    """The latency placement (every kernel on the region that finishes it soonest, regions shared in
+    time) of the middle part, 21 of the 80 blocks: every core's SRAM within capacity
+    (``verify_latency``: the resident buffers of the kernels sharing it summed, one set of transient
+    ones), so four WSE-3s serve 70B in latency placement too."""
+    from waferscale.passes.latency import place_latency, sram_map, verify_latency
+
+    machine, prog, all_groups = blocks_of_70b
+    sub = part_program(prog, tuple(k for ks in all_groups[1:22] for k in ks), SYSTEMS)
+    placement = place_latency(sub, machine)  # raises FitError if it does not fit
+    verify_latency(sub, placement)
+    full = sram_map(sub, placement)
+    assert full.max() <= machine.sram_bytes and full.mean() > 0.8 * machine.usable_sram_bytes  # really that full

@@ -4,6 +4,8 @@ finishes its last element's work (then its fill) after the last arrives."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,38 @@ def test_arrivals_delay_a_gemv_by_its_late_elements():
     late = simulate_gemv(x, w, 4, 4, 4, arrivals=np.full(32, 100, np.int64))
     assert late.cycles == now.cycles + 100
     np.testing.assert_allclose(late.c, now.c)
+
+
+@pytest.mark.parametrize("dims,meshes,gap", [
+    ((64, 96, 48), [(8, 8), 6, (8, 6)], 2),  # GEMV -> row-wise scale -> GEMV
+    ((256, 256, 256), [(16, 16), 16, (16, 16)], 3),
+    ((128, 512, 128), [(16, 32), 8, (16, 8)], 1),
+])
+def test_gemv_rowwise_gemv_streams_as_the_pe_level(dims, meshes, gap):
+    """A row-wise scale between two GEMVs (RMSNorm's multiply by its weight, unfolded) streams: it
+    takes each element as it arrives and sends the result on (``Rowwise.emit``, ``stream_tail``), so
+    the chain is within 5% of the PE level, where the scale is ``pe_chain.scale_stage``."""
+    m = get_machine("mesh:16x64")
+    d0, d1, d2 = dims
+    b = GraphBuilder("chain")
+    v = b.input("x", TensorType((1, 1, d0), "f32"))
+    v = b.op("matmul", v, b.param("w0", TensorType((d0, d1), "f32")), loc="l0")
+    v = b.op("mul", v, b.param("g", TensorType((d1,), "f32")), loc="s")
+    prog = lower(b.output(b.op("matmul", v, b.param("w1", TensorType((d1, d2), "f32")), loc="l1")), 1, 1)
+    g1, cols, g2 = meshes
+    rects = [Rect(0, 0, *g1), Rect(0, g1[1] + gap, 1, cols), Rect(0, g1[1] + cols + 2 * gap, *g2)]
+    pl = Placement(m, "pipelined", tuple(rects), m.rows, (0, 0, 0))
+    rt = route(prog, pl)
+    sim = simulate(prog, pl, rt, chunk=1)
+    assert [type(k.model).__name__ for k in prog.kernels] == ["Gemm", "Rowwise", "Gemm"]
+    tile = sim.cycles - min(s[3] for s in sim.spans if s[0] == 0)
+    hops = [r.hops for r in sorted(rt.routes, key=lambda r: prog.flows[r.flow].src) if prog.flows[r.flow].src >= 0]
+    rng = np.random.default_rng(3)
+    w0, w1 = (rng.standard_normal(s).astype(np.float32) for s in ((d0, d1), (d1, d2)))
+    g, x = rng.standard_normal(d1).astype(np.float32), rng.standard_normal(d0).astype(np.float32)
+    pe = simulate_chain(x, [(w0, *g1), ("scale", g, cols), (w1, *g2)], m.datapath("f32"), hops)
+    np.testing.assert_allclose(pe.y, (x @ w0 * g) @ w1, rtol=1e-3, atol=1e-2)
+    assert abs(tile / pe.cycles - 1) <= 0.05, (tile, pe.cycles)
+    scale = prog.kernels[1].model  # it streams; a norm (a reduction over the token) does not
+    assert scale.emit(1, cols) > 0 and scale.stream_tail(1, cols, m) is not None
+    assert replace(scale, op="rmsnorm").stream_tail(1, cols, m) is None

@@ -18,9 +18,18 @@ row broadcast's and the column reduce's hops) is the least, wherever on the mesh
   item, in program order).
 
 Each kernel's rectangle is chosen greedily in program order: its shapes by increasing latency, and
-for each a few positions spread over the mesh, taking the position whose cores end least full; the
-first shape that fits without a concurrent overlap wins. Where none of the fastest shapes fits (the
-mesh filling up), every shape is tried, at more positions.
+for each every position on the mesh (the fullest core of every window at once, a sliding maximum),
+taking the position whose cores end least full; the first shape that fits without a concurrent
+overlap wins. Two rules keep a nearly full wafer packable (llama-3.1-70b's quarter fills 86% of a
+WSE-3's SRAM):
+
+- a side longer than the kernel's extent needs is never tried, and a kernel's sides are those that
+  split its extent evenly (``sizes``: ``ceil(dim / t)`` for a tile count t), so no core holds a
+  part-filled tile (spanning a WSE-3's 1,170 rows with 8,192 rows of weights would round every
+  core up to 8 and waste 12% of the SRAM);
+- a **budget**: a rectangle may fill its cores only so far that every core keeps room for its even
+  share of the resident bytes of the kernels still to place. Where the fastest shapes break it,
+  every shape is tried; where all do, the budget is dropped (only the capacity holds).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 from math import ceil
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program, Rect
@@ -36,7 +46,6 @@ from ..errors import FitError, VerifyError
 # Buffers a core reuses between the kernels that share it (one of them runs at a time); every other
 # buffer (weights, KV cache, tables) is resident, one per kernel.
 TRANSIENT = frozenset({"activations_in", "activations_out", "partial_sums", "fabric_queues", "accumulators"})
-POSITIONS = 6  # candidate positions per axis for each shape (spread evenly over the mesh)
 SHAPES = 12  # shapes tried per kernel, by increasing latency, before giving up
 
 
@@ -58,13 +67,19 @@ def concurrent(anc: list[int], i: int, j: int) -> bool:
     return not (anc[j] >> i) & 1 and not (anc[i] >> j) & 1
 
 
-def sizes(limit: int) -> list[int]:
-    """Rectangle sides tried: about 1.4x apart, up to ``limit``."""
-    out, s = {limit}, 1
-    while s < limit:
-        out.add(s)
-        s = max(s + 1, round(s * 1.41))
-    return sorted(out)
+def sizes(limit: int, dim: int | None = None) -> list[int]:
+    """Rectangle sides tried: about 1.4x apart, up to ``limit``. With ``dim`` (the kernel's extent on that
+    axis), the sides that split it evenly instead: the least side for each tile count (``ceil(dim / t)``
+    for tile counts t about 1.4x apart, and the least t that fits ``limit``), so that a rectangle wastes no
+    core on a partly filled tile."""
+    if dim is None or dim <= limit:
+        out, s = {limit}, 1
+        while s < limit:
+            out.add(s)
+            s = max(s + 1, round(s * 1.41))
+        return sorted(out)
+    least = ceil(dim / limit)  # the fewest tiles per core that the axis fits in
+    return sorted({ceil(dim / t) for t in [least, *sizes(dim)] if t >= least})
 
 
 def split_sram(sram: dict[str, int]) -> tuple[int, int]:
@@ -86,12 +101,15 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
     rects: list[Rect] = []
     times: list[int] = []
     cache: dict = {}
+    # every kernel's resident bytes (its buffers on a single core), and per kernel those of the kernels after it
+    total = [split_sram(node.model.sram(1, 1))[0] for node in prog.kernels]
+    after = np.cumsum(total[::-1])[::-1].tolist()[1:] + [0]
     for k, node in enumerate(prog.kernels):
         m = node.model
         key = repr(m)
         if key not in cache:
-            hs = sizes(min(machine.rows, m.max_rows()))
-            ws = sizes(min(machine.cols, m.max_cols()))
+            hs = sizes(min(machine.rows, m.max_rows()), m.max_rows())
+            ws = sizes(min(machine.cols, m.max_cols()), m.max_cols())
             cands = []
             for h in hs:
                 for w in ws:
@@ -100,26 +118,24 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
                         cands.append((latency(m, h, w, prog, machine), h * w, h, w, res, tr))
             cache[key] = sorted(cands)
         blocked = [rects[j] for j in range(k) if concurrent(anc, j, k)]
+        # leave room on every core for the kernels still to place, their resident bytes spread evenly
+        budget = cap - ceil(after[k] / machine.cores)
+        least = int(resident.min())  # no core of any rectangle ends below its shape's res + tr + this
         best = None
-        for shapes, positions in ((cache[key][:SHAPES], POSITIONS), (cache[key], 4 * POSITIONS)):  # then wider
+        for shapes, limit in ((cache[key][:SHAPES], budget), (cache[key], budget), (cache[key], cap)):
             for lat, _, h, w, res, tr in shapes:
-                for r in _spread(machine.rows - h, positions):
-                    for c in _spread(machine.cols - w, positions):
-                        rect = Rect(r, c, h, w)
-                        if any(rect.overlaps(b) for b in blocked):
-                            continue
-                        here = resident[r:r + h, c:c + w] + np.maximum(transient[r:r + h, c:c + w], tr)
-                        fullest = res + int(here.max())
-                        if fullest <= cap and (best is None or fullest < best[0]):
-                            best = (fullest, rect, lat, res, tr)
-                if best is not None:
+                if res + tr + least > limit:
+                    continue
+                rect = _least_full(resident, transient, blocked, h, w, res, tr, limit)
+                if rect is not None:
+                    best = (rect, lat, res, tr)
                     break
             if best is not None:
                 break
         if best is None:
             raise FitError(f"latency placement: kernel {node.name} finds no rectangle on {machine.name} whose cores "
                            f"have room for it beside the kernels placed before it")
-        _, rect, lat, res, tr = best
+        rect, lat, res, tr = best
         resident[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols] += res
         t = transient[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols]
         np.maximum(t, tr, out=t)
@@ -130,11 +146,19 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
     return Placement(machine, "latency", tuple(rects), 0, tuple(times))
 
 
-def _spread(span: int, n: int) -> list[int]:
-    """n positions from 0 to span, evenly (fewer when the span is short)."""
-    if span <= 0:
-        return [0]
-    return sorted({ceil(span * i / (n - 1)) for i in range(n)})
+def _least_full(resident: np.ndarray, transient: np.ndarray, blocked: list[Rect], h: int, w: int, res: int,
+                tr: int, limit: int) -> Rect | None:
+    """The h x w position, clear of ``blocked``, whose fullest core ends least full and within ``limit``
+    (the first such in row-major order); None if there is none."""
+    rows, cols = resident.shape
+    full = resident + np.maximum(transient, tr)
+    # the fullest core of the h x w window whose top-left corner is (r, c), for every (r, c)
+    win = maximum_filter1d(maximum_filter1d(full, w, axis=1, origin=-(w // 2)), h, axis=0, origin=-(h // 2))
+    win = win[:rows - h + 1, :cols - w + 1] + res
+    for b in blocked:
+        win[max(0, b.row - h + 1):b.row + b.rows, max(0, b.col - w + 1):b.col + b.cols] = limit + 1
+    r, c = divmod(int(win.argmin()), win.shape[1])
+    return Rect(r, c, h, w) if win[r, c] <= limit else None
 
 
 def sram_map(prog: Program, placement: Placement) -> np.ndarray:

@@ -9,7 +9,7 @@ the cycle it arrived. The elements of the producer's output leave its south edge
 column, in order; element ``e`` is element ``e`` of the consumer's vector (K split over its rows).
 A stage may also be a row-wise scale (``("scale", gamma)``: RMSNorm's multiply by a weight, each
 element scaled as it passes on the way, one datapath cycle per element, ``pe_rowwise`` holds the
-full norm), which delays each element by its cycles and passes it on in order.
+full norm), which takes each element as it arrives and passes the result on (``scale_stage``).
 """
 
 from __future__ import annotations
@@ -35,17 +35,48 @@ def crossing(hops: int) -> int:
     return hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
 
 
-def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int) -> ChainResult:
-    """``stages``: ``(w, rows, cols)`` for a GEMV on a rows x cols grid. ``hops``: links between one
-    stage's output edge and the next stage's input edge."""
+def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int | list[int]) -> ChainResult:
+    """``stages``: ``(w, rows, cols)`` for a GEMV on a rows x cols grid, or ``("scale", gamma, cols)``
+    for a row-wise scale on a 1 x cols row of cores (``scale_stage``). ``hops``: links between one
+    stage's output edge and the next stage's input edge (one figure for every crossing, or one per crossing)."""
+    crossings = list(hops) if isinstance(hops, (list, tuple)) else [hops] * (len(stages) - 1)
     arrivals = np.zeros(len(x), np.int64)
     finish = []
     y = np.asarray(x, np.float32)
-    for w, rows, cols in stages:
-        r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals)
-        if r.violations:
-            raise RuntimeError(f"PE chain: {r.violations[0]}")
-        y = r.c[0]
-        finish.append(int(r.exits.max()))
-        arrivals = r.exits + crossing(hops)
+    for i, stage in enumerate(stages):
+        if isinstance(stage[0], str):
+            _, gamma, cols = stage
+            y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols)
+        else:
+            w, rows, cols = stage
+            r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals)
+            if r.violations:
+                raise RuntimeError(f"PE chain: {r.violations[0]}")
+            y, exits = r.c[0], r.exits
+        finish.append(int(exits.max()))
+        if i < len(crossings):
+            arrivals = exits + crossing(crossings[i])
     return ChainResult(y, finish[-1], tuple(finish))
+
+
+def scale_stage(arrivals: np.ndarray, cols: int) -> np.ndarray:
+    """When each element leaves a row-wise scale on a 1 x cols row of cores, given when it arrived at
+    the row's west edge. Core j holds the scale of the j-th block of elements; an element crosses j
+    links east to it. Its task starts on its first element (``TASK_OVERHEAD_CYCLES``) and issues one
+    vector multiply over its block with the fabric as operand (``VECTOR_OP_CYCLES``), which takes one
+    element per cycle as they arrive; each result leaves east, across the cores after it, to the
+    row's east edge."""
+    n = len(arrivals)
+    cols = min(cols, n)
+    ft = -(-n // cols)
+    out = np.zeros(n, np.int64)
+    for j in range(cols):
+        lo, hi = j * ft, min((j + 1) * ft, n)
+        if lo >= hi:
+            break
+        arr = arrivals[lo:hi] + j * A.HOP_CYCLES
+        t = int(arr[0]) + A.TASK_OVERHEAD_CYCLES + A.VECTOR_OP_CYCLES - 1
+        for i, a in enumerate(arr):
+            t = max(t, int(a)) + 1
+            out[lo + i] = t + (cols - 1 - j) * A.HOP_CYCLES
+    return out

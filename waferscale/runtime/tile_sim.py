@@ -35,7 +35,9 @@ Chunks of several tokens keep the token as the unit.
 **Kernels that share cores** (a latency placement, ``passes/latency.py``: rectangles reused by
 kernels that never run at the same time) run one after another on them, item by item in program
 order: kernel k's item i starts only once every earlier kernel sharing its cores has finished item
-i, and every later one item i - 1 (the cores hold one kernel's task at a time).
+i, and every later one item i - 1 (the cores hold one kernel's task at a time), and it starts no
+earlier than the router's colors are handed over to it (``switching.py``: a control wavelet per
+color, or a route rewrite where more kernels share the cores than a switch has positions).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from math import ceil
 from ..backends import assumptions as A
 from ..backends.program import IO, RESIDENT, Placement, Program, Routing
 from ..errors import UnsupportedError
+from .switching import handover_cycles
 
 
 @dataclass
@@ -157,6 +160,8 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
     link_free: dict = {}
     share = sharing(placement)
+    handover = handover_cycles(prog, placement, share)  # the router's colors handed over between turns
+    turn_at = [[0.0] * n_items for _ in range(nk)]  # when the turn before it on shared cores has handed over
     pending = [[len(incoming[k]) + sum(j < k for j in share[k]) + (item > 0) * sum(j > k for j in share[k])
                 for item in range(n_items)] for k in range(nk)]
     last_in = [[0.0] * n_items for _ in range(nk)]  # when the last token of each chunk has arrived
@@ -226,7 +231,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         c = cost[k][item % len(parts)]
         cyc = c.cycles
         per_token = cyc / (p1 - p0)
-        start = max(now, free_at[k])
+        start = max(now, free_at[k], turn_at[k][item])
         # its last token's work after the last input arrived: what is left once its last element is in
         # (element streaming), or the whole token
         tail = per_token if tails[k] is None or not streamed[k] or p1 - p0 > 1 else min(tails[k], per_token)
@@ -260,6 +265,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         for j in share[k]:  # the next kernel on these cores may start
             nxt = item if j > k else item + 1
             if nxt < n_items:
+                turn_at[j][nxt] = max(turn_at[j][nxt], t + handover[j])
                 pending[j][nxt] -= 1
                 try_start(j, t)
         done += 1

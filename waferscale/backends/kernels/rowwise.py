@@ -211,6 +211,21 @@ class Rowwise(Kernel):
         extra = 4 * (cols - 1) * A.HOP_CYCLES if self.op in REDUCES else 0
         return super().fill(rows, cols, machine) + extra
 
+    def emit(self, rows, cols):
+        """An element-wise op (no norm, no reduction) sends its block's results east as it makes them,
+        one wavelet per cycle; a norm or a reduction has its token's results at the end."""
+        if self.op in REDUCES or self.op in NORMS or self.groups > 1:
+            return 0
+        return block(self.features, min(cols, self.features))
+
+    def stream_tail(self, rows, cols, machine):
+        """An element-wise op works on each element as it arrives (one vector instruction over its block
+        with the fabric as operand): after the last arrives, that element's cycles are left
+        (``runtime/pe_chain.scale_stage`` is the PE-level check); a norm or a reduction needs the whole token."""
+        if self.emit(rows, cols) == 0:
+            return None
+        return ceil(element_cycles(self.op))
+
     def token_slots(self, cols: int) -> int:
         """Tokens a core can hold at once: its input and output buffers (``sram``) as one pool."""
         s, ft = self.sram(1, cols), block(self.features, min(cols, self.features))
