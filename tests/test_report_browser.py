@@ -42,6 +42,9 @@ def shots(tmp_path) -> Path:
 
 
 def centre(page, selector):
+    """The element's centre in viewport coordinates, scrolled into view first (a mouse event outside the
+    viewport reaches nothing)."""
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector).bounding_box()
     assert box and box["width"] > 0 and box["height"] > 0, selector
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

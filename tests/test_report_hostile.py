@@ -230,6 +230,7 @@ def test_wafer_report_html_on_doctored_files_writes_the_inert_page(pipelined, tm
 def _drive(page):
     """Every control, hover and selection the page offers, in each layer it can show."""
     def centre(loc):
+        loc.scroll_into_view_if_needed()
         box = loc.bounding_box()
         return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 

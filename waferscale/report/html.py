@@ -206,7 +206,7 @@ def _summary(report: dict, pj: dict) -> str:
     rows.append(("compile", f"{c['seconds']:.2f} s, peak RSS {_bytes(c['peak_rss_bytes'])}; waferscale "
                             f"{report['version']}"))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
-    return f'<div class="cards">{"".join(cards)}</div><dl class="facts">{dl}</dl>{_energy(report)}'
+    return f'<div class="cards">{"".join(cards)}</div><dl class="facts">{dl}</dl>'
 
 
 def _energy(report: dict) -> str:
@@ -229,13 +229,13 @@ def _energy(report: dict) -> str:
             "5% leakage to 23 kW with 30%: docs/energy.md)" if lo is not None and hi is not None else "")
     per_token = f"{1e3 * float(e['joules_per_token']):.4g} mJ per {e['per']}"
     watts = f"{float(e['average_watts']) / 1e3:.3g} kW average over {int(e['systems'])} system(s)"
-    return ('<h2>Energy</h2><p class="hint">A model, not a measurement (backends/energy.py): the run\'s events '
+    return ('<section id="energy-section"><h2>Energy</h2><p class="hint">A model, not a measurement (backends/energy.py): the run\'s events '
             'costed per event class plus the static power over the simulated time.</p>'
             f'<dl class="facts"><dt>per token</dt><dd id="energy-per-token">{_e(per_token)}</dd><dt>power</dt>'
             f'<dd>{_e(watts)}</dd><dt>step</dt><dd>{float(total):.4g} J in {1e3 * float(e["seconds_per_step"]):.4g} '
             f'ms</dd><dt>uncertainty</dt><dd>{_e(note)}</dd><dt>basis</dt><dd>{_e(e["basis"])}</dd></dl>'
             '<table id="energy"><thead><tr><th>event class</th><th>J per step</th><th>share</th><th></th></tr>'
-            f'</thead><tbody>{rows}</tbody></table>')
+            f'</thead><tbody>{rows}</tbody></table></section>')
 
 
 def _layers(report: dict, pj: dict) -> str:
@@ -290,7 +290,7 @@ def _passes(report: dict) -> str:
     return (f'<p>Pipeline: <code id="pipeline">{_e(report["pipeline"] or "(none)")}</code></p>'
             f'<p class="hint">{front}</p>'
             '<table id="passes"><thead><tr><th>pass</th><th>ms</th><th></th><th>as run</th><th>change</th></tr>'
-            f'</thead><tbody>{rows}</tbody></table>')
+            f'</thead><tbody>{rows}</tbody></table></section>')
 
 
 def _asset(name: str) -> str:
@@ -304,6 +304,6 @@ def report_html(report: dict, pj: dict) -> str:
     return _asset("report.html").format(
         title=_e(title), css=_asset("report.css"), js=_asset("report.js"), data=data,
         summary=_summary(report, pj), layers=_layers(report, pj), links=_links(pj), passes=_passes(report),
-        scaling=_scaling(report),
+        scaling=_scaling(report), energy=_energy(report),
         streaming=' class="streaming"' if is_streaming(pj) else "",
     )
