@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import assumptions as A
 from ..backends.datapath import Datapath
+from ..backends.machine import WSE2, Machine
 from .pe_sim import simulate_gemv
 
 
@@ -30,14 +30,15 @@ class ChainResult:
     finish: tuple[int, ...]  # per stage, the cycle its last output element left
 
 
-def crossing(hops: int) -> int:
+def crossing(hops: int, machine: Machine = WSE2) -> int:
     """Cycles from an element leaving one grid to it being at the next grid's edge injector."""
-    return hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+    return hops * machine.hop_cycles + machine.router_delay_cycles
 
 
-def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int) -> ChainResult:
+def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int,
+                   machine: Machine = WSE2) -> ChainResult:
     """``stages``: ``(w, rows, cols)`` for a GEMV on a rows x cols grid. ``hops``: links between one
-    stage's output edge and the next stage's input edge."""
+    stage's output edge and the next stage's input edge; ``machine``: its fabric's hop and router delay."""
     arrivals = np.zeros(len(x), np.int64)
     finish = []
     y = np.asarray(x, np.float32)
@@ -47,5 +48,5 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
             raise RuntimeError(f"PE chain: {r.violations[0]}")
         y = r.c[0]
         finish.append(int(r.exits.max()))
-        arrivals = r.exits + crossing(hops)
+        arrivals = r.exits + crossing(hops, machine)
     return ChainResult(y, finish[-1], tuple(finish))
