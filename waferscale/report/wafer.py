@@ -125,12 +125,17 @@ def placement_json(s: CompileState) -> dict:
             "busiest": [{"link": link_name(link), "bytes_per_sample": b, "colors": s.routing.link_colors[link]}
                         for link, b in s.routing.busiest(10)],
         },
-        "assumptions": assumptions_dict(),
+        "assumptions": assumptions_dict(m),
     }
 
 
-def assumptions_dict() -> dict:
-    return {k: v for k, v in vars(A).items() if k.isupper()}
+def assumptions_dict(machine=None) -> dict:
+    """The model's assumed figures (assumptions.py), and the machine file's figures marked assumed, with why."""
+    out = {k: v for k, v in vars(A).items() if k.isupper()}
+    if machine is not None:
+        out["machine"] = {k: {"value": getattr(machine, k), "why": text}
+                          for k, kind, text in machine.sources if kind == "assumed"}
+    return out
 
 
 def wafer_report(s: CompileState) -> dict:
