@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="simulate serving a stream of requests (a trace or synthetic arrivals) on the "
                        "placed model: TTFT, TPOT, end-to-end latency, goodput")
     s.add_argument("model", help="zoo name (see `wafer models`) or a Hugging Face causal LM config.json / folder")
-    s.add_argument("--target", required=True, help="wse2, wse3 or mesh:RxC")
+    s.add_argument("--target", required=True, help="wse2, wse3, a machine file (my.yaml) or mesh:RxC")
     s.add_argument("--systems", type=int, default=1, help="wafers, a pipeline of layers over them (disaggregated: "
                    "split between prefill and decode by --split) (default 1)")
     s.add_argument("--trace", help="requests: CSV or JSONL with arrival seconds, prompt and output tokens (the Azure "
