@@ -10,7 +10,7 @@ SDK writes fabric dims as ``width,height``, so WSE-2's ``757,996`` is 996 rows x
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..errors import UnsupportedError, UsageError
@@ -55,6 +55,16 @@ class Machine:
     published_sram_bytes_per_s: float = 0.0  # the whole wafer's, as published (0: none)
     published_fabric_bits_per_s: float = 0.0
     sources: tuple = ()  # ((figure, "source" | "assumed", text), ...) as the machine file gives them
+
+    def __hash__(self) -> int:  # kept: the GEMM model's lru_cache hashes the machine on every call
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:  # a string's hash differs between processes: the kept one stays here
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Machine:
