@@ -9,7 +9,7 @@ import pytest
 from waferscale.backends import assumptions as A
 from waferscale.backends.blocks import split
 from waferscale.backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_allreduce_cycles, layernorm_tasks
-from waferscale.backends.machine import get_machine
+from waferscale.backends.machine import WSE2, get_machine
 from waferscale.runtime.pe_rowwise import simulate_layernorm, token_slots
 
 
@@ -52,7 +52,7 @@ def test_layernorm_equals_numpy_and_every_core_did_its_work(m, f, rows, cols):
     assert r.y.shape == (m, f) and r.y.dtype == np.float32
     assert np.abs(r.y - ref).max() <= 1e-5 * max(np.abs(ref).max(), 1)
     assert (r.rows, r.cols) == (min(rows, m), min(cols, f))
-    assert 1 <= r.peak <= A.PE_QUEUE_DEPTH
+    assert 1 <= r.peak <= WSE2.pe_queue_depth
     # Each core's datapath ran exactly its tokens' two tasks and, on a row of several cores, the
     # two sends (or add-and-forwards) of the statistics per token.
     sends = LN_STATS * A.PARTIAL_SUM_CYCLES if r.cols > 1 else 0
@@ -92,7 +92,8 @@ def test_one_token_takes_the_closed_form_latency():
     for f, cols in [(7, 1), (64, 4), (100, 7), (4096, 64)]:
         ft = ceil(f / cols)
         stat, norm = layernorm_tasks(ft, 4)
-        want = A.HOP_CYCLES + A.RAMP_CYCLES + ft + stat + layernorm_allreduce_cycles(cols) + norm + ft + A.HOP_CYCLES
+        hop, ramp = WSE2.hop_cycles, WSE2.ramp_cycles
+        want = hop + ramp + ft + stat + layernorm_allreduce_cycles(cols) + norm + ft + hop
         assert simulate_layernorm(operands(1, f)[0], 1, cols, 4).cycles == want
 
 

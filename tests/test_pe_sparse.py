@@ -8,7 +8,7 @@ import pytest
 from waferscale.backends import assumptions as A
 from waferscale.backends.blocks import offsets, split
 from waferscale.backends.gemm import element_cycles, gemm_time, sparse_gemm_time
-from waferscale.backends.machine import get_machine
+from waferscale.backends.machine import WSE2, get_machine
 from waferscale.backends.sparse import SparseWeight, draw_mask, row_cycles
 from waferscale.cli import main
 from waferscale.runtime.pe_sim import simulate_gemm
@@ -83,7 +83,7 @@ def test_an_empty_tile_row_is_skipped():
     skip), the add-and-forward of its sums and the edges' stages."""
     m, k, n = 1, 12, 8
     a, w = operands(m, k, n)
-    edges = 2 * A.HOP_CYCLES + A.RAMP_CYCLES
+    edges = 2 * WSE2.hop_cycles + WSE2.ramp_cycles
     mask = np.ones((k, n), bool)
     mask[[2, 5, 6]] = False  # three empty rows
     mask[9, 1:] = False  # one row with a single non-zero
@@ -110,7 +110,7 @@ def test_the_core_holding_all_non_zeros_sets_the_pace_and_its_place_the_fill():
         assert tile.step == full and tile.total == long_.cycles
         runs[at] = long_.cycles
     # its path to the south edge: (cols - 1) hops east of the first column, 3 cycles per row below it
-    assert runs[(0, cols - 1)] - runs[(rows - 1, 0)] == (cols - 1) * A.HOP_CYCLES + (rows - 1) * 3
+    assert runs[(0, cols - 1)] - runs[(rows - 1, 0)] == (cols - 1) * WSE2.hop_cycles + (rows - 1) * 3
     # as slow as the dense GEMM: one core does all the work of its tile
     assert runs[(0, cols - 1)] == simulate_gemm(a, w, rows, cols, F16).cycles
 

@@ -23,7 +23,7 @@ def compile(model, example_inputs=None, *, mode=None, target=None, pipeline=None
     pass string, ``sparsity``) or ``generate`` (prefill and KV-cache decode; options
     ``prompt_len``, ``new_tokens``). For compatibility ``mode`` may also be an execution mode.
     execution: the mode on the wafer, ``auto``, ``pipelined`` or ``streaming``.
-    target: ``"wse2"``, ``"wse3"`` or ``"mesh:RxC"``; pipeline: a pass pipeline replacing the default
+    target: ``"wse2"``, ``"wse3"``, a machine file or ``"mesh:RxC"``; pipeline: a pass pipeline replacing the default
     (inference; ``wafer passes`` lists them). batch and seq shape a model by name or config (seq
     None: its default), dtype (``f16``, ``bf16``, ``f32``) its weights and activations (None: f16,
     or a module's own); weights ``auto``, ``meta`` or ``random``. systems, split: several systems

@@ -59,7 +59,7 @@ The time (``_tokens``):
   the FMACs of a token start once the previous token's are done and the token two back has left
   (double buffering) and take the cycles the passes leave free (so tokens after the first can catch
   up with a column root that waited in the first), and a sender runs ahead of its receiver by at
-  most the queues between them (``(hops + 2) * PE_QUEUE_DEPTH`` wavelets). Once the walk is
+  most the queues between them (``(hops + 2) * pe_queue_depth`` wavelets of the machine file). Once the walk is
   periodic the rest follow at the step; ``fill`` is the total less ``m * step`` (for a GEMV, the
   first token's latency less one step).
 - uneven N with A streamed: a row's multicast moves only when all its cores have room, so the
@@ -86,6 +86,7 @@ from . import assumptions as A
 from .blocks import block, split
 from .column_reduce import CHAIN, TREE, ColumnPlan, plan
 from .datapath import Datapath, as_datapath
+from .machine import WSE2, Machine
 
 MAX_TOKENS = 64  # the tree's tile time follows at most this many tokens one by one, then extrapolates
 
@@ -114,33 +115,35 @@ def _core_step(kt: int, nt: int, dp: Datapath) -> int:
 
 
 def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | float, *, reduce: str = CHAIN,
-              resident_a: bool = False) -> GemmTime:
+              resident_a: bool = False, machine: Machine = WSE2) -> GemmTime:
     """``lanes``: the core's datapath for the dtype (``Machine.datapath``), or a bare lane rate
     with f16 operands and accumulators. ``reduce``: ``"chain"`` or ``"tree"`` (``column_reduce``);
-    ``resident_a``: A is in the cores' SRAM at the start (no injection, no row multicast)."""
+    ``resident_a``: A is in the cores' SRAM at the start (no injection, no row multicast);
+    ``machine``: its fabric's hop, ramp and queue figures."""
     lanes = as_datapath(lanes)
+    M = machine
     rows, cols = min(rows, k), min(cols, n)  # a rectangle wider than the matrix idles its extra cores
     if reduce != CHAIN:
-        return _tree_time(m, k, n, rows, cols, lanes, plan(rows, reduce), resident_a)
+        return _tree_time(m, k, n, rows, cols, lanes, plan(rows, reduce), resident_a, M)
     kt, nt = block(k, rows), block(n, cols)
     step = max(_core_step(kt, nt, lanes),
-               0 if resident_a else ceil(kt / A.ELEMENTS_PER_WAVELET),  # wavelets of A into each core per token
-               ceil(nt / A.ELEMENTS_PER_WAVELET))  # wavelets of partial sums per token per column
+               0 if resident_a else ceil(kt / M.elements_per_wavelet),  # wavelets of A into each core per token
+               ceil(nt / M.elements_per_wavelet))  # wavelets of partial sums per token per column
     # The last column is the latest to see A; if N splits unevenly its narrower tiles finish
     # earlier per token, and the last wide column (index n % cols - 1) may be the later one.
     wide = n % cols or cols
     lag = cols - 1 - m * (step - _core_step(kt, n // cols, lanes)) if wide < cols else cols - 1
-    last = 0 if resident_a else max(wide - 1, lag) * A.HOP_CYCLES
-    edges = A.HOP_CYCLES  # last router -> south edge
+    last = 0 if resident_a else max(wide - 1, lag) * M.hop_cycles
+    edges = M.hop_cycles  # last router -> south edge
     if not resident_a:
-        edges += A.HOP_CYCLES + A.RAMP_CYCLES  # injector -> first router -> core
-    descent = (rows - 1) * (A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES)
+        edges += M.hop_cycles + M.ramp_cycles  # injector -> first router -> core
+    descent = (rows - 1) * (M.hop_cycles + M.ramp_cycles + A.PARTIAL_SUM_CYCLES)
     fill = last + edges + descent
     return GemmTime(step=step, fill=fill, tokens=m)
 
 
 def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, *, tail: int = 0, head: int = 0,
-                     tail_cycles: int = 0, resident_a: bool = False) -> GemmTime:
+                     tail_cycles: int = 0, resident_a: bool = False, machine: Machine = WSE2) -> GemmTime:
     """The chain GEMM with a sparse weight ``sw`` (``sparse.SparseWeight``; ``k x n``, plus ``tail``
     epilogue rows of ``tail_cycles`` each and ``head`` statistics columns, as ``kernels/matmul.py``
     adds them): each core's step is its own tile's (``SparseWeight.tile``), the slowest paces the
@@ -159,15 +162,15 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     cycle, on all but a few of the shapes tried, and within 2 cycles on those (the PE level's
     row multicast lets a core east of the slowest finish a little after it); where N does not
     divide, the PE layout's column order differs from the kernel's (``fidelity_sparse.py``)."""
-    lanes = as_datapath(lanes)
+    lanes, M = as_datapath(lanes), machine
     k, n = sw.k + tail, sw.n + head
     rows, cols = min(rows, k), min(cols, n)
     core = sw.tile(rows, cols, lanes, tail, head, tail_cycles)
-    step = max(core, 0 if resident_a else ceil(block(k, rows) / A.ELEMENTS_PER_WAVELET),
-               ceil(block(n, cols) / A.ELEMENTS_PER_WAVELET))
-    col_lag = 0 if resident_a else A.HOP_CYCLES
-    row_lag = A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES
-    edges = A.HOP_CYCLES + (0 if resident_a else A.HOP_CYCLES + A.RAMP_CYCLES)
+    step = max(core, 0 if resident_a else ceil(block(k, rows) / M.elements_per_wavelet),
+               ceil(block(n, cols) / M.elements_per_wavelet))
+    col_lag = 0 if resident_a else M.hop_cycles
+    row_lag = M.hop_cycles + M.ramp_cycles + A.PARTIAL_SUM_CYCLES
+    edges = M.hop_cycles + (0 if resident_a else M.hop_cycles + M.ramp_cycles)
     args = (m, rows, cols, lanes)
     extra = (sw.latest(*args, col_lag, row_lag, tail, head, tail_cycles) - sw.latest(*args, 0, 0, tail, head,
                                                                                      tail_cycles))
@@ -176,25 +179,25 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
 
 
 @lru_cache(maxsize=4096)
-def fastest(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, resident_a: bool = False
-            ) -> tuple[str, GemmTime]:
+def fastest(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, resident_a: bool = False,
+            machine: Machine = WSE2) -> tuple[str, GemmTime]:
     """The kernel choice lowering makes: the column reduce (``REDUCES``) whose total for ``m``
     tokens is the least, and its time. The tree is walked only when it could win: its root's
     passes alone take ``m`` times its period, and when that is no less than the chain's total (many
     tokens: the tree's root adds four streams per token, a chain's core one) it cannot."""
-    best = (CHAIN, gemm_time(m, k, n, rows, cols, dp, resident_a=resident_a))
+    best = (CHAIN, gemm_time(m, k, n, rows, cols, dp, resident_a=resident_a, machine=machine))
     r, c = min(rows, k), min(cols, n)
     kt, nt = block(k, r), block(n, c)
     root = plan(r, TREE).passes(plan(r, TREE).top) if r > 1 else 1
     if r > 1 and m * (A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + root * nt) < best[1].total:
-        tree = gemm_time(m, k, n, rows, cols, dp, reduce=TREE, resident_a=resident_a)
+        tree = gemm_time(m, k, n, rows, cols, dp, reduce=TREE, resident_a=resident_a, machine=machine)
         if tree.total < best[1].total:
             best = (TREE, tree)
     return best
 
 
 def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: ColumnPlan,
-               resident: bool) -> GemmTime:
+               resident: bool, M: Machine) -> GemmTime:
     """The time with the reduce ``p`` (``column_reduce``): token by token through the plan
     (``_tokens``), for the latest of the wide and of the narrow columns (the other columns of
     either width are earlier: they see A sooner)."""
@@ -205,24 +208,24 @@ def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: Co
         el = element_cycles(nt, dp)
         fmacs = [A.TASK_OVERHEAD_CYCLES + kt * el for kt in ks]
         period = max(max(f + p.passes(r) * nt * A.PARTIAL_SUM_CYCLES for r, f in enumerate(fmacs)),
-                     0 if resident else ceil(ks[0] / A.ELEMENTS_PER_WAVELET),  # A into each core per token
-                     p.link_load * ceil(nt / A.ELEMENTS_PER_WAVELET))  # the busiest link direction
-        feed = 0 if resident else A.HOP_CYCLES + A.RAMP_CYCLES + j * A.HOP_CYCLES  # injector -> core (i, j)
+                     0 if resident else ceil(ks[0] / M.elements_per_wavelet),  # A into each core per token
+                     p.link_load * ceil(nt / M.elements_per_wavelet))  # the busiest link direction
+        feed = 0 if resident else M.hop_cycles + M.ramp_cycles + j * M.hop_cycles  # injector -> core (i, j)
         floor = None
         if wide_done is not None and not resident:
             # A row's multicast moves only when every core of the row has room, so a narrow core east of
             # the wide ones gets its token's last element once the last wide core has room for it:
             # ``depth`` elements before that core is done, then ``j - (wide - 1)`` hops and a ramp.
-            lag = (j - wide + 1) * A.HOP_CYCLES + A.RAMP_CYCLES + el - A.PE_QUEUE_DEPTH * wide_el
+            lag = (j - wide + 1) * M.hop_cycles + M.ramp_cycles + el - M.pe_queue_depth * wide_el
             floor = lambda r, t, done=wide_done, lag=lag: done(r, t) + lag
-        t_total, done = _tokens(p, fmacs, nt, m, period, feed, None if resident else ks, floor)
+        t_total, done = _tokens(p, fmacs, nt, m, period, feed, None if resident else ks, floor, M)
         wide_done, wide_el = done, el
         step, total = max(step, period), max(total, t_total)
     return GemmTime(step=step, fill=total - m * step, tokens=m)
 
 
 def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed: int, stream: list[int] | None,
-            floor=None) -> tuple[int, object]:
+            floor=None, M: Machine = WSE2) -> tuple[int, object]:
     """Cycles until the south edge has all ``m`` tokens' sums of a column whose core at row r
     takes ``fmacs[r]`` datapath cycles per token to FMAC, its first A element at hand at ``feed``
     (``stream``: the row's A arrives one element per cycle, ``stream[r]`` per token; ``floor(r, t)``:
@@ -241,7 +244,7 @@ def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed:
     Once every core's times advance by the same amount for two tokens running, or the column
     root's by the step for three, the rest follow at that period (after ``MAX_TOKENS`` at the
     latest)."""
-    R, D, PS = p.rows, A.PE_QUEUE_DEPTH, A.PARTIAL_SUM_CYCLES
+    R, D, PS = p.rows, M.pe_queue_depth, A.PARTIAL_SUM_CYCLES
     order, run = p.order, nt * PS
     recv = {}  # sender row -> (receiver row, index of the receiving pass)
     for r in range(R):
@@ -271,7 +274,7 @@ def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed:
             at = max(fm, left[r][1]) if t else fm
             for kind in p.ins[r]:
                 s = p.src[r][kind]
-                at = max(at, starts[s][-1] + p.hops(r, kind) * A.HOP_CYCLES + A.RAMP_CYCLES + PS)
+                at = max(at, starts[s][-1] + p.hops(r, kind) * M.hop_cycles + M.ramp_cycles + PS)
                 starts[r].append(at)
                 at += run
             if not p.ins[r]:
@@ -296,4 +299,4 @@ def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed:
             break
     last = len(dones) - 1
     done_at = lambda r, t: dones[t][r] if t <= last else dones[last][r] + (t - last) * pace
-    return out[-1] + p.edge_hops * A.HOP_CYCLES, done_at
+    return out[-1] + p.edge_hops * M.hop_cycles, done_at

@@ -1,17 +1,20 @@
-"""Machine descriptions: WSE-2, WSE-3, and any custom mesh, as data with their sources.
+"""Machine descriptions: WSE-2, WSE-3, a user's machine file, and any custom mesh, as data with their sources.
 
-Figures without a public source are assumptions and come from ``assumptions.py``. Rows are the
-mesh's y dimension (north to south), columns its x dimension (west to east); the SDK writes
-fabric dims as ``width,height``, so WSE-2's ``757,996`` is 996 rows x 757 columns.
+Each machine is one YAML file (``machines/wse2.yaml``, ``machines/wse3.yaml``; format in
+``machine_file.py``, how to write one in docs/wafer.md "Machine files"): every figure with its source,
+or marked ``assumed`` with why. A custom mesh (``mesh:RxC,...``) is WSE-2's file with the options
+given. Rows are the mesh's y dimension (north to south), columns its x dimension (west to east); the
+SDK writes fabric dims as ``width,height``, so WSE-2's ``757,996`` is 996 rows x 757 columns.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 from ..errors import UnsupportedError, UsageError
-from . import assumptions as A
+from . import machine_file
 from .datapath import Datapath, accumulator_bytes
 
 KiB = 1024
@@ -38,6 +41,66 @@ class Machine:
     fabric_cols: int = 0
     die_cores: int = 0  # the die's cores as published (0: the mesh's)
     published_peak_flops: float = 0.0  # dense f16 FLOP/s as the vendor publishes it (0: none)
+    # The rest came from backends/assumptions.py's globals (issue 27): defaults are a WSE-2's file's.
+    reserved_sram_bytes: int = 2048  # per core, for code, the task table and the stack
+    elements_per_wavelet: int = 1  # tensor elements in one 32-bit wavelet
+    queue_bytes_per_color: int = 64  # SRAM per core for each fabric color a kernel uses
+    pe_queue_depth: int = 4  # wavelets of a router's (and a core's) input queue per color
+    hop_cycles: int = 1  # router to router
+    ramp_cycles: int = 1  # router to its core, or core to its router
+    router_delay_cycles: int = 2  # fixed delay at each route's ramps
+    inter_system_latency_s: float = 2e-6  # one crossing between systems
+    inter_system_link_name: str = "system I/O"
+    published_ai_flops: float = 0.0  # the vendor's "AI compute" figure (counts sparsity; 0: none)
+    published_sram_bytes_per_s: float = 0.0  # the whole wafer's, as published (0: none)
+    published_fabric_bits_per_s: float = 0.0
+    sources: tuple = ()  # ((figure, "source" | "assumed", text), ...) as the machine file gives them
+
+    def __hash__(self) -> int:  # kept: the GEMM model's lru_cache hashes the machine on every call
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:  # a string's hash differs between processes: the kept one stays here
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Machine:
+        """A machine file (``machine_file.py``); a bad one is one UsageError naming the key and the file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = getattr(e, "strerror", None) or e
+            raise UsageError(f"cannot read machine file {str(path)[:200]}: {why}") from None
+        name, source, values, sources = machine_file.parse(text, str(path))
+        machine = cls(name=name, source=source, sources=sources, **values)
+        machine.check(str(path))
+        return machine
+
+    def to_yaml(self) -> str:
+        """The machine file's text: ``Machine.from_file`` of it gives this machine back."""
+        return machine_file.dump(self.name, self.source, {k: getattr(self, k) for k in machine_file.FIGURES},
+                                 self.sources)
+
+    def check(self, where: str) -> None:
+        """What a machine file's single figures cannot say alone."""
+        if self.usable_sram_bytes <= 0:
+            raise UsageError(f"{where}: key 'sram_bytes' ({self.sram_bytes}) leaves no SRAM after the "
+                             f"{self.reserved_sram_bytes} reserved_sram_bytes per core")
+        for dim in ("rows", "cols"):
+            if getattr(self, f"fabric_{dim}") and getattr(self, f"fabric_{dim}") < getattr(self, dim):
+                raise UsageError(f"{where}: key 'fabric_{dim}' is smaller than '{dim}' (the fabric holds the mesh)")
+        if self.rows * self.cols > 10**8:
+            raise UsageError(f"{where}: keys 'rows' x 'cols' make over 1e8 cores")
+        if self.link_bytes_per_cycle != SIMULATED_LINK_BYTES:
+            raise UnsupportedError(f"{LINK_BYTES_UNSUPPORTED}: key 'link_bytes_per_cycle' in {where}")
+
+    def provenance(self, figure: str) -> str:
+        """Where a figure comes from, as its file says ('' where it says nothing)."""
+        return next((f"{kind}: {text}" for k, kind, text in self.sources if k == figure), "")
 
     @property
     def cores(self) -> int:
@@ -45,7 +108,7 @@ class Machine:
 
     @property
     def usable_sram_bytes(self) -> int:
-        return self.sram_bytes - A.RESERVED_SRAM_BYTES
+        return self.sram_bytes - self.reserved_sram_bytes
 
     @property
     def sram_bytes_per_cycle(self) -> int:
@@ -102,68 +165,11 @@ class Machine:
             "mfu_peak_flops": self.mfu_peak_flops, "mfu_basis": self.mfu_basis, "source": self.source,
         }
 
+    def figures(self) -> dict:
+        """Every figure of the machine file, by its key (the report's ``machine.figures``)."""
+        return {k: getattr(self, k) for k in machine_file.FIGURES}
 
-WSE2 = Machine(
-    name="wse2",
-    # Cerebras SDK examples: --fabric-dims=757,996 (width, height): the fabric of a CS-2. A program
-    # gets 750 x 994 = 745,500 PEs of it: the host memcpy framework takes 3 columns on the west and
-    # 2 on the east, plus a halo of one PE all round (Cerebras SDK documentation, "Host Runtime and
-    # Tensor Streaming"; Miyajima et al. 2026 and Ltaief et al. SC23 report 745,500 PEs per CS-2).
-    rows=994, cols=750, fabric_rows=996, fabric_cols=757,
-    # Launch material and Hot Chips 34: 850,000 cores on the die.
-    die_cores=850_000,
-    # Hot Chips 34 (Sean Lie): 48 KiB of SRAM per PE in 8 banks of 32 bits.
-    sram_bytes=48 * KiB,
-    # Hot Chips 34 (Lie) and Andromeda articles: 4 FP16 FMACs per cycle per PE (SIMD-4); FP32 1 per
-    # cycle (Lie; WaferLLM section 7 describes one 32-bit FMAC per cycle).
-    fmacs_per_cycle=4, f32_fmacs_per_cycle=1.0,
-    # Lie, Hot Chips 34 (2022) and IEEE Micro 43(3) 2023: 1.1 GHz; also WaferLLM section 7.
-    clock_hz=1.1e9,
-    # Lie, Hot Chips 34 / IEEE Micro 2023: two 64-bit reads and one 64-bit write per cycle per PE.
-    sram_port_bytes=8, sram_read_ports=2, sram_write_ports=1,
-    # Cerebras SDK docs: one 32-bit wavelet per neighbour per cycle per direction.
-    link_bytes_per_cycle=4,
-    # Cerebras SDK docs: 24 routing colors.
-    colors=24,
-    # Argonne SC24 tutorial: 12 x 100 GbE = 1.2 Tb/s = 150 GB/s from MemoryX/SwarmX. In weight-streaming
-    # mode the weights arrive over this link; SwarmX is the fabric that broadcasts them to (and reduces
-    # gradients from) several systems, which one system does not need.
-    io_bytes_per_s=150e9,
-    # Cerebras glossary: MemoryX holds 4 TB to 2.4 PB for a CS-2; the smallest is what we check against.
-    memoryx_bytes=4e12,
-    # Cerebras, Andromeda announcement (Nov 2022): 16 CS-2 give 120 PFLOP/s dense FP16: 7.5 per CS-2.
-    published_peak_flops=7.5e15,
-    source="DESIGN.md section 3 and shared/calibration/published_kernels.json: Cerebras SDK, Hot Chips 34, "
-           "launch material, Andromeda, Argonne SC24, Cerebras glossary",
-)
 
-WSE3 = replace(
-    WSE2,
-    name="wse3",
-    # Cerebras SDK examples: --fabric-dims=762,1172 (width, height). A program gets it less the same
-    # memcpy columns and halo as a WSE-2 (assumption: the SDK describes one memcpy framework).
-    rows=1170, cols=755, fabric_rows=1172, fabric_cols=762,
-    # Launch material (2024): 900,000 cores.
-    die_cores=900_000,
-    # NextPlatform 2024: 8 FP16 FMACs per cycle per PE; FP32 is not published (assumption).
-    fmacs_per_cycle=8, f32_fmacs_per_cycle=A.WSE3_F32_FMACS,
-    # The clock is not published (assumption); nor are the SRAM ports: a WSE-2's (the published 21 PB/s
-    # over 900,000 cores is 21 B/cycle at this clock, as a WSE-2's 24 B/cycle ports give).
-    clock_hz=A.WSE3_CLOCK_HZ,
-    # Cerebras glossary: MemoryX holds 1.5 TB to 1.2 PB for a CS-3; the system I/O is the same 1.2 Tb/s.
-    memoryx_bytes=1.5e12,
-    # Cerebras publishes 125 PFLOP/s of sparse "AI compute" for a CS-3, no dense figure: MFU is against
-    # the die's dense peak at the assumed clock.
-    published_peak_flops=0.0,
-)
-
-MACHINES = {m.name: m for m in (WSE2, WSE3)}
-
-_MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[0-9.]+)*)$")
-_OVERRIDES = {  # key -> (field, scale)
-    "sram_kib": ("sram_bytes", KiB), "fmac": ("fmacs_per_cycle", 1), "clock_ghz": ("clock_hz", 1e9),
-    "io_gbs": ("io_bytes_per_s", 1e9), "link_bytes": ("link_bytes_per_cycle", 1),
-}
 # The runtimes move one 32-bit wavelet per link per cycle (tile_sim.py, pe_fabric.py, the kernels'
 # fabric bounds) and never read link_bytes_per_cycle, so a mesh option that changes it would be
 # silently ignored: only a WSE-2's 4 bytes per cycle is accepted.
@@ -171,15 +177,38 @@ SIMULATED_LINK_BYTES = 4
 LINK_BYTES_UNSUPPORTED = (f"link bandwidth other than {SIMULATED_LINK_BYTES} B/cycle (the simulator moves one "
                           "32-bit wavelet per link per cycle and does not model wider links)")
 
+HERE = Path(__file__).parent / "machines"
+
+
+def load_machine(name_or_path: str | Path) -> Machine:
+    """A shipped machine by name (``wse2``, ``wse3``) or a machine file by path."""
+    path = HERE / f"{name_or_path}.yaml" if str(name_or_path) in SHIPPED else Path(name_or_path)
+    return Machine.from_file(path)
+
+
+SHIPPED = ("wse2", "wse3")
+WSE2 = load_machine("wse2")
+WSE3 = load_machine("wse3")
+MACHINES = {m.name: m for m in (WSE2, WSE3)}
+
+_MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[0-9.]+)*)$")
+_OVERRIDES = {  # key -> (field, scale)
+    "sram_kib": ("sram_bytes", KiB), "fmac": ("fmacs_per_cycle", 1), "clock_ghz": ("clock_hz", 1e9),
+    "io_gbs": ("io_bytes_per_s", 1e9), "link_bytes": ("link_bytes_per_cycle", 1),
+}
+
 
 def get_machine(target: str) -> Machine:
-    """``wse2``, ``wse3``, or ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150][,link_bytes=4]``
-    (a custom mesh of WSE-2 cores and I/O unless overridden)."""
+    """``wse2``, ``wse3``, a machine file (``path/to/my.yaml``: docs/wafer.md "Machine files"), or
+    ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150][,link_bytes=4]`` (a custom mesh of
+    WSE-2 cores and I/O unless overridden)."""
     if target in MACHINES:
         return MACHINES[target]
+    if target.endswith((".yaml", ".yml")) or ("/" in target and not target.startswith("mesh:")):
+        return Machine.from_file(target)
     m = _MESH.match(target)
     if not m:
-        raise UsageError(f"unknown target {target[:80]!r}: use wse2, wse3 or mesh:RxC "
+        raise UsageError(f"unknown target {target[:80]!r}: use wse2, wse3, a machine file (.yaml) or mesh:RxC "
                          "(optionally mesh:RxC,sram_kib=48,fmac=4,clock_ghz=1.1,io_gbs=150)")
     if max(len(m[1]), len(m[2])) > 9:  # int() of thousands of digits is slow, then refused by Python
         raise UsageError(f"impossible mesh in {target[:80]!r}: rows and columns must be >= 1 (and at most 1e8 cores)")
@@ -205,9 +234,13 @@ def get_machine(target: str) -> Machine:
         fields[name] = v if name in ("clock_hz", "io_bytes_per_s") else int(v)
         if name == "fmacs_per_cycle":  # f32 keeps a WSE-2's ratio to f16
             fields["f32_fmacs_per_cycle"] = v * WSE2.f32_fmacs_per_cycle / WSE2.fmacs_per_cycle
+    given = {"rows", "cols", *fields}
+    sources = tuple(s for s in WSE2.sources if s[0] not in given) + tuple(
+        (k, "source", f"the target {target[:80]}") for k in sorted(given))
     machine = replace(WSE2, name=target, rows=rows, cols=cols, fabric_rows=0, fabric_cols=0, die_cores=0,
-                      published_peak_flops=0.0, source=WSE2.source + "; custom mesh", **fields)
+                      published_peak_flops=0.0, published_ai_flops=0.0, published_sram_bytes_per_s=0.0,
+                      published_fabric_bits_per_s=0.0, source=WSE2.source + "; custom mesh", sources=sources, **fields)
     if machine.usable_sram_bytes <= 0:
-        raise UsageError(f"sram_kib in {target[:80]!r} leaves no SRAM after the {A.RESERVED_SRAM_BYTES} bytes "
+        raise UsageError(f"sram_kib in {target[:80]!r} leaves no SRAM after the {machine.reserved_sram_bytes} bytes "
                          "reserved per core for code")
     return machine

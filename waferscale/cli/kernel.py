@@ -42,15 +42,15 @@ def cmd_simulate_kernel(args) -> int:
             mask = draw_mask(args.k, args.n, args.density, args.seed, "w")
         reduce = "chain"
         tile = sparse_gemm_time(m, SparseWeight("w", args.k, args.n, args.density, mask=mask), machine.rows,
-                                machine.cols, lanes, resident_a=args.resident_a)
+                                machine.cols, lanes, resident_a=args.resident_a, machine=machine)
         head += (f"; sparse W, density {args.density:g} ({'mask' if mask is not None else 'in distribution'}"
                  f", seed {args.seed})")
     elif args.reduce == "auto":
-        reduce, tile = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)
+        reduce, tile = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a, machine)
     else:
         reduce = args.reduce
         tile = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes, reduce=reduce,
-                         resident_a=args.resident_a)
+                         resident_a=args.resident_a, machine=machine)
     head += f"; {reduce} reduce, A {'resident' if args.resident_a else 'streamed from the west edge'}"
     ok = True
     if args.level in ("pe", "both"):
@@ -61,7 +61,7 @@ def cmd_simulate_kernel(args) -> int:
         a = rng.standard_normal((m, args.k), dtype=np.float32)
         w = rng.standard_normal((args.k, args.n), dtype=np.float32)
         r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
-                          reduce=reduce, resident_a=args.resident_a, mask=mask)
+                          reduce=reduce, resident_a=args.resident_a, mask=mask, depth=machine.pe_queue_depth)
         ref = a.astype(np.float64) @ (w if mask is None else w * mask)
         err = float(np.abs(r.c - ref).max() / max(np.abs(ref).max(), 1e-30))
         ok = err <= 1e-5 and not r.violations
@@ -83,6 +83,11 @@ def cmd_simulate_kernel(args) -> int:
 def check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
     """Refuse a PE-level run whose operands or simulated work (limits.py) are too large, before any is made."""
     from ..backends.gemm import fastest, gemm_time
+    from ..errors import UnsupportedError
+
+    if (machine.hop_cycles, machine.ramp_cycles) != (1, 1):
+        raise UnsupportedError(f"the PE level with hop_cycles {machine.hop_cycles} and ramp_cycles "
+                               f"{machine.ramp_cycles} (it moves a wavelet one stage a cycle; use --level tile)")
 
     operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
     if operands > L.MAX_PE_OPERAND_BYTES:
@@ -91,16 +96,17 @@ def check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
                          "or --level tile")
     from ..runtime.pe_sim import core_sram_bytes
 
-    need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols)
+    need = core_sram_bytes(args.k, args.n, machine.rows, machine.cols, machine.pe_queue_depth)
     if need > machine.usable_sram_bytes:
         raise UsageError(f"the PE level needs {need} bytes of SRAM per core for this shape and a core has "
                          f"{machine.usable_sram_bytes}: use a larger mesh, a smaller matrix or --level tile")
     # the tile model's cycles (dense: a sparse W only takes fewer) are the PE level's to within a few per cent
     if args.density is not None or args.reduce != "auto":
         est = gemm_time(m, args.k, args.n, machine.rows, machine.cols, lanes,
-                        reduce="chain" if args.density is not None else args.reduce, resident_a=args.resident_a)
+                        reduce="chain" if args.density is not None else args.reduce, resident_a=args.resident_a,
+                        machine=machine)
     else:
-        est = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a)[1]
+        est = fastest(m, args.k, args.n, machine.rows, machine.cols, lanes, args.resident_a, machine)[1]
     work = est.total * rows * cols
     if est.total > L.MAX_PE_SIM_CYCLES or work > L.MAX_PE_SIM_PE_CYCLES:
         raise UsageError(f"the PE level would simulate about {est.total:,} cycles on {rows}x{cols} cores "

@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
                    "cerebras-gpt-1.3b)")
     s.add_argument("-p", "--pipeline", action="append", metavar="PIPELINE",
                    help="a pipeline to run instead of the ablation (repeatable; each compared with the first)")
-    s.add_argument("--target", default="wse2", help="wse2 (default), wse3 or mesh:RxC[,...]")
+    s.add_argument("--target", default="wse2", help="wse2 (default), wse3, a machine file (my.yaml) or mesh:RxC[,...]")
     s.add_argument("--batch", type=int, default=4, help="samples (default 4)")
     s.add_argument("--seq", type=int, default=None, help="sequence length (default: the model's context)")
     s.add_argument("--mode", choices=("inference", "train", "generate"), default="inference",

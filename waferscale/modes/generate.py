@@ -19,7 +19,7 @@ on the same rectangles.
 - **Across systems** (``systems`` > 1): the kernels are cut, at transformer blocks, into ``N``
   consecutive parts of about equal weight, each placed on a wafer of its own; a token's activations
   cross from one system to the next over the link of ``backends/assumptions.py``
-  (``INTER_SYSTEM_*``): the next system's simulation streams them in at the link's rate, as it
+  (the machine file's ``inter_system_*``): the next system's simulation streams them in at the link's rate, as it
   streams a graph input, and each crossing adds the link's latency. A run takes every system's
   latency and every crossing's once, plus the longest any one system spends on the rest of the batch.
 - **The roofline**: a decode step cannot beat reading the weights once and each sequence's cached

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..backends import assumptions as A
 from ..backends.kernels.last_position import LastPosition
 from ..backends.machine import Machine
 from ..backends.program import Program
@@ -75,5 +74,5 @@ def split_seconds(out: list, machine: Machine) -> dict[str, float]:
     for s in out:
         for p, v in time_split(s.decode.program, s.decode.placement, s.decode.sim).items():
             total[p] += v / machine.clock_hz
-    total["fabric"] += (len(out) - 1) * A.INTER_SYSTEM_LATENCY_S
+    total["fabric"] += (len(out) - 1) * machine.inter_system_latency_s
     return total

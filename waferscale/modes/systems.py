@@ -4,7 +4,7 @@
   consecutive parts of about equal weight, one per system, each placed layer-pipelined on a wafer
   of its own. A layer's forward and backward kernels (a training graph's) go to the same system,
   which holds its weights. What one system computed crosses to the next over the inter-system link
-  (``backends/assumptions.py`` ``INTER_SYSTEM_*``): the receiving system's simulation streams it in
+  (the machine file's ``inter_system_*``): the receiving system's simulation streams it in
   at the link's rate, as it streams a graph input (``part_program``), and each crossing adds the
   link's latency (``pipeline_seconds``). Used by inference, train and generate.
 - **data** (``data_parallel``): every system runs the whole model on its share of the batch; SwarmX
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..backends import assumptions as A
 from ..backends import swarmx as SX
 from ..backends.machine import Machine
 from ..backends.program import IO, RESIDENT, Program, sub_program
@@ -119,14 +118,14 @@ def pipeline_seconds(sims: list[SimResult], machine: Machine, crossings: int | N
     the rest of the batch. A crossing's transfer at the link's rate is in the receiving system's
     simulation (its input stream)."""
     crossings = len(sims) - 1 if crossings is None else crossings
-    first = sum(s.latency for s in sims) / machine.clock_hz + crossings * A.INTER_SYSTEM_LATENCY_S
+    first = sum(s.latency for s in sims) / machine.clock_hz + crossings * machine.inter_system_latency_s
     return first + max((s.cycles - s.latency) / machine.clock_hz for s in sims)
 
 
 def link_section(machine: Machine, crossing: list[float]) -> dict:
-    return {"name": A.INTER_SYSTEM_LINK_NAME, "bytes_per_s": machine.io_bytes_per_s,
-            "latency_seconds": A.INTER_SYSTEM_LATENCY_S, "bytes_per_token": crossing,
-            "source": "rate: the system I/O (machine.py); latency: our assumption (backends/assumptions.py)"}
+    return {"name": machine.inter_system_link_name, "bytes_per_s": machine.io_bytes_per_s,
+            "latency_seconds": machine.inter_system_latency_s, "bytes_per_token": crossing,
+            "source": "rate: the system I/O; latency: our assumption (the machine file)"}
 
 
 def system_detail(prog: Program, kernels: tuple[int, ...], state) -> dict:

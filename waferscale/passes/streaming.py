@@ -129,7 +129,7 @@ class _Fit:
     def place_all(self, samples: int) -> list[Placement] | WaferError:
         prefetch, resident = self.reserve(samples)
         left = self.machine.sram_bytes - prefetch - resident
-        if left - A.RESERVED_SRAM_BYTES <= 0:
+        if left - self.machine.reserved_sram_bytes <= 0:
             return WaferError(f"no SRAM left for the kernels (of {self.machine.sram_bytes:,} B per core, the next "
                               f"layer's weights take {prefetch:,} B and the batch's activations {resident:,} B)")
         small = replace(self.machine, sram_bytes=left)

@@ -7,7 +7,7 @@ The events are what the simulator already counts, never new estimates:
   over the chunks the tile simulation ran, for every sample: the same ``Work`` whose FLOPs are the
   report's executed FLOPs and whose bytes are the SRAM roofline's (FMACs are FLOPs / 2).
 - **Fabric wavelet-hops**: every flow's wavelets (its elements per token over the run, one element a
-  wavelet: ``assumptions.ELEMENTS_PER_WAVELET``) times its route's hops, plus every wavelet a kernel's
+  wavelet: the machine file's ``elements_per_wavelet``) times its route's hops, plus every wavelet a kernel's
   cores take in through their ramps (``Work.delivered``), each costed as one hop (the ramp; the hops
   inside a kernel's rectangle before it are not counted, a lower bound).
 - **Off-wafer bytes**: the graph inputs that stream in over the system I/O, the weights streamed in
@@ -72,7 +72,7 @@ def run_events(prog: Program, placement: Placement, routing: Routing, chunk: int
     run_tokens = prog.tokens * prog.samples
     for r in routing.routes:
         f = prog.flows[r.flow]
-        ev.wavelet_hops += f.elements_per_token * run_tokens / A.ELEMENTS_PER_WAVELET * r.hops
+        ev.wavelet_hops += f.elements_per_token * run_tokens / placement.machine.elements_per_wavelet * r.hops
         if f.src == IO:
             ev.off_wafer_bytes += f.bytes_per_token * run_tokens
     ev.off_wafer_bytes += sum(g.weight_bytes + g.grad_bytes for g in placement.groups)

@@ -125,12 +125,25 @@ def placement_json(s: CompileState) -> dict:
             "busiest": [{"link": link_name(link), "bytes_per_sample": b, "colors": s.routing.link_colors[link]}
                         for link, b in s.routing.busiest(10)],
         },
-        "assumptions": assumptions_dict(),
+        "assumptions": assumptions_dict(m),
     }
 
 
-def assumptions_dict() -> dict:
-    return {k: v for k, v in vars(A).items() if k.isupper()}
+LEGACY = ("hop_cycles", "router_delay_cycles", "elements_per_wavelet", "reserved_sram_bytes", "queue_bytes_per_color",
+          "pe_queue_depth", "ramp_cycles", "inter_system_link_name", "inter_system_latency_s")
+
+
+def assumptions_dict(machine=None) -> dict:
+    """The model's assumed figures (assumptions.py), and the machine file's figures marked assumed, with why."""
+    out = {k: v for k, v in vars(A).items() if k.isupper()}
+    if machine is not None:  # the names these figures had in assumptions.py, kept for readers of placement.json
+        from ..backends.machine import WSE3
+
+        out.update({name.upper(): getattr(machine, name) for name in LEGACY},
+                   WSE3_CLOCK_HZ=WSE3.clock_hz, WSE3_F32_FMACS=WSE3.f32_fmacs_per_cycle)
+        out["machine"] = {k: {"value": getattr(machine, k), "why": text}
+                          for k, kind, text in machine.sources if kind == "assumed"}
+    return out
 
 
 def wafer_report(s: CompileState) -> dict:

@@ -27,7 +27,7 @@ def critical_path(prog: Program, placement: Placement, routing: Routing, chunk: 
     for rt in routing.routes:
         f = prog.flows[rt.flow]
         if f.src != IO:
-            w = first[f.src] + rt.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+            w = first[f.src] + rt.hops * m.hop_cycles + m.router_delay_cycles
             if w > dag.get_edge_data(f.src, f.dst, {"w": -1})["w"]:
                 dag.add_edge(f.src, f.dst, w=w)
     # longest path to each kernel's start, then the kernel's whole sample on top

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backends import assumptions as A
 from ..backends.datapath import Datapath
+from ..backends.machine import WSE2, Machine
 from .pe_sim import simulate_gemv
 
 
@@ -30,15 +31,16 @@ class ChainResult:
     finish: tuple[int, ...]  # per stage, the cycle its last output element left
 
 
-def crossing(hops: int) -> int:
+def crossing(hops: int, machine: Machine = WSE2) -> int:
     """Cycles from an element leaving one grid to it being at the next grid's edge injector."""
-    return hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+    return hops * machine.hop_cycles + machine.router_delay_cycles
 
 
-def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int | list[int]) -> ChainResult:
+def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: int | list[int],
+                   machine: Machine = WSE2) -> ChainResult:
     """``stages``: ``(w, rows, cols)`` for a GEMV on a rows x cols grid, or ``("scale", gamma, cols)``
     for a row-wise scale on a 1 x cols row of cores (``scale_stage``). ``hops``: links between one
-    stage's output edge and the next stage's input edge (one figure for every crossing, or one per crossing)."""
+    stage's output edge and the next stage's input edge (one figure for every crossing, or one per crossing); ``machine``: its fabric's hop and router delay."""
     crossings = list(hops) if isinstance(hops, (list, tuple)) else [hops] * (len(stages) - 1)
     arrivals = np.zeros(len(x), np.int64)
     finish = []
@@ -46,7 +48,7 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
     for i, stage in enumerate(stages):
         if isinstance(stage[0], str):
             _, gamma, cols = stage
-            y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols)
+            y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols, machine)
         else:
             w, rows, cols = stage
             r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals)
@@ -55,11 +57,11 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
             y, exits = r.c[0], r.exits
         finish.append(int(exits.max()))
         if i < len(crossings):
-            arrivals = exits + crossing(crossings[i])
+            arrivals = exits + crossing(crossings[i], machine)
     return ChainResult(y, finish[-1], tuple(finish))
 
 
-def scale_stage(arrivals: np.ndarray, cols: int) -> np.ndarray:
+def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2) -> np.ndarray:
     """When each element leaves a row-wise scale on a 1 x cols row of cores, given when it arrived at
     the row's west edge. Core j holds the scale of the j-th block of elements; an element crosses j
     links east to it. Its task starts on its first element (``TASK_OVERHEAD_CYCLES``) and issues one
@@ -74,9 +76,9 @@ def scale_stage(arrivals: np.ndarray, cols: int) -> np.ndarray:
         lo, hi = j * ft, min((j + 1) * ft, n)
         if lo >= hi:
             break
-        arr = arrivals[lo:hi] + j * A.HOP_CYCLES
+        arr = arrivals[lo:hi] + j * machine.hop_cycles
         t = int(arr[0]) + A.TASK_OVERHEAD_CYCLES + A.VECTOR_OP_CYCLES - 1
         for i, a in enumerate(arr):
             t = max(t, int(a)) + 1
-            out[lo + i] = t + (cols - 1 - j) * A.HOP_CYCLES
+            out[lo + i] = t + (cols - 1 - j) * machine.hop_cycles
     return out

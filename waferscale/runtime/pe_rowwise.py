@@ -41,8 +41,8 @@ ones is on the fabric, as far as its buffers allow. Every core does the same wor
 widest core is the busiest and column 0 (widest, and the last to get the totals) is the one the
 row waits for; the tile level (``rowwise.layernorm_row``) schedules that core token by token.
 
-How the simulator models it: as ``pe_sim``, one stage per cycle (``HOP_CYCLES`` router to
-router, ``RAMP_CYCLES`` router to core or core to router), a queue of ``PE_QUEUE_DEPTH`` wavelets
+How the simulator models it: as ``pe_sim``, one stage per cycle (``hop_cycles`` router to
+router, ``ramp_cycles`` router to core or core to router), a queue of ``pe_queue_depth`` wavelets (the machine file's)
 per color at each router and at each core, and credit flow control: a wavelet moves only if the
 receiving queue had room at the start of the cycle (a multicast only if all its receivers had).
 Four colors: the delivery (source -> router -> core), the chain east (core -> router -> next
@@ -70,10 +70,11 @@ import numpy as np
 from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_tasks
+from ..backends.machine import WSE2
 from .pe_sim import PeRate
 
-if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
-    raise NotImplementedError("the PE-level layernorm models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
+if (WSE2.hop_cycles, WSE2.ramp_cycles, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage a cycle, else delay lines
+    raise NotImplementedError("the PE-level layernorm models hop_cycles = ramp_cycles = PARTIAL_SUM_CYCLES = 1 only")
 
 IDLE, STAT_TASK, NORM_TASK = 0, 1, 2  # what a core's datapath is running
 
@@ -106,7 +107,7 @@ def finish(totals: np.ndarray, f: int, eps: float) -> tuple[np.ndarray, np.ndarr
 
 
 def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, weight: np.ndarray | None = None,
-                       bias: np.ndarray | None = None, eps: float = 1e-5, depth: int = A.PE_QUEUE_DEPTH,
+                       bias: np.ndarray | None = None, eps: float = 1e-5, depth: int = WSE2.pe_queue_depth,
                        check: bool = False, max_cycles: int | None = None) -> RowwiseResult:
     """Layernorm over the last axis of ``x`` (m x f) on a ``rows x cols`` grid with ``lanes`` FMAC
     lanes per core (``machine.lanes(dtype)``). ``check`` verifies every queue's occupancy every cycle."""

@@ -53,9 +53,9 @@ they cross: a link direction carries one wavelet per cycle whatever its color, a
 wavelet goes first (``pe_tree``).
 
 How the simulator models it (``pe_fabric`` has the queues): each router has, per color, an input
-queue of ``PE_QUEUE_DEPTH`` wavelets, and each core an input queue of the same depth per color. In
-one cycle a wavelet moves at most one stage: router to next router (one hop, ``HOP_CYCLES``),
-router to its core or core to its router (the ramp, ``RAMP_CYCLES``). A wavelet moves only if
+queue of ``pe_queue_depth`` wavelets (the machine file's), and each core an input queue of the same depth per color. In
+one cycle a wavelet moves at most one stage: router to next router (one hop, ``hop_cycles``),
+router to its core or core to its router (the ramp, ``ramp_cycles``). A wavelet moves only if
 the receiving queue had room at the start of the cycle (credit flow control: back-pressure), and
 a multicast only if all its receivers had. In the chain each link direction carries one color, so
 one wavelet per link per cycle holds by construction; the tree arbitrates shared links. The ramp
@@ -93,6 +93,7 @@ import numpy as np
 from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
 from ..backends.datapath import Datapath
+from ..backends.machine import WSE2
 from ..errors import UsageError
 from .pe_events import row_arrivals, run_events
 from .pe_fabric import Fabric, TreeFabric
@@ -100,8 +101,8 @@ from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
 from .pe_tree import run_tree
 
-if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
-    raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
+if (WSE2.hop_cycles, WSE2.ramp_cycles, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage a cycle, else delay lines
+    raise NotImplementedError("the PE-level simulator models hop_cycles = ramp_cycles = PARTIAL_SUM_CYCLES = 1 only")
 
 
 class PeRate:
@@ -130,7 +131,7 @@ class PeResult(PeRate):
 
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
-                  depth: int = A.PE_QUEUE_DEPTH, check: bool = False, sram_bytes: int | None = None,
+                  depth: int = WSE2.pe_queue_depth, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
                   sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None,
                   engine: str = "events") -> PeResult:
@@ -197,7 +198,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
                     exits=exits)
 
 
-def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = A.PE_QUEUE_DEPTH, *, m: int = 1,
+def core_sram_bytes(k: int, n: int, rows: int, cols: int, depth: int = WSE2.pe_queue_depth, *, m: int = 1,
                     reduce: str = CHAIN, resident_a: bool = False, tile_bytes: int | None = None) -> int:
     """SRAM (f32 words) the busiest core keeps: its W tile, its partial-sum buffers and the ring
     of the sums it has sent (the payloads of its wavelets in flight); with ``resident_a``, also its

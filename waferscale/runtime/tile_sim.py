@@ -188,7 +188,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         ``last_ready``; returns when its first and last tokens arrive."""
         f = prog.flows[r.flow]
         p0, p1 = parts[item % len(parts)]
-        wavelets = ceil(f.elements_per_token * (p1 - p0) / A.ELEMENTS_PER_WAVELET / r.lanes)
+        wavelets = ceil(f.elements_per_token * (p1 - p0) / m.elements_per_wavelet / r.lanes)
         per_token = wavelets / (p1 - p0)
         emit = emits[f.src] if p1 - p0 == 1 else 0  # within a token; a chunk of tokens streams token by token
         # element streaming: the first token's outputs leave over the producer's last ``emit`` cycles, and
@@ -200,7 +200,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         for link in shared[r.flow]:  # a shared link carries its flows' wavelets one after another
             link_free[link] = max(link_free.get(link, 0), first_out) + wavelets
             finish = max(finish, link_free[link])
-        latency = r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+        latency = r.hops * m.hop_cycles + m.router_delay_cycles
         return first + latency, finish + latency
 
     # graph inputs stream in over the system I/O, one chunk after another
@@ -211,7 +211,7 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         for k in range(nk):
             for r in incoming[k]:
                 f = prog.flows[r.flow]
-                latency = r.hops * A.HOP_CYCLES + A.ROUTER_DELAY_CYCLES
+                latency = r.hops * m.hop_cycles + m.router_delay_cycles
                 if f.src == IO:
                     first = io_t + f.bytes_per_token / io_bytes_per_cycle
                     io_t += f.bytes_per_token * (p1 - p0) / io_bytes_per_cycle

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 def build_policy(args, max_context: int, log):
     """The policy and its cost reports: a colocated engine, or a prefill and a decode engine."""
-    from ..backends import assumptions as A
     from ..backends.machine import get_machine
     from .policies import Colocated, Disaggregated, Link
     from .wafer import region, wafer_costs
@@ -27,13 +26,13 @@ def build_policy(args, max_context: int, log):
         k = min(max(int(round(args.systems * args.split)), 1), args.systems - 1)
         pre = wafer_costs(args.model, machine, systems=k, what="prefill systems: ", **kw)
         dec = wafer_costs(args.model, machine, systems=args.systems - k, what="decode systems: ", **kw)
-        link = Link(machine.io_bytes_per_s, A.INTER_SYSTEM_LATENCY_S,
-                    f"{A.INTER_SYSTEM_LINK_NAME} (machine.py, backends/assumptions.py)")
+        link = Link(machine.io_bytes_per_s, machine.inter_system_latency_s,
+                    f"{machine.inter_system_link_name} (the machine file)")
     else:
         pre = wafer_costs(args.model, region(machine, args.split, True), what="prefill region: ", **kw)
         dec = wafer_costs(args.model, region(machine, args.split, False), what="decode region: ", **kw)
         link = Link(machine.cols * machine.link_bytes_per_cycle * machine.clock_hz,
-                    machine.rows * A.HOP_CYCLES / machine.clock_hz,
+                    machine.rows * machine.hop_cycles / machine.clock_hz,
                     "the fabric across the regions' boundary: one link per column, one direction (machine.py); "
                     "latency: the mesh's height in hops (our assumption)")
     pol = Disaggregated(pre.cost, dec.cost, link, max_batch=args.max_batch, chunk=min(args.chunk, max_context - 1))

@@ -5,12 +5,11 @@ simulated as ``serve/wafer.py`` places a model for serving; ``serve/speculative.
 
 The hand-off per verify step (the draft tokens to the target, the verdict back) is a few bytes, so
 only latency is counted: on one wafer, twice the mesh's height in hops (our assumption, as the
-disaggregated policy's boundary); on separate systems, twice ``INTER_SYSTEM_LATENCY_S``
-(``backends/assumptions.py``)."""
+disaggregated policy's boundary); on separate systems, twice the machine file's
+``inter_system_latency_s`` (an assumption, stated there)."""
 
 from __future__ import annotations
 
-from ..backends import assumptions as A
 from ..backends.machine import Machine
 from .speculative import Speculative, expected_tokens
 from .wafer import region, wafer_costs
@@ -24,14 +23,14 @@ def speculative_costs(args, machine: Machine, kw: dict) -> tuple[Speculative, di
     kw = {**kw, "max_context": kw["max_context"] + k}  # a verify step writes k + 1 rows past the last token
     if args.draft_systems:
         target_m, draft_m, draft_systems = machine, machine, args.draft_systems
-        handoff = 2 * A.INTER_SYSTEM_LATENCY_S
+        handoff = 2 * machine.inter_system_latency_s
         where = (f"the draft on {draft_systems} separate system(s), the target on {args.systems}; hand-off: twice "
-                 f"the inter-system latency ({A.INTER_SYSTEM_LINK_NAME}, backends/assumptions.py)")
+                 f"the inter-system latency ({machine.inter_system_link_name}, the machine file)")
     else:
         target_m = region(machine, args.draft_split, False, NAMES, "--draft-split")
         draft_m = region(machine, args.draft_split, True, NAMES, "--draft-split")
         draft_systems = args.systems
-        handoff = 2 * machine.rows * A.HOP_CYCLES / machine.clock_hz
+        handoff = 2 * machine.rows * machine.hop_cycles / machine.clock_hz
         where = (f"the same wafer(s): the draft on the first {draft_m.rows} of {machine.rows} rows, the target on "
                  f"the other {target_m.rows}; hand-off: twice the mesh's height in hops (our assumption)")
     target = wafer_costs(args.model, target_m, systems=args.systems, what="target: ", verify_tokens=k + 1, **kw)

@@ -127,7 +127,7 @@ class Attention(Kernel):
         # tree (column_reduce.py): about sqrt(rows) adds in turn, the hops the column's height
         p = plan(rows, TREE)
         depth = max(p.groups) // 2 + len(p.groups) // 2
-        return super().fill(rows, cols, machine) + depth * per_row + (rows - 1) * A.HOP_CYCLES
+        return super().fill(rows, cols, machine) + depth * per_row + (rows - 1) * machine.hop_cycles
 
     def run(self, op, args, rows, cols):
         attrs = registry.with_defaults(op.kind, op.attr)

@@ -30,8 +30,7 @@ import numpy as np
 
 from ...ir import registry
 from ...ir.graph import Op
-from .. import assumptions as A
-from ..machine import Machine
+from ..machine import WSE2, Machine
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def roofline_cycles(work: Work, rows: int, cols: int, machine: Machine, dtype: s
         "compute": work.flops / (2 * machine.lanes(dtype) * cores),
         "sram": max(work.sram_read / (machine.sram_read_ports * machine.sram_port_bytes * cores),
                     work.sram_write / (machine.sram_write_ports * machine.sram_port_bytes * cores)),
-        "fabric": max(work.delivered / cores, work.edge / (2 * (rows + cols))) / A.ELEMENTS_PER_WAVELET,
+        "fabric": max(work.delivered / cores, work.edge / (2 * (rows + cols))) / machine.elements_per_wavelet,
     }
 
 
@@ -102,7 +101,7 @@ class Kernel:
 
     def fill(self, rows: int, cols: int, machine: Machine) -> int:
         """Cycles of the first token's latency through the rectangle (not busy time)."""
-        return (rows - 1 + cols - 1) * A.HOP_CYCLES + 2 * A.ROUTER_DELAY_CYCLES
+        return (rows - 1 + cols - 1) * machine.hop_cycles + 2 * machine.router_delay_cycles
 
     def chunk(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> ChunkCost:
         """Tokens [p0, p1) on a rows x cols rectangle: the model's cycles, never below the roofline;
@@ -136,8 +135,9 @@ class Kernel:
         """The colors its algorithm uses on a rows x cols rectangle (a kernel choice may add some)."""
         return self.colors
 
-    def queues(self) -> int:
-        return self.colors * A.QUEUE_BYTES_PER_COLOR
+    def queues(self, machine: Machine = WSE2) -> int:
+        # sram() is not given the machine (its callers size kernels machine-free): WSE-2's file's queue bytes
+        return self.colors * machine.queue_bytes_per_color
 
 
 # -- lowering rules ------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from ..blocks import block, slices, split
 from ..column_reduce import CHAIN, TREE
 from ..datapath import accumulator_bytes
 from ..gemm import element_cycles, fastest, sparse_gemm_time
+from ..machine import WSE2
 from ..sparse import SparseWeight
 from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
@@ -111,7 +112,7 @@ class Gemm(Kernel):
         WaferLLM's two-level tree where a sample has so few tokens that its latency wins."""
         if self.sparse is not None:  # the tree with a sparse weight is not modelled: the chain
             return CHAIN
-        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine))[0]
+        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine), machine=machine)[0]
 
     def algorithm(self, rows, cols, machine) -> str:
         return f"{self.reduce(rows, cols, machine)} reduce" + (", sparse weights" if self.sparse is not None else "")
@@ -124,8 +125,8 @@ class Gemm(Kernel):
             dp = self.datapath(machine)
             n = self._n()
             return sparse_gemm_time(self.tokens, self.sparse, rows, cols, dp, tail=self.tail(), head=self._head(),
-                                    tail_cycles=element_cycles(block(n, min(cols, n)), dp))
-        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine))[1]
+                                    tail_cycles=element_cycles(block(n, min(cols, n)), dp), machine=machine)
+        return fastest(self.tokens, *self.dims(), rows, cols, self.datapath(machine), machine=machine)[1]
 
     def datapath(self, machine):
         """The machine's datapath for ``dtype``, dequantising the weights as it reads them if they are quantised."""
@@ -154,7 +155,7 @@ class Gemm(Kernel):
             "partial_sums": 2 * nt * accumulator_bytes(self.dtype),  # own and incoming
             # the queues of the tree's colors, whichever reduce the rectangle picks (a bound: sram
             # does not know the machine the choice depends on)
-            "fabric_queues": self.queues() + TREE_EXTRA_COLORS * A.QUEUE_BYTES_PER_COLOR,
+            "fabric_queues": self.queues() + TREE_EXTRA_COLORS * WSE2.queue_bytes_per_color,
         }
 
     def work(self, p0, p1):
@@ -197,7 +198,7 @@ class Gemm(Kernel):
 
     def fill(self, rows, cols, machine):
         fill = self._time(rows, cols, machine).fill
-        return fill + (min(cols, self._n()) - 1) * A.HOP_CYCLES if self.norm else fill
+        return fill + (min(cols, self._n()) - 1) * machine.hop_cycles if self.norm else fill
 
     def run(self, op, args, rows, cols):
         if op.kind != "fused":

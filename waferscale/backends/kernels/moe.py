@@ -161,7 +161,8 @@ class MoeExperts(Kernel):
         """Cycles per routed row of one expert on its slice: gate and up, then down."""
         w, dp = self.slice_cols(cols), machine.datapath(self.dtype)
         m = max(1, m)
-        return fastest(m, self.d, 2 * self.f, rows, w, dp)[1].step + fastest(m, self.f, self.d, rows, w, dp)[1].step
+        return (fastest(m, self.d, 2 * self.f, rows, w, dp, machine=machine)[1].step
+                + fastest(m, self.f, self.d, rows, w, dp, machine=machine)[1].step)
 
     def expert_cycles(self, rows: int, cols: int, p0: int, p1: int, machine: Machine) -> list[float]:
         """Busy cycles of each expert for tokens [p0, p1)."""

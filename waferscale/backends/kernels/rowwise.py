@@ -50,6 +50,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
+from ..machine import WSE2, Machine
 from .base import ACT, PARAM, Kernel, LowerCtx, Work, f32, lowers
 
 # Datapath cycles per element at the SIMD lane rate (our assumption; no source gives them): 1
@@ -124,20 +125,20 @@ def layernorm_tasks(ft: int, lanes: float, norm: str = "layernorm") -> tuple[int
             A.TASK_OVERHEAD_CYCLES + finish + (element_cycles(norm) - n.stat_passes) * vec)
 
 
-def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS) -> int:
+def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS, machine: Machine = WSE2) -> int:
     """From the end of column 0's statistics task to the first cycle its normalize may start: it puts
     its two statistics on the fabric, the second one (which gates) crosses every column east (a hop,
     the ramp to the core and its add-and-forward: 3 cycles), comes back west from the last core (a
     hop per column), down the ramp and into column 0's SRAM (one cycle)."""
     if cols == 1:
         return 0
-    east = A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES
-    return stats * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + A.HOP_CYCLES) + A.RAMP_CYCLES + 1
+    east = machine.hop_cycles + machine.ramp_cycles + A.PARTIAL_SUM_CYCLES
+    return stats * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + machine.hop_cycles) + machine.ramp_cycles + 1
 
 
 @lru_cache(maxsize=512)
 def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inputs: int = 1,
-                  norm: str = "layernorm") -> tuple[int, ...]:
+                  norm: str = "layernorm", machine: Machine = WSE2) -> tuple[int, ...]:
     """Cycles by which a row of ``cols`` cores has output its first 1, 2, ..., ``tokens`` tokens: the
     schedule of its widest core (column 0, the last to get the row's statistics back), token by
     token. A token is received into one of ``slots`` buffers at one wavelet per cycle once a buffer
@@ -148,8 +149,8 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
     stats = NORMS[norm].stats
     stat, norm = layernorm_tasks(ft, lanes, norm)
     sends = stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
-    trip = layernorm_allreduce_cycles(cols, stats)
-    first = A.HOP_CYCLES + A.RAMP_CYCLES  # the first wavelet in: source -> router -> core
+    trip = layernorm_allreduce_cycles(cols, stats, machine)
+    first = machine.hop_cycles + machine.ramp_cycles  # the first wavelet in: source -> router -> core
     ready, stats_end, sent = [], [], []  # per token: statistics may start; they end; last output sent
     free = ns = 0  # the datapath's next free cycle; tokens whose statistics have started
     while len(sent) < tokens:
@@ -166,7 +167,7 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
         else:
             free = norm_at + norm
             sent.append(max(free, sent[-1] + 1 if sent else 0) + ft - 1)
-    return tuple(s + 1 + A.HOP_CYCLES for s in sent)  # the cycle after the last wavelet reaches the sink
+    return tuple(s + 1 + machine.hop_cycles for s in sent)  # the cycle after the last wavelet reaches the sink
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Rowwise(Kernel):
     def fill(self, rows, cols, machine):
         if self.op in NORMS:
             return self._layernorm(rows, cols, machine)[1]
-        extra = 4 * (cols - 1) * A.HOP_CYCLES if self.op in REDUCES else 0
+        extra = 4 * (cols - 1) * machine.hop_cycles if self.op in REDUCES else 0
         return super().fill(rows, cols, machine) + extra
 
     def emit(self, rows, cols):
@@ -237,7 +238,7 @@ class Rowwise(Kernel):
         rows, cols = min(rows, self.tokens), min(cols, self.features)
         lanes = machine.lanes(self.dtype)
         done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens * self.groups / rows),
-                             self.inputs, self.op)
+                             self.inputs, self.op, machine)
         stat, norm = layernorm_tasks(block(self.features, cols), lanes, self.op)
         busy = stat + norm + (NORMS[self.op].stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0)
         return done, done[0] - busy
