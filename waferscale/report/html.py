@@ -229,7 +229,8 @@ def _energy(report: dict) -> str:
             "5% leakage to 23 kW with 30%: docs/energy.md)" if lo is not None and hi is not None else "")
     per_token = f"{1e3 * float(e['joules_per_token']):.4g} mJ per {e['per']}"
     watts = f"{float(e['average_watts']) / 1e3:.3g} kW average over {int(e['systems'])} system(s)"
-    return ('<section id="energy-section"><h2>Energy</h2><p class="hint">A model, not a measurement (backends/energy.py): the run\'s events '
+    return ('<section id="energy-section"><h2>Energy</h2>'
+            '<p class="hint">A model, not a measurement (backends/energy.py): the run\'s events '
             'costed per event class plus the static power over the simulated time.</p>'
             f'<dl class="facts"><dt>per token</dt><dd id="energy-per-token">{_e(per_token)}</dd><dt>power</dt>'
             f'<dd>{_e(watts)}</dd><dt>step</dt><dd>{float(total):.4g} J in {1e3 * float(e["seconds_per_step"]):.4g} '

@@ -40,7 +40,8 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
                    machine: Machine = WSE2) -> ChainResult:
     """``stages``: ``(w, rows, cols)`` for a GEMV on a rows x cols grid, or ``("scale", gamma, cols)``
     for a row-wise scale on a 1 x cols row of cores (``scale_stage``). ``hops``: links between one
-    stage's output edge and the next stage's input edge (one figure for every crossing, or one per crossing); ``machine``: its fabric's hop and router delay."""
+    stage's output edge and the next stage's input edge (one figure for every crossing, or one per crossing);
+    ``machine``: its fabric's hop and router delay."""
     crossings = list(hops) if isinstance(hops, (list, tuple)) else [hops] * (len(stages) - 1)
     arrivals = np.zeros(len(x), np.int64)
     finish = []
