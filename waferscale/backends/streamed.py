@@ -99,6 +99,16 @@ def passes_for(m: int, mp: int, kt: int, elem: int) -> tuple[int, int]:
     return passes, ceil(full / passes)
 
 
+def epilogue_split(k: int, kp: int, tail: int, density: float) -> tuple[list[int], np.ndarray]:
+    """K's rows per part, and each part's AXPYs of epilogue work per column: ``tail`` AXPYs per column
+    weigh ``tail / density`` rows of K (a row of K is ``density`` AXPYs per column), which the split
+    balances as the weight-stationary kernel does (``blocks.split``), charged to the parts it leaves
+    short, ``density`` AXPYs per row they lack."""
+    weight = ceil(tail / density) if tail else 0
+    ks = split(k, kp, weight)
+    return ks, (np.array(split(k + weight, kp)) - np.array(ks)) * density
+
+
 def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float, sw=None, *, tail: int = 0,
                   head: int = 0) -> StreamedTime:
     """The time of ``m`` tokens on ``kp`` K parts by ``mp`` M parts (cut to the matrix). ``sw``: the
@@ -109,12 +119,10 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
     the weights to reach M part j, 3 cycles per K part below (hop, ramp, add), and the edges' stages."""
     dp = as_datapath(dp)
     kp, mp = max(1, min(kp, k + tail)), max(1, min(mp, m))
-    ks = split(k, kp, tail)
-    units = np.array(split(k + tail, kp)) - np.array(ks)
+    ks, units = epilogue_split(k, kp, tail, 1.0 if sw is None else sw.density)
     passes, mt = passes_for(m, mp, max(ks), dp.elem)
     cols = n + head
     extra = units * n + head * np.array(ks)  # dense work per K part: the epilogue and the statistics
-    wc = wavelet_cycles(mt, dp)
     below = (kp - 1 - np.arange(kp)) * (A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES)
     nz = part_nonzeros(sw, ks, n)
     if isinstance(nz, tuple):  # in distribution: the expected most of the parts' draws
@@ -123,12 +131,12 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
         work = core_cycles(busiest, cols, mt, dp) + float(below.max())
         stream = busiest + cols
     else:
-        work = float((core_cycles(nz + extra, cols, mt, dp) + below).max())
+        work = float(np.ceil(core_cycles(nz + extra, cols, mt, dp) + below).max())
         stream = float((nz + extra).max() + cols)  # wavelets into a K part, one per cycle
     edges = 2 * A.HOP_CYCLES + A.RAMP_CYCLES
     per_pass = max(work + (mp - 1) * A.HOP_CYCLES, stream, cols * mt) + edges
     return StreamedTime(passes=passes, pass_cycles=ceil(per_pass), tokens=m)
 
 
-__all__ = ["ACC_BUFFERS", "A_BLOCK_BYTES", "StreamedTime", "core_cycles", "part_nonzeros", "passes_for",
-           "streamed_time", "wavelet_cycles"]
+__all__ = ["ACC_BUFFERS", "A_BLOCK_BYTES", "StreamedTime", "core_cycles", "epilogue_split", "part_nonzeros",
+           "passes_for", "streamed_time", "wavelet_cycles"]

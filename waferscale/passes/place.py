@@ -43,9 +43,10 @@ class Place(Pass):
                        "streaming (each layer on the whole wafer in turn, its weights streamed from MemoryX), or auto "
                        "(pipelined when the model fits, streaming otherwise)",
                        choices=("auto", "pipelined", "streaming"))
-    streamed_gemm: str = option("sparse", "in weight-streaming mode, the GEMMs that stream their weights through resident "
-                                "activations (backends/kernels/streamed.py): those of sparse weights, all weight GEMMs, "
-                                "or none (every GEMM weight-stationary)", choices=("sparse", "all", "none"))
+    streamed_gemm: str = option("sparse", "in weight-streaming mode, the GEMMs that stream their weights through "
+                                "resident activations (backends/kernels/streamed.py): those of sparse weights, all "
+                                "weight GEMMs, or none (every GEMM weight-stationary)",
+                                choices=("sparse", "all", "none"))
 
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:

@@ -80,7 +80,7 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     n = w.shape[1]
     kp, mp = min(kp, k), min(mp, m)
     ks, ms = split(k, kp), split(m, mp)
-    D, B, T, PS = A.PE_QUEUE_DEPTH, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES, A.PARTIAL_SUM_CYCLES
+    D, B, T = A.PE_QUEUE_DEPTH, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
     streams = _streams(w, ks)
     length = np.array([len(h) for h, _ in streams])
     width = int(length.max())

@@ -30,9 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from ..blocks import split
 from ..datapath import accumulator_bytes
-from ..streamed import ACC_BUFFERS, passes_for, streamed_time
+from ..streamed import ACC_BUFFERS, epilogue_split, passes_for, streamed_time
 from .matmul import Gemm
 
 
@@ -81,7 +80,7 @@ class StreamedGemm(Gemm):
 
     def sram(self, rows, cols):
         kp, mp = min(cols, self.k + self.tail()), min(rows, self._m())
-        kt = max(split(self.k, kp, self.tail()))
+        kt = max(epilogue_split(self.k, kp, self.tail(), self.sparse.density if self.sparse is not None else 1.0)[0])
         _, mt = passes_for(self._m(), mp, kt, self.elem)
         stored = self.sparse.stored_bytes(self.elem) if self.sparse is not None else self.k * self.n * self.elem
         epi = self.epilogue
