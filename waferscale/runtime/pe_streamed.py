@@ -33,14 +33,14 @@ import numpy as np
 from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
-from ..backends.streamed import ACC_BUFFERS, wavelet_cycles
+from ..backends.streamed import ACC_BUFFERS, passes_for, wavelet_cycles
 
 
 @dataclass(frozen=True)
 class StreamedRun:
     cycles: int
     c: np.ndarray  # (m, n) float32, as the edge receives it
-    wavelets: int  # weight wavelets injected (headers and non-zeros)
+    wavelets: int  # weight wavelets injected (headers and non-zeros, every pass)
 
 
 def _streams(w: np.ndarray, ks: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -74,14 +74,26 @@ def products(a: np.ndarray, w: np.ndarray, ks: list[int]) -> np.ndarray:
 
 def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Datapath | float = 4.0,
                       max_cycles: int = 10_000_000) -> StreamedRun:
-    """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``."""
+    """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``. Where a
+    core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
+    after the other, each streaming the whole weight: each M part's tokens are split over the passes."""
     dp = as_datapath(lanes)
     m, k = a.shape
-    n = w.shape[1]
     kp, mp = min(kp, k), min(mp, m)
     ks, ms = split(k, kp), split(m, mp)
-    D, B, T = A.PE_QUEUE_DEPTH, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
+    passes, _ = passes_for(m, mp, max(ks), dp.elem)
     streams = _streams(w, ks)
+    cycles = sum(_pass_cycles(streams, w.shape[1], [split(x, passes)[p] for x in ms], dp, max_cycles)
+                 for p in range(passes))
+    return StreamedRun(cycles, products(a, w, ks), passes * int(sum(len(h) for h, _ in streams)))
+
+
+def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int) -> int:
+    """The cycles of one pass whose M parts hold ``ms`` tokens each (the cycle loop; a part with none
+    this pass is left out)."""
+    ms = [x for x in ms if x > 0]
+    kp, mp = len(streams), len(ms)
+    D, B, T = A.PE_QUEUE_DEPTH, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
     length = np.array([len(h) for h, _ in streams])
     width = int(length.max())
     is_header = np.zeros((kp, width + 1), dtype=bool)
@@ -95,7 +107,7 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     inj, sunk = np.zeros(kp, np.int64), np.zeros(mp, np.int64)
     mq, cq, pos, cd, fm, rd, rs, ramp, north, rin = (z() for _ in range(10))
     started_col = z()  # columns whose header has started (the next header's column)
-    need = n * m
+    need = n * sum(ms)
     cycle = 0
     while sunk.sum() < need:
         cycle += 1
@@ -138,4 +150,4 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
         north[1:] += down[:-1]
         ramp += reduce.astype(np.int64) - down
         sunk += down[-1]
-    return StreamedRun(cycle, products(a, w, ks), int(length.sum()))
+    return cycle
