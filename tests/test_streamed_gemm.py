@@ -110,3 +110,11 @@ def test_weight_streaming_chooses_the_streamed_gemms(which):
     p = run_passes(t.graph, "canonicalize,sparsify{density=0.1},fuse,lower,place{mode=pipelined}", batch=2, seq=24,
                    target="mesh:64x64")
     assert not any(isinstance(k.model, StreamedGemm) for k in p.program.kernels)
+
+
+def test_the_option_prints_only_when_not_its_default():
+    from waferscale.passes import parse_pipeline, spec
+
+    assert spec(parse_pipeline("place{mode=streaming}")) == "place{mode=streaming}"
+    text = spec(parse_pipeline("place{mode=streaming,streamed_gemm=all}"))
+    assert text == "place{mode=streaming,streamed_gemm=all}" and spec(parse_pipeline(text)) == text

@@ -48,6 +48,12 @@ class Place(Pass):
                                 "weight GEMMs, or none (every GEMM weight-stationary)",
                                 choices=("sparse", "all", "none"))
 
+    def spec(self) -> str:
+        """Every option but ``streamed_gemm`` at its default (added later: pipelines and reports written
+        before it read the same, and replay to the same placement)."""
+        text = super().spec()
+        return text.replace(",streamed_gemm=sparse", "") if self.streamed_gemm == "sparse" else text
+
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:
             raise UsageError("pass 'place' needs a machine: give --target wse2, wse3 or mesh:RxC")
