@@ -23,7 +23,7 @@ from ..backends.program import Placement, Program, Rect
 from ..errors import FitError, UsageError
 from .base import PLACED, PROGRAM, CompileState, Pass, option, register
 from .placement_check import verify_placement
-from .streaming import place_streaming
+from .streaming import place_streaming, use_streamed_gemm
 
 # placement mode -> its name in reports
 MODES = {"pipelined": "layer-pipelined", "streaming": "weight-streaming", "latency": "latency (cores shared in time)"}
@@ -43,20 +43,32 @@ class Place(Pass):
                        "streaming (each layer on the whole wafer in turn, its weights streamed from MemoryX), or auto "
                        "(pipelined when the model fits, streaming otherwise)",
                        choices=("auto", "pipelined", "streaming"))
+    streamed_gemm: str = option("sparse", "in weight-streaming mode, the GEMMs that stream their weights through "
+                                "resident activations (backends/kernels/streamed.py): those of sparse weights, all "
+                                "weight GEMMs, or none (every GEMM weight-stationary)",
+                                choices=("sparse", "all", "none"))
+
+    def spec(self) -> str:
+        """Every option but ``streamed_gemm`` at its default (added later: pipelines and reports written
+        before it read the same, and replay to the same placement)."""
+        text = super().spec()
+        return text.replace(",streamed_gemm=sparse", "") if self.streamed_gemm == "sparse" else text
 
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:
             raise UsageError("pass 'place' needs a machine: give --target wse2, wse3 or mesh:RxC")
         prog, m = s.program, s.machine
         if self.mode == "streaming":
-            placement = replace(self._streaming(s), reason="weight streaming: asked for (place{mode=streaming})")
+            s, placement = self._streaming(s)
+            placement = replace(placement, reason="weight streaming: asked for (place{mode=streaming})")
         else:
             try:
                 placement = place(prog, m, log=s.log)
             except FitError as e:
                 if self.mode == "pipelined":
                     raise
-                placement = replace(self._streaming(s), reason=f"weight streaming: layer-pipelined does not fit ({e})")
+                s, placement = self._streaming(s)
+                placement = replace(placement, reason=f"weight streaming: layer-pipelined does not fit ({e})")
             else:
                 need = sum(sum(k.model.sram(r.rows, r.cols).values()) * r.cores for k, r in zip(prog.kernels,
                                                                                                placement.rects))
@@ -69,9 +81,10 @@ class Place(Pass):
               f"rows: {100 * placement.occupancy:.1f}% of the cores")
         return replace(s, placement=placement)
 
-    @staticmethod
-    def _streaming(s: CompileState) -> Placement:
-        return place_streaming(s.program, s.machine, place, log=s.log)
+    def _streaming(self, s: CompileState) -> tuple[CompileState, Placement]:
+        """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement."""
+        s = replace(s, program=use_streamed_gemm(s.program, self.streamed_gemm, log=s.log))
+        return s, place_streaming(s.program, s.machine, place, log=s.log)
 
 
 def _first(lo: int, hi: int, ok) -> int | None:

@@ -32,6 +32,8 @@ from dataclasses import replace
 from math import ceil
 
 from ..backends import assumptions as A
+from ..backends.kernels.matmul import Gemm
+from ..backends.kernels.streamed import StreamedGemm
 from ..backends.machine import Machine
 from ..backends.program import Group, Placement, Program, Rect, signature, sub_program
 from ..errors import FitError, WaferError
@@ -96,6 +98,24 @@ def grads_out(prog: Program, kernels: tuple[int, ...]) -> tuple[int, int]:
         nbytes += node.op.type.nbytes if sw is None else sw.stored_bytes(node.model.elem)
         params += node.op.type.numel if sw is None else sw.nnz
     return nbytes, params
+
+
+def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None) -> Program:
+    """The program with the GEMMs that stream their weights through resident activations
+    (``kernels/streamed.py``) in place of weight-stationary ones: ``sparse``, those of sparse weights
+    (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none."""
+    if which == "none":
+        return prog
+    nodes = []
+    for node in prog.kernels:
+        g = node.model
+        if type(g) is Gemm and not g.quant and (which == "all" or g.sparse is not None):
+            node = replace(node, model=StreamedGemm.of(g, prog.samples))
+        nodes.append(node)
+    count = sum(isinstance(n.model, StreamedGemm) for n in nodes)
+    if count:
+        log(f"weight streaming: {count} GEMMs stream their weights through resident activations ({which})")
+    return replace(prog, kernels=tuple(nodes))
 
 
 def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
