@@ -41,6 +41,7 @@ import numpy as np
 from . import assumptions as A
 from .blocks import block, split
 from .datapath import Datapath, as_datapath
+from .machine import WSE2, Machine
 from .sparse import expected_max_z
 
 # Output columns whose partial sums a core keeps at once (its accumulators, mt each): our kernel's
@@ -111,10 +112,11 @@ def epilogue_split(k: int, kp: int, tail: int, density: float) -> tuple[list[int
 
 
 def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float, sw=None, *, tail: int = 0,
-                  head: int = 0) -> StreamedTime:
+                  head: int = 0, machine: Machine = WSE2) -> StreamedTime:
     """The time of ``m`` tokens on ``kp`` K parts by ``mp`` M parts (cut to the matrix). ``sw``: the
     sparse weight (``sparse.SparseWeight``, ``k x n``), None when dense; ``tail`` units of epilogue work
     on the last K part per column (each an AXPY, as the weight-stationary kernel counts them),
+    ``machine`` the fabric's hop and ramp cycles,
     ``head`` statistics columns (a folded norm: dense columns of K). A pass ends when the latest core's
     last column has been reduced down the K parts below it: its work (``core_cycles``), ``j`` hops for
     the weights to reach M part j, 3 cycles per K part below (hop, ramp, add), and the edges' stages."""
@@ -124,7 +126,7 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
     passes, mt = passes_for(m, mp, max(ks), dp.elem)
     cols = n + head
     extra = units * n + head * np.array(ks)  # dense work per K part: the epilogue and the statistics
-    below = (kp - 1 - np.arange(kp)) * (A.HOP_CYCLES + A.RAMP_CYCLES + A.PARTIAL_SUM_CYCLES)
+    below = (kp - 1 - np.arange(kp)) * (machine.hop_cycles + machine.ramp_cycles + A.PARTIAL_SUM_CYCLES)
     nz = part_nonzeros(sw, ks, n)
     if isinstance(nz, tuple):  # in distribution: the expected most of the parts' draws
         mean, sd = nz
@@ -134,8 +136,8 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
     else:
         work = float(np.ceil(core_cycles(nz + extra, cols, mt, dp) + below).max())
         stream = float((nz + extra).max() + cols)  # wavelets into a K part, one per cycle
-    edges = 2 * A.HOP_CYCLES + A.RAMP_CYCLES
-    per_pass = max(work + (mp - 1) * A.HOP_CYCLES, stream, cols * mt) + edges
+    edges = 2 * machine.hop_cycles + machine.ramp_cycles
+    per_pass = max(work + (mp - 1) * machine.hop_cycles, stream, cols * mt) + edges
     return StreamedTime(passes=passes, pass_cycles=ceil(per_pass), tokens=m)
 
 

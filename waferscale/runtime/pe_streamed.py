@@ -33,6 +33,7 @@ import numpy as np
 from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
+from ..backends.machine import WSE2
 from ..backends.streamed import ACC_BUFFERS, passes_for, wavelet_cycles
 
 
@@ -93,7 +94,7 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int) 
     this pass is left out)."""
     ms = [x for x in ms if x > 0]
     kp, mp = len(streams), len(ms)
-    D, B, T = A.PE_QUEUE_DEPTH, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
+    D, B, T = WSE2.pe_queue_depth, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
     length = np.array([len(h) for h, _ in streams])
     width = int(length.max())
     is_header = np.zeros((kp, width + 1), dtype=bool)

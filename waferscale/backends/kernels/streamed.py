@@ -64,7 +64,7 @@ class StreamedGemm(Gemm):
 
     def _time(self, rows, cols, machine):
         return streamed_time(self._m(), self.k, self.n, cols, rows, machine.datapath(self.dtype), self.sparse,
-                             tail=self.tail(), head=self._head())
+                             tail=self.tail(), head=self._head(), machine=machine)
 
     def model_cycles(self, rows, cols, p0, p1, machine):
         return (p1 - p0) * self._time(rows, cols, machine).total / self._m()
