@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 from ..errors import UnsupportedError, UsageError
 from . import assumptions as A
+from .costs import DEFAULT as DEFAULT_COSTS
+from .costs import Costs
 from .datapath import Datapath, accumulator_bytes
 
 KiB = 1024
@@ -38,6 +40,7 @@ class Machine:
     fabric_cols: int = 0
     die_cores: int = 0  # the die's cores as published (0: the mesh's)
     published_peak_flops: float = 0.0  # dense f16 FLOP/s as the vendor publishes it (0: none)
+    costs: Costs = DEFAULT_COSTS  # cycles per instruction class, each with its source or fit (costs.py)
 
     @property
     def cores(self) -> int:
@@ -83,7 +86,7 @@ class Machine:
         from ..ir.types import DTYPES  # here, not at the top: `wafer` checks a --target without loading the IR
 
         return Datapath(lanes=self.lanes(dtype), elem=DTYPES[dtype][1] if dtype in DTYPES else 4,
-                        acc=accumulator_bytes(dtype), port=self.sram_port_bytes)
+                        acc=accumulator_bytes(dtype), port=self.sram_port_bytes, costs=self.costs)
 
     def as_dict(self) -> dict:
         return {

@@ -12,7 +12,7 @@ One token (one row of A) at a time, the algorithm is:
    wavelet, on color 0. Each router of the row passes each wavelet to its core and east to the next
    router (a multicast), so every core of row i sees the same stream.
 2. **FMAC.** The core's task fires when a wavelet is at the head of its input queue. The first
-   element of a token also pays the task start (``TASK_OVERHEAD_CYCLES``); each element then takes
+   element of a token also pays the task start (``Costs.task_start``); each element then takes
    ``gemm.element_cycles(nt)`` cycles of the core's datapath (one AXPY at the slower of its lanes
    and its SRAM ports, plus the vector instruction's overhead) to multiply into the ``nt`` partial sums of
    the token, after which the wavelet leaves the queue. Partial sums are double buffered
@@ -45,7 +45,7 @@ group roots do the same towards the root of the centre group, each root-to-root 
 through the routers between them (one cycle per hop, no ramp); the column root adds the streams
 from below and from above and sends the column's ``nt`` sums south, through the routers below it,
 out of the south edge. Each add of an incoming stream is a pass of ``nt`` cycles of the receiving
-core's datapath (``PARTIAL_SUM_CYCLES`` per wavelet), the last pass fused with the core's send, so
+core's datapath (``Costs.psum_add`` per wavelet), the last pass fused with the core's send, so
 the column root takes four passes per token where a chain row takes one. The tree uses six colors
 besides A's (phase 1 two, both directions with opposite row parities; phase 2 two per direction),
 checked by ``ColumnPlan.color_conflicts``. Its phase-2 streams share link directions with the phase-1 chains
@@ -90,6 +90,7 @@ import numpy as np
 
 from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
+from ..backends.costs import DEFAULT as COSTS
 from ..backends.datapath import Datapath
 from ..errors import UsageError
 from .pe_fabric import Fabric, TreeFabric
@@ -97,8 +98,8 @@ from .pe_fmac import products, uint
 from .pe_layout import Layout, blocks, layout
 from .pe_tree import run_tree
 
-if (A.HOP_CYCLES, A.RAMP_CYCLES, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage per cycle; more needs delay lines
-    raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = PARTIAL_SUM_CYCLES = 1 only")
+if (A.HOP_CYCLES, A.RAMP_CYCLES, COSTS.psum_add) != (1, 1, 1):  # one stage per cycle; more needs delay lines
+    raise NotImplementedError("the PE-level simulator models HOP_CYCLES = RAMP_CYCLES = Costs.psum_add = 1 only")
 
 
 class PeRate:
@@ -267,7 +268,7 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
     KT, KLEFT, TK = lay.kt.astype(kdt), lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements left of the token
     T2 = np.zeros((R, C), bool)
     TOKF = np.zeros((R, C), uint(m))  # tokens FMAC'd
-    ovh = cdt(A.TASK_OVERHEAD_CYCLES)
+    ovh = cdt(lay.lanes.costs.task_start)
     TOT_A = m * lay.kt[:, 0]
     sunk = f.sunk
     if resident:
