@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from waferscale.backends import assumptions as A
 from waferscale.backends.blocks import offsets, split
 from waferscale.backends.column_reduce import N2, S2, plan
+from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.gemm import gemm_time
 from waferscale.backends.machine import get_machine
 from waferscale.cli import main
@@ -146,7 +146,7 @@ def test_cli_simulate_kernel(capsys):
     code, out, _ = run_cli(capsys, "simulate-kernel", "gemm", "--m", "3", "--k", "13", "--n", "11", "--mesh", "4x3")
     assert code == 0
     # a step is the task start, 4 elements of 1 AXPY cycle and the vector overhead each, 4 partial sums
-    step = 8 + 4 * (1 + A.VECTOR_OP_CYCLES) + 4
+    step = 8 + 4 * (1 + COSTS.vector_issue) + 4
     assert f"tile level: {11 + 3 * step} cycles" in out and f"pe level:   {11 + 3 * step} cycles" in out
     assert "tile vs pe: +0.00%" in out
     assert "numerics: max relative error" in out and ": ok" in out and "none lost" in out
