@@ -61,7 +61,7 @@ EXPLAIN = {
         "(the only part read), so the stream is ours (a radix-2 FFT, one software loop iteration per "
         "butterfly group, two transposes bound by the row's middle link). Its compute is dominated by the "
         "vector issue of short late-stage calls; what would close it: the paper's loop and its transpose "
-        "(e.g. a third transpose back to the input layout would add 131k cycles, -15%), not a refit."),
+        "(e.g. a third transpose back to the input layout would add 131k cycles: -16%), not a refit."),
 }
 
 
