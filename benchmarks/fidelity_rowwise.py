@@ -55,11 +55,12 @@ def one(m: int, f: int, target: str, dtype: str, seed: int = 0) -> dict:
     x = rng.standard_normal((m, f), dtype=np.float32) + np.float32(0.5)
     w = rng.standard_normal(f, dtype=np.float32)
     b = rng.standard_normal(f, dtype=np.float32)
-    r = simulate_layernorm(x, machine.rows, machine.cols, machine.lanes(dtype), weight=w, bias=b)
+    r = simulate_layernorm(x, machine.rows, machine.cols, machine.datapath(dtype).rate, weight=w, bias=b)
     ref = layernorm_ref(x, w, b)
     fill, busy = tile_cycles(m, f, target, dtype)
     tile = fill + busy
-    return {"m": m, "f": f, "mesh": target, "grid": [r.rows, r.cols], "dtype": dtype, "lanes": machine.lanes(dtype),
+    return {"m": m, "f": f, "mesh": target, "grid": [r.rows, r.cols], "dtype": dtype,
+            "lanes": machine.datapath(dtype).rate,
             "pe_cycles": r.cycles, "tile_cycles": tile, "tile_fill": fill, "rel_error": (tile - r.cycles) / r.cycles,
             "numeric_rel_error": float(np.abs(r.y - ref).max() / np.abs(ref).max()), "wall_s": r.wall_s,
             "pe_cycles_per_s": r.pe_cycles_per_s}

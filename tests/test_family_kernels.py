@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from waferscale.backends import assumptions as A
+from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.kernels.attention import Attention
 from waferscale.backends.kernels.rotary import Rotary
 from waferscale.backends.kernels.rowwise import (
@@ -26,13 +27,13 @@ from waferscale.runtime.placed_run import run_placed
 
 def test_rmsnorm_is_layernorms_algorithm_with_one_statistic():
     ft, lanes = 100, 4
-    vec = A.VECTOR_OP_CYCLES + 25
+    vec = COSTS.vector_issue + 25
     finish = element_cycles("mul") + element_cycles("add") + element_cycles("rsqrt")  # 1/f, + eps, rsqrt
-    want = (A.TASK_OVERHEAD_CYCLES + vec, A.TASK_OVERHEAD_CYCLES + finish + 2 * vec)
+    want = (COSTS.task_start + vec, COSTS.task_start + finish + 2 * vec)
     assert layernorm_tasks(ft, lanes, "rmsnorm") == want
     ln, rms = layernorm_tasks(ft, lanes), layernorm_tasks(ft, lanes, "rmsnorm")
     assert sum(rms) < sum(ln) and rms[0] < ln[0]
-    assert layernorm_allreduce_cycles(8, 1) == layernorm_allreduce_cycles(8, LN_STATS) - A.PARTIAL_SUM_CYCLES
+    assert layernorm_allreduce_cycles(8, 1) == layernorm_allreduce_cycles(8, LN_STATS) - COSTS.psum_add
     kernel = dict(tokens=256, dtype="f16", elem=2, features=4096, inputs=1, params=1, flops_per_token=4 * 4096)
     for rows, cols in [(8, 16), (64, 64), (1, 128)]:
         r = Rowwise(op="rmsnorm", **kernel).chunk(rows, cols, 0, 256, WSE2)
@@ -45,10 +46,10 @@ def test_rmsnorm_is_layernorms_algorithm_with_one_statistic():
 def test_the_rotary_kernel_computes_its_tables_once_per_token_and_rotates_each_head():
     k = Rotary(tokens=2048, dtype="f16", elem=2, heads=32, d_head=128, flops_per_token=3 * 32 * 128)
     lanes = 4  # f16 on a WSE-2
-    tables = 3 * A.VECTOR_OP_CYCLES + 16 * (1 + 2 * A.TRANSCENDENTAL_CYCLES)  # 64 angles, their cos and sin
-    head = 2 * (A.VECTOR_OP_CYCLES + 128 // lanes)
+    tables = 3 * COSTS.vector_issue + 16 * (1 + 2 * A.TRANSCENDENTAL_CYCLES)  # 64 angles, their cos and sin
+    head = 2 * (COSTS.vector_issue + 128 // lanes)
     for cols, heads_per_core in [(32, 1), (8, 4), (1, 32)]:
-        assert k.token_cycles(cols, WSE2) == A.TASK_OVERHEAD_CYCLES + tables + heads_per_core * head
+        assert k.token_cycles(cols, WSE2) == COSTS.task_start + tables + heads_per_core * head
     assert k.sram(1, 8)["weights"] == 64 * 4  # the frequencies, f32
     for rows, cols in [(16, 32), (128, 8), (1, 1)]:
         c = k.chunk(rows, cols, 0, 64, WSE3)

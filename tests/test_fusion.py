@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from waferscale.backends import assumptions as A
+from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.kernels import Gemm
 from waferscale.backends.machine import WSE2
 from waferscale.driver import run_passes
@@ -132,7 +132,7 @@ def test_an_epilogue_costs_the_last_row_a_few_rows_of_k_and_a_folded_layernorm_t
         # had the last row done the epilogue and the normalization alone, each token would cost it
         # 4 + 2 passes over its outputs and an rsqrt more; the K split spreads that over the rows
         f = math.ceil(math.ceil(3074 / cols) / lanes)
-        alone = a + 64 * (f * (4 + 2) + 4 + 3 * A.VECTOR_OP_CYCLES)
+        alone = a + 64 * (f * (4 + 2) + 4 + 3 * COSTS.vector_issue)
         assert a <= b < alone and b <= most * a, (rows, cols, a, b, alone)
     residual = Gemm(tokens=64, dtype="f16", elem=2, k=64, n=64, bias=True, flops_per_token=0.0,
                     epilogue=Epilogue(("add",), 1, 1, params=0, streams=1))

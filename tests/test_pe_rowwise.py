@@ -6,8 +6,8 @@ from math import ceil
 import numpy as np
 import pytest
 
-from waferscale.backends import assumptions as A
 from waferscale.backends.blocks import split
+from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_allreduce_cycles, layernorm_tasks
 from waferscale.backends.machine import WSE2, get_machine
 from waferscale.runtime.pe_rowwise import simulate_layernorm, token_slots
@@ -55,7 +55,7 @@ def test_layernorm_equals_numpy_and_every_core_did_its_work(m, f, rows, cols):
     assert 1 <= r.peak <= WSE2.pe_queue_depth
     # Each core's datapath ran exactly its tokens' two tasks and, on a row of several cores, the
     # two sends (or add-and-forwards) of the statistics per token.
-    sends = LN_STATS * A.PARTIAL_SUM_CYCLES if r.cols > 1 else 0
+    sends = LN_STATS * COSTS.psum_add if r.cols > 1 else 0
     per_token = np.array([sum(layernorm_tasks(ft, 4)) + sends for ft in split(f, r.cols)])
     tokens = np.array([len(range(i, m, r.rows)) for i in range(r.rows)])
     assert np.array_equal(r.busy, tokens[:, None] * per_token[None, :])
@@ -82,7 +82,7 @@ SHAPES = [  # m, f, target, dtype
 @pytest.mark.parametrize("m,f,target,dtype", SHAPES)
 def test_tile_model_within_5_percent_of_the_pe_level(m, f, target, dtype):
     machine = get_machine(target)
-    r = simulate_layernorm(operands(m, f)[0], machine.rows, machine.cols, machine.lanes(dtype))
+    r = simulate_layernorm(operands(m, f)[0], machine.rows, machine.cols, machine.datapath(dtype).rate)
     assert tile_total(m, f, target, dtype) == pytest.approx(r.cycles, rel=0.05)
 
 
@@ -105,7 +105,7 @@ def test_cycles_respect_the_datapath_the_streams_and_the_buffers():
         r = simulate_layernorm(operands(m, f)[0], 1, cols, 4)
         ft = ceil(f / cols)
         stat, norm = layernorm_tasks(ft, 4)
-        sends = LN_STATS * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
+        sends = LN_STATS * COSTS.psum_add if cols > 1 else 0
         assert r.cycles >= m * max(stat + norm + sends, ft)
         trip = ft + stat + layernorm_allreduce_cycles(cols) + norm + ft
         assert r.cycles >= ceil(m / token_slots(f, cols)) * trip

@@ -7,6 +7,7 @@ import pytest
 
 from waferscale.backends import assumptions as A
 from waferscale.backends.blocks import offsets, split
+from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.gemm import element_cycles, gemm_time, sparse_gemm_time
 from waferscale.backends.machine import WSE2, get_machine
 from waferscale.backends.sparse import SparseWeight, draw_mask, row_cycles
@@ -72,10 +73,10 @@ def test_rows_too_full_for_their_indices_run_dense_and_a_sparser_row_pays_its_in
         mask = np.zeros((k, n), bool)
         for j in range(s):  # per_row non-zeros in every tile row
             mask[:, j * nt:j * nt + per_row] = True
-        assert int(row_cycles(per_row, F16, nt)) == A.VECTOR_OP_CYCLES + -(-per_row * 4 // 8)
+        assert int(row_cycles(per_row, F16, nt)) == COSTS.vector_issue + -(-per_row * 4 // 8)
         r = simulate_gemm(a, w, s, s, F16, mask=mask)
         assert dense.cycles - r.cycles == gain, per_row
-    assert element_cycles(nt, F16) == A.VECTOR_OP_CYCLES + nt // 4
+    assert element_cycles(nt, F16) == COSTS.vector_issue + nt // 4
 
 
 def test_an_empty_tile_row_is_skipped():
@@ -90,9 +91,9 @@ def test_an_empty_tile_row_is_skipped():
     r = simulate_gemm(a, w, 1, 1, F16, mask=mask)
     per_row = row_cycles(mask.sum(axis=1), F16, n)
     assert list(per_row[[2, 5, 6]]) == [A.SPARSE_SKIP_CYCLES] * 3
-    assert r.cycles == edges + A.TASK_OVERHEAD_CYCLES + int(per_row.sum()) + n * A.PARTIAL_SUM_CYCLES
+    assert r.cycles == edges + COSTS.task_start + int(per_row.sum()) + n * COSTS.psum_add
     empty = simulate_gemm(a, w, 1, 1, F16, mask=np.zeros((k, n), bool))
-    assert empty.cycles == edges + A.TASK_OVERHEAD_CYCLES + k * A.SPARSE_SKIP_CYCLES + n * A.PARTIAL_SUM_CYCLES
+    assert empty.cycles == edges + COSTS.task_start + k * A.SPARSE_SKIP_CYCLES + n * COSTS.psum_add
     assert empty.cycles < simulate_gemm(a, w, 1, 1, F16).cycles
 
 
@@ -100,7 +101,7 @@ def test_the_core_holding_all_non_zeros_sets_the_pace_and_its_place_the_fill():
     m, k, n, rows, cols = 4, 96, 96, 6, 8
     a, w = operands(m, k, n)
     kt, nt = k // rows, n // cols
-    full = A.TASK_OVERHEAD_CYCLES + kt * int(row_cycles(nt, F16, nt)) + nt  # the full core's step
+    full = COSTS.task_start + kt * int(row_cycles(nt, F16, nt)) + nt  # the full core's step
     runs = {}
     for at in ((0, cols - 1), (rows - 1, 0), (2, 3)):
         mask = one_tile(k, n, rows, cols, *at)

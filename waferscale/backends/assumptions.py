@@ -9,17 +9,8 @@ and router delays, queues, reserved SRAM, the link between systems), are in its 
 
 # Compute. A core's FMAC lanes run along the innermost (output-feature) dimension of its tile: a
 # row of n outputs takes ceil(n / lanes) cycles, or longer where the SRAM ports cannot feed the
-# lanes (datapath.py). Each task (one token's work on one core) also pays a fixed start-up cost. Not
-# calibrated: the published GEMVs run one task each, so they cannot tell it from the vector
-# instructions' cost, which is fitted to them.
-TASK_OVERHEAD_CYCLES = 8
-# Every vector instruction (a DSD operation: an AXPY over a tile row, a dot product) also pays a
-# fixed issue cost before its first element. No source gives it. Calibrated: `python
-# benchmarks/calibrate.py --fit` fits it to WaferLLM's two measured MeshGEMV cycle counts (OSDI 2025,
-# Table 6: 1,320 and 2,233 cycles), whose local loop is one f16 AXPY per element of x, as ours is per
-# element of A; at 18 the model gives +3.6% and -2.0% (benchmarks/results/hardware_fidelity.md).
-# WaferLLM names the cause: a core cannot fully overlap memory access and computation.
-VECTOR_OP_CYCLES = 18
+# lanes (datapath.py). What each instruction costs beyond that (the vector issue, the task start,
+# the partial sums' add, loops, scalar loads) is the cost table of costs.py, each with its source or fit.
 # The dtype each operand dtype accumulates in (datapath.py). f16 products accumulate in f16 (the
 # FMACH instruction: 4 lanes fed exactly by the SRAM ports); f32 in f32. The NumPy numbers of the
 # placed run accumulate in f32 whatever this says: it sets only the cost.
@@ -48,9 +39,6 @@ COUNT_OUTPUT_IO = False
 # PE-level simulator (runtime/pe_sim.py): queue depth, hop and ramp cycles are the machine file's.
 # Partial sums are double buffered: a core FMACs token t + 1 while token t's sums stream south.
 PE_ACC_BUFFERS = 2
-# The add-and-forward of one partial sum in the column reduce takes the core's datapath for one
-# cycle (a fabric operand streams one wavelet per cycle) and goes before the next token's FMACs.
-PARTIAL_SUM_CYCLES = 1
 
 # Weight streaming (passes/streaming.py, runtime/stream_sim.py). A layer's weights stream in from
 # MemoryX at the system I/O's full rate (no protocol overhead counted), into one of this many
@@ -82,7 +70,7 @@ SPARSE_ROW_BYTES = 2
 # gathers the partial sums through the other (we assume the indexed access runs at the port's full
 # width: Cerebras says its cores run unstructured-sparse tensor ops at full rate, and gives no
 # figure), so an f16 non-zero costs half a cycle where a dense f16 weight costs a quarter. Its
-# instruction pays VECTOR_OP_CYCLES like a dense one. An element whose tile row holds no non-zero
+# instruction pays its vector issue (costs.py) like a dense one. An element whose tile row holds no non-zero
 # is popped from the queue and dropped in this many cycles (assumed).
 SPARSE_SKIP_CYCLES = 1
 # A meta-device weight (no data) up to this many elements has its seeded random mask drawn, so its

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from . import assumptions as A
+from .costs import DEFAULT, Costs, lane_cycles
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,48 @@ class Datapath:
     # no published int8/fp8 FMAC rate (assumptions.DEQUANTIZE_IN_DATAPATH): each weight is dequantised
     # first, one more vector instruction per AXPY (``dequant``), then multiplied at the f16 rate.
     quant: float = 0.0
+    costs: Costs = DEFAULT  # what each instruction class costs (``costs.py``): the vector issue, f32's rate
 
-    def axpy(self, n: int) -> int:
+    def lane(self, n: float) -> int:
+        """Cycles of ``n`` elements through the lanes (f32: at least ``costs.f32_elem_cycles`` each)."""
+        return lane_cycles(n, self.lanes, self.elem, self.costs)
+
+    @property
+    def rate(self) -> float:
+        """Elements per cycle through the lanes."""
+        if self.elem >= 4 and self.costs.f32_elem_cycles * self.lanes > 1:
+            return 1 / self.costs.f32_elem_cycles
+        return self.lanes
+
+    def vector(self, kind: str, n: int) -> int:
+        """Cycles of the elements of one vector instruction of ``kind`` (``costs.VECTOR_KINDS``) over
+        ``n`` elements, without its issue: ``fmac`` an AXPY, ``fmul``/``fadd`` two SRAM operands and a
+        result, ``fmul_fabric`` one operand from the fabric (one wavelet per cycle at most), ``dot`` a
+        dot product, ``elementwise`` the lanes only, ``dequant`` and ``sparse_fmac`` as below."""
+        if kind == "fmac":
+            return self.axpy(n, dequant=False)
+        if kind in ("fmul", "fadd"):
+            return max(self.lane(n), ceil(n * self.elem / self.port))
+        if kind == "fmul_fabric":
+            return max(self.lane(n), ceil(n * self.costs.fabric_recv))
+        if kind == "dot":
+            return self.dot(n)
+        if kind == "dequant":
+            return self.dequant(n)
+        if kind == "sparse_fmac":
+            return self.sparse_axpy(n)
+        return self.lane(n)
+
+    def axpy(self, n: int, dequant: bool = True) -> int:
         """Cycles of ``acc[0:n] += a * x[0:n]`` (x and acc in SRAM, a a scalar); with quantised weights,
         plus the dequantise of x before it (``dequant``)."""
-        fma = max(ceil(n / self.lanes), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
-        return fma + (self.dequant(n) if self.quant else 0)
+        fma = max(self.lane(n), ceil(n * self.elem / self.port), ceil(n * self.acc / self.port))
+        return fma + (self.dequant(n) if self.quant and dequant else 0)
 
     def dequant(self, n: int) -> int:
         """Cycles of ``x[0:n] = q[0:n] * s[0:n]``: the codes through one read port, their f16 scales
         (one per output column of the tile row) through the other, x written back in the operand dtype."""
-        return max(ceil(n / self.lanes), ceil(n * self.quant / self.port), ceil(n * self.elem / self.port))
+        return max(self.lane(n), ceil(n * self.quant / self.port), ceil(n * self.elem / self.port))
 
     @property
     def instructions(self) -> int:
@@ -59,11 +91,11 @@ class Datapath:
         """Cycles of ``acc[idx[0:n]] += a * x[0:n]``: each non-zero's value and ``index`` bytes of
         column index through one read port, the gathered accumulators through the other
         (``assumptions.SPARSE_INDEX_BYTES``)."""
-        return max(ceil(n / self.lanes), ceil(n * (self.elem + index) / self.port), ceil(n * self.acc / self.port))
+        return max(self.lane(n), ceil(n * (self.elem + index) / self.port), ceil(n * self.acc / self.port))
 
     def dot(self, n: int) -> int:
         """Cycles of ``sum(x[0:n] * y[0:n])`` (both in SRAM, the sum in the accumulator)."""
-        return max(ceil(n / self.lanes), ceil(n * self.elem / self.port))
+        return max(self.lane(n), ceil(n * self.elem / self.port))
 
     def axpy_traffic(self, n: int) -> tuple[int, int]:
         """(bytes read, bytes written) of one AXPY of length n."""

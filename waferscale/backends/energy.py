@@ -156,7 +156,7 @@ class EnergyModel:
 # 65536 x 65536 weight over 256 tokens (the largest tiles the SRAM holds: 11.6 KB of weights per core), as
 # the tile simulation runs it: its events per core per simulated cycle (FMACs, SRAM bytes read and written,
 # fabric wavelet-hops), its cores busy 99% of the run. Its FMACs are about half the lanes' 4 per cycle:
-# every AXPY pays VECTOR_OP_CYCLES of issue (assumptions.py), which costs time but no event here.
+# every AXPY pays its vector issue (Costs.vector_issue, costs.py), which costs time but no event here.
 # `python benchmarks/energy.py --reference` measures them again; tests/test_energy.py checks they still match.
 REFERENCE_GEMM = {"k": 65536, "n": 65536, "tokens": 256, "dtype": "f16"}
 BUSY_EVENTS_PER_CORE_CYCLE = {

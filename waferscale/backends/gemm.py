@@ -42,12 +42,13 @@ centre-rooted tree of WaferLLM's MeshGEMV along each column. The rows are cut in
 to it in a chain and the rows below north; the centre row (the group root) adds both. The group
 roots then do the same towards the centre group's root (the column root), their streams passing
 through the routers between roots; the column root sends the column's sums south to the edge. A
-core adds each incoming stream in one pass of ``nt`` cycles (``PARTIAL_SUM_CYCLES`` per wavelet),
+core adds each incoming stream in one pass of ``nt`` cycles (``Costs.psum_add`` per wavelet),
 the last fused with its send, so the column root, which receives four streams, takes four passes.
 The time (``_tokens``):
 
-- ``step``: the busiest core per token, ``TASK_OVERHEAD_CYCLES + kt * element_cycles(nt) +
-  passes * nt`` (the column root's four passes against the chain's one), or a stream bound: A into
+- ``step``: the busiest core per token, ``task_start + kt * element_cycles(nt) +
+  passes * nt`` (``core_instructions`` priced by ``costs.py``; the column root's four passes
+  against the chain's one), or a stream bound: A into
   a core (``kt``) or the busiest link direction (``link_load * nt``: a phase-2 stream shares the
   links of the phase-1 chain it crosses). The chain is faster per token; the tree's gain is latency.
 - the first token: its critical path through the plan. Each core is ready when its FMACs are done;
@@ -82,9 +83,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
 
-from . import assumptions as A
 from .blocks import block, split
 from .column_reduce import CHAIN, TREE, ColumnPlan, plan
+from .costs import InstructionCount
 from .datapath import Datapath, as_datapath
 from .machine import WSE2, Machine
 
@@ -102,16 +103,32 @@ class GemmTime:
         return self.fill + self.tokens * self.step
 
 
+def element_instructions(nt: int, dp: Datapath, calls: int = 1) -> InstructionCount:
+    """What a core issues to multiply ``calls`` arriving elements of A into ``nt`` partial sums: per
+    element one f16/f32 AXPY of length ``nt`` (the @map-driven loop of WaferLLM's MeshGEMV/MeshGEMM:
+    no software loop or scalar load per call), and with quantised weights the dequantise before it."""
+    ic = InstructionCount().call("fmac", nt, calls)
+    if dp.quant:
+        ic.call("dequant", nt, calls)
+    return ic
+
+
 def element_cycles(nt: int, dp: Datapath) -> int:
-    """Datapath cycles to multiply one arriving element of A into ``nt`` partial sums: one AXPY,
-    at the slowest of the lanes and the SRAM ports (``datapath.py``), plus the vector
-    instruction's own overhead (``VECTOR_OP_CYCLES``, calibrated)."""
-    return dp.axpy(nt) + dp.instructions * A.VECTOR_OP_CYCLES
+    """Datapath cycles to multiply one arriving element of A into ``nt`` partial sums
+    (``element_instructions`` priced by ``dp.costs``: the AXPY at the slowest of the lanes and the
+    SRAM ports, ``datapath.py``, plus each vector instruction's issue, fitted)."""
+    return int(element_instructions(nt, dp).cycles(dp))
+
+
+def core_instructions(kt: int, nt: int, dp: Datapath, passes: int = 1) -> InstructionCount:
+    """What a core holding a ``kt x nt`` tile issues per token: the task start, ``kt`` AXPYs of length
+    ``nt``, and ``passes`` add-and-forwards of its ``nt`` partial sums (one per incoming stream)."""
+    return element_instructions(nt, dp, kt).add("task").add("psum", passes * nt)
 
 
 def _core_step(kt: int, nt: int, dp: Datapath) -> int:
-    """Datapath cycles per token of a core holding a ``kt x nt`` tile."""
-    return A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + nt * A.PARTIAL_SUM_CYCLES
+    """Datapath cycles per token of a core holding a ``kt x nt`` tile (``core_instructions``, priced)."""
+    return int(core_instructions(kt, nt, dp).cycles(dp))
 
 
 def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | float, *, reduce: str = CHAIN,
@@ -137,7 +154,7 @@ def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | fl
     edges = M.hop_cycles  # last router -> south edge
     if not resident_a:
         edges += M.hop_cycles + M.ramp_cycles  # injector -> first router -> core
-    descent = (rows - 1) * (M.hop_cycles + M.ramp_cycles + A.PARTIAL_SUM_CYCLES)
+    descent = (rows - 1) * (M.hop_cycles + M.ramp_cycles + lanes.costs.psum_add)
     fill = last + edges + descent
     return GemmTime(step=step, fill=fill, tokens=m)
 
@@ -169,7 +186,7 @@ def sparse_gemm_time(m: int, sw, rows: int, cols: int, lanes: Datapath | float, 
     step = max(core, 0 if resident_a else ceil(block(k, rows) / M.elements_per_wavelet),
                ceil(block(n, cols) / M.elements_per_wavelet))
     col_lag = 0 if resident_a else M.hop_cycles
-    row_lag = M.hop_cycles + M.ramp_cycles + A.PARTIAL_SUM_CYCLES
+    row_lag = M.hop_cycles + M.ramp_cycles + lanes.costs.psum_add
     edges = M.hop_cycles + (0 if resident_a else M.hop_cycles + M.ramp_cycles)
     args = (m, rows, cols, lanes)
     extra = (sw.latest(*args, col_lag, row_lag, tail, head, tail_cycles) - sw.latest(*args, 0, 0, tail, head,
@@ -189,7 +206,7 @@ def fastest(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, resident
     r, c = min(rows, k), min(cols, n)
     kt, nt = block(k, r), block(n, c)
     root = plan(r, TREE).passes(plan(r, TREE).top) if r > 1 else 1
-    if r > 1 and m * (A.TASK_OVERHEAD_CYCLES + kt * element_cycles(nt, dp) + root * nt) < best[1].total:
+    if r > 1 and m * (dp.costs.task_start + kt * element_cycles(nt, dp) + root * nt) < best[1].total:
         tree = gemm_time(m, k, n, rows, cols, dp, reduce=TREE, resident_a=resident_a, machine=machine)
         if tree.total < best[1].total:
             best = (TREE, tree)
@@ -206,8 +223,8 @@ def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: Co
     step, total, wide_done, wide_el = 0, 0, None, 0
     for j, nt in sorted({(wide - 1, ns[0]), (cols - 1, ns[-1])}):  # the latest wide column, then the latest narrow
         el = element_cycles(nt, dp)
-        fmacs = [A.TASK_OVERHEAD_CYCLES + kt * el for kt in ks]
-        period = max(max(f + p.passes(r) * nt * A.PARTIAL_SUM_CYCLES for r, f in enumerate(fmacs)),
+        fmacs = [dp.costs.task_start + kt * el for kt in ks]
+        period = max(max(f + p.passes(r) * nt * dp.costs.psum_add for r, f in enumerate(fmacs)),
                      0 if resident else ceil(ks[0] / M.elements_per_wavelet),  # A into each core per token
                      p.link_load * ceil(nt / M.elements_per_wavelet))  # the busiest link direction
         feed = 0 if resident else M.hop_cycles + M.ramp_cycles + j * M.hop_cycles  # injector -> core (i, j)
@@ -218,14 +235,14 @@ def _tree_time(m: int, k: int, n: int, rows: int, cols: int, dp: Datapath, p: Co
             # ``depth`` elements before that core is done, then ``j - (wide - 1)`` hops and a ramp.
             lag = (j - wide + 1) * M.hop_cycles + M.ramp_cycles + el - M.pe_queue_depth * wide_el
             floor = lambda r, t, done=wide_done, lag=lag: done(r, t) + lag
-        t_total, done = _tokens(p, fmacs, nt, m, period, feed, None if resident else ks, floor, M)
+        t_total, done = _tokens(p, fmacs, nt, m, period, feed, None if resident else ks, floor, M, dp.costs.psum_add)
         wide_done, wide_el = done, el
         step, total = max(step, period), max(total, t_total)
     return GemmTime(step=step, fill=total - m * step, tokens=m)
 
 
 def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed: int, stream: list[int] | None,
-            floor=None, M: Machine = WSE2) -> tuple[int, object]:
+            floor=None, M: Machine = WSE2, psum: int = 1) -> tuple[int, object]:
     """Cycles until the south edge has all ``m`` tokens' sums of a column whose core at row r
     takes ``fmacs[r]`` datapath cycles per token to FMAC, its first A element at hand at ``feed``
     (``stream``: the row's A arrives one element per cycle, ``stream[r]`` per token; ``floor(r, t)``:
@@ -244,7 +261,7 @@ def _tokens(p: ColumnPlan, fmacs: list[int], nt: int, m: int, period: int, feed:
     Once every core's times advance by the same amount for two tokens running, or the column
     root's by the step for three, the rest follow at that period (after ``MAX_TOKENS`` at the
     latest)."""
-    R, D, PS = p.rows, M.pe_queue_depth, A.PARTIAL_SUM_CYCLES
+    R, D, PS = p.rows, M.pe_queue_depth, psum
     order, run = p.order, nt * PS
     recv = {}  # sender row -> (receiver row, index of the receiving pass)
     for r in range(R):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..errors import UnsupportedError, UsageError
 from . import machine_file
+from .costs import DEFAULT as DEFAULT_COSTS
+from .costs import Costs
 from .datapath import Datapath, accumulator_bytes
 
 KiB = 1024
@@ -55,6 +57,7 @@ class Machine:
     published_sram_bytes_per_s: float = 0.0  # the whole wafer's, as published (0: none)
     published_fabric_bits_per_s: float = 0.0
     sources: tuple = ()  # ((figure, "source" | "assumed", text), ...) as the machine file gives them
+    costs: Costs = DEFAULT_COSTS  # cycles per instruction class, each with its source or fit (costs.py)
 
     def __hash__(self) -> int:  # kept: the GEMM model's lru_cache hashes the machine on every call
         h = self.__dict__.get("_hash")
@@ -146,7 +149,7 @@ class Machine:
         from ..ir.types import DTYPES  # here, not at the top: `wafer` checks a --target without loading the IR
 
         return Datapath(lanes=self.lanes(dtype), elem=DTYPES[dtype][1] if dtype in DTYPES else 4,
-                        acc=accumulator_bytes(dtype), port=self.sram_port_bytes)
+                        acc=accumulator_bytes(dtype), port=self.sram_port_bytes, costs=self.costs)
 
     def as_dict(self) -> dict:
         return {

@@ -5,10 +5,10 @@ The GEMM (``gemm.py``) keeps ``W[K_i, N_j]`` on core (i, j). A sparse weight kee
 its non-zeros: each value with a 16-bit column index, and per tile row its count of non-zeros
 (``assumptions.SPARSE_INDEX_BYTES``, ``SPARSE_ROW_BYTES``). When element ``k`` of a token's A
 arrives, the core runs one indexed AXPY over the non-zeros of row ``k`` of its tile
-(``Datapath.sparse_axpy``, plus the instruction's ``VECTOR_OP_CYCLES``), or drops the element in
+(``Datapath.sparse_axpy``, plus the instruction's ``Costs.vector_issue``), or drops the element in
 ``SPARSE_SKIP_CYCLES`` when that row holds none. So a core's cycles per token are its own:
 
-    TASK_OVERHEAD_CYCLES + sum over its tile rows of row_cycles(nnz of the row) + nt * PARTIAL_SUM_CYCLES
+    task_start + sum over its tile rows of row_cycles(nnz of the row) + nt * psum_add (``costs.py``)
 
 and the slowest core (the one with the most work, not the most weights) paces the rectangle: load
 imbalance appears by itself. A rectangle whose tiles are too full to gain (an f16 non-zero costs
@@ -50,14 +50,14 @@ def row_cycles(nnz, dp: Datapath, nt=None) -> np.ndarray:
     """Datapath cycles to multiply one arriving element of A into a tile row of ``nt`` weights
     holding ``nnz`` non-zeros: dropped if it has none, else one AXPY, indexed
     (``Datapath.sparse_axpy``) where the row is stored sparse, over all ``nt`` where it is stored
-    dense, plus the instruction's ``VECTOR_OP_CYCLES``. Never more than the dense loop's cycles."""
+    dense, plus the instruction's ``Costs.vector_issue``. Never more than the dense loop's cycles."""
     nnz = np.asarray(nnz, dtype=np.int64)
     coded_dense = False if nt is None else dense_row(nnz, nt, dp.elem)  # nt None: every row stored sparse
     nt = np.broadcast_to(np.asarray(nnz if nt is None else nt, dtype=np.int64), nnz.shape)
-    sparse = np.maximum.reduce([np.ceil(nnz / dp.lanes), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
+    sparse = np.maximum.reduce([np.ceil(nnz / dp.rate), np.ceil(nnz * (dp.elem + A.SPARSE_INDEX_BYTES) / dp.port),
                                 np.ceil(nnz * dp.acc / dp.port)])
-    dense = np.maximum.reduce([np.ceil(nt / dp.lanes), np.ceil(nt * dp.elem / dp.port), np.ceil(nt * dp.acc / dp.port)])
-    run = np.where(coded_dense, dense, sparse).astype(np.int64) + A.VECTOR_OP_CYCLES
+    dense = np.maximum.reduce([np.ceil(nt / dp.rate), np.ceil(nt * dp.elem / dp.port), np.ceil(nt * dp.acc / dp.port)])
+    run = np.where(coded_dense, dense, sparse).astype(np.int64) + dp.costs.vector_issue
     return np.where(nnz == 0, A.SPARSE_SKIP_CYCLES, run)
 
 
@@ -158,7 +158,7 @@ class SparseWeight:
         key = ("accumulate", rows, cols, dp)
         cache = self._memo()
         if key not in cache:
-            cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
+            cache[key] = ceil(dp.costs.task_start + self._slowest(
                 rows, cols, 0, 0, lambda c, nt: row_cycles(c, dp, nt), np.zeros(cols), np.zeros(rows)))
         return cache[key]
 
@@ -187,8 +187,8 @@ class SparseWeight:
         if key not in cache:
             outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
             units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
-            cache[key] = ceil(A.TASK_OVERHEAD_CYCLES + self._slowest(
-                rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt), outs * A.PARTIAL_SUM_CYCLES,
+            cache[key] = ceil(dp.costs.task_start + self._slowest(
+                rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt), outs * dp.costs.psum_add,
                 units * tail_cycles))
         return cache[key]
 
@@ -213,7 +213,7 @@ class SparseWeight:
         if key not in cache:
             outs = np.array(split(self.n, cols, head)[::-1]) + np.array([head] + [0] * (cols - 1))
             units = np.array(split(self.k + tail, rows)) - np.array(split(self.k, rows, tail))
-            per_col = A.TASK_OVERHEAD_CYCLES + outs * A.PARTIAL_SUM_CYCLES + np.arange(cols) * col_lag / m
+            per_col = dp.costs.task_start + outs * dp.costs.psum_add + np.arange(cols) * col_lag / m
             per_rank = units * tail_cycles + (rows - 1 - np.arange(rows)) * row_lag / m
             cache[key] = m * self._slowest(rows, cols, tail, head, lambda c, nt: row_cycles(c, dp, nt),
                                            per_col, per_rank, spread=True)

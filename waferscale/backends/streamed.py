@@ -38,7 +38,6 @@ from math import ceil, sqrt
 
 import numpy as np
 
-from . import assumptions as A
 from .blocks import block, split
 from .datapath import Datapath, as_datapath
 from .machine import WSE2, Machine
@@ -57,7 +56,7 @@ A_BLOCK_BYTES = 16 * 1024
 def wavelet_cycles(mt: int, dp: Datapath) -> int:
     """Datapath cycles of one arriving non-zero: ``acc[0:mt] += w * a[0:mt]`` over the core's tokens
     (a scalar weight needs no dequantise), plus the vector instruction's issue cost."""
-    return replace(dp, quant=0.0).axpy(mt) + A.VECTOR_OP_CYCLES
+    return replace(dp, quant=0.0).axpy(mt) + dp.costs.vector_issue
 
 
 def core_cycles(nnz, columns: int, mt: int, dp: Datapath):
@@ -65,7 +64,7 @@ def core_cycles(nnz, columns: int, mt: int, dp: Datapath):
     over one pass that sees ``nnz`` non-zeros of ``columns`` output columns with ``mt`` tokens: per
     column a task start (its header wavelet) and the add-and-forward of its ``mt`` partial sums, per
     non-zero one AXPY (``wavelet_cycles``)."""
-    return columns * (A.TASK_OVERHEAD_CYCLES + mt * A.PARTIAL_SUM_CYCLES) + np.asarray(nnz) * wavelet_cycles(mt, dp)
+    return columns * (dp.costs.task_start + mt * dp.costs.psum_add) + np.asarray(nnz) * wavelet_cycles(mt, dp)
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
     passes, mt = passes_for(m, mp, max(ks), dp.elem)
     cols = n + head
     extra = units * n + head * np.array(ks)  # dense work per K part: the epilogue and the statistics
-    below = (kp - 1 - np.arange(kp)) * (machine.hop_cycles + machine.ramp_cycles + A.PARTIAL_SUM_CYCLES)
+    below = (kp - 1 - np.arange(kp)) * (machine.hop_cycles + machine.ramp_cycles + dp.costs.psum_add)
     nz = part_nonzeros(sw, ks, n)
     if isinstance(nz, tuple):  # in distribution: the expected most of the parts' draws
         mean, sd = nz

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import assumptions as A
 from ..backends.datapath import Datapath
 from ..backends.machine import WSE2, Machine
 from .pe_sim import simulate_gemv
@@ -65,8 +64,8 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
 def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2) -> np.ndarray:
     """When each element leaves a row-wise scale on a 1 x cols row of cores, given when it arrived at
     the row's west edge. Core j holds the scale of the j-th block of elements; an element crosses j
-    links east to it. Its task starts on its first element (``TASK_OVERHEAD_CYCLES``) and issues one
-    vector multiply over its block with the fabric as operand (``VECTOR_OP_CYCLES``), which takes one
+    links east to it. Its task starts on its first element (``Costs.task_start``) and issues one
+    vector multiply over its block with the fabric as operand (``Costs.vector_issue``), which takes one
     element per cycle as they arrive; each result leaves east, across the cores after it, to the
     row's east edge."""
     n = len(arrivals)
@@ -78,7 +77,7 @@ def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2) -> np.
         if lo >= hi:
             break
         arr = arrivals[lo:hi] + j * machine.hop_cycles
-        t = int(arr[0]) + A.TASK_OVERHEAD_CYCLES + A.VECTOR_OP_CYCLES - 1
+        t = int(arr[0]) + machine.costs.task_start + machine.costs.vector_issue - 1
         for i, a in enumerate(arr):
             t = max(t, int(a)) + 1
             out[lo + i] = t + (cols - 1 - j) * machine.hop_cycles

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import assumptions as A
 from .pe_fabric import Fabric
 from .pe_layout import Layout, blocks
 
@@ -52,7 +51,7 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
     top = max_cycles + int(lay.peak_cycles) * (lay.ktmax + 2) + 8 * (R + C + D + lay.ntmax)
     dt = np.int32 if top < 1 << 29 else np.int64  # cycles: narrow is fast
     neg, big = (dt(-(1 << 30)), dt(1 << 30)) if dt is np.int32 else (dt(-(1 << 60)), dt(1 << 60))
-    ovh = A.TASK_OVERHEAD_CYCLES
+    ovh = lay.lanes.costs.task_start
     if lay.sparse:  # cycles of element e of each core less one, the task start on the first
         cost = np.ascontiguousarray(lay.element_cycles.transpose(2, 0, 1), dtype=dt) - 1
         cost[0] += ovh

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, ColumnPlan
 from .pe_layout import Layout
 
@@ -72,7 +71,7 @@ class Fmacs:
             self.base = (np.arange(R * C, dtype=np.intp) * lay.ktmax).reshape(R, C)
             self.idx = np.zeros((R, C), np.intp)
         self.rem = lay.first_cycles.astype(wdt)  # datapath cycles left of the head element
-        self.ovh = wdt(A.TASK_OVERHEAD_CYCLES)  # a token's first element also pays the task start
+        self.ovh = wdt(lay.lanes.costs.task_start)  # a token's first element also pays the task start
         self.ahead = np.zeros((R, C), np.uint8)  # tokens FMAC'd but not yet reduced: 0..nbuf
         self.tokf = np.zeros((R, C), uint(m))  # tokens whose FMACs are done
         self.tot_a = m * lay.kt[:, 0]

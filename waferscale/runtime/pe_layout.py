@@ -68,7 +68,7 @@ class Layout:
     def peak_cycles(self) -> int:
         """The most datapath cycles one A element can take, the task start included."""
         top = self.element_cycles.max() if self.sparse else self.fmac_cycles.max()
-        return int(top) + A.TASK_OVERHEAD_CYCLES
+        return int(top) + self.lanes.costs.task_start
 
     @property
     def ktmax(self) -> int:
@@ -113,7 +113,7 @@ def layout(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath |
     first = sparse["element_cycles"][:, :, 0] if sparse else fmac
     return Layout(
         m=m, k=k, n=n, rows=rows, cols=cols, lanes=lanes, kt=kt, nt=nt, fmac_cycles=fmac,
-        first_cycles=first + A.TASK_OVERHEAD_CYCLES,
+        first_cycles=first + lanes.costs.task_start,
         w_panels=panels, a_stream=np.ascontiguousarray(stream), n_offsets=noff, **sparse,
     )
 

@@ -17,18 +17,18 @@ its row's tokens in order; one token on one core goes as follows.
    received and frees it when its last output has left. The buffers are the input and output
    buffers ``Rowwise.sram`` reserves, used as one pool (``Rowwise.token_slots``: four tokens): a
    token is normalized in place and sent from where it arrived.
-2. **Statistics task.** Once all ``ft_j`` elements are in: ``TASK_OVERHEAD_CYCLES`` and
-   ``LN_STAT_PASSES`` vector passes (sum, sum of squares), each ``VECTOR_OP_CYCLES`` plus
+2. **Statistics task.** Once all ``ft_j`` elements are in: ``Costs.task_start`` and
+   ``LN_STAT_PASSES`` vector passes (sum, sum of squares), each ``Costs.vector_issue`` plus
    ``ceil(ft_j / lanes)`` cycles, ``lanes`` being the FMAC lanes times ``ELEMENTWISE_LANE_FRACTION``
    (``rowwise.layernorm_tasks``).
 3. **Row all-reduce.** The two statistics go east along the row, one wavelet each: column 0 puts its
    own on the fabric; column j > 0 takes each statistic arriving from the west, adds its own and
    forwards the sum; the last column's add-and-forward sends the row's total west instead, and each
    router of the row passes it to its core and on west (a multicast, no datapath). Each
-   add-and-forward (and column 0's send) takes the datapath for ``PARTIAL_SUM_CYCLES`` and goes
+   add-and-forward (and column 0's send) takes the datapath for ``Costs.psum_add`` and goes
    before any task, which waits that cycle. So every core gets the totals (sum, sum of squares);
    the round trip to column 0 costs 4 cycles per column (east: hop, ramp, add; west: hop).
-4. **Normalize task.** Once the token's totals are in: ``TASK_OVERHEAD_CYCLES``, the scalar
+4. **Normalize task.** Once the token's totals are in: ``Costs.task_start``, the scalar
    ``LN_FINISH_OPS`` (mean, 1/sigma: ``element_cycles`` each, every core alike), and
    ``element_cycles('layernorm') - LN_STAT_PASSES`` vector passes (subtract, multiply by 1/sigma,
    scale, shift). The ``ft_j`` outputs then leave through the ramp, one wavelet per cycle
@@ -67,14 +67,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
+from ..backends.costs import DEFAULT as COSTS
 from ..backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_tasks
 from ..backends.machine import WSE2
 from .pe_sim import PeRate
 
-if (WSE2.hop_cycles, WSE2.ramp_cycles, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage a cycle, else delay lines
-    raise NotImplementedError("the PE-level layernorm models hop_cycles = ramp_cycles = PARTIAL_SUM_CYCLES = 1 only")
+if (WSE2.hop_cycles, WSE2.ramp_cycles, COSTS.psum_add) != (1, 1, 1):  # one stage a cycle, else delay lines
+    raise NotImplementedError("the PE-level layernorm models hop_cycles = ramp_cycles = Costs.psum_add = 1 only")
 
 IDLE, STAT_TASK, NORM_TASK = 0, 1, 2  # what a core's datapath is running
 

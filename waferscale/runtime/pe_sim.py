@@ -12,10 +12,8 @@ One token (one row of A) at a time, the algorithm is:
    wavelet, on color 0. Each router of the row passes each wavelet to its core and east to the next
    router (a multicast), so every core of row i sees the same stream.
 2. **FMAC.** The core's task fires when a wavelet is at the head of its input queue. The first
-   element of a token also pays the task start (``TASK_OVERHEAD_CYCLES``); each element then takes
-   ``gemm.element_cycles(nt)`` cycles of the core's datapath (one AXPY at the slower of its lanes
-   and its SRAM ports, plus the vector instruction's overhead) to multiply into the ``nt`` partial sums of
-   the token, after which the wavelet leaves the queue. Partial sums are double buffered
+   element of a token also pays the task start (``Costs.task_start``); each element then takes
+   ``gemm.element_cycles(nt)`` datapath cycles (an AXPY into the ``nt`` partial sums, then it leaves). Partial sums are double buffered
    (``PE_ACC_BUFFERS``): the core may start token t + 2 only after the partial sums of token t have
    left.
 3. **Column reduce.** When the FMACs of a token are done, the core streams its ``nt`` partial sums
@@ -45,7 +43,7 @@ group roots do the same towards the root of the centre group, each root-to-root 
 through the routers between them (one cycle per hop, no ramp); the column root adds the streams
 from below and from above and sends the column's ``nt`` sums south, through the routers below it,
 out of the south edge. Each add of an incoming stream is a pass of ``nt`` cycles of the receiving
-core's datapath (``PARTIAL_SUM_CYCLES`` per wavelet), the last pass fused with the core's send, so
+core's datapath (``Costs.psum_add`` per wavelet), the last pass fused with the core's send, so
 the column root takes four passes per token where a chain row takes one. The tree uses six colors
 besides A's (phase 1 two, both directions with opposite row parities; phase 2 two per direction),
 checked by ``ColumnPlan.color_conflicts``. Its phase-2 streams share link directions with the phase-1 chains
@@ -92,6 +90,7 @@ import numpy as np
 
 from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
+from ..backends.costs import DEFAULT as COSTS
 from ..backends.datapath import Datapath
 from ..backends.machine import WSE2
 from ..errors import UsageError
@@ -101,8 +100,8 @@ from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
 from .pe_tree import run_tree
 
-if (WSE2.hop_cycles, WSE2.ramp_cycles, A.PARTIAL_SUM_CYCLES) != (1, 1, 1):  # one stage a cycle, else delay lines
-    raise NotImplementedError("the PE-level simulator models hop_cycles = ramp_cycles = PARTIAL_SUM_CYCLES = 1 only")
+if (WSE2.hop_cycles, WSE2.ramp_cycles, COSTS.psum_add) != (1, 1, 1):  # one stage a cycle, else delay lines
+    raise NotImplementedError("the PE-level simulator models hop_cycles = ramp_cycles = Costs.psum_add = 1 only")
 
 
 class PeRate:
@@ -261,7 +260,7 @@ def _run(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles:
     KT, KLEFT, TK = lay.kt.astype(kdt), lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements left of the token
     T2 = np.zeros((R, C), bool)
     TOKF = np.zeros((R, C), uint(m))  # tokens FMAC'd
-    ovh = cdt(A.TASK_OVERHEAD_CYCLES)
+    ovh = cdt(lay.lanes.costs.task_start)
     TOT_A = m * lay.kt[:, 0]
     sunk = f.sunk
     if resident:

@@ -9,12 +9,12 @@ output columns of ``mt_j`` sums) and its queues.
    sent), one wavelet per cycle, into router (i, 0); router (i, j) passes each wavelet to its core
    and on to router (i, j + 1), only when every receiver has room (a multicast).
 2. **FMAC.** A core takes the wavelet at the head of its queue: a header starts the column's task
-   (``TASK_OVERHEAD_CYCLES``), if fewer than ``ACC_BUFFERS`` columns are in flight on the core; a
+   (``Costs.task_start``), if fewer than ``ACC_BUFFERS`` columns are in flight on the core; a
    non-zero takes ``streamed.wavelet_cycles(mt_j)`` cycles (one AXPY over the core's tokens). The
    wavelet leaves the queue when it is done; after the column's last, the column may be reduced.
 3. **Chain reduce.** Column by column, core (i, j) sends its ``mt_j`` partial sums towards K part
    i + 1, one per cycle: part 0 its own, part i > 0 each sum arriving from part i - 1 added to its
-   own. The add-and-forward takes the datapath for ``PARTIAL_SUM_CYCLES`` and goes before the FMACs
+   own. The add-and-forward takes the datapath for ``Costs.psum_add`` and goes before the FMACs
    (which wait that cycle). The last part sends ``C[M_j, n]`` out of the edge.
 
 Fabric rules as in ``pe_sim`` (``PE_QUEUE_DEPTH`` wavelets per queue, a wavelet moves one stage a
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import assumptions as A
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
 from ..backends.machine import WSE2
@@ -94,7 +93,7 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int) 
     this pass is left out)."""
     ms = [x for x in ms if x > 0]
     kp, mp = len(streams), len(ms)
-    D, B, T = WSE2.pe_queue_depth, ACC_BUFFERS, A.TASK_OVERHEAD_CYCLES
+    D, B, T = WSE2.pe_queue_depth, ACC_BUFFERS, dp.costs.task_start
     length = np.array([len(h) for h, _ in streams])
     width = int(length.max())
     is_header = np.zeros((kp, width + 1), dtype=bool)

@@ -15,7 +15,7 @@ per wave). A WSE router changes a color's route at run time in two ways:
   routes of the later ones cannot all be preloaded, so the core rewrites its router's configuration
   for each of the next kernel's colors. No source gives that cost: ``RECONFIGURE_CYCLES_PER_COLOR``
   is our assumption (a configuration write per color, at the cost of a task's start,
-  ``TASK_OVERHEAD_CYCLES``).
+  ``Costs.task_start``).
 
 The tile runtime (``tile_sim.py``) starts a kernel's turn on shared cores no earlier than these cycles
 after the kernel before it on those cores finished; the time split (``time_split.py``) counts them in
@@ -24,12 +24,12 @@ after the kernel before it on those cores finished; the time split (``time_split
 
 from __future__ import annotations
 
-from ..backends import assumptions as A
+from ..backends.costs import DEFAULT as COSTS
 from ..backends.program import Placement, Program
 
 SWITCH_POSITIONS = 4  # positions 0..3 per color (SDK tutorial "Switches": routes for positions 1, 2 and 3 beside 0)
 CONTROL_WAVELET_CYCLES = 1  # one wavelet per color on a link: one cycle (HOP_CYCLES per wavelet)
-RECONFIGURE_CYCLES_PER_COLOR = A.TASK_OVERHEAD_CYCLES  # our assumption: a task's start per configuration write
+RECONFIGURE_CYCLES_PER_COLOR = COSTS.task_start  # our assumption: a task's start per configuration write
 
 
 def handover_cycles(prog: Program, placement: Placement, share: list[list[int]]) -> list[int]:

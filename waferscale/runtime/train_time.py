@@ -81,7 +81,7 @@ def time_to_train(model: str, params: int, step_seconds: float, tokens_per_step:
 def wafer_optimizer_cycles(g: Graph, machine: Machine) -> float:
     """Cycles of the adamw graph's ops on every core of the wafer, at the f32 element rate; a sparse
     weight's (``optimizer:P`` of a P that sparse linears read) on its kept entries only."""
-    lanes = machine.lanes("f32") * A.ELEMENTWISE_LANE_FRACTION
+    lanes = machine.datapath("f32").rate * A.ELEMENTWISE_LANE_FRACTION  # f32's rate (costs.py)
     density = sparse_params(g)
     work = 0.0
     for op in g.ops:

@@ -28,7 +28,7 @@ two-level tree rather than a chain, as a step's latency is what a decode step wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil, prod
+from math import prod
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
 from ..column_reduce import TREE, plan
+from ..costs import InstructionCount
 from ..datapath import accumulator_bytes
 from .base import Kernel, LowerCtx, Work, f32, lowers
 
@@ -108,26 +109,38 @@ class Attention(Kernel):
         rows, cols = min(rows, self.key_rows), min(cols, self.heads)
         hc = block(self.heads, cols)
         dp = machine.datapath(self.dtype)
-        # a dot product and an AXPY over d_head, each one vector instruction, and one exp
-        per_key = (dp.dot(self.d_head) + dp.axpy(self.d_head) + 2 * A.VECTOR_OP_CYCLES
-                   + A.TRANSCENDENTAL_CYCLES / dp.lanes)
+        per_key = self.key_instructions(dp).cycles(dp)
         core_keys = np.ceil(self._keys(p0, p1) / rows)
-        compute = hc * core_keys * per_key + A.TASK_OVERHEAD_CYCLES
+        compute = hc * core_keys * per_key + dp.costs.task_start
         # per column and token: the query multicast down the column and the partials combined
         # down it; a token's key and value enter only its own row, from the west edge
         stream = max(hc * (self.d_head + 2), 2 * self.kv * self.d_head / rows)
         return float(np.maximum(compute, stream).sum())
 
+    def key_instructions(self, dp) -> InstructionCount:
+        """What a core issues per key it holds and query head: the score (a dot product over d_head),
+        the weighted values (an AXPY over d_head), each one vector instruction, and one exp."""
+        return (InstructionCount().call("dot", self.d_head).call("fmac", self.d_head)
+                .add("lane", A.TRANSCENDENTAL_CYCLES / dp.lanes))
+
     def fill(self, rows, cols, machine):
         rows = min(rows, self.key_rows)
-        per_row = ceil((self.d_head + 2) / 4)  # a partial (weighted values, max, sum) added and passed on
+        # A partial (weighted values, max, sum: d_head + 2 wavelets) arrives from the fabric and is added
+        # and passed on one wavelet per cycle (Costs.psum_add: the ramp's rate, not the lanes'; issue 27:
+        # this was ceil((d_head + 2) / 4), 4 values a cycle). The stream is pipelined: each row adds its
+        # hop, ramp and add to the latency, and the last add runs the stream's length.
+        psum, stream = machine.costs.psum_add, self.d_head + 2
+        per_row = machine.hop_cycles + machine.ramp_cycles + psum
         if not self.capacity:  # the partials combined down the column by a chain
-            return super().fill(rows, cols, machine) + (rows - 1) * per_row
+            return super().fill(rows, cols, machine) + (rows - 1) * per_row + stream * psum
         # over a KV cache (a decode step, where the latency is the step's time) by WaferLLM's two-level
-        # tree (column_reduce.py): about sqrt(rows) adds in turn, the hops the column's height
+        # tree (column_reduce.py): about sqrt(rows) adds in turn, each root adding its incoming streams
+        # one after another (the column root four), the hops the column's height
         p = plan(rows, TREE)
         depth = max(p.groups) // 2 + len(p.groups) // 2
-        return super().fill(rows, cols, machine) + depth * per_row + (rows - 1) * machine.hop_cycles
+        passes = p.passes(p.top) if rows > 1 else 0
+        return (super().fill(rows, cols, machine) + depth * (machine.ramp_cycles + psum) + passes * stream * psum
+                + (rows - 1) * machine.hop_cycles)
 
     def run(self, op, args, rows, cols):
         attrs = registry.with_defaults(op.kind, op.attr)

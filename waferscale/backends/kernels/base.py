@@ -57,7 +57,7 @@ class ChunkCost:
 def roofline_cycles(work: Work, rows: int, cols: int, machine: Machine, dtype: str) -> dict[str, float]:
     cores = rows * cols
     return {
-        "compute": work.flops / (2 * machine.lanes(dtype) * cores),
+        "compute": work.flops / (2 * machine.datapath(dtype).rate * cores),  # f32 at the cost table's rate
         "sram": max(work.sram_read / (machine.sram_read_ports * machine.sram_port_bytes * cores),
                     work.sram_write / (machine.sram_write_ports * machine.sram_port_bytes * cores)),
         "fabric": max(work.delivered / cores, work.edge / (2 * (rows + cols))) / machine.elements_per_wavelet,

@@ -51,11 +51,12 @@ class Embedding(Kernel):
     def model_cycles(self, rows, cols, p0, p1, machine):
         dt = block(self.d, min(cols, self.d))
         # each row's share of the lookups: a task that sends the row of the table (one vector instruction)
-        lookup = (dt + A.TASK_OVERHEAD_CYCLES + A.VECTOR_OP_CYCLES) / min(rows, self.vocab)
+        c = machine.costs
+        lookup = (dt + c.task_start + c.vector_issue) / min(rows, self.vocab)
         epi = self.epilogue
         if epi is not None:  # the last row also finishes every output, and takes in the residuals
-            lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
-            lookup += ceil(dt / lanes) * epi.cycles_per_element + A.VECTOR_OP_CYCLES * len(epi.kinds)
+            lanes = machine.datapath(self.dtype).rate * A.ELEMENTWISE_LANE_FRACTION
+            lookup += ceil(dt / lanes) * epi.cycles_per_element + c.vector_issue * len(epi.kinds)
             dt = dt * max(1, epi.streams)
         return (p1 - p0) * max(dt, lookup)
 

@@ -47,7 +47,7 @@ tokens (``LowerCtx.per_step``), so the rectangle's work over the step is right.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,6 +57,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block
+from ..costs import InstructionCount
 from ..datapath import accumulator_bytes
 from ..sparse import SparseWeight
 from .attention import Attention, lower_attention
@@ -64,6 +65,11 @@ from .base import ACT, PARAM, Kernel, LowerCtx, Work, lowers
 from .embedding import Embedding
 from .rotary import Rotary, lower_rotary
 from .rowwise import Rowwise, lower_rowwise
+
+# Bytes of a weight gradient's accumulator: f32 whatever the operands (mixed-precision training keeps its
+# gradients in f32; FMACHS, an f16 FMAC into an f32 accumulator, is the WSE's instruction for it: Cerebras
+# SDK docs, builtins). The forward's partial sums keep ``assumptions.ACCUMULATOR``.
+GRAD_ACC_BYTES = 4
 
 
 def _evaluate(op: Op, args: list[np.ndarray]) -> np.ndarray:
@@ -86,16 +92,17 @@ class Accumulate(Kernel):
 
     def sram(self, rows, cols):
         kt, nt = block(self.k, min(rows, self.k)), block(self.n, min(cols, self.n))
-        acc = kt * nt * accumulator_bytes(self.dtype)
+        ab = max(accumulator_bytes(self.dtype), GRAD_ACC_BYTES)
+        acc = kt * nt * ab
         if self.sparse is not None:  # the kept entries and their indices, on the fullest core
-            acc = self.sparse.tile_bytes(min(rows, self.k), min(cols, self.n), accumulator_bytes(self.dtype))
+            acc = self.sparse.tile_bytes(min(rows, self.k), min(cols, self.n), ab)
         return {"accumulators": acc,
                 "activations_in": 2 * (kt + nt) * self.elem, "fabric_queues": self.queues()}
 
     def work(self, p0, p1):
         c = p1 - p0
         macs = c * (self.sparse.nnz if self.sparse is not None else self.k * self.n)
-        acc = accumulator_bytes(self.dtype)
+        acc = max(accumulator_bytes(self.dtype), GRAD_ACC_BYTES)
         return Work(flops=c * self.flops_per_token, sram_read=macs * acc + c * (self.k + self.n) * self.elem,
                     sram_write=macs * acc, delivered=c * (self.k + self.n), edge=c * (self.k + self.n))
 
@@ -103,10 +110,12 @@ class Accumulate(Kernel):
         groups = max(1, min(rows // self.k, self.tokens))  # row groups that split the tokens
         rows, cols = min(rows, self.k), min(cols, self.n)
         kt, nt = block(self.k, rows), block(self.n, cols)
-        dp = machine.datapath(self.dtype)
+        # f32 accumulators (mixed precision: f16 products summed over every token of the step in f32, as
+        # FMACHS does; issue 27: they were f16), so the AXPY's accumulator traffic doubles
+        dp = replace(machine.datapath(self.dtype), acc=max(accumulator_bytes(self.dtype), GRAD_ACC_BYTES))
         # per token: kt AXPYs of length nt, each one vector instruction; the dy block arrives at
         # one wavelet per cycle
-        per_token = kt * (dp.axpy(nt) + A.VECTOR_OP_CYCLES) + A.TASK_OVERHEAD_CYCLES
+        per_token = int(InstructionCount().add("task").call("fmac", nt, kt).cycles(dp))
         if self.sparse is not None:
             per_token = min(per_token, self.sparse.accumulate(rows, cols, dp))
         per_token = max(per_token, nt + kt)
@@ -157,14 +166,18 @@ class AttentionGrad(Attention):
                     sram_read=3 * w.sram_read + pairs * acc, sram_write=3 * w.sram_write,
                     delivered=c * 5 * hd, edge=c * 8 * hd)
 
+    def key_instructions(self, dp) -> InstructionCount:
+        """Per key and query head: three dot products and three AXPYs over d_head, and one exp."""
+        return (InstructionCount().call("dot", self.d_head, 3).call("fmac", self.d_head, 3)
+                .add("lane", A.TRANSCENDENTAL_CYCLES / dp.lanes))
+
     def model_cycles(self, rows, cols, p0, p1, machine):
         rows, cols = min(rows, self.tokens), min(cols, self.heads)
         hc = block(self.heads, cols)
         dp = machine.datapath(self.dtype)
-        per_key = (3 * dp.dot(self.d_head) + 3 * dp.axpy(self.d_head) + 6 * A.VECTOR_OP_CYCLES
-                   + A.TRANSCENDENTAL_CYCLES / dp.lanes)
+        per_key = self.key_instructions(dp).cycles(dp)
         core_keys = np.ceil(self._keys(p0, p1) / rows)
-        compute = hc * core_keys * per_key + 2 * A.TASK_OVERHEAD_CYCLES
+        compute = hc * core_keys * per_key + 2 * dp.costs.task_start
         stream = max(hc * 2 * (self.d_head + 2), 5 * self.heads * self.d_head / rows)
         return float(np.maximum(compute, stream).sum())
 

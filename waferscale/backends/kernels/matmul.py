@@ -194,7 +194,7 @@ class Gemm(Kernel):
         dp = machine.datapath(self.dtype)
         kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
         step = self._time(rows, cols, machine).step
-        return max(step - A.TASK_OVERHEAD_CYCLES - (kt - 1) * element_cycles(nt, dp), 0)
+        return max(step - dp.costs.task_start - (kt - 1) * element_cycles(nt, dp), 0)
 
     def fill(self, rows, cols, machine):
         fill = self._time(rows, cols, machine).fill

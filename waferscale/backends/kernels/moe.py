@@ -43,8 +43,8 @@ from ...ir import registry
 from ...ir.graph import Op
 from ...ir.ops.moe import experts_flops_per_row
 from ...ir.types import DTYPES
-from .. import assumptions as A
 from ..blocks import block
+from ..costs import DEFAULT as DEFAULT_COSTS
 from ..datapath import accumulator_bytes
 from ..gemm import fastest
 from ..machine import Machine
@@ -99,7 +99,7 @@ def slicing(experts: int, k: int, tokens: int, d: int, f: int, cols: int) -> int
     def cost(g: int) -> float:
         w = max(1, cols // g)
         rows = max(ceil(tokens * k / g), collisions(experts, k, g))
-        return rows * (ceil(ceil(2 * f / w) / 4) + ceil(ceil(d / w) / 4) + 2 * A.VECTOR_OP_CYCLES)
+        return rows * (ceil(ceil(2 * f / w) / 4) + ceil(ceil(d / w) / 4) + 2 * DEFAULT_COSTS.vector_issue)
 
     return min(cands, key=lambda g: (cost(g), -g))
 

@@ -65,12 +65,13 @@ class Rotary(Kernel):
     def token_cycles(self, cols: int, machine) -> int:
         """Datapath cycles of one token on the core holding the most heads."""
         hc = block(self.heads, min(cols, self.heads))
-        lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
+        lanes = machine.datapath(self.dtype).rate * A.ELEMENTWISE_LANE_FRACTION
+        c = machine.costs
         half = ceil(self.d_head / 2 / lanes)
-        tables = (TABLE_PASSES * A.VECTOR_OP_CYCLES + half * element_cycles("mul")
+        tables = (TABLE_PASSES * c.vector_issue + half * element_cycles("mul")
                   + half * (element_cycles("cos") + element_cycles("sin")))
-        per_head = HEAD_PASSES * (A.VECTOR_OP_CYCLES + ceil(self.d_head / lanes))
-        return A.TASK_OVERHEAD_CYCLES + tables + hc * per_head
+        per_head = HEAD_PASSES * (c.vector_issue + ceil(self.d_head / lanes))
+        return c.task_start + tables + hc * per_head
 
     def model_cycles(self, rows, cols, p0, p1, machine):
         hc = block(self.heads, min(cols, self.heads))

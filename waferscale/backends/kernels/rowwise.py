@@ -50,6 +50,7 @@ from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
 from ..blocks import block, slices
+from ..costs import DEFAULT, Costs, InstructionCount
 from ..machine import WSE2, Machine
 from .base import ACT, PARAM, Kernel, LowerCtx, Work, f32, lowers
 
@@ -77,7 +78,7 @@ def element_cycles(kind: str) -> float:
 
 
 REDUCES = frozenset({"layernorm", "rmsnorm", "softmax", "reduce_sum", "reduce_mean", "reduce_max"})
-# Vector instructions per token on a core, each paying VECTOR_OP_CYCLES: an elementwise op or a
+# Vector instructions per token on a core, each paying Costs.vector_issue: an elementwise op or a
 # reduction is one pass over the core's block; softmax four (max, subtract and exp, sum, scale).
 # Layernorm counts its own (layernorm_tasks).
 VECTOR_PASSES = {"softmax": 4, "layernorm_grad": 8, "rmsnorm_grad": 6, "softmax_grad": 3, "gelu_grad": 6,
@@ -112,17 +113,17 @@ NORMS = {"layernorm": NormSteps("layernorm", LN_STAT_PASSES, LN_FINISH_OPS, LN_S
          "rmsnorm": NormSteps("rmsnorm", 1, ("mul", "add", "rsqrt"), 1)}
 
 
-def layernorm_tasks(ft: int, lanes: float, norm: str = "layernorm") -> tuple[int, int]:
+def layernorm_tasks(ft: int, lanes: float, norm: str = "layernorm", costs: Costs = DEFAULT) -> tuple[int, int]:
     """Datapath cycles of the two tasks of one token on a core holding ``ft`` features, with ``lanes``
     FMAC lanes: the statistics (sum, sum of squares) and the normalize (mean and 1/sigma from the row
     totals, then subtract, multiply by 1/sigma, scale, shift). Each vector pass over the block is one
     vector instruction. ``norm="rmsnorm"``: the sum of squares, then 1/rms, multiply, scale."""
     n = NORMS[norm]
     lanes = lanes * A.ELEMENTWISE_LANE_FRACTION
-    vec = A.VECTOR_OP_CYCLES + ceil(ft / lanes)
+    vec = costs.vector_issue + ceil(ft / lanes)
     finish = sum(ceil(1 / lanes) * element_cycles(op) for op in n.finish)
-    return (A.TASK_OVERHEAD_CYCLES + n.stat_passes * vec,
-            A.TASK_OVERHEAD_CYCLES + finish + (element_cycles(norm) - n.stat_passes) * vec)
+    return (costs.task_start + n.stat_passes * vec,
+            costs.task_start + finish + (element_cycles(norm) - n.stat_passes) * vec)
 
 
 def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS, machine: Machine = WSE2) -> int:
@@ -132,8 +133,8 @@ def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS, machine: Machin
     hop per column), down the ramp and into column 0's SRAM (one cycle)."""
     if cols == 1:
         return 0
-    east = machine.hop_cycles + machine.ramp_cycles + A.PARTIAL_SUM_CYCLES
-    return stats * A.PARTIAL_SUM_CYCLES + (cols - 1) * (east + machine.hop_cycles) + machine.ramp_cycles + 1
+    east = machine.hop_cycles + machine.ramp_cycles + machine.costs.psum_add
+    return stats * machine.costs.psum_add + (cols - 1) * (east + machine.hop_cycles) + machine.ramp_cycles + 1
 
 
 @lru_cache(maxsize=512)
@@ -147,8 +148,8 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
     the statistics follow the statistics task; the outputs leave one wavelet per cycle."""
     ft = block(f, cols)
     stats = NORMS[norm].stats
-    stat, norm = layernorm_tasks(ft, lanes, norm)
-    sends = stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0
+    stat, norm = layernorm_tasks(ft, lanes, norm, machine.costs)
+    sends = stats * machine.costs.psum_add if cols > 1 else 0
     trip = layernorm_allreduce_cycles(cols, stats, machine)
     first = machine.hop_cycles + machine.ramp_cycles  # the first wavelet in: source -> router -> core
     ready, stats_end, sent = [], [], []  # per token: statistics may start; they end; last output sent
@@ -201,10 +202,17 @@ class Rowwise(Kernel):
             curve = (0, *(d - fill for d in done))  # by the end of row 0's first 0, 1, 2, ... tokens
             return _along(curve, p1 / self.tokens) - _along(curve, p0 / self.tokens)
         ft = block(self.features, min(cols, self.features))
-        lanes = machine.lanes(self.dtype) * A.ELEMENTWISE_LANE_FRACTION
-        per_token = max(ceil(ft / lanes) * element_cycles(self.op) + A.TASK_OVERHEAD_CYCLES
-                        + vector_passes(self.op) * A.VECTOR_OP_CYCLES, ft * self.inputs, ft)
+        dp = machine.datapath(self.dtype)
+        per_token = max(self.token_instructions(ft, dp).cycles(dp), ft * self.inputs, ft)
         return (p1 - p0) * self.groups * per_token / min(rows, self.tokens)
+
+    def token_instructions(self, ft: int, dp) -> InstructionCount:
+        """What a core issues per token: the task start and ``vector_passes`` vector instructions over its
+        ``ft`` features, whose elements take ``ceil(ft / lanes) * element_cycles(op)`` lane cycles in all
+        (``lanes``: the datapath's rate, f32's included, times ``ELEMENTWISE_LANE_FRACTION``)."""
+        lanes = dp.rate * A.ELEMENTWISE_LANE_FRACTION
+        return (InstructionCount().add("task").call("elementwise", 0, vector_passes(self.op))
+                .add("lane", ceil(ft / lanes) * element_cycles(self.op)))
 
     def fill(self, rows, cols, machine):
         if self.op in NORMS:
@@ -236,11 +244,11 @@ class Rowwise(Kernel):
         """(the cycles by which row 0, the busiest, has output each of its tokens; fill): the fill is
         the first token's latency beyond its datapath cycles, which the chunks' cycles hold."""
         rows, cols = min(rows, self.tokens), min(cols, self.features)
-        lanes = machine.lanes(self.dtype)
+        lanes, costs = machine.datapath(self.dtype).rate, machine.costs
         done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens * self.groups / rows),
                              self.inputs, self.op, machine)
-        stat, norm = layernorm_tasks(block(self.features, cols), lanes, self.op)
-        busy = stat + norm + (NORMS[self.op].stats * A.PARTIAL_SUM_CYCLES if cols > 1 else 0)
+        stat, norm = layernorm_tasks(block(self.features, cols), lanes, self.op, costs)
+        busy = stat + norm + (NORMS[self.op].stats * costs.psum_add if cols > 1 else 0)
         return done, done[0] - busy
 
     def run(self, op, args, rows, cols):
