@@ -76,9 +76,8 @@ was consumed (``Fabric.violations``).
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
 slicing); there is no Python loop over cores. The chain's cycle loop (``_run``) keeps the queues,
 the events of a cycle and the cores' countdowns in stacked arrays, one operation serving several.
-By default the chain is solved by event times instead (``pe_events``): the cycle of every move,
-element by element and partial sum by partial sum, the same cycles at a fraction of the calls;
-``engine="cycles"`` (and ``check``) keep the loop, which also counts every queue every cycle.
+By default the chain is solved by event times (``pe_events``): every move's cycle, element by element
+and sum by sum, at a fraction of the calls; ``engine="cycles"`` (and ``check``) keep the loop.
 """
 
 from __future__ import annotations
@@ -152,8 +151,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     the vector is at the west edge (a producer made it); row i's injector sends its next element only
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
 
-    ``engine``: ``"events"`` solves the chain by event times (``pe_events``, the same cycles, far
-    faster); ``"cycles"`` (and ``check``, and the tree) run the cycle loop.
+    ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster);
+    ``"cycles"`` (and ``check``, the tree, and a sparse W at ``depth=1``, where the event solver is off
+    by a cycle per token: a one-wavelet queue behind skipped rows) run the cycle loop.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
@@ -180,7 +180,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if avail is not None and max_cycles is None:
             max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
         exits = None if arrivals is None else np.zeros(m * n, np.int64)
-        run = _run if check or engine == "cycles" or nbuf > 2 else run_events
+        run = _run if check or engine == "cycles" or nbuf > 2 or (depth == 1 and lay.sparse) else run_events
         top = _max_cycles(lay, 1) if max_cycles is None else max_cycles
         cycles, (a_done, sums_done) = run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
         bad = fabric.violations(a_done, sums_done, resident_a)
