@@ -13,9 +13,8 @@ One token (one row of A) at a time, the algorithm is:
    router (a multicast), so every core of row i sees the same stream.
 2. **FMAC.** The core's task fires when a wavelet is at the head of its input queue. The first
    element of a token also pays the task start (``Costs.task_start``); each element then takes
-   ``gemm.element_cycles(nt)`` datapath cycles (an AXPY into the ``nt`` partial sums, then it leaves). Partial sums are double buffered
-   (``PE_ACC_BUFFERS``): the core may start token t + 2 only after the partial sums of token t have
-   left.
+   ``gemm.element_cycles(nt)`` datapath cycles (an AXPY into the ``nt`` partial sums, then it leaves).
+   Partial sums are double buffered (``PE_ACC_BUFFERS``): token t + 2 starts once t's sums have left.
 3. **Column reduce.** When the FMACs of a token are done, the core streams its ``nt`` partial sums
    south, one wavelet per cycle: row 0 sends its own; row i > 0 takes each partial sum arriving
    from the north, adds its own and sends the sum on. This add-and-forward occupies the datapath
