@@ -110,3 +110,15 @@ def test_gemv_rowwise_gemv_streams_as_the_pe_level(dims, meshes, gap):
     scale = prog.kernels[1].model  # it streams; a norm (a reduction over the token) does not
     assert scale.emit(1, cols) > 0 and scale.stream_tail(1, cols, m) is not None
     assert replace(scale, op="rmsnorm").stream_tail(1, cols, m) is None
+
+
+def test_the_pe_scale_stage_runs_at_the_datapaths_rate():
+    """f32 goes through the datapath at Costs.f32_elem_cycles per element, f16 at one a cycle: with every
+    element there from cycle 0, the f32 row finishes about one cycle per element of a core's block later."""
+    from waferscale.runtime.pe_chain import scale_stage
+
+    m = get_machine("wse2")
+    arrivals = np.zeros(96, np.int64)
+    f16, f32 = (scale_stage(arrivals, 6, m, m.datapath(dt)) for dt in ("f16", "f32"))
+    step = m.costs.f32_elem_cycles
+    assert int(f32.max()) - int(f16.max()) == (step - 1) * 16

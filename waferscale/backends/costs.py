@@ -22,8 +22,8 @@ The classes:
   the FMACs), but its rate is the ramp's, one wavelet per cycle, not the lanes'. Its per-call
   issue is not charged (one call per token's stream; the PE-level simulator models it the same way).
 
-Router hops, ramp stages and colour switches are the fabric's, not the core's: ``assumptions.py``
-(HOP_CYCLES, RAMP_CYCLES) and the fabric model own them.
+Router hops, ramp stages and colour switches are the fabric's, not the core's: the machine file
+(``Machine.hop_cycles``, ``ramp_cycles``) and ``runtime/switching.py`` own them.
 """
 
 from __future__ import annotations

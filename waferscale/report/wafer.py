@@ -10,6 +10,7 @@ from dataclasses import replace
 from ..backends import assumptions as A
 from ..backends.kernels import label
 from ..backends.program import IO, link_name
+from ..errors import UsageError
 from ..passes.base import CompileState
 from ..passes.place import MODES
 from ..runtime.bounds import critical_path
@@ -151,6 +152,9 @@ def wafer_report(s: CompileState) -> dict:
     m, prog, pl, sim = s.machine, s.program, s.placement, s.sim
     seconds = sim.cycles / m.clock_hz
     tokens = prog.samples * prog.tokens
+    if not (seconds > 0 and tokens > 0):  # e.g. an IR whose shapes were edited to nothing: no rate to report
+        raise UsageError(f"the placed program does no work ({sim.cycles} cycles for {tokens} tokens): check the "
+                         "model's shapes (a dimension of 0?)")
     stages = pl.stage_cycles
     slowest = max(stages)
     mean = sum(stages) / len(stages)

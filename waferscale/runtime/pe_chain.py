@@ -15,10 +15,11 @@ full norm), which takes each element as it arrives and passes the result on (``s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 import numpy as np
 
-from ..backends.datapath import Datapath
+from ..backends.datapath import Datapath, as_datapath
 from ..backends.machine import WSE2, Machine
 from .pe_sim import simulate_gemv
 
@@ -48,10 +49,10 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
     for i, stage in enumerate(stages):
         if isinstance(stage[0], str):
             _, gamma, cols = stage
-            y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols, machine)
+            y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols, machine, lanes)
         else:
             w, rows, cols = stage
-            r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals)
+            r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals, depth=machine.pe_queue_depth)
             if r.violations:
                 raise RuntimeError(f"PE chain: {r.violations[0]}")
             y, exits = r.c[0], r.exits
@@ -61,13 +62,17 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
     return ChainResult(y, finish[-1], tuple(finish))
 
 
-def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2) -> np.ndarray:
+def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2, lanes: Datapath | float | None = None
+                ) -> np.ndarray:
     """When each element leaves a row-wise scale on a 1 x cols row of cores, given when it arrived at
     the row's west edge. Core j holds the scale of the j-th block of elements; an element crosses j
     links east to it. Its task starts on its first element (``Costs.task_start``) and issues one
-    vector multiply over its block with the fabric as operand (``Costs.vector_issue``), which takes one
-    element per cycle as they arrive; each result leaves east, across the cores after it, to the
-    row's east edge."""
+    vector multiply over its block with the fabric as operand (``Costs.vector_issue``), which takes an
+    element as it arrives, at the datapath's rate (one a cycle; f32: ``Costs.f32_elem_cycles``); each
+    result leaves east, across the cores after it, to the row's east edge. ``lanes``: the datapath
+    (its costs), else the machine's f16 one."""
+    dp = machine.datapath("f16") if lanes is None else as_datapath(lanes)
+    step = max(1, ceil(1 / dp.rate))
     n = len(arrivals)
     cols = min(cols, n)
     ft = -(-n // cols)
@@ -77,8 +82,8 @@ def scale_stage(arrivals: np.ndarray, cols: int, machine: Machine = WSE2) -> np.
         if lo >= hi:
             break
         arr = arrivals[lo:hi] + j * machine.hop_cycles
-        t = int(arr[0]) + machine.costs.task_start + machine.costs.vector_issue - 1
+        t = int(arr[0]) + dp.costs.task_start + dp.costs.vector_issue - 1
         for i, a in enumerate(arr):
-            t = max(t, int(a)) + 1
+            t = max(t, int(a)) + step
             out[lo + i] = t + (cols - 1 - j) * machine.hop_cycles
     return out

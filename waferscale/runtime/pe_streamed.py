@@ -17,7 +17,7 @@ output columns of ``mt_j`` sums) and its queues.
    own. The add-and-forward takes the datapath for ``Costs.psum_add`` and goes before the FMACs
    (which wait that cycle). The last part sends ``C[M_j, n]`` out of the edge.
 
-Fabric rules as in ``pe_sim`` (``PE_QUEUE_DEPTH`` wavelets per queue, a wavelet moves one stage a
+Fabric rules as in ``pe_sim`` (WSE-2's ``pe_queue_depth`` wavelets per queue, a wavelet moves one stage a
 cycle, only into a queue that had room at the start of the cycle; all decisions of a cycle are
 taken from the state at its start). The numbers (``products``) are the other interpreter of the
 same walk: each core adds its non-zeros' products in the order they arrive (K order within a

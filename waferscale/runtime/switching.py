@@ -24,12 +24,11 @@ after the kernel before it on those cores finished; the time split (``time_split
 
 from __future__ import annotations
 
-from ..backends.costs import DEFAULT as COSTS
 from ..backends.program import Placement, Program
 
 SWITCH_POSITIONS = 4  # positions 0..3 per color (SDK tutorial "Switches": routes for positions 1, 2 and 3 beside 0)
-CONTROL_WAVELET_CYCLES = 1  # one wavelet per color on a link: one cycle (HOP_CYCLES per wavelet)
-RECONFIGURE_CYCLES_PER_COLOR = COSTS.task_start  # our assumption: a task's start per configuration write
+CONTROL_WAVELET_CYCLES = 1  # one wavelet per color on a link: one cycle (the machine's hop per wavelet)
+# A route rewrite per color: our assumption, a task's start per configuration write (machine.costs.task_start).
 
 
 def handover_cycles(prog: Program, placement: Placement, share: list[list[int]]) -> list[int]:
@@ -46,6 +45,6 @@ def handover_cycles(prog: Program, placement: Placement, share: list[list[int]])
             out.append(0)
             continue
         colors = node.model.colors_at(r.rows, r.cols, m) + flows_in[k]
-        per = CONTROL_WAVELET_CYCLES if len(share[k]) + 1 <= SWITCH_POSITIONS else RECONFIGURE_CYCLES_PER_COLOR
+        per = CONTROL_WAVELET_CYCLES if len(share[k]) + 1 <= SWITCH_POSITIONS else m.costs.task_start
         out.append(colors * per)
     return out
