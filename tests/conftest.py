@@ -1,5 +1,7 @@
 import functools
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +29,13 @@ def browser_or_skip() -> None:
         pytest.fail(why)
     if why:
         pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def calibrate():
+    """benchmarks/calibrate.py as a module (the calibration and cost-table tests run its cases)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "calibrate.py"
+    spec = importlib.util.spec_from_file_location("calibrate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

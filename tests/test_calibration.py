@@ -1,26 +1,15 @@
 """The cost model against published hardware measurements: benchmarks/calibrate.py reproduces its
 committed table, the fitted assumption is the fit, and the kernel choice it relies on is made."""
 
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from waferscale.backends.costs import DEFAULT, FITTED
 from waferscale.backends.kernels.matmul import Gemm
 from waferscale.backends.machine import WSE2
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def calibrate():
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "benchmarks" / "calibrate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_calibration_reproduces_the_committed_table(calibrate):

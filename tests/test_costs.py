@@ -4,7 +4,6 @@ each instruction class's cost appears in a kernel's cycles exactly as often as t
 it; the fitted table reproduces the fit cases; the held-out published kernels are within the stated
 tolerance, or marked with the reason they are not."""
 
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -149,14 +148,6 @@ def test_f32_arithmetic_runs_at_the_tables_rate():
 @pytest.fixture(scope="module")
 def committed():
     return {r["case"]: r for r in json.loads((ROOT / "benchmarks/results/hardware_fidelity.json").read_text())["cases"]}
-
-
-@pytest.fixture(scope="module")
-def calibrate():
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "benchmarks" / "calibrate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_the_fitted_table_reproduces_the_fit_cases(calibrate):
