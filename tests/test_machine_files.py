@@ -96,6 +96,10 @@ def _swap(key, new):
     (lambda t: t.replace("  value: 24\n", "  value: 24\n  sauce: x\n"), "key 'colors' has unknown key 'sauce'"),
     (lambda t: t + "  - [\n", "not a YAML machine file"),
     (lambda t: "[1, 2]\n", "a machine file is a mapping"),
+    (lambda t: t + "costs:\n  vector_isue: 15\n", "unknown cost 'vector_isue' under 'costs'"),
+    (lambda t: t + "costs:\n  vector_issue: -1\n", "key 'costs.vector_issue' must be zero or more"),
+    (lambda t: t + "costs:\n  vector_issue: 1.5\n", "key 'costs.vector_issue' must be a whole number"),
+    (lambda t: t + "costs: 3\n", "key 'costs' must be a mapping"),
 ])
 def test_a_bad_user_file_is_one_line_naming_the_key_and_the_file(capsys, tmp_path, edit, message):
     path = user_file(tmp_path, edit)
@@ -115,6 +119,20 @@ def test_a_missing_file_and_a_wider_link_are_one_line(capsys, tmp_path):
     path = user_file(tmp_path, _swap("link_bytes_per_cycle", 8))
     assert main(["compile", "tiny", "--target", str(path), "-q"]) == 2
     assert "not supported: link bandwidth other than 4 B/cycle" in capsys.readouterr().err
+
+
+def test_a_files_costs_price_the_kernels_and_round_trip(tmp_path):
+    """A ``costs`` section replaces the fields it names (the rest keep the default table), reaches a
+    kernel's cycles, and survives to_yaml; a file without one dumps without one."""
+    path = user_file(tmp_path, lambda t: t + "costs:\n  vector_issue: 40\n")
+    m = Machine.from_file(path)
+    assert m.costs.vector_issue == 40 and m.costs.task_start == WSE2.costs.task_start
+    dp, base = m.datapath("f16"), WSE2.datapath("f16")
+    slow = fastest(1, 4096, 4096, 64, 64, dp, machine=m)[1].total
+    assert slow > fastest(1, 4096, 4096, 64, 64, base, machine=WSE2)[1].total
+    again = tmp_path / "again.yaml"
+    again.write_text(m.to_yaml(), encoding="utf-8")
+    assert Machine.from_file(again) == m and "costs:" in again.read_text() and "costs:" not in WSE2.to_yaml()
 
 
 def test_yaml12_floats_read_as_numbers(tmp_path):

@@ -86,7 +86,7 @@ class Machine:
     def to_yaml(self) -> str:
         """The machine file's text: ``Machine.from_file`` of it gives this machine back."""
         return machine_file.dump(self.name, self.source, {k: getattr(self, k) for k in machine_file.FIGURES},
-                                 self.sources)
+                                 self.sources, self.costs)
 
     def check(self, where: str) -> None:
         """What a machine file's single figures cannot say alone."""

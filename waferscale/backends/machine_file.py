@@ -10,8 +10,12 @@ where) or ``assumed: "..."`` (why we picked it)::
       source: "Lie, Hot Chips 34 (2022)"
 
 Every figure is required (copy ``wse2.yaml`` and edit it); an unknown key, a value of the wrong type or
-out of range is one error line that names the key and the file. ``dump`` writes the canonical form:
-the shipped files are in it, so they load and dump back byte for byte.
+out of range is one error line that names the key and the file.
+
+An optional ``costs`` mapping sets the instruction cost table (``costs.py``: field -> cycles, e.g.
+``costs: {vector_issue: 15}``); the fields it leaves out keep their default (fitted or sourced
+there), and a file without it gets the default. ``dump`` writes the canonical form: the shipped files
+are in it, so they load and dump back byte for byte.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import math
 import re
 
 from ..errors import UsageError
+from .costs import DEFAULT as DEFAULT_COSTS
+from .costs import Costs
 
 # figure -> (type, smallest value allowed). Counts are int; rates and sizes in bytes or seconds float.
 FIGURES: dict[str, tuple[type, float]] = {
@@ -37,7 +43,7 @@ FIGURES: dict[str, tuple[type, float]] = {
     "published_peak_flops": (float, 0), "published_ai_flops": (float, 0),
     "published_sram_bytes_per_s": (float, 0), "published_fabric_bits_per_s": (float, 0),
 }
-HEAD = ("name", "source")
+HEAD = ("name", "source", "costs")
 PROVENANCE = ("source", "assumed")
 
 
@@ -103,7 +109,21 @@ def parse(text: str, path: str) -> tuple[str, str, dict, tuple]:
                     raise UsageError(f"{path}: {key}.{p} must be a string")
                 sources.append((key, p, entry[p]))
         values[key] = _value(entry["value"], key, kind, low, path)
+    if "costs" in data:
+        values["costs"] = _costs(data["costs"], path)
     return name, source, values, tuple(sources)
+
+
+def _costs(data, path: str) -> Costs:
+    """The ``costs`` mapping: the default table with the fields it names replaced."""
+    fields = DEFAULT_COSTS.as_dict()
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: key 'costs' must be a mapping of cost names to cycles ({', '.join(fields)})")
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise UsageError(f"{path}: unknown cost {str(unknown[0])[:60]!r} under 'costs' (costs: {', '.join(fields)})")
+    given = {k: _value(v, f"costs.{k}", type(fields[k]), 0, path) for k, v in data.items()}
+    return Costs(**{**fields, **given})
 
 
 def _value(v, key: str, kind: type, low: float, path: str):
@@ -130,12 +150,15 @@ def _scalar(v) -> str:
     return str(v)
 
 
-def dump(name: str, source: str, values: dict, sources: tuple) -> str:
-    """The canonical text of a machine file (what ``parse`` reads back to the same figures)."""
+def dump(name: str, source: str, values: dict, sources: tuple, costs: Costs = DEFAULT_COSTS) -> str:
+    """The canonical text of a machine file (what ``parse`` reads back to the same figures); ``costs``
+    written only where they are not the default table (every field then, so the file says them all)."""
     prov = {k: (p, t) for k, p, t in sources}
     lines = [f"name: {_scalar(name)}", f"source: {_scalar(source)}"]
     for key in FIGURES:
         lines += [f"{key}:", f"  value: {_scalar(values[key])}"]
         if key in prov:
             lines.append(f"  {prov[key][0]}: {_scalar(prov[key][1])}")
+    if costs != DEFAULT_COSTS:
+        lines += ["costs:", *(f"  {k}: {_scalar(v)}" for k, v in costs.as_dict().items())]
     return "\n".join(lines) + "\n"
