@@ -118,3 +118,14 @@ def test_the_option_prints_only_when_not_its_default():
     assert spec(parse_pipeline("place{mode=streaming}")) == "place{mode=streaming}"
     text = spec(parse_pipeline("place{mode=streaming,streamed_gemm=all}"))
     assert text == "place{mode=streaming,streamed_gemm=all}" and spec(parse_pipeline(text)) == text
+
+
+def test_the_pe_level_takes_the_machines_queue_depth():
+    """A shallower queue can only hold the weight stream back (never speed it up); 0 is refused."""
+    rng = np.random.default_rng(3)
+    a, w = rng.standard_normal((8, 48), dtype=np.float32), rng.standard_normal((48, 24), dtype=np.float32)
+    runs = {d: simulate_streamed(a, w, 4, 2, depth=d) for d in (1, 2, 4)}
+    assert runs[1].cycles >= runs[2].cycles >= runs[4].cycles
+    assert all(np.array_equal(r.c, runs[4].c) for r in runs.values())
+    with pytest.raises(ValueError, match="queue depth"):
+        simulate_streamed(a, w, 4, 2, depth=0)

@@ -17,9 +17,9 @@ output columns of ``mt_j`` sums) and its queues.
    own. The add-and-forward takes the datapath for ``Costs.psum_add`` and goes before the FMACs
    (which wait that cycle). The last part sends ``C[M_j, n]`` out of the edge.
 
-Fabric rules as in ``pe_sim`` (WSE-2's ``pe_queue_depth`` wavelets per queue, a wavelet moves one stage a
-cycle, only into a queue that had room at the start of the cycle; all decisions of a cycle are
-taken from the state at its start). The numbers (``products``) are the other interpreter of the
+Fabric rules as in ``pe_sim`` (``depth`` wavelets per queue, the machine's ``pe_queue_depth``; a
+wavelet moves one stage a cycle, only into a queue that had room at the start of the cycle; all
+decisions of a cycle are taken from the state at its start). The numbers (``products``) are the other interpreter of the
 same walk: each core adds its non-zeros' products in the order they arrive (K order within a
 column), and the chain adds the parts' sums in order, in float32.
 """
@@ -73,27 +73,30 @@ def products(a: np.ndarray, w: np.ndarray, ks: list[int]) -> np.ndarray:
 
 
 def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Datapath | float = 4.0,
-                      max_cycles: int = 10_000_000) -> StreamedRun:
+                      max_cycles: int = 10_000_000, depth: int = WSE2.pe_queue_depth) -> StreamedRun:
     """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``. Where a
     core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
-    after the other, each streaming the whole weight: each M part's tokens are split over the passes."""
+    after the other, each streaming the whole weight: each M part's tokens are split over the passes.
+    ``depth``: wavelets per queue (the machine's ``pe_queue_depth``)."""
+    if depth < 1:
+        raise ValueError("queue depth must be at least 1")
     dp = as_datapath(lanes)
     m, k = a.shape
     kp, mp = min(kp, k), min(mp, m)
     ks, ms = split(k, kp), split(m, mp)
     passes, _ = passes_for(m, mp, max(ks), dp.elem)
     streams = _streams(w, ks)
-    cycles = sum(_pass_cycles(streams, w.shape[1], [split(x, passes)[p] for x in ms], dp, max_cycles)
+    cycles = sum(_pass_cycles(streams, w.shape[1], [split(x, passes)[p] for x in ms], dp, max_cycles, depth)
                  for p in range(passes))
     return StreamedRun(cycles, products(a, w, ks), passes * int(sum(len(h) for h, _ in streams)))
 
 
-def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int) -> int:
+def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, depth: int) -> int:
     """The cycles of one pass whose M parts hold ``ms`` tokens each (the cycle loop; a part with none
     this pass is left out)."""
     ms = [x for x in ms if x > 0]
     kp, mp = len(streams), len(ms)
-    D, B, T = WSE2.pe_queue_depth, ACC_BUFFERS, dp.costs.task_start
+    D, B, T = depth, ACC_BUFFERS, dp.costs.task_start
     length = np.array([len(h) for h, _ in streams])
     width = int(length.max())
     is_header = np.zeros((kp, width + 1), dtype=bool)
