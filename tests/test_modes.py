@@ -23,8 +23,8 @@ def test_the_three_modes_are_registered_with_one_face():
         m = get_mode(name)
         assert m.name == name and m.graphs and callable(m.run) and isinstance(m.options, dict)
     assert get_mode("train").section == "train" and get_mode("generate").section == "generate"
-    with pytest.raises(UsageError, match="unknown mode 'serve'"):
-        get_mode("serve")
+    with pytest.raises(UsageError, match="unknown mode 'nosuch'"):
+        get_mode("nosuch")
 
 
 def test_the_driver_imports_no_mode_by_name():

@@ -32,6 +32,8 @@ def compile_run(run: RunSpec, log=lambda msg: None) -> Compiled:
     """Compile one run: the mode's graphs through its pipelines, then the report."""
     t0 = time.perf_counter()
     mode = get_mode(run.mode)
+    if mode.own_report:
+        raise UsageError(f"not supported: mode {mode.name} through the compiler driver: use `wafer {mode.name}`")
     run = mode.resolve(run)
     run.model = os.fspath(run.model) if isinstance(run.model, os.PathLike) else run.model
     check_source(run.model)

@@ -9,7 +9,9 @@ has the same face, which is all the driver knows of it:
 - ``run``: how the simulated times of those graphs combine (its ``Outcome``);
 - ``section``: the report section it writes (None: none beyond the common ones);
 - ``options``: its options and their defaults; ``splits``: how it spreads over several systems;
-- ``baseline``: a second run the report sets this one beside (recorded with its own spec).
+- ``baseline``: a second run the report sets this one beside (recorded with its own spec);
+- ``own_report``: a mode whose run is not one compiled program (``serve``) makes its report itself,
+  and the driver's ``compile_run`` refuses it (its front runs it).
 
 ``RunSpec`` is the complete spec of a run; ``record`` is the report's ``run`` section, from which
 ``wafer replay`` compiles the same run again.
@@ -139,6 +141,7 @@ class Mode:
     options: ClassVar[dict[str, Any]] = {}
     splits: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
+    own_report: ClassVar[bool] = False  # True: the mode writes its own report (not the driver's assemble)
 
     def resolve(self, run: RunSpec) -> RunSpec:
         """The run with every option of the mode (defaults filled in); an unknown one is refused."""

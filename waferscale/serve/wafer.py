@@ -45,6 +45,7 @@ from .costs import GridCost, build_grid
 
 ERROR_POINTS = 8  # random points where the grid is checked against direct simulation
 MAX_ERROR = 0.05
+STEP_PIPELINE = ",lower,place,route,simulate"  # each step's program (place_model, Placed._run)
 REFINE = 0.02  # a grid axis gets a midpoint where the cost strays 2% from the line between its neighbours
 
 
@@ -62,6 +63,7 @@ class Placed:
     kv_detail: list
     systems: int
     seconds_simulating: float = 0.0
+    pipeline: str = ""  # what ran: the step graphs' passes, then each step lowered, placed, routed, simulated
 
     def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
         t0 = time.perf_counter()
@@ -120,7 +122,7 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
     kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
     tokens = min(d["tokens"] for d in held_free)
     return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // (max_batch * max_context),
-                  tokens, held_free, systems)
+                  tokens, held_free, systems, pipeline=",".join(p.spec() for p in st.passes) + STEP_PIPELINE)
 
 
 def _grid_points(max_batch: int, max_context: int, chunk: int):
@@ -200,7 +202,8 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "interpolation": "bilinear, clamped at the grid's edges",
         "mixed_step": mixed_step(dgrid, pgrid),
         "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
-        "place_seconds": t_place, "grid_seconds": t_grid,
+        "place_seconds": t_place, "grid_seconds": t_grid, "pipeline": placed.pipeline,
+        "placement_mode": placed.parts[0][1].mode,
     }
     if worst > MAX_ERROR:
         log(f"warning: {what}the cost grid's interpolation error reaches {100 * worst:.1f}%, above "
