@@ -47,3 +47,13 @@ def test_a_serve_run_through_the_mode_is_wafer_serves(capsys, tmp_path):
     assert "fuse" in run["executed"]["all"] and report["mode"] == "layer-pipelined"
     assert report["serve"]["costs"]["all"]["pipeline"] == run["executed"]["all"]
     assert json.loads(served.files["report.json"])["run"] == run
+
+
+def test_the_command_lines_policies_are_the_modes():
+    """cli/serve.py spells the policies out (importing the mode would import torch before a mistyped
+    name could fail fast): they must stay the mode's."""
+    from waferscale.cli import serve as cli_serve
+    from waferscale.modes import serve as mode_serve
+
+    assert cli_serve.POLICIES == mode_serve.POLICIES
+    assert cli_serve.table is mode_serve.table and callable(cli_serve.build_policy)

@@ -8,9 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..modes.serve import POLICIES, load_point, load_table, table  # noqa: F401  (the tests' names)
 from ..report.outputs import check_output, replace_dir
-from ..serve.build import build_policy  # noqa: F401  (benchmarks/serve.py's name)
+
+POLICIES = ("colocated", "disaggregated")  # modes/serve.py's (a test holds them equal): importing a mode
+# imports torch, which a mistyped name on the command line must not wait for (tests/test_ux.py)
+
+
+def __getattr__(name: str):
+    """The mode's helpers under their old names here (the tests' and benchmarks/serve.py's), imported
+    when first asked for."""
+    if name in ("load_point", "load_table", "table"):
+        from ..modes import serve
+
+        return getattr(serve, name)
+    if name == "build_policy":
+        from ..serve.build import build_policy
+
+        return build_policy
+    raise AttributeError(name)
 
 # the mode's options, from the command line's (their defaults are the mode's: modes/serve.py OPTIONS)
 OPTION_ARGS = ("trace", "rate", "requests", "arrivals", "cv", "prompt_dist", "output_dist", "policy", "split", "draft",
@@ -80,7 +95,7 @@ def run_spec(args):
 
 
 def cmd_serve(args) -> int:
-    from ..modes.serve import serve_run
+    from ..modes.serve import load_table, serve_run, table
     from .console import progress
 
     out = Path(args.output or Path("out") / f"{Path(args.model).name}-serve")
