@@ -56,7 +56,7 @@ def test_int8_cache_attention_is_within_the_rounding_bound():
     want = run(g, {"q": q, "k": k, "v": v, "kc": zeros, "vc": zeros, "position_ids": pos}, {})[0]
     feed = {"q": q, "k": k, "v": v, "position_ids": pos}
     feed.update({x.name: np.zeros(x.type.shape, x.type.np_dtype) for x in cache_inputs(qg)})
-    got, codes, scales = run(qg, {x.name: feed[x.name] for x in qg.inputs}, {})[:3]
+    got, codes, scales, vcodes, vscales = run(qg, {x.name: feed[x.name] for x in qg.inputs}, {})
     assert codes.dtype == np.int8 and np.abs(codes).max() == 127 and scales.shape == (B, H, C, 1)
     np.testing.assert_array_equal(codes, row_codes(k))
     np.testing.assert_array_equal(scales, row_scales(k))
@@ -66,6 +66,12 @@ def test_int8_cache_attention_is_within_the_rounding_bound():
     bound = (np.exp(2 * e) - 1) * np.abs(v).max(-2, keepdims=True) + dv.max(-2, keepdims=True)
     err = np.abs(got - want)
     assert 0 < err.max() and (err <= bound).all()
+    # the mesh kernel's numerics (per core a partial softmax over its keys) read the same int8 cache
+    attn = next(op for op in qg.ops if op.kind == "cached_attention")
+    kernel = Attention(tokens=C, dtype="f32", elem=4, heads=H, d_head=D, causal=True, capacity=C,
+                       kv_elem=1 + 2 / D, kv_dequant=True)
+    placed = kernel.run(attn, [q, codes, vcodes, pos, scales, vscales], 3, 2)
+    np.testing.assert_allclose(placed, got, rtol=1e-5, atol=1e-6)
 
 
 def test_int8_cache_bytes_are_codes_plus_row_scales():
