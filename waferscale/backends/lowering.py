@@ -102,7 +102,10 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
             quantised[op.result.name] = op
             continue
         if registry.category(op.kind) == "state":  # appended where the cache lives: its reader's SRAM
-            origins[op.result.name] = set(ins[1])  # the positions reach the reader as its own operand
+            # the positions reach the reader as its own operand; an int8 cache's row scales are computed
+            # there from the rows its codes' update brings (ir/ops/cache.py), so they bring no flow of their own
+            scales = op.attr.get("rows") == "int8_scale"
+            origins[op.result.name] = set() if scales else set(ins[1])
             rows[op.result.name] = rows.get(op.operands[1].name, op.operands[1].type)
             continue
         rule = rule_for(op.kind)

@@ -49,7 +49,8 @@ def cmd_compile_generate(args) -> int:
     print(f"{c.report['model']['name']} on {on}, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, batch "
           f"{g['batch']}: time to first token {1e3 * g['ttft_seconds']:.3f} ms; decode "
           f"{1e6 * g['decode_seconds_per_token']:.2f} us/token = {g['decode_tokens_per_second']:,.0f} tokens/s "
-          f"({g['decode_tokens_per_second_per_user']:,.0f} per sequence); KV cache {g['kv_cache_bytes'] / 2**20:.1f} "
+          f"({g['decode_tokens_per_second_per_user']:,.0f} per sequence); KV cache ({g['kv_dtype']}) "
+          f"{g['kv_cache_bytes'] / 2**20:.1f} "
           f"MiB, {g['kv_cache_bytes_per_core']:,} B on the busiest core -> {out}/")
     return 0
 

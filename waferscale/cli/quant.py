@@ -4,7 +4,7 @@ against PyTorch's unquantised logits)."""
 
 from __future__ import annotations
 
-from ..errors import UnsupportedError, UsageError
+from ..errors import UsageError
 
 # --compare's default tolerance with quantised weights: the relative error of the logits (max |diff| /
 # max |logit|) expected, not a bound. One weight's relative rounding step is 1/254 of its group's max|w|
@@ -22,16 +22,13 @@ def add_arguments(s) -> None:
                    help="with --weights: G weights along the input dimension share a scale (default 0: one scale "
                    "per output channel)")
     s.add_argument("--kv-dtype", choices=["f16", "int8", "fp8"], default=None,
-                   help="with --generate: the KV cache's dtype, f16 (the model's) or fp8 (e4m3, no scale; adds "
-                   "quantize{kv=fp8}); int8 is refused (default f16)")
+                   help="with --generate: the KV cache's dtype, f16 (the model's), fp8 (e4m3, no scale) or int8 "
+                   "(an f16 scale per token and head); adds quantize{kv=...} (default f16)")
 
 
 def quantize_spec(args) -> str | None:
     """The quantize pass the options ask for, or None."""
     kv = getattr(args, "kv_dtype", None) or "f16"
-    if kv == "int8":
-        raise UnsupportedError("--kv-dtype int8 (an int8 cache needs per-row scales, not modelled): use --kv-dtype "
-                               "fp8 (e4m3, no scale) or drop it")
     weights, group = getattr(args, "weights", None) or "f16", getattr(args, "group", None)
     if group is not None and weights == "f16":
         raise UsageError("--group is the scale group of quantised weights: add --weights int8, int4 or fp8")

@@ -40,7 +40,7 @@ from ..errors import FitError, UsageError
 from ..frontend.lm import trace_lm
 from ..frontend.traced import Traced
 from ..ir import print_graph, verify
-from ..ir.ops.cache import cache_inputs
+from ..ir.ops.cache import cache_dtype, cache_inputs
 from ..passes import CompileState, parse_pipeline, run_pipeline, spec
 from ..passes.placement_kind import KINDS
 from ..report.energy import decode_energy
@@ -207,8 +207,9 @@ class Generate(Mode):
             log(f"decode placement: {chosen.state.placement.kind_reason}")
             kinds.append(chosen)
             state, sim_last, sim_pre = chosen.state, chosen.decode_last, chosen.prefill
-            kv = sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads) * k.model.d_head
-                     * k.model.cache_elem for k in sub.kernels if k.op.kind == "cached_attention")
+            kv = round(sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads)
+                           * k.model.d_head * k.model.cache_elem for k in sub.kernels
+                           if k.op.kind == "cached_attention"))
             out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
         if systems > 1:
             for n in names:
@@ -228,7 +229,7 @@ class Generate(Mode):
 
         gen = {
             "prompt_len": prompt_len, "new_tokens": new_tokens, "batch": batch, "systems": systems,
-            "kv_capacity": capacity, "kv_cache_bytes": kv_total,
+            "kv_capacity": capacity, "kv_cache_bytes": kv_total, "kv_dtype": cache_dtype(dstate.graph),
             "kv_cache_bytes_per_core": max(kv_bytes_per_core(s.decode) for s in out),
             "ttft_seconds": ttft,
             "decode_positions": [first, last],

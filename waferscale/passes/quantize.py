@@ -17,7 +17,9 @@ bits), plus the f16 rounding of the scale (``2^-11`` relative). A weight with da
 type. The bytes follow the types: codes at 1 byte (int8, fp8) or half a byte (int4) each.
 
 ``kv=fp8`` (a generation step after ``kv-cache``): the KV caches are held as fp8 e4m3 with no scale,
-each appended row cast to it (``fp8_caches``).
+each appended row cast to it (``fp8_caches``). ``kv=int8``: each KV cache becomes its int8 codes and a
+cache of one f16 scale per row (per token and head, ``max|row| / 127``), both written as rows are appended
+and read by the attention as ``code * scale`` (``int8_caches``; ``ir/ops/cache.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..ir.ops.cache import cache_inputs
 from ..ir.ops.quant import expand_scale, groups, round_e4m3
 from ..ir.types import TensorType
 from .base import GRAPH, CompileState, Pass, option, register
+from .kv_int8 import int8_caches
 
 # --weights name -> IR dtype of the codes, and the largest code
 WEIGHT_DTYPES = {"int8": ("i8", 127.0), "int4": ("i4", 7.0), "fp8": ("f8", 448.0)}
@@ -66,16 +69,16 @@ class Quantize(Pass):
     weights: str = option("f16", "the weights' storage: f16 (unchanged), int8, int4 or fp8",
                           ("f16", "int8", "int4", "fp8"))
     group: int = option(0, "elements along K that share a scale (0: one scale per output channel)")
-    kv: str = option("f16", "the KV caches' dtype: f16 (the model's) or fp8 (e4m3, no scale)", ("f16", "fp8"))
+    kv: str = option("f16", "the KV caches' dtype: f16 (the model's), fp8 (e4m3, no scale) or int8 (a scale per row)",
+                     ("f16", "fp8", "int8"))
 
     def __post_init__(self):
         if self.weights not in ("f16", *WEIGHT_DTYPES):
             raise UsageError(f"quantize weights={self.weights}: use f16, int8, int4 or fp8")
         if self.group < 0:
             raise UsageError(f"quantize group={self.group} must be >= 0 (0: one scale per output channel)")
-        if self.kv not in ("f16", "fp8"):
-            raise UnsupportedError(f"not supported: quantize kv={self.kv} (a KV cache is f16, the model's dtype, or "
-                                   "fp8 e4m3 without scales; int8 would need per-row scales)")
+        if self.kv not in ("f16", "fp8", "int8"):
+            raise UsageError(f"quantize kv={self.kv}: use f16, fp8 or int8")
 
     def chosen(self, g: Graph) -> dict[str, Op]:
         """Weight parameter -> the first linear op reading it, for weights that only linear ops read
@@ -97,12 +100,15 @@ class Quantize(Pass):
         if self.kv == "fp8":
             s = replace(s, graph=fp8_caches(s.graph))
             s.log("quantize: KV caches held as fp8 (e4m3)")
+        if self.kv == "int8":
+            s = replace(s, graph=int8_caches(s.graph))
+            s.log("quantize: KV caches held as int8 with an f16 scale per row")
         if self.weights == "f16":
             return s
         g = s.graph
         chosen = self.chosen(g)
         if not chosen:
-            raise UnsupportedError(f"not supported: {self.spec()} on {g.name}: no linear op reads a float weight "
+            raise UnsupportedError(f"{self.spec()} on {g.name}: no linear op reads a float weight "
                                    "parameter of its own to quantise")
         dtype, _ = WEIGHT_DTYPES[self.weights]
         names = {v.name for v in g.values()}
@@ -151,7 +157,7 @@ def fp8_caches(g: Graph) -> Graph:
     keys and values of a model are well inside e4m3's +-448). The attention reads the fp8 cache."""
     caches = {v.name for v in cache_inputs(g)}
     if not caches:
-        raise UnsupportedError(f"not supported: quantize kv=fp8 on {g.name}: it has no KV cache (a generation "
+        raise UnsupportedError(f"quantize kv=fp8 on {g.name}: it has no KV cache (a generation "
                                "step after kv-cache has)")
     names = {v.name for v in g.values()}
     new: dict[str, Value] = {v.name: Value(v.name, v.type.with_dtype("f8")) for v in g.inputs if v.name in caches}

@@ -109,7 +109,8 @@ def generate_text(g: dict) -> list[str]:
     lines = [
         "",
         f"Generation: prompt {g['prompt_len']} tokens, {g['new_tokens']} new, batch {g['batch']}, "
-        f"{g['systems']} system(s); KV cache {g['kv_capacity']} rows, {_si(g['kv_cache_bytes'], 'B')} "
+        f"{g['systems']} system(s); KV cache {g['kv_capacity']} rows, {g.get('kv_dtype', 'f16')}, "
+        f"{_si(g['kv_cache_bytes'], 'B')} "
         f"({g['kv_cache_bytes_per_core']:,} B on the busiest core)",
         f"  time to first token  {1e3 * g['ttft_seconds']:.3f} ms (prefill, {_si(g['prefill_tokens_per_second'])} "
         "tokens/s)",

@@ -27,7 +27,7 @@ two-level tree rather than a chain, as a step's latency is what a decode step wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...ir import registry
 from ...ir.graph import Op
+from ...ir.ops.cache import dequantized
 from ...ir.ops.nn import grouped
 from ...ir.types import DTYPES
 from .. import assumptions as A
@@ -55,6 +56,10 @@ class Attention(Kernel):
     resident: int = 1  # samples whose keys and values are held at once (generation: the batch)
     kv_heads: int = 0  # key/value heads (grouped-query attention); 0: as many as heads
     kv_elem: float = 0  # bytes of a cached key or value (passes/quantize.py kv=fp8: 1); 0: ``elem``
+    # an int8 cache (passes/quantize.py kv=int8): 1 byte a code plus its row's f16 scale over d_head is in
+    # kv_elem; its keys and values are dequantised as read, one more vector instruction per row
+    # (assumptions.DEQUANTIZE_IN_DATAPATH, as a quantised weight: no int8 FMAC rate is published)
+    kv_dequant: bool = False
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
 
@@ -88,7 +93,8 @@ class Attention(Kernel):
 
     def sram(self, rows, cols):
         hc, st = block(self.heads, min(cols, self.heads)), block(self.key_rows, min(rows, self.key_rows))
-        return {"kv_cache": 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.cache_elem,
+        kv = 2 * self.resident * st * self.kv_per_column(cols) * self.d_head * self.cache_elem
+        return {"kv_cache": round(kv) if self.kv_dequant else kv,  # an int8 row: d_head codes and a 2-byte scale
                 "activations_in": 2 * hc * self.d_head * self.elem,
                 "activations_out": hc * self.d_head * self.elem,
                 "partial_sums": 2 * hc * (self.d_head + 2) * 4, "fabric_queues": self.queues()}
@@ -112,6 +118,9 @@ class Attention(Kernel):
         per_key = self.key_instructions(dp).cycles(dp)
         core_keys = np.ceil(self._keys(p0, p1) / rows)
         compute = hc * core_keys * per_key + dp.costs.task_start
+        if self.kv_dequant:  # each key and value row held, dequantised once per query (its key/value head's)
+            dq = replace(dp, quant=self.kv_elem)
+            compute = compute + self.kv_per_column(cols) * core_keys * self.dequant_instructions().cycles(dq)
         # per column and token: the query multicast down the column and the partials combined
         # down it; a token's key and value enter only its own row, from the west edge
         stream = max(hc * (self.d_head + 2), 2 * self.kv * self.d_head / rows)
@@ -122,6 +131,11 @@ class Attention(Kernel):
         the weighted values (an AXPY over d_head), each one vector instruction, and one exp."""
         return (InstructionCount().call("dot", self.d_head).call("fmac", self.d_head)
                 .add("lane", A.TRANSCENDENTAL_CYCLES / dp.lanes))
+
+    def dequant_instructions(self) -> InstructionCount:
+        """Over an int8 cache, per key row held and key/value head: its key's and value's codes times their
+        row scales into f16 rows (``dequant``, two vector instructions), which the dot and AXPY then read."""
+        return InstructionCount().call("dequant", self.d_head, 2)
 
     def fill(self, rows, cols, machine):
         rows = min(rows, self.key_rows)
@@ -145,7 +159,7 @@ class Attention(Kernel):
     def run(self, op, args, rows, cols):
         attrs = registry.with_defaults(op.kind, op.attr)
         if op.kind == "cached_attention":  # query i of sample b sees the rows up to positions[b, i]
-            q, k, v, pos = args
+            q, k, v, pos = dequantized(args)
             return attention(q, k, v, dict(attrs, causal=True), rows, cols, qpos=pos[:, None, :, None])
         return attention(*args[:3], attrs, rows, cols)
 
@@ -191,9 +205,12 @@ def lower_cached_attention(op: Op, ctx: LowerCtx) -> Attention:
         raise UnsupportedError(f"lowering {ctx.where}: a step at position {ctx.position} of {ctx.tokens} token(s) "
                                f"reads past the KV cache's {capacity} rows")
     t = op.type
+    kv_elem = DTYPES[k.dtype][1]
+    if len(op.operands) == 6:  # an int8 cache: a code per element and an f16 scale per row of d_head
+        kv_elem += op.operands[4].type.nbytes / k.numel
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=q.shape[-1],
                      causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1],
-                     kv_elem=DTYPES[k.dtype][1])
+                     kv_elem=kv_elem, kv_dequant=len(op.operands) == 6)
 
 
 @lowers("attention")

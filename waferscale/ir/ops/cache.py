@@ -8,6 +8,12 @@ The capacity is fixed (prompt plus new tokens), so one decode graph serves every
 positions (an ``i64[batch, tokens]`` operand) say which rows are written and which keys each query
 sees. On the mesh the cache never moves: it lives in the SRAM of the attention kernel's cores,
 and the new key enters its row there (``backends/kernels/attention.py``).
+
+An int8 cache (``passes/quantize.py`` ``kv=int8``) is two caches per key (or value) cache: its
+codes ``i8[batch, heads, capacity, d_head]`` and one f16 scale per row ``[batch, heads, capacity, 1]``.
+``cache_update {rows="int8"}`` writes a step's float rows as codes and ``{rows="int8_scale"}`` their
+scales (``row_scales``: symmetric, ``max|row| / 127``, codes rounded to nearest, clamped to +-127);
+``cached_attention`` then takes the two scale caches as operands 5 and 6 and reads ``code * scale``.
 """
 
 from __future__ import annotations
@@ -27,9 +33,35 @@ def _positions_ok(pos: TensorType, batch: int, tokens: int, what: str) -> None:
                          "(batch, tokens)")
 
 
+INT8_MAX = 127.0  # an int8 cache's largest code: symmetric, -127..127
+
+
+def row_scales(x: np.ndarray) -> np.ndarray:
+    """One f16 scale per row (the last axis) of x: ``max|row| / 127`` (an all-zero row: 1)."""
+    s = (np.abs(np.asarray(x, dtype=np.float32)).max(-1, keepdims=True) / INT8_MAX).astype(np.float16)
+    s[s == 0] = 1.0
+    return s
+
+
+def row_codes(x: np.ndarray) -> np.ndarray:
+    """The int8 codes of x's rows: ``round(x / scale)`` (to nearest) clamped to +-127."""
+    q = np.rint(np.asarray(x, dtype=np.float32) / row_scales(x).astype(np.float32))
+    return np.clip(q, -INT8_MAX, INT8_MAX).astype(np.int8)
+
+
 def _update_infer(ins, a):
     cache, new, pos = ins
-    if cache.rank != 4 or new.rank != 4 or cache.dtype != new.dtype or \
+    rows = a.get("rows", "")
+    if rows not in ("", "int8", "int8_scale"):
+        raise ValueError(f'cache_update rows={rows!r}: use "" (copy), "int8" (codes) or "int8_scale" (row scales)')
+    if rows:
+        want = new.shape[:3] + ((1,) if rows == "int8_scale" else new.shape[3:])
+        ok = cache.dtype == ("i8" if rows == "int8" else "f16") and new.dtype in FLOAT_DTYPES
+        if cache.rank != 4 or new.rank != 4 or not ok or cache.shape[:2] + cache.shape[3:] != want[:2] + want[3:]:
+            raise ValueError(f"cache_update {{rows={rows}}} of cache {cache} with rows {new}: need float rows "
+                             f"[batch, heads, tokens, d] and a cache of {'i8' if rows == 'int8' else 'f16'} "
+                             f"[batch, heads, capacity, {'d' if rows == 'int8' else '1'}]")
+    elif cache.rank != 4 or new.rank != 4 or cache.dtype != new.dtype or \
             cache.shape[:2] + cache.shape[3:] != new.shape[:2] + new.shape[3:]:
         raise ValueError(f"cache_update of cache {cache} with rows {new}: need [batch, heads, capacity, d] and "
                          "[batch, heads, tokens, d] of one dtype")
@@ -41,6 +73,8 @@ def _update_infer(ins, a):
 
 def _update_ref(args, a):
     cache, new, pos = args
+    rows = a.get("rows", "")
+    new = row_codes(new) if rows == "int8" else row_scales(new) if rows == "int8_scale" else new
     out = cache.copy()
     if ((pos < 0) | (pos >= cache.shape[2])).any():
         raise ValueError(f"cache_update: a position outside the cache's {cache.shape[2]} rows")
@@ -49,13 +83,29 @@ def _update_ref(args, a):
     return out
 
 
-define("cache_update", "state", _update_infer, _update_ref, arity=(3, 3),
-       bytes_moved=lambda ins, out, a: (ins[1].nbytes + ins[2].nbytes, ins[1].nbytes),
+def _update_bytes(ins, out, a):
+    new = ins[1]
+    rows = a.get("rows", "")
+    written = new.numel if rows == "int8" else new.numel // new.shape[-1] * 2 if rows == "int8_scale" else new.nbytes
+    return new.nbytes + ins[2].nbytes, written
+
+
+define("cache_update", "state", _update_infer, _update_ref, arity=(3, 3), bytes_moved=_update_bytes,
+       attrs={"rows": Attr("str", "")},
        doc="the cache [b, h, capacity, d] with rows new[b, h, i] written at row positions[b, i]")
 
 
 def _attn_infer(ins, a):
-    q, k, v, pos = ins
+    q, k, v, pos = ins[:4]
+    if len(ins) == 6:  # an int8 cache (module docstring): codes and one scale per row
+        ks, vs = ins[4:]
+        if k.dtype != "i8" or v.dtype != "i8" or ks.dtype not in FLOAT_DTYPES or vs.dtype not in FLOAT_DTYPES \
+                or ks.shape != k.shape[:3] + (1,) or vs.shape != v.shape[:3] + (1,):
+            raise ValueError(f"cached_attention over an int8 cache needs i8 k {k} and v {v} and float scales "
+                             f"[b, hk, C, 1], got {ks}, {vs}")
+        k, v = k.with_dtype(q.dtype), v.with_dtype(q.dtype)
+    elif len(ins) != 4:
+        raise ValueError("cached_attention takes q, k, v, positions (and an int8 cache's k and v scales)")
     if q.rank != 4 or k.rank != 4 or v.rank != 4:
         raise ValueError(f"cached_attention needs q, k, v of rank 4, got {q}, {k}, {v}")
     if q.dtype not in FLOAT_DTYPES:
@@ -69,8 +119,17 @@ def _attn_infer(ins, a):
     return TensorType(q.shape[:3] + v.shape[-1:], q.dtype)
 
 
+def dequantized(args: list) -> list:
+    """cached_attention's (q, k, v, positions) with an int8 cache's codes times their row scales."""
+    if len(args) == 6:
+        q, k, v, pos, ks, vs = args
+        f = np.float32 if q.dtype == np.float16 else q.dtype
+        return [q, k.astype(f) * ks.astype(f), v.astype(f) * vs.astype(f), pos]
+    return list(args)
+
+
 def _attn_ref(args, a):
-    q, k, v, pos = args
+    q, k, v, pos = dequantized(args)
     q, k, v = (x.astype(np.float32) if x.dtype == np.float16 else x for x in (q, k, v))
     group = q.shape[1] // k.shape[1]  # grouped-query attention: each key head serves `group` query heads
     k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
@@ -90,10 +149,10 @@ def _attn_flops(ins, out, a):
     return heads * (2 * L * C * E + 2 * L * C * Ev + L * C + 5 * L * C)
 
 
-define("cached_attention", "attention", _attn_infer, _attn_ref, flops=_attn_flops, arity=(4, 4),
+define("cached_attention", "attention", _attn_infer, _attn_ref, flops=_attn_flops, arity=(4, 6),
        attrs={"scale": Attr("float?", None)},
        doc="softmax(q k^T * scale) v, query i of sample b seeing the cache's keys at rows <= positions[b, i]; "
-           "k and v may have fewer heads than q (grouped-query attention)")
+           "k and v may have fewer heads than q (grouped-query attention); an int8 cache adds its k and v row scales")
 
 
 def cache_inputs(g: Graph) -> list[Value]:
@@ -110,3 +169,11 @@ def cache_outputs(g: Graph) -> list[Value]:
     """The graph outputs that are updated KV caches, carried to the next run."""
     updates = {op.result.name for op in g.ops if op.kind == "cache_update"}
     return [v for v in g.outputs if v.name in updates]
+
+
+def cache_dtype(g: Graph) -> str:
+    """What a step graph's KV caches hold: ``int8`` (codes and row scales), ``fp8``, or their dtype."""
+    if any(op.kind == "cache_update" and op.attr.get("rows") == "int8" for op in g.ops):
+        return "int8"
+    dtypes = sorted({v.type.dtype for v in cache_inputs(g)})
+    return "fp8" if dtypes == ["f8"] else "/".join(dtypes) or "none"
