@@ -313,3 +313,23 @@ def test_loads_json_bounds_nesting_without_recursion():
     with pytest.raises(WaferError, match="nested more than 64 deep"):
         loads_json("[" * 65 + "]" * 65, "x")
     assert loads_json("[" * 64 + "]" * 64, "x") is not None
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ('"batch":1,', '"batch":' + "9" * 39 + ",", "'batch' is out of range"),
+    ('"batch":1,', '"batch":0,', "'batch' is out of range"),
+    ('"flops_per_token":', '"flops_per_token":0,"x":', "'flops_per_token' is out of range"),
+    ('"matmul":', '"matmul":-1,"y":', "flops_per_token_by_class needs non-negative"),
+    ("f16[128,64]", "f16[0,64]", "has a dimension of 0"),
+])
+def test_a_doctored_header_or_an_empty_weight_is_one_line(capsys, old, new, says):
+    """What the fuzz test above found (a header's batch of 10^38 or 0, flops of 0, a weight of 0 rows):
+    each is one exit-2 line naming it, not a crash in the simulator or the report."""
+    text = (compiled_dir() / "model.ir").read_text()
+    assert old in text
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "m.ir"
+        f.write_text(text.replace(old, new, 1))
+        assert main(["compile", str(f), "--target", "mesh:16x16", "-q", "-o", str(Path(tmp) / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
