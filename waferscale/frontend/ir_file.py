@@ -65,10 +65,12 @@ def check_model(model: dict, p: Path) -> None:
     # header's batch of 10^38 or flops_per_token of 0 otherwise fails deep inside)
     bounds = {"batch": L.MAX_BATCH, "seq": L.MAX_TOKENS, "flops_per_token": float("inf")}
     for key, top in bounds.items():
-        v = model[key]
-        if not (1 <= v <= top) or model["batch"] * model["seq"] > L.MAX_TOKENS:
-            raise UsageError(f"{p}: the '# model:' header's {key!r} is out of range ({str(v)[:40]}; batch x seq at "
-                             f"most {L.MAX_TOKENS:,}); write the dump again with --print-ir-after")
+        if not 1 <= model[key] <= top:
+            raise UsageError(f"{p}: the '# model:' header's {key!r} is out of range ({str(model[key])[:40]}); write "
+                             "the dump again with --print-ir-after")
+    if model["batch"] * model["seq"] > L.MAX_TOKENS:
+        raise UsageError(f"{p}: the '# model:' header's batch x seq is over {L.MAX_TOKENS:,} tokens; write the dump "
+                         "again with --print-ir-after")
     if not all(0 <= by[c] < float("inf") for c in FLOP_CLASSES) or sum(by[c] for c in FLOP_CLASSES) <= 0:
         raise UsageError(f"{p}: the '# model:' header's flops_per_token_by_class needs non-negative finite numbers "
                          "that are not all 0; write the dump again with --print-ir-after")

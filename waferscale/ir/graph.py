@@ -54,6 +54,16 @@ def make_attrs(attrs: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, freeze(v)) for k, v in (attrs or {}).items()))
 
 
+def fresh_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name1``, ``name2``, ... : the first not in ``taken``, which it joins (a pass adding
+    values beside a graph's own)."""
+    out, i = name, 1
+    while out in taken:
+        out, i = f"{name}{i}", i + 1
+    taken.add(out)
+    return out
+
+
 @dataclass
 class Graph:
     name: str

@@ -26,9 +26,10 @@ def verify(g: Graph) -> Graph:
     for v in [*g.inputs, *g.params]:
         if v.name in defined:
             raise VerifyError("ssa-single", f"{v} is declared twice among inputs and parameters")
-        if v in g.params and 0 in getattr(v.type, "shape", ()):  # a weight of no elements: nothing to place
-            raise VerifyError("type", f"parameter {v} has a dimension of 0 ({v.type})")
         defined[v.name] = v.type
+    for v in g.params:
+        if 0 in getattr(v.type, "shape", ()):  # a weight of no elements: nothing to place
+            raise VerifyError("type", f"parameter {v} has a dimension of 0 ({v.type})")
     for op in g.ops:
         where = _where(g, op)
         for x in op.operands:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import UnsupportedError
-from ..ir.graph import Graph, Op, Value, make_attrs
+from ..ir.graph import Graph, Op, Value, fresh_name, make_attrs
 from ..ir.ops.cache import cache_inputs
 
 
@@ -28,7 +28,7 @@ def int8_caches(g: Graph) -> Graph:
             inputs.append(v)
             continue
         new[v.name] = Value(v.name, v.type.with_dtype("i8"))
-        scale_in[v.name] = Value(_fresh(f"{v.name}.scale", names), type(v.type)(v.type.shape[:3] + (1,), "f16"))
+        scale_in[v.name] = Value(fresh_name(f"{v.name}.scale", names), type(v.type)(v.type.shape[:3] + (1,), "f16"))
         inputs += [new[v.name], scale_in[v.name]]
     scale_of: dict[str, Value] = {}  # updated cache (codes) -> its updated scales
     ops: list[Op] = []
@@ -38,7 +38,7 @@ def int8_caches(g: Graph) -> Graph:
         if op.kind == "cache_update" and op.operands[0].name in scale_in:
             sc = scale_in[op.operands[0].name]
             codes = new[op.result.name] = Value(op.result.name, op.result.type.with_dtype("i8"))
-            scales = scale_of[codes.name] = Value(_fresh(f"{op.result.name}.scale", names), sc.type)
+            scales = scale_of[codes.name] = Value(fresh_name(f"{op.result.name}.scale", names), sc.type)
             ops.append(Op("cache_update", tuple(operands), make_attrs({"rows": "int8"}), codes))
             ops.append(Op("cache_update", (sc, operands[1], operands[2]), make_attrs({"rows": "int8_scale"}), scales))
             loc = g.loc(op.result)
@@ -57,11 +57,3 @@ def int8_caches(g: Graph) -> Graph:
         if v.name in scale_of:
             outputs.append(scale_of[v.name])
     return replace(g, inputs=inputs, ops=ops, outputs=outputs, meta=meta)
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    out, i = name, 1
-    while out in taken:
-        out, i = f"{name}{i}", i + 1
-    taken.add(out)
-    return out

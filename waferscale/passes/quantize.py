@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import UnsupportedError, UsageError
-from ..ir.graph import Graph, Op, Value, WeightStore, make_attrs
+from ..ir.graph import Graph, Op, Value, WeightStore, fresh_name, make_attrs
 from ..ir.ops.cache import cache_inputs
 from ..ir.ops.quant import expand_scale, groups, round_e4m3
 from ..ir.types import TensorType
@@ -125,8 +125,8 @@ class Quantize(Pass):
             shape = list(p.type.shape)
             shape[axis] = groups(shape[axis], self.group)
             q = Value(p.name, TensorType(p.type.shape, dtype))
-            scale = Value(_fresh(f"{p.name}.scale", names), TensorType(tuple(shape), "f16"))
-            w = Value(_fresh(f"{p.name}.dq", names), p.type)
+            scale = Value(fresh_name(f"{p.name}.scale", names), TensorType(tuple(shape), "f16"))
+            w = Value(fresh_name(f"{p.name}.dq", names), p.type)
             params += [q, scale]
             dq[p.name] = Op("dequantize", (q, scale),
                             make_attrs({"axis": axis, "group": self.group, "dtype": p.type.dtype}), w)
@@ -167,7 +167,7 @@ def fp8_caches(g: Graph) -> Graph:
         operands = [new.get(x.name, x) for x in op.operands]
         result = op.result
         if op.kind == "cache_update" and operands[0].type.dtype == "f8":
-            rows = Value(_fresh(f"{operands[1].name}.f8", names), operands[1].type.with_dtype("f8"))
+            rows = Value(fresh_name(f"{operands[1].name}.f8", names), operands[1].type.with_dtype("f8"))
             ops.append(Op("cast", (operands[1],), make_attrs({"dtype": "f8"}), rows))
             loc = g.loc(op.result)
             if loc:
@@ -177,11 +177,3 @@ def fp8_caches(g: Graph) -> Graph:
         ops.append(replace(op, operands=tuple(operands), result=result))
     return replace(g, inputs=[new.get(v.name, v) for v in g.inputs], ops=ops,
                    outputs=[new.get(v.name, v) for v in g.outputs], meta=meta)
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    out, i = name, 1
-    while out in taken:
-        out, i = f"{name}{i}", i + 1
-    taken.add(out)
-    return out
