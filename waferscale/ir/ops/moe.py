@@ -14,8 +14,8 @@ per token, hidden d and expert width f::
 
 Every shape is static: what depends on the data (which expert a row goes to) is the values of
 ``%i``, not a shape. FLOPs count only the routed experts: ``T * k`` rows through one expert each,
-not ``T * E`` (docs/moe.md). No op here has a backward rule yet: training a MoE model is refused
-by ``autodiff`` (docs/moe.md names the gap).
+not ``T * E`` (docs/moe.md). Their backward rules, and the ops only backward graphs use, are in
+``moe_grad.py``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ import numpy as np
 
 from ..registry import Attr, define, evaluate
 from ..types import FLOAT_DTYPES, TensorType
+from .moe_grad import ACTIVATIONS, combine_backward, dispatch_backward, topk_backward, experts_backward
 
-# Expert activations by transformers' ``hidden_act`` name -> (our op, its attributes, FLOPs per element).
-ACTIVATIONS = {
-    "silu": ("silu", {}, 5), "swish": ("silu", {}, 5),
-    "gelu": ("gelu", {"approximate": "none"}, 5),
-    "gelu_new": ("gelu", {"approximate": "tanh"}, 8), "gelu_pytorch_tanh": ("gelu", {"approximate": "tanh"}, 8),
-    "relu": ("relu", {}, 1),
-}
+__all__ = ["ACTIVATIONS", "experts_flops_per_row"]  # ACTIVATIONS lives in moe_grad.py, which both use
+
 
 
 def _topk_infer(ins, a):
@@ -53,7 +49,7 @@ def _topk_ref(args, a):
 define("topk", "normalization", _topk_infer, _topk_ref,
        # a running top-k over the last axis: one compare per element and slot
        flops=lambda ins, out, a: ins[0].numel * a["k"],
-       attrs={"k": Attr("int"), "indices": Attr("bool", False)},
+       attrs={"k": Attr("int"), "indices": Attr("bool", False)}, backward=topk_backward,
        doc="the k largest values of the last axis, largest first (indices=true: their positions)")
 
 
@@ -71,7 +67,7 @@ def _dispatch_infer(ins, a):
 
 
 define("moe_dispatch", "gather", _dispatch_infer, lambda args, a: np.repeat(args[0], args[1].shape[1], axis=0),
-       arity=(2, 2),
+       arity=(2, 2), backward=dispatch_backward,
        bytes_moved=lambda ins, out, a: (ins[0].nbytes + ins[1].nbytes, out.nbytes),
        doc="each token sent to its k experts: row t*k+j of the result is token t, bound for expert index[t, j]")
 
@@ -125,7 +121,7 @@ def _experts_ref(args, a):
 
 
 define("moe_experts", "contraction", _experts_infer, _experts_ref, arity=(4, 6),
-       flops=_experts_flops, bytes_moved=_experts_bytes,
+       flops=_experts_flops, bytes_moved=_experts_bytes, backward=experts_backward,
        attrs={"act": Attr("str", "silu", tuple(ACTIVATIONS)),
               # each expert's share of the routed rows on the mesh (empty: uniform); the numbers come from
               # the values of the indices, the time on the mesh from this (backends/routing.py)
@@ -150,4 +146,5 @@ def _combine_ref(args, a):
 
 define("moe_combine", "reduction", _combine_infer, _combine_ref, arity=(2, 2),
        flops=lambda ins, out, a: 2 * ins[0].numel,  # a multiply and an add per routed element
+       backward=combine_backward,
        doc="each token's k expert outputs weighted by its routing weights and summed")
