@@ -78,14 +78,14 @@ def test_gpt_oss_is_refused_with_the_gap_named():
         trace_lm(cfg, seq=8, dtype="f32", weights="random")
 
 
-def test_training_a_moe_is_refused_with_the_gap_named(tmp_path, capsys):
+def test_expert_routing_with_training_is_refused_with_the_gap_named(tmp_path, capsys):
     from waferscale.cli import main
 
-    assert main(["compile", "tiny-moe", "--train", "--target", "mesh:32x32", "--seq", "8", "-o",
-                 str(tmp_path / "t"), "-q"]) == 2
+    assert main(["compile", "tiny-moe", "--train", "--target", "mesh:32x32", "--seq", "8", "--expert-routing",
+                 "zipf:1.2", "-o", str(tmp_path / "t"), "-q"]) == 2
     assert not (tmp_path / "t").exists()
     err = capsys.readouterr().err
-    assert "not supported" in err and "moe_combine" in err and "no backward rule" in err
+    assert "not supported: --expert-routing with --train" in err and "uniform" in err
 
 
 def test_routed_ops_against_a_loop():

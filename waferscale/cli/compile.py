@@ -36,8 +36,8 @@ def cmd_compile(args) -> int:
     if args.lora is not None and not args.train:
         raise UsageError("--lora fine-tunes: add --train")
     if args.train and args.expert_routing is not None:
-        raise UsageError("not supported: --expert-routing with --train (training a mixture-of-experts model is not "
-                         "supported yet: its ops have no backward rules)")
+        raise UsageError("not supported: --expert-routing with --train (a training step's experts, forward and "
+                         "backward, are costed under uniform routing)")
     for flag, given in (("--micro-batch", args.micro_batch), ("--tokens", args.tokens)):
         if given is not None and not args.train:
             raise UsageError(f"{flag} is an option of a training step: add --train")

@@ -129,7 +129,8 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
         "flops_per_token_backward": flops["backward"], "flops_per_token_by_class": flops["by_class"],
         "flops_per_token_closed_form": closed,
         "flops_convention": "forward + backward model FLOPs of the graph (docs/flops.md); the closed form is "
-                            "6 x matmul parameters + 12 x layers x seq x d_model (dense scores)",
+                            "6 x matmul parameters (of a mixture of experts, the active ones) + 12 x layers x seq x d_model "
+                            "(dense scores)",
         "mfu": flops["total"] * step_tokens / (seconds * m.mfu_peak_flops * systems),
         "optimizer": {"where": where, "seconds": opt_total / m.clock_hz, "exposed_seconds": opt_tail / m.clock_hz},
         "stream_in_bytes": n_micro * sum(g.weight_bytes for g in state.placement.groups),
@@ -161,6 +162,15 @@ def streaming_sram(state: CompileState) -> dict:
 
 
 def matmul_params(train: Graph) -> int:
-    """Weights of the forward's products (linear weights, the tied output projection included)."""
-    return sum(op.operands[1].type.numel for op in train.ops  # the tied table again as the output projection
-               if op.kind == "linear" and not (train.loc(op.result) or "").startswith(BACKWARD))
+    """Weights of the forward's products (linear weights, the tied output projection included; a
+    mixture of experts' active ones: k of E experts per token)."""
+    total = 0
+    for op in train.ops:
+        if (train.loc(op.result) or "").startswith(BACKWARD):
+            continue
+        if op.kind == "linear":  # the tied table again as the output projection
+            total += op.operands[1].type.numel
+        elif op.kind == "moe_experts":
+            k, e = op.operands[1].type.shape[1], op.operands[2].type.shape[0]
+            total += (op.operands[2].type.numel + op.operands[3].type.numel) * k // e
+    return total

@@ -18,8 +18,9 @@ For R = T k routed rows, row r bound for expert ``index.flat[r]`` (``ir/ops/moe.
 
 The experts' backward recomputes the gate and up product from the saved routed rows (the forward
 kernel keeps only its output), then runs down's and gate/up's products the other way and their
-weight gradients: 16 d f FLOPs per routed row against the forward's 6 d f (12 d f without the
-recomputation), all counted. No auxiliary (load-balancing) loss: the loss is the language model's.
+weight gradients: 16 d f FLOPs per routed row against the forward's 6 d f; the recomputation's
+4 d f are marked ``recompute`` (model FLOPs leave them out, as the ``recompute`` pass's), so the
+model's backward is 12 d f, twice the forward. No auxiliary (load-balancing) loss: the loss is the language model's.
 """
 
 from __future__ import annotations
@@ -234,6 +235,15 @@ def apply(e, kind: str, attrs: dict, x):
     return y, lambda g: backward_rule(kind)(e, op, g)[0]
 
 
+def recomputed(e, *values) -> None:
+    """Marks values a backward rule recomputes from the forward's (``meta["recompute"]``, as the
+    ``recompute`` pass does): model FLOPs leave them out (docs/flops.md)."""
+    meta = getattr(getattr(e, "graph", None), "meta", None)
+    if meta is not None:
+        for v in values:
+            meta.setdefault(v.name, {})["recompute"] = True
+
+
 def experts_backward(e, op, g):
     """h = x w13^T (+ b13) recomputed; gate, up = h's halves; m = act(gate) * up; y = m w2^T (+ b2)."""
     xr, idx, w13, w2 = op.operands[:4]
@@ -245,6 +255,7 @@ def experts_backward(e, op, g):
     up = e("slice", h, axis=1, start=f, stop=2 * f, step=1)
     act, act_grad = apply(e, kind, attrs, gate)
     m = e("mul", act, up)
+    recomputed(e, h, gate, up, act, m)
     dm = e("moe_linear", g, idx, w2, transpose_w=False)  # dy [R, d] @ w2[e] [d, f]
     dw2 = e("moe_linear_grad_w", m, g, idx, experts=experts, transpose_w=True)
     dh = e("concat", act_grad(e("mul", dm, up)), e("mul", dm, act), axis=1)
