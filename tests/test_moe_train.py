@@ -58,11 +58,11 @@ def test_grouped_ops_backward_by_finite_differences():
     dw = registry.evaluate("moe_linear_grad_w", [x, dy, idx], {"experts": e, "transpose_w": True})
     db = registry.evaluate("moe_segment_sum", [dy, idx], {"experts": e})
     eps = 1e-6
-    for (i, j, l) in [(idx[0, 0], 1, 2), (idx[2, 1], 0, 4)]:
+    for (i, j, c) in [(idx[0, 0], 1, 2), (idx[2, 1], 0, 4)]:
         wp, wm = w.copy(), w.copy()
-        wp[i, j, l] += eps
-        wm[i, j, l] -= eps
-        assert dw[i, j, l] == pytest.approx((f(wp, b) - f(wm, b)) / (2 * eps), rel=1e-6)
+        wp[i, j, c] += eps
+        wm[i, j, c] -= eps
+        assert dw[i, j, c] == pytest.approx((f(wp, b) - f(wm, b)) / (2 * eps), rel=1e-6)
     bp, bm = b.copy(), b.copy()
     bp[idx[1, 0], 3] += eps
     bm[idx[1, 0], 3] -= eps

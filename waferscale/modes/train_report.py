@@ -129,8 +129,8 @@ def train_section(state: CompileState, src, train: Graph, step: Graph, mode: str
         "flops_per_token_backward": flops["backward"], "flops_per_token_by_class": flops["by_class"],
         "flops_per_token_closed_form": closed,
         "flops_convention": "forward + backward model FLOPs of the graph (docs/flops.md); the closed form is "
-                            "6 x matmul parameters (of a mixture of experts, the active ones) + 12 x layers x seq x d_model "
-                            "(dense scores)",
+                            "6 x matmul parameters (of a mixture of experts, the active ones) + 12 x layers x seq "
+                            "x d_model (dense scores)",
         "mfu": flops["total"] * step_tokens / (seconds * m.mfu_peak_flops * systems),
         "optimizer": {"where": where, "seconds": opt_total / m.clock_hz, "exposed_seconds": opt_tail / m.clock_hz},
         "stream_in_bytes": n_micro * sum(g.weight_bytes for g in state.placement.groups),

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..registry import Attr, define, evaluate
 from ..types import FLOAT_DTYPES, TensorType
-from .moe_grad import ACTIVATIONS, combine_backward, dispatch_backward, topk_backward, experts_backward
+from .moe_grad import ACTIVATIONS, combine_backward, dispatch_backward, experts_backward, topk_backward
 
 __all__ = ["ACTIVATIONS", "experts_flops_per_row"]  # ACTIVATIONS lives in moe_grad.py, which both use
 
