@@ -18,6 +18,7 @@ from .. import limits as L
 from ..errors import UsageError
 from ..limits import check_int
 from .dtypes import IR_TO_TORCH
+from .gpt_oss import gpt_oss_as_leaves
 from .moe import experts_as_leaves, moe_config, moe_param_count
 from .torch_export import trace_module
 from .traced import Traced
@@ -280,7 +281,7 @@ def trace_lm(spec, batch: int = 1, seq: int | None = None, dtype: str = "f32",
     pos = ids.clone().to("meta" if weights == "meta" else "cpu")
     wrapped, example = (StepLM(model), (ids, pos)) if positions else (CausalLM(model), (ids,))
     # a MoE model's experts: one op each (frontend/moe.py)
-    with experts_as_leaves(model, getattr(cfg, "hidden_act", None)):
+    with experts_as_leaves(model, getattr(cfg, "hidden_act", None)), gpt_oss_as_leaves(model):
         traced = trace(wrapped, example, name, strip_prefix="model.")
     traced.seconds = {"imports": t_imports, "build": t1 - t0, **traced.seconds}
     traced.info = {"name": name, "source": source, **info, "family": cfg.model_type, "batch": batch, "seq": seq,

@@ -61,6 +61,8 @@ def experts_as_leaves(model: torch.nn.Module, act: str | None = None):
     patched = []
     try:
         for m in experts_modules(model):
+            if type(m).__name__ == "GptOssExperts":  # its own leaf (frontend/gpt_oss.py)
+                continue
             if not (isinstance(getattr(m, "gate_up_proj", None), torch.nn.Parameter) and getattr(m, "down_proj", None)
                     is not None and m.gate_up_proj.dim() == 3 and m.gate_up_proj.shape[-1] == m.down_proj.shape[1]):
                 raise UnsupportedError(f"the experts module {type(m).__name__} (we trace experts with "

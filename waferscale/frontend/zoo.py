@@ -19,6 +19,14 @@ Qwen3-235B-A22B from its published ``config.json`` (Qwen/Qwen3-235B-A22B; the sa
 recipes): 94 layers, hidden 4096, 64 query and 4 key/value heads of head_dim 128, 128 experts of
 moe_intermediate_size 1536 with 8 active per token, vocabulary 151936, 40960 positions, rope_theta
 1e6, rms_norm_eps 1e-6, untied embeddings (intermediate_size 12288 is unused: no dense layer).
+
+The gpt-oss family (``GptOssForCausalLM``): grouped-query attention with biases and a learned sink
+per head, sliding-window layers (128 positions) alternating with full ones, RMSNorm, YaRN rotary
+positions, and every MLP a mixture of experts with biases and a clamped SwiGLU (alpha 1.702, limit
+7). Shapes of gpt-oss-120b from its published ``config.json`` (openai/gpt-oss-120b; transformers'
+``GptOssConfig`` defaults are the same): 36 layers, hidden 2880, 64 query and 8 key/value heads of
+head_dim 64, 128 experts of intermediate_size 2880 with 4 active per token, vocabulary 201088,
+131072 positions (YaRN factor 32 over 4096, rope_theta 150000), rms_norm_eps 1e-5, untied embeddings.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ class ZooModel:
     vocab: int = 50257
     context: int = 2048
     activation: str = "gelu"  # transformers' name: "gelu" is erf GELU, "gelu_new" the tanh form
-    family: str = "gpt2"  # "gpt2", "llama" or "qwen3_moe"
+    family: str = "gpt2"  # "gpt2", "llama", "qwen3_moe" or "gpt_oss"
     kv_heads: int | None = None  # grouped-query attention (llama): key/value heads
     rope_theta: float = 10000.0
     default_seq: int | None = None  # --seq when none is given (None: the whole context)
@@ -47,12 +55,28 @@ class ZooModel:
     experts: int = 0  # qwen3_moe: experts per layer, top_k active per token, each of width d_expert
     top_k: int = 0
     d_expert: int = 0
+    window: int = 0  # gpt_oss: the sliding window of every other layer
 
     @property
     def d_head(self) -> int:
         return self.head_dim or self.d_model // self.heads
 
     def config(self):
+        if self.family == "gpt_oss":
+            from transformers import GptOssConfig
+
+            return GptOssConfig(
+                vocab_size=self.vocab, hidden_size=self.d_model, intermediate_size=self.d_expert,
+                num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.kv_heads,
+                head_dim=self.d_head, num_local_experts=self.experts, num_experts_per_tok=self.top_k,
+                sliding_window=self.window, max_position_embeddings=self.context, rms_norm_eps=1e-5,
+                hidden_act="silu", swiglu_alpha=1.702, swiglu_limit=7.0, tie_word_embeddings=False, attention_bias=True,
+                # YaRN over 4,096 positions (a tiny test model's shorter context: plain rotary)
+                rope_parameters={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                 "truncate": False, "original_max_position_embeddings": 4096,
+                                 "rope_theta": self.rope_theta} if self.context > 4096 else
+                {"rope_type": "default", "rope_theta": self.rope_theta},
+                pad_token_id=min(199999, self.vocab - 1), eos_token_id=min(200002, self.vocab - 1))
         if self.family == "qwen3_moe":
             from transformers import Qwen3MoeConfig
 
@@ -89,6 +113,11 @@ class ZooModel:
         )
 
     def param_count(self) -> int:
+        if self.family == "gpt_oss":  # biases on q, k, v, o, the router and the experts; a sink per head
+            q, kv, d, f, e = self.heads * self.d_head, self.kv_heads * self.d_head, self.d_model, self.d_expert, self.experts
+            attention = d * q + q + 2 * (d * kv + kv) + q * d + d + self.heads
+            experts = e * (d + 1) + e * (d * 2 * f + 2 * f + f * d + d)
+            return 2 * self.vocab * d + self.layers * (attention + experts + 2 * d) + d
         if self.family == "qwen3_moe":  # no dense MLP; per layer the experts, the router, q/k norms
             q, kv = self.heads * self.d_head, self.kv_heads * self.d_head
             experts = self.experts * (3 * self.d_model * self.d_expert + self.d_model) + 2 * self.d_head
@@ -130,12 +159,17 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
     ZooModel("qwen3-235b-a22b", 94, 4096, 64, 12288, vocab=151936, context=40960, activation="silu",
              family="qwen3_moe", kv_heads=4, rope_theta=1000000.0, default_seq=2048, head_dim=128, experts=128, top_k=8,
              d_expert=1536),
+    ZooModel("gpt-oss-120b", 36, 2880, 64, 2880, vocab=201088, context=131072, activation="silu", family="gpt_oss",
+             kv_heads=8, rope_theta=150000.0, default_seq=2048, head_dim=64, experts=128, top_k=4, d_expert=2880,
+             window=128),
     # Small configs for tests: same architecture, shapes a laptop runs in milliseconds.
     ZooModel("tiny", 2, 64, 4, 256, vocab=512, context=128),
     ZooModel("tiny-tanh", 2, 64, 4, 256, vocab=512, context=128, activation="gelu_new"),
     ZooModel("tiny-llama", 2, 64, 4, 128, vocab=512, context=128, activation="silu", family="llama", kv_heads=2),
     ZooModel("tiny-moe", 2, 64, 4, 128, vocab=512, context=128, activation="silu", family="qwen3_moe", kv_heads=2,
              head_dim=16, experts=4, top_k=2, d_expert=32),
+    ZooModel("tiny-gpt-oss", 2, 64, 4, 32, vocab=512, context=128, activation="silu", family="gpt_oss", kv_heads=2,
+             head_dim=16, experts=4, top_k=2, d_expert=32, window=8),
 ]}
 
 

@@ -2,7 +2,7 @@
 the numbers it computes. One module per kernel family; each registers its lowering rule in
 ``base.RULES`` when imported."""
 
-from . import attention, embedding, fused, grads, matmul, moe, moe_grad, rotary, rowwise  # noqa: F401  (register their rules)
+from . import attention, embedding, fused, grads, matmul, moe, moe_grad, rotary, rowwise, sinks  # noqa: F401  (register their rules)
 from .attention import Attention
 from .base import RULES, ChunkCost, Kernel, LowerCtx, Work, roofline_cycles, rule_for
 from .embedding import Embedding

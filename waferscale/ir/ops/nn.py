@@ -38,7 +38,9 @@ def _rmsnorm_backward(e, op, g):
     grads = [e("rmsnorm_grad", g, x, *params, eps=eps)]
     if params:
         xhat = e("rmsnorm", x, eps=eps)
-        grads.append(e("reduce_sum", e("mul", g, xhat), axes=tuple(range(x.type.rank - 1)), keepdim=False))
+        ds = e("reduce_sum", e("mul", g, xhat), axes=tuple(range(x.type.rank - 1)), keepdim=False)
+        # a scale of another dtype than x (gpt-oss: an f16 weight times the f32 normalised x) gets its own back
+        grads.append(ds if ds.type.dtype == params[0].type.dtype else e("cast", ds, dtype=params[0].type.dtype))
     return tuple(grads)
 
 

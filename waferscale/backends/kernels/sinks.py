@@ -1,0 +1,47 @@
+"""gpt-oss's attention on the mesh (``sink_attention``): the ``Attention`` kernel's layout and costs
+(heads over columns, key positions over rows), each query scoring only the keys its window leaves
+(``min(i + 1, window)``; all of them, causal, on a full layer), and its head's sink joining the
+softmax's running sum: one more exp and add per query, left out of the cycles (a lower bound, as
+the kernel's other per-query terms). The keys outside a window stay in SRAM (not freed: an upper
+bound on its bytes). Numbers: the registry's reference, whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...ir import registry
+from ...ir.graph import Op
+from ...ir.types import DTYPES
+from .attention import Attention
+from .base import LowerCtx, lowers
+
+
+@dataclass(frozen=True)
+class SinkAttention(Attention):
+    window: int = 0  # keys a query reads at most (0: every earlier one)
+    decomposition = "heads over columns, key/value positions over rows (cyclic); a sink per head"
+
+    def _keys(self, p0, p1):
+        keys = super()._keys(p0, p1)
+        return np.minimum(keys, self.window) if self.window else keys
+
+    def run(self, op, args, rows, cols):
+        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
+
+
+@lowers("sink_attention")
+def lower_sink_attention(op: Op, ctx: LowerCtx) -> SinkAttention:
+    q, k = op.operands[0].type, op.operands[1].type
+    if ctx.position:
+        raise UnsupportedError(f"lowering {ctx.where}: sink_attention at a decode step's position (no KV cache form)")
+    heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)
+    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // (ctx.tokens * ctx.samples)
+    t = op.type
+    return SinkAttention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
+                         d_head=q.shape[-1], causal=True, window=registry.with_defaults(op.kind, op.attr)["window"],
+                         kv_heads=kv_heads if 0 < kv_heads < heads and heads % kv_heads == 0 else 0)
