@@ -114,7 +114,8 @@ class ZooModel:
 
     def param_count(self) -> int:
         if self.family == "gpt_oss":  # biases on q, k, v, o, the router and the experts; a sink per head
-            q, kv, d, f, e = self.heads * self.d_head, self.kv_heads * self.d_head, self.d_model, self.d_expert, self.experts
+            q, kv = self.heads * self.d_head, self.kv_heads * self.d_head
+            d, f, e = self.d_model, self.d_expert, self.experts
             attention = d * q + q + 2 * (d * kv + kv) + q * d + d + self.heads
             experts = e * (d + 1) + e * (d * 2 * f + 2 * f + f * d + d)
             return 2 * self.vocab * d + self.layers * (attention + experts + 2 * d) + d

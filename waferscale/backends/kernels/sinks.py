@@ -4,6 +4,10 @@
 softmax's running sum: one more exp and add per query, left out of the cycles (a lower bound, as
 the kernel's other per-query terms). The keys outside a window stay in SRAM (not freed: an upper
 bound on its bytes). Numbers: the registry's reference, whole.
+
+Its backward (``sink_attention_grad``) is ``AttentionGrad`` under the same window; the sinks' gradient
+(``sink_attention_grad_sinks``: per query the product of the sink's weight and D, which that kernel
+has in hand, summed over the positions) is a rowwise reduction of a value per head and token.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from ...ir import registry
 from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .attention import Attention
-from .base import LowerCtx, lowers
+from .base import ACT, LowerCtx, lowers
+from .grads import AttentionGrad, RowwiseWhole
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,34 @@ class SinkAttention(Attention):
 
     def run(self, op, args, rows, cols):
         return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class SinkAttentionGrad(AttentionGrad):
+    window: int = 0
+    decomposition = ("heads over columns, key/value positions over rows (cyclic); dk, dv beside k, v; "
+                     "a sink per head")
+
+    def _keys(self, p0, p1):
+        keys = super()._keys(p0, p1)
+        return np.minimum(keys, self.window) if self.window else keys
+
+    def run(self, op, args, rows, cols):
+        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
+
+
+@lowers("sink_attention_grad")
+def lower_sink_attention_grad(op: Op, ctx: LowerCtx) -> SinkAttentionGrad:
+    f = lower_sink_attention(op, ctx)
+    return SinkAttentionGrad(tokens=f.tokens, dtype=f.dtype, elem=f.elem, heads=f.heads, d_head=f.d_head, causal=True,
+                             kv_heads=f.kv_heads, window=f.window)
+
+
+@lowers("sink_attention_grad_sinks")
+def lower_sink_grad_sinks(op: Op, ctx: LowerCtx) -> RowwiseWhole:
+    t = op.type
+    return RowwiseWhole(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op="add", features=t.shape[0],
+                        inputs=max(ctx.sources.count(ACT), 1), params=0, flops_per_token=ctx.flops_per_token(op))
 
 
 @lowers("sink_attention")

@@ -8,8 +8,13 @@ less than one. That is transformers' ``eager_attention_forward`` of ``modeling_g
 ``softmax(concat(scores, sink))[..., :-1] @ v``. Grouped-query attention as ``attention``'s.
 
 FLOPs: those of ``attention`` over the keys each query reads under the window (the dense square
-without one, as ``attention`` counts), plus the sink's exp and add per query. No backward rule:
-training gpt-oss is refused by ``autodiff`` with the op named (docs/moe.md).
+without one, as ``attention`` counts), plus the sink's exp and add per query.
+
+Backward (``sink_attention_grad``): as attention's, with the sink in the softmax: for the keys' weights
+p (the sink's p_s), dP = dy v^T and D = sum_j p_j dP_j per query, dS = p (dP - D) * scale, dq = dS k,
+dk = dS^T q, dv = p^T dy (each query head's share of dk and dv under grouped-query attention, summed
+per group after it, as ``attention_grad``'s); the sink's logit weighs no value, so its gradient is
+-p_s D, summed over the batch and the positions (``sink_attention_grad_sinks``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import Attr, define
-from ..types import FLOAT_DTYPES
+from ..types import FLOAT_DTYPES, TensorType
 from .heads import grouped, query_groups
 
 
@@ -43,17 +48,25 @@ def allowed(length: int, window: int) -> np.ndarray:
     return (j <= i) & ((i - j < window) if window else True)
 
 
-def _ref(args, a):
-    q, k, v, sinks = (x.astype(np.float32) if x.dtype == np.float16 else x for x in args)
-    k, v = grouped(q, k), grouped(q, v)
-    scale = a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])
-    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(scale, dtype=q.dtype)
+def _scale(q, a) -> float:
+    return a["scale"] if a["scale"] is not None else 1.0 / np.sqrt(q.shape[-1])
+
+
+def _probs(q, k, sinks, a):
+    """The keys' weights p [B, H, L, S] and the sink's p_s [B, H, L, 1]."""
+    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(q, a), dtype=q.dtype)
     s = np.where(allowed(s.shape[-1], a["window"]), s, -np.inf)
     sink = np.broadcast_to(sinks.reshape(1, -1, 1, 1).astype(s.dtype), s.shape[:-1] + (1,))
     top = np.maximum(s.max(-1, keepdims=True), sink)
-    e = np.exp(s - top)
-    p = e / (e.sum(-1, keepdims=True) + np.exp(sink - top))
-    return (p @ v).astype(args[0].dtype, copy=False)
+    e, es = np.exp(s - top), np.exp(sink - top)
+    z = e.sum(-1, keepdims=True) + es
+    return e / z, es / z
+
+
+def _ref(args, a):
+    q, k, v, sinks = (x.astype(np.float32) if x.dtype == np.float16 else x for x in args)
+    k, v = grouped(q, k), grouped(q, v)
+    return (_probs(q, k, sinks, a)[0] @ v).astype(args[0].dtype, copy=False)
 
 
 def _flops(ins, out, a):
@@ -65,6 +78,69 @@ def _flops(ins, out, a):
 
 
 define("sink_attention", "attention", _infer, _ref, flops=_flops, arity=(4, 4),
+       backward=lambda e, op, g: _backward(e, op, g),  # defined below, with its ops
        attrs={"scale": Attr("float?", None), "window": Attr("int", 0)},
        doc="causal attention whose softmax has one more logit per head, sinks[h], dropped after it; window > 0: "
            "query i reads keys i - window < j <= i (gpt-oss)")
+
+
+# --- backward ------------------------------------------------------------------------------------
+
+def _grads(args, a):
+    q, k, v, sinks, dy = (x.astype(np.float64) for x in args)
+    k, v = grouped(q, k), grouped(q, v)
+    p, ps = _probs(q, k, sinks, a)
+    dp = dy @ np.swapaxes(v, -1, -2)
+    d = (p * dp).sum(-1, keepdims=True)
+    ds = p * (dp - d) * _scale(q, a)
+    return ds @ k, np.swapaxes(ds, -1, -2) @ q, np.swapaxes(p, -1, -2) @ dy, -(ps * d).sum(axis=(0, 2, 3))
+
+
+def _grad_infer(ins, a):
+    q, k, v, sinks, dy = ins
+    _infer(ins[:4], a)
+    if dy.shape != q.shape[:-1] + (v.shape[-1],) or v.shape[-1] != q.shape[-1]:
+        raise ValueError(f"sink_attention_grad needs dy of the output's shape and v as wide as q, got {dy}, {v}")
+    return q.with_shape((3,) + q.shape)
+
+
+def _grad_flops(ins, out, a):
+    q, k = ins[:2]
+    L, E = q.shape[-2], q.shape[-1]
+    S = min(k.shape[-2], a["window"]) if a["window"] else k.shape[-2]
+    return q.shape[0] * q.shape[1] * (8 * L * S * E + 6 * L * S + 4 * L)  # attention_grad's, and the sink's
+
+
+define("sink_attention_grad", "attention", _grad_infer, lambda args, a: np.stack(_grads(args, a)[:3]),
+       flops=_grad_flops, arity=(5, 5), attrs={"scale": Attr("float?", None), "window": Attr("int", 0)},
+       doc="dq, dk, dv of sink_attention for dy, stacked on a new axis 0 (dk, dv: each query head's share); "
+           "operands (q, k, v, sinks, dy)")
+
+
+def _sinks_infer(ins, a):
+    _grad_infer(ins, a)
+    return TensorType(ins[3].shape, ins[4].dtype)
+
+
+define("sink_attention_grad_sinks", "reduction", _sinks_infer, lambda args, a: _grads(args, a)[3],
+       # p_s and D per query come out of sink_attention_grad's pass; here their product, summed
+       flops=lambda ins, out, a: 2 * ins[4].numel // ins[4].shape[-1], arity=(5, 5),
+       attrs={"scale": Attr("float?", None), "window": Attr("int", 0)},
+       doc="the sinks' gradient of sink_attention, -sum over batch and positions of p_sink * sum_j p_j (dy . v_j)")
+
+
+def _backward(e, op, g):
+    q, k, v, sinks = op.operands
+    a = {"scale": op.attr.get("scale"), "window": op.attr.get("window", 0)}
+    st = e("sink_attention_grad", q, k, v, sinks, g, **a)
+    groups = q.type.shape[1] // k.type.shape[1]
+    parts = []
+    for i, x in enumerate((q, k, v)):
+        part = e("slice", st, axis=0, start=i, stop=i + 1, step=1)
+        if i and groups > 1:  # [B, H, L, E] -> [B, Hk, groups, L, E], summed over the group
+            t = x.type
+            part = e("reshape", part, shape=(t.shape[0], t.shape[1], groups) + t.shape[2:])
+            part = e("reduce_sum", part, axes=(2,), keepdim=False)
+        parts.append(e("reshape", part, shape=x.type.shape))
+    ds = e("sink_attention_grad_sinks", q, k, v, sinks, g, **a)
+    return (*parts, ds if ds.type.dtype == sinks.type.dtype else e("cast", ds, dtype=sinks.type.dtype))

@@ -1,0 +1,135 @@
+"""gpt-oss (issue 30): attention sinks, sliding-window layers alternating with full ones, experts with
+biases and the clamped SwiGLU, by config on the meta device; the interpreter matches transformers on
+a tiny config, forward and every gradient; the op rules; a training step on a mesh; gpt-oss-120b's
+zoo shapes are its published config's."""
+
+import numpy as np
+import pytest
+import torch
+
+import waferscale
+from waferscale.backends.kernels.sinks import SinkAttention
+from waferscale.frontend.lm import trace_lm
+from waferscale.frontend.zoo import ZOO
+from waferscale.ir import registry, verify
+from waferscale.ir.types import TensorType
+from waferscale.passes.autodiff import backward, next_token_loss
+from waferscale.runtime.interpreter import run
+
+
+def tiny_config(**kw):
+    from transformers import GptOssConfig
+
+    return GptOssConfig(**{"vocab_size": 128, "hidden_size": 32, "intermediate_size": 24, "num_hidden_layers": 2,
+                           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "num_local_experts": 4,
+                           "num_experts_per_tok": 2, "sliding_window": 4, "max_position_embeddings": 64,
+                           "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}} | kw)
+
+
+def _weights(module):
+    return {n.removeprefix("model."): p.detach().numpy().copy() for n, p in module.named_parameters()}
+
+
+def _traced():
+    t = trace_lm(tiny_config(), batch=2, seq=12, dtype="f32", weights="random", seed=0)
+    with torch.no_grad():  # random sinks and biases (they start at zero or empty), gate/up large enough to clamp
+        gen = torch.Generator().manual_seed(1)
+        for n, p in t.module.named_parameters():
+            if "sinks" in n or "bias" in n:
+                p.copy_(torch.randn(p.shape, generator=gen))
+            if n.endswith("experts.gate_up_proj"):
+                p.mul_(40.0)
+    return t
+
+
+def test_gpt_oss_matches_transformers():
+    t = _traced()
+    kinds = t.graph.op_counts()
+    assert kinds["sink_attention"] == 2 and kinds["moe_linear"] == 4 and kinds["moe_combine"] == 2
+    # sliding-window layers alternate with full ones: layer 0 slides over 4 positions, layer 1 reads all
+    assert [op.attr["window"] for op in t.graph.ops if op.kind == "sink_attention"] == [4, 0]
+    ids = np.random.default_rng(0).integers(0, 128, (2, 12))  # 12 positions: past the window of 4
+    ours = run(t.graph, {t.graph.inputs[0].name: ids}, _weights(t.module))[0]
+    with torch.no_grad():
+        ref = t.module(torch.tensor(ids)).numpy()
+        experts = [m for m in t.module.modules() if type(m).__name__ == "GptOssExperts"]
+        for m in experts:  # the clamp matters here: without it the logits differ
+            m.limit = 1e9
+        unclamped = t.module(torch.tensor(ids)).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    assert np.abs(unclamped - ref).max() > 1e-3
+
+
+def test_gpt_oss_gradients_match_autograd():
+    """Every parameter's gradient (sinks, biases, router, experts through the clamp) against autograd."""
+    t = _traced()
+    g = verify(backward(next_token_loss(t.graph)))
+    assert {"sink_attention_grad", "sink_attention_grad_sinks", "moe_linear_grad_w", "moe_segment_sum"} <= set(
+        g.op_counts())
+    tok = np.random.default_rng(1).integers(0, 128, (2, 13))
+    loss, *grads = run(g, {t.graph.inputs[0].name: tok[:, :-1], "labels": tok[:, 1:]}, _weights(t.module))
+    logits = t.module(torch.from_numpy(tok[:, :-1]))
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                            torch.from_numpy(tok[:, 1:]).reshape(-1))
+    ref.backward()
+    assert abs(float(loss) - ref.item()) <= 1e-4 * ref.item()
+    by_name = {n.removeprefix("model."): p.grad.numpy() for n, p in t.module.named_parameters()}
+    errs = {p.name: float(np.abs(d - by_name[p.name]).max() / np.abs(by_name[p.name]).max())
+            for p, d in zip(g.params, grads)}
+    assert len(errs) == len(by_name) and max(errs.values()) <= 1e-4, errs
+    assert any(n.endswith("sinks") for n in errs) and any(n.endswith("router.bias") for n in errs)
+
+
+def test_sink_attention_rules():
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(1, 4, 6, 8)), rng.normal(size=(1, 2, 6, 8)), np.eye(6)[None, None].repeat(2, 1)
+    sinks = np.array([-30.0, 0.0, 2.0, 0.0])
+    out = registry.evaluate("sink_attention", [q, k, v, sinks], {"window": 0})
+    # with v the identity, out holds each query's weights over the keys: causal, summing to 1 - p(sink)
+    assert np.allclose(np.triu(out[0, 0], 1), 0)
+    assert np.allclose(out[0, 0].sum(-1), 1.0, atol=1e-9)  # a sink of -30 takes nothing
+    assert (out[0, 2].sum(-1) < out[0, 1].sum(-1)).all() and (out[0, 1].sum(-1) < 1).all()
+    win = registry.evaluate("sink_attention", [q, k, v, sinks], {"window": 2})
+    assert np.allclose(np.tril(win[0, 3], -2), 0) and not np.allclose(np.tril(out[0, 3], -2), 0)
+    ins = [TensorType((1, 4, 64, 8), "f32"), TensorType((1, 2, 64, 8), "f32"), TensorType((1, 2, 64, 8), "f32"),
+           TensorType((4,), "f32")]
+    out_t = registry.infer_type("sink_attention", ins, {})
+    assert out_t.shape == (1, 4, 64, 8)
+    windowed, full = (registry.flops("sink_attention", ins, out_t, a) for a in ({"window": 8}, {}))
+    assert windowed < full
+    with pytest.raises(ValueError, match="one per query head"):
+        registry.infer_type("sink_attention", ins[:3] + [TensorType((2,), "f32")], {})
+
+
+def test_gpt_oss_120b_is_its_published_config():
+    from transformers import AutoModelForCausalLM
+
+    z = ZOO["gpt-oss-120b"]
+    cfg = z.config()
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
+            cfg.head_dim) == (36, 2880, 64, 8, 64)
+    assert (cfg.num_local_experts, cfg.num_experts_per_tok, cfg.intermediate_size, cfg.vocab_size) == (128, 4, 2880,
+                                                                                                     201088)
+    assert cfg.sliding_window == 128 and cfg.swiglu_limit == 7.0 and cfg.layer_types[:2] == [
+        "sliding_attention", "full_attention"]
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    assert sum(p.numel() for p in model.parameters()) == z.param_count()
+    assert round(z.param_count() / 1e9, 1) == 116.8  # the model card's "117B parameters"
+
+
+def test_tiny_gpt_oss_compiles_and_trains_on_a_mesh():
+    c = waferscale.compile("tiny-gpt-oss", seq=16, target="mesh:48x48")
+    windows = sorted(k.model.window for k in c.program.kernels if isinstance(k.model, SinkAttention))
+    assert windows == [0, 8]
+    assert c.report["model"]["params"] == c.report["model"]["torch_params"] == ZOO["tiny-gpt-oss"].param_count()
+    ids = np.random.default_rng(0).integers(0, 512, (1, 16))
+    ref = run(c.graph, {c.graph.inputs[0].name: ids}, c.traced.weights)[0] if c.traced.weights else None
+    if ref is not None:  # the placed numerics are the interpreter's
+        np.testing.assert_allclose(np.asarray(c.run(ids)[0], dtype=np.float32), ref.astype(np.float32), atol=2e-2)
+    step = waferscale.compile("tiny-gpt-oss", mode="train", seq=16, target="mesh:48x48")
+    train = step.report["train"]
+    assert train["step_seconds"] > 0 and train["flops_per_token_backward"] > train["flops_per_token_forward"]
+    # the sliding layer's forward and backward each read a window of 8 keys
+    assert sorted(type(k.model).__name__ for k in step.program.kernels if getattr(k.model, "window", 0) == 8) == [
+        "SinkAttention", "SinkAttentionGrad"]
