@@ -13,8 +13,9 @@ from .conftest import traced
 
 # llama-3.1-70b is left out: torch.export of its 80 blocks takes 15 s or more; llama-3.1-8b traces the same
 # architecture here, and benchmarks/compile_zoo.py and wafer_zoo.py compile 70B; so is qwen3-235b-a22b (94 blocks,
-# a minute and more): tiny-moe traces its architecture, tests/test_moe.py checks its shapes
-@pytest.mark.parametrize("name", [n for n in ZOO if n not in ("llama-3.1-70b", "qwen3-235b-a22b")])
+# a minute and more): tiny-moe traces its architecture, tests/test_moe.py checks its shapes; and gpt-oss-120b
+# (benchmarks/gpt_oss.py compiles it): tiny-gpt-oss traces its architecture, tests/test_gpt_oss.py checks its shapes
+@pytest.mark.parametrize("name", [n for n in ZOO if n not in ("llama-3.1-70b", "qwen3-235b-a22b", "gpt-oss-120b")])
 def test_zoo_model_traces_counts_and_round_trips(name):
     t = traced(name, seq=32, weights="meta")
     entry = ZOO[name]
@@ -29,8 +30,11 @@ def test_zoo_model_traces_counts_and_round_trips(name):
     verify(again)
     assert print_graph(again) == text
     counts = t.graph.op_counts()
-    assert counts["attention"] == entry.layers
-    if entry.family == "gpt2":
+    assert counts["sink_attention" if entry.family == "gpt_oss" else "attention"] == entry.layers
+    if entry.family == "gpt_oss":  # attention with sinks (every other layer's over a window); experts as grouped GEMMs
+        assert [op.attr["window"] for op in t.graph.ops if op.kind == "sink_attention"][:2] == [entry.window, 0]
+        assert counts["moe_linear"] == 2 * entry.layers and counts["moe_combine"] == entry.layers
+    elif entry.family == "gpt2":
         assert counts["layernorm"] == 2 * entry.layers + 1
         assert counts["linear"] == 4 * entry.layers + 1
     elif entry.family == "qwen3_moe":  # a query/key RMSNorm per head; every MLP a mixture of experts

@@ -13,6 +13,11 @@
   (``ir/ops/sinks.py``) with the layer's window. Its mask argument is not read: the traced programs
   have no padding (``CausalLM``), so the mask is the causal (or sliding) one the op applies itself.
 
+- **Rotary positions**: gpt-oss rotates the halves with half-width tables (``_apply_rotary_emb``); while
+  traced it is written in Llama's form, ``x * [cos, cos] + rotate_half(x) * [sin, sin]`` (the same
+  products and sums), which ``canonicalize`` names ``rotary`` (so the mesh computes its tables in place,
+  YaRN's scaling of them included).
+
 The router (a linear with a bias, ``topk`` of the logits, a softmax over the k values) traces as it is.
 """
 
@@ -78,6 +83,13 @@ def _attention_forward(module, query, key, value, attention_mask, scaling, dropo
     return out.transpose(1, 2).contiguous(), None
 
 
+def _rotary(x, cos, sin):
+    """gpt-oss's [x1 cos - x2 sin, x2 cos + x1 sin] in Llama's spelling."""
+    h = x.shape[-1] // 2
+    return x * torch.cat([cos, cos], dim=-1) + torch.cat([-x[..., h:], x[..., :h]], dim=-1) * torch.cat([sin, sin],
+                                                                                                       dim=-1)
+
+
 def is_gpt_oss(model: torch.nn.Module) -> bool:
     return getattr(getattr(model, "config", None), "model_type", None) == "gpt_oss"
 
@@ -95,6 +107,9 @@ def gpt_oss_as_leaves(model: torch.nn.Module):
         saved = mg.eager_attention_forward
         mg.eager_attention_forward = _attention_forward
         stack.callback(setattr, mg, "eager_attention_forward", saved)
+        saved_rotary = mg._apply_rotary_emb
+        mg._apply_rotary_emb = _rotary
+        stack.callback(setattr, mg, "_apply_rotary_emb", saved_rotary)
         for m in patched:
             m.forward = types.MethodType(_experts_forward, m)
             stack.callback(delattr, m, "forward")

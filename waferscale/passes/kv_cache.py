@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import UsageError
+from ..errors import UnsupportedError, UsageError
 from ..ir.graph import Graph, Op, Value, make_attrs
 from ..ir.ops.cache import POSITIONS
 from ..ir.registry import infer_type
@@ -37,6 +37,9 @@ def _self_attention(op: Op) -> bool:
 def add_kv_cache(g: Graph, capacity: int) -> Graph:
     """The step graph of g with KV caches of ``capacity`` rows (module docstring)."""
     attns = [op for op in g.ops if _self_attention(op)]
+    if any(op.kind == "sink_attention" for op in g.ops):  # gpt-oss (frontend/gpt_oss.py)
+        raise UnsupportedError(f"--generate for {g.name}: its attention with sinks (sink_attention) has no KV-cache "
+                               "form yet (a forward pass and training compile)")
     if not attns:
         raise UsageError(f"kv-cache: {g.name} has no causal self-attention to keep a KV cache for")
     q0 = attns[0].operands[0].type
