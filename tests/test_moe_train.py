@@ -1,6 +1,6 @@
 """Training a mixture-of-experts model (issue 30, item 1): the backward rules of the router's top-k,
 the dispatch, the experts and the combine give every parameter's gradient as PyTorch autograd does
-on tiny Mixtral- and Qwen-MoE-like configs (the router's weight included: its gradient reaches it
+on tiny Mixtral-, Qwen-MoE- and OLMoE-like configs (the router's weight included: its gradient reaches it
 through the combine weights); a training step compiles, places and simulates, and its time
 includes the experts' backward."""
 
@@ -24,7 +24,7 @@ def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"])
 def test_moe_gradients_match_autograd(family):
     t = trace_lm(configs()[family], batch=2, seq=8, dtype="f32", weights="random", seed=0)
     g = verify(backward(next_token_loss(t.graph)))
