@@ -133,3 +133,12 @@ def test_tiny_gpt_oss_compiles_and_trains_on_a_mesh():
     # the sliding layer's forward and backward each read a window of 8 keys
     assert sorted(type(k.model).__name__ for k in step.program.kernels if getattr(k.model, "window", 0) == 8) == [
         "SinkAttention", "SinkAttentionGrad"]
+
+
+def test_generate_is_refused_with_the_gap_named(tmp_path, capsys):
+    from waferscale.cli import main
+
+    assert main(["compile", "tiny-gpt-oss", "--generate", "--target", "mesh:48x48", "--prompt-len", "4",
+                 "--new-tokens", "2", "-o", str(tmp_path / "g"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "not supported: --generate" in err and "sink_attention" in err and "Traceback" not in err

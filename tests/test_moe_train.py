@@ -112,3 +112,12 @@ def test_moe_training_layer_pipelined_on_the_cli(tmp_path):
 
     r = json.loads((tmp_path / "report.json").read_text())["train"]
     assert r["mode"] == "layer-pipelined" and r["step_seconds"] > 0 and r["flops_per_token_backward"] > 0
+
+
+@pytest.mark.parametrize("name", ["tiny-moe", "tiny-gpt-oss"])
+def test_wafer_run_trains_a_moe_as_a_pytorch_loop_does(name, capsys):
+    from waferscale.cli import main
+
+    assert main(["run", name, "--train", "--steps", "2", "--compare", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch loop" in out and out.rstrip().endswith("ok")
