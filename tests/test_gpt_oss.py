@@ -130,6 +130,8 @@ def test_tiny_gpt_oss_compiles_and_trains_on_a_mesh():
     step = waferscale.compile("tiny-gpt-oss", mode="train", seq=16, target="mesh:48x48")
     train = step.report["train"]
     assert train["step_seconds"] > 0 and train["flops_per_token_backward"] > train["flops_per_token_forward"]
+    # the closed form counts the active experts' grouped GEMMs (k of E) as 6 FLOPs per weight
+    assert 0.8 < train["flops_per_token_closed_form"] / train["flops_per_token"] < 1.2
     # the sliding layer's forward and backward each read a window of 8 keys
     assert sorted(type(k.model).__name__ for k in step.program.kernels if getattr(k.model, "window", 0) == 8) == [
         "SinkAttention", "SinkAttentionGrad"]

@@ -70,12 +70,14 @@ def test_qwen3_235b_shapes_match_the_published_config():
     assert round(m.param_count() / 1e9, 1) == 235.1  # "235B total, 22B activated"
 
 
-def test_gpt_oss_is_refused_with_the_gap_named():
+def test_gpt_oss_by_config_traces():
+    """Once refused (its experts interleave gate and up); now traced (tests/test_gpt_oss.py: numerics)."""
     from transformers import GptOssConfig
 
-    cfg = GptOssConfig(**SMALL, intermediate_size=24, num_local_experts=4, num_experts_per_tok=2, head_dim=8)
-    with pytest.raises(waferscale.errors.UnsupportedError, match="GptOssExperts.*interleaves gate and up"):
-        trace_lm(cfg, seq=8, dtype="f32", weights="random")
+    cfg = GptOssConfig(**SMALL, intermediate_size=24, num_local_experts=4, num_experts_per_tok=2, head_dim=8,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    kinds = trace_lm(cfg, seq=8, dtype="f32", weights="random").graph.op_counts()
+    assert kinds["sink_attention"] == kinds["moe_combine"] == 2 and "moe_experts" not in kinds
 
 
 def test_expert_routing_with_training_is_refused_with_the_gap_named(tmp_path, capsys):

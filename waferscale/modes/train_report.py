@@ -173,4 +173,6 @@ def matmul_params(train: Graph) -> int:
         elif op.kind == "moe_experts":
             k, e = op.operands[1].type.shape[1], op.operands[2].type.shape[0]
             total += (op.operands[2].type.numel + op.operands[3].type.numel) * k // e
+        elif op.kind == "moe_linear":  # gpt-oss's experts: a grouped GEMM each
+            total += op.operands[2].type.numel * op.operands[1].type.shape[1] // op.operands[2].type.shape[0]
     return total
