@@ -67,7 +67,7 @@ def experts_as_leaves(model: torch.nn.Module, act: str | None = None):
                     is not None and m.gate_up_proj.dim() == 3 and m.gate_up_proj.shape[-1] == m.down_proj.shape[1]):
                 raise UnsupportedError(f"the experts module {type(m).__name__} (we trace experts with "
                                        "gate_up_proj [E, 2f, d] and down_proj [E, d, f], gate rows first: Mixtral, "
-                                       "Qwen2-MoE, Qwen3-MoE, OLMoE; gpt-oss interleaves gate and up and adds biases)")
+                                       "Qwen2-MoE, Qwen3-MoE, OLMoE; and gpt-oss's own, frontend/gpt_oss.py)")
             if act not in ACTIVATIONS:
                 raise UnsupportedError(f"the experts' activation {act!r} of {type(m).__name__} "
                                        f"(supported: {', '.join(sorted(ACTIVATIONS))})")
