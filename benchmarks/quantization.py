@@ -55,23 +55,9 @@ def rate(model: str, target: str, case: str, prompt_len: int, new_tokens: int) -
 def systems_70b(weights: str, target: str) -> dict:
     from waferscale.backends.fit import systems_needed
     from waferscale.backends.machine import get_machine
-    from waferscale.frontend.lm import trace_lm
-    from waferscale.frontend.zoo import lookup
-    from waferscale.ir import verify
-    from waferscale.ir.ops.cache import cache_inputs
-    from waferscale.passes import CompileState, parse_pipeline, run_pipeline
+    from waferscale.studies.resident import resident_bytes
 
-    sizes = []
-    for layers in (1, 2):
-        cfg = lookup("llama-3.1-70b").config()
-        cfg.num_hidden_layers = layers
-        t = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
-        q = f"quantize{{weights={weights}}}," if weights != "f16" else ""
-        s, _ = run_pipeline(CompileState(verify(t.graph), samples=1, tokens=1, position=128),
-                            parse_pipeline(f"canonicalize,kv-cache{{capacity=384}},canonicalize,{q}dce"))
-        sizes.append((sum(p.type.nbytes for p in s.graph.params), sum(v.type.nbytes for v in cache_inputs(s.graph))))
-    (w1, kv1), (w2, kv2) = sizes
-    w, kv = w1 + 79 * (w2 - w1), kv1 + 79 * (kv2 - kv1)
+    w, kv = resident_bytes("llama-3.1-70b", weights)  # 1 and 2 blocks traced on meta, extrapolated to 80
     fit = systems_needed(w, kv, get_machine(target))
     return {"weights": weights, "weight_gb": w / 1e9, "kv_cache_gb": kv / 1e9, **fit}
 

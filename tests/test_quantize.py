@@ -20,6 +20,7 @@ from waferscale.ir.graph import Graph
 from waferscale.passes import CompileState, parse_pipeline, run_pipeline
 from waferscale.passes.quantize import WEIGHT_DTYPES, quantize_array, round_e4m3
 from waferscale.runtime.interpreter import run
+from waferscale.studies.resident import resident_bytes, traced_resident
 
 K, N, M = 96, 40, 5
 LINEAR = f"""graph @lin(%x: f32[{M},{K}]) {{
@@ -155,27 +156,18 @@ def test_streaming_moves_the_quantised_bytes():
 
 # -- systems -------------------------------------------------------------------------------------
 
-def _resident(layers: int, kind: str) -> tuple[int, int]:
-    """(weight bytes, KV cache bytes) of llama-3.1-70b's decode step cut to ``layers`` blocks, at a
-    prompt of 128 and 256 new tokens (as tests/test_multi_wafer_fit.py), on the meta device."""
-    from waferscale.ir.ops.cache import cache_inputs
-
-    cfg = lookup("llama-3.1-70b").config()
-    cfg.num_hidden_layers = layers
-    t = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
-    q = f"quantize{{weights={kind}}}," if kind != "f16" else ""
-    state, _ = run_pipeline(CompileState(verify(t.graph), samples=1, tokens=1, position=128),
-                            parse_pipeline(f"canonicalize,kv-cache{{capacity=384}},canonicalize,{q}dce"))
-    g = state.graph
-    return sum(p.type.nbytes for p in g.params), sum(v.type.nbytes for v in cache_inputs(g))
+@pytest.mark.parametrize("kind", ["f16", "int8"])
+def test_resident_bytes_extrapolated_from_two_blocks_equal_the_whole_trace(kind):
+    whole = traced_resident("tiny-llama", 5, kind, capacity=12, position=8)
+    assert resident_bytes("tiny-llama", kind, capacity=12, position=8, blocks=5) == whole
+    assert whole[0] > traced_resident("tiny-llama", 2, kind, capacity=12, position=8)[0]
 
 
 def test_int8_llama_70b_needs_fewer_wse3s_than_f16():
     wse3 = get_machine("wse3")
     need = {}
     for kind in ("f16", "int8"):
-        (w1, kv1), (w2, kv2) = _resident(1, kind), _resident(2, kind)
-        weights, kv = w1 + 79 * (w2 - w1), kv1 + 79 * (kv2 - kv1)  # bytes are linear in the blocks
+        weights, kv = resident_bytes("llama-3.1-70b", kind)  # 1 and 2 blocks traced, extrapolated to 80
         need[kind] = systems_needed(weights, kv, wse3)["systems_needed"]
         if kind == "f16":
             assert 140e9 < weights < 142e9  # 70.6 B parameters at 2 bytes
