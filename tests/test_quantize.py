@@ -3,10 +3,12 @@ within the rounding's bound, the bytes (codes, SRAM per core, streamed weights),
 cost, and the systems llama-3.1-70b needs for generation."""
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from waferscale.backends.costs import InstructionCount
 from waferscale.backends.fit import systems_needed
 from waferscale.backends.lowering import lower
 from waferscale.backends.machine import get_machine
@@ -140,6 +142,10 @@ def test_quantised_gemm_holds_fewer_bytes_per_core_and_pays_a_dequantise():
         assert kq.model.sram(2, 2)["weights"] - kf.model.sram(2, 2)["weights"] == -kt * nt + 2 * nt
         # the dequantise is one more instruction per element of A: slower than f16
         assert kq.model.model_cycles(2, 2, 0, 4, machine) > kf.model.model_cycles(2, 2, 0, 4, machine)
+        # after A's last element: its AXPY and, quantised, its one dequantise (not the earlier elements')
+        dq = replace(machine.datapath(kq.model.dtype), quant=1)
+        one = InstructionCount().call("dequant", nt).cycles(dq)
+        assert kq.model.stream_tail(2, 2, machine) - kf.model.stream_tail(2, 2, machine) == one
 
 
 def test_streaming_moves_the_quantised_bytes():
@@ -267,3 +273,24 @@ def test_int8_llama_70b_places_on_three_wse3s():
         sub = part_program(prog, tuple(k for ks in groups[part] for k in ks), 3)
         assert verify_placement(sub, place(sub, machine)).cores_used <= machine.cores  # FitError if it does not fit
         assert sub.weight_bytes > 23e9  # 27 blocks of int8 70B: about 0.86 GB each
+
+
+def test_fp8_cache_attention_pays_a_dequantise():
+    """An fp8 cache's keys and values are widened to f16 as read (no fp8 operand in the SDK): its attention
+    kernel holds half the cache bytes of an f16 one and takes longer per step."""
+    from waferscale.backends.kernels.attention import Attention
+
+    text = """graph @step(%q: f16[1,2,1,16], %kc: f16[1,2,64,16], %vc: f16[1,2,64,16], %position_ids: i64[1,1]) {
+  %o = cached_attention %q, %kc, %vc, %position_ids : f16[1,2,1,16]
+  return %o
+}
+"""
+    wse3 = get_machine("wse3")
+    kernels = {}
+    for kv in ("f16", "fp8"):
+        g = verify(parse(text.replace("%kc: f16", "%kc: f8").replace("%vc: f16", "%vc: f8") if kv == "fp8" else text))
+        (k,) = [n.model for n in lower(g, samples=1, tokens=1, position=40).kernels if isinstance(n.model, Attention)]
+        kernels[kv] = k
+    assert kernels["fp8"].kv_dequant and not kernels["f16"].kv_dequant
+    assert 2 * kernels["fp8"].sram(8, 2)["kv_cache"] == kernels["f16"].sram(8, 2)["kv_cache"]
+    assert kernels["fp8"].model_cycles(8, 2, 0, 1, wse3) > kernels["f16"].model_cycles(8, 2, 0, 1, wse3)
