@@ -283,3 +283,25 @@ def test_the_decode_slicing_is_chosen_with_the_target_s_datapath_and_costs():
     c = waferscale.compile("tiny-moe", seq=16, target="mesh:32x32")
     (k, *_) = _experts(c)
     assert k.model.dp == get_machine("mesh:32x32").datapath(k.model.dtype)
+
+
+def test_a_per_head_norm_spreads_its_heads_over_rows():
+    """Qwen3's q_norm (an RMSNorm over each head of a token) at a decode step's one token: its 64 heads are
+    64 independent rows, so on 64 rows of cores they run at once, as fast as one head on one row; only a
+    token's routed rows (moe_combine sums them on the token's row) stay on one row."""
+    from dataclasses import replace
+
+    from waferscale.backends.kernels.moe import Routing
+    from waferscale.backends.kernels.rowwise import Rowwise
+
+    m = get_machine("wse3")
+    q_norm = Rowwise(tokens=1, dtype="f16", elem=2, op="rmsnorm", features=128, inputs=1, params=1,
+                     flops_per_token=0, groups=64)
+    one = replace(q_norm, groups=1)
+    assert q_norm.max_rows() == 64 and one.max_rows() == 1
+    assert q_norm.model_cycles(64, 16, 0, 1, m) == one.model_cycles(1, 16, 0, 1, m)
+    assert q_norm.model_cycles(1, 16, 0, 1, m) > 30 * q_norm.model_cycles(64, 16, 0, 1, m)
+    combine = Routing(tokens=1, dtype="f16", elem=2, op="moe_combine", features=64, inputs=1, params=0,
+                      flops_per_token=0, groups=8)
+    assert combine.max_rows() == 1
+    assert combine.model_cycles(8, 16, 0, 1, m) == combine.model_cycles(1, 16, 0, 1, m)

@@ -53,7 +53,10 @@ from .rowwise import Rowwise
 
 @dataclass(frozen=True)
 class Routing(Rowwise):
-    """topk, moe_dispatch, moe_combine: rowwise costs, the registry's numbers."""
+    """topk, moe_dispatch, moe_combine: rowwise costs, the registry's numbers. A token's k rows stay on its
+    row (``moe_combine`` sums them there; no reduce across rows is modelled)."""
+
+    spread_groups = False
 
     def run(self, op, args, rows, cols):
         return np.asarray(registry.evaluate(op.kind, args, op.attr))
