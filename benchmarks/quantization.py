@@ -121,7 +121,8 @@ def markdown(record: dict) -> str:
           "SRAM (placement: the decode step's, latency or throughput, as `--placement auto` chose). Simulated, "
           "not measured (waferscale/backends/assumptions.py: weights dequantised to f16 in the datapath).\n\n"
           "| model | target | weights | placement | weight GB | KV cache MiB | decode us/token | tokens/s | TTFT ms | "
-          "cores used | peak SRAM B/core | systems needed (bound) | published (Cerebras, 16-bit) | published / here |\n"
+          "kernel cores (summed; shared in latency placement) | peak SRAM B/core | systems needed (bound) | "
+          "published (Cerebras, 16-bit) | published / here |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in record["rows"]:
         if not r["ok"]:
