@@ -40,7 +40,12 @@ def main() -> None:
                             "seconds_per_token": g["decode_seconds_per_token"], "ttft_seconds": g["ttft_seconds"],
                             "prefill_tokens_per_s": g["prefill_tokens_per_second"],
                             "roofline_seconds_per_token": g["decode_roofline_seconds"],
-                            "error_vs_published": rate / PUBLISHED["tokens_per_s"] - 1}
+                            "error_vs_published": rate / PUBLISHED["tokens_per_s"] - 1,
+                            # per system: the placement its decode step kept, and that step's cycles
+                            "systems_detail": [{"placement_kind": s["placement_kind"],
+                                                "decode_cycles": s["decode_cycles_first"],
+                                                "decode_cycles_by_placement": s["decode_cycles_by_placement"],
+                                                "first_kernel": s["first_kernel"]} for s in g["systems_detail"]]}
         energy = out["report.json"].get("energy")
         if energy:  # the energy model's (docs/energy.md): all systems together
             record["decode"] |= {"joules_per_token": energy["joules_per_token"],
@@ -73,6 +78,10 @@ def markdown(r: dict) -> str:
                   f"~{pub['tokens_per_s']:,.0f} ({pub['source']}, {pub['date']}) |",
                   f"| time to first token, {d['prompt_len']}-token prompt | {1e3 * d['ttft_seconds']:.1f} ms | "
                   "not published |",
+                  *([f"| systems in latency placement | "
+                     f"{sum(x['placement_kind'] == 'latency' for x in d['systems_detail'])} of {d['systems']} "
+                     f"(slowest step {max(x['decode_cycles'] for x in d['systems_detail']):,} cycles) | |"]
+                    if "systems_detail" in d else []),
                   *([f"| energy per token (all systems) | {d['joules_per_token']:,.0f} J at "
                      f"{d['average_watts'] / 1e3:,.0f} kW | not published |"] if "joules_per_token" in d else []), "",
                   f"Error against the published rate: {100 * d['error_vs_published']:+.0f}%.", ""]

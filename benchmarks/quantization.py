@@ -2,10 +2,11 @@
 the systems llama-3.1-70b needs, and the interpreter's quantisation error on tiny configs.
 
     python benchmarks/quantization.py [--model llama-3.1-8b] [--target wse3]
-                                      [--weights f16,int8,int4,fp8,f16+kv-fp8,int8+kv-fp8]
+                                      [--weights f16,int8,int4,fp8,f16+kv-fp8,int8+kv-fp8,f16+kv-int8]
                                       [--prompt-len 128] [--new-tokens 256]
 
-A case W+kv-fp8 also holds the KV caches in fp8 (--kv-dtype fp8). Rows of cases not run this time are
+A case W+kv-fp8 also holds the KV caches in fp8 (--kv-dtype fp8), W+kv-int8 in int8 codes and row scales
+(--kv-dtype int8). Rows of cases not run this time are
 kept from benchmarks/results/quantization.json, each with the command that measured it.
 
 Each rate is `wafer compile MODEL --target T --generate --batch 1 --weights W` in a fresh process:
@@ -49,29 +50,16 @@ def rate(model: str, target: str, case: str, prompt_len: int, new_tokens: int) -
                   "decode_tokens_per_s": g["decode_tokens_per_second_per_user"],
                   "ttft_ms": 1e3 * g["ttft_seconds"], "cores_used": sum(s["cores_used"] for s in g["systems_detail"]),
                   "sram_peak_bytes_per_core": max(s["sram_peak_bytes_per_core"] for s in g["systems_detail"]),
-                  "kv_cache_mib": g["kv_cache_bytes"] / 2**20, "systems_needed": g["fit"]["systems_needed"]}
+                  "kv_cache_mib": g["kv_cache_bytes"] / 2**20, "systems_needed": g["fit"]["systems_needed"],
+                  "placement_kind": g.get("placement_kind", "throughput")}
 
 
 def systems_70b(weights: str, target: str) -> dict:
     from waferscale.backends.fit import systems_needed
     from waferscale.backends.machine import get_machine
-    from waferscale.frontend.lm import trace_lm
-    from waferscale.frontend.zoo import lookup
-    from waferscale.ir import verify
-    from waferscale.ir.ops.cache import cache_inputs
-    from waferscale.passes import CompileState, parse_pipeline, run_pipeline
+    from waferscale.studies.resident import resident_bytes
 
-    sizes = []
-    for layers in (1, 2):
-        cfg = lookup("llama-3.1-70b").config()
-        cfg.num_hidden_layers = layers
-        t = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
-        q = f"quantize{{weights={weights}}}," if weights != "f16" else ""
-        s, _ = run_pipeline(CompileState(verify(t.graph), samples=1, tokens=1, position=128),
-                            parse_pipeline(f"canonicalize,kv-cache{{capacity=384}},canonicalize,{q}dce"))
-        sizes.append((sum(p.type.nbytes for p in s.graph.params), sum(v.type.nbytes for v in cache_inputs(s.graph))))
-    (w1, kv1), (w2, kv2) = sizes
-    w, kv = w1 + 79 * (w2 - w1), kv1 + 79 * (kv2 - kv1)
+    w, kv = resident_bytes("llama-3.1-70b", weights)  # 1 and 2 blocks traced on meta, extrapolated to 80
     fit = systems_needed(w, kv, get_machine(target))
     return {"weights": weights, "weight_gb": w / 1e9, "kv_cache_gb": kv / 1e9, **fit}
 
@@ -114,7 +102,7 @@ def main() -> None:
         ran = {(x["model"], x["target"], x["weights"]) for x in rows}
         rows = [{"command": before["command"], **r} for r in before["rows"]
                 if (r["model"], r["target"], r["weights"]) not in ran] + [{"command": command(), **r} for r in rows]
-        order = ["f16", "int8", "int4", "fp8", "f16+kv-fp8", "int8+kv-fp8"]
+        order = ["f16", "int8", "int4", "fp8", "f16+kv-fp8", "int8+kv-fp8", "f16+kv-int8", "int8+kv-int8"]
         rows.sort(key=lambda r: (r["model"], r["target"], order.index(r["weights"]) if r["weights"] in order else 99))
     kinds = ["f16", "int8", "int4", "fp8"]
     fit = [systems_70b(w, a.target) for w in kinds]
@@ -129,19 +117,22 @@ def main() -> None:
 def markdown(record: dict) -> str:
     cmds = ", ".join(dict.fromkeys(f"`{r.get('command', record['command'])}`" for r in record["rows"]))
     md = (f"# Quantised weights: decode rates, systems, error\n\n{cmds} on {record['machine']}; "
-          f"prompt {record['prompt_len']} tokens, {record['new_tokens']} new, batch 1, layer-pipelined. Simulated, "
+          f"prompt {record['prompt_len']} tokens, {record['new_tokens']} new, batch 1, every weight and KV cache in "
+          "SRAM (placement: the decode step's, latency or throughput, as `--placement auto` chose). Simulated, "
           "not measured (waferscale/backends/assumptions.py: weights dequantised to f16 in the datapath).\n\n"
-          "| model | target | weights | weight GB | KV cache MiB | decode us/token | tokens/s | TTFT ms | cores used | "
-          "peak SRAM B/core | systems needed (bound) | published (Cerebras, 16-bit) | published / here |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "| model | target | weights | placement | weight GB | KV cache MiB | decode us/token | tokens/s | TTFT ms | "
+          "kernel cores (summed; shared in latency placement) | peak SRAM B/core | systems needed (bound) | "
+          "published (Cerebras, 16-bit) | published / here |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in record["rows"]:
         if not r["ok"]:
-            md += f"| {r['model']} | {r['target']} | {r['weights']} | {r['error'][:160]} ||||||||||\n"
+            md += f"| {r['model']} | {r['target']} | {r['weights']} | {r['error'][:160]} |||||||||||\n"
             continue
         pub = (f"{CEREBRAS_8B:,.0f} | {CEREBRAS_8B / r['decode_tokens_per_s']:.2f}"
                if r["model"] == "llama-3.1-8b" and r["target"] == "wse3" and r["weights"] == "f16" else "none | ")
         kv = f"{r['kv_cache_mib']:.0f}" if "kv_cache_mib" in r else "?"
-        md += (f"| {r['model']} | {r['target']} | {r['weights']} | {r['weight_gb']:.2f} | {kv} | "
+        md += (f"| {r['model']} | {r['target']} | {r['weights']} | {r.get('placement_kind', '?')} | "
+               f"{r['weight_gb']:.2f} | {kv} | "
                f"{r['decode_us_per_token']:.1f} | {r['decode_tokens_per_s']:,.0f} | {r['ttft_ms']:.3f} | "
                f"{r['cores_used']:,} | {r['sram_peak_bytes_per_core']:,} | {r['systems_needed']} | {pub} |\n")
     md += ("\nllama-3.1-70b, decode at a prompt of 128 and 256 new tokens (KV cache of 384 rows), the systems its "

@@ -12,6 +12,7 @@ import torch
 
 import waferscale
 from waferscale.backends.kernels.moe import MoeExperts
+from waferscale.backends.machine import get_machine
 from waferscale.backends.routing import expert_shares
 from waferscale.errors import UsageError
 from waferscale.frontend.lm import trace_lm
@@ -254,7 +255,6 @@ def test_a_decode_step_puts_a_routed_row_on_a_wide_slice_not_one_expert_s():
     assert collisions(128, 8, 128) == 1.0 and 2 < collisions(128, 8, 8) < 3
     # and a decode step's experts kernel on the same rectangle is faster than with one expert per slice
     from waferscale.backends.kernels.moe import MoeExperts, uniform
-    from waferscale.backends.machine import get_machine
 
     m = get_machine("wse3")
     k = MoeExperts(tokens=1, dtype="f16", elem=2, experts=128, d=4096, f=1536, top_k=8, shares=uniform(128),
@@ -265,3 +265,45 @@ def test_a_decode_step_puts_a_routed_row_on_a_wide_slice_not_one_expert_s():
     dp = m.datapath("f16")  # one expert per slice, as before: a routed row on a 5-column slice
     narrow = fastest(1, 4096, 3072, 350, 5, dp)[1].step + fastest(1, 1536, 4096, 350, 5, dp)[1].step
     assert k.model_cycles(350, 697, 0, 1, m) < narrow
+
+
+def test_the_decode_slicing_is_chosen_with_the_target_s_datapath_and_costs():
+    """slicing's proxy prices an arriving element's AXPYs on the machine's datapath (lanes, ports, Costs):
+    where each call's issue dominates, the fewest rows on the busiest slice win (more slices); where the lanes
+    dominate (f32), the widest slices. The lowering reads the target's datapath."""
+    from dataclasses import replace
+
+    from waferscale.backends.costs import DEFAULT
+    from waferscale.backends.kernels.moe import DEFAULT_DATAPATH, slicing
+
+    wse3 = get_machine("wse3")
+    f16 = wse3.datapath("f16")
+    assert slicing(128, 8, 1, 4096, 1536, 697, f16) == slicing(128, 8, 1, 4096, 1536, 697, DEFAULT_DATAPATH) == 8
+    slow_issue = replace(f16, costs=replace(DEFAULT, vector_issue=200))
+    assert slicing(128, 8, 1, 4096, 1536, 16, slow_issue) > slicing(128, 8, 1, 4096, 1536, 16, f16)
+    assert slicing(128, 8, 1, 4096, 1536, 697, wse3.datapath("f32")) < 8
+    c = waferscale.compile("tiny-moe", seq=16, target="mesh:32x32")
+    (k, *_) = _experts(c)
+    assert k.model.dp == get_machine("mesh:32x32").datapath(k.model.dtype)
+
+
+def test_a_per_head_norm_spreads_its_heads_over_rows():
+    """Qwen3's q_norm (an RMSNorm over each head of a token) at a decode step's one token: its 64 heads are
+    64 independent rows, so on 64 rows of cores they run at once, as fast as one head on one row; only a
+    token's routed rows (moe_combine sums them on the token's row) stay on one row."""
+    from dataclasses import replace
+
+    from waferscale.backends.kernels.moe import Routing
+    from waferscale.backends.kernels.rowwise import Rowwise
+
+    m = get_machine("wse3")
+    q_norm = Rowwise(tokens=1, dtype="f16", elem=2, op="rmsnorm", features=128, inputs=1, params=1,
+                     flops_per_token=0, groups=64)
+    one = replace(q_norm, groups=1)
+    assert q_norm.max_rows() == 64 and one.max_rows() == 1
+    assert q_norm.model_cycles(64, 16, 0, 1, m) == one.model_cycles(1, 16, 0, 1, m)
+    assert q_norm.model_cycles(1, 16, 0, 1, m) > 30 * q_norm.model_cycles(64, 16, 0, 1, m)
+    combine = Routing(tokens=1, dtype="f16", elem=2, op="moe_combine", features=64, inputs=1, params=0,
+                      flops_per_token=0, groups=8)
+    assert combine.max_rows() == 1
+    assert combine.model_cycles(8, 16, 0, 1, m) == combine.model_cycles(1, 16, 0, 1, m)

@@ -3,10 +3,12 @@ within the rounding's bound, the bytes (codes, SRAM per core, streamed weights),
 cost, and the systems llama-3.1-70b needs for generation."""
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from waferscale.backends.costs import InstructionCount
 from waferscale.backends.fit import systems_needed
 from waferscale.backends.lowering import lower
 from waferscale.backends.machine import get_machine
@@ -20,6 +22,7 @@ from waferscale.ir.graph import Graph
 from waferscale.passes import CompileState, parse_pipeline, run_pipeline
 from waferscale.passes.quantize import WEIGHT_DTYPES, quantize_array, round_e4m3
 from waferscale.runtime.interpreter import run
+from waferscale.studies.resident import resident_bytes, traced_resident
 
 K, N, M = 96, 40, 5
 LINEAR = f"""graph @lin(%x: f32[{M},{K}]) {{
@@ -139,6 +142,10 @@ def test_quantised_gemm_holds_fewer_bytes_per_core_and_pays_a_dequantise():
         assert kq.model.sram(2, 2)["weights"] - kf.model.sram(2, 2)["weights"] == -kt * nt + 2 * nt
         # the dequantise is one more instruction per element of A: slower than f16
         assert kq.model.model_cycles(2, 2, 0, 4, machine) > kf.model.model_cycles(2, 2, 0, 4, machine)
+        # after A's last element: its AXPY and, quantised, its one dequantise (not the earlier elements')
+        dq = replace(machine.datapath(kq.model.dtype), quant=1)
+        one = InstructionCount().call("dequant", nt).cycles(dq)
+        assert kq.model.stream_tail(2, 2, machine) - kf.model.stream_tail(2, 2, machine) == one
 
 
 def test_streaming_moves_the_quantised_bytes():
@@ -155,27 +162,18 @@ def test_streaming_moves_the_quantised_bytes():
 
 # -- systems -------------------------------------------------------------------------------------
 
-def _resident(layers: int, kind: str) -> tuple[int, int]:
-    """(weight bytes, KV cache bytes) of llama-3.1-70b's decode step cut to ``layers`` blocks, at a
-    prompt of 128 and 256 new tokens (as tests/test_multi_wafer_fit.py), on the meta device."""
-    from waferscale.ir.ops.cache import cache_inputs
-
-    cfg = lookup("llama-3.1-70b").config()
-    cfg.num_hidden_layers = layers
-    t = trace_lm(cfg, batch=1, seq=1, dtype="f16", weights="meta", positions=True)
-    q = f"quantize{{weights={kind}}}," if kind != "f16" else ""
-    state, _ = run_pipeline(CompileState(verify(t.graph), samples=1, tokens=1, position=128),
-                            parse_pipeline(f"canonicalize,kv-cache{{capacity=384}},canonicalize,{q}dce"))
-    g = state.graph
-    return sum(p.type.nbytes for p in g.params), sum(v.type.nbytes for v in cache_inputs(g))
+@pytest.mark.parametrize("kind", ["f16", "int8"])
+def test_resident_bytes_extrapolated_from_two_blocks_equal_the_whole_trace(kind):
+    whole = traced_resident("tiny-llama", 5, kind, capacity=12, position=8)
+    assert resident_bytes("tiny-llama", kind, capacity=12, position=8, blocks=5) == whole
+    assert whole[0] > traced_resident("tiny-llama", 2, kind, capacity=12, position=8)[0]
 
 
 def test_int8_llama_70b_needs_fewer_wse3s_than_f16():
     wse3 = get_machine("wse3")
     need = {}
     for kind in ("f16", "int8"):
-        (w1, kv1), (w2, kv2) = _resident(1, kind), _resident(2, kind)
-        weights, kv = w1 + 79 * (w2 - w1), kv1 + 79 * (kv2 - kv1)  # bytes are linear in the blocks
+        weights, kv = resident_bytes("llama-3.1-70b", kind)  # 1 and 2 blocks traced, extrapolated to 80
         need[kind] = systems_needed(weights, kv, wse3)["systems_needed"]
         if kind == "f16":
             assert 140e9 < weights < 142e9  # 70.6 B parameters at 2 bytes
@@ -275,3 +273,24 @@ def test_int8_llama_70b_places_on_three_wse3s():
         sub = part_program(prog, tuple(k for ks in groups[part] for k in ks), 3)
         assert verify_placement(sub, place(sub, machine)).cores_used <= machine.cores  # FitError if it does not fit
         assert sub.weight_bytes > 23e9  # 27 blocks of int8 70B: about 0.86 GB each
+
+
+def test_fp8_cache_attention_pays_a_dequantise():
+    """An fp8 cache's keys and values are widened to f16 as read (no fp8 operand in the SDK): its attention
+    kernel holds half the cache bytes of an f16 one and takes longer per step."""
+    from waferscale.backends.kernels.attention import Attention
+
+    text = """graph @step(%q: f16[1,2,1,16], %kc: f16[1,2,64,16], %vc: f16[1,2,64,16], %position_ids: i64[1,1]) {
+  %o = cached_attention %q, %kc, %vc, %position_ids : f16[1,2,1,16]
+  return %o
+}
+"""
+    wse3 = get_machine("wse3")
+    kernels = {}
+    for kv in ("f16", "fp8"):
+        g = verify(parse(text.replace("%kc: f16", "%kc: f8").replace("%vc: f16", "%vc: f8") if kv == "fp8" else text))
+        (k,) = [n.model for n in lower(g, samples=1, tokens=1, position=40).kernels if isinstance(n.model, Attention)]
+        kernels[kv] = k
+    assert kernels["fp8"].kv_dequant and not kernels["f16"].kv_dequant
+    assert 2 * kernels["fp8"].sram(8, 2)["kv_cache"] == kernels["f16"].sram(8, 2)["kv_cache"]
+    assert kernels["fp8"].model_cycles(8, 2, 0, 1, wse3) > kernels["f16"].model_cycles(8, 2, 0, 1, wse3)

@@ -36,6 +36,7 @@ from .kernels.base import ACT, CONST, PARAM
 from .kernels.fusion import region
 from .kernels.grads import Accumulate
 from .kernels.matmul import Gemm
+from .machine import Machine
 from .program import IO, Flow, KernelNode, Program
 from .sparse import SparseWeight, draw_mask
 
@@ -70,9 +71,10 @@ def _step_shaped(op: Op, operands_step: list[bool], sources: list[str]) -> bool:
 TABLE_READERS = frozenset({"rotary", "rotary_grad"})
 
 
-def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
+def lower(g: Graph, samples: int, tokens: int, position: int = 0, machine: Machine | None = None) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
-    first at ``position`` of its sequence (a decode step reads a KV cache of that many rows)."""
+    first at ``position`` of its sequence (a decode step reads a KV cache of that many rows), for
+    ``machine`` where it is known (``LowerCtx.machine``)."""
     state = {v.name for v in cache_inputs(g)} | {POSITIONS}
     origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
     rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
@@ -118,7 +120,7 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0) -> Program:
                                        "where they read it")
         kid = len(kernels)
         per_step = any(x.name in step for x in op.operands) and op.result.name in step
-        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step, position))
+        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step, position, machine))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"

@@ -57,8 +57,9 @@ class Attention(Kernel):
     kv_heads: int = 0  # key/value heads (grouped-query attention); 0: as many as heads
     kv_elem: float = 0  # bytes of a cached key or value (passes/quantize.py kv=fp8: 1); 0: ``elem``
     # an int8 cache (passes/quantize.py kv=int8): 1 byte a code plus its row's f16 scale over d_head is in
-    # kv_elem; its keys and values are dequantised as read, one more vector instruction per row
-    # (assumptions.DEQUANTIZE_IN_DATAPATH, as a quantised weight: no int8 FMAC rate is published)
+    # kv_elem; an fp8 cache (kv=fp8): 1 byte. Either's keys and values are dequantised (int8: codes times
+    # scales; fp8: e4m3 converted to f16) as read, one more vector instruction per row
+    # (assumptions.DEQUANTIZE_IN_DATAPATH, as a quantised weight: no int8 or fp8 operand in the SDK)
     kv_dequant: bool = False
     decomposition = "heads over columns, key/value positions over rows (cyclic)"
     colors = 3
@@ -133,8 +134,9 @@ class Attention(Kernel):
                 .add("lane", A.TRANSCENDENTAL_CYCLES / dp.lanes))
 
     def dequant_instructions(self) -> InstructionCount:
-        """Over an int8 cache, per key row held and key/value head: its key's and value's codes times their
-        row scales into f16 rows (``dequant``, two vector instructions), which the dot and AXPY then read."""
+        """Over an int8 or fp8 cache, per key row held and key/value head: its key's and value's codes (times
+        their row scales, int8) into f16 rows (``dequant``, two vector instructions), which the dot and AXPY
+        then read."""
         return InstructionCount().call("dequant", self.d_head, 2)
 
     def fill(self, rows, cols, machine):
@@ -208,9 +210,10 @@ def lower_cached_attention(op: Op, ctx: LowerCtx) -> Attention:
     kv_elem = DTYPES[k.dtype][1]
     if len(op.operands) == 6:  # an int8 cache: a code per element and an f16 scale per row of d_head
         kv_elem += op.operands[4].type.nbytes / k.numel
+    # a cache narrower than the model's operands (int8 codes, fp8) is widened to them as it is read
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=q.shape[-1],
                      causal=True, capacity=capacity, position=ctx.position, resident=batch, kv_heads=k.shape[1],
-                     kv_elem=kv_elem, kv_dequant=len(op.operands) == 6)
+                     kv_elem=kv_elem, kv_dequant=len(op.operands) == 6 or DTYPES[k.dtype][1] < DTYPES[t.dtype][1])
 
 
 @lowers("attention")

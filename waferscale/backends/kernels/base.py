@@ -157,6 +157,9 @@ class LowerCtx:
     where: str  # the op, for error messages
     per_step: bool = False  # its activations are step-shaped (weight gradients), not per token
     position: int = 0  # the sequence position of the run's first token (a decode step: the KV cache's rows)
+    # the machine the program is for, where the pipeline knows it (a rule whose kernel's decomposition
+    # depends on the machine's costs reads it: the MoE decode step's expert slicing); None: not known
+    machine: Machine | None = None
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""

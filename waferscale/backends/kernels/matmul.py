@@ -187,11 +187,12 @@ class Gemm(Kernel):
     def stream_tail(self, rows, cols, machine):
         """After the last element of A reaches a row: its FMACs into the ``nt`` partial sums and the rest
         of the token's step (the sums' add-and-forward), the step less the task start and the earlier
-        elements' FMACs; the descent and the hops are the fill."""
+        elements' FMACs (and, with quantised weights, their dequantises: the step counts them); the descent
+        and the hops are the fill."""
         if self.sparse is not None:
             return None
         k, n = self.dims()
-        dp = machine.datapath(self.dtype)
+        dp = self.datapath(machine)
         kt, nt = block(k, min(rows, k)), block(n, min(cols, n))
         step = self._time(rows, cols, machine).step
         return max(step - dp.costs.task_start - (kt - 1) * element_cycles(nt, dp), 0)

@@ -44,9 +44,8 @@ from ...ir.graph import Op
 from ...ir.ops.moe import experts_flops_per_row
 from ...ir.types import DTYPES
 from ..blocks import block
-from ..costs import DEFAULT as DEFAULT_COSTS
-from ..datapath import accumulator_bytes
-from ..gemm import fastest
+from ..datapath import Datapath, accumulator_bytes
+from ..gemm import element_cycles, fastest
 from ..machine import Machine
 from .base import Kernel, LowerCtx, Work, lowers
 from .rowwise import Rowwise
@@ -54,7 +53,10 @@ from .rowwise import Rowwise
 
 @dataclass(frozen=True)
 class Routing(Rowwise):
-    """topk, moe_dispatch, moe_combine: rowwise costs, the registry's numbers."""
+    """topk, moe_dispatch, moe_combine: rowwise costs, the registry's numbers. A token's k rows stay on its
+    row (``moe_combine`` sums them there; no reduce across rows is modelled)."""
+
+    spread_groups = False
 
     def run(self, op, args, rows, cols):
         return np.asarray(registry.evaluate(op.kind, args, op.attr))
@@ -84,22 +86,29 @@ def collisions(experts: int, k: int, slices: int) -> float:
     return float(counts.max(axis=1).mean())
 
 
+# The datapath a slicing is chosen for where the lowering does not know the machine (``LowerCtx.machine``
+# None: a program lowered without a target): f16 at 4 lanes, the default Costs (a WSE-2's or WSE-3's f16
+# AXPY rate, datapath.py).
+DEFAULT_DATAPATH = Datapath(lanes=4.0)
+
+
 @lru_cache(maxsize=4096)
-def slicing(experts: int, k: int, tokens: int, d: int, f: int, cols: int) -> int:
+def slicing(experts: int, k: int, tokens: int, d: int, f: int, cols: int, dp: Datapath = DEFAULT_DATAPATH) -> int:
     """How many column slices the experts of a ``cols``-wide rectangle share: the power of two (or the
     most, ``min(E, cols, tokens x k)``) whose busiest slice finishes a sample's routed rows soonest by a
-    proxy of the GEMM step (per routed row on a slice of w columns: ceil(2f / w) and ceil(d / w) weights a
-    core's 4 lanes take, plus two vector instructions' issue). Each slice holds E / slices experts; their
-    weights take the same bytes per core whatever the slicing. With many rows the busiest slice's share
-    falls with more slices: one expert per slice. With a decode step's k rows, the rows' collisions
-    (``collisions``) and the wider slices' faster steps meet between 1 and k slices."""
+    proxy of the GEMM step: per routed row on a slice of w columns, one arriving element's AXPYs (and
+    their issue, ``gemm.element_cycles`` on the machine's datapath ``dp``: its lanes, ports and Costs
+    table) over the ceil(2f / w) gate/up and ceil(d / w) down columns a core holds. Each slice holds
+    E / slices experts; their weights take the same bytes per core whatever the slicing. With many rows
+    the busiest slice's share falls with more slices: one expert per slice. With a decode step's k rows,
+    the rows' collisions (``collisions``) and the wider slices' faster steps meet between 1 and k slices."""
     top = max(1, min(experts, cols, tokens * k))
     cands = sorted({top} | {2**i for i in range(top.bit_length()) if 2**i <= top})
 
     def cost(g: int) -> float:
         w = max(1, cols // g)
         rows = max(ceil(tokens * k / g), collisions(experts, k, g))
-        return rows * (ceil(ceil(2 * f / w) / 4) + ceil(ceil(d / w) / 4) + 2 * DEFAULT_COSTS.vector_issue)
+        return rows * (element_cycles(ceil(2 * f / w), dp) + element_cycles(ceil(d / w), dp))
 
     return min(cands, key=lambda g: (cost(g), -g))
 
@@ -116,6 +125,7 @@ class MoeExperts(Kernel):
     top_k: int
     shares: tuple[float, ...]  # each expert's share of the routed rows (sums to 1)
     flops_per_row: int
+    dp: Datapath = DEFAULT_DATAPATH  # the machine's datapath for dtype, which the slicing is chosen for
     decomposition = "experts over column slices; in a slice, K over rows, N over columns"
 
     def max_rows(self) -> int:
@@ -127,7 +137,7 @@ class MoeExperts(Kernel):
     def groups(self, cols: int) -> int:
         """Column slices (``slicing``): one per expert where a sample routes many more rows than there are
         experts (a forward pass, a prefill); at a decode step's few routed rows, fewer and wider slices."""
-        return slicing(self.experts, self.top_k, self.tokens, self.d, self.f, cols)
+        return slicing(self.experts, self.top_k, self.tokens, self.d, self.f, cols, self.dp)
 
     def members(self, cols: int) -> list[list[int]]:
         """The experts of each column slice."""
@@ -198,8 +208,10 @@ def lower_experts(op: Op, ctx: LowerCtx) -> MoeExperts:
     load = a["load"] or uniform(e)
     total = sum(load)
     x = op.operands[0].type
+    dp = ctx.machine.datapath(x.dtype) if ctx.machine is not None else DEFAULT_DATAPATH
     return MoeExperts(tokens=ctx.tokens, dtype=x.dtype, elem=DTYPES[x.dtype][1], experts=e, d=d, f=f2 // 2, top_k=k,
-                      shares=tuple(s / total for s in load), flops_per_row=experts_flops_per_row(d, f2 // 2, a["act"]))
+                      shares=tuple(s / total for s in load), flops_per_row=experts_flops_per_row(d, f2 // 2, a["act"]),
+                      dp=dp)
 
 
 def experts_report(state) -> dict | None:

@@ -178,8 +178,20 @@ class Rowwise(Kernel):
     inputs: int  # activation operands arriving per token, each with up to `features` elements
     params: int  # per-feature parameter vectors held on each core (scale, shift, bias)
     flops_per_token: float  # the registry's FLOPs of the op, per token
-    groups: int = 1  # rows of the last axis per token (heads, for an op after the head split), one after another
-    decomposition = "tokens over rows, last axis over columns"
+    groups: int = 1  # rows of the last axis per token (heads, for an op after the head split)
+    decomposition = "tokens (and their heads) over rows, last axis over columns"
+    # Each of a token's ``groups`` rows (a per-head RMSNorm's heads: Qwen3's q_norm and k_norm) is a row
+    # of its own, independent of the others, so they spread over the rectangle's rows as tokens do: at a
+    # decode step's one token, 64 heads on 64 rows at once, not one after another on one row. (Until
+    # issue 30 they ran one after another: 5,036 cycles of Qwen3-235B's q_norm on a 1 x 16 rectangle.)
+    spread_groups = True
+
+    def units(self) -> int:
+        """Rows of work per sample: a token's, or each of its groups' where they spread over rows."""
+        return self.tokens * (self.groups if self.spread_groups else 1)
+
+    def max_rows(self) -> int:
+        return self.units()
 
     def max_cols(self) -> int:
         return self.features
@@ -204,7 +216,7 @@ class Rowwise(Kernel):
         ft = block(self.features, min(cols, self.features))
         dp = machine.datapath(self.dtype)
         per_token = max(self.token_instructions(ft, dp).cycles(dp), ft * self.inputs, ft)
-        return (p1 - p0) * self.groups * per_token / min(rows, self.tokens)
+        return (p1 - p0) * self.groups * per_token / min(rows, self.units())
 
     def token_instructions(self, ft: int, dp) -> InstructionCount:
         """What a core issues per token: the task start and ``vector_passes`` vector instructions over its
@@ -243,7 +255,7 @@ class Rowwise(Kernel):
     def _layernorm(self, rows, cols, machine) -> tuple[tuple[int, ...], int]:
         """(the cycles by which row 0, the busiest, has output each of its tokens; fill): the fill is
         the first token's latency beyond its datapath cycles, which the chunks' cycles hold."""
-        rows, cols = min(rows, self.tokens), min(cols, self.features)
+        rows, cols = min(rows, self.units()), min(cols, self.features)
         lanes, costs = machine.datapath(self.dtype).rate, machine.costs
         done = layernorm_row(self.features, cols, lanes, self.token_slots(cols), ceil(self.tokens * self.groups / rows),
                              self.inputs, self.op, machine)
