@@ -75,6 +75,13 @@ def strip_host(report: dict) -> dict:
         del c[k]
     for p in c.get("passes", []):
         p.pop("seconds", None)
+    sv = r.get("serve")
+    if isinstance(sv, dict):  # serve's own report: its timing, each engine's placement and grid seconds
+        sv.pop("timing", None)
+        for cost in (sv.get("costs") or {}).values():
+            if isinstance(cost, dict):
+                cost.pop("place_seconds", None)
+                cost.pop("grid_seconds", None)
     return r
 
 
