@@ -99,8 +99,19 @@ def run_spec(args):
                    systems=args.systems, dtype=args.dtype, seed=args.seed, execution=getattr(args, "mode", None))
 
 
+def serve_run(run, log=lambda msg: None, ready=lambda: None):
+    """A serve run from its spec through the driver (``driver.compile_run``, as every mode's run): the
+    options checked, then ``ready`` (the front's own checks, before the work), then the run; what the
+    mode made (``modes.serve.Served``)."""
+    from dataclasses import replace
+
+    from ..driver import compile_run
+
+    return compile_run(replace(run, mode="serve"), log, ready).outcome
+
+
 def cmd_serve(args) -> int:
-    from ..modes.serve import load_table, serve_run, table
+    from ..modes.serve import load_table, table
     from .console import progress
 
     out = Path(args.output or Path("out") / f"{Path(args.model).name}-serve")

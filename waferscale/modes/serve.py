@@ -1,12 +1,20 @@
 """serve: many requests on one placed model, from a trace (or synthetic arrivals) to TTFT, TPOT and
 goodput (``waferscale/serve/``: the scheduler, policies and metrics; ``serve/wafer.py``: the step
-costs from the tile simulator of the placed program). `wafer serve` is a front over this mode.
+costs from the tile simulator of the placed program). It runs through the driver
+(``driver.compile_run``, so ``wafer replay`` compiles a serve report again, and a ``wafer sweep``
+serve point is this mode); `wafer serve` is a front over it.
 
 Its report is its own (``own_report``: the driver's ``assemble`` describes one placed program, and
 serving places one per engine): ``version``, ``model`` (the name), ``target``, ``serve`` (the
 section), ``host``, and, as every mode's, ``run`` (the spec, with ``executed``: each engine's
-pipeline, by engine: ``all``, or ``prefill`` and ``decode``, or ``target`` and ``draft``) and
-``mode`` (the placement's execution mode)."""
+pipeline, by engine: ``all``, or ``prefill`` and ``decode``, or ``target`` and ``draft``; and
+``engines``: per engine of those, its role under the policy, its execution and placement mode, its
+machine or region) and ``mode`` (the placement's execution mode).
+
+The execution mode is the spec's ``execution`` (`wafer serve --mode`, as `wafer compile --mode`):
+``pipelined`` (the default: every weight and KV cache in SRAM), ``streaming`` (weights and KV
+caches streamed from MemoryX, ``serve/streamed.py``; one colocated engine on one system), ``auto``
+(pipelined when it fits)."""
 
 from __future__ import annotations
 
@@ -253,14 +261,6 @@ class Serve(Mode):
         files = {"report.json": to_json(report), "requests.jsonl": store.jsonl(),
                  "report.html": report_html(report, table(s) + ("\n\n" + load_table(load) if len(load) > 1 else ""))}
         return Served(report, files, store, load, len(reqs))
-
-
-def serve_run(run: RunSpec, log=lambda msg: None, ready=lambda: None) -> Served:
-    """A serve run from its spec through the driver (``driver.compile_run``, as every mode's run): the
-    options checked, then ``ready`` (the front's own checks, before the work), then the run."""
-    from ..driver import compile_run
-
-    return compile_run(replace(run, mode="serve"), log, ready).outcome
 
 
 ROLES = {"all": "prefill and decode", "prefill": "prefill", "decode": "decode",

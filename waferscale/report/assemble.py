@@ -66,8 +66,9 @@ def stamp_host(report: dict, seconds: float, peak_rss: int) -> None:
 
 
 def strip_host(report: dict) -> dict:
-    """The report less what depends on the host and the moment (``host``, and the wall-clock and
-    memory keys under ``compile``): what two runs of one spec share byte for byte."""
+    """The report less what depends on the host and the moment (``host``, the wall-clock and memory
+    keys under ``compile``, and a serve report's ``serve.timing`` and each engine's placement and grid
+    seconds): what two runs of one spec share byte for byte."""
     r = copy.deepcopy(report)
     r.pop("host", None)
     c = r.get("compile", {})
