@@ -70,3 +70,15 @@ def test_a_sweep_serve_point_runs_the_mode_through_the_driver(monkeypatch):
     assert row["pipeline"].startswith("all:canonicalize,kv-cache") and row["completed"] == 12
     bad = measure_serve({**task, "target": "mesh:2x2"}, seq=6)  # does not fit: a failed row, not an exception
     assert bad["ok"] is False and "does not fit" in bad["error"]
+
+
+def test_a_sweep_serve_point_takes_the_execution_mode():
+    from waferscale.studies.sweep_spec import parse_spec
+
+    spec = {"model": "tiny", "mesh": "32x32", "mode": "serve", "execution": ["pipelined", "streaming"], "batch": 2,
+            "requests": 12, "prompt_len": 6, "new_tokens": 4, "rate": 3000}
+    pts = parse_spec(spec, "test").points()
+    assert [p.serve_task()["execution"] for p in pts] == ["pipelined", "streaming"] and len({p.id for p in pts}) == 2
+    assert parse_spec({**spec, "execution": "auto"}, "test").points()[0].serve_task()["execution"] is None
+    row = measure_serve(pts[1].serve_task(), seq=6)
+    assert row["ok"] and "place{mode=streaming}" in row["pipeline"], row["error"]
