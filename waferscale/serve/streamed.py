@@ -74,6 +74,7 @@ class StreamedPlaced:
     kv_capacity_tokens: int
     kv_detail: list
     per_kernel_kv: list  # one token's cached bytes per kernel (kv_bytes_per_layer_token)
+    prefill_part: tuple = ()  # (placement, routing) of the prefill program (``place_streamed``)
     systems: int = 1
     seconds_simulating: float = 0.0
     pipeline: str = ""
@@ -85,7 +86,7 @@ class StreamedPlaced:
         if graph is self.prefill_graph:
             prog = head_on_last_position(prog)
         prog = use_streamed_gemm(prog, "sparse")
-        placement = self.parts[0][1]
+        placement = self.prefill_part[0] if graph is self.prefill_graph else self.parts[0][1]
         groups = []
         for g in placement.groups:  # the layer's cached rows in with its weights, its new rows out after it
             per_token = sum(self.per_kernel_kv[k] for k in g.kernels)
@@ -121,18 +122,9 @@ def place_streamed(model: str, machine: Machine, *, max_context: int, max_batch:
     per_group = [sum(per_kernel[k] for k in ks) for _, ks in groups_of(prog)]
     # room on every core for the next layers' cached rows of max_batch sequences, beside their weights
     kv_prefetch = ceil((A.WEIGHT_BUFFERS - 1) * max(per_group) * max_batch * max_context / machine.cores)
-    if kv_prefetch >= machine.sram_bytes - machine.reserved_sram_bytes:
-        raise FitError(f"serving in weight-streaming mode prefetches a layer's KV cache of {max_batch} sequences of "
-                       f"{max_context} rows, {kv_prefetch:,} B per core, more than {machine.name}'s SRAM: use a "
-                       "smaller --max-batch or --max-context")
-    small = replace(machine, sram_bytes=machine.sram_bytes - kv_prefetch)
-    try:
-        placement = place_streaming(prog, small, place, log=log)
-    except FitError as e:
-        raise FitError(f"serving in weight-streaming mode places {max_batch} sequences' KV caches of {max_context} "
-                       f"rows with {kv_prefetch:,} B per core kept for the next layer's: {e}") from None
-    placement: Placement = verify_placement(prog, replace(placement, machine=machine,
-                                                          reserved_bytes=placement.reserved_bytes + kv_prefetch))
+    placement = _place(prog, machine, kv_prefetch, max_batch, max_context, log)
+    pprog = use_streamed_gemm(head_on_last_position(lower(st.prefill_state.graph, 1, p0, 0)), "sparse")
+    pplacement = _place(pprog, machine, kv_prefetch, max_batch, max_context, log)
     kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
     per_token = kv_total // (max_batch * max_context)
     free = machine.memoryx_bytes - prog.weight_bytes
@@ -145,4 +137,22 @@ def place_streamed(model: str, machine: Machine, *, max_context: int, max_batch:
                "kv_prefetch_bytes_per_core": kv_prefetch}]
     return StreamedPlaced(machine, [(tuple(range(len(prog.kernels))), placement, route(prog, placement))], dgraph,
                           st.prefill_state.graph, max_context, per_token, tokens, detail, per_kernel,
+                          (pplacement, route(pprog, pplacement)),
                           pipeline=",".join(p.spec() for p in st.passes) + STEP_PIPELINE)
+
+
+def _place(prog: Program, machine: Machine, kv_prefetch: int, max_batch: int, max_context: int, log) -> Placement:
+    """The weight-streaming placement of a step program, ``kv_prefetch`` bytes of each core kept for
+    the next layer's KV rows."""
+    if kv_prefetch >= machine.sram_bytes - machine.reserved_sram_bytes:
+        raise FitError(f"serving in weight-streaming mode prefetches a layer's KV cache of {max_batch} sequences of "
+                       f"{max_context} rows, {kv_prefetch:,} B per core, more than {machine.name}'s SRAM: use a "
+                       "smaller --max-batch or --max-context")
+    small = replace(machine, sram_bytes=machine.sram_bytes - kv_prefetch)
+    try:
+        placement = place_streaming(prog, small, place, log=log)
+    except FitError as e:
+        raise FitError(f"serving in weight-streaming mode places {max_batch} sequences' KV caches of {max_context} "
+                       f"rows with {kv_prefetch:,} B per core kept for the next layer's: {e}") from None
+    return verify_placement(prog, replace(placement, machine=machine,
+                                          reserved_bytes=placement.reserved_bytes + kv_prefetch))
