@@ -100,3 +100,16 @@ def test_streaming_serves_one_colocated_engine_else_not_supported(capsys, tmp_pa
                            "--requests", "2", *argv, "-q", "-o", str(tmp_path / "o"))
     assert code == 2 and "not supported: serving in weight-streaming mode" in err and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_auto_serves_streamed_where_layer_pipelined_does_not_fit(capsys, tmp_path):
+    code, text, err = run_cli(capsys, "serve", "tiny", "--target", "mesh:8x8,sram_kib=8", "--mode", "auto", "--rate",
+                              "3000", "--requests", "6", "--prompt-dist", "uniform:2,8", "--output-dist",
+                              "uniform:1,4", "--max-batch", "2", "--chunk", "8", "--max-context", "16", "-q", "-o",
+                              str(tmp_path))
+    assert code == 0, err
+    report = json.loads((tmp_path / "report.json").read_text())
+    eng = report["run"]["engines"]["all"]
+    assert report["run"]["execution"] == "auto" and eng["execution"] == "streaming"
+    assert eng["execution_reason"].startswith("auto: layer-pipelined does not fit (serving places 2 sequences'")
+    assert report["serve"]["summary"]["completed"] == 6 and "weight streaming" in text
