@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class Compiled:
     traced: Traced | None = None  # the frontend's result (None for a .ir input)
     files: dict[str, str] = field(default_factory=dict)  # model.mlir, ir/NN-PASS.ir dumps
     started: float = 0.0  # perf_counter at the start, for the end-to-end time
+    outcome: Any = None  # a mode that makes its own report (serve): what its run made (state is None then)
 
     @property
     def ir(self) -> str:
@@ -112,6 +114,8 @@ def write_compiled(c: Compiled, out_dir: Path) -> list[Path]:
     (model.mlir), the dumps (ir/), and for a simulated program placement.json, trace.json,
     mesh.png and report.html. report.json is made last, so that its time and peak memory include
     the rest; report.html is made from the two JSON files as written, as `wafer report --html` does."""
+    if c.state is None:  # a mode with its own report (serve): its files, report.json among them, as they are
+        return replace_dir(out_dir, dict(c.files), command=c.report["run"]["mode"])
     files: dict[str, str | bytes] = {"model.ir": c.ir_text, **c.files}
     wafer_text = ""
     if c.state.stage == SIMULATED:

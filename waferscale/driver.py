@@ -28,19 +28,25 @@ __all__ = ["Compiled", "RunSpec", "compile_model", "compile_run", "peak_rss_byte
            "write_compiled"]
 
 
-def compile_run(run: RunSpec, log=lambda msg: None) -> Compiled:
-    """Compile one run: the mode's graphs through its pipelines, then the report."""
+def compile_run(run: RunSpec, log=lambda msg: None, ready=lambda: None) -> Compiled:
+    """Compile one run: the mode's graphs through its pipelines, then the report. ``ready`` runs once
+    the run is checked, before any work (a front's own checks: its output directory).
+
+    A mode that makes its own report (``own_report``: ``serve``, one placed program per engine) runs
+    here too, checked as every mode is: its result comes back as ``Compiled.outcome``, with its report
+    (whose ``run`` records the spec and what executed, as every report's) and its files."""
     t0 = time.perf_counter()
     mode = get_mode(run.mode)
-    if mode.own_report:
-        raise UsageError(f"not supported: mode {mode.name} through the compiler driver: use `wafer {mode.name}`")
     run = mode.resolve(run)
     run.model = os.fspath(run.model) if isinstance(run.model, os.PathLike) else run.model
     check_source(run.model)
     machine = get_machine(run.target) if run.target is not None else None  # a bad target fails before any work
     mode.check(run)
+    ready()
     ctx = Context(run, machine, log)
     out = mode.run(ctx)
+    if mode.own_report:
+        return Compiled(out.report, None, "", None, dict(out.files), t0, outcome=out)
     baseline = None
     second = mode.baseline(run)
     if second is not None:

@@ -23,7 +23,7 @@ def cmd_replay(args) -> int:
 def add_parser(sub) -> None:
     s = sub.add_parser("replay", help="compile again the run recorded in DIR/report.json (its run section) and "
                        "write it to NEW; exits 1 if the report differs (but for its host section)")
-    s.add_argument("dir", help="a directory written by `wafer compile -o DIR`")
+    s.add_argument("dir", help="a directory written by `wafer compile -o DIR` (or `wafer serve -o DIR`)")
     s.add_argument("-o", "--output", required=True, metavar="NEW", help="the output directory of the replay")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(fn=cmd_replay)

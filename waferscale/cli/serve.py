@@ -77,6 +77,11 @@ def add_parser(sub) -> None:
                    "request, rounded up to 64); longer requests are rejected")
     s.add_argument("--slo-ttft", type=float, help="goodput: time to first token at most this many seconds")
     s.add_argument("--slo-tpot", type=float, help="goodput: time per output token at most this many seconds")
+    s.add_argument("--mode", choices=["pipelined", "streaming", "auto"], default=None, help="execution mode on the "
+                   "target, as `wafer compile --mode`: pipelined (every weight and KV cache in SRAM; the default), "
+                   "streaming (each layer's weights streamed from MemoryX once a step for the whole batch, the KV "
+                   "caches held in MemoryX: admission bounded by what MemoryX holds beside the weights; colocated, "
+                   "one system), or auto (pipelined when it fits, streaming otherwise)")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="weights and activations "
                    "(default f16)")
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic requests and of random weights "
@@ -91,11 +96,22 @@ def run_spec(args):
     from ..modes import RunSpec
 
     return RunSpec(args.model, "serve", {k: getattr(args, k) for k in OPTION_ARGS}, target=args.target,
-                   systems=args.systems, dtype=args.dtype, seed=args.seed)
+                   systems=args.systems, dtype=args.dtype, seed=args.seed, execution=getattr(args, "mode", None))
+
+
+def serve_run(run, log=lambda msg: None, ready=lambda: None):
+    """A serve run from its spec through the driver (``driver.compile_run``, as every mode's run): the
+    options checked, then ``ready`` (the front's own checks, before the work), then the run; what the
+    mode made (``modes.serve.Served``)."""
+    from dataclasses import replace
+
+    from ..driver import compile_run
+
+    return compile_run(replace(run, mode="serve"), log, ready).outcome
 
 
 def cmd_serve(args) -> int:
-    from ..modes.serve import load_table, serve_run, table
+    from ..modes.serve import load_table, table
     from .console import progress
 
     out = Path(args.output or Path("out") / f"{Path(args.model).name}-serve")
@@ -109,8 +125,10 @@ def cmd_serve(args) -> int:
     spec, t = section.get("speculative"), section["timing"]
     on = f"{args.systems} x {args.target}" if args.systems > 1 else args.target
     src = args.trace or f"{src['rate']:g}/s {src['arrivals']}"
-    print(f"{report['model']} on {on}, {args.policy}, {served.requests:,} requests ({src}), max batch "
-          f"{args.max_batch}, chunk {section['chunk']}, KV capacity {store.kv_capacity / 2**20:,.1f} MiB")
+    streamed = any(e["execution"] == "streaming" for e in report["run"]["engines"].values())
+    print(f"{report['model']} on {on}, {args.policy}{', weight streaming' if streamed else ''}, {served.requests:,} "
+          f"requests ({src}), max batch {args.max_batch}, chunk {section['chunk']}, KV capacity "
+          f"{store.kv_capacity / 2**20:,.1f} MiB{' in MemoryX' if streamed else ''}")
     if spec is not None:
         print(f"speculative decoding: draft {spec['draft']}, {spec['draft_tokens']} draft tokens a step, acceptance "
               f"{spec['accept']:g} (assumed), {spec['tokens_per_verify_step']:.3f} tokens per verify step")

@@ -10,8 +10,9 @@ has the same face, which is all the driver knows of it:
 - ``section``: the report section it writes (None: none beyond the common ones);
 - ``options``: its options and their defaults; ``splits``: how it spreads over several systems;
 - ``baseline``: a second run the report sets this one beside (recorded with its own spec);
-- ``own_report``: a mode whose run is not one compiled program (``serve``) makes its report itself,
-  and the driver's ``compile_run`` refuses it (its front runs it).
+- ``own_report``: a mode whose run is not one compiled program (``serve``) makes its report itself
+  (with the same ``run`` section); the driver's ``compile_run`` runs it as every mode, checked the
+  same way, and hands back what it made as ``Compiled.outcome``.
 
 ``RunSpec`` is the complete spec of a run; ``record`` is the report's ``run`` section, from which
 ``wafer replay`` compiles the same run again.

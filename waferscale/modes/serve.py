@@ -1,15 +1,24 @@
 """serve: many requests on one placed model, from a trace (or synthetic arrivals) to TTFT, TPOT and
 goodput (``waferscale/serve/``: the scheduler, policies and metrics; ``serve/wafer.py``: the step
-costs from the tile simulator of the placed program). `wafer serve` is a front over this mode.
+costs from the tile simulator of the placed program). It runs through the driver
+(``driver.compile_run``, so ``wafer replay`` compiles a serve report again, and a ``wafer sweep``
+serve point is this mode); `wafer serve` is a front over it.
 
 Its report is its own (``own_report``: the driver's ``assemble`` describes one placed program, and
 serving places one per engine): ``version``, ``model`` (the name), ``target``, ``serve`` (the
 section), ``host``, and, as every mode's, ``run`` (the spec, with ``executed``: each engine's
-pipeline, by engine: ``all``, or ``prefill`` and ``decode``, or ``target`` and ``draft``) and
-``mode`` (the placement's execution mode)."""
+pipeline, by engine: ``all``, or ``prefill`` and ``decode``, or ``target`` and ``draft``; and
+``engines``: per engine of those, its role under the policy, its execution and placement mode, its
+machine or region) and ``mode`` (the placement's execution mode).
+
+The execution mode is the spec's ``execution`` (`wafer serve --mode`, as `wafer compile --mode`):
+``pipelined`` (the default: every weight and KV cache in SRAM), ``streaming`` (weights and KV
+caches streamed from MemoryX, ``serve/streamed.py``; one colocated engine on one system), ``auto``
+(pipelined when it fits)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -19,9 +28,14 @@ from typing import Any
 
 from .. import limits as L
 from ..errors import UsageError
+from ..passes.place import MODES as PLACED
 from .base import Context, Mode, RunSpec, register_mode
 
 POLICIES = ("colocated", "disaggregated")
+EXECUTIONS = ("pipelined", "streaming", "auto")  # RunSpec.execution, `wafer serve --mode` (as `wafer compile`'s)
+REQUEST_OPTIONS = ("trace", "rate", "requests", "arrivals", "cv", "prompt_dist", "output_dist", "slo_ttft", "slo_tpot")
+BUILT_KEPT = 4  # placed engines and cost grids kept in the process, the latest (``_built``)
+_BUILT: dict = {}
 OPTIONS = {"trace": None, "rate": None, "requests": None, "arrivals": "poisson", "cv": 1.0,
            "prompt_dist": "uniform:64,512", "output_dist": "uniform:16,256", "policy": "colocated", "split": 0.5,
            "draft": None, "accept": None, "draft_tokens": 4, "draft_split": 0.25, "draft_systems": 0,
@@ -31,7 +45,7 @@ OPTIONS = {"trace": None, "rate": None, "requests": None, "arrivals": "poisson",
 def serve_args(run: RunSpec) -> SimpleNamespace:
     """The run as the namespace that ``serve.build.build_policy`` and the checks read."""
     return SimpleNamespace(model=run.model, target=run.target, systems=run.systems or 1, dtype=run.dtype or "f16",
-                           seed=run.seed, **run.options)
+                           seed=run.seed, execution=run.execution or "pipelined", **run.options)
 
 
 def rates(text) -> list[float]:
@@ -73,6 +87,22 @@ def _check(args) -> None:
     if not 0 < args.split < 1:
         raise UsageError(f"--split {args.split} must be strictly between 0 and 1 (the prefill share)")
     _check_draft(args)
+    _check_execution(args)
+
+
+def _check_execution(args) -> None:
+    """Weight streaming serves one colocated engine on one system (``serve/streamed.py``)."""
+    if args.execution not in EXECUTIONS:
+        raise UsageError(f"--mode {args.execution!r} is not one of {', '.join(EXECUTIONS)}")
+    if args.execution != "streaming":
+        return
+    for given, what in ((args.policy == "disaggregated", "--policy disaggregated (both regions would share one "
+                         "MemoryX link, which is not costed)"), (args.draft is not None, "--draft"),
+                        (args.systems > 1, "--systems > 1 (MemoryX and SwarmX over several systems are not costed "
+                         "for serving)")):
+        if given:
+            raise UsageError(f"not supported: serving in weight-streaming mode (--mode streaming) with {what}; use "
+                             "--mode pipelined")
 
 
 def _check_draft(args) -> None:
@@ -173,9 +203,7 @@ class Serve(Mode):
         _check(serve_args(run))
 
     def run(self, ctx: Context) -> Served:
-        from ..passes.place import MODES
         from ..report.summary import to_json
-        from ..serve.build import build_policy
         from ..serve.html import report_html
         from ..serve.loop import serve
         from ..version import __version__
@@ -190,9 +218,7 @@ class Serve(Mode):
         reqs = runs[-1]
         longest = max(r.prompt + r.output for one in runs for r in one)
         max_context = args.max_context or -(-longest // 64) * 64
-        t0 = time.perf_counter()
-        policy, costs = build_policy(args, max_context, log)
-        t_costs = time.perf_counter() - t0
+        policy, costs, t_costs, shared = _built(run, args, max_context, log)
         spec = costs.pop("speculative", None)
         for engine, c in costs.items():  # what ran, as every mode records it (run.executed)
             if "pipeline" in c:
@@ -228,19 +254,48 @@ class Serve(Mode):
         placed = sorted({c["placement_mode"] for c in costs.values() if "placement_mode" in c})
         model = str(run.model)
         report = {"version": __version__, "model": Path(model).name if model.endswith(".json") else model,
-                  "target": args.target, "serve": section, "host": host_section(t_start, t_costs, t_serve, costs),
-                  "run": run.record() | {"executed": ctx.executed_pipelines()},
-                  "mode": "; ".join(MODES.get(m, m) for m in placed)}
+                  "target": args.target, "serve": section,
+                  "host": host_section(t_start, t_costs, t_serve, costs) | {"cost_grid_shared": shared},
+                  "run": run.record() | {"executed": ctx.executed_pipelines(), "engines": engines(args, costs)},
+                  "mode": "; ".join(PLACED.get(m, m) for m in placed)}
         files = {"report.json": to_json(report), "requests.jsonl": store.jsonl(),
                  "report.html": report_html(report, table(s) + ("\n\n" + load_table(load) if len(load) > 1 else ""))}
         return Served(report, files, store, load, len(reqs))
 
 
-def serve_run(run: RunSpec, log=lambda msg: None, ready=lambda: None) -> Served:
-    """A serve run from its spec: the options checked, then ``ready`` (the front's own checks,
-    before the work), then the run."""
-    mode = Serve()
-    run = mode.resolve(run)
-    mode.check(run)
-    ready()
-    return mode.run(Context(run, None, log))
+ROLES = {"all": "prefill and decode", "prefill": "prefill", "decode": "decode",
+         "target": "prefill and the verify steps (speculative decoding's target)",
+         "draft": "prefill and the draft decode steps (speculative decoding's draft)"}
+
+
+def engines(args, costs: dict) -> dict:
+    """``run.engines``: per engine (the keys of ``run.executed``) what it does under the policy, where
+    it is placed and how (layer-pipelined or weight-streaming), and its pipeline."""
+    return {e: {"policy": args.policy, "role": ROLES.get(e, e), "execution": c.get("execution", "pipelined"),
+                "placement": PLACED.get(c["placement_mode"], c["placement_mode"]), "machine": c["machine"],
+                "systems": c["systems"], "pipeline": c["pipeline"],
+                **({"execution_reason": c["execution_reason"]} if "execution_reason" in c else {})}
+            for e, c in costs.items() if "pipeline" in c}
+
+
+def _built(run: RunSpec, args, max_context: int, log):
+    """The policy and its cost reports (``serve.build.build_policy``), and the seconds that took, and
+    whether they were shared: the engines of one spec (all but the requests' options) are placed and
+    their cost grids built once in a process and served fresh after (a sweep's rates, a replay), the
+    latest ``BUILT_KEPT`` of them kept."""
+    from ..serve.build import build_policy
+
+    opts = tuple(sorted((k, repr(v)) for k, v in run.options.items() if k not in REQUEST_OPTIONS))
+    key = (run.model, args.target, args.systems, args.dtype, args.seed, args.execution, max_context, opts)
+    if isinstance(run.model, str) and key in _BUILT:
+        policy, costs = _BUILT[key]
+        return policy.fresh(), copy.deepcopy(costs), 0.0, True
+    t0 = time.perf_counter()
+    policy, costs = build_policy(args, max_context, log)
+    t = time.perf_counter() - t0
+    if isinstance(run.model, str):
+        _BUILT[key] = (policy, copy.deepcopy(costs))
+        while len(_BUILT) > BUILT_KEPT:
+            del _BUILT[next(iter(_BUILT))]
+        policy = policy.fresh()
+    return policy, costs, t, False

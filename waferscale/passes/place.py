@@ -125,7 +125,15 @@ class _Sizer:
         always pack at the slowest narrowest stage's time."""
         if self.time(i, lo) <= target:
             return lo
-        return _first(lo, self.max_w[i], lambda w: self.time(i, w) <= target)
+        w = _first(lo, self.max_w[i], lambda w: self.time(i, w) <= target)
+        return w if w is None else self.holding(i, w)
+
+    def holding(self, i: int, w: int) -> int | None:
+        """The narrowest width from w whose cores hold the kernel's buffers: SRAM per core need not fall
+        with the width (grouped-query attention: a column of 3 query heads may read 2 key/value heads
+        where one of 4 reads 1), so a width chosen for its time is checked again."""
+        cap = self.machine.usable_sram_bytes
+        return next((x for x in range(w, self.max_w[i] + 1) if self.sram(i, x) <= cap), None)
 
 
 def _pack(widths: list[int], heights: list[int], band: int, machine: Machine) -> list[Rect] | None:

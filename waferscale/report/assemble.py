@@ -66,8 +66,9 @@ def stamp_host(report: dict, seconds: float, peak_rss: int) -> None:
 
 
 def strip_host(report: dict) -> dict:
-    """The report less what depends on the host and the moment (``host``, and the wall-clock and
-    memory keys under ``compile``): what two runs of one spec share byte for byte."""
+    """The report less what depends on the host and the moment (``host``, the wall-clock and memory
+    keys under ``compile``, and a serve report's ``serve.timing`` and each engine's placement and grid
+    seconds): what two runs of one spec share byte for byte."""
     r = copy.deepcopy(report)
     r.pop("host", None)
     c = r.get("compile", {})
@@ -75,6 +76,13 @@ def strip_host(report: dict) -> dict:
         del c[k]
     for p in c.get("passes", []):
         p.pop("seconds", None)
+    sv = r.get("serve")
+    if isinstance(sv, dict):  # serve's own report: its timing, each engine's placement and grid seconds
+        sv.pop("timing", None)
+        for cost in (sv.get("costs") or {}).values():
+            if isinstance(cost, dict):
+                cost.pop("place_seconds", None)
+                cost.pop("grid_seconds", None)
     return r
 
 

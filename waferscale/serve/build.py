@@ -1,6 +1,8 @@
 """The step costs and policy of a `wafer serve` run from its options (an argparse Namespace, or one
 made by a benchmark or a sweep point): a colocated engine, a prefill and a decode engine, or a
-colocated engine with speculative decoding; each placed and simulated by ``serve/wafer.py``."""
+colocated engine with speculative decoding; each placed and simulated by ``serve/wafer.py``. A
+colocated engine may run in weight-streaming mode (``execution``: ``streaming``, or ``auto`` when
+layer-pipelined does not fit: ``serve/streamed.py``); the other policies are layer-pipelined."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ def build_policy(args, max_context: int, log):
 
         cost, reports = speculative_costs(args, machine, kw)
         return Colocated(cost, max_batch=args.max_batch, chunk=min(args.chunk, max_context - 1)), reports
+    execution = getattr(args, "execution", None) or "pipelined"  # benchmarks/serve.py's Namespace has none
     if args.policy == "colocated":
-        w = wafer_costs(args.model, machine, systems=args.systems, **kw)
+        w = _colocated(args, machine, execution, kw, log)
         return Colocated(w.cost, max_batch=args.max_batch, chunk=min(args.chunk, max_context - 1)), {"all": w.report}
     if args.systems > 1:
         k = min(max(int(round(args.systems * args.split)), 1), args.systems - 1)
@@ -39,3 +42,21 @@ def build_policy(args, max_context: int, log):
     return pol, {"prefill": pre.report, "decode": dec.report, "link": {"bytes_per_s": link.bytes_per_s,
                                                                        "latency_seconds": link.latency,
                                                                        "basis": link.name}}
+
+
+def _colocated(args, machine, execution: str, kw: dict, log):
+    """The colocated engine: layer-pipelined, weight-streaming, or (auto) the first when it fits."""
+    from ..errors import FitError
+    from .wafer import wafer_costs
+
+    if execution != "auto":
+        return wafer_costs(args.model, machine, systems=args.systems, execution=execution, **kw)
+    try:
+        w = wafer_costs(args.model, machine, systems=args.systems, **kw)
+        w.report["execution_reason"] = "auto: layer-pipelined fits"
+    except FitError as e:
+        why = str(e).splitlines()[0]
+        log(f"layer-pipelined does not fit ({why}): serving in weight-streaming mode")
+        w = wafer_costs(args.model, machine, systems=args.systems, execution="streaming", **kw)
+        w.report["execution_reason"] = f"auto: layer-pipelined does not fit ({why})"
+    return w

@@ -143,16 +143,20 @@ class WaferCost:
 
 def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batch: int, chunk: int, systems: int = 1,
                 dtype: str = "f16", seed: int = 0, what: str = "", error_seed: int = 0, verify_tokens: int = 0,
-                log=lambda msg: None) -> WaferCost:
+                execution: str = "pipelined", log=lambda msg: None) -> WaferCost:
     """Place the model, simulate its steps on the grid, measure the interpolation error. With
     ``verify_tokens``, a third grid of (batch, context) holds the verify step of that many positions a
     sequence (speculative decoding's target; the program holds ``max_context`` rows, so the context
-    axis stops ``verify_tokens`` short of it)."""
+    axis stops ``verify_tokens`` short of it). ``execution``: ``pipelined`` (every weight and KV cache
+    in SRAM, above) or ``streaming`` (weights and KV caches streamed from MemoryX, ``serve/streamed.py``)."""
     machine = get_machine(target) if isinstance(target, str) else target
     if chunk > max_context - 1:
         chunk = max_context - 1
     t0 = time.perf_counter()
-    placed = place_model(model, machine, max_context=max_context, max_batch=max_batch, systems=systems, dtype=dtype,
+    placer = place_model
+    if execution == "streaming":
+        from .streamed import place_streamed as placer
+    placed = placer(model, machine, max_context=max_context, max_batch=max_batch, systems=systems, dtype=dtype,
                          seed=seed,
                          prompt_len=chunk, log=log)
     t_place = time.perf_counter() - t0
@@ -191,7 +195,9 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "machine": machine.name, "rows": machine.rows, "cols": machine.cols, "systems": systems,
         "max_context": max_context, "kv_bytes_per_token": placed.kv_bytes_per_token,
         "kv_capacity_tokens": placed.kv_capacity_tokens, "kv_capacity_bytes": cost.kv_capacity_bytes,
-        "kv_capacity_basis": "the program is placed for max_batch KV caches of max_context rows; the least, over "
+        "execution": execution,
+        "kv_capacity_basis": getattr(placed, "kv_basis", None) or  # serve/streamed.py's has its own
+        "the program is placed for max_batch KV caches of max_context rows; the least, over "
                              "attention kernels, of max_batch x max_context x (held + free) / held: each layer's KV "
                              "cache on its own attention kernel's cores, grown into their free SRAM (usable SRAM "
                              "less what the placed kernel keeps there); other cores' free SRAM is not counted",

@@ -54,7 +54,8 @@ def check_modes(data: dict[str, Any], bad) -> None:
     run = [m for m in modes if m in RUN_MODES]
     if not run:
         if "execution" in data:
-            raise bad("execution", "goes with mode: inference, train or generate (else mode is the execution mode)")
+            raise bad("execution", "goes with mode: inference, train or generate, or serve (else mode is the "
+                                   "execution mode)")
         run = ["inference"]
     elif len(run) != len(modes):
         raise bad("mode", f"mixes the driver's modes ({', '.join(RUN_MODES)}) with execution modes: give those "
@@ -85,9 +86,10 @@ def _check_serve(data: dict[str, Any], bad) -> None:
     `wafer serve`'s default distributions)."""
     if "rate" not in data:
         raise bad("mode", "serve needs rate (requests per second)")
-    for key in ("seq", "density", "execution", "lora"):
+    for key in ("seq", "density", "lora"):
         if key in data:
             raise bad(key, "does not go with mode: serve (its lengths are prompt_len and new_tokens)")
+    # execution: pipelined or streaming (`wafer serve --mode`); auto, the sweep's default, serves pipelined
     splits = data.get("split", [])
     for s in splits if isinstance(splits, list) else [splits]:
         n = number(s)

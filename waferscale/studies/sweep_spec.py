@@ -116,7 +116,8 @@ class Point:
         return {"model": self.model, "target": self.target, "systems": self.systems, "policy": self.policy,
                 "split": float(self.split) if self.split else 0.5, "max_batch": self.batch, "rate": self.rate,
                 "requests": self.requests, "prompt_len": self.prompt_len, "new_tokens": self.new_tokens,
-                "slo_ttft": self.slo_ttft or None, "slo_tpot": self.slo_tpot or None, "dtype": self.dtype}
+                "slo_ttft": self.slo_ttft or None, "slo_tpot": self.slo_tpot or None, "dtype": self.dtype,
+                "execution": self.mode if self.mode in ("pipelined", "streaming") else None}
 
     def run_spec(self):
         """The driver's spec of a driven point."""
