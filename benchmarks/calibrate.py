@@ -57,11 +57,12 @@ STENCIL_BLOCK = {1000: 334, 100: 100, 400: 400}
 # Why a case is off, where it is (kept with the data it explains; calibrate.py prints it).
 EXPLAIN = {
     "fft_3d": (
-        "Held out, and outside 25%: the paper's per-PE loop and transpose scheme are not in its abstract "
-        "(the only part read), so the stream is ours (a radix-2 FFT, one software loop iteration per "
-        "butterfly group, two transposes bound by the row's middle link). Its compute is dominated by the "
-        "vector issue of short late-stage calls; what would close it: the paper's loop and its transpose "
-        "(e.g. a third transpose back to the input layout would add 131k cycles: -16%), not a refit."),
+        "Held out: the paper's body (its loop, its transpose, its compute/communication split) was not "
+        "readable here; each pencil's FFT is the Cerebras SDK's published CSL loop (reference_kernels."
+        "fft_pencil) and the two transposes are bound by the row's middle link (the abstract's 'nearly "
+        "peak bandwidth'). A transpose as the SDK's 2D example runs it (each PE in turn streams its n - 1 "
+        "values down the whole row) would take ~2.4x longer; a third transpose back to the input layout "
+        "would add 131k cycles."),
 }
 
 
@@ -108,7 +109,7 @@ def stream_of(anchor: dict):
         nz = anchor["grid"][2]
         return stencil_25pt(nz, STENCIL_BLOCK[nz]), f"25-pt stencil, block {STENCIL_BLOCK[nz]}"
     if op == "fft_3d":
-        return fft_3d(anchor["grid"][0], int(anchor["mesh"].split("x")[0])), "radix-2 pencils, 2 transposes"
+        return fft_3d(anchor["grid"][0], int(anchor["mesh"].split("x")[0])), "SDK radix-2 DIT loop per pencil (fft_pencil), 2 transposes"
     return None, ""
 
 
