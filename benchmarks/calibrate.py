@@ -109,7 +109,8 @@ def stream_of(anchor: dict):
         nz = anchor["grid"][2]
         return stencil_25pt(nz, STENCIL_BLOCK[nz]), f"25-pt stencil, block {STENCIL_BLOCK[nz]}"
     if op == "fft_3d":
-        return fft_3d(anchor["grid"][0], int(anchor["mesh"].split("x")[0])), "SDK radix-2 DIT loop per pencil (fft_pencil), 2 transposes"
+        p = int(anchor["mesh"].split("x")[0])
+        return fft_3d(anchor["grid"][0], p), "SDK radix-2 DIT loop per pencil (fft_pencil), 2 transposes"
     return None, ""
 
 

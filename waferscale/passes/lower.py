@@ -17,4 +17,5 @@ class Lower(Pass):
     summary = "one mesh kernel per op that computes (or fused region); layout ops vanish into the flows"
 
     def run(self, s: CompileState) -> CompileState:
-        return replace(s, program=lower(s.graph, samples=s.samples, tokens=s.tokens, position=s.position))
+        return replace(s, program=lower(s.graph, samples=s.samples, tokens=s.tokens, position=s.position,
+                                             machine=s.machine))

@@ -67,7 +67,7 @@ class Placed:
 
     def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
         t0 = time.perf_counter()
-        prog = lower(graph, samples, tokens, position)
+        prog = lower(graph, samples, tokens, position, self.machine)
         if graph is self.prefill_graph:  # the LM head on the chunk's last position only, as generate's prefill
             prog = head_on_last_position(prog)
         sims = []
@@ -98,7 +98,7 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
     st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=max_batch, dtype=dtype, seed=seed,
                      machine=machine, log=log)
     dgraph = st.decode_state.graph
-    dprog = lower(dgraph, max_batch, 1, p0)  # placed for max_batch sequences' KV caches
+    dprog = lower(dgraph, max_batch, 1, p0, machine)  # placed for max_batch sequences' KV caches
     parts, held_free = [], []
     for i, ks in enumerate(split_pipeline(dprog, systems)):
         sub = part_program(dprog, ks, systems)
