@@ -3,6 +3,8 @@ WSE-2 kernels: fitted on one stated half, held out on the other.
 
     python benchmarks/calibrate.py          # the table at the committed costs
     python benchmarks/calibrate.py --fit    # also fit the FITTED costs on the fit half and print them
+    python benchmarks/calibrate.py --models # also WaferLLM's model-level decode anchors (minutes:
+                                            # benchmarks/calibrate_models.py, hardware_fidelity_models.md)
 
 Each anchor of benchmarks/calibration/published_kernels.json carries a ``split``: ``fit`` or
 ``holdout``. Every anchor runs through a kernel priced by the one cost table: the GEMVs through the
@@ -212,6 +214,8 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="fit the FITTED costs on the fit cases and print them")
+    ap.add_argument("--models", action="store_true",
+                    help="also run WaferLLM's model-level decode anchors (compiles an 8B and a 13B model: minutes)")
     args = ap.parse_args()
     if args.fit:
         c, err = fit()
@@ -226,6 +230,16 @@ def main() -> None:
     md = markdown(rows)
     (RESULTS / "hardware_fidelity.md").write_text(md)
     print(md)
+    if args.models:
+        import calibrate_models  # benchmarks/ is on sys.path when a script here runs
+
+        models = calibrate_models.rows(load()["model_anchors"])
+        (RESULTS / "hardware_fidelity_models.json").write_text(json.dumps(
+            {"command": "python benchmarks/calibrate.py --models", "costs": DEFAULT.as_dict(), "cases": models},
+            indent=1) + "\n")
+        md = calibrate_models.markdown(models, TOLERANCE)
+        (RESULTS / "hardware_fidelity_models.md").write_text(md)
+        print(md)
 
 
 if __name__ == "__main__":
