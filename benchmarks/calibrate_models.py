@@ -20,6 +20,8 @@ What is compared, honestly:
 
 from __future__ import annotations
 
+import re
+
 from results_io import compile_outputs  # benchmarks/ is on sys.path when a script here runs
 
 MODELS = {  # published model -> (zoo model, like for like)
@@ -50,6 +52,12 @@ def rows(anchors: list[dict]) -> list[dict]:
     return [run(a) for a in anchors if a["op"] == "decode" and a["model"] in MODELS]
 
 
+def short(error: str) -> str:
+    """The compile's one-line error, cut to what the table needs (a model that does not fit: the sizes)."""
+    m = re.search(r"weights alone take ([\d.]+ GB).* the mesh has ([\d.]+ GB) usable", error)
+    return f"does not fit (weights {m[1]}, the mesh {m[2]} of SRAM)" if m else error
+
+
 def markdown(rows: list[dict], tolerance: float) -> str:
     out = ["# WaferLLM's decode rates against the simulation (model-level holdouts)", "",
            "Command: `python benchmarks/calibrate.py --models` (benchmarks/calibrate_models.py): one `wafer compile "
@@ -61,7 +69,7 @@ def markdown(rows: list[dict], tolerance: float) -> str:
         like = "yes" if r["like_for_like"] else "stand-in"
         if not r["ok"]:
             out.append(f"| {r['case']} | {r['model']} | {like} | {r['published_tokens_per_s']:,} | "
-                       f"does not run: {r['error']} | | |")
+                       f"does not run: {short(r['error'])} | | |")
             continue
         flag = "" if abs(r["error"]) <= tolerance or not r["like_for_like"] else " (outside 25%)"
         out.append(f"| {r['case']} | {r['model']} | {like} | {r['published_tokens_per_s']:,} | "

@@ -58,7 +58,8 @@ def test_the_model_level_anchors_map_to_runs_without_running_them(monkeypatch, c
     def fake(model, *args):
         calls.append((model, args[args.index("--target") + 1]))
         if args[args.index("--target") + 1] == "mesh:420x420" and model == "llama-3.1-8b":
-            return None, "does not fit on mesh:420x420"
+            return None, ("llama-3.1-8b does not fit on mesh:420x420 in layer-pipelined mode: its weights alone take "
+                          "16.06 GB; ..., and the mesh has 8.31 GB usable (176,400 cores x 47,104 B); use --systems N")
         g = {"decode_tokens_per_second_per_user": 3000.0, "placement_kind": "latency"}
         return {"report.json": {"generate": g}}, None
 
@@ -69,4 +70,5 @@ def test_the_model_level_anchors_map_to_runs_without_running_them(monkeypatch, c
     assert by["decode LLaMA3-8B 660x660"]["error"] == 3000.0 / 2243.3 - 1
     assert not by["decode LLaMA3-8B 420x420"]["ok"] and not by["decode LLaMA2-13B 540x540"]["like_for_like"]
     md = cm.markdown(rows, calibrate.TOLERANCE)
-    assert "does not run: does not fit" in md and "stand-in" in md and "(outside 25%)" in md
+    assert "does not run: does not fit (weights 16.06 GB, the mesh 8.31 GB of SRAM)" in md
+    assert "stand-in" in md and "(outside 25%)" in md
