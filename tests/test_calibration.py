@@ -43,3 +43,32 @@ def test_lowering_picks_the_tree_for_one_token_and_the_chain_for_many():
     assert gemm(2048).algorithm(256, 64, WSE2) == "chain reduce"
     # the tree's extra colors are counted where it is picked
     assert gemm(1).colors_at(256, 64, WSE2) == gemm(2048).colors_at(256, 64, WSE2) + 4
+
+
+def test_the_model_level_anchors_map_to_runs_without_running_them(monkeypatch, calibrate):
+    """`calibrate.py --models` (benchmarks/calibrate_models.py): each of WaferLLM's six decode anchors becomes
+    one compile on WSE-2's file cut to its mesh; the error is simulated / published - 1; a run that does not
+    fit is a row that says so; LLaMA2-13B's stand-in is marked and not flagged. (The compiles themselves
+    take minutes: not run here.)"""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import calibrate_models as cm
+
+    calls = []
+
+    def fake(model, *args):
+        calls.append((model, args[args.index("--target") + 1]))
+        if args[args.index("--target") + 1] == "mesh:420x420" and model == "llama-3.1-8b":
+            return None, ("llama-3.1-8b does not fit on mesh:420x420 in layer-pipelined mode: its weights alone take "
+                          "16.06 GB; ..., and the mesh has 8.31 GB usable (176,400 cores x 47,104 B); use --systems N")
+        g = {"decode_tokens_per_second_per_user": 3000.0, "placement_kind": "latency"}
+        return {"report.json": {"generate": g}}, None
+
+    monkeypatch.setattr(cm, "compile_outputs", fake)
+    rows = cm.rows(calibrate.load()["model_anchors"])
+    assert len(rows) == 6 and {("llama-3.1-8b", "mesh:660x660"), ("cerebras-gpt-13b", "mesh:420x420")} <= set(calls)
+    by = {r["case"]: r for r in rows}
+    assert by["decode LLaMA3-8B 660x660"]["error"] == 3000.0 / 2243.3 - 1
+    assert not by["decode LLaMA3-8B 420x420"]["ok"] and not by["decode LLaMA2-13B 540x540"]["like_for_like"]
+    md = cm.markdown(rows, calibrate.TOLERANCE)
+    assert "does not run: does not fit (weights 16.06 GB, the mesh 8.31 GB of SRAM)" in md
+    assert "stand-in" in md and "(outside 25%)" in md

@@ -14,6 +14,8 @@ from waferscale.backends.machine import HERE, SHIPPED, WSE2, WSE3, Machine, get_
 from waferscale.cli import main
 from waferscale.errors import UsageError
 
+from .conftest import traced
+
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_load_and_round_trip_byte_for_byte(name):
@@ -160,3 +162,31 @@ def test_wse3_gemm_is_held_by_its_sourced_sram_bandwidth():
     _, t = fastest(tokens, k, n, m.rows, m.cols, dp, False, m)
     util = 2 * tokens * k * n / (t.total / m.clock_hz) / m.mfu_peak_flops
     assert 0.7 * cap <= util <= cap, util
+
+
+def test_a_files_queue_bytes_size_the_kernels_sram(capsys, tmp_path):
+    """``queue_bytes_per_color`` of a user's file reaches every kernel's SRAM (its colors' queues), not
+    WSE-2's figure: each kernel's ``fabric_queues`` is its colors times the file's bytes, and the
+    placement's peak SRAM per core grows by that much."""
+    from waferscale.backends.lowering import lower
+    from waferscale.passes.base import CompileState
+    from waferscale.passes.lower import Lower
+
+    big = Machine.from_file(user_file(tmp_path, _swap("queue_bytes_per_color", 1000), name="big.yaml"))
+    assert big.queue_bytes_per_color == 1000 != WSE2.queue_bytes_per_color
+    peaks = {}
+    for m in (WSE2, big):
+        path = tmp_path / f"{m.name}.yaml"
+        path.write_text(m.to_yaml(), encoding="utf-8")
+        out = tmp_path / f"out-{m.name}"
+        assert main(["compile", "tiny", "--seq", "32", "--target", str(path), "-o", str(out), "-q"]) == 0, \
+            capsys.readouterr().err
+        peaks[m.name] = json.loads((out / "report.json").read_text())["placement"]["sram_peak_bytes_per_core"]
+    assert peaks["my-mesh"] > peaks["wse2"] + 1000
+    # the lowering itself: with the machine, every kernel's queues are its colors at the file's figure
+    graph = traced("tiny", seq=8, weights="meta", dtype="f16").graph
+    state = Lower().run(CompileState(graph, samples=1, tokens=8, machine=big))
+    for k in state.program.kernels:
+        assert k.model.queue_bytes_per_color == 1000
+        assert k.model.sram(1, 1)["fabric_queues"] % 1000 == 0
+    assert all(k.model.queue_bytes_per_color == WSE2.queue_bytes_per_color for k in lower(graph, 1, 8).kernels)

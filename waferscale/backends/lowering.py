@@ -74,7 +74,8 @@ TABLE_READERS = frozenset({"rotary", "rotary_grad"})
 def lower(g: Graph, samples: int, tokens: int, position: int = 0, machine: Machine | None = None) -> Program:
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
     first at ``position`` of its sequence (a decode step reads a KV cache of that many rows), for
-    ``machine`` where it is known (``LowerCtx.machine``)."""
+    ``machine`` where it is known (``LowerCtx.machine``; its kernels size their fabric queues by its
+    ``queue_bytes_per_color``, else WSE-2's)."""
     state = {v.name for v in cache_inputs(g)} | {POSITIONS}
     origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
     rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
@@ -137,6 +138,8 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0, machine: Machi
                 nbytes[sparse.name] = sparse.stored_bytes(elem)
         if isinstance(model, Gemm) and sparse is None:
             model = quantised_gemm(model, op, quantised)
+        if machine is not None and model.queue_bytes_per_color != machine.queue_bytes_per_color:
+            model = replace(model, queue_bytes_per_color=machine.queue_bytes_per_color)
         kernels.append(KernelNode(kid, name, op, model, tuple(weights), sum(nbytes.values()), flops))
         for x, o in zip(op.operands, ins):
             t = rows.get(x.name, x.type)

@@ -69,23 +69,52 @@ def _blocks(n: int, b: int) -> list[int]:
     return [n // k + (i < n % k) for i in range(k)]
 
 
-def fft_3d(n: int, p: int) -> Stream:
-    """wsFFT (Orenes-Vera et al., ICS 2023) of an ``n^3`` complex f32 array on ``p x p`` PEs (n = p):
-    three supersteps, each a 1D FFT of the PE's pencil of ``n`` complex values, with an all-to-all
-    along one mesh dimension (a transpose) between them (two in all). Our loop (the paper's is not in
-    its abstract): a radix-2 FFT, stage ``s`` of ``log2 n`` has ``2^s`` groups, each a software loop
-    iteration that moves its descriptors and issues 10 f32 vector instructions of the group's span
-    ``n / 2^(s+1)`` (the twiddle product: 4 FMUL and 2 FADD; the butterfly: 4 FADD). A transpose sends
-    each of the ``p - 1`` others one complex value (2 wavelets) and is bound by the row's middle link,
-    which carries ``(p / 2)^2`` values each way; the PE's own sends and receives ride its ramp."""
+def fft_pencil(n: int) -> InstructionCount:
+    """One PE's radix-2 decimation-in-time FFT of a pencil of ``n`` complex f32 values, as the Cerebras
+    SDK's published CSL FFT issues it (csl-examples ``benchmarks/FFT/fft.csl``, function ``fft``: the
+    1D/2D FFT of wsFFT's authors' group, 2022; its README: "Cooley-Tukey, Decimation in Time, radix 2,
+    ... iteration instead of recursion"). The pencil is ``2n`` reals (re, im interleaved), its halves
+    ``n`` reals each; ``log2 n`` stages, stage ``s`` with ``h = n / 2^(s+1)`` complex values per
+    sub-problem:
+
+    - stage setup: 13 descriptor moves (``@set_dsd_*``, ``@increment_dsd_offset``);
+    - the twiddle loop, ``2^s`` groups (``n - 1`` in all): a loop iteration, 2 scalar loads (the
+      twiddle's re and im), an FMUL of ``2h`` reals by the re part, 2 FMACs of ``h`` (the cross terms
+      by the im part, stride 2), 6 descriptor moves;
+    - the butterfly: an FSUB and an FADD over the half (``n`` reals each);
+    - the bit-reversal, done stage by stage (even / odd elements made contiguous: the README), all but
+      the last stage: an FMOV of ``n`` reals, then 4 ``reshape`` loops of ``2^s`` iterations each, an
+      FMOV of ``h`` and 2 descriptor moves per iteration (4 descriptor moves of setup each).
+
+    The moves (FMOV) are priced as ``elementwise`` (the lanes, f32 at the table's rate)."""
     core = InstructionCount()
     stages = int(log2(n))
     for s in range(stages):
-        groups, span = 2 ** s, n // 2 ** (s + 1)
-        core.add("loop", groups).add("dsd_setup", groups)
-        core.call("fmul", span, 4 * groups).call("fadd", span, 6 * groups)
-    core = core.times(3).add("task", 3)
+        groups, h = 2 ** s, n // 2 ** (s + 1)
+        core.add("dsd_setup", 13)
+        core.add("loop", groups).add("scalar_load", 2 * groups).add("dsd_setup", 6 * groups)
+        core.call("fmul", 2 * h, groups).call("fmac", h, 2 * groups)
+        core.call("fadd", n, 2)
+        if h > 1:
+            core.call("elementwise", n).add("dsd_setup", 4 * 4)
+            core.add("loop", 4 * groups).add("dsd_setup", 2 * 4 * groups).call("elementwise", h, 4 * groups)
+    return core
+
+
+def fft_3d(n: int, p: int) -> Stream:
+    """wsFFT (Orenes-Vera et al., ICS 2023, arXiv 2209.15040) of an ``n^3`` complex f32 array on ``p x p``
+    PEs (n = p). From the abstract: three supersteps, each a 1D FFT of the PE's one pencil, with a
+    redistribution (transpose) between them, an all-to-all along one mesh dimension with messages down
+    to one word, that "achieves nearly peak bandwidth" (two transposes). The paper's body was not
+    readable here: each superstep's FFT is the SDK's published loop (``fft_pencil``), one task each. A
+    transpose sends each of the ``p - 1`` others one complex value (2 wavelets) and is bound by the
+    row's middle link, which carries ``(p / 2)^2`` values each way (peak bandwidth: that link busy every
+    cycle); the PE's own sends and receives ride its ramp; as in the SDK's 2D transpose
+    (``ucode_2d.csl``) the values land in a second buffer, copied back by 2 FMOVs of ``2 (p - 1)``
+    reals in all, after 6 tasks (the two directions' send, switch-advance and sync tasks)."""
+    core = fft_pencil(n).times(3).add("task", 3)
     transposes = 2
     core.add("send", transposes * 2 * (p - 1)).add("recv", transposes * 2 * (p - 1))
+    core.add("task", 6 * transposes).call("elementwise", p - 1, 2 * transposes)
     bisection = 2 * (p // 2) ** 2  # wavelets over the middle link, each way
     return Stream(core, fabric=transposes * (bisection + (p - 1) * WSE2.hop_cycles))

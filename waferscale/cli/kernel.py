@@ -61,7 +61,8 @@ def cmd_simulate_kernel(args) -> int:
         a = rng.standard_normal((m, args.k), dtype=np.float32)
         w = rng.standard_normal((args.k, args.n), dtype=np.float32)
         r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
-                          reduce=reduce, resident_a=args.resident_a, mask=mask, depth=machine.pe_queue_depth)
+                          reduce=reduce, resident_a=args.resident_a, mask=mask, depth=machine.pe_queue_depth,
+                          machine=machine)
         ref = a.astype(np.float64) @ (w if mask is None else w * mask)
         err = float(np.abs(r.c - ref).max() / max(np.abs(ref).max(), 1e-30))
         ok = err <= 1e-5 and not r.violations
@@ -83,11 +84,9 @@ def cmd_simulate_kernel(args) -> int:
 def check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
     """Refuse a PE-level run whose operands or simulated work (limits.py) are too large, before any is made."""
     from ..backends.gemm import fastest, gemm_time
-    from ..errors import UnsupportedError
+    from ..runtime.pe_machine import check_machine
 
-    if (machine.hop_cycles, machine.ramp_cycles) != (1, 1):
-        raise UnsupportedError(f"the PE level with hop_cycles {machine.hop_cycles} and ramp_cycles "
-                               f"{machine.ramp_cycles} (it moves a wavelet one stage a cycle; use --level tile)")
+    check_machine(machine, lanes)  # the simulators' own check (hop, ramp, partial-sum add), before any work
 
     operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
     if operands > L.MAX_PE_OPERAND_BYTES:

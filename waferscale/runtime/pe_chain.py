@@ -52,7 +52,8 @@ def simulate_chain(x: np.ndarray, stages: list, lanes: Datapath | float, hops: i
             y, exits = y * np.asarray(gamma, np.float32), scale_stage(arrivals, cols, machine, lanes)
         else:
             w, rows, cols = stage
-            r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals, depth=machine.pe_queue_depth)
+            r = simulate_gemv(y, w, rows, cols, lanes, arrivals=arrivals, depth=machine.pe_queue_depth,
+                              machine=machine)
             if r.violations:
                 raise RuntimeError(f"PE chain: {r.violations[0]}")
             y, exits = r.c[0], r.exits

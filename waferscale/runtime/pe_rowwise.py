@@ -68,13 +68,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.blocks import offsets, split
-from ..backends.costs import DEFAULT as COSTS
 from ..backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_tasks
-from ..backends.machine import WSE2
+from ..backends.machine import WSE2, Machine
+from .pe_machine import check_machine
 from .pe_sim import PeRate
-
-if (WSE2.hop_cycles, WSE2.ramp_cycles, COSTS.psum_add) != (1, 1, 1):  # one stage a cycle, else delay lines
-    raise NotImplementedError("the PE-level layernorm models hop_cycles = ramp_cycles = Costs.psum_add = 1 only")
 
 IDLE, STAT_TASK, NORM_TASK = 0, 1, 2  # what a core's datapath is running
 
@@ -108,9 +105,11 @@ def finish(totals: np.ndarray, f: int, eps: float) -> tuple[np.ndarray, np.ndarr
 
 def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, weight: np.ndarray | None = None,
                        bias: np.ndarray | None = None, eps: float = 1e-5, depth: int = WSE2.pe_queue_depth,
-                       check: bool = False, max_cycles: int | None = None) -> RowwiseResult:
+                       check: bool = False, max_cycles: int | None = None, machine: Machine = WSE2) -> RowwiseResult:
     """Layernorm over the last axis of ``x`` (m x f) on a ``rows x cols`` grid with ``lanes`` FMAC
-    lanes per core (``machine.lanes(dtype)``). ``check`` verifies every queue's occupancy every cycle."""
+    lanes per core (``machine.lanes(dtype)``). ``check`` verifies every queue's occupancy every cycle.
+    ``machine``: one-cycle hop, ramp and partial-sum add only (``pe_machine.check_machine``)."""
+    check_machine(machine, what="the PE-level layernorm")
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or min(x.shape) < 1 or min(rows, cols) < 1 or lanes <= 0 or depth < 1:

@@ -88,18 +88,15 @@ import numpy as np
 
 from ..backends import assumptions as A
 from ..backends.column_reduce import CHAIN, REDUCES, plan
-from ..backends.costs import DEFAULT as COSTS
 from ..backends.datapath import Datapath
-from ..backends.machine import WSE2
+from ..backends.machine import WSE2, Machine
 from ..errors import UsageError
 from .pe_events import row_arrivals, run_events
 from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
+from .pe_machine import check_machine
 from .pe_tree import run_tree
-
-if (WSE2.hop_cycles, WSE2.ramp_cycles, COSTS.psum_add) != (1, 1, 1):  # one stage a cycle, else delay lines
-    raise NotImplementedError("the PE-level simulator models hop_cycles = ramp_cycles = Costs.psum_add = 1 only")
 
 
 class PeRate:
@@ -131,7 +128,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
                   depth: int = WSE2.pe_queue_depth, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
                   sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None,
-                  engine: str = "events") -> PeResult:
+                  engine: str = "events", machine: Machine = WSE2) -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
@@ -152,8 +149,10 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
 
     ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster);
     ``"cycles"`` (and ``check``, the tree, and a sparse W at ``depth=1``, where the event solver is off
-    by a cycle per token: a one-wavelet queue behind skipped rows) run the cycle loop.
+    by a cycle per token: a one-wavelet queue behind skipped rows) run the cycle loop. ``machine``: its
+    hop, ramp and partial-sum add must be one cycle (``pe_machine.check_machine``), else not supported.
     """
+    check_machine(machine, lanes)
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     if engine not in ("events", "cycles"):

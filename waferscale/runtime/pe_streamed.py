@@ -32,8 +32,9 @@ import numpy as np
 
 from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
-from ..backends.machine import WSE2
+from ..backends.machine import WSE2, Machine
 from ..backends.streamed import ACC_BUFFERS, passes_for, wavelet_cycles
+from .pe_machine import check_machine
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ def products(a: np.ndarray, w: np.ndarray, ks: list[int]) -> np.ndarray:
 
 
 def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Datapath | float = 4.0,
-                      max_cycles: int = 10_000_000, depth: int = WSE2.pe_queue_depth) -> StreamedRun:
+                      max_cycles: int = 10_000_000, depth: int = WSE2.pe_queue_depth,
+                      machine: Machine = WSE2) -> StreamedRun:
     """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``. Where a
     core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
     after the other, each streaming the whole weight: each M part's tokens are split over the passes.
-    ``depth``: wavelets per queue (the machine's ``pe_queue_depth``)."""
+    ``depth``: wavelets per queue (the machine's ``pe_queue_depth``). ``machine``: one-cycle hop, ramp and
+    partial-sum add only (``pe_machine.check_machine``), else not supported."""
+    check_machine(machine, lanes, "the PE-level streamed GEMM")
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     dp = as_datapath(lanes)

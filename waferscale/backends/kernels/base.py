@@ -23,7 +23,7 @@ builds its kernel; each kernel module registers its own with ``@lowers``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import ceil
 
 import numpy as np
@@ -76,6 +76,9 @@ class Kernel:
     tokens: int
     dtype: str
     elem: int
+    # SRAM per core for each fabric color it uses: the machine's (``Machine.queue_bytes_per_color``), set by
+    # lowering for the machine compiled for (``lowering.lower(..., machine=)``); WSE-2's file's otherwise
+    queue_bytes_per_color: int = field(default=WSE2.queue_bytes_per_color, kw_only=True)
 
     decomposition = ""  # which dims go over rows and columns, for people
     colors = 2  # fabric colors its own algorithm uses (besides the flows in and out)
@@ -135,9 +138,9 @@ class Kernel:
         """The colors its algorithm uses on a rows x cols rectangle (a kernel choice may add some)."""
         return self.colors
 
-    def queues(self, machine: Machine = WSE2) -> int:
-        # sram() is not given the machine (its callers size kernels machine-free): WSE-2's file's queue bytes
-        return self.colors * machine.queue_bytes_per_color
+    def queues(self) -> int:
+        """SRAM per core of its colors' queues, at the machine's bytes per color (set at lowering)."""
+        return self.colors * self.queue_bytes_per_color
 
 
 # -- lowering rules ------------------------------------------------------------------------------

@@ -49,7 +49,6 @@ from ..blocks import block, slices, split
 from ..column_reduce import CHAIN, TREE
 from ..datapath import accumulator_bytes
 from ..gemm import element_cycles, fastest, sparse_gemm_time
-from ..machine import WSE2
 from ..sparse import SparseWeight
 from .base import PARAM, Kernel, LowerCtx, Work, f32, lowers
 from .fusion import Epilogue, Region, apply_epilogue, region
@@ -155,7 +154,7 @@ class Gemm(Kernel):
             "partial_sums": 2 * nt * accumulator_bytes(self.dtype),  # own and incoming
             # the queues of the tree's colors, whichever reduce the rectangle picks (a bound: sram
             # does not know the machine the choice depends on)
-            "fabric_queues": self.queues() + TREE_EXTRA_COLORS * WSE2.queue_bytes_per_color,
+            "fabric_queues": self.queues() + TREE_EXTRA_COLORS * self.queue_bytes_per_color,
         }
 
     def work(self, p0, p1):

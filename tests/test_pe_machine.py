@@ -1,0 +1,71 @@
+"""The PE-level simulators check the machine they are given (issue 27): they move a wavelet one stage a
+cycle, so a machine with another hop, ramp or partial-sum add is refused with one "not supported" line
+(the CLI: exit 2, before any output), where the tile level still runs it."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from waferscale.backends.machine import HERE, WSE2, WSE3
+from waferscale.cli import main
+from waferscale.errors import UnsupportedError
+from waferscale.runtime.pe_chain import simulate_chain
+from waferscale.runtime.pe_machine import check_machine
+from waferscale.runtime.pe_rowwise import simulate_layernorm
+from waferscale.runtime.pe_sim import simulate_gemm, simulate_gemv
+from waferscale.runtime.pe_streamed import simulate_streamed
+
+RNG = np.random.default_rng(0)
+A, W = RNG.standard_normal((2, 8)).astype(np.float32), RNG.standard_normal((8, 6)).astype(np.float32)
+X = RNG.standard_normal((3, 8)).astype(np.float32)
+
+OFF = [(replace(WSE2, name="slow-hop", hop_cycles=2), "hop_cycles = 2"),
+       (replace(WSE2, name="slow-ramp", ramp_cycles=3), "ramp_cycles = 3"),
+       (replace(WSE2, name="slow-add", costs=replace(WSE2.costs, psum_add=2)), "costs.psum_add = 2")]
+RUNS = {
+    "gemm": lambda m: simulate_gemm(A, W, 2, 2, m.datapath("f16"), machine=m),
+    "gemm tree": lambda m: simulate_gemm(A, W, 4, 2, m.datapath("f16"), reduce="tree", machine=m),
+    "gemv": lambda m: simulate_gemv(A[0], W, 2, 2, m.datapath("f16"), machine=m),
+    "chain": lambda m: simulate_chain(A[0], [(W, 2, 2)], m.datapath("f16"), 1, machine=m),
+    "streamed": lambda m: simulate_streamed(A, W, 2, 2, m.datapath("f16"), machine=m),
+    "layernorm": lambda m: simulate_layernorm(X, 2, 4, m.datapath("f32").rate, machine=m),
+}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("machine,what", OFF, ids=[m.name for m, _ in OFF])
+def test_each_pe_simulator_refuses_a_machine_it_does_not_model(run, machine, what):
+    with pytest.raises(UnsupportedError, match=rf"^not supported: the PE-level .* on machine '{machine.name}' "
+                       rf"with {what}: it moves a wavelet one stage a cycle"):
+        RUNS[run](machine)
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("machine", [WSE2, WSE3], ids=["wse2", "wse3"])
+def test_the_shipped_machines_run(run, machine):
+    RUNS[run](machine)  # one-cycle hops and ramps: no error
+
+
+def test_the_datapaths_costs_are_checked_too():
+    """A run priced by a datapath whose table has another partial-sum add is refused even on WSE-2."""
+    dp = replace(WSE2.datapath("f16"), costs=replace(WSE2.costs, psum_add=3))
+    with pytest.raises(UnsupportedError, match="costs.psum_add = 3"):
+        check_machine(WSE2, dp)
+    with pytest.raises(UnsupportedError, match="costs.psum_add = 3"):
+        simulate_gemm(A, W, 2, 2, dp)
+
+
+def test_the_cli_refuses_a_user_file_at_the_pe_level_in_one_line(capsys, tmp_path):
+    text = (HERE / "wse2.yaml").read_text(encoding="utf-8").replace('name: "wse2"', 'name: "two-hop"')
+    lines = text.splitlines(keepends=True)
+    lines[lines.index("hop_cycles:\n") + 1] = "  value: 2\n"
+    path = tmp_path / "two-hop.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    args = ["simulate-kernel", "gemm", "--m", "2", "--k", "16", "--n", "16", "--mesh", str(path)]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().splitlines() == ["wafer: error: "
+        "not supported: the PE-level simulator on machine 'two-hop' with hop_cycles = 2: it moves a wavelet one "
+        "stage a cycle (hop_cycles = ramp_cycles = costs.psum_add = 1); use the tile level (--level tile)"]
+    assert main(args + ["--level", "tile"]) == 0 and "tile level:" in capsys.readouterr().out
