@@ -82,7 +82,7 @@ class StreamedPlaced:
 
     def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
         t0 = time.perf_counter()
-        prog = lower(graph, samples, tokens, position)
+        prog = lower(graph, samples, tokens, position, self.machine)
         if graph is self.prefill_graph:
             prog = head_on_last_position(prog)
         prog = use_streamed_gemm(prog, "sparse")
@@ -117,13 +117,13 @@ def place_streamed(model: str, machine: Machine, *, max_context: int, max_batch:
     st = step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=max_batch, dtype=dtype, seed=seed,
                      machine=machine, log=log)
     dgraph = st.decode_state.graph
-    prog = use_streamed_gemm(lower(dgraph, max_batch, 1, p0), "sparse", log=log)
+    prog = use_streamed_gemm(lower(dgraph, max_batch, 1, p0, machine), "sparse", log=log)
     per_kernel = kv_bytes_per_layer_token(prog)
     per_group = [sum(per_kernel[k] for k in ks) for _, ks in groups_of(prog)]
     # room on every core for the next layers' cached rows of max_batch sequences, beside their weights
     kv_prefetch = ceil((A.WEIGHT_BUFFERS - 1) * max(per_group) * max_batch * max_context / machine.cores)
     placement = _place(prog, machine, kv_prefetch, max_batch, max_context, log)
-    pprog = use_streamed_gemm(head_on_last_position(lower(st.prefill_state.graph, 1, p0, 0)), "sparse")
+    pprog = use_streamed_gemm(head_on_last_position(lower(st.prefill_state.graph, 1, p0, 0, machine)), "sparse")
     pplacement = _place(pprog, machine, kv_prefetch, max_batch, max_context, log)
     kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
     per_token = kv_total // (max_batch * max_context)
