@@ -168,25 +168,24 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     contended, snaps, redo, t = [], {}, 0, 0
     while t < m:
         snaps[t] = (a.snapshot(), goall.copy(), [g.snapshot() for g in groups])
-        snaps.pop(t - 2, None)
+        snaps.pop(t - 3, None)
         a.token(t)
         last = np.empty((R, C), dt)
         for g in groups:
             g.token(t, a.tokdone, a.DONE[0], goall, last)
-        verdict = [g.check() for g in groups]
+        verdict = [g.check(t) for g in groups]
         if FAIL in verdict:
             return None
-        if REDO in verdict:  # the previous token's phase-2 moves, again, with this token's phase-1 ones in view
+        back = [v for v in verdict if v != OK]
+        if back:  # an earlier token's phase-2 moves, again, with this token's phase-1 ones in view
             redo += 1
-            if redo > MAX_REDO * m:
+            t = min(back)
+            if redo > MAX_REDO * m or t not in snaps:
                 return None
-            ahead = [g.this_phase1() for g in groups]
-            t -= 1
             a.restore(snaps[t][0])
             goall[...] = snaps[t][1]
-            for g, sn, x in zip(groups, snaps[t][2], ahead):
+            for g, sn in zip(groups, snaps[t][2]):
                 g.restore(sn)
-                g.ahead = x
             del contended[t:]
             continue
         for g in groups:
@@ -204,7 +203,7 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     return cycles, _fill_counters(lay, f, plan, resident)
 
 
-OK, REDO, FAIL = range(3)
+OK, FAIL = -1, -2  # else: the token to solve again
 MAX_REDO = 4  # re-solves of a token, on average, before the loop is left to do it
 
 
@@ -216,48 +215,46 @@ class Group:
         w = cs.stop - cs.start
         self.V = [np.full((D + nt, len(g.kind), w), neg, dt) for g in sp.stages]
         na = len(sp.arb_l0)
-        # the phase-1 moves on the links phase-2 moves cross: tokens t - 1, t, and t + 1 where known
-        self.BL = np.full((3 * nt, na, w), neg, dt)
-        self.BL[2 * nt:] = big
-        self.ahead = None  # token t + 1's, from a solve of it that found token t's phase-2 moves in its way
-        self.used = None  # the token t + 1 this token was solved with (None: without)
-        self.prev_used = None  # ... and the token before this one
+        # the phase-1 moves on the links phase-2 moves cross, tokens t - 2 .. t + 2 (the later two as
+        # their last solve found them, where there was one)
+        self.BL = np.full((5 * nt, na, w), neg, dt)
+        self.BL[3 * nt:] = big
+        self.est = {}  # token -> its phase-1 moves there, as its last solve found them
+        self.used = {}  # token -> the estimates of tokens t + 1, t + 2 its solve took (None: none)
         self.XH = np.full((2 * nt, na, w), neg, dt)  # the phase-2 moves there, tokens t - 2, t - 1
         self.xold = np.full((na, w), neg, dt)  # ... the latest of older tokens
-        self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - 2 there
+        self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - 3 there
         self.X = np.empty((nt, na, w), dt)  # this token's phase-2 moves there
         self.exit_max = int(neg)
         self.contended = 0
-        self.kk = np.arange(3 * nt)[:, None, None]
 
     def snapshot(self):
         D = self.D
         return ([v[:D].copy() for v in self.V], self.BL.copy(), self.XH.copy(), self.xold.copy(), self.blold.copy(),
-                self.exit_max, self.prev_used)
+                self.exit_max)
 
     def restore(self, sn) -> None:
         D = self.D
         for v, h in zip(self.V, sn[0]):
             v[:D] = h
         self.BL[...], self.XH[...], self.xold[...], self.blold[...] = sn[1:5]
-        self.exit_max, self.prev_used = sn[5:]
-
-    def this_phase1(self) -> np.ndarray:
-        return self.BL[self.nt:2 * self.nt].copy()
+        self.exit_max = sn[5]
 
     def token(self, t: int, tokdone, done, goall, last) -> None:
-        sp, cs, nt, D, V = self.sp, self.cs, self.nt, self.D, self.V
+        sp, cs, nt, D, V, BL = self.sp, self.cs, self.nt, self.D, self.V, self.BL
         self.contended = 0
-        self.used, self.ahead = self.ahead, None
-        self.BL[2 * nt:] = self.big if self.used is None else self.used
+        self.used[t] = tuple(self.est.get(u) for u in (t + 1, t + 2))
+        for i, x in enumerate(self.used[t]):
+            BL[(3 + i) * nt:(4 + i) * nt] = self.big if x is None else x
         for st, g in enumerate(sp.stages):
             v = V[st]
             if len(g.arb):  # this token's phase-1 moves on the links its phase-2 moves cross (stages before)
                 for slot in g.arb_slot:
                     s0, j = sp.arb_l0[slot]
-                    self.BL[nt:2 * nt, slot] = V[s0][D:D + nt, j]
-                B = self.BL[:, g.arb_slot]
-                Bp = B - self.kk.astype(B.dtype)
+                    BL[2 * nt:3 * nt, slot] = V[s0][D:D + nt, j]
+                B = BL[:, g.arb_slot]
+                blo = B.reshape(5, -1).min(axis=1)  # each token's first and last phase-1 move there
+                bhi = B.reshape(5, -1).max(axis=1)
             for s in range(nt):
                 b = v[D + s - 1] + 1
                 np.maximum(b[:-1], np.where(g.bp[:-1], v[s, 1:] + 1, self.neg), out=b[:-1])
@@ -270,12 +267,12 @@ class Group:
                 x = _segscan(b, g.off)
                 if len(g.arb):
                     e = x[g.arb]
-                    free = _first_free(e, B, Bp, self.kk)
+                    free = _first_free(e, B, blo, bhi, nt)
                     while (free > e).any():
                         b[g.arb] = np.maximum(b[g.arb], free)
                         x = _segscan(b, g.off)
                         e = x[g.arb]
-                        free = _first_free(e, B, Bp, self.kk)
+                        free = _first_free(e, B, blo, bhi, nt)
                     want = np.maximum(v[D + s - 1, g.arb] + 1, x[g.arb - 1] + 1)  # its max, without the wait
                     np.maximum(want, np.where(g.bp[g.arb], v[s, np.minimum(g.arb + 1, len(b) - 1)] + 1, self.neg),
                                out=want)
@@ -287,23 +284,27 @@ class Group:
             for i, js, rows in g.passes:
                 goall[i * nt:(i + 1) * nt, rows, cs] = v[D:D + nt, js]
             last[g.row[g.last], cs] = v[D + nt - 1, g.last]
+        self.est[t] = BL[2 * nt:3 * nt].copy()
+        self.est.pop(t - 3, None)
 
-    def check(self) -> int:
-        """OK: this token's phase-2 moves are clear of token t - 2's phase-1 ones (t - 1's, t's and,
-        where it was known, t + 1's were taken into account), and this token's phase-1 moves clear of
-        the phase-2 moves of earlier tokens on the same links: of token t - 1's, unless that token was
-        solved with exactly these in view. REDO: they met token t - 1's. FAIL: an older token's."""
+    def check(self, t: int) -> int:
+        """OK: this token's phase-2 moves are clear of token t - 3's phase-1 ones (t - 2's to t + 2's,
+        as far as known, were taken into account), and this token's phase-1 moves clear of the
+        phase-2 moves of earlier tokens on the same links: of t - 1's and t - 2's unless that token
+        was solved with exactly these in view. Else the token to solve again, or FAIL: an older one."""
         nt, BL, XH = self.nt, self.BL, self.XH
         if not BL.shape[1]:
             return OK
-        cur = BL[nt:2 * nt]
+        cur = BL[2 * nt:3 * nt]
         if (self.X.min(axis=0) <= self.blold).any() or (cur.min(axis=0) <= self.xold).any():
             return FAIL
-        if _meet(cur, XH[:nt]):
-            return FAIL
-        if self.prev_used is not None:
-            return OK if np.array_equal(self.prev_used, cur) else REDO
-        return REDO if _meet(cur, XH[nt:]) else OK
+        for u, xh in ((t - 2, XH[:nt]), (t - 1, XH[nt:])):
+            if u < 0:
+                continue
+            took = self.used[u][t - u - 1]
+            if not np.array_equal(took, cur) if took is not None else _meet(cur, xh):
+                return u
+        return OK
 
     def advance(self) -> None:
         nt, BL, XH = self.nt, self.BL, self.XH
@@ -311,8 +312,7 @@ class Group:
         XH[:nt] = XH[nt:]
         XH[nt:] = self.X
         self.blold = BL[:nt].max(axis=0)
-        BL[:nt] = BL[nt:2 * nt]
-        self.prev_used = self.used
+        BL[:4 * nt] = BL[nt:].copy()
         for v in self.V:  # on to the next token: the last D moves of each site
             v[:self.D] = v[nt:nt + self.D]
 
@@ -335,12 +335,23 @@ def _segscan(b: np.ndarray, off: np.ndarray) -> np.ndarray:
     return x.astype(b.dtype)
 
 
-def _first_free(e: np.ndarray, B: np.ndarray, Bp: np.ndarray, kk: np.ndarray) -> np.ndarray:
-    """The first cycle from ``e`` on that is not in ``B`` (increasing along axis 0; ``Bp`` = B less
-    its index): e plus the length of the run of consecutive cycles of B that starts at e."""
-    i = (B < e).sum(axis=0)
-    run = ((Bp == (e - i)) & (kk >= i)).sum(axis=0)
-    return e + run.astype(e.dtype)
+def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray, nt: int) -> np.ndarray:
+    """The first cycle from ``e`` on that is not in ``B`` (increasing along axis 0, in blocks of
+    ``nt`` whose least and greatest values are ``lo`` and ``hi``): e plus the length of the run of
+    consecutive cycles of B that starts at e. The blocks all below e, and those beyond any run from
+    e, are left out (the run is found by rank: B[j] = e + (j - i) with i the values below e)."""
+    emin, emax = int(e.min()), int(e.max())
+    a = int(np.count_nonzero(hi < emin))
+    b = len(lo)
+    while b > a and lo[b - 1] > emax + (b - 1 - a) * nt:
+        b -= 1
+    if b == a:
+        return e
+    B = B[a * nt:b * nt]
+    kk = np.arange(len(B), dtype=e.dtype)[:, None, None]
+    i = np.add.reduce((B < e).view(np.uint8), axis=0, dtype=e.dtype)
+    run = np.add.reduce(((B - kk) == (e - i)) & (kk >= i), axis=0, dtype=e.dtype)
+    return e + run
 
 
 def _fill_counters(lay: Layout, f: TreeFabric, p: ColumnPlan, resident: bool):
