@@ -96,8 +96,7 @@ from .pe_events import row_arrivals, run_events
 from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
-from .pe_tree import run_tree
-from .pe_tree_events import run_tree_events
+from .pe_tree_events import solve_tree
 
 if (WSE2.hop_cycles, WSE2.ramp_cycles, COSTS.psum_add) != (1, 1, 1):  # one stage a cycle, else delay lines
     raise NotImplementedError("the PE-level simulator models hop_cycles = ramp_cycles = Costs.psum_add = 1 only")
@@ -188,13 +187,8 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if arrivals is not None:
             raise ValueError("arrivals are modelled with the chain reduce only")
         exits = None
-        fabric = TreeFabric.empty(lay.rows, lay.cols)
-        top = max_cycles or _max_cycles(lay, 4)
-        done = None if check or engine == "cycles" else run_tree_events(lay, fabric, p, depth, nbuf, top, resident_a)
-        if done is None:  # (the event solver could not show its cycles to be the loop's: a fresh fabric)
-            fabric = TreeFabric.empty(lay.rows, lay.cols)
-            done = run_tree(lay, fabric, p, depth, nbuf, check, top, resident_a)
-        cycles, progress = done
+        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, max_cycles or _max_cycles(lay, 4),
+                                              resident_a)
         bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),

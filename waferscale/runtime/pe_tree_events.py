@@ -32,119 +32,38 @@ so they are the loop's. ``tests/test_pe_tree_events.py`` holds the two to the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 
-from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan
+from ..backends.column_reduce import N2, S1, S2, ColumnPlan
 from .pe_events import ElementEvents
 from .pe_fabric import TreeFabric
 from .pe_layout import Layout
-
-DL, GO, L0, TH = range(4)  # a site: delivery to the core, a pass's wavelet, off the ramp, through a router
-SEG = np.int64(1) << 40  # segment offset of the scans (cycles stay far below it)
-
-
-@dataclass
-class Stage:
-    kind: np.ndarray  # (n,) site type
-    row: np.ndarray  # (n,) its row
-    bp: np.ndarray  # (n, 1) bool: site i's queue is drained by site i + 1 (its wavelet s - D frees room)
-    off: np.ndarray  # (n, 1) int64: segment offset less the site's index (the scan's ramp)
-    first: np.ndarray  # GO sites of a first pass (the token's FMACs, the previous token's reduce)
-    later: np.ndarray  # GO sites of a later pass
-    later_prev: np.ndarray  # ... the previous pass's GO site (in the stage before)
-    arb: np.ndarray  # TH sites on a link a phase-1 stream also uses
-    arb_slot: np.ndarray  # ... their index among all arbitrated sites
-    passes: list  # (pass index, GO sites, rows)
-    last: np.ndarray  # GO sites of a row's last pass
-    exit: int  # the site whose move is out of the south edge (-1: none here)
+from .pe_tree import run_tree
+from .pe_tree_edge import solve_edge
+from .pe_tree_sites import Plan, sites
 
 
-@dataclass
-class Plan:
-    stages: list
-    arb_l0: list  # per arbitrated site: (stage, site) of the phase-1 stream that shares its link
-    pmax: int
+def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
+               resident: bool):
+    """The tree reduce by event times where they fit (``fits``) and the solver shows its cycles to
+    be the loop's, else (and with ``check`` or ``engine="cycles"``) by the loop. Returns the
+    fabric, the cycles and the cores' progress."""
+    if not check and engine != "cycles" and fits(lay, p, depth):
+        f = TreeFabric.empty(lay.rows, lay.cols)
+        done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
+        if done is not None:
+            return f, *done
+    f = TreeFabric.empty(lay.rows, lay.cols)
+    return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident)
 
 
-@lru_cache(maxsize=64)
-def sites(p: ColumnPlan) -> Plan | None:
-    """The stages of a column's plan and the paths of moves in each (None: the plan has a phase-1
-    stream that is not solved before the phase-2 streams crossing it)."""
-    R = p.rows
-    P = [p.passes(r) for r in range(R)]
-    last = {p.top: 0}
-    todo = [p.top]
-    while todo:
-        r = todo.pop()
-        for i, k in enumerate(p.ins[r]):
-            q = p.src[r][k]
-            last[q] = last[r] - (P[r] - 1 - i)
-            todo.append(q)
-    lo = min(last[r] - P[r] + 1 for r in range(R))
-    stage = {(r, i): last[r] - (P[r] - 1 - i) - lo for r in range(R) for i in range(P[r])}
-    ns = max(stage.values()) + 1
-    dst = {(p.src[d][k], k): d for d in range(R) for k in p.ins[d]}
-    paths = [[] for _ in range(ns)]
-    for (r, i), st in sorted(stage.items(), key=lambda x: x[1]):
-        if i or p.ins[r]:
-            continue  # a path starts at a pass with no input (a lone send)
-        path, first = [], True
-        while True:
-            if not first:
-                path.append((DL, r, i))
-            first = False
-            path.append((GO, r, i))
-            if i != P[r] - 1:
-                break
-            k = p.out[r]
-            path.append((L0, r, k))
-            if r == p.top:
-                path += [(TH, x, S2) for x in range(r + 1, R)]
-                break
-            d = dst[r, k]
-            step = 1 if d > r else -1
-            path += [(TH, x, k) for x in range(r + step, d, step)]
-            r, i = d, p.ins[d].index(k)
-        paths[st].append(path)
-    where = {}
-    stages, arb_l0 = [], []
-    for st in range(ns):
-        flat = [s for path in paths[st] for s in path]
-        seg = np.concatenate([np.full(len(path), j, np.int64) for j, path in enumerate(paths[st])])
-        start = np.r_[True, seg[1:] != seg[:-1]]
-        for j, (kind, r, _) in enumerate(flat):
-            if kind == L0:
-                where[r] = (st, j)
-        kind = np.array([s[0] for s in flat])
-        row = np.array([s[1] for s in flat])
-        first = [j for j, s in enumerate(flat) if s[0] == GO and s[2] == 0]
-        later = [j for j, s in enumerate(flat) if s[0] == GO and s[2] > 0]
-        prev = [stages[st - 1].index[(GO, flat[j][1], flat[j][2] - 1)] for j in later] if later else []
-        arb = []
-        for j, (kd, x, k) in enumerate(flat):
-            if kd == TH and ((k == S2 and p.out[x] == S1) or (k == N2 and p.out[x] == N1)):
-                if x not in where or where[x][0] >= st:
-                    return None
-                arb.append(j)
-                arb_l0.append(where[x])
-        passes = {}
-        for j, s in enumerate(flat):
-            if s[0] == GO:
-                passes.setdefault(s[2], []).append(j)
-        off = (seg * SEG - np.arange(len(flat)))[:, None]
-        g = Stage(kind=kind, row=row, bp=np.r_[~start[1:], False][:, None], off=off,
-                  first=np.array(first, np.intp), later=np.array(later, np.intp), later_prev=np.array(prev, np.intp),
-                  arb=np.array(arb, np.intp), arb_slot=np.arange(len(arb_l0) - len(arb), len(arb_l0)),
-                  passes=[(i, np.array(js, np.intp), row[js]) for i, js in sorted(passes.items())],
-                  last=np.array([j for j, s in enumerate(flat) if s[0] == GO and s[2] == P[s[1]] - 1], np.intp),
-                  exit=next((j for j, s in enumerate(flat) if (s[0] == TH and s[1] == R - 1 and s[2] == S2)
-                             or (s[0] == L0 and s[1] == R - 1 == p.top)), -1))
-        g.index = {(s[0], s[1], s[2]): j for j, s in enumerate(flat) if s[0] == GO}
-        stages.append(g)
-    return Plan(stages=stages, arb_l0=arb_l0, pmax=max(P))
+def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:
+    """Whether the solver is worth trying: the queues between two group roots hold at most W / 2
+    tokens' partial sums, so that the groups run at most about that far ahead of each other (the
+    solver takes W tokens either side into account; a deeper column leaves it re-solving tokens
+    over and over, slower than the loop, and beyond W giving up)."""
+    hops = max([p.hops(r, k) for r in range(p.rows) for k in p.ins[r] if k in (S2, N2)], default=0)
+    return hops * depth <= W // 2 * int(lay.nt.min())
 
 
 def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, max_cycles: int,
@@ -161,14 +80,14 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     ntmax, ntmin = int(ns[0]), int(ns[-1])
     c1 = int(np.count_nonzero(ns == ntmax))
     groups = [(slice(0, c1), ntmax)] + ([(slice(c1, C), ntmin)] if ntmin < ntmax else [])
-    groups = [Group(sp, cs, nt, D, dt, neg, big) for cs, nt in groups]
+    groups = [Group(sp, cs, nt, D, dt, neg, big, m) for cs, nt in groups]
     n = sp.pmax * ntmax
     goall = np.full((n, R, C), big, dt)  # each core's go cycles of the last token, sorted (big: none)
     first = goall[0]
     contended, snaps, redo, t = [], {}, 0, 0
     while t < m:
         snaps[t] = (a.snapshot(), goall.copy(), [g.snapshot() for g in groups])
-        snaps.pop(t - 3, None)
+        snaps.pop(t - W - 1, None)
         a.token(t)
         last = np.empty((R, C), dt)
         for g in groups:
@@ -179,9 +98,9 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
         back = [v for v in verdict if v != OK]
         if back:  # an earlier token's phase-2 moves, again, with this token's phase-1 ones in view
             redo += 1
-            t = min(back)
-            if redo > MAX_REDO * m or t not in snaps:
+            if redo > 4 + t // 2 or min(back) not in snaps:  # more re-solves than solves gain: the loop is faster
                 return None
+            t = min(back)
             a.restore(snaps[t][0])
             goall[...] = snaps[t][1]
             for g, sn in zip(groups, snaps[t][2]):
@@ -189,13 +108,21 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
             del contended[t:]
             continue
         for g in groups:
-            g.advance()
+            g.advance(t)
         contended.append(sum(g.contended for g in groups))
         a.DONE[1:] = a.DONE[:-1].copy()
         a.DONE[0] = last
         if nbuf == 2:
             a.steal = (goall[:, None], 0, n, first)
         t += 1
+    for g in groups:
+        if sp.hops:  # the column root's stream to the south edge, with every token's phase-1 moves in view
+            done = solve_edge(g.send, g.ramp, g.eb, np.array([h for h, _ in sp.edge_arb], np.intp), sp.hops, D,
+                              g.nt)
+            if done is None:
+                return None
+            g.exit_max = int(done[0].max())
+            contended.append(int(done[1].sum()))
     cycles = max(g.exit_max for g in groups) + 1
     if cycles > max_cycles:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
@@ -204,29 +131,32 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
 
 
 OK, FAIL = -1, -2  # else: the token to solve again
-MAX_REDO = 4  # re-solves of a token, on average, before the loop is left to do it
+W = 4  # tokens either side whose phase-1 moves a token's phase-2 moves are solved against
 
 
 class Group:
     """The reduce of the columns ``cs``, each with ``nt`` partial sums, token by token."""
 
-    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big):
-        self.sp, self.cs, self.nt, self.D, self.dt, self.neg, self.big = sp, cs, nt, D, dt, neg, big
+    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big, m: int):
+        self.sp, self.cs, self.nt, self.D, self.dt, self.neg, self.big, self.m = sp, cs, nt, D, dt, neg, big, m
         w = cs.stop - cs.start
         self.V = [np.full((D + nt, len(g.kind), w), neg, dt) for g in sp.stages]
         na = len(sp.arb_l0)
-        # the phase-1 moves on the links phase-2 moves cross, tokens t - 2 .. t + 2 (the later two as
-        # their last solve found them, where there was one)
-        self.BL = np.full((5 * nt, na, w), neg, dt)
-        self.BL[3 * nt:] = big
+        # the phase-1 moves on the links phase-2 moves cross, tokens t - W .. t + W (the later ones as
+        # their last solve found them, or as the two before them suggest)
+        self.BL = np.full(((2 * W + 1) * nt, na, w), neg, dt)
+        self.BL[(W + 1) * nt:] = big
         self.est = {}  # token -> its phase-1 moves there, as its last solve found them
         self.used = {}  # token -> the estimates of tokens t + 1, t + 2 its solve took (None: none)
-        self.XH = np.full((2 * nt, na, w), neg, dt)  # the phase-2 moves there, tokens t - 2, t - 1
+        self.XH = np.full((W, 2, na, w), neg, dt)  # the span of the phase-2 moves there, tokens t - W .. t - 1
         self.xold = np.full((na, w), neg, dt)  # ... the latest of older tokens
-        self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - 3 there
-        self.X = np.empty((nt, na, w), dt)  # this token's phase-2 moves there
+        self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - W - 1 there
+        self.X = np.empty((2, na, w), dt)  # this token's: from the first cycle one wanted to the last move
         self.exit_max = int(neg)
         self.contended = 0
+        if sp.hops:
+            self.send, self.ramp = np.empty((2, m * nt, w), dt)
+            self.eb = np.empty((m * nt, len(sp.edge_arb), w), dt)
 
     def snapshot(self):
         D = self.D
@@ -243,18 +173,18 @@ class Group:
     def token(self, t: int, tokdone, done, goall, last) -> None:
         sp, cs, nt, D, V, BL = self.sp, self.cs, self.nt, self.D, self.V, self.BL
         self.contended = 0
-        self.used[t] = tuple(self.est.get(u) for u in (t + 1, t + 2))
+        self.used[t] = tuple(self.guess(u) for u in range(t + 1, t + W + 1))
         for i, x in enumerate(self.used[t]):
-            BL[(3 + i) * nt:(4 + i) * nt] = self.big if x is None else x
+            BL[(W + 1 + i) * nt:(W + 2 + i) * nt] = self.big if x is None else x
         for st, g in enumerate(sp.stages):
             v = V[st]
             if len(g.arb):  # this token's phase-1 moves on the links its phase-2 moves cross (stages before)
                 for slot in g.arb_slot:
                     s0, j = sp.arb_l0[slot]
-                    BL[2 * nt:3 * nt, slot] = V[s0][D:D + nt, j]
+                    BL[W * nt:(W + 1) * nt, slot] = V[s0][D:D + nt, j]
                 B = BL[:, g.arb_slot]
-                blo = B.reshape(5, -1).min(axis=1)  # each token's first and last phase-1 move there
-                bhi = B.reshape(5, -1).max(axis=1)
+                blo = B.reshape(2 * W + 1, nt, *B.shape[1:]).min(axis=1)  # each token's first and last
+                bhi = B.reshape(2 * W + 1, nt, *B.shape[1:]).max(axis=1)  # phase-1 move there
             for s in range(nt):
                 b = v[D + s - 1] + 1
                 np.maximum(b[:-1], np.where(g.bp[:-1], v[s, 1:] + 1, self.neg), out=b[:-1])
@@ -267,63 +197,94 @@ class Group:
                 x = _segscan(b, g.off)
                 if len(g.arb):
                     e = x[g.arb]
-                    free = _first_free(e, B, blo, bhi, nt)
+                    free = _first_free(e, B, blo, bhi)
                     while (free > e).any():
                         b[g.arb] = np.maximum(b[g.arb], free)
                         x = _segscan(b, g.off)
                         e = x[g.arb]
-                        free = _first_free(e, B, blo, bhi, nt)
+                        free = _first_free(e, B, blo, bhi)
                     want = np.maximum(v[D + s - 1, g.arb] + 1, x[g.arb - 1] + 1)  # its max, without the wait
                     np.maximum(want, np.where(g.bp[g.arb], v[s, np.minimum(g.arb + 1, len(b) - 1)] + 1, self.neg),
                                out=want)
                     self.contended += int((e - want).sum())
-                    self.X[s, g.arb_slot] = e
+                    if s == 0:
+                        self.X[0, g.arb_slot] = want
+                    self.X[1, g.arb_slot] = e
                 v[D + s] = x
             if g.exit >= 0:
                 self.exit_max = max(self.exit_max, int(v[D + nt - 1, g.exit].max()))
             for i, js, rows in g.passes:
                 goall[i * nt:(i + 1) * nt, rows, cs] = v[D:D + nt, js]
             last[g.row[g.last], cs] = v[D + nt - 1, g.last]
-        self.est[t] = BL[2 * nt:3 * nt].copy()
-        self.est.pop(t - 3, None)
+        self.est[t] = BL[W * nt:(W + 1) * nt].copy()
+        self.est.pop(t - W - 3, None)
+
+    def guess(self, u: int):
+        """Token u's phase-1 moves on the arbitrated links: as its last solve found them, else one
+        token period on from the two before (steady state repeats), else none."""
+        if u >= self.m:
+            return None
+        if u in self.est:
+            return self.est[u]
+        k = max((k for k in self.est if k < u and k - 1 in self.est), default=None)
+        if k is None:
+            return None
+        a = self.est[k]
+        return a + (u - k) * (a - self.est[k - 1])
 
     def check(self, t: int) -> int:
-        """OK: this token's phase-2 moves are clear of token t - 3's phase-1 ones (t - 2's to t + 2's,
-        as far as known, were taken into account), and this token's phase-1 moves clear of the
-        phase-2 moves of earlier tokens on the same links: of t - 1's and t - 2's unless that token
-        was solved with exactly these in view. Else the token to solve again, or FAIL: an older one."""
+        """OK: this token's phase-2 moves are clear of token t - W - 1's phase-1 ones (t - W's to
+        t + W's, as far as known, were taken into account), and this token's phase-1 moves clear of
+        the phase-2 moves of earlier tokens on the same links: of t - W's to t - 1's unless that
+        token was solved with exactly these in view. Else the token to solve again, or FAIL: an
+        older one."""
         nt, BL, XH = self.nt, self.BL, self.XH
         if not BL.shape[1]:
             return OK
-        cur = BL[2 * nt:3 * nt]
-        if (self.X.min(axis=0) <= self.blold).any() or (cur.min(axis=0) <= self.xold).any():
+        cur = BL[W * nt:(W + 1) * nt]
+        if (self.X[0] <= self.blold).any() or (cur[0] <= self.xold).any():
             return FAIL
-        for u, xh in ((t - 2, XH[:nt]), (t - 1, XH[nt:])):
+        for i in range(W):
+            u, (lo, hi) = t - W + i, XH[i]
             if u < 0:
                 continue
             took = self.used[u][t - u - 1]
-            if not np.array_equal(took, cur) if took is not None else _meet(cur, xh):
+            if not _same_within(cur, took, lo, hi):
                 return u
         return OK
 
-    def advance(self) -> None:
-        nt, BL, XH = self.nt, self.BL, self.XH
-        np.maximum(self.xold, XH[:nt].max(axis=0), out=self.xold)
-        XH[:nt] = XH[nt:]
-        XH[nt:] = self.X
+    def advance(self, t: int) -> None:
+        nt, BL, XH, D, sp = self.nt, self.BL, self.XH, self.D, self.sp
+        if sp.hops:  # what the edge stream's solve needs of this token
+            st, go, l0 = sp.top
+            self.send[t * nt:(t + 1) * nt] = self.V[st][D:D + nt, go]
+            self.ramp[t * nt:(t + 1) * nt] = self.V[st][D:D + nt, l0]
+            for i, (_, (s0, j)) in enumerate(sp.edge_arb):
+                self.eb[t * nt:(t + 1) * nt, i] = self.V[s0][D:D + nt, j]
+        np.maximum(self.xold, XH[0, 1], out=self.xold)
+        XH[:-1] = XH[1:].copy()
+        XH[-1] = self.X
         self.blold = BL[:nt].max(axis=0)
-        BL[:4 * nt] = BL[nt:].copy()
+        BL[:-nt] = BL[nt:].copy()
         for v in self.V:  # on to the next token: the last D moves of each site
             v[:self.D] = v[nt:nt + self.D]
 
 
-def _meet(x: np.ndarray, y: np.ndarray) -> bool:
-    """Whether two sets of cycles per (site, column), (n, sites, cols) each, share one."""
-    near = (x.max(axis=0) >= y.min(axis=0)) & (x.min(axis=0) <= y.max(axis=0))
-    if not near.any():
-        return False
-    a, c = np.nonzero(near)
-    return bool((x[:, a, c][:, None] == y[:, a, c][None]).any())
+def _same_within(x: np.ndarray, y: np.ndarray | None, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether the cycles of ``x`` and ``y`` (n, sites, columns; y None: none) that fall within
+    lo..hi (sites, columns) are the same: a token's phase-2 moves, solved with y in view where x is,
+    are then what x would have given (a first free cycle depends on the cycles from its start on)."""
+    inx = (x >= lo) & (x <= hi)
+    if y is None:
+        return not inx.any()
+    iny = (y >= lo) & (y <= hi)
+    diff = (inx != iny) | (inx & (x != y))
+    if not diff.any():
+        return True
+    a, c = np.nonzero(diff.any(axis=0))  # where the windows hold the two differently: compare as sets
+    xs = np.sort(np.where(inx[:, a, c], x[:, a, c], hi[a, c] + 1), axis=0)
+    ys = np.sort(np.where(iny[:, a, c], y[:, a, c], hi[a, c] + 1), axis=0)
+    return bool(np.array_equal(xs, ys))
 
 
 def _segscan(b: np.ndarray, off: np.ndarray) -> np.ndarray:
@@ -335,23 +296,25 @@ def _segscan(b: np.ndarray, off: np.ndarray) -> np.ndarray:
     return x.astype(b.dtype)
 
 
-def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray, nt: int) -> np.ndarray:
-    """The first cycle from ``e`` on that is not in ``B`` (increasing along axis 0, in blocks of
-    ``nt`` whose least and greatest values are ``lo`` and ``hi``): e plus the length of the run of
-    consecutive cycles of B that starts at e. The blocks all below e, and those beyond any run from
-    e, are left out (the run is found by rank: B[j] = e + (j - i) with i the values below e)."""
-    emin, emax = int(e.min()), int(e.max())
-    a = int(np.count_nonzero(hi < emin))
-    b = len(lo)
-    while b > a and lo[b - 1] > emax + (b - 1 - a) * nt:
-        b -= 1
-    if b == a:
+def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The first cycle from ``e`` (sites, columns) on that is not in ``B`` (cycles along axis 0, in
+    blocks whose least and greatest values are ``lo`` and ``hi``, (blocks, sites, columns); a
+    guessed block need not follow the one before it), looked for only where e is within a block's
+    span: one cycle on while the cycle is taken."""
+    hit = ((lo <= e) & (e <= hi)).any(axis=0)
+    if not hit.any():
         return e
-    B = B[a * nt:b * nt]
-    kk = np.arange(len(B), dtype=e.dtype)[:, None, None]
-    i = np.add.reduce((B < e).view(np.uint8), axis=0, dtype=e.dtype)
-    run = np.add.reduce(((B - kk) == (e - i)) & (kk >= i), axis=0, dtype=e.dtype)
-    return e + run
+    a, c = np.nonzero(hit)
+    x = e[a, c]
+    b = B[:, a, c]
+    while True:
+        taken = (b == x).any(axis=0)
+        if not taken.any():
+            break
+        x += taken
+    out = e.copy()
+    out[a, c] = x
+    return out
 
 
 def _fill_counters(lay: Layout, f: TreeFabric, p: ColumnPlan, resident: bool):
