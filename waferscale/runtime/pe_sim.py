@@ -75,8 +75,9 @@ was consumed (``Fabric.violations``).
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
 slicing); there is no Python loop over cores. The chain's cycle loop (``_run``) keeps the queues,
 the events of a cycle and the cores' countdowns in stacked arrays, one operation serving several.
-By default the chain is solved by event times (``pe_events``): every move's cycle, element by element
-and sum by sum, at a fraction of the calls; ``engine="cycles"`` (and ``check``) keep the loop.
+By default the chain is solved by event times (``pe_events``; the tree likewise where it fits,
+``pe_tree_events``): every move's cycle, element by element and sum by sum, at a fraction of the
+calls; ``engine="cycles"`` (and ``check``) keep the loop.
 """
 
 from __future__ import annotations
@@ -150,9 +151,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     the vector is at the west edge (a producer made it); row i's injector sends its next element only
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
 
-    ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster);
-    ``"cycles"`` (and ``check``, the tree, and a sparse W at ``depth=1``, where the event solver is off
-    by a cycle per token: a one-wavelet queue behind skipped rows) run the cycle loop.
+    ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster), the
+    tree too where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's; ``"cycles"``
+    (and ``check``, and a chain with a sparse W at ``depth=1``) run the cycle loop.
     """
     if depth < 1:
         raise ValueError("queue depth must be at least 1")

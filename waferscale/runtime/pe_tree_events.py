@@ -20,14 +20,20 @@ running max along the paths (a segmented scan, one step per move), redone where 
 had to wait. The A side (row multicast and FMACs) is ``pe_events.ElementEvents``: a token's FMACs
 lose the cycles of the previous token's passes (they share the datapath).
 
-A phase-2 wavelet of token t can also wait for a phase-1 wavelet of a later token (the next token's
-phase-1 wave, already under way). The solver takes the phase-1 streams of tokens t - 1 and t into
-account and then checks, as each later token's phase-1 streams are known, that none of their moves
-falls on a cycle in which it placed a phase-2 wavelet of an earlier token on the same link (and
-that no older token reaches that far). If one does, the solution is not the loop's: ``run_tree_events``
-returns None and ``pe_sim`` runs the loop. Otherwise every rule of the loop holds for every move,
-and the loop's cycles are the only ones that satisfy them all (each cycle is fixed by earlier ones),
-so they are the loop's. ``tests/test_pe_tree_events.py`` holds the two to the same cycles.
+A phase-2 wavelet of token t can also wait for a phase-1 wavelet of a later token (the next
+tokens' phase-1 waves, already under way). The solver solves token t with the phase-1 moves of
+tokens t - W .. t + W on the shared links in view, the later ones as their last solve found them or
+as the last two solved suggest (steady state repeats), and keeps, per link, the span of token t's
+phase-2 moves. When a later token is solved, its true phase-1 moves must be what token t took
+within that span; where they are not, token t is solved again with them (and the tokens after it),
+a few times at most. If an older token than t - W could still be in the way, or the re-solves run
+out, ``run_tree_events`` returns None and ``pe_sim`` runs the loop. Otherwise every rule of the loop
+holds for every move, and the loop's cycles are the only ones that satisfy them all (each cycle is
+fixed by earlier ones), so they are the loop's. The column root's stream to the south edge, which
+the groups below the centre run tens of tokens ahead of, is solved apart, after all tokens
+(``pe_tree_edge``). ``fits`` keeps the solver to columns whose groups cannot run further apart than
+the window (else it would re-solve each token several times, slower than the loop: at 256 x 256
+rows about three times). ``tests/test_pe_tree_events.py`` holds the solver to the loop.
 """
 
 from __future__ import annotations
