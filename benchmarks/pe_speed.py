@@ -8,10 +8,12 @@ peak RSS is its own. In the same process, on the same grid, it first times the *
 NumPy loop that does one systolic step per cycle (a float32 multiply-add over the grid and a one-hop
 shift east by slicing), the least any simulator that visits every core every cycle with whole-grid
 NumPy operations can do. PE-cycles/s = simulated cycles x cores used / wall seconds (setup, operand
-layout and the product's numbers included); ratio = ours / bare. The chain runs on the default engine,
-event times (``runtime/pe_events.py``: the same cycles as the cycle loop, not a loop over cycles), the
-tree on its cycle loop. BLAS runs single-threaded in the cases' processes, as the bare step does (a
-threaded matmul of the product's numbers stalls on a shared machine). Writes
+layout and the product's numbers included); ratio = ours / bare. Both run on the default engine: the
+chain by event times (``runtime/pe_events.py``: the same cycles as the cycle loop, not a loop over
+cycles), the tree by event times where they fit (``runtime/pe_tree_events.py``: the queues between
+group roots hold at most two tokens, the 64 x 64 case) and on its cycle loop elsewhere. BLAS runs
+single-threaded in the cases' processes, as the bare step does (a threaded matmul of the product's
+numbers stalls on a shared machine). Writes
 benchmarks/results/pe_speed.json and pe_speed.md.
 """
 
@@ -113,7 +115,8 @@ def table(rows: list[dict], cmd: str, machine: str) -> str:
         "ratio = ours / bare; RSS = the peak of the process that ran the case (operands included). A streamed,",
         f"{DTYPE} datapath. Goals (issue 18): ratio >= {GOAL_RATIO} at every size; the full-wafer GEMM in under",
         f"{GOAL_WAFER_S:.0f} s with under {GOAL_WAFER_MIB} MiB peak. The chain by event times (`runtime/pe_events.py`,",
-        "the cycle loop's cycles exactly), the tree by its cycle loop. Before = the code before issue 27 (the",
+        "the cycle loop's cycles exactly), the tree by event times where they fit (`runtime/pe_tree_events.py`,",
+        "the loop's cycles exactly: the 64x64 case), else by its cycle loop. Before = the code before issue 27 (the",
         "chain's fused cycle loop), same machine at load 1.0 (PE-cycles/s, ratio, wall, peak RSS). BLAS",
         "single-threaded, as the bare step. Each case ran in fresh processes, the fastest run kept",
         "(the machine is shared; the walls of every run are in the JSON, `runs_wall_s`). CPU s = the process's",
@@ -154,16 +157,22 @@ def goals(rows: list[dict]) -> list[str]:
     return out
 
 
-WHY = """Why the tree is short of 0.25: its reduce (`runtime/pe_tree.py`) is still a loop over cycles, about
-100 NumPy calls per cycle over the whole grid (per-kind queues, the passes of each core's reduce
-program, the phase-1-first arbitration of shared links), where the bare step makes 3. The chain got
-there by not looping over cycles: in the chain every move is greedy and no two moves compete, so the
-cycle of each move is a max over the cycles of the moves it waits for, plus one, and `pe_events`
-solves them element by element and partial sum by partial sum (a running max along each row and
-column), about m (kt + nt) steps of some 30 whole-grid calls where the loop took m kt x (the
-cycles of an element) cycles of some 40. The tree's arbitration breaks that order (the next
-token's phase-1 wave can hold up this token's phase-2 stream on a shared link), so solving it by
-event times needs the moves ordered by cycle across tokens: not done."""
+WHY = """Why the tree is short of 0.25 on the deeper meshes: there it still runs its cycle loop
+(`runtime/pe_tree.py`, about 100 NumPy calls per cycle over the whole grid where the bare step makes
+3). The event solver (`runtime/pe_tree_events.py`) gives each core's reduce passes stages and solves
+each stage's moves as running maxes along paths, wavelet by wavelet; a phase-2 wavelet on a link a
+phase-1 chain also uses waits for the chain's moves, and those can be of later tokens (the next
+token's phase-1 wave, already under way), so it solves a token with the phase-1 moves of up to four
+tokens either side in view (later ones as guessed from the last two solved), re-solves a token when
+a later one's true moves differ where they mattered, and hands over to the loop when it cannot show
+its cycles to be the loop's. The column root's stream to the south edge, which the groups below the
+centre run tens of tokens ahead of, is solved after all tokens (`runtime/pe_tree_edge.py`). On a
+deep column the groups between two roots also run more tokens apart than the window. In trials at
+256 x 256 the solver re-solved each token about three times: with a window of 8 tokens it found the
+loop's 27,513 cycles in 62 s of CPU (the loop: 18 s); with 4 it gave up at token 60. So pe_sim takes
+the solver only where the queues between group roots hold at most two tokens (the 64 x 64 case) and
+the loop elsewhere, as before. Not done: solving the groups in an order skewed by how far they run
+ahead (each group its own token), which the deeper meshes need."""
 
 
 def main() -> None:

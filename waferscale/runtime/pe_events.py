@@ -45,23 +45,11 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
     if nbuf > 2:
         raise NotImplementedError("event times with more than two accumulator buffers: use the cycle loop")
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
-    ks, ns = lay.kt[:, 0], lay.nt[0]
-    ktmax, ntmax, ktmin, ntmin = int(ks[0]), int(ns[0]), int(ks[-1]), int(ns[-1])
-    r1, c1 = int(np.count_nonzero(ks == ktmax)), int(np.count_nonzero(ns == ntmax))  # larger blocks first
-    top = max_cycles + int(lay.peak_cycles) * (lay.ktmax + 2) + 8 * (R + C + D + lay.ntmax)
-    dt = np.int32 if top < 1 << 29 else np.int64  # cycles: narrow is fast
-    neg, big = (dt(-(1 << 30)), dt(1 << 30)) if dt is np.int32 else (dt(-(1 << 60)), dt(1 << 60))
-    ovh = lay.lanes.costs.task_start
-    if lay.sparse:  # cycles of element e of each core less one, the task start on the first
-        cost = np.ascontiguousarray(lay.element_cycles.transpose(2, 0, 1), dtype=dt) - 1
-        cost[0] += ovh
-    else:
-        cost = np.stack([lay.fmac_cycles + ovh, lay.fmac_cycles]).astype(dt) - 1
-    # histories, one token's worth after the D moves before it: [D + e] is element (or partial sum) e
-    # of this token, [D + e - 1] the one before it, [e] the one D before it (of an earlier token for e < D)
-    # (a slot past D is written in its token before it is read: only the first D need a value)
-    FA, POP = np.empty((2, D + ktmax, R, C), dt)
-    FA[:D] = POP[:D] = neg
+    ns = lay.nt[0]
+    ntmax, ntmin = int(ns[0]), int(ns[-1])
+    c1 = int(np.count_nonzero(ns == ntmax))  # larger blocks first
+    a = ElementEvents(lay, depth, nbuf, max_cycles, resident, avail)
+    dt, neg, big = a.dt, a.neg, a.big
     # the reduce's, in blocks of columns (nb, R, cw), each block contiguous (the columns are independent)
     cw = _block_width(C, max(1, BLOCK // R))
     nb = C // cw
@@ -71,44 +59,7 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
     wide = (np.arange(C) < c1).reshape(nb, 1, cw)  # the columns with ntmax partial sums
     GO[D + ntmax - 1] = np.where(wide, neg, big)  # a column with fewer: nothing in the last slot
     tok_b = np.empty((nb, R, cw), dt)
-    inj_prev = np.full(R, neg, dt)
-    DONE = np.full((max(nbuf, 1), R, C), neg, dt)  # the cycle each of the last nbuf tokens' reduce was done
-    tokdone = np.empty((R, C), dt)
-    rows = np.arange(R)
-    steal = None
-
-    def fmacs(t: int, ra: int, rb: int) -> None:
-        """The elements of token t in rows ra..rb: the rows of the A side are independent."""
-        for e in range(ktmax):
-            r = slice(ra, min(rb, R if e < ktmin else r1))
-            if r.stop <= ra:
-                continue
-            start = POP[D + e - 1, r] + 1
-            if not resident:
-                inj = np.maximum(inj_prev[r], FA[e, r, 0])
-                inj += 1
-                np.maximum(inj, 0, out=inj)
-                if avail is not None:
-                    np.maximum(inj, avail[rows[r], np.minimum(t * ks[r] + e, avail.shape[1] - 1)], out=inj)
-                inj_prev[r] = inj
-                fa = np.maximum(FA[D + e - 1, r], POP[e, r], out=FA[D + e, r])
-                np.maximum(fa[:, :-1], FA[e, r, 1:], out=fa[:, :-1])
-                fa += 1
-                np.maximum(fa[:, 0], inj + 1, out=fa[:, 0])
-                _scan(fa, 1)  # and one hop per column: the multicast along the row
-                np.maximum(start, fa + 1, out=start)
-            if e == 0:
-                np.maximum(start, DONE[nbuf - 1, r] + 1, out=start)
-            if resident:
-                np.maximum(start, 0, out=start)
-            c = cost[e if lay.sparse else min(e, 1), r]
-            pop = np.add(start, c, out=POP[D + e, r])
-            if steal is not None:
-                _steal(pop, start, c, steal, r, DONE[0, r])
-        for x, y, kt in ((ra, min(rb, r1), ktmax), (max(ra, r1), rb, ktmin)):  # on to the next token
-            if y > x:
-                tokdone[x:y] = POP[D + kt - 1, x:y] + 1
-                FA[:D, x:y], POP[:D, x:y] = FA[kt:kt + D, x:y], POP[kt:kt + D, x:y]
+    DONE, tokdone = a.DONE, a.tokdone
 
     def reduce(t: int, b: int) -> None:
         """The partial sums of token t in the columns of block b."""
@@ -138,24 +89,111 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
                 for h in (GO, MV, DL):
                     h[:D, b, :, x:y] = h[nt:nt + D, b, :, x:y]
 
-    rb = max(1, BLOCK // C)  # blocks of rows that stay in the cache
     first = np.empty((R, C), dt)
     for t in range(m):
-        for r0 in range(0, R, rb):
-            fmacs(t, r0, r0 + rb)
+        a.token(t)
         np.copyto(tok_b, tokdone.reshape(R, nb, cw).transpose(1, 0, 2))
         for b in range(nb):
             reduce(t, b)
         DONE[1:] = DONE[:-1].copy()  # the last partial sum of each core's token, the first
         _unblock(DONE[0], np.where(wide, GO[D + ntmax - 1], GO[D + ntmin - 1]) if ntmin < ntmax else GO[D + ntmax - 1])
         if nbuf == 2:  # the go cycles of the token whose reduce may overlap the next one's FMACs (sorted)
-            steal = (GO, D, ntmax, _unblock(first, GO[D]))  # (the next token's reduce overwrites them after its FMACs)
+            # (the next token's reduce overwrites them after its FMACs)
+            a.steal = (GO, D, ntmax, _unblock(first, GO[D]))
     cycles = int(MV[D - 1, :, -1].max()) + 1  # the last partial sum of every column, out of the south edge
     if cycles > max_cycles:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
     _fill_counters(lay, f, resident)
     kt64, nt64 = lay.kt.astype(np.int64), lay.nt.astype(np.int64)
     return cycles, (m * kt64, m * nt64)
+
+
+class ElementEvents:
+    """The A side by event times (the row multicast and the FMACs of every core), token by token:
+    ``token(t)`` sets ``tokdone`` (the cycle from which each core's token t is FMAC'd) and each
+    core's element times. The reduce that shares the datapath gives, before ``token(t)``, the cycles
+    each core's reduce of the previous token took (``steal``: its go history, offset, length and
+    first go, blocked as (n, nb, R, cw)) and the cycle each of the last ``nbuf`` tokens' reduce was
+    done (``DONE``, newest first)."""
+
+    def __init__(self, lay: Layout, depth: int, nbuf: int, max_cycles: int, resident: bool,
+                 avail: np.ndarray | None = None):
+        R, C, D = lay.rows, lay.cols, depth
+        self.lay, self.D, self.nbuf, self.resident, self.avail = lay, D, nbuf, resident, avail
+        ks = lay.kt[:, 0]
+        self.ks, self.ktmax, self.ktmin = ks, int(ks[0]), int(ks[-1])
+        self.r1 = int(np.count_nonzero(ks == self.ktmax))  # larger blocks first
+        top = max_cycles + int(lay.peak_cycles) * (lay.ktmax + 2) + 8 * (R + C + D + lay.ntmax)
+        self.dt = dt = np.int32 if top < 1 << 29 else np.int64  # cycles: narrow is fast
+        self.neg, self.big = (dt(-(1 << 30)), dt(1 << 30)) if dt is np.int32 else (dt(-(1 << 60)), dt(1 << 60))
+        ovh = lay.lanes.costs.task_start
+        if lay.sparse:  # cycles of element e of each core less one, the task start on the first
+            cost = np.ascontiguousarray(lay.element_cycles.transpose(2, 0, 1), dtype=dt) - 1
+            cost[0] += ovh
+        else:
+            cost = np.stack([lay.fmac_cycles + ovh, lay.fmac_cycles]).astype(dt) - 1
+        self.cost = cost
+        # histories, one token's worth after the D moves before it: [D + e] is element e of this
+        # token, [D + e - 1] the one before it, [e] the one D before it (of an earlier token for e < D)
+        # (a slot past D is written in its token before it is read: only the first D need a value)
+        self.FA, self.POP = np.empty((2, D + self.ktmax, R, C), dt)
+        self.FA[:D] = self.POP[:D] = self.neg
+        self.inj_prev = np.full(R, self.neg, dt)
+        self.DONE = np.full((max(nbuf, 1), R, C), self.neg, dt)  # the cycle the last nbuf tokens' reduce was done
+        self.tokdone = np.empty((R, C), dt)
+        self.rows = np.arange(R)
+        self.steal = None
+
+    def snapshot(self) -> tuple:
+        """The state before a token (``restore`` returns to it)."""
+        D = self.D
+        return self.FA[:D].copy(), self.POP[:D].copy(), self.inj_prev.copy(), self.DONE.copy(), self.steal
+
+    def restore(self, sn: tuple) -> None:
+        D = self.D
+        self.FA[:D], self.POP[:D], self.inj_prev[...], self.DONE[...] = sn[:4]
+        self.steal = sn[4]
+
+    def token(self, t: int) -> None:
+        rb = max(1, BLOCK // self.lay.cols)  # blocks of rows that stay in the cache
+        for r0 in range(0, self.lay.rows, rb):
+            self.fmacs(t, r0, r0 + rb)
+
+    def fmacs(self, t: int, ra: int, rb: int) -> None:
+        """The elements of token t in rows ra..rb: the rows of the A side are independent."""
+        lay, D, R, FA, POP, ks, r1 = self.lay, self.D, self.lay.rows, self.FA, self.POP, self.ks, self.r1
+        ktmax, ktmin, resident, avail = self.ktmax, self.ktmin, self.resident, self.avail
+        cost, DONE = self.cost, self.DONE
+        for e in range(ktmax):
+            r = slice(ra, min(rb, R if e < ktmin else r1))
+            if r.stop <= ra:
+                continue
+            start = POP[D + e - 1, r] + 1
+            if not resident:
+                inj = np.maximum(self.inj_prev[r], FA[e, r, 0])
+                inj += 1
+                np.maximum(inj, 0, out=inj)
+                if avail is not None:
+                    np.maximum(inj, avail[self.rows[r], np.minimum(t * ks[r] + e, avail.shape[1] - 1)], out=inj)
+                self.inj_prev[r] = inj
+                fa = np.maximum(FA[D + e - 1, r], POP[e, r], out=FA[D + e, r])
+                np.maximum(fa[:, :-1], FA[e, r, 1:], out=fa[:, :-1])
+                fa += 1
+                np.maximum(fa[:, 0], inj + 1, out=fa[:, 0])
+                _scan(fa, 1)  # and one hop per column: the multicast along the row
+                np.maximum(start, fa + 1, out=start)
+            if e == 0:
+                np.maximum(start, DONE[self.nbuf - 1, r] + 1, out=start)
+            if resident:
+                np.maximum(start, 0, out=start)
+            c = cost[e if lay.sparse else min(e, 1), r]
+            pop = np.add(start, c, out=POP[D + e, r])
+            if self.steal is not None:
+                _steal(pop, start, c, self.steal, r, DONE[0, r])
+        for x, y, kt in ((ra, min(rb, r1), ktmax), (max(ra, r1), rb, ktmin)):  # on to the next token
+            if y > x:
+                self.tokdone[x:y] = POP[D + kt - 1, x:y] + 1
+                FA[:D, x:y], POP[:D, x:y] = FA[kt:kt + D, x:y], POP[kt:kt + D, x:y]
 
 
 BLOCK = 1 << 17  # cores per block of rows (or of columns) worked on at a time
@@ -207,7 +245,8 @@ def _steal(pop: np.ndarray, start: np.ndarray, c: np.ndarray, steal: tuple, r: s
     st = start[b]
     cnt = np.uint8 if n < 256 else np.int32
     before = np.add.reduce((g < st).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)
-    g -= np.arange(n, dtype=g.dtype)[:, None, None]  # go - its rank: the cycles not taken before it
+    # go - its rank: the cycles not taken before it (a copy: g is a view of go where go has one block)
+    g = g - np.arange(n, dtype=g.dtype)[:, None, None]
     thr = c[b] + 1 - before
     thr += st
     k = np.add.reduce((g < thr).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)

@@ -75,8 +75,9 @@ was consumed (``Fabric.violations``).
 Every step is a NumPy operation over the whole grid (``(rows, cols)`` arrays, neighbours by
 slicing); there is no Python loop over cores. The chain's cycle loop (``_run``) keeps the queues,
 the events of a cycle and the cores' countdowns in stacked arrays, one operation serving several.
-By default the chain is solved by event times (``pe_events``): every move's cycle, element by element
-and sum by sum, at a fraction of the calls; ``engine="cycles"`` (and ``check``) keep the loop.
+By default the chain is solved by event times (``pe_events``; the tree likewise where it fits,
+``pe_tree_events``): every move's cycle, element by element and sum by sum, at a fraction of the
+calls; ``engine="cycles"`` (and ``check``) keep the loop.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ from .pe_fabric import Fabric, TreeFabric
 from .pe_fmac import products, uint
 from .pe_layout import Layout, layout
 from .pe_machine import check_machine
-from .pe_tree import run_tree
+from .pe_tree_events import solve_tree
 
 
 class PeRate:
@@ -147,10 +148,10 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     the vector is at the west edge (a producer made it); row i's injector sends its next element only
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
 
-    ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster);
-    ``"cycles"`` (and ``check``, the tree, and a sparse W at ``depth=1``, where the event solver is off
-    by a cycle per token: a one-wavelet queue behind skipped rows) run the cycle loop. ``machine``: its
-    hop, ramp and partial-sum add must be one cycle (``pe_machine.check_machine``), else not supported.
+    ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster), the
+    tree too where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's; ``"cycles"``
+    (and ``check``, and a chain with a sparse W at ``depth=1``) run the cycle loop. ``machine``: its hop,
+    ramp and partial-sum add must be one cycle (``pe_machine.check_machine``), else not supported.
     """
     check_machine(machine, lanes)
     if depth < 1:
@@ -186,9 +187,8 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if arrivals is not None:
             raise ValueError("arrivals are modelled with the chain reduce only")
         exits = None
-        fabric = TreeFabric.empty(lay.rows, lay.cols)
-        cycles, progress = run_tree(lay, fabric, p, depth, nbuf, check, max_cycles or _max_cycles(lay, 4),
-                                    resident_a)
+        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, max_cycles or _max_cycles(lay, 4),
+                                              resident_a)
         bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),
