@@ -157,10 +157,16 @@ class LowerCtx:
     where: str  # the op, for error messages
     per_step: bool = False  # its activations are step-shaped (weight gradients), not per token
     position: int = 0  # the sequence position of the run's first token (a decode step: the KV cache's rows)
+    traced: int = 0  # tokens the graph's types hold (0: samples x tokens), when it is lowered for another shape
+
+    @property
+    def total(self) -> int:
+        """Tokens the op's types hold, all samples: what a per-token figure divides them by."""
+        return self.traced or self.tokens * self.samples
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""
-        return registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) / (self.tokens * self.samples)
+        return registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) / self.total
 
 
 Rule = Callable[[Op, LowerCtx], Kernel]
