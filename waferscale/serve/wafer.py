@@ -143,7 +143,9 @@ def _grid_points(max_batch: int, max_context: int, chunk: int):
     batches = sorted({1, max_batch} | {4**i for i in range(1, max_batch.bit_length()) if 4**i < max_batch})
     contexts = sorted({1, max_context // 2, max_context - 1})
     chunks = sorted({1, 2, chunk} | {4**i for i in range(1, chunk.bit_length()) if 4**i < chunk})
-    positions = sorted({0, (max_context - chunk) // 2, max_context - chunk})
+    # a chunk's first position: a full chunk's last is max_context - chunk, a short piece's (a prompt's
+    # last) up to max_context - 1 (the grid's point there is simulated at max_context - tokens)
+    positions = sorted({0, (max_context - chunk) // 2, max_context - chunk, max_context - 1})
     return batches, contexts, chunks, positions
 
 
