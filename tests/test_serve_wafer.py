@@ -6,10 +6,10 @@ import json
 import pytest
 
 from waferscale.generate import compile_generate
+from waferscale.serve.costs import step_seconds
 from waferscale.serve.loop import serve
 from waferscale.serve.policies import Colocated
 from waferscale.serve.trace import Request, synthetic
-from waferscale.serve.costs import step_seconds
 from waferscale.serve.wafer import MAX_ERROR, wafer_costs
 
 from .test_cli import run_cli
