@@ -86,10 +86,14 @@ class Placed:
         return run_seconds(sims, self.machine)
 
     def mixed(self, batch: int, context: int, pieces: list[tuple[int, int]]) -> float:
-        """A mixed step simulated as one: ``batch`` decode tokens at ``context`` (the running batch's
-        tokens first), then each prompt piece (tokens, position), through the same pipeline."""
-        runs = [(self._program(self.decode_graph, batch, 1, int(round(context))), 1)] if batch else []
-        runs += [(self._program(self.prefill_graph, 1, n, p), A.CHUNK_TOKENS) for n, p in pieces]
+        """A mixed step simulated as one: each prompt piece (tokens, position), then ``batch`` decode
+        tokens at ``context``, through the same pipeline. The pieces go first: over several systems
+        (``modes.systems.pipeline_seconds``: the first sample through every system in turn, then the
+        slowest system's rest) a chunk is then counted through the systems in turn, as a prefill
+        alone is; behind the decode tokens it would count as overlapped across the systems, which a
+        prefill alone never is (llama-3.1-70b on four systems: the sum-less-fill rule 137% above)."""
+        runs = [(self._program(self.prefill_graph, 1, n, p), A.CHUNK_TOKENS) for n, p in pieces]
+        runs += [(self._program(self.decode_graph, batch, 1, int(round(context))), 1)] if batch else []
         return self._sim(runs)
 
     def decode(self, batch: int, position: int) -> float:
@@ -237,8 +241,8 @@ MIXED_STEP = {
     "cost": "the decode step and each prefill piece summed, less the pipeline's fill for every part but one (the "
             "fill: 2 decode(1, context) - decode(2, context), a one-sequence step less one sequence's stream; "
             "serve/costs.py step_seconds)",
-    "basis": "mixed steps simulated as one (runtime/tile_sim.py simulate(then=...): the batch's decode tokens, then "
-             "the chunk, through the same placed pipeline) at random points: error_points of kind mixed, with the "
+    "basis": "mixed steps simulated as one (runtime/tile_sim.py simulate(then=...): the chunk, then the batch's "
+             "decode tokens, through the same placed pipeline) at random points: error_points of kind mixed, with the "
              "sum of the parts beside them",
 }
 
