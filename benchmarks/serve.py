@@ -2,7 +2,7 @@
 goodput against request rate, colocated vs disaggregated.
 
     python benchmarks/serve.py [--model llama-3.1-8b] [--target wse3] [--systems 1]
-                               [--requests 10000] [--rates 50,150,300] [--table-requests 2000]
+                               [--requests 10000] [--rates 20,60,120] [--table-requests 2000]
                                [--slo-ttft 0.5] [--slo-tpot 0.02] [--name serve]
 
 The step costs are built once per policy (the model placed, its steps simulated on the cost grid;
@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--target", default="wse3")
     p.add_argument("--systems", type=int, default=1)
     p.add_argument("--requests", type=int, default=10000)
-    p.add_argument("--rates", default="4,12,24")
+    p.add_argument("--rates", default="20,60,120")
     p.add_argument("--speed-rate", type=float, default=20.0)
     p.add_argument("--table-requests", type=int, default=2000)
     p.add_argument("--slo-ttft", type=float, default=0.5)
@@ -120,7 +120,8 @@ def main() -> None:
                       slo_tpot=args.slo_tpot).summary()
             rows.append(row(policy, max_batch(args, policy), rate, s))
             print(rows[-1])
-    grids = {pol: {k: {"max_interpolation_error": v["max_interpolation_error"], "kv_capacity_bytes":
+    grids = {pol: {k: {"max_interpolation_error": v["max_interpolation_error"],
+                       "mixed_step_error": v["mixed_step"]["max_error"], "kv_capacity_bytes":
                        v["kv_capacity_bytes"], "kv_capacity_tokens": v["kv_capacity_tokens"],
                        "grid_points": len(v["decode_grid"]["batch"]) * len(v["decode_grid"]["context"])
                        + len(v["prefill_grid"]["chunk"]) * len(v["prefill_grid"]["position"]),
@@ -141,14 +142,17 @@ def main() -> None:
           f"{speed['requests']:,} requests ({args.speed_rate:g}/s) read from a CSV trace in "
           f"{speed['trace_read_seconds']:.2f} s and served in {speed['serve_seconds']:.2f} s ({speed['steps']:,} "
           f"steps) after the cost grid, which took {grid_seconds:.1f} s to build (placement and grid simulation).", "",
-          "## Cost grids", "", "| policy | engine | grid points | max interpolation error | KV capacity (tokens) "
-          "| build (s) |", "|---|---|---:|---:|---:|---:|"]
+          "## Cost grids", "", "Error against direct simulation at random points: decode steps, prefill chunks and "
+          "mixed steps (a decode batch and a chunk simulated as one run; the largest of these also in its own column).",
+          "", "| policy | engine | grid points | max interpolation error | of it, mixed steps | KV capacity (tokens) "
+          "| build (s) |", "|---|---|---:|---:|---:|---:|---:|"]
     for pol, g in grids.items():
         for k, v in g.items():
             if k != "build_seconds":
                 md.append(f"| {pol} | {k} | {v['grid_points']} | {100 * v['max_interpolation_error']:.2f}% | "
+                          f"{100 * v['mixed_step_error']:.2f}% | "
                           f"{v['kv_capacity_tokens']:,} | {v['place_seconds'] + v['grid_seconds']:.1f} |")
-    md += [f"| {pol} | - | did not place: {why} | | | |" for pol, why in failed.items()]
+    md += [f"| {pol} | - | did not place: {why} | | | | |" for pol, why in failed.items()]
     md += ["", f"## Latency and goodput ({args.table_requests:,} requests per row)", "",
            "| policy | max batch | rate (req/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | E2E p99 (ms) | "
            "output tok/s | tok/s per user | goodput (req/s) | queue max | KV peak |",

@@ -150,3 +150,24 @@ def test_grid_interpolates_bilinearly_and_refines_where_the_cost_bends():
     step = build_grid([0, 64], [0, 1], lambda x, y: 1.0 if x < 20 else 2.0, tol=0.01)
     assert 16 in step.xs and 24 in step.xs and 0 < len(step.xs) < 10
     assert step(10, 0) == 1.0 and step(40, 0) == 2.0
+
+
+def test_a_mixed_step_pays_the_fill_once_where_the_cost_says_so():
+    """A step with decode tokens and two prompt pieces: the parts' sum less the fill for every part but
+    one (fill = 2 decode(1) - decode(2): LinearCost's latency), for a cost that declares it (GridCost);
+    the plain sum for one that does not (speculative decoding's)."""
+    from waferscale.serve.costs import step_seconds
+    from waferscale.serve.scheduler import Batcher, Seq
+
+    for mixed in (True, False):
+        cost = LinearCost(mixed=mixed)
+        b = Batcher(cost, max_batch=4, chunk=10)
+        b.waiting.extend([Seq(Request(0, 0.0, 5, 4), prefilled=5, generated=1), Seq(Request(1, 0.0, 6, 4)),
+                          Seq(Request(2, 0.0, 7, 4))])
+        b.admit()
+        step = b.plan()
+        assert [s.req.id for s in step.decode] == [0] and [(s.req.id, n) for s, n in step.pieces] == [(1, 6), (2, 4)]
+        parts = cost.decode(1, 5) + cost.prefill(6, 0) + cost.prefill(4, 0)
+        assert step.seconds == pytest.approx(parts - 2 * cost.latency if mixed else parts)
+        assert step.seconds == step_seconds(cost, 1, 5, [(6, 0), (4, 0)])
+    assert step_seconds(LinearCost(mixed=True), 3, 9, []) == LinearCost().decode(3, 9)  # one part: itself

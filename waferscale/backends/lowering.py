@@ -75,13 +75,19 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0, machine: Machi
     """Kernels and flows of a graph that processes ``samples`` samples of ``tokens`` tokens, the
     first at ``position`` of its sequence (a decode step reads a KV cache of that many rows), for
     ``machine`` where it is known (``LowerCtx.machine``; its kernels size their fabric queues by its
-    ``queue_bytes_per_color``, else WSE-2's)."""
+    ``queue_bytes_per_color``, else WSE-2's).
+
+    A step graph (one with ``position_ids``) may be lowered for another shape than it was traced
+    for (serving: a decode step of fewer sequences, a shorter prompt chunk): its per-token figures
+    (a flow's bytes, a row-wise kernel's rows, FLOPs) divide its types by the tokens they hold, the
+    positions' count, not by the run's; the run's shape sets the tokens that flow."""
     state = {v.name for v in cache_inputs(g)} | {POSITIONS}
+    traced = next((v.type.numel for v in g.inputs if v.name == POSITIONS), samples * tokens)
     origins: dict[str, set] = {v.name: set() if v.name in state else {("in", v.name)} for v in g.inputs}
     rows: dict = {}  # value -> the type a flow of it carries where that is not its own: a cache update's new rows
     origins.update({v.name: {("param", v.name)} for v in g.params})
     params = {v.name: v for v in g.params}
-    total = samples * tokens
+    total = traced  # what per-token figures divide the graph's types by
     kernels: list[KernelNode] = []
     flows: list[Flow] = []
     names: dict[str, int] = {}
@@ -121,7 +127,8 @@ def lower(g: Graph, samples: int, tokens: int, position: int = 0, machine: Machi
                                        "where they read it")
         kid = len(kernels)
         per_step = any(x.name in step for x in op.operands) and op.result.name in step
-        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step, position, machine))
+        model = rule(op, LowerCtx(tokens, samples, tuple(sources), _where(g, op), per_step, position, machine,
+                                   traced if traced != samples * tokens else 0))
         base = f"{g.loc(op.result) or op.result.name}/{label(op)}"
         names[base] = names.get(base, 0) + 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"

@@ -131,21 +131,39 @@ def sharing(placement: Placement) -> list[list[int]]:
 
 
 def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int = A.CHUNK_TOKENS,
-             progress=None) -> SimResult:
+             progress=None, then: tuple = ()) -> SimResult:
+    """``then``: more (program, chunk) pairs of the same kernels and flows (the same graph lowered for
+    other samples, tokens or positions, ``lower``) whose items follow ``prog``'s through the pipeline
+    in the same run: a ragged step, such as serving's decode tokens of a batch and a prompt chunk
+    sharing one step (``serve/wafer.py``). Each item costs what its own program's kernels say."""
     if A.COUNT_OUTPUT_IO:
         raise UnsupportedError("counting the outputs' transfer off the wafer (backends/assumptions.py "
                                "COUNT_OUTPUT_IO); the simulation assumes they are consumed at the wafer edge")
     m = placement.machine
+    segs = [(prog, chunk), *then]
+    for q, _ in segs[1:]:
+        if [k.name for k in q.kernels] != [k.name for k in prog.kernels] or \
+                [(f.src, f.dst) for f in q.flows] != [(f.src, f.dst) for f in prog.flows]:
+            raise AssertionError("simulate(then=...): the programs must have the same kernels and flows")
     parts = chunks(prog.tokens, chunk)
-    n_items = prog.samples * len(parts)
+    # items in order: every sample's chunks of each program; per item, its program and chunk
+    seg_of, part_of, span_of = [], [], []
+    for s, (q, c) in enumerate(segs):
+        base = sum(x.samples for x, _ in segs[:s])
+        qp = chunks(q.tokens, c)
+        for i in range(q.samples * len(qp)):
+            seg_of.append(s)
+            part_of.append(qp[i % len(qp)])
+            span_of.append((base + i // len(qp), i % len(qp)))
+    n_items = len(seg_of)
     nk = len(prog.kernels)
-    # busy cycles, bound and roofline of every chunk, the same for every sample
-    cost = [[k.model.chunk(r.rows, r.cols, p0, p1, m) for p0, p1 in parts]
-            for k, r in zip(prog.kernels, placement.rects)]
+    # busy cycles, bound and roofline of every chunk, the same for every sample of a program
+    costs = [[{pp: k.model.chunk(r.rows, r.cols, *pp, m) for pp in chunks(q.tokens, c)}
+              for k, r in zip(q.kernels, placement.rects)] for q, c in segs]
     times = [KernelTime() for _ in range(nk)]
-    fills = [k.model.fill(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
-    emits = [k.model.emit(r.rows, r.cols) for k, r in zip(prog.kernels, placement.rects)]
-    tails = [k.model.stream_tail(r.rows, r.cols, m) for k, r in zip(prog.kernels, placement.rects)]
+    fills_s = [[k.model.fill(r.rows, r.cols, m) for k, r in zip(q.kernels, placement.rects)] for q, _ in segs]
+    emits_s = [[k.model.emit(r.rows, r.cols) for k, r in zip(q.kernels, placement.rects)] for q, _ in segs]
+    tails_s = [[k.model.stream_tail(r.rows, r.cols, m) for k, r in zip(q.kernels, placement.rects)] for q, _ in segs]
 
     incoming = [[] for _ in range(nk)]
     outgoing = [[] for _ in range(nk)]
@@ -154,8 +172,9 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         (outgoing[f.src] if f.src >= 0 else []).append(r)
         incoming[f.dst].append(r)
     # a kernel streams on its input elements when every producer emits elements (not graph inputs)
-    streamed = [bool(incoming[k]) and all(prog.flows[r.flow].src >= 0 and emits[prog.flows[r.flow].src] > 0
-                                          for r in incoming[k]) for k in range(nk)]
+    streamed = [[bool(incoming[k]) and all(q.flows[r.flow].src >= 0 and e[q.flows[r.flow].src] > 0
+                                           for r in incoming[k]) for k in range(nk)]
+                for (q, _), e in zip(segs, emits_s)]
     use = Counter(link for r in routing.routes for link in r.links)
     shared = {r.flow: tuple(link for link in r.links if use[link] > 1) for r in routing.routes}
     link_free: dict = {}
@@ -186,11 +205,12 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     def transfer(r, first_ready, last_ready, item) -> tuple[float, float]:
         """Book flow r's chunk, whose first token is ready at ``first_ready`` and last at
         ``last_ready``; returns when its first and last tokens arrive."""
-        f = prog.flows[r.flow]
-        p0, p1 = parts[item % len(parts)]
+        f = segs[seg_of[item]][0].flows[r.flow]
+        p0, p1 = part_of[item]
         wavelets = ceil(f.elements_per_token * (p1 - p0) / m.elements_per_wavelet / r.lanes)
         per_token = wavelets / (p1 - p0)
-        emit = emits[f.src] if p1 - p0 == 1 else 0  # within a token; a chunk of tokens streams token by token
+        # within a token; a chunk of tokens streams token by token
+        emit = emits_s[seg_of[item]][f.src] if p1 - p0 == 1 else 0
         # element streaming: the first token's outputs leave over the producer's last ``emit`` cycles, and
         # the consumer has its first wavelet one cycle after the first leaves; else the token is the unit
         first_out = first_ready - min(emit, first_ready)
@@ -207,10 +227,10 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
     io_bytes_per_cycle = m.io_bytes_per_s / m.clock_hz
     io_t = 0.0
     for item in range(n_items):
-        p0, p1 = parts[item % len(parts)]
+        p0, p1 = part_of[item]
         for k in range(nk):
             for r in incoming[k]:
-                f = prog.flows[r.flow]
+                f = segs[seg_of[item]][0].flows[r.flow]
                 latency = r.hops * m.hop_cycles + m.router_delay_cycles
                 if f.src == IO:
                     first = io_t + f.bytes_per_token / io_bytes_per_cycle
@@ -227,14 +247,16 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         item = next_item[k]
         if running[k] or item >= n_items or pending[k][item] > 0:
             return
-        p0, p1 = parts[item % len(parts)]
-        c = cost[k][item % len(parts)]
+        sg = seg_of[item]
+        p0, p1 = part_of[item]
+        c = costs[sg][k][p0, p1]
         cyc = c.cycles
         per_token = cyc / (p1 - p0)
         start = max(now, free_at[k], turn_at[k][item])
         # its last token's work after the last input arrived: what is left once its last element is in
         # (element streaming), or the whole token
-        tail = per_token if tails[k] is None or not streamed[k] or p1 - p0 > 1 else min(tails[k], per_token)
+        tail = tails_s[sg][k]
+        tail = per_token if tail is None or not streamed[sg][k] or p1 - p0 > 1 else min(tail, per_token)
         finish = max(start + cyc, last_in[k][item] + tail)
         running[k] = True
         t = times[k]
@@ -242,13 +264,13 @@ def simulate(prog: Program, placement: Placement, routing: Routing, chunk: int =
         t.roofline += c.roofline
         t.executed_flops += c.flops
         t.bounds[c.bound] += 1
-        spans.append((k, item // len(parts), item % len(parts), int(start), ceil(finish)))
-        ready = finish + fills[k]
+        spans.append((k, *span_of[item], int(start), ceil(finish)))
+        ready = finish + fills_s[sg][k]
         end = max(end, ready)
         if item < len(parts):
             first_sample_end = max(first_sample_end, ready)
         for r in outgoing[k]:
-            arrive(prog.flows[r.flow].dst, item, *transfer(r, start + per_token + fills[k], ready, item))
+            arrive(prog.flows[r.flow].dst, item, *transfer(r, start + per_token + fills_s[sg][k], ready, item))
         push(finish, "done", k, item)
 
     for k in range(nk):

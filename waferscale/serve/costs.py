@@ -15,6 +15,14 @@ optionally ``tokens_per_step``: output tokens a decode step yields per sequence 
 and holds ``kv_bytes_per_token`` (one token's keys and values in every layer), ``kv_capacity_bytes``
 (what the KV caches may take in all) and ``max_context`` (rows per sequence the program holds).
 
+**A mixed step** (``step_seconds``): the decode tokens of the running batch and prompt chunks in
+one step run through the same pipeline one after another (``runtime/tile_sim.py``'s ``then``: a
+ragged step simulated as one, ``serve/wafer.py`` ``Placed.mixed``), so the pipeline's fill is paid
+once, not once a part. Each part's cost is about the fill plus its tokens' stream; the step costs
+the sum of its parts less the fill for every part but one, the fill being a one-sequence decode
+step less what a second sequence adds (``2 decode(1, c) - decode(2, c)``). Checked against direct
+simulation of mixed steps at random points (``serve.costs.*.error_points``, kind ``mixed``).
+
 ``GridCost`` is what serving uses: costs on a grid of (batch, context) and (chunk, position), read
 between the points by bilinear interpolation (clamped at the edges, so the grid must span what is
 asked), with a third grid of (batch, context) for the verify step when one is asked for.
@@ -26,6 +34,23 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Protocol
+
+
+def step_seconds(cost, batch: int, context: float, pieces: list[tuple[int, int]]) -> float:
+    """One step of ``batch`` decode tokens at mean ``context`` and prompt ``pieces`` (tokens,
+    position): the parts' costs summed, the pipeline's fill paid once (the module's docstring).
+    Speculative decoding's costs (no ``mixed`` attribute) keep the plain sum: not checked for them."""
+    parts = ([cost.decode(batch, context)] if batch else []) + [cost.prefill(n, p) for n, p in pieces]
+    total = sum(parts)
+    if len(parts) < 2 or not getattr(cost, "mixed", False):
+        return total
+    return total - (len(parts) - 1) * fill_seconds(cost, context if batch else pieces[0][1])
+
+
+def fill_seconds(cost, context: float) -> float:
+    """The pipeline's fill at ``context``: a one-sequence decode step less one sequence's stream (what
+    a second sequence adds), ``2 decode(1) - decode(2)``."""
+    return 2 * cost.decode(1, context) - cost.decode(2, context)
 
 
 class StepCost(Protocol):
@@ -114,6 +139,7 @@ class GridCost:
     max_context: int
     verify_grid: Grid | None = None  # (batch, context), verify_tokens positions a sequence
     verify_tokens: int = 0
+    mixed: bool = True  # a mixed step pays the fill once (step_seconds)
 
     def decode(self, batch: int, context: float) -> float:
         return self.decode_grid(batch, context)
@@ -139,6 +165,7 @@ class LinearCost:
     per_row: float = 1e-8
     per_prompt_token: float = 2e-5
     verify_tokens: int = 1
+    mixed: bool = False  # True: a mixed step pays the latency once (step_seconds)
 
     def decode(self, batch: int, context: float) -> float:
         return self.latency + batch * (self.per_sequence + self.per_row * context)

@@ -7,9 +7,8 @@
   KV cache could never fit, or whose length passes the program's context, is rejected with a reason.
 - **A step**: one decode token of every running sequence past its prefill, and up to ``chunk``
   prompt tokens of the sequences still in prefill (in order of admission; a chunk may finish one
-  prompt and start the next). New requests join between steps. A step that carries both costs the
-  decode step plus each prefill piece, one after the other (our assumption: no overlap is counted
-  between them in the pipeline, an upper bound).
+  prompt and start the next). New requests join between steps. A step that carries both runs them
+  through the pipeline one after another, its fill paid once (``costs.step_seconds``).
 - **Tokens a decode step yields**: one per sequence, or with speculative decoding the cost's
   ``tokens_per_step`` (an expectation: the fraction is carried to the sequence's next step).
 - **Roles**: ``both`` (colocated), ``prefill`` (a sequence leaves when its prompt is in, its first
@@ -22,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .costs import StepCost
+from .costs import StepCost, step_seconds
 from .trace import Request
 
 
@@ -112,9 +111,8 @@ class Batcher:
                 rows += s.req.prompt + s.generated - 1  # the position of the token fed in
         if not decode and not pieces:
             return None
-        t = self.cost.decode(len(decode), rows / len(decode)) if decode else 0.0
-        for s, n in pieces:
-            t += self.cost.prefill(n, s.prefilled)
+        t = step_seconds(self.cost, len(decode), rows / len(decode) if decode else 0.0,
+                         [(n, s.prefilled) for s, n in pieces])
         return Step(t, decode, pieces)
 
     def apply(self, step: Step) -> tuple[list[Seq], list[Seq], list[Seq]]:

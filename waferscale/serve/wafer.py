@@ -41,9 +41,9 @@ from ..passes.place import place
 from ..passes.placement_check import verify_placement
 from ..passes.route import route
 from ..runtime.tile_sim import simulate
-from .costs import GridCost, build_grid
+from .costs import GridCost, build_grid, step_seconds
 
-ERROR_POINTS = 8  # random points where the grid is checked against direct simulation
+ERROR_POINTS = 8  # random points of each kind (decode, prefill, mixed) checked against direct simulation
 MAX_ERROR = 0.05
 STEP_PIPELINE = ",lower,place,route,simulate"  # each step's program (place_model, Placed._run)
 REFINE = 0.02  # a grid axis gets a midpoint where the cost strays 2% from the line between its neighbours
@@ -65,17 +65,36 @@ class Placed:
     seconds_simulating: float = 0.0
     pipeline: str = ""  # what ran: the step graphs' passes, then each step lowered, placed, routed, simulated
 
-    def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
-        t0 = time.perf_counter()
+    def _program(self, graph, samples: int, tokens: int, position: int):
         prog = lower(graph, samples, tokens, position, self.machine)
         if graph is self.prefill_graph:  # the LM head on the chunk's last position only, as generate's prefill
             prog = head_on_last_position(prog)
+        return prog
+
+    def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
+        return self._sim([(self._program(graph, samples, tokens, position), chunk)])
+
+    def _sim(self, runs: list) -> float:
+        """One step of these (program, chunk) runs, their items one after another through the pipeline."""
+        t0 = time.perf_counter()
         sims = []
         for ks, placement, _ in self.parts:
-            sub = part_program(prog, ks, self.systems)
-            sims.append(simulate(sub, placement, route(sub, placement), chunk=chunk))
+            subs = [(part_program(prog, ks, self.systems), chunk) for prog, chunk in runs]
+            first = subs[0][0]
+            sims.append(simulate(first, placement, route(first, placement), chunk=subs[0][1], then=tuple(subs[1:])))
         self.seconds_simulating += time.perf_counter() - t0
         return run_seconds(sims, self.machine)
+
+    def mixed(self, batch: int, context: int, pieces: list[tuple[int, int]]) -> float:
+        """A mixed step simulated as one: each prompt piece (tokens, position), then ``batch`` decode
+        tokens at ``context``, through the same pipeline. The pieces go first: over several systems
+        (``modes.systems.pipeline_seconds``: the first sample through every system in turn, then the
+        slowest system's rest) a chunk is then counted through the systems in turn, as a prefill
+        alone is; behind the decode tokens it would count as overlapped across the systems, which a
+        prefill alone never is (llama-3.1-70b on four systems: the sum-less-fill rule 137% above)."""
+        runs = [(self._program(self.prefill_graph, 1, n, p), A.CHUNK_TOKENS) for n, p in pieces]
+        runs += [(self._program(self.decode_graph, batch, 1, int(round(context))), 1)] if batch else []
+        return self._sim(runs)
 
     def decode(self, batch: int, position: int) -> float:
         return self._run(self.decode_graph, batch, 1, int(round(position)), 1)
@@ -86,9 +105,7 @@ class Placed:
     def verify(self, batch: int, tokens: int, position: int) -> float:
         """Speculative decoding's verify step: ``tokens`` new positions of each of ``batch`` sequences
         from ``position``, the LM head on every one: the decode graph lowered for that many tokens,
-        the tokens one chunk. (Not the prefill graph: on this placement its cost falls as its
-        tokens grow below a few dozen, a 1-token chunk costing some 50 decode steps on
-        llama-3.1-8b; a verify step of 5 would cost 13 decode steps instead of about one.)"""
+        the tokens one chunk."""
         return self._run(self.decode_graph, batch, tokens, int(round(position)), A.CHUNK_TOKENS)
 
 
@@ -130,7 +147,9 @@ def _grid_points(max_batch: int, max_context: int, chunk: int):
     batches = sorted({1, max_batch} | {4**i for i in range(1, max_batch.bit_length()) if 4**i < max_batch})
     contexts = sorted({1, max_context // 2, max_context - 1})
     chunks = sorted({1, 2, chunk} | {4**i for i in range(1, chunk.bit_length()) if 4**i < chunk})
-    positions = sorted({0, (max_context - chunk) // 2, max_context - chunk})
+    # a chunk's first position: a full chunk's last is max_context - chunk, a short piece's (a prompt's
+    # last) up to max_context - 1 (the grid's point there is simulated at max_context - tokens)
+    positions = sorted({0, (max_context - chunk) // 2, max_context - chunk, max_context - 1})
     return batches, contexts, chunks, positions
 
 
@@ -184,6 +203,13 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         pp = rng.randint(0, max_context - nn)
         checks.append({"kind": "prefill", "tokens": nn, "position": pp, "simulated": placed.prefill(nn, pp),
                        "interpolated": cost.prefill(nn, pp)})
+        mb, mc = rng.randint(1, max_batch), rng.randint(1, max_context - 1)
+        mn = rng.randint(1, chunk)
+        mp = rng.randint(0, max_context - mn)
+        checks.append({"kind": "mixed", "batch": mb, "context": mc, "tokens": mn, "position": mp,
+                       "simulated": placed.mixed(mb, mc, [(mn, mp)]),
+                       "interpolated": step_seconds(cost, mb, mc, [(mn, mp)]),
+                       "sum_of_parts": cost.decode(mb, mc) + cost.prefill(mn, mp)})
         if vgrid is not None:
             vb, vc = rng.randint(1, max_batch), rng.randint(0, max_context - verify_tokens)
             checks.append({"kind": "verify", "batch": vb, "context": vc, "tokens": verify_tokens,
@@ -206,7 +232,7 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
         **({"verify_grid": {**vgrid.as_dict("batch", "context"), "tokens": verify_tokens}} if vgrid else {}),
         "interpolation": "bilinear, clamped at the grid's edges",
-        "mixed_step": mixed_step(dgrid, pgrid),
+        "mixed_step": {**MIXED_STEP, "max_error": max(x["error"] for x in checks if x["kind"] == "mixed")},
         "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
         "place_seconds": t_place, "grid_seconds": t_grid, "pipeline": placed.pipeline,
         "placement_mode": placed.parts[0][1].mode,
@@ -217,28 +243,14 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
     return WaferCost(cost, placed, report)
 
 
-def mixed_step(dgrid, pgrid) -> dict:
-    """How a step carrying decode tokens and prefill pieces is costed, and a bound on what that
-    over-counts. The step is costed as the decode step plus each piece, one after the other: the
-    tile simulator runs one shape a program (``lower``: samples x tokens at one position), and a
-    batch mixing one-token sequences with a chunk has no such shape. Each part's time is about a
-    pipeline fill plus its tokens' stream; run together, the fill is paid once, so the sum
-    over-counts about one fill a piece: the intercept of the decode step's cost against the batch
-    (at the grid's middle context) and of a chunk's against its tokens (at position 0), the smaller."""
-    c = dgrid.ys[len(dgrid.ys) // 2]
-    b0, b1 = dgrid.xs[0], dgrid.xs[-1]
-    fill_d = dgrid(b0, c) - b0 * (dgrid(b1, c) - dgrid(b0, c)) / (b1 - b0) if b1 > b0 else None
-    n0, n1 = pgrid.xs[-2] if len(pgrid.xs) > 1 else pgrid.xs[0], pgrid.xs[-1]  # the largest chunks: a
-    p0 = pgrid.ys[0]  # one-token chunk may stream worse than a longer one
-    fill_p = pgrid(n1, p0) - n1 * (pgrid(n1, p0) - pgrid(n0, p0)) / (n1 - n0) if n1 > n0 else None
-    fills = [f for f in (fill_d, fill_p) if f is not None]
-    return {"cost": "the decode step plus each prefill piece, one after the other (no overlap counted)",
-            "fill_seconds": {"decode": fill_d, "prefill": fill_p},
-            "overcount_per_piece_seconds": max(0.0, min(fills)) if fills else None,
-            "basis": "a part's cost is about a pipeline fill plus its tokens' stream; the fill, the intercept of "
-                     "the simulated cost against the tokens (decode: batch 1 to max at the middle context; "
-                     "prefill: the two largest chunks at position 0), would be paid once in a mixed "
-                     "step: an estimate from the grid, not a simulation of a mixed step"}
+MIXED_STEP = {
+    "cost": "the decode step and each prefill piece summed, less the pipeline's fill for every part but one (the "
+            "fill: 2 decode(1, context) - decode(2, context), a one-sequence step less one sequence's stream; "
+            "serve/costs.py step_seconds)",
+    "basis": "mixed steps simulated as one (runtime/tile_sim.py simulate(then=...): the chunk, then the batch's "
+             "decode tokens, through the same placed pipeline) at random points: error_points of kind mixed, with the "
+             "sum of the parts beside them",
+}
 
 
 def region(machine: Machine, fraction: float, first: bool, names: tuple[str, str] = ("prefill", "decode"),

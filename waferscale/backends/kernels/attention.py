@@ -224,9 +224,9 @@ def lower_attention(op: Op, ctx: LowerCtx) -> Attention:
                                "operand (only causal=true or no mask)")
     if q.shape[-2] != op.operands[1].type.shape[-2]:
         raise UnsupportedError(f"lowering {ctx.where}: cross-attention (queries and keys of different length)")
-    heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)  # per sample
+    heads = prod(q.shape[:-2]) * q.shape[-2] // ctx.total  # per sample
     k = op.operands[1].type
-    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // (ctx.tokens * ctx.samples)
+    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // ctx.total
     t = op.type
     return Attention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
                      d_head=q.shape[-1], causal=bool(op.attr.get("causal")),

@@ -163,10 +163,16 @@ class LowerCtx:
     # the machine the program is for, where the pipeline knows it (a rule whose kernel's decomposition
     # depends on the machine's costs reads it: the MoE decode step's expert slicing); None: not known
     machine: Machine | None = None
+    traced: int = 0  # tokens the graph's types hold (0: samples x tokens), when it is lowered for another shape
+
+    @property
+    def total(self) -> int:
+        """Tokens the op's types hold, all samples: what a per-token figure divides them by."""
+        return self.traced or self.tokens * self.samples
 
     def flops_per_token(self, op: Op) -> float:
         """The op's FLOPs (registry rule) per token of the whole run."""
-        return registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) / (self.tokens * self.samples)
+        return registry.flops(op.kind, [x.type for x in op.operands], op.type, op.attr) / self.total
 
 
 Rule = Callable[[Op, LowerCtx], Kernel]

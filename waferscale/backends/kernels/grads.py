@@ -225,7 +225,7 @@ def lower_reduce_sum(op: Op, ctx: LowerCtx) -> Kernel:
         summed = src.numel // max(t.numel, 1)
         return RowwiseWhole(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op="add",
                             features=src.shape[-1], inputs=summed, params=0, flops_per_token=ctx.flops_per_token(op),
-                            groups=max(1, round(t.numel / (ctx.tokens * ctx.samples) / src.shape[-1])))
+                            groups=max(1, round(t.numel / ctx.total / src.shape[-1])))
     return Accumulate(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], k=1, n=src.shape[-1],
                       flops_per_token=ctx.flops_per_token(op))
 

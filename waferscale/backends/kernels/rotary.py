@@ -96,6 +96,6 @@ def lower_rotary(op: Op, ctx: LowerCtx) -> Rotary:
         raise UnsupportedError(f"lowering {ctx.where}: rotary of a weight or a constant")
     t = op.type
     d = t.shape[-1]
-    heads = max(1, round(prod(t.shape) / (ctx.tokens * ctx.samples) / d))
+    heads = max(1, round(prod(t.shape) / ctx.total / d))
     return Rotary(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=heads, d_head=d,
                   flops_per_token=ctx.flops_per_token(op))

@@ -287,8 +287,8 @@ def lower_rowwise(op: Op, ctx: LowerCtx) -> Rowwise:
     t = op.type
     features = shape[-1] if shape else 1
     if ctx.per_step:  # a weight-shaped tensor (a gradient): its elements spread over the step's tokens
-        features = max(1, ceil(op.type.numel / (ctx.tokens * ctx.samples)))
-    per_token = prod(shape) / (ctx.tokens * ctx.samples)
+        features = max(1, ceil(op.type.numel / ctx.total))
+    per_token = prod(shape) / ctx.total
     return Rowwise(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], op=op.kind,
                    features=features, inputs=max(ctx.sources.count(ACT), 1),
                    params=ctx.sources.count(PARAM), flops_per_token=ctx.flops_per_token(op),
