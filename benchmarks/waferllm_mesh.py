@@ -123,7 +123,8 @@ def markdown(record: dict) -> str:
           "a layer's cycles are the 2-layer run's first decode step less the 1-layer run's; tokens/s = 1.1 GHz / "
           "(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured.\n\n"
           "| mesh | mapping | layer cycles | WaferLLM layer cycles | tokens/s | WaferLLM tokens/s | error | "
-          "compute | fabric | fill | wait | GEMM rectangles (layer 0) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "compute | fabric | fill | wait | GEMM rectangles (layer 0) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in record["rows"]:
         s = r["split"]
         rects = ", ".join(f"{k} {v}" for k, v in r["gemm_rects"].items())

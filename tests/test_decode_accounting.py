@@ -14,9 +14,9 @@ from waferscale.backends.program import Rect
 from waferscale.errors import VerifyError
 from waferscale.generate import compile_generate
 from waferscale.passes.latency import ancestors, concurrent, place_latency, verify_latency
-from waferscale.runtime.time_split import time_split
 from waferscale.passes.route import route
 from waferscale.runtime.tile_sim import simulate
+from waferscale.runtime.time_split import time_split
 
 
 def _chain(spans, fills):
@@ -76,7 +76,8 @@ def test_spread_puts_every_gemm_on_the_whole_mesh(tiny_auto):
         r, n = p.rects[k], prog.kernels[k].model
         assert (r.row, r.col, r.rows, r.cols) == (0, 0, min(48, n.max_rows()), min(48, n.max_cols()))
     # independent kernels (q / k / v) share cores: they run one after another, which the check allows only here
-    shared = [(i, j) for i in gemms for j in gemms if i < j and concurrent(anc, i, j) and p.rects[i].overlaps(p.rects[j])]
+    shared = [(i, j) for i in gemms for j in gemms
+              if i < j and concurrent(anc, i, j) and p.rects[i].overlaps(p.rects[j])]
     assert shared
     verify_latency(prog, p)
     with pytest.raises(VerifyError):
