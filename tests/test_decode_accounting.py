@@ -86,3 +86,22 @@ def test_spread_puts_every_gemm_on_the_whole_mesh(tiny_auto):
     spans = {k: (a, b) for k, s, c, a, b in sim.spans}
     i, j = shared[0]
     assert spans[j][0] >= spans[i][1]  # in program order, one after the other
+
+
+def test_waferllm_study_cuts_wse2_to_a_square(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("waferllm_mesh", bench / "waferllm_mesh.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    m, wse2 = get_machine(str(mod.machine_file(420, tmp_path))), get_machine("wse2")
+    assert (m.rows, m.cols, m.fabric_rows, m.fabric_cols) == (420, 420, 420, 420)
+    assert (m.clock_hz, m.fmacs_per_cycle, m.sram_bytes, m.hop_cycles) == \
+        (wse2.clock_hz, wse2.fmacs_per_cycle, wse2.sram_bytes, wse2.hop_cycles)
+    cfg = json.loads((mod.config(660, 2, tmp_path) / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]) == (4620, 14520, 2)
+    assert cfg["num_attention_heads"] * cfg["head_dim"] == 4620
