@@ -121,11 +121,13 @@ def test_a_lora_baseline_is_a_named_second_run():
 def test_generate_records_what_each_system_ran():
     c = waferscale.compile("tiny", mode="generate", prompt_len=8, new_tokens=4, systems=2, target="mesh:32x32")
     ex = c.report["run"]["executed"]
-    assert sorted(ex) == ["decode/system-1", "decode/system-2", "decode_last/system-1", "decode_last/system-2",
-                          "prefill/system-1", "prefill/system-2"]
+    names = ["decode/system-1", "decode/system-2", "decode_last/system-1", "decode_last/system-2",
+             "prefill/system-1", "prefill/system-2"]
+    assert sorted(ex) == sorted(names + [f"{n}/latency" for n in names])  # and what the latency candidate ran
     graph = "canonicalize,kv-cache{capacity=12},canonicalize,fuse{epilogues=true,prologues=true},lower,"
     assert ex["decode/system-2"] == graph + "place{mode=pipelined},route,simulate{chunk=1}"
     assert ex["decode_last/system-1"] == graph + "simulate{chunk=1}"  # on the decode step's placement
     assert ex["prefill/system-1"] == graph + "route,simulate{chunk=64}"
+    assert ex["decode/system-2/latency"] == graph + "latency-placement,route,simulate{chunk=1}"
     assert c.report["generate"]["systems"] == 2 and c.report["run"]["systems"] == 2
     validate(c.report)

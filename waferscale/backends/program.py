@@ -105,6 +105,9 @@ class Placement:
     reserved_bytes: int = 0  # SRAM per core kept for what is not a kernel's (streaming: prefetch, residents)
     reason: str = ""  # why this mode (place{mode=auto} says what it chose)
     kind_reason: str = ""  # why latency or throughput placement (passes/placement_kind.py), when both were weighed
+    # latency placement: independent kernels may share cores too, and run one after another in program order
+    # (passes/latency.py ``spread``, WaferLLM's mapping; a study)
+    serial: bool = False
 
     @property
     def is_streaming(self) -> bool:

@@ -122,6 +122,10 @@ def _fit_error(e: FitError, state: CompileState, systems: int, part: int) -> Fit
 
 
 DECODE_WAFER = "place{mode=pipelined},route,simulate{chunk=1}"
+# what the latency candidate runs after lower (modes/generate_placement.py; the placer is not a pass): run.executed
+# records it under "decode/latency", "decode_last/latency" and "prefill/latency" (".../system-N/latency")
+LATENCY_STEPS = ("latency-placement,route,simulate{chunk=1}", "simulate{chunk=1}",
+                 f"route,simulate{{chunk={A.CHUNK_TOKENS}}}")
 
 
 @register_mode
@@ -202,8 +206,12 @@ class Generate(Mode):
                                        f"route,simulate{{chunk={A.CHUNK_TOKENS}}}")[0].sim
                 return Candidate(state, sim_last, sim_pre)
 
+            base = {n: list(ctx.executed[at(n)]) for n in names}  # the graph passes, lower: both candidates' start
             chosen = place_system(throughput, lambda: latency_candidate(dlow, sub, sub_last, sub_pre, machine, log),
                                   run.options["placement"])
+            if "latency" in chosen.decode_cycles:  # what the latency candidate ran, beside the recorded pipeline
+                for n, steps in zip(names, LATENCY_STEPS):
+                    ctx.executed[f"{at(n)}/latency"] = base[n] + steps.split(",")
             log(f"decode placement: {chosen.state.placement.kind_reason}")
             kinds.append(chosen)
             state, sim_last, sim_pre = chosen.state, chosen.decode_last, chosen.prefill

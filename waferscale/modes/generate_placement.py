@@ -3,9 +3,11 @@ the throughput candidate is the generate mode's recorded pipeline (place, route,
 latency candidate (``passes/latency.py``: every kernel on the region that finishes it soonest,
 regions shared in time) is placed, routed and simulated beside it. ``auto`` keeps the one whose
 first decode step takes fewer cycles (a tie keeps throughput), and the prefill runs on whichever
-candidate runs it faster. The latency placer is not a pass yet, so ``run.executed`` records the
-throughput candidate's pipeline only; the report's ``placement.kind`` and ``generate.placement_kind``
-say which one the figures are of."""
+candidate runs it faster. The latency placer is not a pass yet: ``run.executed`` records the
+throughput candidate's pipeline under each graph's name ("decode", "decode_last", "prefill") and,
+where the latency candidate was made, what it ran under the same name with "/latency" added
+(``modes/generate.py`` ``LATENCY_STEPS``); the report's ``placement.kind`` and
+``generate.placement_kind`` say which one the figures are of."""
 
 from __future__ import annotations
 

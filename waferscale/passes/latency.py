@@ -39,6 +39,7 @@ from math import ceil
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from ..backends.kernels.matmul import Gemm
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program, Rect
 from ..errors import FitError, VerifyError
@@ -93,7 +94,11 @@ def latency(model, rows: int, cols: int, prog: Program, machine: Machine) -> int
     return prog.samples * model.cycles(rows, cols, 0, prog.tokens, machine)[0] + model.fill(rows, cols, machine)
 
 
-def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Placement:
+def place_latency(prog: Program, machine: Machine, log=lambda msg: None, spread: bool = False) -> Placement:
+    """``spread``: WaferLLM's mapping instead (a study, ``benchmarks/waferllm_mesh.py``): every GEMM on the
+    whole mesh (as far as its extent reaches), the other kernels where they finish soonest, and every
+    kernel free to share cores with any other, so that independent kernels (q / k / v) run one after
+    another on the same cores, in program order, as WaferLLM's decode does."""
     anc = ancestors(prog)
     cap = machine.usable_sram_bytes
     resident = np.zeros((machine.rows, machine.cols), dtype=np.int64)
@@ -117,12 +122,13 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
                     if res + tr <= cap:
                         cands.append((latency(m, h, w, prog, machine), h * w, h, w, res, tr))
             cache[key] = sorted(cands)
-        blocked = [rects[j] for j in range(k) if concurrent(anc, j, k)]
+        blocked = [] if spread else [rects[j] for j in range(k) if concurrent(anc, j, k)]
         # leave room on every core for the kernels still to place, their resident bytes spread evenly
         budget = cap - ceil(after[k] / machine.cores)
         least = int(resident.min())  # no core of any rectangle ends below its shape's res + tr + this
-        best = None
-        for shapes, limit in ((cache[key][:SHAPES], budget), (cache[key], budget), (cache[key], cap)):
+        best = _whole(m, prog, machine, resident, transient) if spread and isinstance(m, Gemm) else None
+        tries = [] if best is not None else [(cache[key][:SHAPES], budget), (cache[key], budget), (cache[key], cap)]
+        for shapes, limit in tries:
             for lat, _, h, w, res, tr in shapes:
                 if res + tr + least > limit:
                     continue
@@ -143,7 +149,18 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None) -> Plac
         times.append(lat)
     log(f"latency placement: {len(rects)} kernels, sum of their latencies {sum(times):,} cycles, fullest core "
         f"{int((resident + transient).max()):,} B of {cap:,}")
-    return Placement(machine, "latency", tuple(rects), 0, tuple(times))
+    return Placement(machine, "latency", tuple(rects), 0, tuple(times), serial=spread)
+
+
+def _whole(m, prog: Program, machine: Machine, resident: np.ndarray, transient: np.ndarray):
+    """(rect, latency, resident, transient bytes) of a GEMM on the whole mesh from its corner, as far as its
+    extent reaches (``spread``); None where its cores would overflow."""
+    h, w = min(machine.rows, m.max_rows()), min(machine.cols, m.max_cols())
+    res, tr = split_sram(m.sram(h, w))
+    full = resident[:h, :w] + np.maximum(transient[:h, :w], tr) + res
+    if full.max() > machine.usable_sram_bytes:
+        return None
+    return Rect(0, 0, h, w), latency(m, h, w, prog, machine), res, tr
 
 
 def _least_full(resident: np.ndarray, transient: np.ndarray, blocked: list[Rect], h: int, w: int, res: int,
@@ -185,7 +202,7 @@ def verify_latency(prog: Program, placement: Placement) -> None:
         for b in order[a_i + 1:]:
             if rects[b].col >= rects[a].col + rects[a].cols:
                 break
-            if rects[a].overlaps(rects[b]) and concurrent(anc, a, b):
+            if rects[a].overlaps(rects[b]) and concurrent(anc, a, b) and not placement.serial:
                 raise VerifyError("placement-overlap", f"kernels {prog.kernels[a].name} and {prog.kernels[b].name} "
                                   "may run at the same time and share cores")
     full = sram_map(prog, placement)

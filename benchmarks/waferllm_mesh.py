@@ -1,0 +1,139 @@
+"""WaferLLM's decode, like for like: one LLaMA3-8B layer of WaferLLM's own shapes on a P x P region of a WSE-2.
+
+    python benchmarks/waferllm_mesh.py [--render]
+
+WaferLLM (OSDI 2025, Table 4) decodes LLaMA3-8B at 2,699.9 / 2,501.5 / 2,243.3 tokens/s on 420 x 420 /
+540 x 540 / 660 x 660 cores of a WSE-2: smaller meshes are faster. Its code (github.com/MeshInfra/WaferLLM,
+``Decode/WSE-2``) times ONE layer on the P x P mesh, its dimensions rounded to multiples of P
+(``model_config/llama8B_4k_1_{P}.json``: dim 4200 / 4320 / 4620, ffn 14700 / 14580 / 14520, one head of
+``dim``, K and V ``dim x dim``, 4K-position KV cache, ``layer_num`` 32), every GEMV over the whole mesh
+followed by a two-level tree allreduce (``decode.csl``: about ten allreduces per layer). A token is 32 such
+layers. We simulate that layer (as a Hugging Face config; 35 / 36 / 35 heads of about 120 dimensions, as our
+rotary kernel takes heads, not one of 4,200) on a machine file of wse2.yaml cut to P x P, with 1 and with 2
+layers (prompt 4096, the decode step at position 4096), and take the difference as one layer's cycles
+(the embedding, the LM head and the ends cancel), times 32. Two mappings:
+
+- ``latency``: our latency placement, every kernel on the rectangle that finishes it soonest;
+- ``spread``: WaferLLM's, every GEMM on the whole P x P region, kernels in program order
+  (``passes/latency.py`` ``spread``).
+
+Writes benchmarks/results/waferllm_mesh.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import results_io  # benchmarks/ is on sys.path when a script here runs
+from results_io import command, write
+
+LAYERS = 32
+# P: (dim, ffn, heads, published tokens/s), WaferLLM model_config/llama8B_4k_1_{P}.json and Table 4
+MESHES = {420: (4200, 14700, 35, 2699.9), 540: (4320, 14580, 36, 2501.5), 660: (4620, 14520, 35, 2243.3)}
+CLOCK_HZ = 1.1e9  # wse2.yaml
+PROMPT = 4096
+
+
+def machine_file(p: int, d: Path) -> Path:
+    src = (Path(__file__).parents[1] / "waferscale/backends/machines/wse2.yaml").read_text()
+    src = src.replace('name: "wse2"', f'name: "wse2-{p}x{p}"')
+    for key in ("rows", "cols", "fabric_rows", "fabric_cols"):
+        src = re.sub(rf"(?m)^({key}:\n  value: )\d+", rf"\g<1>{p}", src)
+    out = d / f"wse2_{p}.yaml"
+    out.write_text(src)
+    return out
+
+
+def config(p: int, layers: int, d: Path) -> Path:
+    dim, ffn, heads, _ = MESHES[p]
+    out = d / f"llama_{p}_{layers}"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": dim, "intermediate_size": ffn,
+        "num_attention_heads": heads, "num_key_value_heads": heads, "head_dim": dim // heads,
+        "num_hidden_layers": layers, "vocab_size": 64, "max_position_embeddings": 8192, "hidden_act": "silu",
+        "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False}))
+    return out
+
+
+CASE = """
+import sys, functools
+import waferscale.modes.generate_placement as gp
+from waferscale.passes.latency import place_latency
+if sys.argv[1] == "spread":
+    gp.place_latency = functools.partial(place_latency, spread=True)
+from waferscale.cli import main
+sys.argv = ["wafer", "compile", *sys.argv[2:]]
+sys.exit(main())
+"""
+
+
+def one(p: int, layers: int, mapping: str, d: Path) -> dict:
+    out = d / f"out_{p}_{layers}_{mapping}"
+    args = [str(config(p, layers, d)), "--target", str(machine_file(p, d)), "--generate", "--prompt-len",
+            str(PROMPT), "--new-tokens", "2", "--batch", "1", "--placement", "latency", "-o", str(out), "-q"]
+    r = subprocess.run([sys.executable, "-c", CASE, mapping, *args], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{p} x {p}, {layers} layers, {mapping}: {r.stderr.strip()[-400:]}")
+    g = json.loads((out / "report.json").read_text())["generate"]
+    kernels = json.loads((out / "placement.json").read_text())["kernels"]
+    gemms = {k["name"].split("/")[0].rsplit(".", 1)[-1]: f"{k['rect']['rows']}x{k['rect']['cols']}"
+             for k in kernels if ".layers.0." in k["name"] and k["op"] in ("fused", "linear")}
+    return {"cycles": g["decode_seconds_first"] * CLOCK_HZ,
+            "split": {k: v * CLOCK_HZ for k, v in g["decode_time_split_seconds"].items()}, "gemm_rects": gemms}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--render", action="store_true", help="only write the .md again from the .json")
+    a = ap.parse_args()
+    if a.render:
+        record = json.loads((results_io.RESULTS / "waferllm_mesh.json").read_text())
+        write("waferllm_mesh", record, markdown(record))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p, (dim, ffn, heads, rate) in MESHES.items():
+            for mapping in ("latency", "spread"):
+                d1, d2 = Path(tmp) / f"{p}{mapping}1", Path(tmp) / f"{p}{mapping}2"
+                d1.mkdir(), d2.mkdir()
+                one_l, two_l = one(p, 1, mapping, d1), one(p, 2, mapping, d2)
+                layer = two_l["cycles"] - one_l["cycles"]
+                published = CLOCK_HZ / (rate * LAYERS)
+                rows.append({"mesh": p, "dim": dim, "ffn": ffn, "heads": heads, "mapping": mapping,
+                             "layer_cycles": layer, "published_layer_cycles": published,
+                             "tokens_per_s": CLOCK_HZ / (LAYERS * layer), "published_tokens_per_s": rate,
+                             "error": published / layer - 1,
+                             "split": {k: two_l["split"][k] - one_l["split"][k] for k in one_l["split"]},
+                             "gemm_rects": two_l["gemm_rects"]})
+                print(f"{p} x {p} {mapping}: {layer:,.0f} cycles a layer against {published:,.0f}", flush=True)
+    record = {"command": command(), "machine": results_io.machine(), "prompt_len": PROMPT, "rows": rows}
+    write("waferllm_mesh", record, markdown(record))
+
+
+def markdown(record: dict) -> str:
+    md = (f"# WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2\n\n`{record['command']}` on "
+          f"{record['machine']}. One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
+          "a layer's cycles are the 2-layer run's first decode step less the 1-layer run's; tokens/s = 1.1 GHz / "
+          "(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured.\n\n"
+          "| mesh | mapping | layer cycles | WaferLLM layer cycles | tokens/s | WaferLLM tokens/s | error | "
+          "compute | fabric | fill | wait | GEMM rectangles (layer 0) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for r in record["rows"]:
+        s = r["split"]
+        rects = ", ".join(f"{k} {v}" for k, v in r["gemm_rects"].items())
+        md += (f"| {r['mesh']} x {r['mesh']} | {r['mapping']} | {r['layer_cycles']:,.0f} | "
+               f"{r['published_layer_cycles']:,.0f} | {r['tokens_per_s']:,.0f} | {r['published_tokens_per_s']:,.1f} | "
+               f"{100 * r['error']:+.0f}% | {s['compute']:,.0f} | {s['fabric']:,.0f} | {s['fill']:,.0f} | "
+               f"{s['wait']:,.0f} | {rects} |\n")
+    return md
+
+
+if __name__ == "__main__":
+    main()
