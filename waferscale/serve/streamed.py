@@ -100,6 +100,13 @@ class StreamedPlaced:
     def decode(self, batch: int, position: int) -> float:
         return self._run(self.decode_graph, batch, 1, int(round(position)), 1)
 
+    def mixed(self, batch: int, context: int, pieces: list[tuple[int, int]]) -> float:
+        """A mixed step: the prompt pieces on the prefill program's placement, then the decode step on
+        the decode placement, each streaming every layer's weights (the two programs are placed apart,
+        so nothing is shared between them): the sum of the parts. The weights streamed twice are the
+        over-count docs/serve.md names."""
+        return sum(self.prefill(n, p) for n, p in pieces) + (self.decode(batch, context) if batch else 0.0)
+
     def prefill(self, tokens: int, position: int) -> float:
         return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
 

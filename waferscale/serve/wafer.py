@@ -192,7 +192,7 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
                            lambda x, y: placed.verify(x, verify_tokens, min(y, top)), tol=REFINE)
     t_grid = time.perf_counter() - t1
     cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, placed.kv_capacity_tokens * placed.kv_bytes_per_token,
-                    max_context, vgrid, verify_tokens)
+                    max_context, vgrid, verify_tokens, mixed=execution != "streaming")
     rng = random.Random(error_seed)
     checks = []
     for _ in range(ERROR_POINTS):
@@ -232,7 +232,7 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         "decode_grid": dgrid.as_dict("batch", "context"), "prefill_grid": pgrid.as_dict("chunk", "position"),
         **({"verify_grid": {**vgrid.as_dict("batch", "context"), "tokens": verify_tokens}} if vgrid else {}),
         "interpolation": "bilinear, clamped at the grid's edges",
-        "mixed_step": {**MIXED_STEP, "max_error": max(x["error"] for x in checks if x["kind"] == "mixed")},
+        "mixed_step": {**(MIXED_STEP if cost.mixed else MIXED_STEP_STREAMING), "max_error": max(x["error"] for x in checks if x["kind"] == "mixed")},
         "error_points": checks, "max_interpolation_error": worst, "max_error_allowed": MAX_ERROR,
         "place_seconds": t_place, "grid_seconds": t_grid, "pipeline": placed.pipeline,
         "placement_mode": placed.parts[0][1].mode,
@@ -250,6 +250,13 @@ MIXED_STEP = {
     "basis": "mixed steps simulated as one (runtime/tile_sim.py simulate(then=...): the chunk, then the batch's "
              "decode tokens, through the same placed pipeline) at random points: error_points of kind mixed, with the "
              "sum of the parts beside them",
+}
+
+
+MIXED_STEP_STREAMING = {
+    "cost": "the decode step and each prefill piece summed (weight streaming: the prefill and decode programs are "
+            "placed apart and each streams every layer's weights; serve/streamed.py StreamedPlaced.mixed)",
+    "basis": "the same sum simulated part by part at random points: error_points of kind mixed",
 }
 
 
