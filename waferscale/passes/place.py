@@ -43,16 +43,17 @@ class Place(Pass):
                        "streaming (each layer on the whole wafer in turn, its weights streamed from MemoryX), or auto "
                        "(pipelined when the model fits, streaming otherwise)",
                        choices=("auto", "pipelined", "streaming"))
-    streamed_gemm: str = option("sparse", "in weight-streaming mode, the GEMMs that stream their weights through "
-                                "resident activations (backends/kernels/streamed.py): those of sparse weights, all "
-                                "weight GEMMs, or none (every GEMM weight-stationary)",
-                                choices=("sparse", "all", "none"))
+    streamed_gemm: str = option("auto", "in weight-streaming mode, the GEMMs that stream their weights through "
+                                "resident activations (backends/kernels/streamed.py): auto (those of sparse weights, "
+                                "and each dense one that is faster streamed on the whole wafer), those of sparse "
+                                "weights, all weight GEMMs, or none (every GEMM weight-stationary)",
+                                choices=("auto", "sparse", "all", "none"))
 
     def spec(self) -> str:
-        """Every option but ``streamed_gemm`` at its default (added later: pipelines and reports written
-        before it read the same, and replay to the same placement)."""
+        """Every option but ``streamed_gemm`` at its default (added later: pipelines written before it
+        read the same; their default was ``sparse`` until ``auto`` replaced it, docs/sparsity.md)."""
         text = super().spec()
-        return text.replace(",streamed_gemm=sparse", "") if self.streamed_gemm == "sparse" else text
+        return text.replace(",streamed_gemm=auto", "") if self.streamed_gemm == "auto" else text
 
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:
@@ -83,7 +84,7 @@ class Place(Pass):
 
     def _streaming(self, s: CompileState) -> tuple[CompileState, Placement]:
         """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement."""
-        s = replace(s, program=use_streamed_gemm(s.program, self.streamed_gemm, log=s.log))
+        s = replace(s, program=use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine))
         return s, place_streaming(s.program, s.machine, place, log=s.log)
 
 

@@ -100,22 +100,39 @@ def grads_out(prog: Program, kernels: tuple[int, ...]) -> tuple[int, int]:
     return nbytes, params
 
 
-def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None) -> Program:
+def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None, machine: Machine | None = None) -> Program:
     """The program with the GEMMs that stream their weights through resident activations
     (``kernels/streamed.py``) in place of weight-stationary ones: ``sparse``, those of sparse weights
-    (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none."""
+    (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none; ``auto`` (the
+    default), those of sparse weights and each dense one that ``streams_faster`` on ``machine``."""
     if which == "none":
         return prog
     nodes = []
     for node in prog.kernels:
         g = node.model
-        if type(g) is Gemm and not g.quant and (which == "all" or g.sparse is not None):
-            node = replace(node, model=StreamedGemm.of(g, prog.samples))
+        if type(g) is Gemm and not g.quant:
+            s = StreamedGemm.of(g, prog.samples)
+            if which == "all" or g.sparse is not None or (which == "auto" and streams_faster(g, s, machine)):
+                node = replace(node, model=s)
         nodes.append(node)
     count = sum(isinstance(n.model, StreamedGemm) for n in nodes)
     if count:
         log(f"weight streaming: {count} GEMMs stream their weights through resident activations ({which})")
     return replace(prog, kernels=tuple(nodes))
+
+
+def streams_faster(g: Gemm, s: StreamedGemm, machine: Machine | None) -> bool:
+    """Whether the streamed kernel ``s`` runs the batch's tokens in fewer cycles than the
+    weight-stationary ``g``, both on the whole wafer (in weight-streaming mode a layer has the whole
+    wafer, each kernel a share of it that the placer chooses later: the whole is the estimate). The
+    stationary kernel pays a vector instruction's issue per token and element of A over a tile row of a
+    few columns, the streamed one per weight over the core's tokens, so the streamed one wins once a
+    core holds enough tokens (docs/sparsity.md: at batch 16 and more for cerebras-gpt-13b on a WSE-2)."""
+    if machine is None:
+        return False
+    m = s.tokens * s.samples
+    rows, cols = machine.rows, machine.cols
+    return s.cycles(rows, cols, 0, m, machine)[0] < g.cycles(rows, cols, 0, m, machine)[0]
 
 
 def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
