@@ -83,9 +83,21 @@ class Place(Pass):
         return replace(s, placement=placement)
 
     def _streaming(self, s: CompileState) -> tuple[CompileState, Placement]:
-        """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement."""
-        s = replace(s, program=use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine))
-        return s, place_streaming(s.program, s.machine, place, log=s.log)
+        """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement.
+        ``auto`` falls back to ``sparse`` (the stationary kernel for every dense GEMM) where its choice does
+        not fit: a streamed GEMM holds its share of the batch's tokens, so a batch that fitted before
+        ``auto`` fits with it."""
+        streamed = use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine)
+        try:
+            return replace(s, program=streamed), place_streaming(streamed, s.machine, place, log=s.log)
+        except FitError:
+            if self.streamed_gemm != "auto":
+                raise
+            prog = use_streamed_gemm(s.program, "sparse", machine=s.machine)
+            if prog == streamed:
+                raise
+            s.log("weight streaming: auto's streamed GEMMs do not fit at this batch; only sparse weights' stream")
+            return replace(s, program=prog), place_streaming(prog, s.machine, place, log=s.log)
 
 
 def _first(lo: int, hi: int, ok) -> int | None:

@@ -156,6 +156,16 @@ class _Fit:
         self.per_token = resident_bytes_per_token(prog, self.groups)
         self.cache: dict[tuple, Placement] = {}
 
+    def _subs(self, samples: int) -> list[Program]:
+        """The groups' programs at this batch: a streamed GEMM holds its batch's tokens, so its SRAM goes
+        with the batch tried (the search for the largest batch that fits), not the one asked for."""
+        if samples == self.prog.samples or not any(isinstance(k.model, StreamedGemm) for k in self.prog.kernels):
+            return self.subs
+        nodes = tuple(replace(k, model=replace(k.model, samples=samples)) if isinstance(k.model, StreamedGemm) else k
+                      for k in self.prog.kernels)
+        prog = replace(self.prog, kernels=nodes)
+        return [sub_program(prog, ks) for _, ks in self.groups]
+
     def reserve(self, samples: int) -> tuple[int, int]:
         """(prefetch, resident activations) bytes per core at this batch."""
         m = self.machine
@@ -171,7 +181,7 @@ class _Fit:
                               f"layer's weights take {prefetch:,} B and the batch's activations {resident:,} B)")
         small = replace(self.machine, sram_bytes=left)
         out = []
-        for (name, _), sub in zip(self.groups, self.subs):
+        for (name, _), sub in zip(self.groups, self._subs(samples)):
             key = (signature(sub), left)
             if key not in self.cache:
                 try:
