@@ -157,3 +157,15 @@ def test_the_pe_level_takes_the_machines_queue_depth():
     assert all(np.array_equal(r.c, runs[4].c) for r in runs.values())
     with pytest.raises(ValueError, match="queue depth"):
         simulate_streamed(a, w, 4, 2, depth=0)
+
+
+def test_a_smaller_block_of_a_takes_more_passes_and_less_sram():
+    """Where the batch's resident activations leave too little room, weight streaming's ``auto`` gives the
+    streamed GEMM a smaller block of A per core (``a_block``): more passes, each streaming the weights
+    again, and less SRAM; the numbers do not depend on it."""
+    plain = Gemm(tokens=2048, dtype="f16", elem=2, k=5120, n=5120, bias=False, flops_per_token=2 * 5120 * 5120)
+    g, small = StreamedGemm.of(plain, 64), StreamedGemm.of(plain, 64, a_block=4096)
+    rows, cols = 994, 100  # 132 tokens by 52 of K a core: 13.7 KB of A
+    assert small.sram(rows, cols)["activations_in"] < g.sram(rows, cols)["activations_in"] <= 16 * 1024
+    full, cut = g._time(rows, cols, WSE2), small._time(rows, cols, WSE2)
+    assert cut.passes > full.passes and cut.total >= full.total

@@ -36,6 +36,7 @@ from ..backends.kernels.matmul import Gemm
 from ..backends.kernels.streamed import StreamedGemm
 from ..backends.machine import Machine
 from ..backends.program import Group, Placement, Program, Rect, signature, sub_program
+from ..backends.streamed import A_BLOCK_BYTES
 from ..errors import FitError, WaferError
 from .autodiff import BACKWARD
 
@@ -100,18 +101,20 @@ def grads_out(prog: Program, kernels: tuple[int, ...]) -> tuple[int, int]:
     return nbytes, params
 
 
-def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None, machine: Machine | None = None) -> Program:
+def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None, machine: Machine | None = None,
+                      a_block: int = A_BLOCK_BYTES) -> Program:
     """The program with the GEMMs that stream their weights through resident activations
     (``kernels/streamed.py``) in place of weight-stationary ones: ``sparse``, those of sparse weights
     (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none; ``auto`` (the
-    default), those of sparse weights and each dense one that ``streams_faster`` on ``machine``."""
+    default), those of sparse weights and each dense one that ``streams_faster`` on ``machine``; each
+    holding at most ``a_block`` bytes of A per core in a pass."""
     if which == "none":
         return prog
     nodes = []
     for node in prog.kernels:
         g = node.model
         if type(g) is Gemm and not g.quant:
-            s = StreamedGemm.of(g, prog.samples)
+            s = StreamedGemm.of(g, prog.samples, a_block)
             if which == "all" or g.sparse is not None or (which == "auto" and streams_faster(g, s, machine)):
                 node = replace(node, model=s)
         nodes.append(node)
