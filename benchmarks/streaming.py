@@ -2,13 +2,15 @@
 1 to 1,024 at seq 2048, each compile in a fresh process.
 
     python benchmarks/streaming.py [--model cerebras-gpt-13b] [--target wse2] [--seq 2048]
-                                   [--batches 1,2,4,...,1024]
+                                   [--batches 1,2,4,...,1024] [--streamed-gemm auto|sparse|all|none]
 
 Writes benchmarks/results/streaming.md and .json. A transformer block's weights take the same time
 to stream in whatever the batch; its compute grows with the batch; so time per token falls with
 the batch until compute binds. Beside the simulated figures, the closed form: a block takes at
 least max(weight bytes / I/O bandwidth, batch x FLOPs per sample / peak), and the crossover batch
-is where the two are equal.
+is where the two are equal. ``--streamed-gemm`` other than ``auto`` (the default) compiles with
+``place{mode=streaming,streamed_gemm=...}`` and writes streaming-<choice>.md/.json beside it (``none``:
+every GEMM weight-stationary, the figures before ``auto``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import results_io  # benchmarks/ is on sys.path when a script here runs
 from results_io import command, compile_outputs, write
 
 
-def one(model: str, target: str, seq: int, batch: int) -> dict:
-    out, error = compile_outputs(model, "--seq", str(seq), "--batch", str(batch), "--target", target,
-                                 "--mode", "streaming", names=("report.json", "placement.json"))
+def one(model: str, target: str, seq: int, batch: int, streamed_gemm: str = "auto") -> dict:
+    how = ("--mode", "streaming") if streamed_gemm == "auto" else (
+        "-p", f"canonicalize,fuse,lower,place{{mode=streaming,streamed_gemm={streamed_gemm}}},route,simulate")
+    out, error = compile_outputs(model, "--seq", str(seq), "--batch", str(batch), "--target", target, *how,
+                                 names=("report.json", "placement.json"))
     row = {"batch": batch}
     if error:
         return row | {"fits": False, "error": error}
@@ -49,10 +53,11 @@ def main() -> None:
     p.add_argument("--target", default="wse2")
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--batches", default=",".join(str(2 ** i) for i in range(11)))
+    p.add_argument("--streamed-gemm", default="auto", choices=("auto", "sparse", "all", "none"))
     a = p.parse_args()
     rows = []
     for b in map(int, a.batches.split(",")):
-        r = one(a.model, a.target, a.seq, b)
+        r = one(a.model, a.target, a.seq, b, a.streamed_gemm)
         rows.append(r)
         if r["fits"]:
             print(f"batch {b:5}: {r['ms']:9.2f} ms, {r['us_per_token']:7.3f} us/token, MFU {100 * r['mfu']:5.1f}%, "
@@ -67,7 +72,8 @@ def main() -> None:
         closed = r0["closed_stream_us"] / (r0["closed_compute_us"] / r0["batch"])
     crossover = next((r["batch"] for r in fit if r["block_bound"] == "compute"), None)
     cmd, machine = command(), results_io.machine()
-    lines = [f"# Weight streaming against the batch: {a.model} on {a.target}, seq {a.seq}, f16", "",
+    lines = [f"# Weight streaming against the batch: {a.model} on {a.target}, seq {a.seq}, f16, "
+             f"streamed_gemm={a.streamed_gemm}", "",
              f"Command: `{cmd}` on {machine}.", "",
              "Simulated figures (weight-streaming mode; the I/O rate is the machine's, 150 GB/s; its assumed "
              "figures are in waferscale/backends/assumptions.py, its calibration in "
@@ -92,8 +98,10 @@ def main() -> None:
     if misfits:
         lines += ["", "What does not fit (the compiler's own message):", ""]
         lines += [f"- batch {r['batch']}: {r['error']}" for r in misfits]
-    write("streaming", {"command": cmd, "machine": machine, "model": a.model, "target": a.target, "seq": a.seq,
-                        "crossover_batch": crossover, "closed_form_crossover_batch": closed, "rows": rows},
+    name = "streaming" if a.streamed_gemm == "auto" else f"streaming-{a.streamed_gemm}"
+    write(name, {"command": cmd, "streamed_gemm": a.streamed_gemm, "machine": machine, "model": a.model,
+                 "target": a.target, "seq": a.seq, "crossover_batch": crossover,
+                 "closed_form_crossover_batch": closed, "rows": rows},
           "\n".join(lines) + "\n")
 
 

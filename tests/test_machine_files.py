@@ -190,3 +190,42 @@ def test_a_files_queue_bytes_size_the_kernels_sram(capsys, tmp_path):
         assert k.model.queue_bytes_per_color == 1000
         assert k.model.sram(1, 1)["fabric_queues"] % 1000 == 0
     assert all(k.model.queue_bytes_per_color == WSE2.queue_bytes_per_color for k in lower(graph, 1, 8).kernels)
+def test_no_vector_path_feeds_a_wse3_core_faster_than_its_sram_ports():
+    """The sources' cap, path by path (docs/fidelity.md, 'The WSE-3's dense peak'): an FMAC with SRAM
+    operands runs at 4 f16 elements per cycle, the rate an unpublished CS-3 study (UNREVIEWED) measured
+    for an f16 FMA in the SDK's simulator (4.00; 2.92 on silicon), not the 8 lanes; an operand from the
+    fabric comes at one wavelet per cycle, slower still; only an op with no SRAM operand (an
+    elementwise op on the lanes, our stand-in for register work) reaches 8. So taking the broadcast
+    operand from the fabric (both of our GEMMs already do) or streaming the weights does not lift it."""
+    dp, n = WSE3.datapath("f16"), 4096
+    assert dp.lanes == 8 and dp.vector("elementwise", n) == n // 8
+    assert dp.axpy(n) == dp.vector("fmac", n) == n // 4  # 4.00 per cycle, the measured rate
+    for kind in ("fmul", "fadd", "dot", "sparse_fmac"):
+        assert dp.vector(kind, n) >= n // 4, kind
+    assert dp.vector("fmul_fabric", n) >= n  # one wavelet per cycle through the ramp
+
+
+def test_the_streamed_weight_gemm_is_held_by_the_same_cap():
+    """The streamed-weight kernel takes each weight from the fabric as the scalar of an AXPY over its
+    resident tokens: its accumulators and A's column are still SRAM operands, so it too stays under half
+    the dense peak on a WSE-3, and on a WSE-2 (whose ports feed all 4 lanes) it may pass it."""
+    from waferscale.backends.streamed import streamed_time
+
+    for m, cap in ((WSE3, 0.5), (WSE2, 1.0)):
+        mt, kt, n = 256, 32, 4096
+        tokens, k = m.rows * mt, m.cols * kt
+        t = streamed_time(tokens, k, n, m.cols, m.rows, m.datapath("f16"), machine=m)
+        util = 2 * tokens * k * n / (t.total / m.clock_hz) / m.mfu_peak_flops
+        assert 0.5 * cap < util <= cap, (m.name, util)
+    assert WSE3.sram_bytes_per_cycle / 6 / WSE3.fmacs_per_cycle == 0.5
+
+
+@pytest.mark.xfail(strict=True, reason="issue 27's '>= 70% of the WSE-3's dense peak' is not reachable under "
+                   "its sourced SRAM ports (docs/fidelity.md): if a change makes this pass, it must bring the "
+                   "source that lets a core feed more than 4 f16 FMACs per cycle, and update the docs")
+def test_issue27_target_a_large_gemm_reaches_70_percent_of_the_wse3_dense_peak():
+    m = WSE3
+    kt, nt, tokens = 16, 1024, 256
+    k, n = m.rows * kt, m.cols * nt
+    _, t = fastest(tokens, k, n, m.rows, m.cols, m.datapath("f16"), False, m)
+    assert 2 * tokens * k * n / (t.total / m.clock_hz) / m.mfu_peak_flops >= 0.7

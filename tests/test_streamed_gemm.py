@@ -92,7 +92,7 @@ def test_the_streamed_kernel_computes_what_the_dense_program_does(pipeline):
     assert np.abs(run_placed(s.program, s.placement, feed, s.weights)[0] - want).max() <= 1e-5 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("which", ["sparse", "all", "none"])
+@pytest.mark.parametrize("which", ["sparse", "all", "none", "auto"])
 def test_weight_streaming_chooses_the_streamed_gemms(which):
     t = _traced("meta")
     s = run_passes(t.graph, f"canonicalize,sparsify{{density=0.1,include=*.mlp.*}},fuse,lower,"
@@ -104,6 +104,8 @@ def test_weight_streaming_chooses_the_streamed_gemms(which):
     elif which == "sparse":
         assert streamed and all(g.sparse is not None for g in streamed)
         assert all(isinstance(g, StreamedGemm) for g in gemms if g.sparse is not None)
+    elif which == "auto":  # 48 tokens over 64 rows: a core holds one, the stationary kernel is the faster
+        assert all(isinstance(g, StreamedGemm) == (g.sparse is not None) for g in gemms)
     else:
         assert len(streamed) == len(gemms) > sum(g.sparse is not None for g in gemms)
     # pipelined placement keeps the weight-stationary GEMM
@@ -112,10 +114,36 @@ def test_weight_streaming_chooses_the_streamed_gemms(which):
     assert not any(isinstance(k.model, StreamedGemm) for k in p.program.kernels)
 
 
+def test_auto_streams_a_dense_gemm_where_it_is_the_faster_kernel():
+    """``auto`` (the default in weight-streaming mode) takes the streamed kernel for a dense GEMM when a
+    core holds enough tokens to amortise an AXPY's issue over them, and the weight-stationary one when it
+    holds one or two; its choice is the one the two kernels' times on the whole wafer make."""
+    from waferscale.passes.streaming import streams_faster
+
+    m = get_machine("mesh:64x64")
+    t = _traced("meta")
+    chosen = {}
+    for batch in (2, 64):
+        s = run_passes(t.graph, "canonicalize,fuse,lower,place{mode=streaming}", batch=batch, seq=24,
+                       target="mesh:64x64")
+        models = [k.model for k in s.program.kernels if isinstance(k.model, Gemm)]
+        chosen[batch] = [isinstance(g, StreamedGemm) for g in models]
+        for g in models:
+            plain = Gemm(**{f: getattr(g, f) for f in Gemm.__dataclass_fields__})
+            assert isinstance(g, StreamedGemm) == streams_faster(plain, StreamedGemm.of(plain, batch), m)
+            fast = StreamedGemm.of(plain, batch) if isinstance(g, StreamedGemm) else plain
+            slow = plain if isinstance(g, StreamedGemm) else StreamedGemm.of(plain, batch)
+            assert fast.cycles(64, 64, 0, 24 * batch, m)[0] <= slow.cycles(64, 64, 0, 24 * batch, m)[0]
+    assert not any(chosen[2]) and any(chosen[64])
+
+
 def test_the_option_prints_only_when_not_its_default():
     from waferscale.passes import parse_pipeline, spec
 
     assert spec(parse_pipeline("place{mode=streaming}")) == "place{mode=streaming}"
+    assert spec(parse_pipeline("place{mode=streaming,streamed_gemm=auto}")) == "place{mode=streaming}"
+    text = spec(parse_pipeline("place{mode=streaming,streamed_gemm=sparse}"))
+    assert text == "place{mode=streaming,streamed_gemm=sparse}"
     text = spec(parse_pipeline("place{mode=streaming,streamed_gemm=all}"))
     assert text == "place{mode=streaming,streamed_gemm=all}" and spec(parse_pipeline(text)) == text
 
@@ -129,3 +157,15 @@ def test_the_pe_level_takes_the_machines_queue_depth():
     assert all(np.array_equal(r.c, runs[4].c) for r in runs.values())
     with pytest.raises(ValueError, match="queue depth"):
         simulate_streamed(a, w, 4, 2, depth=0)
+
+
+def test_a_smaller_block_of_a_takes_more_passes_and_less_sram():
+    """Where the batch's resident activations leave too little room, weight streaming's ``auto`` gives the
+    streamed GEMM a smaller block of A per core (``a_block``): more passes, each streaming the weights
+    again, and less SRAM; the numbers do not depend on it."""
+    plain = Gemm(tokens=2048, dtype="f16", elem=2, k=5120, n=5120, bias=False, flops_per_token=2 * 5120 * 5120)
+    g, small = StreamedGemm.of(plain, 64), StreamedGemm.of(plain, 64, a_block=4096)
+    rows, cols = 994, 100  # 132 tokens by 52 of K a core: 13.7 KB of A
+    assert small.sram(rows, cols)["activations_in"] < g.sram(rows, cols)["activations_in"] <= 16 * 1024
+    full, cut = g._time(rows, cols, WSE2), small._time(rows, cols, WSE2)
+    assert cut.passes > full.passes and cut.total >= full.total

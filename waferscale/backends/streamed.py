@@ -91,10 +91,10 @@ def part_nonzeros(sw, ks: list[int], n: int) -> np.ndarray | tuple[float, float]
     return cells * sw.density, sqrt(cells * sw.density * (1 - sw.density))
 
 
-def passes_for(m: int, mp: int, kt: int, elem: int) -> tuple[int, int]:
+def passes_for(m: int, mp: int, kt: int, elem: int, a_block: int = A_BLOCK_BYTES) -> tuple[int, int]:
     """(passes, tokens per core per pass) of ``m`` tokens over ``mp`` parts when a core holds at most
-    ``A_BLOCK_BYTES`` of its ``kt``-element slices of A."""
-    cap = max(1, A_BLOCK_BYTES // max(1, kt * elem))
+    ``a_block`` bytes (``A_BLOCK_BYTES`` unless the placement needs less) of its ``kt``-element slices of A."""
+    cap = max(1, a_block // max(1, kt * elem))
     full = block(m, mp)
     passes = ceil(full / cap)
     return passes, ceil(full / passes)
@@ -111,7 +111,7 @@ def epilogue_split(k: int, kp: int, tail: int, density: float) -> tuple[list[int
 
 
 def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float, sw=None, *, tail: int = 0,
-                  head: int = 0, machine: Machine = WSE2) -> StreamedTime:
+                  head: int = 0, machine: Machine = WSE2, a_block: int = A_BLOCK_BYTES) -> StreamedTime:
     """The time of ``m`` tokens on ``kp`` K parts by ``mp`` M parts (cut to the matrix). ``sw``: the
     sparse weight (``sparse.SparseWeight``, ``k x n``), None when dense; ``tail`` units of epilogue work
     on the last K part per column (each an AXPY, as the weight-stationary kernel counts them),
@@ -122,7 +122,7 @@ def streamed_time(m: int, k: int, n: int, kp: int, mp: int, dp: Datapath | float
     dp = as_datapath(dp)
     kp, mp = max(1, min(kp, k + tail)), max(1, min(mp, m))
     ks, units = epilogue_split(k, kp, tail, 1.0 if sw is None else sw.density)
-    passes, mt = passes_for(m, mp, max(ks), dp.elem)
+    passes, mt = passes_for(m, mp, max(ks), dp.elem, a_block)
     cols = n + head
     extra = units * n + head * np.array(ks)  # dense work per K part: the epilogue and the statistics
     below = (kp - 1 - np.arange(kp)) * (machine.hop_cycles + machine.ramp_cycles + dp.costs.psum_add)

@@ -18,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from ..backends.kernels.streamed import StreamedGemm
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program, Rect
+from ..backends.streamed import A_BLOCK_BYTES
 from ..errors import FitError, UsageError
 from .base import PLACED, PROGRAM, CompileState, Pass, option, register
 from .placement_check import verify_placement
@@ -43,16 +45,17 @@ class Place(Pass):
                        "streaming (each layer on the whole wafer in turn, its weights streamed from MemoryX), or auto "
                        "(pipelined when the model fits, streaming otherwise)",
                        choices=("auto", "pipelined", "streaming"))
-    streamed_gemm: str = option("sparse", "in weight-streaming mode, the GEMMs that stream their weights through "
-                                "resident activations (backends/kernels/streamed.py): those of sparse weights, all "
-                                "weight GEMMs, or none (every GEMM weight-stationary)",
-                                choices=("sparse", "all", "none"))
+    streamed_gemm: str = option("auto", "in weight-streaming mode, the GEMMs that stream their weights through "
+                                "resident activations (backends/kernels/streamed.py): auto (those of sparse weights, "
+                                "and each dense one that is faster streamed on the whole wafer), those of sparse "
+                                "weights, all weight GEMMs, or none (every GEMM weight-stationary)",
+                                choices=("auto", "sparse", "all", "none"))
 
     def spec(self) -> str:
-        """Every option but ``streamed_gemm`` at its default (added later: pipelines and reports written
-        before it read the same, and replay to the same placement)."""
+        """Every option but ``streamed_gemm`` at its default (added later: pipelines written before it
+        read the same; their default was ``sparse`` until ``auto`` replaced it, docs/sparsity.md)."""
         text = super().spec()
-        return text.replace(",streamed_gemm=sparse", "") if self.streamed_gemm == "sparse" else text
+        return text.replace(",streamed_gemm=auto", "") if self.streamed_gemm == "auto" else text
 
     def run(self, s: CompileState) -> CompileState:
         if s.machine is None:
@@ -82,9 +85,28 @@ class Place(Pass):
         return replace(s, placement=placement)
 
     def _streaming(self, s: CompileState) -> tuple[CompileState, Placement]:
-        """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement."""
-        s = replace(s, program=use_streamed_gemm(s.program, self.streamed_gemm, log=s.log))
-        return s, place_streaming(s.program, s.machine, place, log=s.log)
+        """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement.
+        A streamed GEMM holds its share of the batch's tokens, up to ``A_BLOCK_BYTES`` per core a pass:
+        where that does not fit beside the batch's resident activations, ``auto`` tries smaller blocks
+        of A (more passes), then ``sparse`` (the stationary kernel for every dense GEMM), so a batch that
+        fitted before ``auto`` fits with it."""
+        streamed = use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine)
+        try:
+            return replace(s, program=streamed), place_streaming(streamed, s.machine, place, log=s.log)
+        except FitError:
+            if self.streamed_gemm != "auto" or not any(isinstance(k.model, StreamedGemm) for k in streamed.kernels):
+                raise
+        for block in (A_BLOCK_BYTES // 2, A_BLOCK_BYTES // 4, A_BLOCK_BYTES // 8):
+            prog = use_streamed_gemm(s.program, "auto", machine=s.machine, a_block=block)
+            try:
+                placement = place_streaming(prog, s.machine, place, log=s.log)
+            except FitError:
+                continue
+            s.log(f"weight streaming: the streamed GEMMs hold {block:,} B of A per core a pass to fit this batch")
+            return replace(s, program=prog), placement
+        prog = use_streamed_gemm(s.program, "sparse", machine=s.machine)
+        s.log("weight streaming: auto's streamed GEMMs do not fit at this batch; only sparse weights' stream")
+        return replace(s, program=prog), place_streaming(prog, s.machine, place, log=s.log)
 
 
 def _first(lo: int, hi: int, ok) -> int | None:

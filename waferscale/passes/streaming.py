@@ -36,6 +36,7 @@ from ..backends.kernels.matmul import Gemm
 from ..backends.kernels.streamed import StreamedGemm
 from ..backends.machine import Machine
 from ..backends.program import Group, Placement, Program, Rect, signature, sub_program
+from ..backends.streamed import A_BLOCK_BYTES
 from ..errors import FitError, WaferError
 from .autodiff import BACKWARD
 
@@ -100,22 +101,41 @@ def grads_out(prog: Program, kernels: tuple[int, ...]) -> tuple[int, int]:
     return nbytes, params
 
 
-def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None) -> Program:
+def use_streamed_gemm(prog: Program, which: str, log=lambda msg: None, machine: Machine | None = None,
+                      a_block: int = A_BLOCK_BYTES) -> Program:
     """The program with the GEMMs that stream their weights through resident activations
     (``kernels/streamed.py``) in place of weight-stationary ones: ``sparse``, those of sparse weights
-    (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none."""
+    (a quantised weight's stay stationary); ``all``, every weight GEMM; ``none``, none; ``auto`` (the
+    default), those of sparse weights and each dense one that ``streams_faster`` on ``machine``; each
+    holding at most ``a_block`` bytes of A per core in a pass."""
     if which == "none":
         return prog
     nodes = []
     for node in prog.kernels:
         g = node.model
-        if type(g) is Gemm and not g.quant and (which == "all" or g.sparse is not None):
-            node = replace(node, model=StreamedGemm.of(g, prog.samples))
+        if type(g) is Gemm and not g.quant:
+            s = StreamedGemm.of(g, prog.samples, a_block)
+            if which == "all" or g.sparse is not None or (which == "auto" and streams_faster(g, s, machine)):
+                node = replace(node, model=s)
         nodes.append(node)
     count = sum(isinstance(n.model, StreamedGemm) for n in nodes)
     if count:
         log(f"weight streaming: {count} GEMMs stream their weights through resident activations ({which})")
     return replace(prog, kernels=tuple(nodes))
+
+
+def streams_faster(g: Gemm, s: StreamedGemm, machine: Machine | None) -> bool:
+    """Whether the streamed kernel ``s`` runs the batch's tokens in fewer cycles than the
+    weight-stationary ``g``, both on the whole wafer (in weight-streaming mode a layer has the whole
+    wafer, each kernel a share of it that the placer chooses later: the whole is the estimate). The
+    stationary kernel pays a vector instruction's issue per token and element of A over a tile row of a
+    few columns, the streamed one per weight over the core's tokens, so the streamed one wins once a
+    core holds enough tokens (docs/sparsity.md: at batch 16 and more for cerebras-gpt-13b on a WSE-2)."""
+    if machine is None:
+        return False
+    m = s.tokens * s.samples
+    rows, cols = machine.rows, machine.cols
+    return s.cycles(rows, cols, 0, m, machine)[0] < g.cycles(rows, cols, 0, m, machine)[0]
 
 
 def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
@@ -139,6 +159,16 @@ class _Fit:
         self.per_token = resident_bytes_per_token(prog, self.groups)
         self.cache: dict[tuple, Placement] = {}
 
+    def _subs(self, samples: int) -> list[Program]:
+        """The groups' programs at this batch: a streamed GEMM holds its batch's tokens, so its SRAM goes
+        with the batch tried (the search for the largest batch that fits), not the one asked for."""
+        if samples == self.prog.samples or not any(isinstance(k.model, StreamedGemm) for k in self.prog.kernels):
+            return self.subs
+        nodes = tuple(replace(k, model=replace(k.model, samples=samples)) if isinstance(k.model, StreamedGemm) else k
+                      for k in self.prog.kernels)
+        prog = replace(self.prog, kernels=nodes)
+        return [sub_program(prog, ks) for _, ks in self.groups]
+
     def reserve(self, samples: int) -> tuple[int, int]:
         """(prefetch, resident activations) bytes per core at this batch."""
         m = self.machine
@@ -154,7 +184,7 @@ class _Fit:
                               f"layer's weights take {prefetch:,} B and the batch's activations {resident:,} B)")
         small = replace(self.machine, sram_bytes=left)
         out = []
-        for (name, _), sub in zip(self.groups, self.subs):
+        for (name, _), sub in zip(self.groups, self._subs(samples)):
             key = (signature(sub), left)
             if key not in self.cache:
                 try:

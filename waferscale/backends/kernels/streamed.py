@@ -1,7 +1,8 @@
 """``y = x @ W (+ b)`` with the activations resident and the weights streamed through: the
 streamed-weight (activation-stationary) GEMM of ``backends/streamed.py``, which weight-streaming mode
-uses for the GEMMs of sparse weights (``passes/streaming.py``: ``place{streamed_gemm=sparse}``, the
-default; ``all`` takes it for every weight GEMM of a streamed layer, ``none`` for none).
+uses for the GEMMs of sparse weights and for each dense one it runs faster (``passes/streaming.py``:
+``place{streamed_gemm=auto}``, the default; ``sparse`` takes it for sparse weights only, ``all`` for
+every weight GEMM of a streamed layer, ``none`` for none).
 
 On a ``rows x cols`` rectangle the tokens of every sample of the run go over the rows and K over
 the columns: the core holds ``A[M_i, K_j]``; each output column's non-zeros enter K part j's column of
@@ -31,18 +32,19 @@ from dataclasses import dataclass
 from math import ceil
 
 from ..datapath import accumulator_bytes
-from ..streamed import ACC_BUFFERS, epilogue_split, passes_for, streamed_time
+from ..streamed import A_BLOCK_BYTES, ACC_BUFFERS, epilogue_split, passes_for, streamed_time
 from .matmul import Gemm
 
 
 @dataclass(frozen=True)
 class StreamedGemm(Gemm):
     samples: int = 1
+    a_block: int = A_BLOCK_BYTES  # the most bytes of A a core holds in a pass (``streamed.passes_for``)
     decomposition = "tokens over rows, K over columns; the weights' non-zeros stream through, A stays"
 
     @classmethod
-    def of(cls, g: Gemm, samples: int) -> StreamedGemm:
-        return cls(**{f: getattr(g, f) for f in g.__dataclass_fields__}, samples=samples)
+    def of(cls, g: Gemm, samples: int, a_block: int = A_BLOCK_BYTES) -> StreamedGemm:
+        return cls(**{f: getattr(g, f) for f in g.__dataclass_fields__}, samples=samples, a_block=a_block)
 
     def _m(self) -> int:
         return self.tokens * self.samples
@@ -64,7 +66,7 @@ class StreamedGemm(Gemm):
 
     def _time(self, rows, cols, machine):
         return streamed_time(self._m(), self.k, self.n, cols, rows, machine.datapath(self.dtype), self.sparse,
-                             tail=self.tail(), head=self._head(), machine=machine)
+                             tail=self.tail(), head=self._head(), machine=machine, a_block=self.a_block)
 
     def model_cycles(self, rows, cols, p0, p1, machine):
         return (p1 - p0) * self._time(rows, cols, machine).total / self._m()
@@ -81,7 +83,7 @@ class StreamedGemm(Gemm):
     def sram(self, rows, cols):
         kp, mp = min(cols, self.k + self.tail()), min(rows, self._m())
         kt = max(epilogue_split(self.k, kp, self.tail(), self.sparse.density if self.sparse is not None else 1.0)[0])
-        _, mt = passes_for(self._m(), mp, kt, self.elem)
+        _, mt = passes_for(self._m(), mp, kt, self.elem, self.a_block)
         stored = self.sparse.stored_bytes(self.elem) if self.sparse is not None else self.k * self.n * self.elem
         epi = self.epilogue
         vectors = (self.bias or self.norm) + (self.norm and not self.rms) + (epi.params if epi else 0)
