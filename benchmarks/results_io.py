@@ -79,8 +79,12 @@ def zoo_on_wafer_args(doc: str) -> argparse.Namespace:
 def run_case(script: str, case: list, what: str) -> dict:
     """Run one case of a benchmark script in a fresh process (``script --case JSON``, which prints
     the case's JSON), so that its peak RSS and its timings are its own; a failure stops the run."""
+    import waferscale  # the child imports the package this process runs, not whichever one is installed
+
+    here = str(Path(waferscale.__file__).resolve().parent.parent)
+    path = os.pathsep.join([here] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     r = subprocess.run([sys.executable, script, "--case", json.dumps(case)], capture_output=True, text=True,
-                       cwd=Path(script).resolve().parent.parent)
+                       cwd=Path(script).resolve().parent.parent, env={**os.environ, "PYTHONPATH": path})
     if r.returncode:
         raise SystemExit(f"case {what}: {r.stderr.strip()}")
     return json.loads(r.stdout)
