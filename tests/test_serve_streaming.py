@@ -30,7 +30,8 @@ def test_step_costs_come_from_the_weight_streaming_simulator(streamed, resident)
     s, r = streamed.placed, resident.placed
     assert isinstance(s, StreamedPlaced) and s.parts[0][1].is_streaming and len(s.parts[0][1].groups) == 4
     assert streamed.report["execution"] == "streaming" and streamed.report["placement_mode"] == "streaming"
-    assert "place{mode=streaming}" in streamed.report["pipeline"] and resident.report["execution"] == "pipelined"
+    assert "place{mode=streaming,streamed_gemm=sparse}" in streamed.report["pipeline"]
+    assert resident.report["execution"] == "pipelined"
     m = get_machine(TARGET)
     weights = sum(g.weight_bytes for g in s.parts[0][1].groups)
     for b in (1, 2, BATCH):
@@ -87,7 +88,7 @@ def test_wafer_serve_streaming_admits_up_to_the_memoryx_capacity(capsys, tmp_pat
     assert run["execution"] == "streaming" and report["mode"] == "weight-streaming"
     eng = run["engines"]["all"]
     assert eng["execution"] == "streaming" and eng["placement"] == "weight-streaming"
-    assert run["executed"]["all"].endswith(",lower,place{mode=streaming},route,simulate")
+    assert run["executed"]["all"].endswith(",lower,place{mode=streaming,streamed_gemm=sparse},route,simulate")
 
 
 @pytest.mark.parametrize("argv,message", [

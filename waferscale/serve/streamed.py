@@ -45,7 +45,7 @@ from ..passes.route import route
 from ..passes.streaming import groups_of, place_streaming, use_streamed_gemm
 from ..runtime.stream_sim import simulate_streaming
 
-STEP_PIPELINE = ",lower,place{mode=streaming},route,simulate"
+STEP_PIPELINE = ",lower,place{mode=streaming,streamed_gemm=sparse},route,simulate"  # what _run runs
 KV_BASIS = ("weight streaming: the KV caches live in MemoryX; capacity is MemoryX's smallest configuration "
             "(the machine's memoryx_bytes) less the model's weights, in tokens of every layer's keys and values; "
             "each step streams the layer's cached rows of its sequences in with the layer's weights and its new "

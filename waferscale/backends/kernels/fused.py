@@ -27,7 +27,7 @@ def lower_fused(op: Op, ctx: LowerCtx):
                                f"before {reg.anchor.kind} (a GEMM folds one layernorm or RMSNorm)")
     src = sources(body, ctx.sources)
     anchor_ctx = LowerCtx(ctx.tokens, ctx.samples, tuple(src[x.name] for x in reg.anchor.operands), ctx.where,
-                         traced=ctx.traced)
+                         machine=ctx.machine, traced=ctx.traced)
     epilogue = Epilogue.of(reg.epilogue, src, reg.anchor.result.name)
     return build(reg, anchor_ctx, epilogue, ctx.flops_per_token(op))
 

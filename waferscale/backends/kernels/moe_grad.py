@@ -34,7 +34,7 @@ from ..gemm import fastest
 from ..machine import Machine
 from .base import Work, lowers
 from .grads import GRAD_ACC_BYTES
-from .moe import MoeExperts, Routing, slicing, uniform
+from .moe import DEFAULT_DATAPATH, MoeExperts, Routing, slicing, uniform
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class MoeLinear(MoeExperts):
         return self.experts * self.f
 
     def groups(self, cols: int) -> int:
-        return slicing(self.experts, self.top_k, self.tokens, self.d, max(1, self.f // 2), cols)
+        return slicing(self.experts, self.top_k, self.tokens, self.d, max(1, self.f // 2), cols, self.dp)
 
     def sram(self, rows, cols):
         w = self.slice_cols(cols)
@@ -106,9 +106,10 @@ def _grouped(cls, op: Op, ctx, k_in: int, n_out: int, idx):
     routed = idx.type.shape[0] * idx.type.shape[1]
     e = op.type.shape[0] if cls is MoeAccumulate else op.operands[2].type.shape[0]
     x = op.operands[0].type
-    flops = ctx.flops_per_token(op) * ctx.tokens * ctx.samples / max(routed, 1)
+    flops = ctx.flops_per_token(op) * ctx.total / max(routed, 1)  # the op's FLOPs over its routed rows
+    dp = ctx.machine.datapath(x.dtype) if ctx.machine is not None else DEFAULT_DATAPATH
     return cls(tokens=ctx.tokens, dtype=x.dtype, elem=DTYPES[x.dtype][1], experts=e, d=k_in, f=n_out,
-               top_k=idx.type.shape[1], shares=uniform(e), flops_per_row=ceil(flops))
+               top_k=idx.type.shape[1], shares=uniform(e), flops_per_row=ceil(flops), dp=dp)
 
 
 @lowers("moe_linear")

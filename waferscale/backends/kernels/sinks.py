@@ -72,8 +72,8 @@ def lower_sink_attention(op: Op, ctx: LowerCtx) -> SinkAttention:
     q, k = op.operands[0].type, op.operands[1].type
     if ctx.position:
         raise UnsupportedError(f"lowering {ctx.where}: sink_attention at a decode step's position (no KV cache form)")
-    heads = prod(q.shape[:-2]) * q.shape[-2] // (ctx.tokens * ctx.samples)
-    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // (ctx.tokens * ctx.samples)
+    heads = prod(q.shape[:-2]) * q.shape[-2] // ctx.total
+    kv_heads = prod(k.shape[:-2]) * k.shape[-2] // ctx.total
     t = op.type
     return SinkAttention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
                          d_head=q.shape[-1], causal=True, window=registry.with_defaults(op.kind, op.attr)["window"],
