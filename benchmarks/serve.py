@@ -15,11 +15,15 @@ benchmarks/results/NAME.json and .md. Every figure is simulated (waferscale/back
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from results_io import command, machine, write
+
+# this checkout's waferscale, not an installed one (run from a second checkout, it served the installed code)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PROMPT, OUTPUT = "uniform:64,512", "uniform:16,256"
 

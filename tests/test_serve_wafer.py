@@ -154,3 +154,33 @@ def test_a_short_prompt_chunk_costs_about_a_decode_step_not_many(wafer):
     assert one == pytest.approx(pl.decode(1, 4), rel=0.25)
     assert one < pl.prefill(4, 4) < pl.prefill(8, 0) < 8 * one
     assert pl.decode(1, 8) <= pl.decode(2, 8) <= pl.decode(4, 8)  # fewer sequences never cost more
+
+
+def test_disaggregated_over_separate_systems_moves_the_kv_cache_over_the_system_link():
+    """--systems 2 --policy disaggregated: the prefill engine on one system, the decode engine on the
+    other, the prompt's KV cache handed over at the machine file's inter-system bandwidth and latency.
+    The first token is sampled by the prefill engine, so the hand-over shows after it: a request ends
+    later than on an instant link by exactly bytes / bandwidth + latency, growing with the prompt."""
+    from argparse import Namespace
+
+    from waferscale.backends.machine import get_machine
+    from waferscale.serve.build import build_policy
+    from waferscale.serve.policies import Disaggregated, Link
+
+    m = get_machine(TARGET)
+    ns = Namespace(model="tiny", target=TARGET, systems=2, policy="disaggregated", split=0.5, max_batch=2, chunk=P,
+                   dtype="f16", seed=0)
+    pol, reports = build_policy(ns, P + T, lambda *_: None)
+    assert reports["prefill"]["systems"] == reports["decode"]["systems"] == 1
+    link = pol.link
+    assert (link.bytes_per_s, link.latency) == (m.io_bytes_per_s, m.inter_system_latency_s)
+    instant = Disaggregated(pol.pre.cost, pol.dec.cost, Link(float("inf"), 0.0), max_batch=2, chunk=P)
+    per_token = pol.pre.cost.kv_bytes_per_token
+    delays = []
+    for prompt in (2, P):
+        one = [Request(0, 0.0, prompt, 4)]
+        a, b = (json.loads(serve(one, p.fresh()).jsonl()) for p in (pol, instant))
+        assert a["ttft"] == b["ttft"]
+        delays.append(a["e2e"] - b["e2e"])
+        assert delays[-1] == pytest.approx(prompt * per_token / link.bytes_per_s + link.latency, rel=1e-6)
+    assert delays[1] > delays[0]
