@@ -81,4 +81,4 @@ def test_a_sweep_serve_point_takes_the_execution_mode():
     assert [p.serve_task()["execution"] for p in pts] == ["pipelined", "streaming"] and len({p.id for p in pts}) == 2
     assert parse_spec({**spec, "execution": "auto"}, "test").points()[0].serve_task()["execution"] is None
     row = measure_serve(pts[1].serve_task(), seq=6)
-    assert row["ok"] and "place{mode=streaming}" in row["pipeline"], row["error"]
+    assert row["ok"] and "place{mode=streaming,streamed_gemm=sparse}" in row["pipeline"], row["error"]
