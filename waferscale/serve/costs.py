@@ -17,7 +17,7 @@ and holds ``kv_bytes_per_token`` (one token's keys and values in every layer), `
 
 **A mixed step** (``step_seconds``): the decode tokens of the running batch and prompt chunks in
 one step run through the same pipeline one after another (``runtime/tile_sim.py``'s ``then``: a
-ragged step simulated as one, ``serve/wafer.py`` ``Placed.mixed``), so the pipeline's fill is paid
+ragged step simulated as one, ``serve/placed.py`` ``Placed.mixed``), so the pipeline's fill is paid
 once, not once a part. Each part's cost is about the fill plus its tokens' stream; the step costs
 the sum of its parts less the fill for every part but one, the fill being a one-sequence decode
 step less what a second sequence adds (``2 decode(1, c) - decode(2, c)``). Checked against direct

@@ -28,7 +28,7 @@ cost.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from math import ceil
 
 from ..backends import assumptions as A
@@ -44,6 +44,7 @@ from ..passes.placement_check import verify_placement
 from ..passes.route import route
 from ..passes.streaming import groups_of, place_streaming, use_streamed_gemm
 from ..runtime.stream_sim import simulate_streaming
+from .placed import Placed
 
 STEP_PIPELINE = ",lower,place{mode=streaming,streamed_gemm=sparse},route,simulate"  # what _run runs
 KV_BASIS = ("weight streaming: the KV caches live in MemoryX; capacity is MemoryX's smallest configuration "
@@ -62,22 +63,13 @@ def kv_bytes_per_layer_token(prog: Program) -> list[int]:
 
 
 @dataclass
-class StreamedPlaced:
-    """One weight-streamed model that simulates steps on demand (the face of ``wafer.Placed``)."""
+class StreamedPlaced(Placed):
+    """One weight-streamed model: ``wafer.Placed``'s steps (decode, prefill, verify), each simulated by
+    the weight-streaming simulator on its program's own placement."""
 
-    machine: Machine
-    parts: list  # [(kernels, placement, routing)]: one system
-    decode_graph: object
-    prefill_graph: object
-    max_context: int
-    kv_bytes_per_token: int
-    kv_capacity_tokens: int
-    kv_detail: list
-    per_kernel_kv: list  # one token's cached bytes per kernel (kv_bytes_per_layer_token)
-    prefill_part: tuple = ()  # (placement, routing) of the prefill program (``place_streamed``)
     systems: int = 1
-    seconds_simulating: float = 0.0
-    pipeline: str = ""
+    per_kernel_kv: list = field(default_factory=list)  # one token's cached bytes per kernel (kv_bytes_per_layer_token)
+    prefill_part: tuple = ()  # (placement, routing) of the prefill program (``place_streamed``)
     kv_basis: str = KV_BASIS
 
     def _run(self, graph, samples: int, tokens: int, position: int, chunk: int) -> float:
@@ -97,21 +89,12 @@ class StreamedPlaced:
         self.seconds_simulating += time.perf_counter() - t0
         return sim.cycles / self.machine.clock_hz
 
-    def decode(self, batch: int, position: int) -> float:
-        return self._run(self.decode_graph, batch, 1, int(round(position)), 1)
-
     def mixed(self, batch: int, context: int, pieces: list[tuple[int, int]]) -> float:
         """A mixed step: the prompt pieces on the prefill program's placement, then the decode step on
         the decode placement, each streaming every layer's weights (the two programs are placed apart,
         so nothing is shared between them): the sum of the parts. The weights streamed twice are the
         over-count docs/serve.md names."""
         return sum(self.prefill(n, p) for n, p in pieces) + (self.decode(batch, context) if batch else 0.0)
-
-    def prefill(self, tokens: int, position: int) -> float:
-        return self._run(self.prefill_graph, 1, tokens, position, A.CHUNK_TOKENS)
-
-    def verify(self, batch: int, tokens: int, position: int) -> float:
-        return self._run(self.decode_graph, batch, tokens, int(round(position)), A.CHUNK_TOKENS)
 
 
 def place_streamed(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
@@ -143,8 +126,8 @@ def place_streamed(model: str, machine: Machine, *, max_context: int, max_batch:
                "weight_bytes": prog.weight_bytes, "free_bytes": free, "tokens": tokens,
                "kv_prefetch_bytes_per_core": kv_prefetch}]
     return StreamedPlaced(machine, [(tuple(range(len(prog.kernels))), placement, route(prog, placement))], dgraph,
-                          st.prefill_state.graph, max_context, per_token, tokens, detail, per_kernel,
-                          (pplacement, route(pprog, pplacement)),
+                          st.prefill_state.graph, max_context, per_token, tokens, detail, per_kernel_kv=per_kernel,
+                          prefill_part=(pplacement, route(pprog, pplacement)),
                           pipeline=",".join(p.spec() for p in st.passes) + STEP_PIPELINE)
 
 
