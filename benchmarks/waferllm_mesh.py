@@ -17,6 +17,10 @@ layers (prompt 4096, the decode step at position 4096), and take the difference 
 - ``spread``: WaferLLM's, every GEMM on the whole P x P region, kernels in program order
   (``passes/latency.py`` ``spread``).
 
+Beside them, WaferLLM's own program priced call by call with our cost table (``waferllm_program.py``:
+no simulation, nothing fitted), and the same at 1.25 / 1.5 / 1.75 cycles per core along its
+allreduce lines (a sensitivity, not a model change).
+
 Writes benchmarks/results/waferllm_mesh.json and .md.
 """
 
@@ -28,9 +32,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
+import waferllm_program
 from results_io import command, write
 
 from waferscale.backends.machine import get_machine
@@ -38,6 +44,8 @@ from waferscale.backends.machine import get_machine
 LAYERS = 32
 # P: (dim, ffn, heads, published tokens/s), WaferLLM model_config/llama8B_4k_1_{P}.json and Table 4
 MESHES = {420: (4200, 14700, 35, 2699.9), 540: (4320, 14580, 36, 2501.5), 660: (4620, 14520, 35, 2243.3)}
+GROUPS = {420: 20, 540: 20, 660: 22}  # group_num of the same files: the allreduce's groups per line
+HOPS = (1.0, 1.25, 1.5, 1.75)  # cycles per core along a line, for the program's sensitivity
 CLOCK_HZ = get_machine("wse2").clock_hz  # the file cut below keeps it
 PROMPT = 4096
 
@@ -100,6 +108,7 @@ def main() -> None:
         write("waferllm_mesh", record, markdown(record))
         return
     rows = []
+    program = program_rows()
     with tempfile.TemporaryDirectory() as tmp:
         for p, (dim, ffn, heads, rate) in MESHES.items():
             for mapping in ("latency", "spread"):
@@ -115,8 +124,24 @@ def main() -> None:
                              "split": {k: two_l["split"][k] - one_l["split"][k] for k in one_l["split"]},
                              "gemm_rects": two_l["gemm_rects"]})
                 print(f"{p} x {p} {mapping}: {layer:,.0f} cycles a layer against {published:,.0f}", flush=True)
-    record = {"command": command(), "machine": results_io.machine(), "prompt_len": PROMPT, "rows": rows}
+    record = {"command": command(), "machine": results_io.machine(), "prompt_len": PROMPT, "rows": rows,
+              "program": program}
     write("waferllm_mesh", record, markdown(record))
+
+
+def program_rows() -> list[dict]:
+    """WaferLLM's layer program priced with our costs (``waferllm_program.layer``) at each mesh, with the
+    hop cycles of ``HOPS``; the first is the machine file's."""
+    wse2 = get_machine("wse2")
+    out = []
+    for p, (dim, ffn, _, rate) in MESHES.items():
+        published = CLOCK_HZ / (rate * LAYERS)
+        parts = waferllm_program.layer(p, GROUPS[p], dim, ffn, dim, wse2)
+        by_hop = {str(h): waferllm_program.layer(p, GROUPS[p], dim, ffn, dim, replace(wse2, hop_cycles=h))["total"]
+                  for h in HOPS}
+        out.append({"mesh": p, "group_num": GROUPS[p], "published_layer_cycles": published, "parts": parts,
+                    "total_by_hop_cycles": by_hop})
+    return out
 
 
 def markdown(record: dict) -> str:
@@ -134,6 +159,27 @@ def markdown(record: dict) -> str:
                f"{r['published_layer_cycles']:,.0f} | {r['tokens_per_s']:,.0f} | {r['published_tokens_per_s']:,.1f} | "
                f"{100 * r['error']:+.0f}% | {s['compute']:,.0f} | {s['fabric']:,.0f} | {s['fill']:,.0f} | "
                f"{s['wait']:,.0f} | {rects} |\n")
+    if record.get("program"):
+        md += program_markdown(record["program"])
+    return md
+
+
+def program_markdown(rows: list[dict]) -> str:
+    """The table of WaferLLM's program priced with our costs (``program_rows``)."""
+    names = list(rows[0]["parts"])
+    hops = list(rows[0]["total_by_hop_cycles"])
+    md = ("\n## WaferLLM's own program, priced with our cost table\n\n`benchmarks/waferllm_program.py`: "
+          "decode.csl's layer call by call (GEMVs, ten allreduces, the glue between them) at our vector issue, "
+          "DSD setup, loop, element rates and hops; cycles a layer; no simulation, nothing fitted. The last "
+          "columns re-price it at other cycles per core along the allreduce lines (a sensitivity; the machine "
+          "file says 1, from the SDK white paper); error = WaferLLM / priced - 1.\n\n"
+          "| mesh | " + " | ".join(names) + " | WaferLLM | "
+          + " | ".join(f"hop {h}" for h in hops) + " |\n|" + "---|" * (len(names) + 2 + len(hops)) + "\n")
+    for r in rows:
+        pub = r["published_layer_cycles"]
+        md += (f"| {r['mesh']} x {r['mesh']} | " + " | ".join(f"{r['parts'][n]:,.0f}" for n in names)
+               + f" | {pub:,.0f} | " + " | ".join(f"{t:,.0f} ({100 * (pub / t - 1):+.1f}%)"
+                                                  for t in r["total_by_hop_cycles"].values()) + " |\n")
     return md
 
 
