@@ -50,11 +50,13 @@ CLOCK_HZ = get_machine("wse2").clock_hz  # the file cut below keeps it
 PROMPT = 4096
 
 
-def machine_file(p: int, d: Path) -> Path:
+def machine_file(p: int, d: Path, hop: int | None = None) -> Path:
+    """wse2.yaml cut to ``p`` x ``p`` cores (with ``hop`` cycles a hop, for a sensitivity run)."""
     src = (Path(__file__).parents[1] / "waferscale/backends/machines/wse2.yaml").read_text()
     src = src.replace('name: "wse2"', f'name: "wse2-{p}x{p}"')
-    for key in ("rows", "cols", "fabric_rows", "fabric_cols"):
-        src = re.sub(rf"(?m)^({key}:\n  value: )\d+", rf"\g<1>{p}", src)
+    sizes = {key: p for key in ("rows", "cols", "fabric_rows", "fabric_cols")}
+    for key, v in {**sizes, **({"hop_cycles": hop} if hop is not None else {})}.items():
+        src = re.sub(rf"(?m)^({key}:\n  value: )\d+", rf"\g<1>{v}", src)
     out = d / f"wse2_{p}.yaml"
     out.write_text(src)
     return out
@@ -84,9 +86,9 @@ sys.exit(main())
 """
 
 
-def one(p: int, layers: int, mapping: str, d: Path) -> dict:
+def one(p: int, layers: int, mapping: str, d: Path, hop: int | None = None) -> dict:
     out = d / f"out_{p}_{layers}_{mapping}"
-    args = [str(config(p, layers, d)), "--target", str(machine_file(p, d)), "--generate", "--prompt-len",
+    args = [str(config(p, layers, d)), "--target", str(machine_file(p, d, hop)), "--generate", "--prompt-len",
             str(PROMPT), "--new-tokens", "2", "--batch", "1", "--placement", "latency", "-o", str(out), "-q"]
     r = subprocess.run([sys.executable, "-c", CASE, mapping, *args], capture_output=True, text=True)
     if r.returncode:
@@ -102,19 +104,30 @@ def one(p: int, layers: int, mapping: str, d: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render", action="store_true", help="only write the .md again from the .json")
+    ap.add_argument("--hop-cycles", type=int, default=None,
+                    help="a sensitivity: cycles a hop in the cut machine file (default: wse2.yaml's); "
+                         "writes waferllm_mesh_hopN.json and .md")
+    ap.add_argument("--meshes", default=",".join(map(str, MESHES)), help="mesh sides, of " +
+                    ", ".join(map(str, MESHES)))
     a = ap.parse_args()
+    name = "waferllm_mesh" if a.hop_cycles is None else f"waferllm_mesh_hop{a.hop_cycles}"
     if a.render:
-        record = json.loads((results_io.RESULTS / "waferllm_mesh.json").read_text())
-        write("waferllm_mesh", record, markdown(record))
+        record = json.loads((results_io.RESULTS / f"{name}.json").read_text())
+        write(name, record, markdown(record))
         return
+    try:
+        meshes = {int(m): MESHES[int(m)] for m in a.meshes.split(",")}
+    except (KeyError, ValueError):
+        print(f"--meshes: give some of {', '.join(map(str, MESHES))}", file=sys.stderr)
+        raise SystemExit(2) from None
     rows = []
     program = program_rows()
     with tempfile.TemporaryDirectory() as tmp:
-        for p, (dim, ffn, heads, rate) in MESHES.items():
+        for p, (dim, ffn, heads, rate) in meshes.items():
             for mapping in ("latency", "spread"):
                 d1, d2 = Path(tmp) / f"{p}{mapping}1", Path(tmp) / f"{p}{mapping}2"
                 d1.mkdir(), d2.mkdir()
-                one_l, two_l = one(p, 1, mapping, d1), one(p, 2, mapping, d2)
+                one_l, two_l = one(p, 1, mapping, d1, a.hop_cycles), one(p, 2, mapping, d2, a.hop_cycles)
                 layer = two_l["cycles"] - one_l["cycles"]
                 published = CLOCK_HZ / (rate * LAYERS)
                 rows.append({"mesh": p, "dim": dim, "ffn": ffn, "heads": heads, "mapping": mapping,
@@ -125,8 +138,8 @@ def main() -> None:
                              "gemm_rects": two_l["gemm_rects"]})
                 print(f"{p} x {p} {mapping}: {layer:,.0f} cycles a layer against {published:,.0f}", flush=True)
     record = {"command": command(), "machine": results_io.machine(), "prompt_len": PROMPT, "rows": rows,
-              "program": program}
-    write("waferllm_mesh", record, markdown(record))
+              "hop_cycles": a.hop_cycles or get_machine("wse2").hop_cycles, "program": program}
+    write(name, record, markdown(record))
 
 
 def program_rows() -> list[dict]:
@@ -148,7 +161,8 @@ def markdown(record: dict) -> str:
     md = (f"# WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2\n\n`{record['command']}` on "
           f"{record['machine']}. One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
           "a layer's cycles are the 2-layer run's first decode step less the 1-layer run's; tokens/s = 1.1 GHz / "
-          "(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured.\n\n"
+          f"(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured; "
+          f"{record.get('hop_cycles', 1)} cycle(s) a hop.\n\n"
           "| mesh | mapping | layer cycles | WaferLLM layer cycles | tokens/s | WaferLLM tokens/s | error | "
           "compute | fabric | fill | wait | GEMM rectangles (layer 0) |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
