@@ -1,6 +1,6 @@
 """WaferLLM's decode, like for like: one LLaMA3-8B layer of WaferLLM's own shapes on a P x P region of a WSE-2.
 
-    python benchmarks/waferllm_mesh.py [--render]
+    python benchmarks/waferllm_mesh.py [--render] [--meshes 420,540,660] [--hop-cycles N]
 
 WaferLLM (OSDI 2025, Table 4) decodes LLaMA3-8B at 2,699.9 / 2,501.5 / 2,243.3 tokens/s on 420 x 420 /
 540 x 540 / 660 x 660 cores of a WSE-2: smaller meshes are faster. Its code (github.com/MeshInfra/WaferLLM,
