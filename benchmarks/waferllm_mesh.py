@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, write
+from results_io import args_or_render, command, heading, write
 
 from waferscale.backends.machine import get_machine
 
@@ -93,12 +93,7 @@ def one(p: int, layers: int, mapping: str, d: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--render", action="store_true", help="only write the .md again from the .json")
-    a = ap.parse_args()
-    if a.render:
-        record = json.loads((results_io.RESULTS / "waferllm_mesh.json").read_text())
-        write("waferllm_mesh", record, markdown(record))
-        return
+    args_or_render(ap, "waferllm_mesh", markdown)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for p, (dim, ffn, heads, rate) in MESHES.items():
@@ -120,8 +115,8 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    md = (f"# WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2\n\n`{record['command']}` on "
-          f"{record['machine']}. One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
+    md = (heading("WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2", record)
+          + f". One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
           "a layer's cycles are the 2-layer run's first decode step less the 1-layer run's; tokens/s = 1.1 GHz / "
           "(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured.\n\n"
           "| mesh | mapping | layer cycles | WaferLLM layer cycles | tokens/s | WaferLLM tokens/s | error | "
