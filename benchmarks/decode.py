@@ -12,10 +12,9 @@ beside ours, not fitted to.
 from __future__ import annotations
 
 import argparse
-import json
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, compile_outputs, write
+from results_io import args_or_render, command, compile_outputs, heading, write
 
 CEREBRAS = "Cerebras Inference decode (CS-3, multi-wafer, 16-bit weights)"
 WAFERLLM = "WaferLLM decode TPR (tokens/s/request, WSE-2)"
@@ -50,12 +49,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=256)
-    p.add_argument("--render", action="store_true", help="only write decode.md again from decode.json")
-    a = p.parse_args()
-    if a.render:
-        record = json.loads((results_io.RESULTS / "decode.json").read_text())
-        write("decode", record, markdown(record))
-        return
+    a = args_or_render(p, "decode", markdown)
     rows = []
     for model, target, systems, fallback, rate, what, fact in CASES:
         r = one(model, target, systems, a.prompt_len, a.new_tokens)
@@ -76,7 +70,7 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    md = (f"# Decode at batch 1 beside published rates\n\n`{record['command']}` on {record['machine']}; batch 1, "
+    md = (heading("Decode at batch 1 beside published rates", record) + "; batch 1, "
           f"prompt {record['prompt_len']} tokens, {record['new_tokens']} new, f16, `--placement auto`. Tokens/s is "
           "per sequence, from the mean of the first and last decode steps; the split is of the first decode step "
           "(waferscale/runtime/time_split.py). Simulated, not measured: see waferscale/backends/assumptions.py.\n\n"

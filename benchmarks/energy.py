@@ -18,12 +18,11 @@ so that a busy wafer draws 23 kW, static power assumed at 32% of it), with the b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, compile_outputs, write
+from results_io import args_or_render, command, compile_outputs, heading, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -124,14 +123,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--no-extra", action="store_true", help="only the dense f16 rows (no int8, no MoE row)")
     p.add_argument("--reference", action="store_true", help="print the busy reference's events per core-cycle")
-    p.add_argument("--render", action="store_true", help="only write energy.md again from energy.json")
-    a = p.parse_args()
+    a = args_or_render(p, "energy", markdown)
     if a.reference:
         reference()
-        return
-    if a.render:
-        record = json.loads((results_io.RESULTS / "energy.json").read_text())
-        write("energy", record, markdown(record))
         return
     from waferscale.backends.energy import energy_model
     from waferscale.backends.machine import get_machine
@@ -159,7 +153,7 @@ def _pct(x: float) -> str:
 
 
 def markdown(record: dict) -> str:
-    md = (f"# Energy per token\n\n`{record['command']}` on {record['machine']}. Forward: a batch through the "
+    md = (heading("Energy per token", record) + ". Forward: a batch through the "
           "layer-pipelined program (per token of the batch); decode: `--generate`, batch 1, the mean decode step "
           "(per generated token). Simulated and costed by waferscale/backends/energy.py (docs/energy.md): a model, "
           "not a measurement.\n\n"

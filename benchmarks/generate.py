@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, compile_outputs, write
+from results_io import args_or_render, command, compile_outputs, heading, write
 
 CALIBRATION = Path(__file__).resolve().parent / "calibration" / "published_kernels.json"
 DEFAULT_MODELS = "cerebras-gpt-1.3b,cerebras-gpt-6.7b,cerebras-gpt-13b,llama-3.1-8b"
@@ -124,12 +124,7 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--batches", default="1,16")
     p.add_argument("--systems", default=DEFAULT_SYSTEMS, help="MODEL:TARGET:N cases over several wafers")
-    p.add_argument("--render", action="store_true", help="only write generate.md again from generate.json")
-    a = p.parse_args()
-    if a.render:
-        record = json.loads((results_io.RESULTS / "generate.json").read_text())
-        write("generate", record, markdown(record))
-        return
+    a = args_or_render(p, "generate", markdown)
     cases = [(m, t, b, 1) for m in a.models.split(",") for t in a.targets.split(",")
              for b in map(int, a.batches.split(","))]
     for spec in filter(None, a.systems.split(",")):
@@ -152,7 +147,7 @@ def main() -> None:
 
 def markdown(record: dict) -> str:
     rows, skipped = record["rows"], record["not_in_the_zoo"]
-    md = (f"# Generation: time to first token and decode tokens/s\n\n`{record['command']}` on {record['machine']}; "
+    md = (heading("Generation: time to first token and decode tokens/s", record) + "; "
           f"prompt {record['prompt_len']} tokens, {record['new_tokens']} new, f16, layer-pipelined (every weight and "
           "every sequence's KV cache in SRAM); decode us/token is the mean of the first and last decode steps. "
           "Simulated, not measured: see waferscale/backends/assumptions.py.\n\n" + table(rows))

@@ -2,7 +2,7 @@
 (shapes only, on the meta device), and a training step of gpt-oss-20b (its published config.json in
 benchmarks/configs/gpt-oss-20b), each `wafer compile` in a fresh process.
 
-    python benchmarks/gpt_oss.py [--seq 2048] [--train-batch 8] [--no-train]
+    python benchmarks/gpt_oss.py [--seq 2048] [--train-batch 8] [--no-train] [--render]
 
 Writes benchmarks/results/gpt_oss.md and .json (docs/moe.md reads them). Every figure is simulated
 with the model's assumptions (docs/moe.md, waferscale/backends/assumptions.py); nothing is fitted.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from results_io import command, compile_outputs, machine, write  # benchmarks/ is on sys.path here
+from results_io import args_or_render, command, compile_outputs, machine, write  # benchmarks/ is on sys.path here
 
 MODEL = "gpt-oss-120b"
 # openai/gpt-oss-20b's config.json: 24 layers of 32 experts, the rest as 120b's (20.9 B parameters)
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--no-train", action="store_true", help="the forward pass only")
-    a = p.parse_args()
+    a = args_or_render(p, "gpt_oss", markdown)
     record = {"command": command(), "machine": machine(), "model": MODEL}
     out, err = compile_outputs(MODEL, "--target", "wse3", "--seq", str(a.seq))
     if out:

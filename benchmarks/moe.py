@@ -2,7 +2,7 @@
 streaming), each `wafer compile` in a fresh process, beside Cerebras' published decode rate.
 
     python benchmarks/moe.py [--systems 24] [--prompt-len 128] [--new-tokens 16] [--seq 2048]
-                             [--routing uniform]
+                             [--routing uniform] [--render]
 
 Writes benchmarks/results/moe.md and .json (docs/moe.md reads them). Every figure is simulated with
 the model's assumptions (docs/moe.md, waferscale/backends/assumptions.py); the published rate is a
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from results_io import command, compile_outputs, machine, write  # benchmarks/ is on sys.path here
+from results_io import args_or_render, command, compile_outputs, machine, write  # benchmarks/ is on sys.path here
 
 MODEL = "qwen3-235b-a22b"
 # Cerebras Inference documentation, the Qwen 3 235B model page (model id qwen-3-235b-a22b): "Speed ~1500
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=16)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--routing", default="uniform", help="--expert-routing of the forward pass")
-    a = p.parse_args()
+    a = args_or_render(p, "moe", markdown)
     record = {"command": command(), "machine": machine(), "model": MODEL, "published": PUBLISHED}
     out, err = compile_outputs(MODEL, "--generate", "--target", "wse3", "--systems", str(a.systems),
                                "--prompt-len", str(a.prompt_len), "--new-tokens", str(a.new_tokens))

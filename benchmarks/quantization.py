@@ -3,7 +3,7 @@ the systems llama-3.1-70b needs, and the interpreter's quantisation error on tin
 
     python benchmarks/quantization.py [--model llama-3.1-8b] [--target wse3]
                                       [--weights f16,int8,int4,fp8,f16+kv-fp8,int8+kv-fp8,f16+kv-int8]
-                                      [--prompt-len 128] [--new-tokens 256]
+                                      [--prompt-len 128] [--new-tokens 256] [--render]
 
 A case W+kv-fp8 also holds the KV caches in fp8 (--kv-dtype fp8), W+kv-int8 in int8 codes and row scales
 (--kv-dtype int8). Rows of cases not run this time are
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import results_io  # benchmarks/ is on sys.path when a script here runs
-from results_io import command, compile_outputs, write
+from results_io import args_or_render, command, compile_outputs, write
 
 CALIBRATION = Path(__file__).resolve().parent / "calibration" / "published_kernels.json"
 CEREBRAS_FACT = "Cerebras Inference decode (CS-3, multi-wafer, 16-bit weights)"
@@ -88,7 +88,7 @@ def main() -> None:
     p.add_argument("--weights", default="f16,int8,int4,fp8")
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=256)
-    a = p.parse_args()
+    a = args_or_render(p, "quantization", markdown)
     cases = a.weights.split(",")
     rows = []
     for w in cases:

@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,6 +46,24 @@ def write(name: str, record: dict, markdown: str, indent: int = 2) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=indent) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)
+
+
+def heading(title: str, record: dict) -> str:
+    """A results page's title and the command and machine that produced it (record's "command" and
+    "machine"): "# TITLE", a blank line, "`COMMAND` on MACHINE"; the caller goes on from there."""
+    return f"# {title}\n\n`{record['command']}` on {record['machine']}"
+
+
+def args_or_render(p: argparse.ArgumentParser, name: str, markdown: Callable[[dict], str]) -> argparse.Namespace:
+    """p's arguments, with a --render flag added: with it, write benchmarks/results/NAME.md again from
+    NAME.json by ``markdown`` (after a change to the page's text, without re-running the benchmark) and exit."""
+    p.add_argument("--render", action="store_true", help=f"only write {name}.md again from {name}.json")
+    a = p.parse_args()
+    if a.render:
+        record = json.loads((RESULTS / f"{name}.json").read_text())
+        write(name, record, markdown(record))
+        raise SystemExit(0)
+    return a
 
 
 def compile_outputs(model: str, *args: str, names=("report.json",)) -> tuple[dict | None, str | None]:

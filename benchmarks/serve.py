@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_io import command, machine, write
+from results_io import command, heading, machine, write
 
 # this checkout's waferscale, not an installed one (run from a second checkout, it served the installed code)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -137,7 +137,7 @@ def main() -> None:
               "systems": args.systems, "prompt": PROMPT, "output": OUTPUT, "max_context": max_context,
               "max_batch": args.max_batch, "chunk": args.chunk, "split": args.split, "slo_ttft": args.slo_ttft,
               "slo_tpot": args.slo_tpot, "speed": speed, "grids": grids, "rows": rows, "failed": failed}
-    md = [f"# Serving {args.model} on {on}", "", f"`{command()}` on {machine()}.", "",
+    md = [heading(f"Serving {args.model} on {on}", record) + ".", "",
           f"Requests: Poisson arrivals, prompt {PROMPT}, output {OUTPUT} tokens; max batch {args.max_batch} "
           f"(disaggregated: {max_batch(args, 'disaggregated')} per engine), "
           f"chunk {args.chunk}, KV rows per sequence {max_context}; SLOs: TTFT <= {args.slo_ttft} s, TPOT <= "

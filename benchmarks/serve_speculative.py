@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from results_io import command, machine, write
+from results_io import command, heading, machine, write
 
 
 def main() -> None:
@@ -74,8 +74,8 @@ def main() -> None:
               "max_interpolation_error": max(t["max_interpolation_error"], d["max_interpolation_error"]),
               "step_at_mid_context": step, "rows": rows}
     f = lambda x: "-" if x is None else f"{x:g}"  # noqa: E731
-    md = [f"# Speculative decoding: {args.model} on {args.systems} x {args.target}, draft {args.draft}", "",
-          f"`{command()}` on {machine()}.", "",
+    md = [heading(f"Speculative decoding: {args.model} on {args.systems} x {args.target}, draft {args.draft}", record)
+          + ".", "",
           f"Placement: {reports['speculative']['placement']}. One request at a time, prompt {args.prompt}, output "
           f"{args.output} tokens, batch 1. Cost grids built in {build:.0f} s; interpolation error at most "
           f"{100 * record['max_interpolation_error']:.2f}%. At position {max_context // 2}: target decode step "

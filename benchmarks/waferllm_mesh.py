@@ -37,7 +37,7 @@ from pathlib import Path
 
 import results_io  # benchmarks/ is on sys.path when a script here runs
 import waferllm_program
-from results_io import command, write
+from results_io import command, heading, write
 
 from waferscale.backends.machine import get_machine
 
@@ -158,8 +158,8 @@ def program_rows() -> list[dict]:
 
 
 def markdown(record: dict) -> str:
-    md = (f"# WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2\n\n`{record['command']}` on "
-          f"{record['machine']}. One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
+    md = (heading("WaferLLM's LLaMA3-8B decode layer on P x P cores of a WSE-2", record)
+          + f". One layer of WaferLLM's shapes, the decode step at position {record['prompt_len']}; "
           "a layer's cycles are the 2-layer run's first decode step less the 1-layer run's; tokens/s = 1.1 GHz / "
           f"(32 x a layer). error = simulated tokens/s / published - 1. Simulated, not measured; "
           f"{record.get('hop_cycles', 1)} cycle(s) a hop.\n\n"
