@@ -114,7 +114,7 @@ def main() -> None:
     if a.render:
         record = json.loads((results_io.RESULTS / f"{name}.json").read_text())
         write(name, record, markdown(record))
-        return
+        raise SystemExit(0)  # as results_io.args_or_render does
     try:
         meshes = {int(m): MESHES[int(m)] for m in a.meshes.split(",")}
     except (KeyError, ValueError):
