@@ -110,42 +110,62 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         return None
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     roots, G = ro.roots, len(ro.roots)
-    Q = np.zeros((8, R, C), np.uint8)  # 0 row_q, 1 row_core_q (resident: 1 while tokens are left to FMAC),
-    qa, ia, ahead, rq, i1, s2, n2, c1 = Q  # 2 tokens FMAC'd ahead of the reduce, 3 ramp, 4 i1, 5 s2, 6 n2, 7 c1
-    B = np.array([D, D, nbuf, D, D, D, D, D], np.uint8)[:, None, None]
-    P, Rm = np.zeros((2, 8, R, C), bool)  # has a wavelet; has room
+    # queues, and aligned with them the events that take a wavelet out of each: 0 row_q (fa: the row multicast),
+    # 1 i1 (dl1: to the core), 2 c1 (go: a pass takes it), 3 ramp (m1: a phase-1 send), 4 s2, 5 n2 (phase-2
+    # moves), 6 tokens FMAC'd ahead of the reduce (a pass done: a non-root's token), 7 row_core_q (an element
+    # FMAC'd; resident: 1 while the core has tokens to FMAC)
+    Q = np.zeros((8, R, C), np.uint8)
+    qa, i1, c1, rq, s2, n2, ahead, ia = Q
+    E = np.zeros((8, R, C), bool)
+    fa, dl1, go, m1, m2s, m2n = E[:6]
+    E8 = E.view(np.uint8)
+    fa8, go8, m2s8, m2n8 = E8[0], E8[2], E8[4], E8[5]
+    B = np.array([D, D, D, D, D, D, nbuf, D], np.uint8)[:, None, None]
+    PR = np.zeros((2, 8, R, C), bool)
+    P, Rm = PR  # has a wavelet; has room
     c1[ro.full] = FULL
     if resident:
         ia[...] = 1
     cdt = uint(max(lay.peak_cycles, lay.ntmax))
     CNT = np.stack([lay.nt, lay.first_cycles]).astype(cdt)  # wavelets left of the pass; cycles left of the element
-    RELOAD = np.stack([lay.nt, lay.fmac_cycles * (not lay.sparse)]).astype(cdt)
-    TMP, EV, RAN = np.zeros((2, R, C), cdt), np.zeros((2, R, C), bool), np.zeros((2, R, C), bool)
-    go, act = EV  # a reduce pass takes the datapath; an FMAC cycle
-    ev8, ran8 = EV.view(np.uint8), RAN.view(np.uint8)
-    go8 = ev8[0]
+    # per column (pe_layout: nt and a dense element's cycles depend on the column only)
+    RELOAD = np.stack([lay.nt[:1], lay.fmac_cycles[:1] * (not lay.sparse)]).astype(cdt)
+    TMP = np.zeros((2, R, C), cdt)
+    RAN8 = E8[6:8]
     if lay.sparse:  # element e of core (i, j): elem[base[i, j] + e]
         elem = lay.element_cycles.astype(cdt).ravel()
         base = (np.arange(R * C, dtype=np.intp) * lay.ktmax).reshape(R, C)
         idx, nxt = np.zeros((R, C), np.intp), np.zeros((R, C), cdt)
     kdt = uint(lay.ktmax)
-    kt, kk, tk = lay.kt.astype(kdt), np.zeros((R, C), kdt), np.zeros((R, C), kdt)
+    kt, kk, tk = lay.kt[:, :1].astype(kdt), np.zeros((R, C), kdt), np.zeros((R, C), kdt)  # kt: per row
     tokf = np.zeros((R, C), uint(m))
     ovh = cdt(lay.lanes.costs.task_start)
     tot_a, inj = m * lay.kt[:, 0].astype(np.int64), np.zeros(R, np.int64)
     b = lambda: np.zeros((R, C), bool)
-    fa, m1s, m1n, m2s, m2n, src, cf, dl1, t2 = (b() for _ in range(9))
-    fa8, m1s8, m1n8, m2s8, m2n8, dl18, t28 = (x.view(np.uint8) for x in (fa, m1s, m1n, m2s, m2n, dl1, t2))
-    # the roots: their phase-1 router queue from the south, core queues per kind, pass under way
-    iN1, cq = np.zeros((G, C), np.uint8), np.zeros((4, G, C), np.uint8)
-    opi = np.zeros((G, C), np.uint8)
-    kind = np.broadcast_to(ro.optab[:, :1], (G, C)).copy()
-    inm = kind[None] == np.arange(4, dtype=np.int8)[:, None, None]
-    noin, notout = kind < 0, np.broadcast_to(ro.passes > 1, (G, C)).copy()
-    gi = np.arange(G)[:, None]
+    act, m1s, m1n, src, cf, t2 = (b() for _ in range(6))
+    act8, m1s8, m1n8, t28 = (x.view(np.uint8) for x in (act, m1s, m1n, t2))
+    # the roots: their phase-1 router queue from the south, core queues per kind, the pass under way (at
+    # which pass each adds each kind: ``at``)
+    iN1, cq, opi = np.zeros((G, C), np.uint8), np.zeros((4, G, C), np.uint8), np.zeros((G, C), np.uint8)
+    at = np.full((4, G, 1), 255, np.uint8)
+    for g, r in enumerate(roots):
+        for i, k in enumerate(p.ins[r]):
+            at[k, g] = i
+    noin, last = ro.optab[:, :1] < 0, ro.passes - 1
+    inm, notout = opi[None] == at, opi < last
+    hb, d = np.zeros((2, 4, G, C), bool)
+    has, gr, tok = np.zeros((3, G, C), bool)
+    tmp_r = np.zeros((G, C), np.uint8)
+    RT = roots[None, :]
+    PI, PJ = np.array([0, 1, 0, 0, 0, 0])[:, None], np.array([6, 3, 3, 1, 4, 5])[:, None]  # P ahead, Rm ramp,
+    EI, QI = np.array([4, 5, 6])[:, None], np.array([1, 3, 4, 5, 6])[:, None]  # P ramp, P i1, P s2, P n2
+    below, below_g, s_s2, s_n2 = ro.below, ro.below_g, ro.send_s2, ro.send_n2
+    s2_g, n2_g = np.searchsorted(roots, s_s2), np.searchsorted(roots, s_n2)  # the senders among the roots
+    is_s2, is_n2 = np.isin(roots, s_s2)[:, None], np.isin(roots, s_n2)[:, None]
     sl, lo_s = slice(ro.s_lo, R), ro.s_lo
     nl, lo_n, hi_n = slice(ro.n_lo, ro.n_hi), ro.n_lo, ro.n_hi
     north = hi_n - lo_n > 1
+    d = np.zeros((4, G, C), bool)
     contended, a_left, out_left, cycle = 0, m * R * C, m * lay.n, 0
     while out_left:
         if cycle >= max_cycles:
@@ -155,26 +175,30 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         np.greater(Q, 0, out=P)
         np.less(Q, B, out=Rm)
         # -- a reduce pass: a token FMAC'd, its wavelet at hand (or no input), room on the ramp (the send) --
-        np.logical_and(P[2], P[7], out=go)
+        np.logical_and(P[6], P[2], out=go)
         go &= Rm[3]
-        if G:
-            h = cq > 0
-            h &= inm
-            ok = h.any(axis=0)
-            ok |= noin
-            go_r = P[2][roots] & ok & (Rm[3][roots] | notout)
-            go[roots] = go_r
-        # -- links: phase 1 --
-        np.logical_and(P[3, :-1], Rm[4, 1:], out=m1s[:-1])
+        pr = PR[PI, PJ, RT]
+        np.greater(cq, 0, out=hb)
+        hb &= inm
+        np.logical_or.reduce(hb, axis=0, out=has)
+        has |= noin
+        np.logical_or(pr[1], notout, out=gr)
+        gr &= pr[0]
+        gr &= has
+        go[roots] = gr
+        # -- links: phase 1 (to a root from the south: its own queue) --
+        np.logical_and(P[3, :-1], Rm[1, 1:], out=m1s[:-1])
         m1s[:-1] &= ro.s1[:-1]
-        np.logical_and(P[3, 1:], Rm[4, :-1], out=m1n[1:])
+        np.logical_and(P[3, 1:], Rm[1, :-1], out=m1n[1:])
         m1n[1:] &= ro.n1[1:]
-        if len(ro.below):
-            m1n[ro.below] = P[3][ro.below] & (iN1[ro.below_g] < D)
+        if len(below):
+            mb = P[3][below] & (iN1[below_g] < D)
+            m1n[below] = mb
+        np.logical_or(m1s, m1n, out=m1)
         # -- phase 2, southward (the last row's: the south edge); the phase-1 wavelet first --
-        np.logical_and(P[5, sl], ro.thr_s2[sl], out=src[sl])
-        src[ro.send_s2] = P[3][ro.send_s2]
-        np.logical_and(src[lo_s:-1], Rm[5, lo_s + 1:], out=m2s[lo_s:-1])
+        np.logical_and(P[4, sl], ro.thr_s2[sl], out=src[sl])
+        src[s_s2] = pr[2][s2_g]
+        np.logical_and(src[lo_s:-1], Rm[4, lo_s + 1:], out=m2s[lo_s:-1])
         m2s[-1] = src[-1]
         np.logical_and(m2s[sl], m1s[sl], out=cf[sl])
         n = np.count_nonzero(cf[sl])
@@ -182,108 +206,104 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
             contended += n
             m2s[sl] ^= cf[sl]
         if north:  # northward
-            np.logical_and(P[6, nl], ro.thr_n2[nl], out=src[nl])
-            src[ro.send_n2] = P[3][ro.send_n2]
-            np.logical_and(src[lo_n + 1:hi_n], Rm[6, lo_n:hi_n - 1], out=m2n[lo_n + 1:hi_n])
+            np.logical_and(P[5, nl], ro.thr_n2[nl], out=src[nl])
+            src[s_n2] = pr[2][n2_g]
+            np.logical_and(src[lo_n + 1:hi_n], Rm[5, lo_n:hi_n - 1], out=m2n[lo_n + 1:hi_n])
             np.logical_and(m2n[nl], m1n[nl], out=cf[nl])
             n = np.count_nonzero(cf[nl])
             if n:
                 contended += n
                 m2n[nl] ^= cf[nl]
-        # -- router -> core --
-        np.logical_and(P[4], Rm[7], out=dl1)
-        if G:
-            d = np.stack([P[4][roots], iN1 > 0, P[5][roots], P[6][roots]])
-            d &= cq < D
-            d &= ro.has_in
+        # -- router -> core (a root's: below) --
+        np.logical_and(P[1], Rm[2], out=dl1)
+        d[0], d[2], d[3] = pr[3], pr[4], pr[5]  # S1, N1, S2, N2
+        np.greater(iN1, 0, out=d[1])
+        np.less(cq, D, out=hb)
+        d &= hb
+        d &= ro.has_in
         # -- the row multicast and the FMACs, the datapath not taken by the reduce --
         if a_left:
             if not resident:
-                np.logical_and(P[0], Rm[1], out=fa)
+                np.logical_and(P[0], Rm[7], out=fa)
                 fa[:, :-1] &= Rm[0, :, 1:]
                 fi = (inj < tot_a) & Rm[0, :, 0]
-            np.logical_and(P[1], Rm[2], out=act)
+            np.logical_and(P[7], Rm[6], out=act)
             np.greater(act, go, out=act)
-        # -- apply --
-        if a_left and not resident:
-            qa -= fa8
+        # -- the countdowns: a pass's wavelets, the head element's cycles (their ends: events 6 and 7) --
+        CNT[0] -= go8
+        CNT[1] -= act8
+        np.equal(CNT, 0, out=E[6:8])
+        np.multiply(RAN8, RELOAD, out=TMP)
+        CNT += TMP
+        # -- apply: every queue a wavelet left, every queue it entered --
+        if resident:
+            Q[:7] -= E8[:7]
+        else:
+            Q -= E8
+            ia += fa8
             qa[:, 1:] += fa8[:, :-1]
             qa[:, 0] += fi
-            ia += fa8
             inj += fi
-        rq += go8
-        rq -= m1s8
-        rq -= m1n8
-        i1 -= dl18
+        Q[2:4] += E8[1:3]  # c1 += dl1; the ramp += go (a non-root's pass is its send)
         i1[1:] += m1s8[:-1]
         i1[:-1] += m1n8[1:]
-        c1 += dl18
-        c1 -= go8
-        s2[sl] -= m2s8[sl]
         s2[lo_s + 1:] += m2s8[lo_s:-1]
-        s2[ro.send_s2] += m2s8[ro.send_s2]
-        rq[ro.send_s2] -= m2s8[ro.send_s2]
         if north:
-            n2[nl] -= m2n8[nl]
             n2[lo_n:hi_n - 1] += m2n8[lo_n + 1:hi_n]
-            n2[ro.send_n2] += m2n8[ro.send_n2]
-            rq[ro.send_n2] -= m2n8[ro.send_n2]
-        if G:
-            if len(ro.below):
-                mb = m1n8[ro.below]
-                i1[roots[ro.below_g]] -= mb
-                iN1[ro.below_g] += mb
-            rq[roots] -= go_r & notout  # a root's passes but the last do not send
-            cq -= inm & go_r
-            cq += d
-            i1[roots] -= d[S1]
-            iN1 -= d[N1]
-            s2[roots] -= d[S2]
-            n2[roots] -= d[N2]
         if m2s[-1].any():  # the south edge
             out_left -= int(np.count_nonzero(m2s[-1]))
-        # -- the countdowns: a pass's wavelets, the head element's cycles --
-        CNT -= ev8
-        np.equal(CNT, 0, out=RAN)
-        np.multiply(ran8, RELOAD, out=TMP)
-        CNT += TMP
-        ahead -= ran8[0]  # a non-root's pass is its token's reduce
-        if G:
-            pd = RAN[0][roots]
-            if pd.any():  # a root's pass done: the next, or (the last) the next token
-                o = opi + pd
-                tok = pd & (o == ro.passes)
-                o[tok] = 0
-                opi[...] = o
-                ahead[roots] += pd & ~tok
-                kind = ro.optab[gi, opi]
-                np.equal(kind[None], np.arange(4, dtype=np.int8)[:, None, None], out=inm)
-                np.less(kind, 0, out=noin)
-                np.less(opi + 1, ro.passes, out=notout)
+        # -- the roots: their passes (but the last) do not send, their sends are phase 2, their inputs their own --
+        er, qr = E[EI, RT], Q[QI, RT]  # at the roots: events 4 to 6; i1, ramp, s2, n2, ahead
+        np.logical_and(gr, notout, out=tok)
+        qr[1] -= tok
+        np.logical_and(er[0], is_s2, out=tok)
+        qr[1] -= tok
+        qr[2] += tok
+        np.logical_and(er[1], is_n2, out=tok)
+        qr[1] -= tok
+        qr[3] += tok
+        qr[0] -= d[0]
+        qr[2] -= d[2]
+        qr[3] -= d[3]
+        iN1 -= d[1]
+        if len(below):
+            qr[0, below_g] -= mb
+            iN1[below_g] += mb
+        np.logical_and(inm, gr, out=hb)
+        cq -= hb
+        cq += d
+        pd = er[2]  # a root's pass done: the next, or (the last) the next token
+        opi += pd
+        np.equal(opi, ro.passes, out=tok)
+        qr[4] += pd
+        qr[4] -= tok
+        np.multiply(tok, ro.passes, out=tmp_r)
+        opi -= tmp_r
+        np.equal(opi[None], at, out=inm)
+        np.less(opi, last, out=notout)
+        Q[QI, RT] = qr
         if a_left:
-            pop8 = ran8[1]
-            kk += pop8
-            if not resident:
-                ia -= pop8
+            kk += RAN8[1]
             np.equal(kk, kt, out=t2)
             if t2.any():  # last element of a token: its partial sums are done
-                tokf += t28
                 ahead += t28
                 np.multiply(t28, kt, out=tk)
                 kk -= tk
-                CNT[1] += t28 * ovh
+                np.multiply(t28, ovh, out=TMP[1])
+                CNT[1] += TMP[1]
                 a_left -= int(np.count_nonzero(t2))
                 if resident:
+                    tokf += t28
                     np.less(tokf, m, out=ia.view(bool))
                 if not a_left:
                     act[...] = False
             if lay.sparse:  # the next element (index: the token's elements done) costs its row's
                 np.add(base, kk, out=idx)
                 np.take(elem, idx, out=nxt, mode="clip")
-                nxt *= pop8
+                nxt *= RAN8[1]
                 CNT[1] += nxt
         cycle += 1
     c1[ro.full] = 0
-    if Q[[0, 1, 3, 4, 5, 6, 7]].any() or ahead.any() or iN1.any() or cq.any():
+    if Q.any() or iN1.any() or cq.any():
         raise RuntimeError("the fused tree loop ended with wavelets queued (simulator bug)")
     return cycle, contended
