@@ -102,6 +102,14 @@ def roles(p: ColumnPlan) -> Roles | None:
                  optab=optab, passes=np.array([[p.passes(r)] for r in roots], np.uint8), has_in=has_in)
 
 
+def rows(idx: np.ndarray) -> slice | np.ndarray:
+    """Rows as a slice where they are evenly spaced (indexing then gives views), else as they are."""
+    idx = np.asarray(idx, np.intp)
+    if len(idx) == 1 or len(idx) > 1 and idx[1] > idx[0] and (np.diff(idx) == idx[1] - idx[0]).all():
+        return slice(int(idx[0]), int(idx[-1]) + 1, int(idx[1] - idx[0]) if len(idx) > 1 else 1)
+    return idx
+
+
 def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
     """As ``pe_tree.run_tree`` (same cycles and waits): returns (cycles, contended), or None where
     the plan is not of the tree's shape (``roles``)."""
@@ -156,12 +164,10 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
     hb, d = np.zeros((2, 4, G, C), bool)
     has, gr, tok = np.zeros((3, G, C), bool)
     tmp_r = np.zeros((G, C), np.uint8)
-    RT = roots[None, :]
-    PI, PJ = np.array([0, 1, 0, 0, 0, 0])[:, None], np.array([6, 3, 3, 1, 4, 5])[:, None]  # P ahead, Rm ramp,
-    EI, QI = np.array([4, 5, 6])[:, None], np.array([1, 3, 4, 5, 6])[:, None]  # P ramp, P i1, P s2, P n2
-    below, below_g, s_s2, s_n2 = ro.below, ro.below_g, ro.send_s2, ro.send_n2
-    s2_g, n2_g = np.searchsorted(roots, s_s2), np.searchsorted(roots, s_n2)  # the senders among the roots
-    is_s2, is_n2 = np.isin(roots, s_s2)[:, None], np.isin(roots, s_n2)[:, None]
+    RS = rows(roots)  # a slice where the roots are evenly spaced: views, no copies
+    below, below_g, s_s2, s_n2 = rows(ro.below), rows(ro.below_g), rows(ro.send_s2), rows(ro.send_n2)
+    s2_g, n2_g = rows(np.searchsorted(roots, ro.send_s2)), rows(np.searchsorted(roots, ro.send_n2))  # among the roots
+    is_s2, is_n2 = np.isin(roots, ro.send_s2)[:, None], np.isin(roots, ro.send_n2)[:, None]
     sl, lo_s = slice(ro.s_lo, R), ro.s_lo
     nl, lo_n, hi_n = slice(ro.n_lo, ro.n_hi), ro.n_lo, ro.n_hi
     north = hi_n - lo_n > 1
@@ -177,27 +183,27 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         # -- a reduce pass: a token FMAC'd, its wavelet at hand (or no input), room on the ramp (the send) --
         np.logical_and(P[6], P[2], out=go)
         go &= Rm[3]
-        pr = PR[PI, PJ, RT]
+        pr = PR[:, :, RS]
         np.greater(cq, 0, out=hb)
         hb &= inm
         np.logical_or.reduce(hb, axis=0, out=has)
         has |= noin
-        np.logical_or(pr[1], notout, out=gr)
-        gr &= pr[0]
+        np.logical_or(pr[1, 3], notout, out=gr)
+        gr &= pr[0, 6]
         gr &= has
-        go[roots] = gr
+        go[RS] = gr
         # -- links: phase 1 (to a root from the south: its own queue) --
         np.logical_and(P[3, :-1], Rm[1, 1:], out=m1s[:-1])
         m1s[:-1] &= ro.s1[:-1]
         np.logical_and(P[3, 1:], Rm[1, :-1], out=m1n[1:])
         m1n[1:] &= ro.n1[1:]
-        if len(below):
+        if len(ro.below):
             mb = P[3][below] & (iN1[below_g] < D)
             m1n[below] = mb
         np.logical_or(m1s, m1n, out=m1)
         # -- phase 2, southward (the last row's: the south edge); the phase-1 wavelet first --
         np.logical_and(P[4, sl], ro.thr_s2[sl], out=src[sl])
-        src[s_s2] = pr[2][s2_g]
+        src[s_s2] = pr[0, 3][s2_g]
         np.logical_and(src[lo_s:-1], Rm[4, lo_s + 1:], out=m2s[lo_s:-1])
         m2s[-1] = src[-1]
         np.logical_and(m2s[sl], m1s[sl], out=cf[sl])
@@ -207,7 +213,7 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
             m2s[sl] ^= cf[sl]
         if north:  # northward
             np.logical_and(P[5, nl], ro.thr_n2[nl], out=src[nl])
-            src[s_n2] = pr[2][n2_g]
+            src[s_n2] = pr[0, 3][n2_g]
             np.logical_and(src[lo_n + 1:hi_n], Rm[5, lo_n:hi_n - 1], out=m2n[lo_n + 1:hi_n])
             np.logical_and(m2n[nl], m1n[nl], out=cf[nl])
             n = np.count_nonzero(cf[nl])
@@ -216,7 +222,7 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
                 m2n[nl] ^= cf[nl]
         # -- router -> core (a root's: below) --
         np.logical_and(P[1], Rm[2], out=dl1)
-        d[0], d[2], d[3] = pr[3], pr[4], pr[5]  # S1, N1, S2, N2
+        d[0], d[2], d[3] = pr[0, 1], pr[0, 4], pr[0, 5]  # S1, N1, S2, N2
         np.greater(iN1, 0, out=d[1])
         np.less(cq, D, out=hb)
         d &= hb
@@ -253,21 +259,22 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         if m2s[-1].any():  # the south edge
             out_left -= int(np.count_nonzero(m2s[-1]))
         # -- the roots: their passes (but the last) do not send, their sends are phase 2, their inputs their own --
-        er, qr = E[EI, RT], Q[QI, RT]  # at the roots: events 4 to 6; i1, ramp, s2, n2, ahead
+        er, q = E[4:7, RS], Q[:, RS]  # at the roots: events 4 to 6; the queues
+        ri1, rrq, rs2, rn2, rah = q[1], q[3], q[4], q[5], q[6]
         np.logical_and(gr, notout, out=tok)
-        qr[1] -= tok
+        rrq -= tok
         np.logical_and(er[0], is_s2, out=tok)
-        qr[1] -= tok
-        qr[2] += tok
+        rrq -= tok
+        rs2 += tok
         np.logical_and(er[1], is_n2, out=tok)
-        qr[1] -= tok
-        qr[3] += tok
-        qr[0] -= d[0]
-        qr[2] -= d[2]
-        qr[3] -= d[3]
+        rrq -= tok
+        rn2 += tok
+        ri1 -= d[0]
+        rs2 -= d[2]
+        rn2 -= d[3]
         iN1 -= d[1]
-        if len(below):
-            qr[0, below_g] -= mb
+        if len(ro.below):
+            ri1[below_g] -= mb
             iN1[below_g] += mb
         np.logical_and(inm, gr, out=hb)
         cq -= hb
@@ -275,13 +282,14 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         pd = er[2]  # a root's pass done: the next, or (the last) the next token
         opi += pd
         np.equal(opi, ro.passes, out=tok)
-        qr[4] += pd
-        qr[4] -= tok
+        rah += pd
+        rah -= tok
         np.multiply(tok, ro.passes, out=tmp_r)
         opi -= tmp_r
         np.equal(opi[None], at, out=inm)
         np.less(opi, last, out=notout)
-        Q[QI, RT] = qr
+        if not isinstance(RS, slice):
+            Q[:, roots] = q
         if a_left:
             kk += RAN8[1]
             np.equal(kk, kt, out=t2)
