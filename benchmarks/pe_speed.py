@@ -159,21 +159,23 @@ def goals(rows: list[dict]) -> list[str]:
     return out
 
 
-WHY = """Why the tree is short of 0.25 on the deeper meshes: there it runs its cycle loop, now fused
-(`runtime/pe_tree_fused.py`): each queue the reduce plan uses kept once (a non-root core has one input
-and one pass a token, so one router queue and one core queue serve every such core), the group roots'
-several inputs and passes in small arrays over their rows, the queues and the events that empty them
-in stacked arrays, a cycle's moves and waits those of `runtime/pe_tree.py` (the reference,
-`engine="cycles"`; `tests/test_pe_tree_fused.py` holds the two to the same cycles and waits). That is
-about 50 whole-grid NumPy calls per cycle and as many on the roots' rows, where the bare step makes 3:
-at 256 x 256 a call costs a few microseconds whatever it does, and on the full wafer each moves about
-2 MB, so a cycle of the tree costs several bare steps. The loop before it (the previous run: 19.8 s and
-111.7 s of CPU for these two cases) made about 150 calls a cycle, most over queues the plan leaves
-empty. The event solver (`runtime/pe_tree_events.py`), which gives the 64 x 64 case, re-solves tokens on
-deeper columns, whose groups run more tokens apart than its window (in trials at 256 x 256, with a
-window of 8 tokens: 62 s of CPU against the unfused loop's 18 s). Not done: solving the groups in an
-order skewed by how far they run ahead (each group its own token), and a loop over bits (8 cores a
-byte) for the full wafer, where the fused loop is bound by memory traffic."""
+WHY = """Why the tree is short of 0.25: on the deeper meshes it runs its cycle loop, now fused
+(`runtime/pe_tree_fused.py`): each queue the reduce plan uses kept once (a core that is not a group root
+has one input and one pass a token, so one router queue and one core queue serve every such core),
+the group roots' several inputs and passes in small arrays over their rows, the queues and the events
+that empty them stacked so that one call serves all, and no per-router counters (filled with the
+totals, as the event solvers do). Its moves and waits are those of `runtime/pe_tree.py` (the reference,
+`engine="cycles"`; `tests/test_pe_tree_fused.py` holds the two to the same cycles and phase-2 waits).
+Still, a cycle takes some 50 whole-grid NumPy calls and some 40 small ones over the roots' rows, where
+the bare step makes 3: at 256 x 256 each costs a few microseconds whatever it does, and on the full
+wafer each whole-grid one moves 1.5 to 2 MB, so a cycle of the tree costs about nine bare steps. The
+unfused loop (four-kind arrays over every row, counters ticked at every router) took 19.8 s and 111.7 s
+of CPU for these two cases in the previous run of this benchmark (load 5.1). The event solver
+(`runtime/pe_tree_events.py`), which gives the 64 x 64 case, re-solves tokens on deeper columns, whose
+groups run more tokens apart than its window (in trials at 256 x 256, with a window of 8 tokens: 62 s
+of CPU against the unfused loop's 18 s). Not done: solving the groups in an order skewed by how far they
+run ahead (each group its own token), and a loop over bits (64 cores a word, queue counts as bit
+planes) for the full wafer, where the fused loop is bound by memory traffic."""
 
 
 def main() -> None:
