@@ -66,3 +66,11 @@ def test_a_deadlock_bound_is_kept():
     lay = layout(a, w, 12, 3, 4)
     with pytest.raises(RuntimeError, match="no progress"):
         run_tree_fused(lay, plan(lay.rows, "tree"), 4, 2, 50, False)
+
+
+def test_very_deep_queues_are_left_to_the_loop():
+    a, w, _ = operands(2, 40, 10, None, 0)
+    lay = layout(a, w, 9, 2, 4)
+    assert run_tree_fused(lay, plan(lay.rows, "tree"), 200, 2, _max_cycles(lay, 4), False) is None
+    r = simulate_gemm(a, w, 9, 2, 4, reduce="tree", depth=200)
+    assert r.cycles == simulate_gemm(a, w, 9, 2, 4, reduce="tree", depth=200, engine="cycles").cycles

@@ -112,9 +112,9 @@ def rows(idx: np.ndarray) -> slice | np.ndarray:
 
 def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
     """As ``pe_tree.run_tree`` (same cycles and waits): returns (cycles, contended), or None where
-    the plan is not of the tree's shape (``roles``)."""
+    the plan is not of the tree's shape (``roles``) or the queues are over 126 deep."""
     ro = roles(p)
-    if ro is None:
+    if ro is None or depth >= FULL - REFILL:  # a FULL c1 must never fall to the depth between refills
         return None
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     roots, G = ro.roots, len(ro.roots)
