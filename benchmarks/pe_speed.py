@@ -11,7 +11,8 @@ NumPy operations can do. PE-cycles/s = simulated cycles x cores used / wall seco
 layout and the product's numbers included); ratio = ours / bare. Both run on the default engine: the
 chain by event times (``runtime/pe_events.py``: the same cycles as the cycle loop, not a loop over
 cycles), the tree by event times where they fit (``runtime/pe_tree_events.py``: the queues between
-group roots hold at most two tokens, the 64 x 64 case) and on its cycle loop elsewhere. BLAS runs
+group roots hold at most two tokens, the 64 x 64 case) and on its cycle loop fused elsewhere
+(``runtime/pe_tree_fused.py``: the loop's cycles, in fewer NumPy calls per cycle). BLAS runs
 single-threaded in the cases' processes, as the bare step does (a threaded matmul of the product's
 numbers stalls on a shared machine). Writes
 benchmarks/results/pe_speed.json and pe_speed.md.
@@ -116,7 +117,8 @@ def table(rows: list[dict], cmd: str, machine: str) -> str:
         f"{DTYPE} datapath. Goals (issue 18): ratio >= {GOAL_RATIO} at every size; the full-wafer GEMM in under",
         f"{GOAL_WAFER_S:.0f} s with under {GOAL_WAFER_MIB} MiB peak. The chain by event times (`runtime/pe_events.py`,",
         "the cycle loop's cycles exactly), the tree by event times where they fit (`runtime/pe_tree_events.py`,",
-        "the loop's cycles exactly: the 64x64 case), else by its cycle loop. Before = the code before issue 27 (the",
+        "the loop's cycles exactly: the 64x64 case), else by its cycle loop fused (`runtime/pe_tree_fused.py`, the",
+        "loop's cycles exactly). Before = the code before issue 27 (the",
         "chain's fused cycle loop), same machine at load 1.0 (PE-cycles/s, ratio, wall, peak RSS). BLAS",
         "single-threaded, as the bare step. Each case ran in fresh processes, the fastest run kept",
         "(the machine is shared; the walls of every run are in the JSON, `runs_wall_s`). CPU s = the process's",
@@ -157,22 +159,23 @@ def goals(rows: list[dict]) -> list[str]:
     return out
 
 
-WHY = """Why the tree is short of 0.25 on the deeper meshes: there it still runs its cycle loop
-(`runtime/pe_tree.py`, about 100 NumPy calls per cycle over the whole grid where the bare step makes
-3). The event solver (`runtime/pe_tree_events.py`) gives each core's reduce passes stages and solves
-each stage's moves as running maxes along paths, wavelet by wavelet; a phase-2 wavelet on a link a
-phase-1 chain also uses waits for the chain's moves, and those can be of later tokens (the next
-token's phase-1 wave, already under way), so it solves a token with the phase-1 moves of up to four
-tokens either side in view (later ones as guessed from the last two solved), re-solves a token when
-a later one's true moves differ where they mattered, and hands over to the loop when it cannot show
-its cycles to be the loop's. The column root's stream to the south edge, which the groups below the
-centre run tens of tokens ahead of, is solved after all tokens (`runtime/pe_tree_edge.py`). On a
-deep column the groups between two roots also run more tokens apart than the window. In trials at
-256 x 256 the solver re-solved each token about three times: with a window of 8 tokens it found the
-loop's 27,513 cycles in 62 s of CPU (the loop: 18 s); with 4 it gave up at token 60. So pe_sim takes
-the solver only where the queues between group roots hold at most two tokens (the 64 x 64 case) and
-the loop elsewhere, as before. Not done: solving the groups in an order skewed by how far they run
-ahead (each group its own token), which the deeper meshes need."""
+WHY = """Why the tree is short of 0.25: on the deeper meshes it runs its cycle loop, now fused
+(`runtime/pe_tree_fused.py`): each queue the reduce plan uses kept once (a core that is not a group root
+has one input and one pass a token, so one router queue and one core queue serve every such core),
+the group roots' several inputs and passes in small arrays over their rows, the queues and the events
+that empty them stacked so that one call serves all, and no per-router counters (filled with the
+totals, as the event solvers do). Its moves and waits are those of `runtime/pe_tree.py` (the reference,
+`engine="cycles"`; `tests/test_pe_tree_fused.py` holds the two to the same cycles and phase-2 waits).
+Still, a cycle takes some 50 whole-grid NumPy calls and some 40 small ones over the roots' rows, where
+the bare step makes 3: at 256 x 256 each costs a few microseconds whatever it does, and on the full
+wafer each whole-grid one moves 1.5 to 2 MB, so a cycle of the tree costs about nine bare steps. The
+unfused loop (four-kind arrays over every row, counters ticked at every router) took 19.8 s and 111.7 s
+of CPU for these two cases in the previous run of this benchmark (load 5.1). The event solver
+(`runtime/pe_tree_events.py`), which gives the 64 x 64 case, re-solves tokens on deeper columns, whose
+groups run more tokens apart than its window (in trials at 256 x 256, with a window of 8 tokens: 62 s
+of CPU against the unfused loop's 18 s). Not done: solving the groups in an order skewed by how far they
+run ahead (each group its own token), and a loop over bits (64 cores a word, queue counts as bit
+planes) for the full wafer, where the fused loop is bound by memory traffic."""
 
 
 def main() -> None:

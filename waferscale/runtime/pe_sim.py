@@ -77,7 +77,8 @@ slicing); there is no Python loop over cores. The chain's cycle loop (``_run``) 
 the events of a cycle and the cores' countdowns in stacked arrays, one operation serving several.
 By default the chain is solved by event times (``pe_events``; the tree likewise where it fits,
 ``pe_tree_events``): every move's cycle, element by element and sum by sum, at a fraction of the
-calls; ``engine="cycles"`` (and ``check``) keep the loop.
+calls; elsewhere the tree's loop fused (``pe_tree_fused``: the same cycles); ``engine="cycles"``
+(and ``check``) keep the loops.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
 
     ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster), the
-    tree too where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's; ``"cycles"``
-    (and ``check``, and a chain with a sparse W at ``depth=1``) run the cycle loop. ``machine``: its hop,
-    ramp and partial-sum add must be one cycle (``pe_machine.check_machine``), else not supported.
+    tree too where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's, else its
+    loop fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
+    run the cycle loop. ``machine``: hop, ramp and partial-sum add of one cycle, else not supported.
     """
     check_machine(machine, lanes)
     if depth < 1:

@@ -27,13 +27,14 @@ as the last two solved suggest (steady state repeats), and keeps, per link, the 
 phase-2 moves. When a later token is solved, its true phase-1 moves must be what token t took
 within that span; where they are not, token t is solved again with them (and the tokens after it),
 a few times at most. If an older token than t - W could still be in the way, or the re-solves run
-out, ``run_tree_events`` returns None and ``pe_sim`` runs the loop. Otherwise every rule of the loop
-holds for every move, and the loop's cycles are the only ones that satisfy them all (each cycle is
-fixed by earlier ones), so they are the loop's. The column root's stream to the south edge, which
-the groups below the centre run tens of tokens ahead of, is solved apart, after all tokens
-(``pe_tree_edge``). ``fits`` keeps the solver to columns whose groups cannot run further apart than
-the window (else it would re-solve each token several times, slower than the loop: at 256 x 256
-rows about three times). ``tests/test_pe_tree_events.py`` holds the solver to the loop.
+out, ``run_tree_events`` returns None and ``pe_sim`` runs the loop (fused, ``pe_tree_fused``).
+Otherwise every rule of the loop holds for every move, and the loop's cycles are the only ones that
+satisfy them all (each cycle is fixed by earlier ones), so they are the loop's. The column root's
+stream to the south edge, which the groups below the centre run tens of tokens ahead of, is solved
+apart, after all tokens (``pe_tree_edge``). ``fits`` keeps the solver to columns whose groups cannot
+run further apart than the window (else it would re-solve each token several times, slower than the
+loop: at 256 x 256 rows about three times). ``tests/test_pe_tree_events.py`` holds the solver to the
+loop.
 """
 
 from __future__ import annotations
@@ -46,19 +47,27 @@ from .pe_fabric import TreeFabric
 from .pe_layout import Layout
 from .pe_tree import run_tree
 from .pe_tree_edge import solve_edge
+from .pe_tree_fused import run_tree_fused
 from .pe_tree_sites import Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
                resident: bool):
     """The tree reduce by event times where they fit (``fits``) and the solver shows its cycles to
-    be the loop's, else (and with ``check`` or ``engine="cycles"``) by the loop. Returns the
-    fabric, the cycles and the cores' progress."""
-    if not check and engine != "cycles" and fits(lay, p, depth):
+    be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in fewer operations),
+    and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``, which counts every
+    wavelet at every router). Returns the fabric, the cycles and the cores' progress."""
+    if not check and engine != "cycles":
         f = TreeFabric.empty(lay.rows, lay.cols)
-        done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
+        if fits(lay, p, depth):
+            done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
+            if done is not None:
+                return f, *done
+        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident)
         if done is not None:
-            return f, *done
+            f = TreeFabric.empty(lay.rows, lay.cols)
+            f.contended = done[1]
+            return f, done[0], fill_counters(lay, f, p, resident)
     f = TreeFabric.empty(lay.rows, lay.cols)
     return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident)
 
@@ -133,7 +142,7 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     if cycles > max_cycles:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
     f.contended = sum(contended)
-    return cycles, _fill_counters(lay, f, plan, resident)
+    return cycles, fill_counters(lay, f, plan, resident)
 
 
 OK, FAIL = -1, -2  # else: the token to solve again
@@ -323,7 +332,7 @@ def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
     return out
 
 
-def _fill_counters(lay: Layout, f: TreeFabric, p: ColumnPlan, resident: bool):
+def fill_counters(lay: Layout, f: TreeFabric, p: ColumnPlan, resident: bool):
     """Every wavelet passed every router on its way: the totals the loop counts; and the cores'
     progress (everything sent and consumed)."""
     R, m = lay.rows, lay.m
