@@ -40,7 +40,7 @@ from ..errors import FitError, UsageError
 from ..frontend.lm import trace_lm
 from ..frontend.traced import Traced
 from ..ir import print_graph, verify
-from ..ir.ops.cache import cache_dtype, cache_inputs
+from ..ir.ops.cache import CACHED_ATTENTION, cache_dtype, cache_inputs
 from ..passes import CompileState, parse_pipeline, run_pipeline, spec
 from ..passes.placement_kind import KINDS
 from ..report.energy import decode_energy
@@ -217,7 +217,7 @@ class Generate(Mode):
             state, sim_last, sim_pre = chosen.state, chosen.decode_last, chosen.prefill
             kv = round(sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads)
                            * k.model.d_head * k.model.cache_elem for k in sub.kernels
-                           if k.op.kind == "cached_attention"))
+                           if k.op.kind in CACHED_ATTENTION))
             out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
         if systems > 1:
             for n in names:

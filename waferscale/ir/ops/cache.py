@@ -24,6 +24,8 @@ from ..graph import Graph, Value
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
+# the ops that attend over a KV cache: cached_attention, and gpt-oss's with sinks and a window (ir/ops/sinks.py)
+CACHED_ATTENTION = ("cached_attention", "cached_sink_attention")
 POSITIONS = "position_ids"  # the input of a step graph that holds its tokens' positions, i64[batch, tokens]
 
 
