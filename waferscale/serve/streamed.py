@@ -82,7 +82,10 @@ class StreamedPlaced(Placed):
         groups = []
         for g in placement.groups:  # the layer's cached rows in with its weights, its new rows out after it
             per_token = sum(self.per_kernel_kv[k] for k in g.kernels)
-            groups.append(replace(g, weight_bytes=g.weight_bytes + samples * position * per_token,
+            # a sliding-window layer (gpt-oss: backends/kernels/sinks.py) streams its window's rows only
+            cached = sum(self.per_kernel_kv[k] * min(position, getattr(prog.kernels[k].model, "window", 0) or position)
+                         for k in g.kernels)
+            groups.append(replace(g, weight_bytes=g.weight_bytes + samples * cached,
                                   grad_bytes=g.grad_bytes + samples * tokens * per_token))
         step = replace(placement, groups=tuple(groups))
         sim = simulate_streaming(prog, step, route(prog, step), chunk=chunk)

@@ -154,7 +154,7 @@ def _cached_infer(ins, a):
     registry.infer_type("cached_attention", [q, k, v, pos], {"scale": a.get("scale")})
     if sinks.shape != (q.shape[1],) or sinks.dtype not in FLOAT_DTYPES:
         raise ValueError(f"cached_sink_attention sinks {sinks} must be a float [{q.shape[1]}] (one per query head)")
-    if a["window"] < 0:
+    if a.get("window", 0) < 0:
         raise ValueError(f"cached_sink_attention window={a['window']} must be >= 0 (0: no window)")
     return q.with_shape(q.shape[:3] + v.shape[-1:])
 
@@ -172,7 +172,7 @@ def _cached_ref(args, a):
     f = q.dtype
     k, v = grouped(q, k.astype(f)), grouped(q, v.astype(f))  # an fp8 cache is widened as it is read
     s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(q, a), dtype=f)
-    s = np.where(seen(pos, k.shape[2], a["window"])[:, None], s, -np.inf)
+    s = np.where(seen(pos, k.shape[2], a.get("window", 0))[:, None], s, -np.inf)
     sink = np.broadcast_to(sinks.reshape(1, -1, 1, 1).astype(f), s.shape[:-1] + (1,))
     top = np.maximum(s.max(-1, keepdims=True), sink)
     e = np.exp(s - top)
@@ -189,13 +189,13 @@ def _cached_flops(ins, out, a):
     # plus the sink's exp and add per query
     q, k, v = ins[:3]
     heads, L, E, Ev = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], v.shape[3]
-    S = read_rows(k.shape[2], a["window"])
+    S = read_rows(k.shape[2], a.get("window", 0))
     return heads * (2 * L * S * E + 2 * L * S * Ev + 6 * L * S + 2 * L)
 
 
 def _cached_bytes(ins, out, a):
     q, k, v, pos, sinks = ins
-    share = read_rows(k.shape[2], a["window"]) / k.shape[2]  # a sliding layer reads its window's rows only
+    share = read_rows(k.shape[2], a.get("window", 0)) / k.shape[2]  # a sliding layer reads its window's rows only
     return round(q.nbytes + pos.nbytes + sinks.nbytes + share * (k.nbytes + v.nbytes)), out.nbytes
 
 
