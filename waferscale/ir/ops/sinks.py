@@ -15,6 +15,10 @@ p (the sink's p_s), dP = dy v^T and D = sum_j p_j dP_j per query, dS = p (dP - D
 dk = dS^T q, dv = p^T dy (each query head's share of dk and dv under grouped-query attention, summed
 per group after it, as ``attention_grad``'s); the sink's logit weighs no value, so its gradient is
 -p_s D, summed over the batch and the positions (``sink_attention_grad_sinks``).
+
+Over a KV cache (a step of generation, ``passes/kv_cache.py``): ``cached_sink_attention (q, k_cache,
+v_cache, positions, sinks) {scale, window}``, ``cached_attention``'s operands (``ir/ops/cache.py``) and
+the sinks: the query at position t reads the rows j <= t, and t - j < window on a sliding layer.
 """
 
 from __future__ import annotations
