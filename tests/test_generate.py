@@ -81,7 +81,7 @@ def test_kv_cache_decode_logits_equal_the_full_forward_at_every_position(model):
     assert all(np.all(c[:, :, total:] == 0) for c in caches.values())
 
 
-@pytest.mark.parametrize("model", ["tiny", "tiny-llama"])
+@pytest.mark.parametrize("model", ["tiny", "tiny-llama", "tiny-gpt-oss"])
 def test_placed_decode_step_computes_what_the_interpreter_does(model):
     st = steps(model, 5, 7, 2)
     g, machine = st.decode_state.graph, get_machine("mesh:64x64")

@@ -1,19 +1,25 @@
 """gpt-oss (issue 30): attention sinks, sliding-window layers alternating with full ones, experts with
 biases and the clamped SwiGLU, by config on the meta device; the interpreter matches transformers on
 a tiny config, forward and every gradient; the op rules; a training step on a mesh; gpt-oss-120b's
-zoo shapes are its published config's."""
+zoo shapes are its published config's. Generation (issue 30's follow-up): greedy tokens through the KV-cache
+graphs equal transformers' generate; the decode step on a mesh reads a sliding layer's window."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import waferscale
-from waferscale.backends.kernels.sinks import SinkAttention
+from waferscale.backends.kernels.sinks import CachedSinkAttention, SinkAttention
 from waferscale.frontend.lm import trace_lm
 from waferscale.frontend.zoo import ZOO
+from waferscale.generate import step_graphs
 from waferscale.ir import registry, verify
+from waferscale.ir.graph import make_attrs
 from waferscale.ir.types import TensorType
 from waferscale.passes.autodiff import backward, next_token_loss
+from waferscale.runtime.generate import greedy
 from waferscale.runtime.interpreter import run
 
 
@@ -137,10 +143,85 @@ def test_tiny_gpt_oss_compiles_and_trains_on_a_mesh():
         "SinkAttention", "SinkAttentionGrad"]
 
 
-def test_generate_is_refused_with_the_gap_named(tmp_path, capsys):
+def _random_step_graphs(prompt_len, new_tokens, batch):
+    """The prefill and decode-step graphs of the tiny config, the HF model's weights drawn anew (sinks and
+    biases too, which start at zero) and large enough that greedy tokens vary."""
+    st = step_graphs(tiny_config(), prompt_len=prompt_len, new_tokens=new_tokens, batch=batch, dtype="f32",
+                     weights="random", seed=0)
+    hf = st.decode.module.model
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        for n, p in hf.named_parameters():
+            if "sinks" in n or "bias" in n:
+                p.copy_(torch.randn(p.shape, generator=gen))
+            elif p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-2 if "experts" in n else -1] ** 0.5)
+    return st, hf, _weights(st.decode.module)
+
+
+def test_gpt_oss_generates_as_transformers():
+    """Greedy tokens through the prefill and decode-step graphs (cached_sink_attention over the KV cache)
+    equal transformers' generate with its own cache, past the sliding window of 4; every step's logits
+    within 1e-4; without the window on the decode step they differ."""
+    st, hf, w = _random_step_graphs(10, 6, 2)
+    g = st.decode_state.graph
+    assert [op.attr["window"] for op in g.ops if op.kind == "cached_sink_attention"] == [4, 0]
+    assert "sink_attention" not in g.op_counts() and g.op_counts()["cache_update"] == 4
+    ids = np.random.default_rng(0).integers(0, 128, (2, 10))
+    tokens, logits = greedy(st.prefill_state.graph, g, w, ids, 6)
+    with torch.no_grad():
+        ref = hf.generate(torch.tensor(ids), attention_mask=torch.ones(2, 10, dtype=torch.long), max_new_tokens=6,
+                          min_new_tokens=6, do_sample=False, num_beams=1, output_logits=True,
+                          return_dict_in_generate=True, pad_token_id=0)
+    assert (tokens == ref.sequences[:, 10:].numpy()).all() and len(set(tokens.ravel().tolist())) > 2
+    for ours, theirs in zip(logits, ref.logits):
+        np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-4, rtol=1e-4)
+    nowin = replace(g, ops=[replace(op, attrs=make_attrs({**op.attr, "window": 0}))
+                            if op.kind == "cached_sink_attention" else op for op in g.ops])
+    other = greedy(st.prefill_state.graph, nowin, w, ids, 6)[1]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(logits[1:], other[1:])) > 1e-2
+
+
+def test_cached_sink_attention_rules():
+    """At position p over a cache it is sink_attention's row p; its FLOPs and bytes count the window's rows."""
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(2, 4, 9, 8)), rng.normal(size=(2, 2, 9, 8)), rng.normal(size=(2, 2, 9, 8))
+    sinks = rng.normal(size=4)
+    for window in (0, 3):
+        full = registry.evaluate("sink_attention", [q, k, v, sinks], {"window": window})
+        cache = np.zeros((2, 2, 12, 8))  # a capacity of 12: rows 9.. unwritten, never read
+        ck, cv = cache.copy(), cache.copy()
+        ck[:, :, :9], cv[:, :, :9] = k, v
+        pos = np.full((2, 1), 7)
+        step = registry.evaluate("cached_sink_attention", [q[:, :, 7:8], ck, cv, pos, sinks], {"window": window})
+        np.testing.assert_allclose(step[:, :, 0], full[:, :, 7], atol=1e-12)
+    ins = [TensorType((1, 4, 1, 8), "f32"), TensorType((1, 2, 64, 8), "f32"), TensorType((1, 2, 64, 8), "f32"),
+           TensorType((1, 1), "i64"), TensorType((4,), "f32")]
+    out = registry.infer_type("cached_sink_attention", ins, {})
+    assert out.shape == (1, 4, 1, 8)
+    (wf, wb), (ff, fb) = ((registry.flops("cached_sink_attention", ins, out, a),
+                           registry.get("cached_sink_attention").bytes(ins, out, a)[0]) for a in ({"window": 8}, {}))
+    assert 7 * wf < ff and wb < fb / 4
+    with pytest.raises(ValueError, match="one per query head"):
+        registry.infer_type("cached_sink_attention", ins[:4] + [TensorType((2,), "f32")], {})
+
+
+def test_tiny_gpt_oss_generates_on_a_mesh(tmp_path, capsys):
+    """The decode step placed and simulated: the sliding layer's kernel holds and reads its window's rows
+    (a ring of 8), so its cost stops growing with the position; the full layer's grows. An int8 cache
+    is refused in one line."""
     from waferscale.cli import main
 
+    c = waferscale.compile("tiny-gpt-oss", mode="generate", target="mesh:48x48", prompt_len=12, new_tokens=16)
+    attn = {k.model.window: k.model for k in c.program.kernels if isinstance(k.model, CachedSinkAttention)}
+    assert sorted(attn) == [0, 8] and attn[8].key_rows == 8 and attn[0].key_rows == 28
+    at = {w: [replace(m, position=p).work(0, 1).flops for p in (12, 26)] for w, m in attn.items()}
+    assert at[8][0] == at[8][1] and at[0][1] > at[0][0]
+    g = c.report["generate"]
+    # k and v, f16, 32 wide (key heads x d_head): the graph state is 28 rows a layer; the sliding layer holds 8
+    assert g["kv_cache_bytes"] == 2 * (28 + 8) * 32 * 2 and g["decode_tokens_per_second"] > 0
+    assert g["decode_seconds_last"] >= g["decode_roofline_seconds_last"]
     assert main(["compile", "tiny-gpt-oss", "--generate", "--target", "mesh:48x48", "--prompt-len", "4",
-                 "--new-tokens", "2", "-o", str(tmp_path / "g"), "-q"]) == 2
+                 "--new-tokens", "2", "--kv-dtype", "int8", "-o", str(tmp_path / "g"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert "not supported: --generate" in err and "sink_attention" in err and "Traceback" not in err
+    assert "not supported: quantize kv=int8" in err and "cached_sink_attention" in err and "Traceback" not in err

@@ -40,7 +40,7 @@ from ..errors import FitError, UsageError
 from ..frontend.lm import trace_lm
 from ..frontend.traced import Traced
 from ..ir import print_graph, verify
-from ..ir.ops.cache import cache_dtype, cache_inputs
+from ..ir.ops.cache import CACHED_ATTENTION, cache_bytes_read, cache_dtype
 from ..passes import CompileState, parse_pipeline, run_pipeline, spec
 from ..passes.placement_kind import KINDS
 from ..report.energy import decode_energy
@@ -217,7 +217,7 @@ class Generate(Mode):
             state, sim_last, sim_pre = chosen.state, chosen.decode_last, chosen.prefill
             kv = round(sum(2 * k.model.resident * k.model.key_rows * (k.model.kv_heads or k.model.heads)
                            * k.model.d_head * k.model.cache_elem for k in sub.kernels
-                           if k.op.kind == "cached_attention"))
+                           if k.op.kind in CACHED_ATTENTION))
             out.append(System(ks, state, sim_last, sim_pre, sub.weight_bytes, kv))
         if systems > 1:
             for n in names:
@@ -228,12 +228,13 @@ class Generate(Mode):
         d_first = run_seconds([s.decode.sim for s in out], machine)
         d_last = run_seconds([s.decode_last for s in out], machine)
         per_token = (d_first + d_last) / 2
-        kv_total = sum(v.type.nbytes for v in cache_inputs(dstate.graph))
+        # held: every row of the caches, but a sliding-window layer's window (a ring: backends/kernels/sinks.py)
+        kv_total = round(cache_bytes_read(dstate.graph, capacity - 1))
         param_bytes = sum(p.type.nbytes for p in dstate.graph.params)
         read_bw = systems * machine.cores * machine.sram_read_ports * machine.sram_port_bytes * machine.clock_hz
 
         def roofline(position: int) -> float:
-            return (param_bytes + kv_total * (position + 1) / capacity) / read_bw
+            return (param_bytes + cache_bytes_read(dstate.graph, position)) / read_bw
 
         gen = {
             "prompt_len": prompt_len, "new_tokens": new_tokens, "batch": batch, "systems": systems,

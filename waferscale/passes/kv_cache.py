@@ -7,8 +7,10 @@ becomes
     %v2 = cache_update %<attn>.v_cache, %v, %position_ids
     %o  = cached_attention %q, %k2, %v2, %position_ids         (each query sees the rows up to its own)
 
-with the two caches ``[batch, heads, capacity, d_head]`` new graph inputs and ``%k2``, ``%v2`` new
-graph outputs after the model's own, in layer order: what one run writes, the next run reads.
+(gpt-oss's ``sink_attention`` becomes ``cached_sink_attention %q, %k2, %v2, %position_ids, %sinks``
+with its window: ``ir/ops/sinks.py``), with the two caches ``[batch, heads, capacity, d_head]`` new
+graph inputs and ``%k2``, ``%v2`` new graph outputs after the model's own, in layer order: what one
+run writes, the next run reads.
 The positions are the graph input named ``position_ids`` (``i64[batch, tokens]``; the frontend
 traces a step that way), or, when the graph has none, ``0 .. tokens-1`` (a prefill from the
 start). The same pass makes the prefill graph (``tokens`` = the prompt) and the decode graph
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import UnsupportedError, UsageError
+from ..errors import UsageError
 from ..ir.graph import Graph, Op, Value, make_attrs
 from ..ir.ops.cache import POSITIONS
 from ..ir.registry import infer_type
@@ -27,6 +29,8 @@ from .base import GRAPH, CompileState, Pass, option, register
 
 
 def _self_attention(op: Op) -> bool:
+    if op.kind == "sink_attention":  # gpt-oss's (ir/ops/sinks.py): always causal self-attention
+        return True
     if op.kind != "attention" or len(op.operands) != 3:
         return False
     q, k = op.operands[0].type, op.operands[1].type
@@ -37,9 +41,6 @@ def _self_attention(op: Op) -> bool:
 def add_kv_cache(g: Graph, capacity: int) -> Graph:
     """The step graph of g with KV caches of ``capacity`` rows (module docstring)."""
     attns = [op for op in g.ops if _self_attention(op)]
-    if any(op.kind == "sink_attention" for op in g.ops):  # gpt-oss (frontend/gpt_oss.py)
-        raise UnsupportedError(f"--generate for {g.name}: its attention with sinks (sink_attention) has no KV-cache "
-                               "form yet (a forward pass and training compile)")
     if not attns:
         raise UsageError(f"kv-cache: {g.name} has no causal self-attention to keep a KV cache for")
     q0 = attns[0].operands[0].type
@@ -74,7 +75,7 @@ def add_kv_cache(g: Graph, capacity: int) -> Graph:
         if not _self_attention(op):
             ops.append(op)
             continue
-        q, k, v = op.operands
+        q, k, v = op.operands[:3]
         if q.type.shape[0] != batch or q.type.shape[2] != tokens:
             raise UsageError(f"kv-cache: attention %{op.result.name} runs {q.type}, another {q0}")
         loc = g.loc(op.result)
@@ -91,7 +92,11 @@ def add_kv_cache(g: Graph, capacity: int) -> Graph:
             caches.append(ops[-1].result)
             new_outputs.append(ops[-1].result)
         scale = op.attr.get("scale")
-        attn = fresh("cached_attention", (q, *caches, pos), loc, scale=scale)
+        if op.kind == "sink_attention":  # its sinks and window kept
+            attn = fresh("cached_sink_attention", (q, *caches, pos, op.operands[3]), loc, scale=scale,
+                         window=op.attr.get("window", 0))
+        else:
+            attn = fresh("cached_attention", (q, *caches, pos), loc, scale=scale)
         ops.append(attn)
         subst[op.result.name] = attn.result
     outputs = [subst.get(v.name, v) for v in outputs] + new_outputs

@@ -47,6 +47,9 @@ def int8_caches(g: Graph) -> Graph:
             continue
         if op.kind == "cached_attention" and operands[1].name in scale_of and operands[2].name in scale_of:
             operands += [scale_of[operands[1].name], scale_of[operands[2].name]]
+        elif op.kind == "cached_sink_attention":
+            raise UnsupportedError(f"quantize kv=int8 on {g.name}: an int8 KV cache under gpt-oss's attention with "
+                                   "sinks (cached_sink_attention reads no row scales; kv=fp8 does)")
         elif op.kind == "cached_attention" or any(x.name in scale_of for x in operands):
             raise UnsupportedError(f"quantize kv=int8 on {g.name}: a KV cache read by "
                                    f"{op.kind} %{op.result.name} other than as a cached_attention's k and v")

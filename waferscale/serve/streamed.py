@@ -36,7 +36,7 @@ from ..backends.lowering import lower
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program
 from ..errors import FitError
-from ..ir.ops.cache import cache_inputs
+from ..ir.ops.cache import CACHED_ATTENTION, cache_inputs
 from ..modes.generate import step_graphs
 from ..modes.generate_split import head_on_last_position
 from ..passes.place import place
@@ -58,7 +58,7 @@ def kv_bytes_per_layer_token(prog: Program) -> list[int]:
     out = []
     for k in prog.kernels:
         m = k.model
-        out.append(round(2 * m.kv * m.d_head * m.cache_elem) if k.op.kind == "cached_attention" else 0)
+        out.append(round(2 * m.kv * m.d_head * m.cache_elem) if k.op.kind in CACHED_ATTENTION else 0)
     return out
 
 
@@ -82,7 +82,10 @@ class StreamedPlaced(Placed):
         groups = []
         for g in placement.groups:  # the layer's cached rows in with its weights, its new rows out after it
             per_token = sum(self.per_kernel_kv[k] for k in g.kernels)
-            groups.append(replace(g, weight_bytes=g.weight_bytes + samples * position * per_token,
+            # a sliding-window layer (gpt-oss: backends/kernels/sinks.py) streams its window's rows only
+            cached = sum(self.per_kernel_kv[k] * min(position, getattr(prog.kernels[k].model, "window", 0) or position)
+                         for k in g.kernels)
+            groups.append(replace(g, weight_bytes=g.weight_bytes + samples * cached,
                                   grad_bytes=g.grad_bytes + samples * tokens * per_token))
         step = replace(placement, groups=tuple(groups))
         sim = simulate_streaming(prog, step, route(prog, step), chunk=chunk)

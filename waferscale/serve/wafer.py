@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from ..backends.lowering import lower
 from ..backends.machine import Machine, get_machine
 from ..errors import FitError, UsageError
-from ..ir.ops.cache import cache_inputs
+from ..ir.ops.cache import CACHED_ATTENTION, cache_inputs
 from ..modes.generate import step_graphs
 from ..modes.systems import part_program, split_pipeline
 from ..passes.place import place
@@ -65,7 +65,7 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
                            "smaller --max-batch or --max-context, more --systems or a bigger --target") from None
         parts.append((ks, placement, route(sub, placement)))
         for k, r in zip(sub.kernels, placement.rects):
-            if k.op.kind != "cached_attention":
+            if k.op.kind not in CACHED_ATTENTION:
                 continue
             sram = k.model.sram(r.rows, r.cols)
             held = sram.get("kv_cache", 0) * r.cores

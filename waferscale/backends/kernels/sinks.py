@@ -8,6 +8,14 @@ bound on its bytes). Numbers: the registry's reference, whole.
 Its backward (``sink_attention_grad``) is ``AttentionGrad`` under the same window; the sinks' gradient
 (``sink_attention_grad_sinks``: per query the product of the sink's weight and D, which that kernel
 has in hand, summed over the positions) is a rowwise reduction of a value per head and token.
+
+Over a KV cache (``cached_sink_attention``, a step of generation) it is ``cached_attention``'s kernel
+(the cache in its cores' SRAM, the partials combined by the two-level tree) with the sink in the
+sum and, on a sliding layer, the window bounding both what a query reads (``min(t + 1, window)``
+keys at position t) and what the cores hold: a ring of ``window`` rows per sequence (position p in
+slot p mod window, on row slot mod rows), as transformers' sliding-window cache keeps; a step of
+``tokens`` tokens (the prefill) holds ``window + tokens - 1`` rows, every query's window at once.
+The keys' rows are all a decode step waits for, as ``cached_attention``'s.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...ir import registry
 from ...ir.graph import Op
+from ...ir.ops.sinks import read_rows
 from ...ir.types import DTYPES
-from .attention import Attention
+from .attention import Attention, lower_cached_attention
 from .base import ACT, LowerCtx, lowers
 from .grads import AttentionGrad, RowwiseWhole
 
@@ -78,3 +87,27 @@ def lower_sink_attention(op: Op, ctx: LowerCtx) -> SinkAttention:
     return SinkAttention(tokens=ctx.tokens, dtype=t.dtype, elem=DTYPES[t.dtype][1], heads=max(heads, 1),
                          d_head=q.shape[-1], causal=True, window=registry.with_defaults(op.kind, op.attr)["window"],
                          kv_heads=kv_heads if 0 < kv_heads < heads and heads % kv_heads == 0 else 0)
+
+
+@dataclass(frozen=True)
+class CachedSinkAttention(Attention):
+    window: int = 0  # keys a query reads at most, and cache rows held (0: every earlier one, the capacity)
+    decomposition = "heads over columns, cached key/value positions over rows (cyclic; a ring on a sliding layer)"
+
+    @property
+    def key_rows(self) -> int:
+        return read_rows(self.capacity, self.window + self.tokens - 1 if self.window else 0)
+
+    def _keys(self, p0, p1):
+        keys = super()._keys(p0, p1)
+        return np.minimum(keys, self.window) if self.window else keys
+
+    def run(self, op, args, rows, cols):
+        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
+
+
+@lowers("cached_sink_attention")
+def lower_cached_sink_attention(op: Op, ctx: LowerCtx) -> CachedSinkAttention:
+    a = lower_cached_attention(op, ctx)  # its checks, its shapes and its cache's bytes
+    return CachedSinkAttention(**{f: getattr(a, f) for f in a.__dataclass_fields__},
+                               window=registry.with_defaults(op.kind, op.attr)["window"])

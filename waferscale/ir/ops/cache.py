@@ -24,6 +24,8 @@ from ..graph import Graph, Value
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
+# the ops that attend over a KV cache: cached_attention, and gpt-oss's with sinks and a window (ir/ops/sinks.py)
+CACHED_ATTENTION = ("cached_attention", "cached_sink_attention")
 POSITIONS = "position_ids"  # the input of a step graph that holds its tokens' positions, i64[batch, tokens]
 
 
@@ -169,6 +171,23 @@ def cache_outputs(g: Graph) -> list[Value]:
     """The graph outputs that are updated KV caches, carried to the next run."""
     updates = {op.result.name for op in g.ops if op.kind == "cache_update"}
     return [v for v in g.outputs if v.name in updates]
+
+
+def cache_windows(g: Graph) -> dict[str, int]:
+    """The KV caches (input names) that a sliding-window layer reads (``cached_sink_attention {window > 0}``): the
+    rows a step reads of them at position p are ``min(p + 1, window)``, and a mesh kernel holds ``window``."""
+    source = {op.result.name: op.operands[0].name for op in g.ops if op.kind == "cache_update"}
+    return {source[x.name]: op.attr["window"] for op in g.ops if op.kind == "cached_sink_attention"
+            and op.attr.get("window", 0) > 0 for x in op.operands[1:3] if x.name in source}
+
+
+def cache_bytes_read(g: Graph, position: int) -> float:
+    """The bytes of every KV cache a step at ``position`` reads: its rows up to the position, or its window's."""
+    windows, total = cache_windows(g), 0.0
+    for v in cache_inputs(g):
+        rows, w = v.type.shape[2], windows.get(v.name, 0)
+        total += v.type.nbytes * min(position + 1, w or rows, rows) / rows
+    return total
 
 
 def cache_dtype(g: Graph) -> str:

@@ -15,12 +15,17 @@ p (the sink's p_s), dP = dy v^T and D = sum_j p_j dP_j per query, dS = p (dP - D
 dk = dS^T q, dv = p^T dy (each query head's share of dk and dv under grouped-query attention, summed
 per group after it, as ``attention_grad``'s); the sink's logit weighs no value, so its gradient is
 -p_s D, summed over the batch and the positions (``sink_attention_grad_sinks``).
+
+Over a KV cache (a step of generation, ``passes/kv_cache.py``): ``cached_sink_attention (q, k_cache,
+v_cache, positions, sinks) {scale, window}``, ``cached_attention``'s operands (``ir/ops/cache.py``) and
+the sinks: the query at position t reads the rows j <= t, and t - j < window on a sliding layer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
 from ..registry import Attr, define
 from ..types import FLOAT_DTYPES, TensorType
 from .heads import grouped, query_groups
@@ -144,3 +149,62 @@ def _backward(e, op, g):
         parts.append(e("reshape", part, shape=x.type.shape))
     ds = e("sink_attention_grad_sinks", q, k, v, sinks, g, **a)
     return (*parts, ds if ds.type.dtype == sinks.type.dtype else e("cast", ds, dtype=sinks.type.dtype))
+
+
+# --- over a KV cache (a step of generation: passes/kv_cache.py) ----------------------------------
+
+def _cached_infer(ins, a):
+    q, k, v, pos, sinks = ins
+    registry.infer_type("cached_attention", [q, k, v, pos], {"scale": a.get("scale")})
+    if sinks.shape != (q.shape[1],) or sinks.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"cached_sink_attention sinks {sinks} must be a float [{q.shape[1]}] (one per query head)")
+    if a.get("window", 0) < 0:
+        raise ValueError(f"cached_sink_attention window={a['window']} must be >= 0 (0: no window)")
+    return q.with_shape(q.shape[:3] + v.shape[-1:])
+
+
+def seen(pos: np.ndarray, capacity: int, window: int) -> np.ndarray:
+    """[b, L, C] True where the query at positions[b, i] reads cache row j: j <= its position, and
+    position - j < window when there is one (sink_attention's ``allowed`` at the queries' positions)."""
+    j = np.arange(capacity)[None, None, :]
+    p = np.asarray(pos)[:, :, None]
+    return (j <= p) & ((p - j < window) if window else True)
+
+
+def _cached_ref(args, a):
+    q, k, v, pos, sinks = (x.astype(np.float32) if x.dtype in (np.float16,) else x for x in args)
+    f = q.dtype
+    k, v = grouped(q, k.astype(f)), grouped(q, v.astype(f))  # an fp8 cache is widened as it is read
+    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(q, a), dtype=f)
+    s = np.where(seen(pos, k.shape[2], a.get("window", 0))[:, None], s, -np.inf)
+    sink = np.broadcast_to(sinks.reshape(1, -1, 1, 1).astype(f), s.shape[:-1] + (1,))
+    top = np.maximum(s.max(-1, keepdims=True), sink)
+    e = np.exp(s - top)
+    return ((e / (e.sum(-1, keepdims=True) + np.exp(sink - top))) @ v).astype(args[0].dtype, copy=False)
+
+
+def read_rows(capacity: int, window: int) -> int:
+    """Cache rows a query reads at most: the capacity, or the window on a sliding layer."""
+    return min(capacity, window) if window else capacity
+
+
+def _cached_flops(ins, out, a):
+    # the rows a query can read (the window on a sliding layer; else every row, as cached_attention counts),
+    # plus the sink's exp and add per query
+    q, k, v = ins[:3]
+    heads, L, E, Ev = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], v.shape[3]
+    S = read_rows(k.shape[2], a.get("window", 0))
+    return heads * (2 * L * S * E + 2 * L * S * Ev + 6 * L * S + 2 * L)
+
+
+def _cached_bytes(ins, out, a):
+    q, k, v, pos, sinks = ins
+    share = read_rows(k.shape[2], a.get("window", 0)) / k.shape[2]  # a sliding layer reads its window's rows only
+    return round(q.nbytes + pos.nbytes + sinks.nbytes + share * (k.nbytes + v.nbytes)), out.nbytes
+
+
+define("cached_sink_attention", "attention", _cached_infer, _cached_ref, flops=_cached_flops, arity=(5, 5),
+       bytes_moved=_cached_bytes, attrs={"scale": Attr("float?", None), "window": Attr("int", 0)},
+       doc="sink_attention over a KV cache: query i of sample b reads the rows j <= positions[b, i] (window > 0: "
+           "and positions[b, i] - j < window), its head's sink in the softmax's sum; operands (q, k, v, positions, "
+           "sinks)")
