@@ -36,7 +36,7 @@ PUBLISHED = [
     ("WaferLLM, LLaMA2-13B on a WSE-2 (420 x 420 cores)", 2039.2, "WaferLLM decode TPR (tokens/s/request, WSE-2)",
      "cerebras-gpt-13b", "wse2", 1),
     ("Cerebras Inference, Llama 3.1 8B (CS-3)", 1800.0, CEREBRAS, "llama-3.1-8b", "wse3", 1),
-    ("Cerebras Inference, Llama 3.1 70B (CS-3s)", 450.0, CEREBRAS, "llama-3.1-70b", "wse3", 5),
+    ("Cerebras Inference, Llama 3.1 70B (CS-3s)", 450.0, CEREBRAS, "llama-3.1-70b", "wse3", 4),
 ]
 
 
@@ -65,6 +65,7 @@ def one(model: str, target: str, batch: int, prompt_len: int, new_tokens: int, s
         "kv_cache_mib": g["kv_cache_bytes"] / 2 ** 20, "kv_cache_bytes_per_core": g["kv_cache_bytes_per_core"],
         "weight_gb": g["weight_bytes"] / 1e9, "cores_used": sum(s["cores_used"] for s in g["systems_detail"]),
         "generate_ms": 1e3 * g["generate_seconds"],
+        "placement": g["placement_kind"], "prefill_placement": g["prefill_placement_kind"],
     }
 
 
@@ -99,16 +100,19 @@ def comparison(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | target | systems | batch | TTFT ms | decode us/token (first .. last) | tokens/s | per user "
-            "| roofline tokens/s | x roofline | KV cache MiB | KV B/core |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| model | target | systems | batch | placement (decode / prefill) | TTFT ms "
+            "| decode us/token (first .. last) | tokens/s | per user | roofline tokens/s | x roofline | KV cache MiB "
+            "| KV B/core |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         if not r["ok"]:
             lines.append(f"| {r['model']} | {r['target']} | {r['systems']} | {r['batch']} | {why_not(r['error'])} "
-                         "|||||||||")
+                         "||||||||||")
             continue
-        lines.append(f"| {r['model']} | {r['target']} | {r['systems']} | {r['batch']} | {r['ttft_ms']:.3f} | "
+        # rows of a run before the placement was recorded were of the throughput placement
+        kinds = f"{r.get('placement', 'throughput')} / {r.get('prefill_placement', 'throughput')}"
+        lines.append(f"| {r['model']} | {r['target']} | {r['systems']} | {r['batch']} | {kinds} | {r['ttft_ms']:.3f} | "
                      f"{r['decode_us_per_token']:.1f} ({r['decode_us_first']:.1f} .. {r['decode_us_last']:.1f}) | "
                      f"{r['decode_tokens_per_s']:,.0f} | {r['decode_tokens_per_s_per_user']:,.0f} | "
                      f"{r['roofline_tokens_per_s']:,.0f} | {r['over_roofline']:,.0f} | {r['kv_cache_mib']:.0f} | "
@@ -153,6 +157,9 @@ def markdown(record: dict) -> str:
           "Simulated, not measured: see waferscale/backends/assumptions.py.\n\n" + table(rows))
     if skipped:
         md += f"\nNot in the zoo at this revision (skipped): {', '.join(skipped)}.\n"
+    md += ("\nPlacement: `wafer compile --generate` weighs both (`--placement auto`) and keeps, for the decode steps "
+           "and for the prefill apart, the latency or the throughput placement, whichever runs it faster "
+           "(docs/decode.md); rows of a run before that was recorded are of the throughput placement.\n")
     md += ("\nBeside published decode rates (other mappings and systems, so a comparison of orders, not a "
            "calibration; docs/generation.md discusses it):\n\n" + comparison(rows))
     md += "\nThe published facts (benchmarks/calibration/published_kernels.json):\n\n"
