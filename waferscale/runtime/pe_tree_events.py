@@ -48,7 +48,7 @@ from .pe_layout import Layout
 from .pe_tree import run_tree
 from .pe_tree_edge import solve_edge
 from .pe_tree_fused import run_tree_fused
-from .pe_tree_sites import Plan, sites
+from .pe_tree_sites import SEG, Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
@@ -167,6 +167,16 @@ class Group:
         self.xold = np.full((na, w), neg, dt)  # ... the latest of older tokens
         self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - W - 1 there
         self.X = np.empty((2, na, w), dt)  # this token's: from the first cycle one wanted to the last move
+        n = max(len(g.kind) for g in sp.stages)
+        self.buf = np.empty((D, n, w), np.int64)
+        ramp = np.arange(D, dtype=np.int64)[:, None, None]
+        self.pre = []  # per stage, in the scan's domain (see ``token``): the offsets of the moves' rules
+        for g in sp.stages:
+            seg = (g.off[:, 0] + np.arange(len(g.off))) // SEG
+            self.pre.append((g.off + 1,  # after its previous wavelet
+                             np.where(g.bp[:-1], g.off[:-1] + 1, -SEG)[None] - ramp,  # room (-SEG: none)
+                             g.off[None] - ramp,  # the domain's offset of each wavelet of a block at each site
+                             int(np.bincount(seg - seg.min()).max())))  # the longest path: the scan's reach
         self.exit_max = int(neg)
         self.contended = 0
         if sp.hops:
@@ -200,32 +210,45 @@ class Group:
                 B = BL[:, g.arb_slot]
                 blo = B.reshape(2 * W + 1, nt, *B.shape[1:]).min(axis=1)  # each token's first and last
                 bhi = B.reshape(2 * W + 1, nt, *B.shape[1:]).max(axis=1)  # phase-1 move there
-            for s in range(nt):
-                b = v[D + s - 1] + 1
-                np.maximum(b[:-1], np.where(g.bp[:-1], v[s, 1:] + 1, self.neg), out=b[:-1])
-                if s == 0:
+            # D wavelets at a time (their room was made by the D before them), in the scan's domain:
+            # z = cycle + the site's segment offset - the wavelet's index in the block, in int64, so
+            # that a running max along the wavelets and one along the sites (segmented by the offset)
+            # give every move its max over the moves it waits for, one cycle per move
+            off, (off1, bpz, zoff, span) = g.off, self.pre[st]
+            if len(g.arb):
+                aoff = zoff[:, g.arb]
+            for s0 in range(0, nt, D):
+                L = min(D, nt - s0)
+                z = self.buf[:L, :len(g.kind)]
+                np.add(v[s0:s0 + L, 1:], bpz[:L], out=z[:, :-1])  # room: the next site took the wavelet D before
+                z[:, -1] = -SEG
+                np.maximum(z[0], v[D + s0 - 1] + off1, out=z[0])  # its own previous wavelet, one cycle on
+                if s0 == 0:
                     if len(g.first):
-                        r = g.row[g.first]
-                        b[g.first] = np.maximum(np.maximum(b[g.first], tokdone[r, cs]), done[r, cs] + 1)
+                        r, of = g.row[g.first], off[g.first]
+                        z[0, g.first] = np.maximum(np.maximum(z[0, g.first], tokdone[r, cs] + of), done[r, cs] + 1 + of)
                     if len(g.later):
-                        b[g.later] = np.maximum(b[g.later], V[st - 1][D + nt - 1, g.later_prev] + 1)
-                x = _segscan(b, g.off)
-                if len(g.arb):
-                    e = x[g.arb]
+                        prev = V[st - 1][D + nt - 1, g.later_prev]  # the pass before, in the stage before
+                        z[0, g.later] = np.maximum(z[0, g.later], prev + 1 + off[g.later])
+                _cummax(z, span)
+                if len(g.arb):  # raised to the first free cycle, and on again from there (the max is monotone)
+                    e = z[:, g.arb] - aoff[:L]
                     free = _first_free(e, B, blo, bhi)
                     while (free > e).any():
-                        b[g.arb] = np.maximum(b[g.arb], free)
-                        x = _segscan(b, g.off)
-                        e = x[g.arb]
+                        z[:, g.arb] = np.maximum(z[:, g.arb], free + aoff[:L])
+                        _cummax(z, span)
+                        e = z[:, g.arb] - aoff[:L]
                         free = _first_free(e, B, blo, bhi)
-                    want = np.maximum(v[D + s - 1, g.arb] + 1, x[g.arb - 1] + 1)  # its max, without the wait
-                    np.maximum(want, np.where(g.bp[g.arb], v[s, np.minimum(g.arb + 1, len(b) - 1)] + 1, self.neg),
-                               out=want)
-                    self.contended += int((e - want).sum())
-                    if s == 0:
-                        self.X[0, g.arb_slot] = want
-                    self.X[1, g.arb_slot] = e
-                v[D + s] = x
+                np.subtract(z, zoff[:L], out=v[D + s0:D + s0 + L], casting="unsafe")
+            if len(g.arb):  # each wait: the move's cycle less its max without the wait
+                a = g.arb
+                e = v[D:D + nt, a]
+                want = np.maximum(v[D - 1:D + nt - 1, a], v[D:D + nt, a - 1])
+                np.maximum(want, np.where(g.bp[a], v[:nt, np.minimum(a + 1, len(g.kind) - 1)], self.neg), out=want)
+                want += 1
+                self.contended += int((e.astype(np.int64) - want).sum())
+                self.X[0, g.arb_slot] = want[0]
+                self.X[1, g.arb_slot] = e[-1]
             if g.exit >= 0:
                 self.exit_max = max(self.exit_max, int(v[D + nt - 1, g.exit].max()))
             for i, js, rows in g.passes:
@@ -302,25 +325,30 @@ def _same_within(x: np.ndarray, y: np.ndarray | None, lo: np.ndarray, hi: np.nda
     return bool(np.array_equal(xs, ys))
 
 
-def _segscan(b: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """x[i] = max over j <= i in i's segment of b[j] + (i - j): one cycle per move along a path."""
-    x = b.astype(np.int64)
-    x += off
-    np.maximum.accumulate(x, axis=0, out=x)
-    x -= off
-    return x.astype(b.dtype)
+def _cummax(z: np.ndarray, span: int) -> None:
+    """In place, the running max of z along its first two axes (wavelets, then sites, up to ``span``
+    sites), by doubling: a few whole-array maxima (``np.maximum.accumulate`` takes an element at a
+    time, some twenty times an add's time per element)."""
+    k = 1
+    while k < len(z):
+        np.maximum(z[k:], z[:-k], out=z[k:])
+        k *= 2
+    k = 1
+    while k < span:
+        np.maximum(z[:, k:], z[:, :-k], out=z[:, k:])
+        k *= 2
 
 
 def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The first cycle from ``e`` (sites, columns) on that is not in ``B`` (cycles along axis 0, in
-    blocks whose least and greatest values are ``lo`` and ``hi``, (blocks, sites, columns); a
-    guessed block need not follow the one before it), looked for only where e is within a block's
-    span: one cycle on while the cycle is taken."""
-    hit = ((lo <= e) & (e <= hi)).any(axis=0)
+    """The first cycle from ``e`` (wavelets, sites, columns) on that is not in ``B`` (cycles along
+    axis 0, in blocks whose least and greatest values are ``lo`` and ``hi``, (blocks, sites,
+    columns); a guessed block need not follow the one before it), looked for only where e is within
+    a block's span: one cycle on while the cycle is taken."""
+    hit = ((lo[:, None] <= e) & (e <= hi[:, None])).any(axis=0)
     if not hit.any():
         return e
-    a, c = np.nonzero(hit)
-    x = e[a, c]
+    s, a, c = np.nonzero(hit)
+    x = e[s, a, c]
     b = B[:, a, c]
     while True:
         taken = (b == x).any(axis=0)
@@ -328,7 +356,7 @@ def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
             break
         x += taken
     out = e.copy()
-    out[a, c] = x
+    out[s, a, c] = x
     return out
 
 
