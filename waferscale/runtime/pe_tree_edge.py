@@ -97,25 +97,37 @@ def _close(z: np.ndarray) -> None:
 def _first_free(e: np.ndarray, blk: np.ndarray, hi: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     """The first cycle from ``e`` (wavelets, links, columns) on that no phase-1 move of ``blk``
     (tokens, nt, links, columns; increasing) takes. ``ptr`` (as e): the first token whose last
-    move is not before e (advanced in place: e only grows). The run of consecutive cycles from e is
-    found by rank in that token and the next, again from its end while it reaches further."""
+    move is not before e (advanced in place: e only grows); e before that token's first move is
+    free. Elsewhere the run of consecutive cycles from e is found by rank in that token and the
+    next, again from its end while it reaches further."""
     m = len(blk)
-    L, ne, w = e.shape
-    a = np.arange(ne)[None, :, None]
-    col = np.arange(w)[None, None, :]
-    c = e
+    a = np.arange(e.shape[1])[None, :, None]
+    col = np.arange(e.shape[2])[None, None, :]
     while True:
+        adv = (hi[ptr, a, col] < e) & (ptr < m - 1)
+        if not adv.any():
+            break
+        ptr += adv
+    at = np.nonzero(e >= blk[ptr, 0, a, col])  # within (or past all) of the phase-1 moves of token ptr
+    if not len(at[0]):
+        return e
+    _, ai, ci = at
+    x, p = e[at], ptr[at]
+    kk = np.arange(2 * blk.shape[1], dtype=np.int64)
+    while True:
+        p2 = np.minimum(p + 1, m - 1)
+        two = np.concatenate([blk[p, :, ai, ci], np.where((p2 > p)[:, None], blk[p2, :, ai, ci], np.int64(1) << 60)],
+                             axis=1)  # (candidates, 2 nt)
+        i = (two < x[:, None]).sum(axis=1)
+        run = (((two - kk) == (x - i)[:, None]) & (kk >= i[:, None])).sum(axis=1)
+        if not run.any():
+            break
+        x += run
         while True:
-            adv = (hi[ptr, a, col] < c) & (ptr < m - 1)
+            adv = (hi[p, ai, ci] < x) & (p < m - 1)
             if not adv.any():
                 break
-            ptr += adv
-        p2 = np.minimum(ptr + 1, m - 1)
-        two = np.concatenate([blk[ptr, :, a, col], np.where((p2 > ptr)[..., None], blk[p2, :, a, col],
-                                                             np.int64(1) << 60)], axis=-1)  # (L, ne, w, 2 nt)
-        kk = np.arange(two.shape[-1], dtype=np.int64)
-        i = (two < c[..., None]).sum(axis=-1)
-        run = (((two - kk) == (c - i)[..., None]) & (kk >= i[..., None])).sum(axis=-1)
-        if not run.any():
-            return c
-        c = c + run
+            p += adv
+    c = e.copy()
+    c[at], ptr[at] = x, p
+    return c
