@@ -22,7 +22,7 @@ lose the cycles of the previous token's passes (they share the datapath).
 
 A phase-2 wavelet of token t can also wait for a phase-1 wavelet of a later token (the next
 tokens' phase-1 waves, already under way). The solver solves token t with the phase-1 moves of
-tokens t - W .. t + W on the shared links in view, the later ones as their last solve found them or
+tokens t - W .. t + W (W = ``window``) on the shared links in view, the later ones as their last solve found them or
 as the last two solved suggest (steady state repeats), and keeps, per link, the span of token t's
 phase-2 moves. When a later token is solved, its true phase-1 moves must be what token t took
 within that span; where they are not, token t is solved again with them (and the tokens after it),
@@ -73,12 +73,24 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
 
 
 def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:
-    """Whether the solver is worth trying: the queues between two group roots hold at most W / 2
+    """Whether the solver is worth trying: the queues between two group roots hold at most LAG
     tokens' partial sums, so that the groups run at most about that far ahead of each other (the
-    solver takes W tokens either side into account; a deeper column leaves it re-solving tokens
-    over and over, slower than the loop, and beyond W giving up)."""
+    solver takes ``window`` tokens either side into account; a deeper column leaves it re-solving
+    tokens over and over, slower than the loop, and beyond the window giving up)."""
+    return _lag(lay, p, depth) <= LAG
+
+
+def window(lay: Layout, p: ColumnPlan, depth: int) -> int:
+    """Tokens either side whose phase-1 moves a token's phase-2 moves are solved against: as many
+    as the queues between two group roots hold, at least 2, at most 4 (each one more costs every
+    wait's search a token's moves)."""
+    return min(4, max(2, _lag(lay, p, depth)))
+
+
+def _lag(lay: Layout, p: ColumnPlan, depth: int) -> int:
+    """Tokens' partial sums the longest queue between two group roots holds (rounded up)."""
     hops = max([p.hops(r, k) for r in range(p.rows) for k in p.ins[r] if k in (S2, N2)], default=0)
-    return hops * depth <= W // 2 * int(lay.nt.min())
+    return -(-hops * depth // int(lay.nt.min()))
 
 
 def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, max_cycles: int,
@@ -95,7 +107,8 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     ntmax, ntmin = int(ns[0]), int(ns[-1])
     c1 = int(np.count_nonzero(ns == ntmax))
     groups = [(slice(0, c1), ntmax)] + ([(slice(c1, C), ntmin)] if ntmin < ntmax else [])
-    groups = [Group(sp, cs, nt, D, dt, neg, big, m) for cs, nt in groups]
+    W = window(lay, plan, D)
+    groups = [Group(sp, cs, nt, D, dt, neg, big, m, W) for cs, nt in groups]
     n = sp.pmax * ntmax
     goall = np.full((n, R, C), big, dt)  # each core's go cycles of the last token, sorted (big: none)
     first = goall[0]
@@ -146,14 +159,15 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
 
 
 OK, FAIL = -1, -2  # else: the token to solve again
-W = 4  # tokens either side whose phase-1 moves a token's phase-2 moves are solved against
+LAG = 2  # tokens the queues between two group roots may hold for the solver to be tried (``fits``)
 
 
 class Group:
     """The reduce of the columns ``cs``, each with ``nt`` partial sums, token by token."""
 
-    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big, m: int):
+    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big, m: int, W: int):
         self.sp, self.cs, self.nt, self.D, self.dt, self.neg, self.big, self.m = sp, cs, nt, D, dt, neg, big, m
+        self.W = W  # tokens either side whose phase-1 moves a token's phase-2 moves are solved against
         w = cs.stop - cs.start
         self.V = [np.full((D + nt, len(g.kind), w), neg, dt) for g in sp.stages]
         na = len(sp.arb_l0)
@@ -196,7 +210,7 @@ class Group:
         self.exit_max = sn[5]
 
     def token(self, t: int, tokdone, done, goall, last) -> None:
-        sp, cs, nt, D, V, BL = self.sp, self.cs, self.nt, self.D, self.V, self.BL
+        sp, cs, nt, D, V, BL, W = self.sp, self.cs, self.nt, self.D, self.V, self.BL, self.W
         self.contended = 0
         self.used[t] = tuple(self.guess(u) for u in range(t + 1, t + W + 1))
         for i, x in enumerate(self.used[t]):
@@ -276,7 +290,7 @@ class Group:
         the phase-2 moves of earlier tokens on the same links: of t - W's to t - 1's unless that
         token was solved with exactly these in view. Else the token to solve again, or FAIL: an
         older one."""
-        nt, BL, XH = self.nt, self.BL, self.XH
+        nt, BL, XH, W = self.nt, self.BL, self.XH, self.W
         if not BL.shape[1]:
             return OK
         cur = BL[W * nt:(W + 1) * nt]
