@@ -110,6 +110,7 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     W = window(lay, plan, D)
     groups = [Group(sp, cs, nt, D, dt, neg, big, m, W) for cs, nt in groups]
     n = sp.pmax * ntmax
+    deep = np.array([plan.passes(r) > 1 for r in range(R)])
     goall = np.full((n, R, C), big, dt)  # each core's go cycles of the last token, sorted (big: none)
     first = goall[0]
     contended, snaps, redo, t = [], {}, 0, 0
@@ -141,7 +142,7 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
         a.DONE[1:] = a.DONE[:-1].copy()
         a.DONE[0] = last
         if nbuf == 2:
-            a.steal = (goall[:, None], 0, n, first)
+            a.steal = (goall[:, None], 0, n, first, (ntmax, deep))  # one pass a token: ntmax go cycles
         t += 1
     for g in groups:
         if sp.hops:  # the column root's stream to the south edge, with every token's phase-1 moves in view
