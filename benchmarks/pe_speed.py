@@ -166,7 +166,8 @@ tokens either side in view (the lag the queues between roots allow, was four), s
 stream's free cycles only where a wavelet meets phase-1 moves (`runtime/pe_tree_edge.py`) and reads
 one pass of go history at the non-root cores when the FMACs give up cycles to the reduce
 (`runtime/pe_events.py`); the same cycles and waits (`tests/test_pe_tree_events.py`). Its CPU on
-this case fell from about 0.31 to 0.23 s (one session, load 6, `simulate_gemm` alone). What is
+this case fell from 0.39-0.41 to 0.28-0.29 s (`simulate_gemm`, fresh processes, three each, one
+session at load 5 to 6). What is
 left is per-call overhead: some 10 NumPy calls per block of D wavelets of a stage and token, on
 arrays of a few thousand elements, a third of the token solves spent again (a phase-2 wait solved
 against a guessed later token's phase-1 moves is redone when that token comes out otherwise: tokens
@@ -174,11 +175,11 @@ against a guessed later token's phase-1 moves is redone when that token comes ou
 meshes the tree runs its cycle loop fused (`runtime/pe_tree_fused.py`, the same cycles as the
 reference `runtime/pe_tree.py`: `tests/test_pe_tree_fused.py`): some 50 whole-grid NumPy calls and
 some 40 over the roots' rows a cycle, where the bare step makes 3. The event solver is no faster
-there: on a 16-token GEMM at 256 x 256 it finds the loop's cycles but takes 8.0 s of CPU against the
-fused loop's 2.2 s (a 4-token window; its blocks of (D, sites, columns) leave the cache, and it
-re-solves tokens as at 64 x 64). Not done: a loop over bits (64 cores a word) for the full wafer,
-where the fused loop is bound by memory traffic, and a solver whose phase-2 waits need no guess of
-later tokens."""
+there: on a 16-token GEMM at 256 x 256 it finds the loop's cycles but takes 5.1 s of CPU (8.0 s
+before these changes) against the fused loop's 2.3 s (a 4-token window; its blocks of (D, sites,
+columns) leave the cache, and it re-solves tokens as at 64 x 64). Not done: a loop over bits (64
+cores a word) for the full wafer, where the fused loop is bound by memory traffic, and a solver whose
+phase-2 waits need no guess of later tokens."""
 
 
 def main() -> None:
