@@ -74,16 +74,12 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
 
 def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:
     """Whether the solver is worth trying: the queues between two group roots hold at most LAG
-    tokens' partial sums, so that the groups run at most about that far ahead of each other (the
-    solver takes ``window`` tokens either side into account; a deeper column leaves it re-solving
-    tokens over and over, slower than the loop, and beyond the window giving up)."""
+    tokens, so the groups run at most that far apart (deeper, it re-solves tokens over and over)."""
     return _lag(lay, p, depth) <= LAG
 
 
 def window(lay: Layout, p: ColumnPlan, depth: int) -> int:
-    """Tokens either side whose phase-1 moves a token's phase-2 moves are solved against: as many
-    as the queues between two group roots hold, at least 2, at most 4 (each one more costs every
-    wait's search a token's moves)."""
+    """Tokens either side a token's phase-2 waits are solved against: the lag, 2 to 4."""
     return min(4, max(2, _lag(lay, p, depth)))
 
 
@@ -182,8 +178,7 @@ class Group:
         self.xold = np.full((na, w), neg, dt)  # ... the latest of older tokens
         self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - W - 1 there
         self.X = np.empty((2, na, w), dt)  # this token's: from the first cycle one wanted to the last move
-        n = max(len(g.kind) for g in sp.stages)
-        self.buf = np.empty((D, n, w), np.int64)
+        self.buf = np.empty((D, max(len(g.kind) for g in sp.stages), w), np.int64)
         ramp = np.arange(D, dtype=np.int64)[:, None, None]
         self.pre = []  # per stage, in the scan's domain (see ``token``): the offsets of the moves' rules
         for g in sp.stages:
@@ -192,8 +187,7 @@ class Group:
                              np.where(g.bp[:-1], g.off[:-1] + 1, -SEG)[None] - ramp,  # room (-SEG: none)
                              g.off[None] - ramp,  # the domain's offset of each wavelet of a block at each site
                              int(np.bincount(seg - seg.min()).max())))  # the longest path: the scan's reach
-        self.exit_max = int(neg)
-        self.contended = 0
+        self.exit_max, self.contended = int(neg), 0
         if sp.hops:
             self.send, self.ramp = np.empty((2, m * nt, w), dt)
             self.eb = np.empty((m * nt, len(sp.edge_arb), w), dt)
