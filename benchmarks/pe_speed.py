@@ -159,23 +159,27 @@ def goals(rows: list[dict]) -> list[str]:
     return out
 
 
-WHY = """Why the tree is short of 0.25: on the deeper meshes it runs its cycle loop, now fused
-(`runtime/pe_tree_fused.py`): each queue the reduce plan uses kept once (a core that is not a group root
-has one input and one pass a token, so one router queue and one core queue serve every such core),
-the group roots' several inputs and passes in small arrays over their rows, the queues and the events
-that empty them stacked so that one call serves all, and no per-router counters (filled with the
-totals, as the event solvers do). Its moves and waits are those of `runtime/pe_tree.py` (the reference,
-`engine="cycles"`; `tests/test_pe_tree_fused.py` holds the two to the same cycles and phase-2 waits).
-Still, a cycle takes some 50 whole-grid NumPy calls and some 40 small ones over the roots' rows, where
-the bare step makes 3: at 256 x 256 each costs a few microseconds whatever it does, and on the full
-wafer each whole-grid one moves 1.5 to 2 MB, so a cycle of the tree costs about nine bare steps. The
-unfused loop (four-kind arrays over every row, counters ticked at every router) took 19.8 s and 111.7 s
-of CPU for these two cases in the previous run of this benchmark (load 5.1). The event solver
-(`runtime/pe_tree_events.py`), which gives the 64 x 64 case, re-solves tokens on deeper columns, whose
-groups run more tokens apart than its window (in trials at 256 x 256, with a window of 8 tokens: 62 s
-of CPU against the unfused loop's 18 s). Not done: solving the groups in an order skewed by how far they
-run ahead (each group its own token), and a loop over bits (64 cores a word, queue counts as bit
-planes) for the full wafer, where the fused loop is bound by memory traffic."""
+WHY = """Why the tree is short of 0.25. At 64 x 64 its event solver (`runtime/pe_tree_events.py`) now
+solves D wavelets of a stage at a time (their room was made by the block before), takes its running
+maxima by doubling (NumPy's `maximum.accumulate` costs some twenty adds' time per element), holds two
+tokens either side in view (the lag the queues between roots allow, was four), searches the edge
+stream's free cycles only where a wavelet meets phase-1 moves (`runtime/pe_tree_edge.py`) and reads
+one pass of go history at the non-root cores when the FMACs give up cycles to the reduce
+(`runtime/pe_events.py`); the same cycles and waits (`tests/test_pe_tree_events.py`). Its CPU on
+this case fell from 0.39-0.41 to 0.28-0.29 s (`simulate_gemm`, fresh processes, three each, one
+session at load 5 to 6). What is
+left is per-call overhead: some 10 NumPy calls per block of D wavelets of a stage and token, on
+arrays of a few thousand elements, a third of the token solves spent again (a phase-2 wait solved
+against a guessed later token's phase-1 moves is redone when that token comes out otherwise: tokens
+8-9 and 12-13 change pace), and the A side (FMACs, the reduce's steal) a quarter. On the deeper
+meshes the tree runs its cycle loop fused (`runtime/pe_tree_fused.py`, the same cycles as the
+reference `runtime/pe_tree.py`: `tests/test_pe_tree_fused.py`): some 50 whole-grid NumPy calls and
+some 40 over the roots' rows a cycle, where the bare step makes 3. The event solver is no faster
+there: on a 16-token GEMM at 256 x 256 it finds the loop's cycles but takes 5.1 s of CPU (8.0 s
+before these changes) against the fused loop's 2.3 s (a 4-token window; its blocks of (D, sites,
+columns) leave the cache, and it re-solves tokens as at 64 x 64). Not done: a loop over bits (64
+cores a word) for the full wafer, where the fused loop is bound by memory traffic, and a solver whose
+phase-2 waits need no guess of later tokens."""
 
 
 def main() -> None:

@@ -232,8 +232,10 @@ def _scan(x: np.ndarray, step: int, axis: int = 1) -> None:
 def _steal(pop: np.ndarray, start: np.ndarray, c: np.ndarray, steal: tuple, r: slice, last: np.ndarray) -> None:
     """Push each ``pop`` (``start + c``) of rows ``r`` later by the reduce's cycles in its window, in the
     band of rows where any may fall. ``steal``: the blocked go history, its offset and length, and
-    the first go of each core; the go cycles of a core are sorted and distinct."""
-    go, off, n, first = steal
+    the first go of each core; the go cycles of a core are sorted and distinct. Optionally also
+    (n_short, deep): only the rows ``deep`` (bool per row) have more than the first n_short go
+    cycles (the rest of their history is past every cycle: the tree's non-root cores)."""
+    go, off, n, first = steal[:4]
     need = start <= last
     need &= pop >= first[r]
     band = np.flatnonzero(need.any(axis=1))
@@ -241,17 +243,32 @@ def _steal(pop: np.ndarray, start: np.ndarray, c: np.ndarray, steal: tuple, r: s
         return
     b = slice(band[0], band[-1] + 1)
     rows = slice(r.start + band[0], r.start + band[-1] + 1)
-    g = go[off:off + n, :, rows].transpose(0, 2, 1, 3).reshape(n, b.stop - b.start, -1)  # (n, rows, C)
-    st = start[b]
+    st, cb = start[b], c[b]
+    if len(steal) == 4:
+        pop[b] += _taken(go, off, n, rows, st, cb, pop.dtype)
+        return
+    short, deep = steal[4]
+    k = _taken(go, off, short, rows, st, cb, pop.dtype)
+    d = np.flatnonzero(deep[rows])
+    if len(d):
+        k[d] = _taken(go, off, n, rows.start + d, st[d], cb[d], pop.dtype)
+    pop[b] += k
+
+
+def _taken(go: np.ndarray, off: int, n: int, rows, st: np.ndarray, c: np.ndarray, dt) -> np.ndarray:
+    """The reduce's cycles that fall in each element's window: from ``st`` until ``c`` + 1 cycles
+    not taken by it have passed (rows ``rows`` of the go history, its first n)."""
+    g = go[off:off + n, :, rows]
+    g = g.transpose(0, 2, 1, 3).reshape(n, g.shape[2], -1)  # (n, rows, C)
     cnt = np.uint8 if n < 256 else np.int32
-    before = np.add.reduce((g < st).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)
+    before = np.add.reduce((g < st).view(np.uint8), axis=0, dtype=cnt).astype(dt)
     # go - its rank: the cycles not taken before it (a copy: g is a view of go where go has one block)
     g = g - np.arange(n, dtype=g.dtype)[:, None, None]
-    thr = c[b] + 1 - before
+    thr = c + 1 - before
     thr += st
-    k = np.add.reduce((g < thr).view(np.uint8), axis=0, dtype=cnt).astype(pop.dtype)
+    k = np.add.reduce((g < thr).view(np.uint8), axis=0, dtype=cnt).astype(dt)
     k -= before
-    pop[b] += k
+    return k
 
 
 def _block_width(C: int, target: int) -> int:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+NONE = np.iinfo(np.int64).min // 4  # no move yet
+
 
 def solve_edge(send: np.ndarray, ramp: np.ndarray, blockers: np.ndarray, arb: np.ndarray, hops: int, depth: int,
                nt: int):
@@ -27,70 +29,105 @@ def solve_edge(send: np.ndarray, ramp: np.ndarray, blockers: np.ndarray, arb: np
     ``ramp`` (N, w): the cycle each left the ramp in the first solve; ``blockers`` (N, nE, w): the
     phase-1 moves on the shared links (increasing, in blocks of ``nt`` per token); ``arb`` (nE,):
     the hop of each. Returns (the last cycle out of the south edge, the cycles phase-2 wavelets
-    waited, per column) or None where the ramp moves differ."""
+    waited, per column) or None where the ramp moves differ.
+
+    ``depth`` wavelets at a time (the room each waits for was made by the block before): in the
+    domain z = cycle - hop - the wavelet's index in the block, a running max along the wavelets and
+    one along the hops give each move its max over the moves it waits for; a move on a shared link
+    is then raised to the first cycle the phase-1 stream leaves free, and the maxima taken again,
+    until none is raised (each rule is monotone, so this ends at the least solution, which is the
+    loop's: every move at the first cycle its rules allow)."""
     N, w = send.shape
     D, H = depth, hops
-    ring = np.full((D + 1, H + 1, w), np.iinfo(np.int64).min // 4, np.int64)  # [g % (D + 1)]: wavelet g
-    ramp_h = np.arange(H + 1, dtype=np.int64)[:, None]
     ne = len(arb)
     m = N // nt
     blk = blockers.reshape(m, nt, ne, w).astype(np.int64)
     hi = blk[:, -1]  # each token's last phase-1 move per link
-    ptr = np.zeros((ne, w), np.intp)
+    ptr = np.zeros((D, ne, w), np.intp)  # per wavelet of the block: the first token whose last move is not before it
     waited = np.zeros(w, np.int64)
     nxt = np.minimum(arb + 1, H)
-    has_next = (arb < H)[:, None]
-    for g in range(N):
-        prev, back = ring[(g - 1) % (D + 1)], ring[(g - D) % (D + 1)]  # wavelet g - 1; g - D (its room)
-        b = prev + 1
-        np.maximum(b[:-1], back[1:] + 1, out=b[:-1])
-        np.maximum(b[0], send[g] + 1, out=b[0])
-        x = _scan(b, ramp_h)
+    has_next = (arb < H)[None, :, None]
+    ramp_hj = (np.arange(D, dtype=np.int64)[:, None, None] + np.arange(H + 1, dtype=np.int64)[None, :, None])
+    aramp = ramp_hj[:, arb]
+    P = np.full((D, H + 1, w), NONE, np.int64)  # the block before (none yet)
+    z = np.empty((D, H + 1, w), np.int64)
+    for g0 in range(0, N, D):
+        L = min(D, N - g0)
+        zl, rl = z[:L], ramp_hj[:L]
+        np.add(P[:L, 1:], 1, out=zl[:, :-1])  # room: the next hop took the wavelet D before
+        zl[:, -1] = NONE  # (the south edge always has room)
+        np.maximum(zl[0], P[-1] + 1, out=zl[0])  # the wavelet before, one cycle on
+        np.maximum(zl[:, 0], send[g0:g0 + L] + 1, out=zl[:, 0])  # off the ramp once sent
+        zl -= rl
+        _close(zl)
         if ne:
+            p = ptr[:L]
             while True:
-                e = x[arb]
-                c = _first_free(e, blk, hi, ptr)
+                e = zl[:, arb] + aramp[:L]
+                c = _first_free(e, blk, hi, p)
                 if not (c > e).any():
                     break
-                b[arb] = np.maximum(b[arb], c)
-                x = _scan(b, ramp_h)
-            want = np.maximum(prev[arb] + 1, x[arb - 1] + 1)
-            np.maximum(want, np.where(has_next, back[nxt] + 1, want), out=want)
-            waited += (x[arb] - want).sum(axis=0)
-        if not np.array_equal(x[0], ramp[g]):
+                zl[:, arb] = np.maximum(zl[:, arb], c - aramp[:L])
+                _close(zl)
+        x = zl + rl
+        if not np.array_equal(x[:, 0], ramp[g0:g0 + L]):
             return None
-        ring[g % (D + 1)] = x
-    return ring[(N - 1) % (D + 1), H], waited
+        if ne:  # each wait: the move less its max without the wait
+            prev = np.concatenate([P[-1:, arb], x[:-1, arb]])
+            want = np.maximum(prev, x[:, arb - 1])
+            np.maximum(want, np.where(has_next, P[:L, nxt], want), out=want)
+            waited += (x[:, arb] - want - 1).sum(axis=(0, 1))
+            ptr[:] = ptr[L - 1]
+        P[:L] = x
+    return P[(N - 1) % D, H], waited
 
 
-def _scan(b: np.ndarray, ramp: np.ndarray) -> np.ndarray:
-    """x[h] = max over j <= h of b[j] + (h - j): one cycle per hop."""
-    x = b - ramp
-    np.maximum.accumulate(x, axis=0, out=x)
-    x += ramp
-    return x
+def _close(z: np.ndarray) -> None:
+    """In place, the running max of z along wavelets (axis 0) and then hops (axis 1), by doubling."""
+    for ax in (0, 1):
+        n, k = z.shape[ax], 1
+        while k < n:
+            if ax:
+                np.maximum(z[:, k:], z[:, :-k], out=z[:, k:])
+            else:
+                np.maximum(z[k:], z[:-k], out=z[k:])
+            k *= 2
 
 
 def _first_free(e: np.ndarray, blk: np.ndarray, hi: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    """The first cycle from ``e`` (links, columns) on that no phase-1 move of ``blk`` (tokens, nt,
-    links, columns; increasing) takes. ``ptr``: per link and column, the first token whose last
-    move is not before e (advanced in place: e only grows). The run of consecutive cycles from e is
-    found by rank in that token and the next, again from its end while it reaches further."""
+    """The first cycle from ``e`` (wavelets, links, columns) on that no phase-1 move of ``blk``
+    (tokens, nt, links, columns; increasing) takes. ``ptr`` (as e): the first token whose last
+    move is not before e (advanced in place: e only grows); e before that token's first move is
+    free. Elsewhere the run of consecutive cycles from e is found by rank in that token and the
+    next, again from its end while it reaches further."""
     m = len(blk)
-    c = e
+    a = np.arange(e.shape[1])[None, :, None]
+    col = np.arange(e.shape[2])[None, None, :]
     while True:
+        adv = (hi[ptr, a, col] < e) & (ptr < m - 1)
+        if not adv.any():
+            break
+        ptr += adv
+    at = np.nonzero(e >= blk[ptr, 0, a, col])  # within (or past all) of the phase-1 moves of token ptr
+    if not len(at[0]):
+        return e
+    _, ai, ci = at
+    x, p = e[at], ptr[at]
+    kk = np.arange(2 * blk.shape[1], dtype=np.int64)
+    while True:
+        p2 = np.minimum(p + 1, m - 1)
+        two = np.concatenate([blk[p, :, ai, ci], np.where((p2 > p)[:, None], blk[p2, :, ai, ci], np.int64(1) << 60)],
+                             axis=1)  # (candidates, 2 nt)
+        i = (two < x[:, None]).sum(axis=1)
+        run = (((two - kk) == (x - i)[:, None]) & (kk >= i[:, None])).sum(axis=1)
+        if not run.any():
+            break
+        x += run
         while True:
-            cur = np.take_along_axis(hi, ptr[None], 0)[0]
-            adv = (cur < c) & (ptr < m - 1)
+            adv = (hi[p, ai, ci] < x) & (p < m - 1)
             if not adv.any():
                 break
-            ptr += adv
-        p2 = np.minimum(ptr + 1, m - 1)
-        two = np.concatenate([np.take_along_axis(blk, ptr[None, None], 0)[0],
-                              np.where(p2 > ptr, np.take_along_axis(blk, p2[None, None], 0)[0], np.int64(1) << 60)])
-        kk = np.arange(len(two), dtype=np.int64)[:, None, None]
-        i = (two < c).sum(axis=0)
-        run = (((two - kk) == (c - i)) & (kk >= i)).sum(axis=0)
-        if not run.any():
-            return c
-        c = c + run
+            p += adv
+    c = e.copy()
+    c[at], ptr[at] = x, p
+    return c

@@ -22,7 +22,7 @@ lose the cycles of the previous token's passes (they share the datapath).
 
 A phase-2 wavelet of token t can also wait for a phase-1 wavelet of a later token (the next
 tokens' phase-1 waves, already under way). The solver solves token t with the phase-1 moves of
-tokens t - W .. t + W on the shared links in view, the later ones as their last solve found them or
+tokens t - W .. t + W (W = ``window``) on the shared links in view, the later ones as their last solve found them or
 as the last two solved suggest (steady state repeats), and keeps, per link, the span of token t's
 phase-2 moves. When a later token is solved, its true phase-1 moves must be what token t took
 within that span; where they are not, token t is solved again with them (and the tokens after it),
@@ -48,7 +48,7 @@ from .pe_layout import Layout
 from .pe_tree import run_tree
 from .pe_tree_edge import solve_edge
 from .pe_tree_fused import run_tree_fused
-from .pe_tree_sites import Plan, sites
+from .pe_tree_sites import SEG, Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
@@ -73,12 +73,20 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
 
 
 def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:
-    """Whether the solver is worth trying: the queues between two group roots hold at most W / 2
-    tokens' partial sums, so that the groups run at most about that far ahead of each other (the
-    solver takes W tokens either side into account; a deeper column leaves it re-solving tokens
-    over and over, slower than the loop, and beyond W giving up)."""
+    """Whether the solver is worth trying: the queues between two group roots hold at most LAG
+    tokens, so the groups run at most that far apart (deeper, it re-solves tokens over and over)."""
+    return _lag(lay, p, depth) <= LAG
+
+
+def window(lay: Layout, p: ColumnPlan, depth: int) -> int:
+    """Tokens either side a token's phase-2 waits are solved against: the lag, 2 to 4."""
+    return min(4, max(2, _lag(lay, p, depth)))
+
+
+def _lag(lay: Layout, p: ColumnPlan, depth: int) -> int:
+    """Tokens' partial sums the longest queue between two group roots holds (rounded up)."""
     hops = max([p.hops(r, k) for r in range(p.rows) for k in p.ins[r] if k in (S2, N2)], default=0)
-    return hops * depth <= W // 2 * int(lay.nt.min())
+    return -(-hops * depth // int(lay.nt.min()))
 
 
 def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, max_cycles: int,
@@ -95,8 +103,10 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
     ntmax, ntmin = int(ns[0]), int(ns[-1])
     c1 = int(np.count_nonzero(ns == ntmax))
     groups = [(slice(0, c1), ntmax)] + ([(slice(c1, C), ntmin)] if ntmin < ntmax else [])
-    groups = [Group(sp, cs, nt, D, dt, neg, big, m) for cs, nt in groups]
+    W = window(lay, plan, D)
+    groups = [Group(sp, cs, nt, D, dt, neg, big, m, W) for cs, nt in groups]
     n = sp.pmax * ntmax
+    deep = np.array([plan.passes(r) > 1 for r in range(R)])
     goall = np.full((n, R, C), big, dt)  # each core's go cycles of the last token, sorted (big: none)
     first = goall[0]
     contended, snaps, redo, t = [], {}, 0, 0
@@ -128,7 +138,7 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
         a.DONE[1:] = a.DONE[:-1].copy()
         a.DONE[0] = last
         if nbuf == 2:
-            a.steal = (goall[:, None], 0, n, first)
+            a.steal = (goall[:, None], 0, n, first, (ntmax, deep))  # one pass a token: ntmax go cycles
         t += 1
     for g in groups:
         if sp.hops:  # the column root's stream to the south edge, with every token's phase-1 moves in view
@@ -146,14 +156,15 @@ def run_tree_events(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nb
 
 
 OK, FAIL = -1, -2  # else: the token to solve again
-W = 4  # tokens either side whose phase-1 moves a token's phase-2 moves are solved against
+LAG = 2  # tokens the queues between two group roots may hold for the solver to be tried (``fits``)
 
 
 class Group:
     """The reduce of the columns ``cs``, each with ``nt`` partial sums, token by token."""
 
-    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big, m: int):
+    def __init__(self, sp: Plan, cs: slice, nt: int, D: int, dt, neg, big, m: int, W: int):
         self.sp, self.cs, self.nt, self.D, self.dt, self.neg, self.big, self.m = sp, cs, nt, D, dt, neg, big, m
+        self.W = W  # tokens either side whose phase-1 moves a token's phase-2 moves are solved against
         w = cs.stop - cs.start
         self.V = [np.full((D + nt, len(g.kind), w), neg, dt) for g in sp.stages]
         na = len(sp.arb_l0)
@@ -167,8 +178,16 @@ class Group:
         self.xold = np.full((na, w), neg, dt)  # ... the latest of older tokens
         self.blold = np.full((na, w), neg, dt)  # the latest phase-1 move of token t - W - 1 there
         self.X = np.empty((2, na, w), dt)  # this token's: from the first cycle one wanted to the last move
-        self.exit_max = int(neg)
-        self.contended = 0
+        self.buf = np.empty((D, max(len(g.kind) for g in sp.stages), w), np.int64)
+        ramp = np.arange(D, dtype=np.int64)[:, None, None]
+        self.pre = []  # per stage, in the scan's domain (see ``token``): the offsets of the moves' rules
+        for g in sp.stages:
+            seg = (g.off[:, 0] + np.arange(len(g.off))) // SEG
+            self.pre.append((g.off + 1,  # after its previous wavelet
+                             np.where(g.bp[:-1], g.off[:-1] + 1, -SEG)[None] - ramp,  # room (-SEG: none)
+                             g.off[None] - ramp,  # the domain's offset of each wavelet of a block at each site
+                             int(np.bincount(seg - seg.min()).max())))  # the longest path: the scan's reach
+        self.exit_max, self.contended = int(neg), 0
         if sp.hops:
             self.send, self.ramp = np.empty((2, m * nt, w), dt)
             self.eb = np.empty((m * nt, len(sp.edge_arb), w), dt)
@@ -186,7 +205,7 @@ class Group:
         self.exit_max = sn[5]
 
     def token(self, t: int, tokdone, done, goall, last) -> None:
-        sp, cs, nt, D, V, BL = self.sp, self.cs, self.nt, self.D, self.V, self.BL
+        sp, cs, nt, D, V, BL, W = self.sp, self.cs, self.nt, self.D, self.V, self.BL, self.W
         self.contended = 0
         self.used[t] = tuple(self.guess(u) for u in range(t + 1, t + W + 1))
         for i, x in enumerate(self.used[t]):
@@ -200,32 +219,45 @@ class Group:
                 B = BL[:, g.arb_slot]
                 blo = B.reshape(2 * W + 1, nt, *B.shape[1:]).min(axis=1)  # each token's first and last
                 bhi = B.reshape(2 * W + 1, nt, *B.shape[1:]).max(axis=1)  # phase-1 move there
-            for s in range(nt):
-                b = v[D + s - 1] + 1
-                np.maximum(b[:-1], np.where(g.bp[:-1], v[s, 1:] + 1, self.neg), out=b[:-1])
-                if s == 0:
+            # D wavelets at a time (their room was made by the D before them), in the scan's domain:
+            # z = cycle + the site's segment offset - the wavelet's index in the block, in int64, so
+            # that a running max along the wavelets and one along the sites (segmented by the offset)
+            # give every move its max over the moves it waits for, one cycle per move
+            off, (off1, bpz, zoff, span) = g.off, self.pre[st]
+            if len(g.arb):
+                aoff = zoff[:, g.arb]
+            for s0 in range(0, nt, D):
+                L = min(D, nt - s0)
+                z = self.buf[:L, :len(g.kind)]
+                np.add(v[s0:s0 + L, 1:], bpz[:L], out=z[:, :-1])  # room: the next site took the wavelet D before
+                z[:, -1] = -SEG
+                np.maximum(z[0], v[D + s0 - 1] + off1, out=z[0])  # its own previous wavelet, one cycle on
+                if s0 == 0:
                     if len(g.first):
-                        r = g.row[g.first]
-                        b[g.first] = np.maximum(np.maximum(b[g.first], tokdone[r, cs]), done[r, cs] + 1)
+                        r, of = g.row[g.first], off[g.first]
+                        z[0, g.first] = np.maximum(np.maximum(z[0, g.first], tokdone[r, cs] + of), done[r, cs] + 1 + of)
                     if len(g.later):
-                        b[g.later] = np.maximum(b[g.later], V[st - 1][D + nt - 1, g.later_prev] + 1)
-                x = _segscan(b, g.off)
-                if len(g.arb):
-                    e = x[g.arb]
+                        prev = V[st - 1][D + nt - 1, g.later_prev]  # the pass before, in the stage before
+                        z[0, g.later] = np.maximum(z[0, g.later], prev + 1 + off[g.later])
+                _cummax(z, span)
+                if len(g.arb):  # raised to the first free cycle, and on again from there (the max is monotone)
+                    e = z[:, g.arb] - aoff[:L]
                     free = _first_free(e, B, blo, bhi)
                     while (free > e).any():
-                        b[g.arb] = np.maximum(b[g.arb], free)
-                        x = _segscan(b, g.off)
-                        e = x[g.arb]
+                        z[:, g.arb] = np.maximum(z[:, g.arb], free + aoff[:L])
+                        _cummax(z, span)
+                        e = z[:, g.arb] - aoff[:L]
                         free = _first_free(e, B, blo, bhi)
-                    want = np.maximum(v[D + s - 1, g.arb] + 1, x[g.arb - 1] + 1)  # its max, without the wait
-                    np.maximum(want, np.where(g.bp[g.arb], v[s, np.minimum(g.arb + 1, len(b) - 1)] + 1, self.neg),
-                               out=want)
-                    self.contended += int((e - want).sum())
-                    if s == 0:
-                        self.X[0, g.arb_slot] = want
-                    self.X[1, g.arb_slot] = e
-                v[D + s] = x
+                np.subtract(z, zoff[:L], out=v[D + s0:D + s0 + L], casting="unsafe")
+            if len(g.arb):  # each wait: the move's cycle less its max without the wait
+                a = g.arb
+                e = v[D:D + nt, a]
+                want = np.maximum(v[D - 1:D + nt - 1, a], v[D:D + nt, a - 1])
+                np.maximum(want, np.where(g.bp[a], v[:nt, np.minimum(a + 1, len(g.kind) - 1)], self.neg), out=want)
+                want += 1
+                self.contended += int((e.astype(np.int64) - want).sum())
+                self.X[0, g.arb_slot] = want[0]
+                self.X[1, g.arb_slot] = e[-1]
             if g.exit >= 0:
                 self.exit_max = max(self.exit_max, int(v[D + nt - 1, g.exit].max()))
             for i, js, rows in g.passes:
@@ -253,7 +285,7 @@ class Group:
         the phase-2 moves of earlier tokens on the same links: of t - W's to t - 1's unless that
         token was solved with exactly these in view. Else the token to solve again, or FAIL: an
         older one."""
-        nt, BL, XH = self.nt, self.BL, self.XH
+        nt, BL, XH, W = self.nt, self.BL, self.XH, self.W
         if not BL.shape[1]:
             return OK
         cur = BL[W * nt:(W + 1) * nt]
@@ -302,25 +334,30 @@ def _same_within(x: np.ndarray, y: np.ndarray | None, lo: np.ndarray, hi: np.nda
     return bool(np.array_equal(xs, ys))
 
 
-def _segscan(b: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """x[i] = max over j <= i in i's segment of b[j] + (i - j): one cycle per move along a path."""
-    x = b.astype(np.int64)
-    x += off
-    np.maximum.accumulate(x, axis=0, out=x)
-    x -= off
-    return x.astype(b.dtype)
+def _cummax(z: np.ndarray, span: int) -> None:
+    """In place, the running max of z along its first two axes (wavelets, then sites, up to ``span``
+    sites), by doubling: a few whole-array maxima (``np.maximum.accumulate`` takes an element at a
+    time, some twenty times an add's time per element)."""
+    k = 1
+    while k < len(z):
+        np.maximum(z[k:], z[:-k], out=z[k:])
+        k *= 2
+    k = 1
+    while k < span:
+        np.maximum(z[:, k:], z[:, :-k], out=z[:, k:])
+        k *= 2
 
 
 def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The first cycle from ``e`` (sites, columns) on that is not in ``B`` (cycles along axis 0, in
-    blocks whose least and greatest values are ``lo`` and ``hi``, (blocks, sites, columns); a
-    guessed block need not follow the one before it), looked for only where e is within a block's
-    span: one cycle on while the cycle is taken."""
-    hit = ((lo <= e) & (e <= hi)).any(axis=0)
+    """The first cycle from ``e`` (wavelets, sites, columns) on that is not in ``B`` (cycles along
+    axis 0, in blocks whose least and greatest values are ``lo`` and ``hi``, (blocks, sites,
+    columns); a guessed block need not follow the one before it), looked for only where e is within
+    a block's span: one cycle on while the cycle is taken."""
+    hit = ((lo[:, None] <= e) & (e <= hi[:, None])).any(axis=0)
     if not hit.any():
         return e
-    a, c = np.nonzero(hit)
-    x = e[a, c]
+    s, a, c = np.nonzero(hit)
+    x = e[s, a, c]
     b = B[:, a, c]
     while True:
         taken = (b == x).any(axis=0)
@@ -328,7 +365,7 @@ def _first_free(e: np.ndarray, B: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
             break
         x += taken
     out = e.copy()
-    out[a, c] = x
+    out[s, a, c] = x
     return out
 
 
