@@ -95,6 +95,8 @@ def place_engine(place_model, model: str, machine, *, kind: str, load: Load | No
 
     batch = {k: expected_batch(load, step(p, 1), max_batch) for k, p in cands.items()}
     seconds = {k: step(p, batch[k]) for k, p in cands.items()}
+    # a verify engine's plain decode step too (speculative decoding's target alone: benchmarks/serve_speculative.py)
+    plain = {k: p.decode(batch[k], ctx) for k, p in cands.items()} if verify_tokens else seconds
     at = lambda k: f"{1e3 * seconds[k]:.4f} ms in {k} placement at batch {batch[k]}"  # noqa: E731
     basis = (f"batch: Little's law over the requests ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x "
              "the one-sequence step, at most --max-batch)" if load else "batch: no requests given, one sequence")
@@ -117,6 +119,7 @@ def place_engine(place_model, model: str, machine, *, kind: str, load: Load | No
               "prefill_placement_kind": pkind, "prefill_placement_reason": preason,
               "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx,
                                   "batch_by_placement": batch, "batch_basis": basis},
-              "step_seconds_by_placement": seconds, "prefill_seconds_by_placement": pre,
+              "step_seconds_by_placement": seconds, "decode_seconds_by_placement": plain,
+              "prefill_seconds_by_placement": pre,
               **({"placement_unfit": unfit} if unfit else {})}
     return EnginePlacement(cands[best], cands[pkind], record)
