@@ -3,7 +3,8 @@ today's generation simulation (``generate.py``).
 
 The model is traced and placed once as ``wafer compile --generate --batch B`` does (the decode step
 of ``B = max_batch`` sequences, each with a KV cache of ``max_context`` rows, layer-pipelined, over
-``systems`` wafers), then the
+``systems`` wafers; in throughput or latency placement, or both and the faster kept:
+``serve/engine_placement.py``), then the
 tile simulator runs that placement at other shapes: a decode step of ``b`` sequences at position
 ``p`` (the decode graph lowered for ``b`` samples at ``p``), a prefill chunk of ``n`` tokens at
 position ``p`` (the prefill graph lowered for one sample of ``n`` tokens from ``p``), each over the
