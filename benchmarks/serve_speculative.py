@@ -64,9 +64,8 @@ def main() -> None:
 
     # the target alone in the placement its own decode step is faster in (auto chose the target's on the verify step)
     plain, alone = spec0.target, reports["target"]
-    dec = reports["target"].get("decode_seconds_by_placement") or {}
-    kind = min(dec, key=lambda k: (dec[k], k != "throughput")) if dec else None
-    if kind and kind != reports["target"]["placement_kind"]:
+    kinds = reports["target"].get("decode_placement_kinds")  # each system's placement for the decode step alone
+    if kinds and kinds != reports["target"]["placement_kinds"]:
         from waferscale.serve.draft import NAMES
         from waferscale.serve.wafer import region, wafer_costs
 

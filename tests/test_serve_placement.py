@@ -55,7 +55,7 @@ def test_auto_keeps_throughput_where_the_load_keeps_the_batch_full():
     busy = Load(rate=1e9, output_tokens=100.0)  # Little's law: every slot taken
     w = wafer_costs("tiny", TARGET, placement="auto", load=busy, **KW)
     r = w.report
-    assert r["operating_point"]["batch_by_placement"] == {"throughput": 4, "latency": 4}
+    assert r["operating_point"]["batch"] == 4 and r["placement_kinds"] == ["throughput"]
     s = r["step_seconds_by_placement"]
     assert r["placement_kind"] == min(s, key=s.get) == "throughput"  # at batch 4 the pipeline wins
     assert r["placement_kind_reason"].startswith("throughput: simulated both: the decode step at context 8")
@@ -77,11 +77,32 @@ def test_auto_falls_back_to_throughput_with_the_reason_when_latency_does_not_fit
     monkeypatch.setattr(W, "place_latency", unfit)
     r = wafer_costs("tiny", TARGET, placement="auto", **KW).report
     assert r["placement_kind"] == r["prefill_placement_kind"] == "throughput"
-    assert r["placement_kind_reason"].startswith("throughput: the only one that fits (latency placement does not: "
-                                                 "serving places 4 sequences' KV caches of 16 rows in latency")
-    assert "kernel attn finds no rectangle" in r["placement_unfit"]["latency"]
+    assert r["placement_kind_reason"].startswith(
+        "throughput: simulated both: the decode step at context 8 at batch 1: throughput, the only one that fits "
+        "(latency placement does not: serving places 4 sequences' KV caches of 16 rows in latency")
+    assert "kernel attn finds no rectangle" in r["placement_unfit"]["system 1: latency"]
     with pytest.raises(FitError, match="in latency placement: latency placement: kernel attn"):
         wafer_costs("tiny", TARGET, placement="latency", **KW)
+
+
+def test_over_several_systems_each_takes_its_own_placement(monkeypatch):
+    """As `--generate` chooses per system: where the latency placement does not fit one system's part
+    (here, made not to where the LM head is), that system keeps throughput and the others may not."""
+    real = W.place_latency
+
+    def no_head(sub, machine, **k):
+        if any(x.name.startswith("lm_head") for x in sub.kernels):
+            raise FitError("latency placement: kernel lm_head finds no rectangle")
+        return real(sub, machine, **k)
+
+    monkeypatch.setattr(W, "place_latency", no_head)
+    w = wafer_costs("tiny", TARGET, placement="auto", systems=2, **KW)
+    r = w.report
+    assert r["placement_kinds"] == ["latency", "throughput"] and r["placement_kind"] == "latency/throughput"
+    assert "system 2: throughput, the only one that fits (latency placement does not" in r["placement_kind_reason"]
+    assert [set(c) for c in r["cycles_by_system"]] == [{"latency", "throughput"}, {"throughput"}]
+    assert [pl.mode for _, pl, _ in w.placed.parts] == ["latency", "pipelined"]
+    assert r["max_interpolation_error"] <= MAX_ERROR and w.cost.decode(1, P) > 0
 
 
 def test_the_report_names_the_placement_and_it_round_trips_through_replay(capsys, tmp_path):

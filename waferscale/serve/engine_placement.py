@@ -25,8 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
+from ..backends import assumptions as A
+from ..backends.lowering import lower
 from ..errors import FitError
 from ..modes.generate import step_graphs
+from ..modes.generate_split import head_on_last_position
+from ..modes.systems import part_program, split_pipeline
+from ..modes.systems import pipeline_seconds as run_seconds
+from ..passes.route import route
+from ..runtime.tile_sim import simulate
 from .placed import Placed
 
 KINDS = ("auto", "latency", "throughput")  # passes/placement_kind.py's (a test holds them equal)
@@ -65,61 +72,104 @@ class EnginePlacement:
     record: dict  # report keys: placement_kind, placement_kind_reason, ...
 
 
-def place_engine(place_model, model: str, machine, *, kind: str, load: Load | None, max_context: int, max_batch: int,
-                 chunk: int, systems: int, dtype: str, seed: int, verify_tokens: int = 0,
+def summary(kinds: tuple) -> str:
+    """One kind, or each system's (``latency/latency/latency/throughput``)."""
+    return kinds[0] if len(set(kinds)) == 1 else "/".join(kinds)
+
+
+def place_engine(place_model, place_part, model: str, machine, *, kind: str, load: Load | None, max_context: int,
+                 max_batch: int, chunk: int, systems: int, dtype: str, seed: int, verify_tokens: int = 0,
                  log=lambda msg: None) -> EnginePlacement:
-    """``place_model``: ``serve/wafer.py``'s, which places one candidate."""
+    """``place_model`` and ``place_part``: ``serve/wafer.py``'s (a whole engine, one system's part)."""
     st = step_graphs(model, prompt_len=chunk, new_tokens=max_context - chunk, batch=max_batch, dtype=dtype, seed=seed,
                      machine=machine, log=log)
-    cands: dict[str, Placed] = {}
-    unfit: dict[str, str] = {}
-    for name in ("throughput", "latency"):
-        if kind not in ("auto", name):
-            continue
-        try:
-            cands[name] = place_model(model, machine, max_context=max_context, max_batch=max_batch, systems=systems,
-                                      dtype=dtype, seed=seed, prompt_len=chunk, log=log, kind=name, graphs=st)
-        except FitError as e:
-            if kind == name:
-                raise
-            unfit[name] = str(e).splitlines()[0]
-            log(f"{name} placement does not fit: {unfit[name]}")
-    if not cands:
-        raise FitError(" and ".join(unfit.values()))
+    common = dict(max_context=max_context, max_batch=max_batch, systems=systems, dtype=dtype, seed=seed,
+                  prompt_len=chunk, log=log, graphs=st)
     ctx = max(1, max_context // 2 - verify_tokens)
     what = (f"the verify step of {verify_tokens} positions" if verify_tokens else "the decode step") + \
         f" at context {ctx}"
+    tokens, step_chunk = (verify_tokens, A.CHUNK_TOKENS) if verify_tokens else (1, 1)
+    dgraph, pgraph = st.decode_state.graph, st.prefill_state.graph
+    dprog = lower(dgraph, max_batch, 1, chunk, machine)
+    splits = split_pipeline(dprog, systems)
+    kinds_asked = ("throughput", "latency") if kind == "auto" else (kind,)
+    made, unfit = {}, {}
+    for i, ks in enumerate(splits):
+        sub = part_program(dprog, ks, systems)
+        for k in kinds_asked:
+            try:
+                made[i, k] = place_part(sub, machine, k, max_batch, max_context, log)
+            except FitError as e:
+                if kind == k:
+                    raise
+                unfit[i, k] = str(e).splitlines()[0]
+                log(f"system {i + 1}: {k} placement does not fit: {unfit[i, k]}")
+        if not any((i, k) in made for k in kinds_asked):
+            raise FitError(unfit[i, "throughput"])
+    fits = [tuple(k for k in kinds_asked if (i, k) in made) for i in range(systems)]
 
-    def step(p: Placed, b: int) -> float:
-        return p.verify(b, verify_tokens, ctx) if verify_tokens else p.decode(b, ctx)
+    def sims(prog, run_chunk: int) -> dict:
+        """Each system's part of ``prog`` simulated on each of its placements."""
+        out = {}
+        for i, ks in enumerate(splits):
+            sub = part_program(prog, ks, systems)
+            for k in fits[i]:
+                out[i, k] = simulate(sub, made[i, k], route(sub, made[i, k]), chunk=run_chunk)
+        return out
 
-    batch = {k: expected_batch(load, step(p, 1), max_batch) for k, p in cands.items()}
-    seconds = {k: step(p, batch[k]) for k, p in cands.items()}
-    # a verify engine's plain decode step too (speculative decoding's target alone: benchmarks/serve_speculative.py)
-    plain = {k: p.decode(batch[k], ctx) for k, p in cands.items()} if verify_tokens else seconds
-    at = lambda k: f"{1e3 * seconds[k]:.4f} ms in {k} placement at batch {batch[k]}"  # noqa: E731
+    def pick(at: dict) -> tuple:  # each system's faster (a tie keeps throughput)
+        return tuple(min(fits[i], key=lambda k: (at[i, k].cycles, k != "throughput")) for i in range(systems))
+
+    def seconds(at: dict, kinds: tuple) -> float:
+        return run_seconds([at[i, k] for i, k in enumerate(kinds)], machine)
+
+    at1 = sims(lower(dgraph, 1, tokens, ctx, machine), step_chunk)
+    kinds = pick(at1)
+    batch = expected_batch(load, seconds(at1, kinds), max_batch)
+    at = at1 if batch == 1 else sims(lower(dgraph, batch, tokens, ctx, machine), step_chunk)
+    kinds = pick(at)
+    by_kind = {k: seconds(at, (k,) * systems) for k in kinds_asked if all(k in f for f in fits)}
+    by_kind[summary(kinds)] = seconds(at, kinds)
     basis = (f"batch: Little's law over the requests ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x "
              "the one-sequence step, at most --max-batch)" if load else "batch: no requests given, one sequence")
+    why = _reason(kind, what, batch, at, fits, unfit, kinds, systems, basis)
+    plain_kinds = kinds
+    if verify_tokens:  # the target's plain decode step too (its placement alone: benchmarks/serve_speculative.py)
+        plain_kinds = pick(sims(lower(dgraph, batch, 1, ctx, machine), 1))
+    pre_at = sims(head_on_last_position(lower(pgraph, 1, chunk, 0, machine)), A.CHUNK_TOKENS)
+    pkinds = pick(pre_at)
+    figures = "; ".join(f"system {i + 1}: " + " and ".join(f"{pre_at[i, k].cycles:,} cycles in {k} placement"
+                                                          for k in fits[i]) for i in range(systems))
+    preason = f"{summary(pkinds)}: a chunk of {chunk} tokens from position 0 takes {figures}"
+    log(f"serving placement: {summary(kinds)}: {why}; prefill: {preason}")
+    dec = place_model(model, machine, kind=kinds, made=made, **common)
+    pre = dec if pkinds == kinds else place_model(model, machine, kind=pkinds, made=made, **common)
+    record = {"placement_kind": summary(kinds), "placement_asked": kind,
+              "placement_kind_reason": f"{summary(kinds)}: {why}", "placement_kinds": list(kinds),
+              "prefill_placement_kind": summary(pkinds), "prefill_placement_reason": preason,
+              "prefill_placement_kinds": list(pkinds),
+              "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx, "batch": batch,
+                                  "batch_basis": basis},
+              "step_seconds_by_placement": by_kind,
+              "cycles_by_system": [{k: at[i, k].cycles for k in fits[i]} for i in range(systems)],
+              "prefill_cycles_by_system": [{k: pre_at[i, k].cycles for k in fits[i]} for i in range(systems)],
+              **({"decode_placement_kinds": list(plain_kinds)} if verify_tokens else {}),
+              **({"placement_unfit": {f"system {i + 1}: {k}": v for (i, k), v in unfit.items()}} if unfit else {})}
+    return EnginePlacement(dec, pre, record)
+
+
+def _reason(kind, what, batch, at, fits, unfit, kinds, systems, basis) -> str:
     if kind != "auto":
-        best, why = kind, f"asked for (--placement {kind}): {what} takes {at(kind)}"
-    elif len(cands) == 1:
-        (best,) = cands
-        other = "latency" if best == "throughput" else "throughput"
-        why = f"the only one that fits ({other} placement does not: {unfit[other]}): {what} takes {at(best)}"
-    else:
-        best = "latency" if seconds["latency"] < seconds["throughput"] else "throughput"
-        why = f"simulated both: {what} takes {at('latency')} and {at('throughput')}; {basis}"
-    pre = {k: p.prefill(chunk, 0) for k, p in cands.items()}
-    pkind = min(pre, key=lambda k: (pre[k], k != "throughput"))
-    figures = " and ".join(f"{1e3 * v:.4f} ms in {k} placement" for k, v in sorted(pre.items()))
-    preason = (f"{pkind}: a chunk of {chunk} tokens from position 0 takes {figures}"
-               + ("" if len(pre) > 1 else " (the only one made)"))
-    log(f"serving placement: {best}: {why}; prefill: {preason}")
-    record = {"placement_kind": best, "placement_asked": kind, "placement_kind_reason": f"{best}: {why}",
-              "prefill_placement_kind": pkind, "prefill_placement_reason": preason,
-              "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx,
-                                  "batch_by_placement": batch, "batch_basis": basis},
-              "step_seconds_by_placement": seconds, "decode_seconds_by_placement": plain,
-              "prefill_seconds_by_placement": pre,
-              **({"placement_unfit": unfit} if unfit else {})}
-    return EnginePlacement(cands[best], cands[pkind], record)
+        return f"asked for (--placement {kind}): {what} at batch {batch}"
+    parts = []
+    for i in range(systems):
+        name = f"system {i + 1}: " if systems > 1 else ""
+        if len(fits[i]) == 1:
+            other = "latency" if fits[i][0] == "throughput" else "throughput"
+            parts.append(f"{name}{fits[i][0]}, the only one that fits ({other} placement does not: {unfit[i, other]}): "
+                         f"{at[i, fits[i][0]].cycles:,} cycles")
+        else:
+            parts.append(f"{name}{kinds[i]}: {at[i, 'latency'].cycles:,} cycles in latency placement and "
+                         f"{at[i, 'throughput'].cycles:,} in throughput placement")
+    return f"simulated both{' on each system' if systems > 1 else ''}: {what} at batch {batch}: " + \
+        "; ".join(parts) + f"; {basis}"

@@ -54,30 +54,24 @@ REFINE = 0.02  # a grid axis gets a midpoint where the cost strays 2% from the l
 
 def place_model(model: str, machine: Machine, *, max_context: int, max_batch: int = 1, systems: int = 1,
                 dtype: str = "f16", seed: int = 0, prompt_len: int | None = None, log=lambda msg: None,
-                kind: str = "throughput", graphs=None) -> Placed:
+                kind: str | tuple = "throughput", graphs=None, made: dict | None = None) -> Placed:
     """``kind``: ``throughput`` (``passes/place.py``: every kernel its own rectangle) or ``latency``
     (``passes/latency.py``: every kernel where it finishes soonest, cores shared in time), on every
-    system alike. ``graphs``: the step graphs already traced (``step_graphs``), to place both kinds
-    from one trace."""
+    system alike, or a tuple of one kind per system. ``graphs``: the step graphs already traced
+    (``step_graphs``); ``made``: placements already made, {(system index, kind): Placement}
+    (``serve/engine_placement.py`` places both kinds from one trace)."""
     p0 = prompt_len or max(1, min(max_context - 1, 64))  # the prefill graph is traced at p0 tokens
     st = graphs or step_graphs(model, prompt_len=p0, new_tokens=max_context - p0, batch=max_batch, dtype=dtype,
                                seed=seed, machine=machine, log=log)
     dgraph = st.decode_state.graph
     dprog = lower(dgraph, max_batch, 1, p0, machine)  # placed for max_batch sequences' KV caches
+    kinds = kind if isinstance(kind, tuple) else (kind,) * systems
     parts, held_free = [], []
     for i, ks in enumerate(split_pipeline(dprog, systems)):
         sub = part_program(dprog, ks, systems)
-        try:
-            made = place_latency(sub, machine, log=log) if kind == "latency" else place(sub, machine, log=log)
-            placement = verify_placement(sub, made)
-        except FitError as e:
-            why = str(e)
-            why = why[:why.rfind("; use ")] if "; use " in why else why
-            raise FitError(f"serving places {max_batch} sequences' KV caches of {max_context} rows in {kind} "
-                           f"placement: {why}; use a smaller --max-batch or --max-context, more --systems or a bigger "
-                           "--target") from None
+        placement = (made or {}).get((i, kinds[i])) or place_part(sub, machine, kinds[i], max_batch, max_context, log)
         parts.append((ks, placement, route(sub, placement)))
-        grow = _kv_growth(sub, placement) if kind == "latency" else None
+        grow = _kv_growth(sub, placement) if kinds[i] == "latency" else None
         for k, r in zip(sub.kernels, placement.rects):
             if k.op.kind != "cached_attention":
                 continue
@@ -92,9 +86,22 @@ def place_model(model: str, machine: Machine, *, max_context: int, max_batch: in
                               "free_bytes": free, "tokens": tokens})
     kv_total = sum(v.type.nbytes for v in cache_inputs(dgraph))
     tokens = min(d["tokens"] for d in held_free)
-    steps = STEP_PIPELINE if kind != "latency" else STEP_PIPELINE_LATENCY
+    steps = STEP_PIPELINE_LATENCY if "latency" in kinds else STEP_PIPELINE
     return Placed(machine, parts, dgraph, st.prefill_state.graph, max_context, kv_total // (max_batch * max_context),
                   tokens, held_free, systems, pipeline=",".join(p.spec() for p in st.passes) + steps)
+
+
+def place_part(sub, machine: Machine, kind: str, max_batch: int, max_context: int, log=lambda msg: None):
+    """One system's part placed in ``kind`` and checked; a FitError that says what serving asked for."""
+    try:
+        made = place_latency(sub, machine, log=log) if kind == "latency" else place(sub, machine, log=log)
+        return verify_placement(sub, made)
+    except FitError as e:
+        why = str(e)
+        why = why[:why.rfind("; use ")] if "; use " in why else why
+        raise FitError(f"serving places {max_batch} sequences' KV caches of {max_context} rows in {kind} "
+                       f"placement: {why}; use a smaller --max-batch or --max-context, more --systems or a bigger "
+                       "--target") from None
 
 
 def _kv_growth(sub, placement):
@@ -151,9 +158,9 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
         placed = pre = place_streamed(model, machine, max_context=max_context, max_batch=max_batch, systems=systems,
                                       dtype=dtype, seed=seed, prompt_len=chunk, log=log)
     else:
-        chosen = place_engine(place_model, model, machine, kind=placement, load=load, max_context=max_context,
-                              max_batch=max_batch, chunk=chunk, systems=systems, dtype=dtype, seed=seed,
-                              verify_tokens=verify_tokens, log=lambda msg: log(what + msg))
+        chosen = place_engine(place_model, place_part, model, machine, kind=placement, load=load,
+                              max_context=max_context, max_batch=max_batch, chunk=chunk, systems=systems,
+                              dtype=dtype, seed=seed, verify_tokens=verify_tokens, log=lambda msg: log(what + msg))
         placed, pre = chosen.decode, chosen.prefill
     t_place = time.perf_counter() - t0
     b, c, n, p = _grid_points(max_batch, max_context, chunk)
@@ -169,7 +176,7 @@ def wafer_costs(model: str, target: str | Machine, *, max_context: int, max_batc
                            lambda x, y: placed.verify(x, verify_tokens, min(y, top)), tol=REFINE)
     t_grid = time.perf_counter() - t1
     capacity = min(placed.kv_capacity_tokens, pre.kv_capacity_tokens)  # both hold the KV caches
-    latency = placed.parts[0][1].mode == "latency"
+    latency = any(pl.mode == "latency" for _, pl, _ in placed.parts)
     cost = GridCost(dgrid, pgrid, placed.kv_bytes_per_token, capacity * placed.kv_bytes_per_token,
                     max_context, vgrid, verify_tokens, mixed=execution != "streaming" and pre is placed and not latency)
     rng = random.Random(error_seed)
