@@ -64,7 +64,8 @@ def test_auto_keeps_throughput_where_the_load_keeps_the_batch_full():
 
 def test_expected_batch_is_littles_law_within_one_and_max_batch():
     assert expected_batch(None, 1.0, 8) == 1
-    assert expected_batch(Load(10.0, 50.0), 0.004, 16) == 2  # 10/s x 50 tokens x 4 ms = 2 sequences
+    assert expected_batch(Load(10.0, 50.0), 0.004, 16) == pytest.approx(2.0)  # 10/s x 50 tokens x 4 ms
+    assert expected_batch(Load(10.0, 50.0), 0.005, 16) == pytest.approx(2.5)  # read between batches 2 and 3
     assert expected_batch(Load(1e6, 50.0), 0.004, 16) == 16 and expected_batch(Load(1e-6, 1.0), 1e-3, 16) == 1
     reqs = [Request(i, 0.5 * i, 4, 10 + i) for i in range(5)]
     assert Load.of(reqs) == Load(2.0, 12.0) and Load.of(reqs[:1]) is None

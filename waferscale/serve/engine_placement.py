@@ -1,19 +1,20 @@
 """A serving engine's placement, latency or throughput (`wafer serve --placement`, as `wafer compile
---generate --placement`: ``passes/placement_kind.py``): both candidates placed on the same trace of
-the step graphs, each on every system of the engine alike (``serve/wafer.py`` ``place_model``).
+--generate --placement`: ``passes/placement_kind.py``), from one trace of the step graphs.
+``latency`` or ``throughput`` places every system of the engine so, and fails if one does not fit.
 
-``auto`` (the default) keeps the candidate whose step is faster at the engine's **operating
-point**: the decode step (speculative decoding's target: its verify step) at the batch the requests
-would keep running, at half the context. That batch is Little's law over the requests given:
-arrivals per second x mean output tokens x the candidate's own one-sequence step, rounded up, at
-least 1 and at most ``--max-batch`` (an estimate: it leaves out prefill steps and the batch's own
-growth of the step); with no requests given (a library caller), 1. A tie keeps throughput. A
-candidate that does not fit (the latency placement may not, at ``--max-batch`` KV caches of
-``--max-context`` rows) is set aside and the reason names why; ``latency`` or ``throughput`` makes
-only that one and fails if it does not fit.
+``auto`` (the default) places each system's part both ways and, as ``--generate`` does, keeps for
+each system the candidate whose part of the step is faster at the engine's **operating point**:
+the decode step (speculative decoding's target: its verify step) at half the context, at the batch
+the requests would keep running. That batch is Little's law over the requests given: arrivals per
+second x mean output tokens x the one-sequence step of the placement chosen at batch 1, at least 1
+and at most ``--max-batch``, a fraction read between the whole batches around it (a decode step
+grows about linearly with them); an estimate that leaves out prefill steps and the step's own
+growth with the batch. With no requests given (a library caller, one request at a time), 1. A tie
+keeps throughput. A candidate that does not fit a system (the latency placement may not, at
+``--max-batch`` KV caches of ``--max-context`` rows) is set aside and the reason says why.
 
-Prefill chunks run as `--generate`'s prefill does (``modes/generate_placement.py``): on whichever
-candidate made runs a full chunk from position 0 faster (a tie keeps throughput). As there, no
+Prefill chunks run as `--generate`'s prefill does (``modes/generate_placement.py``): on each system,
+whichever candidate runs a full chunk from position 0 faster (a tie keeps throughput). As there, no
 weight reload is counted when the prefill and the decode steps take different placements (each is
 assumed to hold every weight); a step then carries its decode tokens and its prompt chunk on the
 two placements one after the other, costed as the sum of the two (no shared pipeline fill). The
@@ -23,7 +24,7 @@ engine's KV capacity is the smaller of the two placements'.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
+from math import ceil, floor
 
 from ..backends import assumptions as A
 from ..backends.lowering import lower
@@ -58,11 +59,13 @@ class Load:
         return Load((len(requests) - 1) / span, sum(r.output for r in requests) / len(requests))
 
 
-def expected_batch(load: Load | None, step: float, max_batch: int) -> int:
-    """Little's law: sequences decoding at once, each ``output_tokens`` steps of ``step`` seconds."""
+def expected_batch(load: Load | None, step: float, max_batch: int) -> float:
+    """Little's law: sequences decoding at once on average, each ``output_tokens`` steps of ``step``
+    seconds (at least 1, at most ``max_batch``; a fraction: the step is read between the batches
+    around it)."""
     if load is None:
-        return 1
-    return max(1, min(max_batch, ceil(load.rate * load.output_tokens * step)))
+        return 1.0
+    return float(max(1.0, min(max_batch, load.rate * load.output_tokens * step)))
 
 
 @dataclass
@@ -117,27 +120,39 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
                 out[i, k] = simulate(sub, made[i, k], route(sub, made[i, k]), chunk=run_chunk)
         return out
 
-    def pick(at: dict) -> tuple:  # each system's faster (a tie keeps throughput)
-        return tuple(min(fits[i], key=lambda k: (at[i, k].cycles, k != "throughput")) for i in range(systems))
+    def pick(cyc: dict) -> tuple:  # each system's faster (a tie keeps throughput)
+        return tuple(min(fits[i], key=lambda k: (cyc[i, k], k != "throughput")) for i in range(systems))
 
-    def seconds(at: dict, kinds: tuple) -> float:
-        return run_seconds([at[i, k] for i, k in enumerate(kinds)], machine)
+    def cycles(*ats) -> dict:  # each (system, kind)'s cycles, read at the batch between two runs
+        return {key: round((1 - w) * ats[0][key].cycles + w * ats[1][key].cycles) for key in ats[0]}
+
+    def seconds(kinds: tuple) -> float:
+        return (1 - w) * run_seconds([lo[i, k] for i, k in enumerate(kinds)], machine) + \
+            w * run_seconds([hi[i, k] for i, k in enumerate(kinds)], machine)
 
     at1 = sims(lower(dgraph, 1, tokens, ctx, machine), step_chunk)
-    kinds = pick(at1)
-    batch = expected_batch(load, seconds(at1, kinds), max_batch)
-    at = at1 if batch == 1 else sims(lower(dgraph, batch, tokens, ctx, machine), step_chunk)
-    kinds = pick(at)
-    by_kind = {k: seconds(at, (k,) * systems) for k in kinds_asked if all(k in f for f in fits)}
-    by_kind[summary(kinds)] = seconds(at, kinds)
+    lo = hi = at1
+    w = 0.0
+    batch = expected_batch(load, seconds(pick(cycles(at1, at1))), max_batch)
+    if batch > 1:  # the step between the whole batches around it (a decode step grows about linearly with them)
+        b0, b1 = floor(batch), ceil(batch)
+        lo = at1 if b0 == 1 else sims(lower(dgraph, b0, tokens, ctx, machine), step_chunk)
+        hi = lo if b1 == b0 else sims(lower(dgraph, b1, tokens, ctx, machine), step_chunk)
+        w = batch - b0
+    cyc = cycles(lo, hi)
+    kinds = pick(cyc)
+    by_kind = {k: seconds((k,) * systems) for k in kinds_asked if all(k in f for f in fits)}
+    by_kind[summary(kinds)] = seconds(kinds)
     basis = (f"batch: Little's law over the requests ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x "
-             "the one-sequence step, at most --max-batch)" if load else "batch: no requests given, one sequence")
-    why = _reason(kind, what, batch, at, fits, unfit, kinds, systems, basis)
+             "the one-sequence step, at most --max-batch; a fraction read between the whole batches around it)"
+             if load else "batch: no requests given, one sequence")
+    why = _reason(kind, what, f"{round(batch, 2):g}", cyc, fits, unfit, kinds, systems, basis)
     plain_kinds = kinds
     if verify_tokens:  # the target's plain decode step too (its placement alone: benchmarks/serve_speculative.py)
-        plain_kinds = pick(sims(lower(dgraph, batch, 1, ctx, machine), 1))
+        plain = sims(lower(dgraph, max(1, round(batch)), 1, ctx, machine), 1)
+        plain_kinds = pick(cycles(plain, plain))
     pre_at = sims(head_on_last_position(lower(pgraph, 1, chunk, 0, machine)), A.CHUNK_TOKENS)
-    pkinds = pick(pre_at)
+    pkinds = pick(cycles(pre_at, pre_at))
     figures = "; ".join(f"system {i + 1}: " + " and ".join(f"{pre_at[i, k].cycles:,} cycles in {k} placement"
                                                           for k in fits[i]) for i in range(systems))
     preason = f"{summary(pkinds)}: a chunk of {chunk} tokens from position 0 takes {figures}"
@@ -148,17 +163,18 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
               "placement_kind_reason": f"{summary(kinds)}: {why}", "placement_kinds": list(kinds),
               "prefill_placement_kind": summary(pkinds), "prefill_placement_reason": preason,
               "prefill_placement_kinds": list(pkinds),
-              "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx, "batch": batch,
+              "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx,
+                                  "batch": round(batch, 3),
                                   "batch_basis": basis},
               "step_seconds_by_placement": by_kind,
-              "cycles_by_system": [{k: at[i, k].cycles for k in fits[i]} for i in range(systems)],
+              "cycles_by_system": [{k: cyc[i, k] for k in fits[i]} for i in range(systems)],
               "prefill_cycles_by_system": [{k: pre_at[i, k].cycles for k in fits[i]} for i in range(systems)],
               **({"decode_placement_kinds": list(plain_kinds)} if verify_tokens else {}),
               **({"placement_unfit": {f"system {i + 1}: {k}": v for (i, k), v in unfit.items()}} if unfit else {})}
     return EnginePlacement(dec, pre, record)
 
 
-def _reason(kind, what, batch, at, fits, unfit, kinds, systems, basis) -> str:
+def _reason(kind, what, batch, cyc, fits, unfit, kinds, systems, basis) -> str:
     if kind != "auto":
         return f"asked for (--placement {kind}): {what} at batch {batch}"
     parts = []
@@ -167,9 +183,9 @@ def _reason(kind, what, batch, at, fits, unfit, kinds, systems, basis) -> str:
         if len(fits[i]) == 1:
             other = "latency" if fits[i][0] == "throughput" else "throughput"
             parts.append(f"{name}{fits[i][0]}, the only one that fits ({other} placement does not: {unfit[i, other]}): "
-                         f"{at[i, fits[i][0]].cycles:,} cycles")
+                         f"{cyc[i, fits[i][0]]:,} cycles")
         else:
-            parts.append(f"{name}{kinds[i]}: {at[i, 'latency'].cycles:,} cycles in latency placement and "
-                         f"{at[i, 'throughput'].cycles:,} in throughput placement")
+            parts.append(f"{name}{kinds[i]}: {cyc[i, 'latency']:,} cycles in latency placement and "
+                         f"{cyc[i, 'throughput']:,} in throughput placement")
     return f"simulated both{' on each system' if systems > 1 else ''}: {what} at batch {batch}: " + \
         "; ".join(parts) + f"; {basis}"
