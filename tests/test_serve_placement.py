@@ -59,13 +59,30 @@ def test_auto_keeps_throughput_where_the_load_keeps_the_batch_full():
     s = r["step_seconds_by_placement"]
     assert r["placement_kind"] == min(s, key=s.get) == "throughput"  # at batch 4 the pipeline wins
     assert r["placement_kind_reason"].startswith("throughput: simulated both: the decode step at context 8")
-    assert "at batch 4" in r["placement_kind_reason"] and "Little's law" in r["placement_kind_reason"]
+    assert "batch 4.00 (--max-batch: the load outruns it)" in r["placement_kind_reason"]
+    assert "Little's law" in r["placement_kind_reason"] and r["operating_point"]["batch_by_placement"] == {
+        "throughput": 4, "latency": 4}
+
+
+def test_auto_does_not_take_a_placement_the_load_would_outrun():
+    """At one sequence the latency placement is faster, but its step grows by a sequence's whole
+    share: at this load (600,000 tokens/s asked) each added sequence would slow it by more than it
+    brings, so its batch fills; the throughput placement keeps up at under two sequences."""
+    r = wafer_costs("tiny", TARGET, placement="auto", load=Load(rate=6000.0, output_tokens=100.0), **KW).report
+    c = r["cycles_by_system"][0]
+    assert c["latency"] < c["throughput"]  # one sequence: latency is faster
+    assert r["operating_point"]["batch_by_placement"]["latency"] == KW["max_batch"]
+    assert 1 < r["operating_point"]["batch_by_placement"]["throughput"] < 2
+    assert r["placement_kind"] == "throughput" and "the load outruns it" in r["placement_kind_reason"]
 
 
 def test_expected_batch_is_littles_law_within_one_and_max_batch():
     assert expected_batch(None, 1.0, 8) == 1
     assert expected_batch(Load(10.0, 50.0), 0.004, 16) == pytest.approx(2.0)  # 10/s x 50 tokens x 4 ms
-    assert expected_batch(Load(10.0, 50.0), 0.005, 16) == pytest.approx(2.5)  # read between batches 2 and 3
+    assert expected_batch(Load(10.0, 50.0), 0.005, 16) == pytest.approx(2.5)  # an average
+    # a step growing 1 ms a sequence: b = 500 x (4 - 1) ms / (1 - 500 x 1 ms) = 3 sequences
+    assert expected_batch(Load(10.0, 50.0), 0.004, 16, 0.001) == pytest.approx(3.0)
+    assert expected_batch(Load(10.0, 50.0), 0.004, 16, 0.002) == 16  # each sequence slows it more than it brings
     assert expected_batch(Load(1e6, 50.0), 0.004, 16) == 16 and expected_batch(Load(1e-6, 1.0), 1e-3, 16) == 1
     reqs = [Request(i, 0.5 * i, 4, 10 + i) for i in range(5)]
     assert Load.of(reqs) == Load(2.0, 12.0) and Load.of(reqs[:1]) is None
@@ -79,7 +96,7 @@ def test_auto_falls_back_to_throughput_with_the_reason_when_latency_does_not_fit
     r = wafer_costs("tiny", TARGET, placement="auto", **KW).report
     assert r["placement_kind"] == r["prefill_placement_kind"] == "throughput"
     assert r["placement_kind_reason"].startswith(
-        "throughput: simulated both: the decode step at context 8 at batch 1: throughput, the only one that fits "
+        "throughput: simulated both: the decode step at context 8 at one sequence: throughput, the only one that fits "
         "(latency placement does not: serving places 4 sequences' KV caches of 16 rows in latency")
     assert "kernel attn finds no rectangle" in r["placement_unfit"]["system 1: latency"]
     with pytest.raises(FitError, match="in latency placement: latency placement: kernel attn"):

@@ -24,7 +24,6 @@ engine's KV capacity is the smaller of the two placements'.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil, floor
 
 from ..backends import assumptions as A
 from ..backends.lowering import lower
@@ -59,13 +58,17 @@ class Load:
         return Load((len(requests) - 1) / span, sum(r.output for r in requests) / len(requests))
 
 
-def expected_batch(load: Load | None, step: float, max_batch: int) -> float:
-    """Little's law: sequences decoding at once on average, each ``output_tokens`` steps of ``step``
-    seconds (at least 1, at most ``max_batch``; a fraction: the step is read between the batches
-    around it)."""
+def expected_batch(load: Load | None, step: float, max_batch: int, growth: float = 0.0) -> float:
+    """Little's law: sequences decoding at once on average, each ``output_tokens`` steps, a step of b
+    sequences taking ``step + (b - 1) growth`` seconds: b = a (step - growth) / (1 - a growth), a the
+    tokens a second the load asks. Where ``a growth >= 1`` each added sequence slows the step by more
+    than it brings, the batch fills: ``max_batch``. At least 1; a fraction (an average)."""
     if load is None:
         return 1.0
-    return float(max(1.0, min(max_batch, load.rate * load.output_tokens * step)))
+    a = load.rate * load.output_tokens
+    if a * growth >= 1:
+        return float(max_batch)
+    return float(max(1.0, min(max_batch, a * (step - growth) / (1 - a * growth))))
 
 
 @dataclass
@@ -123,36 +126,42 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
     def pick(cyc: dict) -> tuple:  # each system's faster (a tie keeps throughput)
         return tuple(min(fits[i], key=lambda k: (cyc[i, k], k != "throughput")) for i in range(systems))
 
-    def cycles(*ats) -> dict:  # each (system, kind)'s cycles, read at the batch between two runs
-        return {key: round((1 - w) * ats[0][key].cycles + w * ats[1][key].cycles) for key in ats[0]}
+    def cycles(at: dict) -> dict:
+        return {key: r.cycles for key, r in at.items()}
 
-    def seconds(kinds: tuple) -> float:
-        return (1 - w) * run_seconds([lo[i, k] for i, k in enumerate(kinds)], machine) + \
-            w * run_seconds([hi[i, k] for i, k in enumerate(kinds)], machine)
+    def run_at(at: dict, kinds: tuple) -> float:
+        return run_seconds([at[i, k] for i, k in enumerate(kinds)], machine)
 
     at1 = sims(lower(dgraph, 1, tokens, ctx, machine), step_chunk)
-    lo = hi = at1
-    w = 0.0
-    batch = expected_batch(load, seconds(pick(cycles(at1, at1))), max_batch)
-    if batch > 1:  # the step between the whole batches around it (a decode step grows about linearly with them)
-        b0, b1 = floor(batch), ceil(batch)
-        lo = at1 if b0 == 1 else sims(lower(dgraph, b0, tokens, ctx, machine), step_chunk)
-        hi = lo if b1 == b0 else sims(lower(dgraph, b1, tokens, ctx, machine), step_chunk)
-        w = batch - b0
-    cyc = cycles(lo, hi)
-    kinds = pick(cyc)
-    by_kind = {k: seconds((k,) * systems) for k in kinds_asked if all(k in f for f in fits)}
-    by_kind[summary(kinds)] = seconds(kinds)
-    basis = (f"batch: Little's law over the requests ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x "
-             "the one-sequence step, at most --max-batch; a fraction read between the whole batches around it)"
-             if load else "batch: no requests given, one sequence")
-    why = _reason(kind, what, f"{round(batch, 2):g}", cyc, fits, unfit, kinds, systems, basis)
+    cyc = cycles(at1)
+    kinds1 = pick(cyc)  # the fastest at one sequence, each system its own
+    combos = list(dict.fromkeys([kinds1, *((k,) * systems for k in kinds_asked if all(k in f for f in fits))]))
+    # a load: each combination at the batch the load keeps running on it (a step of b sequences: s1 + (b - 1) g)
+    at2 = sims(lower(dgraph, 2, tokens, ctx, machine), step_chunk) if load and max_batch > 1 else None
+    point = {}
+    for c in combos:
+        s1 = run_at(at1, c)
+        g = run_at(at2, c) - s1 if at2 else 0.0
+        b = expected_batch(load, s1, max_batch, g)
+        point[c] = (s1 + (b - 1) * g, b, s1, g)
+    kinds = min(combos, key=lambda c: (point[c][0], c.count("latency")))  # a tie keeps throughput
+    by_kind = {summary(c): point[c][0] for c in combos}
+    batch = point[kinds][1]
+    basis = (f"batch: the load's, by Little's law ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x the "
+             "step at that batch, at most --max-batch: where the step grows by a sequence's share faster than the "
+             "load asks, the batch fills --max-batch)" if load else "batch: no requests given, one sequence")
+    why = _reason(kind, what, cyc, fits, unfit, kinds1, systems)
+    if len(combos) > 1 and load:
+        why += "; at the load: " + "; ".join(
+            f"{summary(c)}: {1e3 * s1:.4f} ms at one sequence, {1e3 * g:.4f} ms more a sequence, batch {b:.2f}"
+            f"{' (--max-batch: the load outruns it)' if b >= max_batch else ''}: {1e3 * t:.4f} ms"
+            for c, (t, b, s1, g) in point.items())
+    why += f"; {basis}"
     plain_kinds = kinds
     if verify_tokens:  # the target's plain decode step too (its placement alone: benchmarks/serve_speculative.py)
-        plain = sims(lower(dgraph, max(1, round(batch)), 1, ctx, machine), 1)
-        plain_kinds = pick(cycles(plain, plain))
+        plain_kinds = pick(cycles(sims(lower(dgraph, 1, 1, ctx, machine), 1)))
     pre_at = sims(head_on_last_position(lower(pgraph, 1, chunk, 0, machine)), A.CHUNK_TOKENS)
-    pkinds = pick(cycles(pre_at, pre_at))
+    pkinds = pick(cycles(pre_at))
     figures = "; ".join(f"system {i + 1}: " + " and ".join(f"{pre_at[i, k].cycles:,} cycles in {k} placement"
                                                           for k in fits[i]) for i in range(systems))
     preason = f"{summary(pkinds)}: a chunk of {chunk} tokens from position 0 takes {figures}"
@@ -164,8 +173,8 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
               "prefill_placement_kind": summary(pkinds), "prefill_placement_reason": preason,
               "prefill_placement_kinds": list(pkinds),
               "operating_point": {"step": "verify" if verify_tokens else "decode", "context": ctx,
-                                  "batch": round(batch, 3),
-                                  "batch_basis": basis},
+                                  "batch": round(batch, 3), "batch_basis": basis,
+                                  "batch_by_placement": {summary(c): round(point[c][1], 3) for c in combos}},
               "step_seconds_by_placement": by_kind,
               "cycles_by_system": [{k: cyc[i, k] for k in fits[i]} for i in range(systems)],
               "prefill_cycles_by_system": [{k: pre_at[i, k].cycles for k in fits[i]} for i in range(systems)],
@@ -174,9 +183,10 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
     return EnginePlacement(dec, pre, record)
 
 
-def _reason(kind, what, batch, cyc, fits, unfit, kinds, systems, basis) -> str:
+def _reason(kind, what, cyc, fits, unfit, kinds, systems) -> str:
+    """Each system's figures at one sequence."""
     if kind != "auto":
-        return f"asked for (--placement {kind}): {what} at batch {batch}"
+        return f"asked for (--placement {kind}): {what} at one sequence: {sum(cyc.values()):,} cycles"
     parts = []
     for i in range(systems):
         name = f"system {i + 1}: " if systems > 1 else ""
@@ -187,5 +197,4 @@ def _reason(kind, what, batch, cyc, fits, unfit, kinds, systems, basis) -> str:
         else:
             parts.append(f"{name}{kinds[i]}: {cyc[i, 'latency']:,} cycles in latency placement and "
                          f"{cyc[i, 'throughput']:,} in throughput placement")
-    return f"simulated both{' on each system' if systems > 1 else ''}: {what} at batch {batch}: " + \
-        "; ".join(parts) + f"; {basis}"
+    return f"simulated both{' on each system' if systems > 1 else ''}: {what} at one sequence: " + "; ".join(parts)
