@@ -186,7 +186,8 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
 def _reason(kind, what, cyc, fits, unfit, kinds, systems) -> str:
     """Each system's figures at one sequence."""
     if kind != "auto":
-        return f"asked for (--placement {kind}): {what} at one sequence: {sum(cyc.values()):,} cycles"
+        return (f"asked for (--placement {kind}): {what} at one sequence: {sum(cyc.values()):,} cycles"
+                + (" (the systems' parts summed)" if systems > 1 else ""))
     parts = []
     for i in range(systems):
         name = f"system {i + 1}: " if systems > 1 else ""
