@@ -30,11 +30,17 @@ PROMPT, OUTPUT = "uniform:64,512", "uniform:16,256"
 
 def costs(args, policy: str, max_context: int):
     from waferscale.cli.serve import build_policy
+    from waferscale.serve.engine_placement import Load
+    from waferscale.serve.trace import synthetic
 
     ns = argparse.Namespace(model=args.model, target=args.target, systems=args.systems, policy=policy,
-                            split=args.split, max_batch=max_batch(args, policy), chunk=args.chunk, dtype="f16", seed=0)
+                            split=args.split, max_batch=max_batch(args, policy), chunk=args.chunk, dtype="f16", seed=0,
+                            placement=args.placement)
+    # auto: each engine's placement at the load of the table's first rate (as `wafer serve --rate R` picks it)
+    rate = float(args.rates.split(",")[0])
+    load = Load.of(synthetic(rate, args.table_requests, prompt=PROMPT, output=OUTPUT, seed=2))
     t0 = time.perf_counter()
-    pol, reports = build_policy(ns, max_context, print)
+    pol, reports = build_policy(ns, max_context, print, load)
     return pol, reports, time.perf_counter() - t0
 
 
@@ -83,6 +89,8 @@ def main() -> None:
     p.add_argument("--disaggregated-max-batch", type=int, help="the disaggregated engines' (default: --max-batch)")
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--policies", default="colocated,disaggregated")
+    p.add_argument("--placement", choices=["auto", "latency", "throughput"], default="auto",
+                   help="each engine's placement (`wafer serve --placement`); auto: at the first rate's load")
     p.add_argument("--name", default="serve")
     args = p.parse_args()
 
@@ -129,7 +137,9 @@ def main() -> None:
                        v["kv_capacity_bytes"], "kv_capacity_tokens": v["kv_capacity_tokens"],
                        "grid_points": len(v["decode_grid"]["batch"]) * len(v["decode_grid"]["context"])
                        + len(v["prefill_grid"]["chunk"]) * len(v["prefill_grid"]["position"]),
-                       "place_seconds": v["place_seconds"], "grid_seconds": v["grid_seconds"]}
+                       "place_seconds": v["place_seconds"], "grid_seconds": v["grid_seconds"],
+                       "placement_kind": v.get("placement_kind"), "placement_kind_reason":
+                       v.get("placement_kind_reason"), "prefill_placement_reason": v.get("prefill_placement_reason")}
                    for k, v in reports.items() if k != "link"} | {"build_seconds": secs}
              for pol, (_, reports, secs) in built.items()}
     on = f"{args.systems} x {args.target}" if args.systems > 1 else args.target
@@ -157,6 +167,9 @@ def main() -> None:
                           f"{100 * v['mixed_step_error']:.2f}% | "
                           f"{v['kv_capacity_tokens']:,} | {v['place_seconds'] + v['grid_seconds']:.1f} |")
     md += [f"| {pol} | - | did not place: {why} | | | | |" for pol, why in failed.items()]
+    md += ["", f"Placement (--placement {args.placement}):", ""]
+    md += [f"- {pol} {k}: {v['placement_kind_reason']}; prefill: {v['prefill_placement_reason']}"
+           for pol, g in grids.items() for k, v in g.items() if k != "build_seconds" and v["placement_kind"]]
     md += ["", f"## Latency and goodput ({args.table_requests:,} requests per row)", "",
            "| policy | max batch | rate (req/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | E2E p99 (ms) | "
            "output tok/s | tok/s per user | goodput (req/s) | queue max | KV peak |",

@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--prompt", type=int, default=128)
     p.add_argument("--output", type=int, default=256)
     p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--placement", choices=["auto", "latency", "throughput"], default="auto",
+                   help="the target's and the draft's placement (`wafer serve --placement`); auto: each at batch 1")
     p.add_argument("--name", default="serve_speculative")
     args = p.parse_args()
 
@@ -46,7 +48,9 @@ def main() -> None:
     max_context = -(-(args.prompt + args.output) // 64) * 64
     ns = argparse.Namespace(model=args.model, draft=args.draft, draft_tokens=args.draft_tokens, accept=0.0,
                             draft_split=args.draft_split, draft_systems=args.draft_systems, systems=args.systems)
-    kw = dict(max_context=max_context, max_batch=1, chunk=args.prompt, dtype="f16", seed=0, log=print)
+    # one request at a time: auto's operating point is one sequence (no load given)
+    kw = dict(max_context=max_context, max_batch=1, chunk=args.prompt, dtype="f16", seed=0, log=print,
+              placement=args.placement, load=None)
     t0 = time.perf_counter()
     spec0, reports = speculative_costs(ns, get_machine(args.target), kw)
     build = time.perf_counter() - t0
@@ -58,7 +62,20 @@ def main() -> None:
         return {"ttft_ms_p50": 1e3 * s["ttft_seconds"]["p50"], "tpot_ms_p50": 1e3 * s["tpot_seconds"]["p50"],
                 "tokens_per_s_per_user": s["tokens_per_second_per_user"], "steps": s["steps"]}
 
-    rows = [{"decode": "plain (target alone)", "accept": None, "tokens_per_step": 1.0, **run(spec0.target)}]
+    # the target alone in the placement its own decode step is faster in (auto chose the target's on the verify step)
+    plain, alone = spec0.target, reports["target"]
+    kinds = reports["target"].get("decode_placement_kinds")  # each system's placement for the decode step alone
+    if kinds and kinds != reports["target"]["placement_kinds"]:
+        from waferscale.serve.draft import NAMES
+        from waferscale.serve.wafer import region, wafer_costs
+
+        m = get_machine(args.target)
+        m = m if args.draft_systems else region(m, args.draft_split, False, NAMES, "--draft-split")
+        w = wafer_costs(args.model, m, systems=args.systems, what="target alone: ",
+                        **{**kw, "max_context": max_context + args.draft_tokens})  # auto: decode alone
+        plain, alone = w.cost, w.report
+    rows = [{"decode": f"plain (target alone, {alone['placement_kind']} placement)", "accept": None,
+             "tokens_per_step": 1.0, **run(plain)}]
     for a in [float(x) for x in args.accepts.split(",")]:
         cost = Speculative(spec0.target, spec0.draft, args.draft_tokens, a, spec0.handoff)
         rows.append({"decode": f"draft, k = {args.draft_tokens}", "accept": a,
@@ -66,13 +83,17 @@ def main() -> None:
         print(rows[-1])
     t, d = reports["target"], reports["draft"]
     step = {"target_decode_ms": 1e3 * spec0.target.decode(1, max_context // 2),
+            "target_alone_decode_ms": 1e3 * plain.decode(1, max_context // 2),
             "target_verify_ms": 1e3 * spec0.target.verify(1, max_context // 2),
             "draft_decode_ms": 1e3 * spec0.draft.decode(1, max_context // 2), "handoff_ms": 1e3 * spec0.handoff}
     record = {"command": command(), "machine": machine(), "model": args.model, "target": args.target,
               "systems": args.systems, "draft": args.draft, "placement": reports["speculative"]["placement"],
               "prompt": args.prompt, "output": args.output, "max_context": max_context, "build_seconds": build,
               "max_interpolation_error": max(t["max_interpolation_error"], d["max_interpolation_error"]),
-              "step_at_mid_context": step, "rows": rows}
+              "step_at_mid_context": step, "rows": rows,
+              "placements": {e: {k: r.get(k) for k in ("placement_kind", "placement_kind_reason",
+                                                       "prefill_placement_kind", "prefill_placement_reason")}
+                             for e, r in (("target", t), ("draft", d), ("target alone", alone))}}
     f = lambda x: "-" if x is None else f"{x:g}"  # noqa: E731
     md = [heading(f"Speculative decoding: {args.model} on {args.systems} x {args.target}, draft {args.draft}", record)
           + ".", "",
@@ -82,6 +103,8 @@ def main() -> None:
           f"{step['target_decode_ms']:.3f} ms, verify of {args.draft_tokens + 1} positions "
           f"{step['target_verify_ms']:.3f} ms, draft decode step {step['draft_decode_ms']:.3f} ms, hand-off "
           f"{step['handoff_ms']:.4f} ms. Acceptance rates are assumed, not measured.", "",
+          *(f"- {e}: {r['placement_kind_reason']}; prefill: {r['prefill_placement_reason']}"
+            for e, r in record["placements"].items()), "",
           "| decode | acceptance | tokens per step | TTFT p50 (ms) | TPOT p50 (ms) | tok/s per user |",
           "|---|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -23,9 +23,12 @@ def test_serve_runs_through_the_driver_and_replays_to_the_same_report(capsys, tm
     assert run["mode"] == "serve" and run["options"]["max_batch"] == 2 and run["execution"] is None
     eng = run["engines"]["all"]
     assert set(run["engines"]) == set(run["executed"]) == {"all"}
+    reason = c.report["serve"]["costs"]["all"]["placement_kind_reason"]
     assert eng == {"policy": "colocated", "role": "prefill and decode", "execution": "pipelined",
-                   "placement": "layer-pipelined", "machine": "mesh:32x32", "systems": 1,
-                   "pipeline": run["executed"]["all"]}
+                   "placement": "latency (cores shared in time)", "machine": "mesh:32x32", "systems": 1,
+                   "pipeline": run["executed"]["all"], "placement_kind": "latency", "placement_kind_reason": reason,
+                   "prefill_placement_kind": "throughput"}
+    assert reason.startswith("latency: simulated both: the decode step") and run["options"]["placement"] == "auto"
     write_compiled(c, tmp_path / "a")
     assert sorted(p.name for p in (tmp_path / "a").iterdir() if not p.name.startswith(".")) == [
         "report.html", "report.json", "requests.jsonl"]
@@ -42,8 +45,8 @@ def test_serve_runs_through_the_driver_and_replays_to_the_same_report(capsys, tm
 
 
 def test_a_disaggregated_reports_engines_keep_their_executed_keys():
-    c = driver.compile_run(RunSpec("tiny", "serve", {**OPTIONS, "policy": "disaggregated", "split": 0.5},
-                                   target="mesh:32x32"))
+    c = driver.compile_run(RunSpec("tiny", "serve", {**OPTIONS, "policy": "disaggregated", "split": 0.5,
+                                                     "placement": "throughput"}, target="mesh:32x32"))
     run = c.report["run"]
     assert set(run["executed"]) == set(run["engines"]) == {"prefill", "decode"}
     pre, dec = run["engines"]["prefill"], run["engines"]["decode"]

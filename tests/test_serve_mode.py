@@ -43,8 +43,12 @@ def test_a_serve_run_through_the_mode_is_wafer_serves(capsys, tmp_path):
         assert key in report
     run = report["run"]
     assert run["mode"] == "serve" and run["options"]["max_batch"] == 2 and run["seed"] == 3
-    assert set(run["executed"]) == {"all"} and run["executed"]["all"].endswith(",lower,place,route,simulate")
-    assert "fuse" in run["executed"]["all"] and report["mode"] == "layer-pipelined"
+    # --placement auto, one sequence at a time at this load: the latency placement (tests/test_serve_placement.py)
+    assert report["serve"]["costs"]["all"]["placement_kind"] == "latency" and report["serve"]["placement"] == {
+        "asked": "auto", "all": "latency"}
+    assert set(run["executed"]) == {"all"}
+    assert run["executed"]["all"].endswith(",lower,latency-placement,route,simulate")
+    assert "fuse" in run["executed"]["all"] and report["mode"] == "latency (cores shared in time)"
     assert report["serve"]["costs"]["all"]["pipeline"] == run["executed"]["all"]
     assert json.loads(served.files["report.json"])["run"] == run
 

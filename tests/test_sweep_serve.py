@@ -13,7 +13,7 @@ from waferscale.studies.sweep_spec import parse_spec
 
 SERVE = {"name": "serve", "model": "tiny", "mesh": "32x32", "mode": "serve", "batch": 2, "requests": 30,
          "prompt_len": 8, "new_tokens": 8, "rate": [2000, 200000], "policy": ["colocated", "disaggregated"],
-         "slo_tpot": 1e-5}
+         "slo_tpot": 1e-5, "placement": "throughput"}  # one placement at every rate: one cost grid
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -25,6 +25,7 @@ SERVE = {"name": "serve", "model": "tiny", "mesh": "32x32", "mode": "serve", "ba
     ({"rate": 0}, "key 'rate': 0 is not a positive number"),
     ({"requests": 0.5}, "key 'requests': 0.5 is not a positive integer"),
     ({"seq": 64}, "key 'seq': does not go with mode: serve"),
+    ({"placement": "fast"}, "key 'placement': 'fast' is not one of auto, latency, throughput"),
 ])
 def test_a_bad_serve_spec_is_one_line(changes, message):
     data = {k: v for k, v in {**SERVE, **changes}.items() if v is not None}

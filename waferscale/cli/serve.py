@@ -30,7 +30,7 @@ def __getattr__(name: str):
 # the mode's options, from the command line's (their defaults are the mode's: modes/serve.py OPTIONS)
 OPTION_ARGS = ("trace", "rate", "requests", "arrivals", "cv", "prompt_dist", "output_dist", "policy", "split", "draft",
                "accept", "draft_tokens", "draft_split", "draft_systems", "max_batch", "chunk", "max_context",
-               "slo_ttft", "slo_tpot")
+               "slo_ttft", "slo_tpot", "placement")
 
 
 def add_parser(sub) -> None:
@@ -82,6 +82,11 @@ def add_parser(sub) -> None:
                    "streaming (each layer's weights streamed from MemoryX once a step for the whole batch, the KV "
                    "caches held in MemoryX: admission bounded by what MemoryX holds beside the weights; colocated, "
                    "one system), or auto (pipelined when it fits, streaming otherwise)")
+    s.add_argument("--placement", choices=["auto", "latency", "throughput"], default="auto", help="each engine's "
+                   "placement, as `wafer compile --generate --placement`: latency (every kernel where it finishes "
+                   "soonest, cores shared in time), throughput (every kernel its own rectangle), or auto (both "
+                   "simulated at the engine's operating point, the decode step at the batch the requests would keep "
+                   "running, and the faster kept; report.json serve.costs.*.placement_kind_reason) (default auto)")
     s.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16", help="weights and activations "
                    "(default f16)")
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic requests and of random weights "
@@ -142,6 +147,12 @@ def cmd_serve(args) -> int:
           f"{s.get('goodput_requests_per_second') or 0:,.2f} requests/s ({s.get('meeting_slo', 0):,} of "
           f"{s['completed']:,} completed{' meet ' + slo if slo else ''}); {s['rejected']:,} rejected; queue up to "
           f"{s.get('queue_max', 0):,}; KV peak {100 * store.kv_peak / max(store.kv_capacity, 1):.1f}%")
+    kinds = ", ".join(f"{e}: {c['placement_kind']}" + (f" (prefill {c['prefill_placement_kind']})" if
+                      c["prefill_placement_kind"] != c["placement_kind"] else "")
+                      for e, c in section["costs"].items() if "placement_kind" in c)
+    if kinds:
+        print(f"placement: {kinds} (--placement {args.placement}; why: report.json "
+              "serve.costs.*.placement_kind_reason)")
     print(f"step costs: simulated on a grid in {t['cost_grid_seconds']:.1f} s, interpolation error at most "
           f"{100 * section['max_interpolation_error']:.2f}%; serving simulated in {t['serve_seconds']:.2f} s "
           f"-> {out}/")

@@ -39,7 +39,9 @@ _BUILT: dict = {}
 OPTIONS = {"trace": None, "rate": None, "requests": None, "arrivals": "poisson", "cv": 1.0,
            "prompt_dist": "uniform:64,512", "output_dist": "uniform:16,256", "policy": "colocated", "split": 0.5,
            "draft": None, "accept": None, "draft_tokens": 4, "draft_split": 0.25, "draft_systems": 0,
-           "max_batch": 16, "chunk": 512, "max_context": None, "slo_ttft": None, "slo_tpot": None}
+           "max_batch": 16, "chunk": 512, "max_context": None, "slo_ttft": None, "slo_tpot": None,
+           "placement": "auto"}
+PLACEMENTS = ("auto", "latency", "throughput")  # `wafer serve --placement` (serve/engine_placement.py)
 
 
 def serve_args(run: RunSpec) -> SimpleNamespace:
@@ -88,6 +90,8 @@ def _check(args) -> None:
         raise UsageError(f"--split {args.split} must be strictly between 0 and 1 (the prefill share)")
     _check_draft(args)
     _check_execution(args)
+    if args.placement not in PLACEMENTS:
+        raise UsageError(f"--placement {args.placement!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 def _check_execution(args) -> None:
@@ -96,7 +100,9 @@ def _check_execution(args) -> None:
         raise UsageError(f"--mode {args.execution!r} is not one of {', '.join(EXECUTIONS)}")
     if args.execution != "streaming":
         return
-    for given, what in ((args.policy == "disaggregated", "--policy disaggregated (both regions would share one "
+    latency = "--placement latency (a weight-streaming step has one layer on the whole wafer at a time)"
+    for given, what in ((args.placement == "latency", latency),
+                        (args.policy == "disaggregated", "--policy disaggregated (both regions would share one "
                          "MemoryX link, which is not costed)"), (args.draft is not None, "--draft"),
                         (args.systems > 1, "--systems > 1 (MemoryX and SwarmX over several systems are not costed "
                          "for serving)")):
@@ -218,7 +224,7 @@ class Serve(Mode):
         reqs = runs[-1]
         longest = max(r.prompt + r.output for one in runs for r in one)
         max_context = args.max_context or -(-longest // 64) * 64
-        policy, costs, t_costs, shared = _built(run, args, max_context, log)
+        policy, costs, t_costs, shared = _built(run, args, max_context, log, reqs)
         spec = costs.pop("speculative", None)
         for engine, c in costs.items():  # what ran, as every mode records it (run.executed)
             if "pipeline" in c:
@@ -246,6 +252,8 @@ class Serve(Mode):
         }
         if spec is not None:
             section["speculative"] = spec
+        section["placement"] = {"asked": args.placement, **{e: c["placement_kind"] for e, c in costs.items()
+                                                            if "placement_kind" in c}}
         if len(load) > 1:
             section["load"] = load
             section["requests_from"]["rates"] = rs
@@ -268,30 +276,37 @@ ROLES = {"all": "prefill and decode", "prefill": "prefill", "decode": "decode",
          "draft": "prefill and the draft decode steps (speculative decoding's draft)"}
 
 
+ENGINE_PLACEMENT = ("placement_kind", "placement_kind_reason", "prefill_placement_kind")
+
+
 def engines(args, costs: dict) -> dict:
     """``run.engines``: per engine (the keys of ``run.executed``) what it does under the policy, where
     it is placed and how (layer-pipelined or weight-streaming), and its pipeline."""
     return {e: {"policy": args.policy, "role": ROLES.get(e, e), "execution": c.get("execution", "pipelined"),
                 "placement": PLACED.get(c["placement_mode"], c["placement_mode"]), "machine": c["machine"],
                 "systems": c["systems"], "pipeline": c["pipeline"],
-                **({"execution_reason": c["execution_reason"]} if "execution_reason" in c else {})}
+                **({"execution_reason": c["execution_reason"]} if "execution_reason" in c else {}),
+                **{k: c[k] for k in ENGINE_PLACEMENT if k in c}}
             for e, c in costs.items() if "pipeline" in c}
 
 
-def _built(run: RunSpec, args, max_context: int, log):
+def _built(run: RunSpec, args, max_context: int, log, reqs=()):
     """The policy and its cost reports (``serve.build.build_policy``), and the seconds that took, and
     whether they were shared: the engines of one spec (all but the requests' options) are placed and
     their cost grids built once in a process and served fresh after (a sweep's rates, a replay), the
-    latest ``BUILT_KEPT`` of them kept."""
+    latest ``BUILT_KEPT`` of them kept. Under ``--placement auto`` the requests' load (``reqs``, the
+    run whose table is written) picks each engine's placement, so it is part of the key."""
     from ..serve.build import build_policy
+    from ..serve.engine_placement import Load
 
+    load = Load.of(reqs) if args.placement == "auto" and args.execution != "streaming" else None
     opts = tuple(sorted((k, repr(v)) for k, v in run.options.items() if k not in REQUEST_OPTIONS))
-    key = (run.model, args.target, args.systems, args.dtype, args.seed, args.execution, max_context, opts)
+    key = (run.model, args.target, args.systems, args.dtype, args.seed, args.execution, max_context, opts, load)
     if isinstance(run.model, str) and key in _BUILT:
         policy, costs = _BUILT[key]
         return policy.fresh(), copy.deepcopy(costs), 0.0, True
     t0 = time.perf_counter()
-    policy, costs = build_policy(args, max_context, log)
+    policy, costs = build_policy(args, max_context, log, load)
     t = time.perf_counter() - t0
     if isinstance(run.model, str):
         _BUILT[key] = (policy, copy.deepcopy(costs))

@@ -7,15 +7,18 @@ layer-pipelined does not fit: ``serve/streamed.py``); the other policies are lay
 from __future__ import annotations
 
 
-def build_policy(args, max_context: int, log):
-    """The policy and its cost reports: a colocated engine, or a prefill and a decode engine."""
+def build_policy(args, max_context: int, log, load=None):
+    """The policy and its cost reports: a colocated engine, or a prefill and a decode engine. Each
+    pipelined engine is placed as ``args.placement`` asks (``serve/engine_placement.py``; absent, as
+    in a benchmark's own Namespace: throughput), ``auto`` at the operating point of ``load`` (a
+    ``serve.engine_placement.Load`` of the requests, or None)."""
     from ..backends.machine import get_machine
     from .policies import Colocated, Disaggregated, Link
     from .wafer import region, wafer_costs
 
     machine = get_machine(args.target)
     kw = dict(max_context=max_context, max_batch=args.max_batch, chunk=args.chunk, dtype=args.dtype, seed=args.seed,
-              log=log)
+              placement=getattr(args, "placement", None) or "throughput", load=load, log=log)
     if getattr(args, "draft", None) is not None:  # benchmarks/serve.py builds its own Namespace
         from .draft import speculative_costs
 

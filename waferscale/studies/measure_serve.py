@@ -31,6 +31,8 @@ def serve_spec(task: dict):
                "output_dist": f"fixed:{task['new_tokens']}" if task["new_tokens"] else OUTPUT,
                "policy": task["policy"], "max_batch": task["max_batch"], "chunk": 512,
                "slo_ttft": task["slo_ttft"], "slo_tpot": task["slo_tpot"]}
+    if task.get("placement"):
+        options["placement"] = task["placement"]
     if task.get("split") is not None:
         options["split"] = task["split"]
     return RunSpec(task["model"], "serve", options, target=task["target"], systems=task["systems"],

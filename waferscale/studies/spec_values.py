@@ -40,9 +40,11 @@ AXES = {
     "requests": "positive integers (serve: synthetic requests a point; default 200)",
     "slo_ttft": "positive numbers (serve: goodput's time to first token at most, seconds)",
     "slo_tpot": "positive numbers (serve: goodput's time per output token at most, seconds)",
+    "placement": "auto, latency or throughput (serve: each engine's placement, `wafer serve --placement`)",
 }
 RUN_MODES = ("inference", "train", "generate", "serve")
-SERVE_KEYS = ("rate", "policy", "requests", "slo_ttft", "slo_tpot")
+SERVE_KEYS = ("rate", "policy", "requests", "slo_ttft", "slo_tpot", "placement")
+PLACEMENTS = ("auto", "latency", "throughput")  # modes/serve.py's (a test holds them equal)
 POLICIES = ("colocated", "disaggregated")
 MODES = ("pipelined", "streaming", "auto")
 
@@ -99,6 +101,10 @@ def _check_serve(data: dict[str, Any], bad) -> None:
     for p in policies if isinstance(policies, list) else [policies]:
         if p not in POLICIES:
             raise bad("policy", f"{short(p)} is not one of {', '.join(POLICIES)}")
+    kinds = data.get("placement", [])
+    for p in kinds if isinstance(kinds, list) else [kinds]:
+        if p not in PLACEMENTS:
+            raise bad("placement", f"{short(p)} is not one of {', '.join(PLACEMENTS)}")
 
 
 def is_int(v: Any) -> bool:
@@ -125,7 +131,8 @@ def check_value(key: str, v: Any, bad) -> Any:
 
     if key == "split" and number(v) is not None:  # serve's prefill share (check_modes has checked it)
         return _text(number(v))
-    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora", "policy"):
+    if key in ("model", "mode", "pipeline", "mesh", "dtype", "execution", "split", "lora", "policy",
+               "placement"):
         if not isinstance(v, str) or not v.strip():
             raise bad(f"{short(v)} is not a string; it takes {AXES[key]}")
         v = v.strip()

@@ -15,7 +15,7 @@ from .sweep_spec import Point, Spec
 
 AXIS_COLUMNS = ("model", "dtype", "batch", "seq", "mode_asked", "density", "rows", "cols", "sram_kib", "fmac",
                 "clock_ghz", "io_gbs", "link_bytes", "run", "systems", "split", "prompt_len", "new_tokens", "lora",
-                "rate", "policy", "requests", "slo_ttft", "slo_tpot")
+                "rate", "policy", "requests", "slo_ttft", "slo_tpot", "placement")
 # the table: the point's id, its parameters, what measure() gives (less what repeats a parameter), then
 # whether it is on the Pareto front of tokens/s against cores
 COLUMNS = ("point", *AXIS_COLUMNS, *(k for k in KEYS if k not in ("model", "batch", "seq")), "pareto")

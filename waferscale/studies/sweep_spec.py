@@ -47,7 +47,7 @@ from .spec_values import AXES, MODES, RUN_MODES, check_modes, check_value, conte
 
 # axes with no effect at their default: left out of a point's id, so an older spec's points keep theirs
 QUIET = {"run": "inference", "systems": 1, "split": "", "prompt_len": 0, "new_tokens": 0, "lora": "", "rate": 0,
-         "policy": "", "requests": 0, "slo_ttft": 0, "slo_tpot": 0}
+         "policy": "", "requests": 0, "slo_ttft": 0, "slo_tpot": 0, "placement": ""}
 SERVE_REQUESTS = 200  # mode: serve's requests a point when the spec gives none
 OTHER_KEYS = {"name": "a string", "sample": "grid or {random: N, seed: S}"}
 SYNONYMS = {"sparsity": "density"}  # --sparsity's name for the density axis
@@ -86,6 +86,7 @@ class Point:
     requests: int = 0
     slo_ttft: float = 0
     slo_tpot: float = 0
+    placement: str = ""  # serve: "" is the mode's default (auto)
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in QUIET or v != QUIET[k]}
@@ -117,7 +118,8 @@ class Point:
                 "split": float(self.split) if self.split else 0.5, "max_batch": self.batch, "rate": self.rate,
                 "requests": self.requests, "prompt_len": self.prompt_len, "new_tokens": self.new_tokens,
                 "slo_ttft": self.slo_ttft or None, "slo_tpot": self.slo_tpot or None, "dtype": self.dtype,
-                "execution": self.mode if self.mode in ("pipelined", "streaming") else None}
+                "execution": self.mode if self.mode in ("pipelined", "streaming") else None,
+                "placement": self.placement or None}
 
     def run_spec(self):
         """The driver's spec of a driven point."""
