@@ -151,10 +151,11 @@ def choose_per_layer(prog: Program, machine: Machine, place_group, log=lambda ms
     batch's activations, and the one whose slowest stage is the fastest wins (a tie keeps the stationary
     kernels). Everything else a layer pays in the step (its weights' stream in, its gradients' out) is the
     same bytes whichever kernel computes it, and a layer's time only enters the step through ``max`` and
-    ``+`` (``runtime/stream_sim.py``), so no layer and no step is slower than with ``sparse``. (Choosing
-    each GEMM alone was not: in a training step's backward layer its eight streamed GEMMs need more
-    columns than the wafer has at 16 KB of A a core, so every layer fell back to 4 KB blocks, four times
-    the passes, and the backward layer to two bands of half the rows: docs/sparsity.md.)"""
+    ``+`` (``runtime/stream_sim.py``), so no layer and no step is slower than with ``sparse`` (as far as the
+    slowest stage orders two placements of a layer as the tile simulation does). Choosing each GEMM alone
+    was not: in cerebras-gpt-13b's training step a backward layer's eight streamed GEMMs need more columns
+    than the wafer has at 16 KB of A a core, so every layer fell back to 4 KB (four times the passes) and
+    the backward layer to two bands of half the rows, 54% slower (docs/sparsity.md)."""
     base = use_streamed_gemm(prog, "sparse")
     options, seen = [("the stationary kernels", base)], {tuple(k.model for k in base.kernels)}
     for block in A_BLOCKS:
