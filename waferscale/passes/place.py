@@ -77,7 +77,7 @@ class Place(Pass):
                     f"it fits: its kernels take {need / 1e9:.2f} GB of SRAM on {placement.cores_used:,} cores, of "
                     f"{m.cores * m.usable_sram_bytes / 1e9:.2f} GB usable on {m.cores:,}")
                 placement = replace(placement, reason=f"layer-pipelined: {why}")
-        placement = verify_placement(prog, placement)
+        placement = verify_placement(s.program, placement)  # the streamed GEMMs, when streaming
         s.log(f"placed on {m.name} ({m.rows}x{m.cols}), {MODES[placement.mode]}, in bands of {placement.band_rows} "
               f"rows: {100 * placement.occupancy:.1f}% of the cores")
         return replace(s, placement=placement)

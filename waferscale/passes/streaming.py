@@ -149,13 +149,18 @@ def choose_per_layer(prog: Program, machine: Machine, place_group, log=lambda ms
     A in ``A_BLOCKS``, the GEMMs that ``streams_faster`` alone on the whole wafer; each is placed as the
     layer runs, its kernels sharing the wafer and the SRAM left beside the next layer's weights and the
     batch's activations, and the one whose slowest stage is the fastest wins (a tie keeps the stationary
-    kernels). Everything else a layer pays in the step (its weights' stream in, its gradients' out) is the
-    same bytes whichever kernel computes it, and a layer's time only enters the step through ``max`` and
-    ``+`` (``runtime/stream_sim.py``), so no layer and no step is slower than with ``sparse`` (as far as the
-    slowest stage orders two placements of a layer as the tile simulation does). Choosing each GEMM alone
-    was not: in cerebras-gpt-13b's training step a backward layer's eight streamed GEMMs need more columns
-    than the wafer has at 16 KB of A a core, so every layer fell back to 4 KB (four times the passes) and
-    the backward layer to two bands of half the rows, 54% slower (docs/sparsity.md)."""
+    kernels). Everything else a layer pays in the step (its weights' stream in, its gradients' out) is
+    the same bytes whichever kernel computes it, and a layer's time only enters the step through ``max``
+    and ``+`` (``runtime/stream_sim.py``), so no layer and no step is slower than with ``sparse`` (as far
+    as the slowest stage orders two placements of a layer as the tile simulation does). Choosing each
+    GEMM alone was not: in cerebras-gpt-13b's training step a backward layer's eight streamed GEMMs need
+    more columns than the wafer has at 16 KB of A a core, so every layer fell back to 4 KB (four times
+    the passes) and the backward layer to two bands of half the rows, 54% slower (docs/sparsity.md).
+
+    A batch whose stationary kernels do not fit a layer is not placed (``place_streaming`` says why), as
+    with ``sparse``: streamed GEMMs with small blocks of A may fit it, but so slowly that a smaller batch
+    is faster (13B training on one WSE-2 took micro-batches of 16 so, 1,211 s a step, against 83 s at 15
+    with the stationary kernels)."""
     base = use_streamed_gemm(prog, "sparse")
     options, seen = [("the stationary kernels", base)], {tuple(k.model for k in base.kernels)}
     for block in A_BLOCKS:
@@ -187,7 +192,9 @@ def choose_per_layer(prog: Program, machine: Machine, place_group, log=lambda ms
     picked: dict[str, int] = {}
     for gi, (_, ks) in enumerate(fits[0].groups):
         times = [(t, i) for i, t in enumerate(slowest(f.subs[gi]) for f in fits) if t is not None]
-        best = min(times)[1] if times else 0  # none fits: the stationary kernels, and place_streaming says why
+        if not times or times[0][1] != 0:
+            return base  # the stationary kernels do not fit this layer: place_streaming says why
+        best = min(times)[1]
         for k in ks:
             nodes[k] = options[best][1].kernels[k]
         picked[options[best][0]] = picked.get(options[best][0], 0) + 1
