@@ -69,11 +69,11 @@ from .systems import (
 GRAPH_PIPELINE = "canonicalize,autodiff"
 MICRO_BATCH_TRIES = 6
 WAFER_PIPELINE = "fuse,lower,place{mode=%s},route,simulate"
-# Training streams with the kernels it had before ``streamed_gemm=auto`` (the stationary GEMM for every
-# dense weight), measured: cerebras-gpt-13b, batch 720 on 8 WSE-2s, micro-batches of 15, takes 10.43 s a
-# step so and 13.67 s with auto (at micro-batches of 10, forced: 10.58 s with auto). auto's choice is
-# made on the whole wafer for a forward GEMM; why the backward's streams slower at 15 is not studied yet.
-STREAM_TRAIN_PIPELINE = "fuse,lower,place{mode=streaming,streamed_gemm=sparse},route,simulate"
+# Weight streaming takes ``place``'s default kernels, ``streamed_gemm=auto``: each layer the stationary GEMMs or
+# the streamed-weight ones, whichever places it faster (passes/streaming.choose_per_layer). cerebras-gpt-13b,
+# batch 720 on 8 WSE-2s: 9.73 s a step, against 10.43 s with ``streamed_gemm=sparse`` (the stationary kernel
+# for every dense GEMM, what training ran before; such a pipeline still runs: docs/sparsity.md).
+STREAM_TRAIN_PIPELINE = "fuse,lower,place{mode=streaming},route,simulate"
 SUMMARY_KEYS = ("step_seconds", "tokens_per_s", "stream_in_bytes", "stream_out_bytes", "micro_batch", "micro_batches")
 
 

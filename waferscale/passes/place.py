@@ -18,14 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ..backends.kernels.streamed import StreamedGemm
 from ..backends.machine import Machine
 from ..backends.program import Placement, Program, Rect
-from ..backends.streamed import A_BLOCK_BYTES
 from ..errors import FitError, UsageError
 from .base import PLACED, PROGRAM, CompileState, Pass, option, register
 from .placement_check import verify_placement
-from .streaming import place_streaming, use_streamed_gemm
+from .streaming import choose_per_layer, place_streaming, use_streamed_gemm
 
 # placement mode -> its name in reports
 MODES = {"pipelined": "layer-pipelined", "streaming": "weight-streaming", "latency": "latency (cores shared in time)"}
@@ -79,33 +77,20 @@ class Place(Pass):
                     f"it fits: its kernels take {need / 1e9:.2f} GB of SRAM on {placement.cores_used:,} cores, of "
                     f"{m.cores * m.usable_sram_bytes / 1e9:.2f} GB usable on {m.cores:,}")
                 placement = replace(placement, reason=f"layer-pipelined: {why}")
-        placement = verify_placement(prog, placement)
+        placement = verify_placement(s.program, placement)  # the streamed GEMMs, when streaming
         s.log(f"placed on {m.name} ({m.rows}x{m.cols}), {MODES[placement.mode]}, in bands of {placement.band_rows} "
               f"rows: {100 * placement.occupancy:.1f}% of the cores")
         return replace(s, placement=placement)
 
     def _streaming(self, s: CompileState) -> tuple[CompileState, Placement]:
         """The program with its streamed GEMMs (``streamed_gemm``), and its weight-streaming placement.
-        A streamed GEMM holds its share of the batch's tokens, up to ``A_BLOCK_BYTES`` per core a pass:
-        where that does not fit beside the batch's resident activations, ``auto`` tries smaller blocks
-        of A (more passes), then ``sparse`` (the stationary kernel for every dense GEMM), so a batch that
-        fitted before ``auto`` fits with it."""
-        streamed = use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine)
-        try:
-            return replace(s, program=streamed), place_streaming(streamed, s.machine, place, log=s.log)
-        except FitError:
-            if self.streamed_gemm != "auto" or not any(isinstance(k.model, StreamedGemm) for k in streamed.kernels):
-                raise
-        for block in (A_BLOCK_BYTES // 2, A_BLOCK_BYTES // 4, A_BLOCK_BYTES // 8):
-            prog = use_streamed_gemm(s.program, "auto", machine=s.machine, a_block=block)
-            try:
-                placement = place_streaming(prog, s.machine, place, log=s.log)
-            except FitError:
-                continue
-            s.log(f"weight streaming: the streamed GEMMs hold {block:,} B of A per core a pass to fit this batch")
-            return replace(s, program=prog), placement
-        prog = use_streamed_gemm(s.program, "sparse", machine=s.machine)
-        s.log("weight streaming: auto's streamed GEMMs do not fit at this batch; only sparse weights' stream")
+        ``auto`` chooses each layer's kernels on its placed time (``streaming.choose_per_layer``: the
+        stationary kernels, or the GEMMs faster streamed with a block of A per core that fits beside the
+        batch's resident activations), so a batch that fitted before ``auto`` fits with it."""
+        if self.streamed_gemm == "auto":
+            prog = choose_per_layer(s.program, s.machine, place, log=s.log)
+        else:
+            prog = use_streamed_gemm(s.program, self.streamed_gemm, log=s.log, machine=s.machine)
         return replace(s, program=prog), place_streaming(prog, s.machine, place, log=s.log)
 
 

@@ -138,6 +138,71 @@ def streams_faster(g: Gemm, s: StreamedGemm, machine: Machine | None) -> bool:
     return s.cycles(rows, cols, 0, m, machine)[0] < g.cycles(rows, cols, 0, m, machine)[0]
 
 
+# The blocks of A per core a streamed GEMM may hold in a pass, largest first: a smaller one takes more passes
+# (each streaming the layer's weights through the wafer again) and leaves more SRAM to the layer's kernels.
+A_BLOCKS = (A_BLOCK_BYTES, A_BLOCK_BYTES // 2, A_BLOCK_BYTES // 4, A_BLOCK_BYTES // 8)
+
+
+def choose_per_layer(prog: Program, machine: Machine, place_group, log=lambda msg: None) -> Program:
+    """``streamed_gemm=auto``: each layer (group) with the kernels that make it fastest placed. The
+    candidates are the stationary kernels (``sparse``: only sparse weights stream) and, for each block of
+    A in ``A_BLOCKS``, the GEMMs that ``streams_faster`` alone on the whole wafer; each is placed as the
+    layer runs, its kernels sharing the wafer and the SRAM left beside the next layer's weights and the
+    batch's activations, and the one whose slowest stage is the fastest wins (a tie keeps the stationary
+    kernels). Everything else a layer pays in the step (its weights' stream in, its gradients' out) is
+    the same bytes whichever kernel computes it, and a layer's time only enters the step through ``max``
+    and ``+`` (``runtime/stream_sim.py``), so no layer and no step is slower than with ``sparse`` (as far
+    as the slowest stage orders two placements of a layer as the tile simulation does). Choosing each
+    GEMM alone was not: in cerebras-gpt-13b's training step a backward layer's eight streamed GEMMs need
+    more columns than the wafer has at 16 KB of A a core, so every layer fell back to 4 KB (four times
+    the passes) and the backward layer to two bands of half the rows, 54% slower (docs/sparsity.md).
+
+    A batch whose stationary kernels do not fit a layer is not placed (``place_streaming`` says why), as
+    with ``sparse``: streamed GEMMs with small blocks of A may fit it, but so slowly that a smaller batch
+    is faster (13B training on one WSE-2 took micro-batches of 16 so, 1,211 s a step, against 83 s at 15
+    with the stationary kernels)."""
+    base = use_streamed_gemm(prog, "sparse")
+    options, seen = [("the stationary kernels", base)], {tuple(k.model for k in base.kernels)}
+    for block in A_BLOCKS:
+        p = use_streamed_gemm(prog, "auto", machine=machine, a_block=block)
+        models = tuple(k.model for k in p.kernels)
+        if models not in seen:
+            options.append((f"streamed GEMMs holding {block:,} B of A a core", p))
+            seen.add(models)
+    if len(options) == 1:
+        return base
+    fits = [_Fit(p, machine, place_group) for _, p in options]
+    prefetch, resident = fits[0].reserve(prog.samples)
+    left = machine.sram_bytes - prefetch - resident
+    if left - machine.reserved_sram_bytes <= 0:
+        return base  # place_streaming says why
+    small = replace(machine, sram_bytes=left)
+    cache: dict[tuple, float | None] = {}
+
+    def slowest(sub: Program) -> float | None:
+        key = signature(sub)
+        if key not in cache:
+            try:
+                cache[key] = max(place_group(sub, small, what="").stage_cycles, default=0)
+            except WaferError:
+                cache[key] = None
+        return cache[key]
+
+    nodes = list(base.kernels)
+    picked: dict[str, int] = {}
+    for gi, (_, ks) in enumerate(fits[0].groups):
+        times = [(t, i) for i, t in enumerate(slowest(f.subs[gi]) for f in fits) if t is not None]
+        if not times or times[0][1] != 0:
+            return base  # the stationary kernels do not fit this layer: place_streaming says why
+        best = min(times)[1]
+        for k in ks:
+            nodes[k] = options[best][1].kernels[k]
+        picked[options[best][0]] = picked.get(options[best][0], 0) + 1
+    log("weight streaming (auto): each layer with the kernels that place it fastest: "
+        + "; ".join(f"{n} layer(s) with {what}" for what, n in picked.items()))
+    return replace(prog, kernels=tuple(nodes))
+
+
 def largest_batch(prog: Program, machine: Machine, place_group, upto: int) -> int:
     """The most samples (at most ``upto``) that fit in weight-streaming mode; 0 if not even one."""
     fit = _Fit(prog, machine, place_group)

@@ -1,8 +1,9 @@
 """``y = x @ W (+ b)`` with the activations resident and the weights streamed through: the
 streamed-weight (activation-stationary) GEMM of ``backends/streamed.py``, which weight-streaming mode
-uses for the GEMMs of sparse weights and for each dense one it runs faster (``passes/streaming.py``:
-``place{streamed_gemm=auto}``, the default; ``sparse`` takes it for sparse weights only, ``all`` for
-every weight GEMM of a streamed layer, ``none`` for none).
+uses for the GEMMs of sparse weights and for the dense ones it runs faster, where that makes their
+layer faster (``passes/streaming.choose_per_layer``: ``place{streamed_gemm=auto}``, the default;
+``sparse`` takes it for sparse weights only, ``all`` for every weight GEMM of a streamed layer, ``none``
+for none).
 
 On a ``rows x cols`` rectangle the tokens of every sample of the run go over the rows and K over
 the columns: the core holds ``A[M_i, K_j]``; each output column's non-zeros enter K part j's column of
