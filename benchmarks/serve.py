@@ -36,8 +36,9 @@ def costs(args, policy: str, max_context: int):
     ns = argparse.Namespace(model=args.model, target=args.target, systems=args.systems, policy=policy,
                             split=args.split, max_batch=max_batch(args, policy), chunk=args.chunk, dtype="f16", seed=0,
                             placement=args.placement)
-    # auto: each engine's placement at the load of the table's first rate (as `wafer serve --rate R` picks it)
-    rate = float(args.rates.split(",")[0])
+    # auto: each engine's placement at the load of the table's last rate (as `wafer serve --rate R1,R2,...` picks
+    # it: the run whose table it writes)
+    rate = float(args.rates.split(",")[-1])
     load = Load.of(synthetic(rate, args.table_requests, prompt=PROMPT, output=OUTPUT, seed=2))
     t0 = time.perf_counter()
     pol, reports = build_policy(ns, max_context, print, load)

@@ -110,6 +110,9 @@ def main() -> None:
     ap.add_argument("--meshes", default=",".join(map(str, MESHES)), help="mesh sides, of " +
                     ", ".join(map(str, MESHES)))
     a = ap.parse_args()
+    if a.hop_cycles is not None and a.hop_cycles < 1:
+        print(f"--hop-cycles {a.hop_cycles}: give a whole number of cycles, at least 1", file=sys.stderr)
+        raise SystemExit(2)
     name = "waferllm_mesh" if a.hop_cycles is None else f"waferllm_mesh_hop{a.hop_cycles}"
     if a.render:
         record = json.loads((results_io.RESULTS / f"{name}.json").read_text())
@@ -138,7 +141,8 @@ def main() -> None:
                              "gemm_rects": two_l["gemm_rects"]})
                 print(f"{p} x {p} {mapping}: {layer:,.0f} cycles a layer against {published:,.0f}", flush=True)
     record = {"command": command(), "machine": results_io.machine(), "prompt_len": PROMPT, "rows": rows,
-              "hop_cycles": a.hop_cycles or get_machine("wse2").hop_cycles, "program": program}
+              "hop_cycles": get_machine("wse2").hop_cycles if a.hop_cycles is None else a.hop_cycles,
+              "program": program}
     write(name, record, markdown(record))
 
 

@@ -167,3 +167,21 @@ def test_the_kinds_are_everywhere_the_same():
     from waferscale.studies.spec_values import PLACEMENTS as SWEEP
 
     assert set(KINDS) == set(GENERATE) == set(PLACEMENTS) == set(SWEEP) and OPTIONS["placement"] == "auto"
+
+
+def test_a_burst_is_a_load_that_fills_the_batch():
+    burst = [Request(i, 0.0, P, T) for i in range(3)]  # every request at one instant
+    load = Load.of(burst)
+    assert load is not None and load.rate == float("inf")
+    assert expected_batch(load, step=1e-3, max_batch=4, growth=0.0) == 4.0
+    assert expected_batch(load, step=1e-3, max_batch=4, growth=1e-4) == 4.0
+    assert Load.of(burst[:1]) is None  # one request: no load to place for
+
+
+def test_sink_attentions_kv_caches_count_in_the_latency_placement():
+    """gpt-oss's caches are ``cached_sink_attention``'s: the latency placement's KV capacity counts them
+    (it divided by zero before, an OverflowError at `wafer serve tiny-gpt-oss`)."""
+    w = wafer_costs("tiny-gpt-oss", "mesh:48x48", placement="latency", max_context=32, max_batch=2, chunk=16)
+    r = w.report
+    assert r["placement_kind"] == "latency"
+    assert 2 * 32 <= r["kv_capacity_tokens"] < 10**9

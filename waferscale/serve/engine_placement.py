@@ -23,6 +23,7 @@ engine's KV capacity is the smaller of the two placements'.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..backends import assumptions as A
@@ -48,14 +49,13 @@ class Load:
 
     @staticmethod
     def of(requests) -> Load | None:
-        """From a list of ``serve.trace.Request``: arrivals over their span (None for fewer than two, or
-        all at one instant)."""
+        """From a list of ``serve.trace.Request``: arrivals over their span (None for fewer than two; a
+        burst, all at one instant, is an infinite rate: the batch fills ``--max-batch``)."""
         if len(requests) < 2:
             return None
         span = max(r.arrival for r in requests) - min(r.arrival for r in requests)
-        if span <= 0:
-            return None
-        return Load((len(requests) - 1) / span, sum(r.output for r in requests) / len(requests))
+        rate = (len(requests) - 1) / span if span > 0 else math.inf
+        return Load(rate, sum(r.output for r in requests) / len(requests))
 
 
 def expected_batch(load: Load | None, step: float, max_batch: int, growth: float = 0.0) -> float:
@@ -66,7 +66,7 @@ def expected_batch(load: Load | None, step: float, max_batch: int, growth: float
     if load is None:
         return 1.0
     a = load.rate * load.output_tokens
-    if a * growth >= 1:
+    if math.isinf(a) or a * growth >= 1:
         return float(max_batch)
     return float(max(1.0, min(max_batch, a * (step - growth) / (1 - a * growth))))
 
@@ -147,9 +147,12 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
     kinds = min(combos, key=lambda c: (point[c][0], c.count("latency")))  # a tie keeps throughput
     by_kind = {summary(c): point[c][0] for c in combos}
     batch = point[kinds][1]
-    basis = (f"batch: the load's, by Little's law ({load.rate:g}/s x {load.output_tokens:.1f} output tokens x the "
+    rate = "all at once" if load and math.isinf(load.rate) else f"{load.rate:g}/s" if load else ""
+    basis = (f"batch: the load's, by Little's law ({rate} x {load.output_tokens:.1f} output tokens x the "
              "step at that batch, at most --max-batch: where the step grows by a sequence's share faster than the "
-             "load asks, the batch fills --max-batch)" if load else "batch: no requests given, one sequence")
+             "load asks, the batch fills --max-batch)" if load else
+             "batch: one sequence (no load to place for)" if kind == "auto" else
+             "batch: one sequence (the placement asked; no operating point needed)")
     why = _reason(kind, what, cyc, fits, unfit, kinds1, systems)
     if len(combos) > 1 and load:
         why += "; at the load: " + "; ".join(

@@ -111,7 +111,7 @@ def _kv_growth(sub, placement):
     full = sram_map(sub, placement)
     kv = np.zeros_like(full)
     for k, r in zip(sub.kernels, placement.rects):
-        if k.op.kind == "cached_attention":
+        if k.op.kind in CACHED_ATTENTION:  # sink attention's caches too (gpt-oss)
             kv[r.row:r.row + r.rows, r.col:r.col + r.cols] += k.model.sram(r.rows, r.cols).get("kv_cache", 0)
     free = np.maximum(placement.machine.usable_sram_bytes - full, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
