@@ -35,31 +35,31 @@ from .base import ACT, LowerCtx, lowers
 from .grads import AttentionGrad, RowwiseWhole
 
 
+class Windowed:
+    """What the three kernels share: each query scores at most ``window`` keys (0: every earlier one),
+    and the numbers are the registry's reference, whole. A mixin before the kernel it narrows."""
+
+    window: int
+
+    def _keys(self, p0, p1):
+        keys = super()._keys(p0, p1)
+        return np.minimum(keys, self.window) if self.window else keys
+
+    def run(self, op, args, rows, cols):
+        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
+
+
 @dataclass(frozen=True)
-class SinkAttention(Attention):
+class SinkAttention(Windowed, Attention):
     window: int = 0  # keys a query reads at most (0: every earlier one)
     decomposition = "heads over columns, key/value positions over rows (cyclic); a sink per head"
 
-    def _keys(self, p0, p1):
-        keys = super()._keys(p0, p1)
-        return np.minimum(keys, self.window) if self.window else keys
-
-    def run(self, op, args, rows, cols):
-        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
-
 
 @dataclass(frozen=True)
-class SinkAttentionGrad(AttentionGrad):
+class SinkAttentionGrad(Windowed, AttentionGrad):
     window: int = 0
     decomposition = ("heads over columns, key/value positions over rows (cyclic); dk, dv beside k, v; "
                      "a sink per head")
-
-    def _keys(self, p0, p1):
-        keys = super()._keys(p0, p1)
-        return np.minimum(keys, self.window) if self.window else keys
-
-    def run(self, op, args, rows, cols):
-        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
 
 
 @lowers("sink_attention_grad")
@@ -90,20 +90,13 @@ def lower_sink_attention(op: Op, ctx: LowerCtx) -> SinkAttention:
 
 
 @dataclass(frozen=True)
-class CachedSinkAttention(Attention):
+class CachedSinkAttention(Windowed, Attention):
     window: int = 0  # keys a query reads at most, and cache rows held (0: every earlier one, the capacity)
     decomposition = "heads over columns, cached key/value positions over rows (cyclic; a ring on a sliding layer)"
 
     @property
     def key_rows(self) -> int:
         return read_rows(self.capacity, self.window + self.tokens - 1 if self.window else 0)
-
-    def _keys(self, p0, p1):
-        keys = super()._keys(p0, p1)
-        return np.minimum(keys, self.window) if self.window else keys
-
-    def run(self, op, args, rows, cols):
-        return np.asarray(registry.evaluate(op.kind, args, op.attr)).astype(op.type.np_dtype, copy=False)
 
 
 @lowers("cached_sink_attention")
