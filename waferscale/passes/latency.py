@@ -98,18 +98,43 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None, spread:
     """``spread``: WaferLLM's mapping instead (a study, ``benchmarks/waferllm_mesh.py``): every GEMM on the
     whole mesh (as far as its extent reaches), the other kernels where they finish soonest, and every
     kernel free to share cores with any other, so that independent kernels (q / k / v) run one after
-    another on the same cores, in program order, as WaferLLM's decode does."""
+    another on the same cores, in program order, as WaferLLM's decode does.
+
+    Kernels are placed in program order; where that packing fails (a nearly full wafer at a slow hop:
+    the fastest rectangles of the early kernels leave no room for the late ones), they are placed again
+    largest first (``pack``'s ``largest_first``), and the placement's ``reason`` says so."""
+    try:
+        return pack(prog, machine, log, spread)
+    except FitError as first:
+        if spread:
+            raise
+        try:
+            placement = pack(prog, machine, log, largest_first=True)
+        except FitError:
+            raise first from None
+        log("latency placement: program order did not pack; largest first did")
+        return placement
+
+
+def pack(prog: Program, machine: Machine, log=lambda msg: None, spread: bool = False,
+         largest_first: bool = False) -> Placement:
+    """One packing of the latency placement: each kernel, in turn, on its fastest shape that fits beside
+    those placed before it. In program order, or (``largest_first``) by decreasing resident bytes, so that
+    the kernels hardest to fit take their rectangles while the mesh is emptiest."""
     anc = ancestors(prog)
     cap = machine.usable_sram_bytes
     resident = np.zeros((machine.rows, machine.cols), dtype=np.int64)
     transient = np.zeros((machine.rows, machine.cols), dtype=np.int64)
-    rects: list[Rect] = []
-    times: list[int] = []
+    n = len(prog.kernels)
+    rects: list[Rect | None] = [None] * n
+    times = [0] * n
     cache: dict = {}
-    # every kernel's resident bytes (its buffers on a single core), and per kernel those of the kernels after it
+    # every kernel's resident bytes (its buffers on a single core), and per turn those of the kernels after it
     total = [split_sram(node.model.sram(1, 1))[0] for node in prog.kernels]
-    after = np.cumsum(total[::-1])[::-1].tolist()[1:] + [0]
-    for k, node in enumerate(prog.kernels):
+    order = sorted(range(n), key=lambda k: (-total[k], k)) if largest_first else list(range(n))
+    after = np.cumsum([total[k] for k in order][::-1])[::-1].tolist()[1:] + [0]
+    for turn, k in enumerate(order):
+        node = prog.kernels[k]
         m = node.model
         key = repr(m)
         if key not in cache:
@@ -122,9 +147,9 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None, spread:
                     if res + tr <= cap:
                         cands.append((latency(m, h, w, prog, machine), h * w, h, w, res, tr))
             cache[key] = sorted(cands)
-        blocked = [] if spread else [rects[j] for j in range(k) if concurrent(anc, j, k)]
+        blocked = [] if spread else [r for j, r in enumerate(rects) if r is not None and concurrent(anc, j, k)]
         # leave room on every core for the kernels still to place, their resident bytes spread evenly
-        budget = cap - ceil(after[k] / machine.cores)
+        budget = cap - ceil(after[turn] / machine.cores)
         least = int(resident.min())  # no core of any rectangle ends below its shape's res + tr + this
         best = _whole(m, prog, machine, resident, transient) if spread and isinstance(m, Gemm) else None
         tries = [] if best is not None else [(cache[key][:SHAPES], budget), (cache[key], budget), (cache[key], cap)]
@@ -145,11 +170,14 @@ def place_latency(prog: Program, machine: Machine, log=lambda msg: None, spread:
         resident[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols] += res
         t = transient[rect.row:rect.row + rect.rows, rect.col:rect.col + rect.cols]
         np.maximum(t, tr, out=t)
-        rects.append(rect)
-        times.append(lat)
-    log(f"latency placement: {len(rects)} kernels, sum of their latencies {sum(times):,} cycles, fullest core "
+        rects[k] = rect
+        times[k] = lat
+    how = "largest first" if largest_first else "in program order"
+    log(f"latency placement ({how}): {n} kernels, sum of their latencies {sum(times):,} cycles, fullest core "
         f"{int((resident + transient).max()):,} B of {cap:,}")
-    return Placement(machine, "latency", tuple(rects), 0, tuple(times), serial=spread)
+    reason = ("packed largest first (in program order the fastest rectangles of the first kernels left "
+              "no room for the last)") if largest_first else ""
+    return Placement(machine, "latency", tuple(rects), 0, tuple(times), serial=spread, reason=reason)
 
 
 def _whole(m, prog: Program, machine: Machine, resident: np.ndarray, transient: np.ndarray):
