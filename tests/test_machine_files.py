@@ -39,7 +39,10 @@ def test_figures_are_the_ones_the_reports_were_pinned_to():
     assert WSE3.published_ai_flops == 125e15 and WSE3.published_sram_bytes_per_s == 21e15
     for m in (WSE2, WSE3):
         assert m.usable_sram_bytes == m.sram_bytes - 2048
-        assert (m.hop_cycles, m.ramp_cycles, m.router_delay_cycles, m.pe_queue_depth) == (1, 1, 2, 4)
+        assert (m.ramp_cycles, m.router_delay_cycles, m.pe_queue_depth) == (1, 2, 4)
+    # a WSE-2 hop from Cerebras' SDK white paper; a WSE-3 hop from the one (unreviewed) CS-3 measurement
+    assert (WSE2.hop_cycles, WSE3.hop_cycles) == (1, 2)
+    assert "UNREVIEWED" in WSE3.provenance("hop_cycles")
     assert WSE3.provenance("clock_hz").startswith("assumed:") and WSE3.provenance("fmacs_per_cycle").startswith(
         "source:")
 
