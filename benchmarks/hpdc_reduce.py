@@ -13,8 +13,8 @@ quoted second-hand, and no measured cycles for any (n, P) were found, so nothing
 
 Our tile level charges a chain stage ``hop + ramp + psum_add`` (backends/gemm.py ``descent``; the same in
 rowwise.py, attention.py and the tree's ``_tokens``) = 3 cycles on wse2.yaml (4 on wse3.yaml, whose
-hop is 2 cycles), i.e. per stage a hop plus 2 where their model has a hop plus ``2 T_R + 1`` = 5: our core puts its sum onto its router in
-the cycle of the add (no ramp up) and our ramp down is 1 (assumed). For a chain of P PEs reducing B
+hop is 2 cycles), i.e. per stage a hop plus 2 where their model has a hop plus ``2 T_R + 1`` = 5:
+our core puts its sum onto its router in the cycle of the add (no ramp up) and our ramp down is 1 (assumed). For a chain of P PEs reducing B
 elements both models have the same stream term (``max(C, E/N + L) = B + P - 1``); they differ by
 ``(2 T_R + 1 - ramp - psum_add) (P - 1)`` cycles.
 
@@ -123,7 +123,9 @@ def markdown(out: dict) -> str:
         md += ("\n## llama-3.1-8b decode on a WSE-3 by ramp_cycles\n\n"
                f"`{out['decode_command']}`, at a {hop}-cycle hop.\n\n"
                "| ramp_cycles | chain stage (cycles) | tokens/s | vs the file's |\n|---|---|---|---|\n")
-        md += "".join(f"| {r} | {hop + r + WSE3.costs.psum_add} | {t:,.0f} | {100 * (t / rates[1] - 1):+.1f}% |\n" for r, t in rates.items())
+        add = WSE3.costs.psum_add
+        md += "".join(f"| {r} | {hop + r + add} | {t:,.0f} | {100 * (t / rates[1] - 1):+.1f}% |\n"
+                      for r, t in rates.items())
     return md
 
 
