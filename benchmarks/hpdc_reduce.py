@@ -14,8 +14,9 @@ quoted second-hand, and no measured cycles for any (n, P) were found, so nothing
 Our tile level charges a chain stage ``hop + ramp + psum_add`` (backends/gemm.py ``descent``; the same in
 rowwise.py, attention.py and the tree's ``_tokens``) = 3 cycles on wse2.yaml (4 on wse3.yaml, whose
 hop is 2 cycles), i.e. per stage a hop plus 2 where their model has a hop plus ``2 T_R + 1`` = 5:
-our core puts its sum onto its router in the cycle of the add (no ramp up) and our ramp down is 1 (assumed). For a chain of P PEs reducing B
-elements both models have the same stream term (``max(C, E/N + L) = B + P - 1``); they differ by
+our core puts its sum onto its router in the cycle of the add (no ramp up) and our ramp down is 1
+(assumed). For a chain of P PEs reducing B elements both models have the same stream term
+(``max(C, E/N + L) = B + P - 1``); they differ by
 ``(2 T_R + 1 - ramp - psum_add) (P - 1)`` cycles.
 
 ``--decode`` prices llama-3.1-8b's decode (prompt 128, 2 new tokens, batch 1, latency placement) on a
