@@ -30,6 +30,10 @@ WSE-3's SRAM):
 - a **budget**: a rectangle may fill its cores only so far that every core keeps room for its even
   share of the resident bytes of the kernels still to place. Where the fastest shapes break it,
   every shape is tried; where all do, the budget is dropped (only the capacity holds).
+
+Where program order still does not pack (at a WSE-3's 2-cycle hop, three of llama-3.1-70b's four
+parts: the first kernels' fastest rectangles leave no room for the last), the kernels are placed
+again largest first (``pack``), and the placement's ``reason`` says so.
 """
 
 from __future__ import annotations
