@@ -185,3 +185,16 @@ def test_sink_attentions_kv_caches_count_in_the_latency_placement():
     r = w.report
     assert r["placement_kind"] == "latency"
     assert 2 * 32 <= r["kv_capacity_tokens"] < 10**9
+
+
+def test_a_part_packed_largest_first_says_so_in_the_reason(monkeypatch):
+    """passes/latency.py packs a part largest first where program order does not (70B's parts on
+    WSE-3s); the serving report's reason names the systems it did so on."""
+    from dataclasses import replace
+
+    real = W.place_latency
+    monkeypatch.setattr(W, "place_latency", lambda sub, machine, **k: replace(
+        real(sub, machine, **k), reason="packed largest first (in program order ...)"))
+    r = wafer_costs("tiny", TARGET, placement="latency", **KW).report
+    assert r["placement_kind"] == "latency"
+    assert r["placement_kind_reason"].endswith("; latency placement packed largest first on system 1")

@@ -160,6 +160,9 @@ def place_engine(place_model, place_part, model: str, machine, *, kind: str, loa
             f"{' (--max-batch: the load outruns it)' if b >= max_batch else ''}: {1e3 * t:.4f} ms"
             for c, (t, b, s1, g) in point.items())
     why += f"; {basis}"
+    packed = [str(i + 1) for i, k in enumerate(kinds) if k == "latency" and made[i, k].reason]
+    if packed:  # passes/latency.py: program order did not pack these parts
+        why += f"; latency placement packed largest first on system {', '.join(packed)}"
     plain_kinds = kinds
     if verify_tokens:  # the target's plain decode step too (its placement alone: benchmarks/serve_speculative.py)
         plain_kinds = pick(cycles(sims(lower(dgraph, 1, 1, ctx, machine), 1)))
