@@ -39,6 +39,7 @@ def one(model: str, target: str, systems: int, prompt_len: int, new_tokens: int)
     return {"ok": True, "decode_tokens_per_s": g["decode_tokens_per_second_per_user"],
             "decode_us_per_token": 1e6 * g["decode_seconds_per_token"], "ttft_ms": 1e3 * g["ttft_seconds"],
             "placement": g["placement_kind"], "placement_reason": g["placement_kind_reason"],
+            "system_placement_reasons": [d["placement_kind_reason"] for d in g["systems_detail"]],
             "prefill_placement": g["prefill_placement_kind"],
             "split_us": {k: 1e6 * v for k, v in g["decode_time_split_seconds"].items()},
             "first_step_us": 1e6 * g["decode_seconds_first"],
@@ -90,9 +91,12 @@ def markdown(record: dict) -> str:
     notes = [f"- {r['model']} on {r['target']}: {r['note']}" for r in record["rows"] if r.get("note")]
     if notes:
         md += "\n" + "\n".join(notes) + "\n"
-    md += ("\nWhy each placement was kept (report.json `generate.placement_kind_reason`):\n\n"
-           + "".join(f"- {r['model']} on {r['systems']} x {r['target']}: {r['placement_reason']}\n"
-                     for r in record["rows"] if r["ok"]))
+    md += ("\nWhy each placement was kept (report.json `generate.systems_detail[].placement_kind_reason`, a "
+           "line per system):\n\n"
+           + "".join(f"- {r['model']} on {r['systems']} x {r['target']}"
+                     + (f", system {i + 1}" if r["systems"] > 1 else "") + f": {why}\n"
+                     for r in record["rows"] if r["ok"]
+                     for i, why in enumerate(r.get("system_placement_reasons", [r["placement_reason"]]))))
     return md
 
 

@@ -65,7 +65,8 @@ def choose(cands: dict[str, Candidate], kind: str) -> Chosen:
         why = (f"simulated both: the first decode step takes {cycles['latency']:,} cycles in latency placement and "
                f"{cycles['throughput']:,} in throughput placement")
     c = cands[best]
-    state = replace(c.state, placement=replace(c.state.placement, kind_reason=f"{best}: {why}"))
+    packed = f"; {c.state.placement.reason}" if best == "latency" and c.state.placement.reason else ""
+    state = replace(c.state, placement=replace(c.state.placement, kind_reason=f"{best}: {why}{packed}"))
     pre = {k: x.prefill.cycles for k, x in sorted(cands.items())}
     pkind = min(pre, key=lambda k: (pre[k], k != "throughput"))
     figures = " and ".join(f"{n:,} cycles in {k} placement" for k, n in pre.items())

@@ -80,8 +80,7 @@ def choose(prog: Program, placed: dict[str, Placed], kind: str, chunk: int = 1,
 def settle(placed: dict[str, Placed], best: str, why: str) -> Placed:
     """The chosen placement, with the reason recorded on it."""
     p = placed[best]
-    how = f"; {p.placement.reason}" if best == "latency" and p.placement.reason else ""
-    return Placed(replace(p.placement, kind_reason=f"{best}: {why}{how}"), p.routing)
+    return Placed(replace(p.placement, kind_reason=f"{best}: {why}"), p.routing)
 
 
 @dataclass
