@@ -18,9 +18,9 @@ from waferscale.backends.machine import get_machine
 from waferscale.errors import FitError
 from waferscale.frontend.lm import trace_lm
 from waferscale.frontend.zoo import lookup
+from waferscale.generate import compile_generate
 from waferscale.ir import verify
 from waferscale.passes import CompileState, parse_pipeline, run_pipeline
-from waferscale.generate import compile_generate
 from waferscale.passes.latency import pack, place_latency, verify_latency
 
 TIGHT = "mesh:12x12,sram_kib=5"
