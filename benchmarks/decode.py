@@ -96,7 +96,7 @@ def markdown(record: dict) -> str:
            + "".join(f"- {r['model']} on {r['systems']} x {r['target']}"
                      + (f", system {i + 1}" if r["systems"] > 1 else "") + f": {why}\n"
                      for r in record["rows"] if r["ok"]
-                     for i, why in enumerate(r.get("system_placement_reasons", [r["placement_reason"]]))))
+                     for i, why in enumerate(r["system_placement_reasons"])))
     return md
 
 
