@@ -21,6 +21,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check || { echo "requirements.lock lacks a dependency of pyproject.toml: run make lock"; exit 1; }
+	$(BIN)/python -c "from waferscale.runtime.pe_tree_jit import warm; warm()"  # compiled into numba's cache now
 	touch $(STAMP)
 
 # Re-resolves pyproject.toml's dependencies and its [test] extra to the newest versions served, with

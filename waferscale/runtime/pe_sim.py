@@ -150,8 +150,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     from then. The result then also has ``exits``, the cycle each output element left the south edge.
 
     ``engine``: ``"events"``: the chain by event times (``pe_events``: the same cycles, far faster), the
-    tree too where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's, else its
-    loop fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
+    tree by its loop compiled (``pe_tree_jit``, with numba, up to 256 x 256 cores), else by event times
+    where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's, else by its loop
+    fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
     run the cycle loop. ``machine``: hop, ramp and partial-sum add of one cycle, else not supported.
     """
     check_machine(machine, lanes)

@@ -48,16 +48,25 @@ from .pe_layout import Layout
 from .pe_tree import run_tree
 from .pe_tree_edge import solve_edge
 from .pe_tree_fused import run_tree_fused
+from .pe_tree_jit import JIT_MAX_CORES, available, run_tree_jit
 from .pe_tree_sites import SEG, Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
                resident: bool):
-    """The tree reduce by event times where they fit (``fits``) and the solver shows its cycles to
-    be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in fewer operations),
-    and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``, which counts every
-    wavelet at every router). Returns the fabric, the cycles and the cores' progress."""
+    """The tree reduce by the loop compiled (``pe_tree_jit``, where numba is installed and the grid
+    has at most ``JIT_MAX_CORES`` cores), else by event times where they fit (``fits``) and the solver
+    shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
+    fewer operations), and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``,
+    which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
+    progress."""
     if not check and engine != "cycles":
+        if available() and lay.rows * lay.cols <= JIT_MAX_CORES:
+            done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident)
+            if done is not None:
+                f = TreeFabric.empty(lay.rows, lay.cols)
+                f.contended = done[1]
+                return f, done[0], fill_counters(lay, f, p, resident)
         f = TreeFabric.empty(lay.rows, lay.cols)
         if fits(lay, p, depth):
             done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)

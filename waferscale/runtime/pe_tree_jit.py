@@ -1,0 +1,327 @@
+"""The tree reduce's cycle loop (``pe_tree.run_tree``) compiled with numba: the same rules, the same
+cycles and waits, visiting only the cores that have something to do.
+
+A cycle is two passes. The first takes every decision from the state at the start of the cycle, as
+``run_tree`` does: per core a byte of flags (a pass of its reduce; the four link moves, phase 1
+first where two colors want one link direction, each such wait counted; the row multicast; the
+FMAC) and four bits of deliveries (router to core, per stream kind). The second applies them. Each
+core's arithmetic is ``run_tree``'s and ``pe_fmac.Fmacs.step``'s, its countdown in the same unsigned
+width (it wraps where that one does).
+
+Most cores, most cycles, only count their head A element down. A core whose decisions come out as
+that alone (or as nothing) sleeps: its countdown is made up when it wakes (``SINCE``,
+``COUNTING``), and ``wake`` holds the cycle its element is done. A neighbour wakes it by changing
+what its decisions read: a wavelet into one of its empty queues (an arrival into a queue that held
+one already changes no decision: the core waited for something else), or room in a full queue
+it sends into. The first pass visits only the cores awake. ``tests/test_pe_tree_jit.py`` holds
+this loop to ``run_tree``'s cycles and waits.
+
+Memory: 16 bytes and 8 words a core. Up to some 65,000 cores (256 x 256) they stay in the caches
+and the loop is the fastest engine (``benchmarks/pe_speed.py``); on the full wafer it is bound by
+memory traffic and slower than ``pe_tree_fused`` (197 s of CPU against 85 s, this machine,
+2026-12-07), so ``pe_tree_events.solve_tree`` runs it up to ``JIT_MAX_CORES``.
+
+Needs numba (the ``jit`` extra, in the test extra too); ``available()`` says whether it imports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan, plan
+from .pe_fmac import uint
+from .pe_layout import Layout, layout
+
+try:
+    import numba
+except ImportError:  # the jit extra is not installed: pe_tree_events falls back to the NumPy engines
+    numba = None
+
+GO, M1S, M2S, M1N, M2N, FA, ACT = 1, 2, 4, 8, 16, 32, 64  # a core's decisions
+JIT_MAX_CORES = 256 * 256  # measured: faster than the NumPy engines up to here, not on the full wafer (above)
+
+
+def available() -> bool:
+    return numba is not None
+
+
+def warm() -> bool:
+    """Compile the loop, or load it from numba's cache on disk (some 15 s the first time on a 2-core
+    machine, well under a second after): ``make``'s install step calls it, so that neither the tests
+    nor a user's first simulation wait for the compiler. False without numba."""
+    if numba is None:
+        return False
+    rng = np.random.default_rng(0)
+    lay = layout(rng.standard_normal((2, 8), dtype=np.float32), rng.standard_normal((8, 4), dtype=np.float32), 4, 2, 4)
+    return run_tree_jit(lay, plan(lay.rows, "tree"), 4, 2, 10_000, False) is not None
+
+
+def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
+    """As ``pe_tree.run_tree``: returns (cycles, contended), or None (the caller runs another
+    engine) where a core has a token of no element (never in a layout), the queues are deeper than
+    a byte holds or the cycles more than a 32-bit word."""
+    R, C, m = lay.rows, lay.cols, lay.m
+    if lay.kt.min() < 1 or depth > 255 or max_cycles >= NEVER // 2:
+        return None
+    snd = np.array(p.out, np.int8)
+    thr = np.zeros((4, R), np.bool_)
+    for k in (S2, N2):
+        thr[k, list(p.through(k))] = True
+    dlv = np.zeros((4, R), np.bool_)
+    optab = np.full((R, 5), -1, np.int8)
+    for r in range(R):
+        for k in p.ins[r]:
+            dlv[k, r] = True
+        optab[r, :len(p.ins[r])] = p.ins[r]
+    passes = np.array([p.passes(r) for r in range(R)], np.uint8)
+    nt, kt, pe = lay.nt[0], lay.kt[:, 0], lay.fmac_cycles[0] * (not lay.sparse)
+    dense = lay.fmac_cycles * (not lay.sparse)
+    if not ((lay.nt == nt).all() and (lay.kt == kt[:, None]).all() and (dense == pe).all()):
+        return None  # pe_layout: nt and a dense element's cycles per column, kt per row
+    top = int(np.iinfo(uint(lay.peak_cycles)).max)  # the width of run_tree's countdown (it wraps there)
+    w = lambda x: (np.asarray(x, np.int64) & top).astype(np.int32)  # as run_tree's width holds them
+    elem = w(lay.element_cycles).ravel() if lay.sparse else np.zeros(1, np.int32)
+    out = _kernel(R, C, m, depth, nbuf, max_cycles, resident, lay.sparse, int(lay.ktmax), snd, thr, dlv, optab, passes,
+                  w(lay.first_cycles).ravel(), w(pe), elem, kt.astype(np.int32), nt.astype(np.int32),
+                  m * lay.kt[:, 0].astype(np.int64), int(w(lay.lanes.costs.task_start)), m * lay.n, top)
+    cycles, contended, status = out
+    if status == 1:
+        raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
+    if status == 2:
+        raise RuntimeError("the compiled tree loop ended with wavelets queued (simulator bug)")
+    return int(cycles), int(contended)
+
+
+def _jit(f):
+    """Compiled (and cached on disk) where numba imports; else left as Python, never called."""
+    return f if numba is None else numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)(f)
+
+
+# a core's bytes (S) and words (X)
+QA, IA, RQ, AHEAD, OPI, FLAGS, DLS, IQ, CQ = 0, 1, 2, 3, 4, 5, 6, 8, 12
+REM, KK, E, BUSY, SINCE, COUNTING, TOKF = 0, 1, 2, 3, 4, 5, 6
+NEVER = np.iinfo(np.int32).max
+
+
+@_jit
+def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv, optab, passes, first, pe, elem, kt,
+            nt, tot_a, ovh, out_left, top):
+    N = R * C
+    S = np.zeros((N, 16), np.uint8)  # queues and the pass under way, a core's in one line
+    X = np.zeros((N, 8), np.int32)  # countdowns and counters
+    X[:, REM] = first
+    X[:, SINCE] = -1
+    wake = np.zeros(N, np.int32)  # the first cycle a core must be visited (0: every cycle; NEVER: until marked)
+    act_list = np.zeros(N, np.int32)
+    act_r = np.zeros(N, np.int32)
+    rowlist = np.zeros(C, np.int32)
+    fi = np.zeros(R, np.bool_)
+    inj = np.zeros(R, np.int64)
+    left = m * N
+    moving = False
+    contended = 0
+    cycle = 0
+    while out_left > 0:
+        if cycle >= max_cycles:
+            return cycle, contended, 1
+        lft = left  # the FMACs run while some are left at the start of the cycle
+        # -- decisions, all from the state at the start of the cycle, at the cores awake --
+        na = 0
+        for r in range(R):
+            if lft and not resident:
+                fi[r] = inj[r] < tot_a[r] and S[r * C, QA] < D
+            base = r * C
+            n0 = 0
+            for c in range(C):  # the row's cores awake, listed without a branch
+                rowlist[n0] = c
+                n0 += wake[base + c] <= cycle
+            sk = snd[r]
+            ps = passes[r]
+            for q in range(n0):
+                c = rowlist[q]
+                i = base + c
+                wake[i] = 0
+                if X[i, SINCE] >= 0:  # it was asleep: its countdown, made up
+                    if X[i, COUNTING]:
+                        X[i, REM] = (X[i, REM] - (cycle - X[i, SINCE])) & top
+                    X[i, SINCE] = -1
+                fl = 0
+                dd = 0
+                op = S[i, OPI]
+                kind = optab[r, op]
+                notout = op + 1 < ps
+                go = S[i, AHEAD] > 0
+                if moving:
+                    if go:
+                        go = (kind < 0 or S[i, CQ + kind] > 0) and (S[i, RQ] < D or notout)
+                    if X[i, BUSY]:
+                        pos = S[i, RQ] > 0
+                        m1s = sk == S1 and pos and (r == R - 1 or S[i + C, IQ + S1] < D)
+                        m2s = (((thr[S2, r] and S[i, IQ + S2] > 0) or (sk == S2 and pos))
+                               and (r == R - 1 or S[i + C, IQ + S2] < D))
+                        m1n = sk == N1 and pos and (r == 0 or S[i - C, IQ + N1] < D)
+                        m2n = (((thr[N2, r] and S[i, IQ + N2] > 0) or (sk == N2 and pos))
+                               and r > 0 and S[i - C, IQ + N2] < D)
+                        if (m1s and m2s) or (m1n and m2n):  # one link direction, two colors: the phase-1 wavelet first
+                            contended += 1
+                            m2s = m2s and not m1s
+                            m2n = m2n and not m1n
+                        if m1s:
+                            fl |= M1S
+                        if m2s:
+                            fl |= M2S
+                        if m1n:
+                            fl |= M1N
+                        if m2n:
+                            fl |= M2N
+                        for k in range(4):
+                            if dlv[k, r] and S[i, IQ + k] > 0 and S[i, CQ + k] < D:
+                                dd |= 1 << k
+                else:
+                    go = go and kind < 0 and not notout
+                if go:
+                    fl |= GO
+                if lft:
+                    if resident:
+                        act = X[i, TOKF] < m
+                    else:
+                        if S[i, QA] > 0 and S[i, IA] < D and (c == C - 1 or S[i + 1, QA] < D):
+                            fl |= FA
+                        act = S[i, IA] > 0
+                    if act and S[i, AHEAD] < nbuf and not go:
+                        fl |= ACT
+                if not (fl & ~ACT or dd) and X[i, REM] > (1 if fl else 0):
+                    # nothing but the FMAC's countdown (if that): asleep from this cycle until its head element is
+                    # done, or until a neighbour changes a queue of its, or its room, and marks it
+                    X[i, SINCE] = cycle
+                    X[i, COUNTING] = fl != 0
+                    wake[i] = cycle + X[i, REM] - 1 if fl else NEVER
+                    continue
+                act_list[na] = i
+                act_r[na] = r
+                na += 1
+                S[i, FLAGS] = fl
+                S[i, DLS] = dd
+        # -- apply; a core whose queues change, or whose neighbour's room does, is awake the next cycle --
+        if lft and not resident:
+            for r in range(R):
+                if fi[r]:
+                    S[r * C, QA] += 1
+                    inj[r] += 1
+                    wake[r * C] = 0
+        anygo = False
+        for j in range(na):
+            i = act_list[j]
+            r = act_r[j]
+            c = i - r * C
+            fl = S[i, FLAGS]
+            if lft:
+                if fl & FA:
+                    if c > 0 and S[i, QA] == D:  # room again for the west neighbour's wavelet
+                        wake[i - 1] = 0
+                    S[i, QA] -= 1
+                    if c < C - 1:  # an arrival wakes a core only where its queue was empty: else it waited already
+                        if S[i + 1, QA] == 0:
+                            wake[i + 1] = 0
+                        S[i + 1, QA] += 1
+                    S[i, IA] += 1
+                if fl & ACT:
+                    X[i, REM] = (X[i, REM] - 1) & top
+                if X[i, REM] == 0:
+                    X[i, KK] += 1
+                    X[i, REM] = (X[i, REM] + pe[c]) & top
+                    if not resident:
+                        S[i, IA] -= 1
+                    if X[i, KK] == kt[r]:
+                        X[i, TOKF] += 1
+                        S[i, AHEAD] += 1
+                        X[i, KK] = 0
+                        X[i, REM] = (X[i, REM] + ovh) & top
+                        left -= 1
+                    if sparse:
+                        X[i, REM] = (X[i, REM] + elem[i * ktmax + X[i, KK]]) & top
+            if fl & GO:
+                anygo = True
+                op = S[i, OPI]
+                kind = optab[r, op]
+                if op + 1 >= passes[r]:  # the last pass sends
+                    S[i, RQ] += 1
+                    X[i, BUSY] += 1
+                if kind >= 0:
+                    S[i, CQ + kind] -= 1
+                    X[i, BUSY] -= 1
+                X[i, E] += 1
+                if X[i, E] == nt[c]:
+                    X[i, E] = 0
+                    o = op + 1
+                    if o == passes[r]:
+                        o = 0
+                        S[i, AHEAD] -= 1
+                    S[i, OPI] = o
+            if fl & (M1S | M2S | M1N | M2N):
+                sk = snd[r]
+                if fl & M1S or fl & M2S and sk == S2 or fl & M1N or fl & M2N and sk == N2:
+                    S[i, RQ] -= 1
+                    X[i, BUSY] -= 1
+                if fl & M2S and thr[S2, r]:
+                    if r > 0 and S[i, IQ + S2] == D:
+                        wake[i - C] = 0
+                    S[i, IQ + S2] -= 1
+                    X[i, BUSY] -= 1
+                if fl & M2N and thr[N2, r]:
+                    if r < R - 1 and S[i, IQ + N2] == D:
+                        wake[i + C] = 0
+                    S[i, IQ + N2] -= 1
+                    X[i, BUSY] -= 1
+                if r < R - 1:
+                    if fl & M1S:
+                        if S[i + C, IQ + S1] == 0:
+                            wake[i + C] = 0
+                        S[i + C, IQ + S1] += 1
+                        X[i + C, BUSY] += 1
+                    if fl & M2S:
+                        if S[i + C, IQ + S2] == 0:
+                            wake[i + C] = 0
+                        S[i + C, IQ + S2] += 1
+                        X[i + C, BUSY] += 1
+                elif fl & M2S:  # the south edge
+                    out_left -= 1
+                if r > 0:
+                    if fl & M1N:
+                        if S[i - C, IQ + N1] == 0:
+                            wake[i - C] = 0
+                        S[i - C, IQ + N1] += 1
+                        X[i - C, BUSY] += 1
+                    if fl & M2N:
+                        if S[i - C, IQ + N2] == 0:
+                            wake[i - C] = 0
+                        S[i - C, IQ + N2] += 1
+                        X[i - C, BUSY] += 1
+            dd = S[i, DLS]
+            if dd:
+                for k in range(4):
+                    if dd & (1 << k):
+                        if S[i, IQ + k] == D:  # room again for the upstream router's wavelet
+                            if k == S1 or k == S2:
+                                if r > 0:
+                                    wake[i - C] = 0
+                            elif r < R - 1:
+                                wake[i + C] = 0
+                        S[i, IQ + k] -= 1
+                        S[i, CQ + k] += 1
+            # asleep from the next cycle already, where its own state leaves it nothing but the countdown
+            # (a neighbour that changes that later in this pass wakes it, as above)
+            if X[i, BUSY] == 0 and (S[i, AHEAD] == 0 or optab[r, S[i, OPI]] >= 0) and (
+                    resident or S[i, QA] == 0 or S[i, IA] >= D or (c < C - 1 and S[i + 1, QA] >= D)):
+                cnt = S[i, AHEAD] < nbuf and (X[i, TOKF] < m if resident else S[i, IA] > 0)
+                if X[i, REM] > (1 if cnt else 0):
+                    X[i, SINCE] = cycle + 1
+                    X[i, COUNTING] = cnt
+                    wake[i] = cycle + X[i, REM] if cnt else NEVER
+        if anygo:
+            moving = True
+        cycle += 1
+    for i in range(N):
+        if X[i, BUSY]:
+            return cycle, contended, 2
+    return cycle, contended, 0
