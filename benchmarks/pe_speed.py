@@ -83,7 +83,8 @@ def one(m: int, k: int, n: int, target: str, reduce: str) -> dict:
     from waferscale.runtime.pe_sim import simulate_gemm
     from waferscale.runtime.pe_tree_jit import warm
 
-    warm()  # the compiled tree loop: compiled, or loaded from numba's cache, before the timing
+    if reduce == "tree":
+        warm()  # the compiled tree loop: compiled, or loaded from numba's cache, before the timing
     machine = get_machine(target)
     rows, cols = min(machine.rows, k), min(machine.cols, n)
     bare = bare_step(rows, cols)
@@ -166,22 +167,23 @@ def goals(rows: list[dict]) -> list[str]:
 
 WHY = """Where the tree stands. Up to 256 x 256 cores it runs its cycle loop compiled with numba
 (`runtime/pe_tree_jit.py`): each core's decisions and moves in machine code, and only the cores that
-have something to do visited, a core that has only its FMAC's countdown left asleep until its
-element is done or a neighbour changes one of its queues or their room (the loop's cycles and
-waits, `tests/test_pe_tree_jit.py`). The 64 x 64 case went from 0.12 (the event solver) to about
-0.25: six runs in one session, `simulate_gemm` timed as here, gave 0.20 to 0.28 against 0.10 to 0.13
-for the NumPy engines (0.16-0.32 s of wall against 0.41-0.49 s), so the goal is met on some runs and
-missed on others. On that case a core is still visited some 77 times in a
-token of about 430 cycles (per core and token: about 20 passes of its reduce, 20 moves of phase-2 or
-edge streams through its router, 30 A-side steps, an element passed on or done, and 4 visits that
-find only the countdown), at some 30-50 ns a visit, where the bare step costs 1-2 ns a core-cycle
-there (NumPy's per-call cost, on 4,096 cores). At 256 x 256 its state (3.4 MB) leaves the caches, a
-visit costs more and the compiled loop runs level with the fused NumPy loop (0.082 against 0.081 of
-the bare step, one session); on the full wafer it is slower (about 200 s of CPU against 85 s), so the
-full wafer keeps the fused loop (`runtime/pe_tree_fused.py`: some 50 whole-grid NumPy calls and 40
-over the roots' rows a cycle, where the bare step makes 3). Per-core steps cannot reach 0.25 on the
-large grids: that needs fewer steps, the A side of a row solved by event times (per element, as the
-chain's solver does) and the phase-2 streams through the routers as delay lines, neither done."""
+have something to do visited, a core that has only its FMAC's countdown left asleep until its element is
+done or a neighbour changes one of its queues or their room (the loop's cycles and waits,
+`tests/test_pe_tree_jit.py`). Against the NumPy engines it replaced, on the same GEMMs in one process,
+it is 1.8x faster at 64 x 64, 2.6x at 128 x 128 and 1.1x at 256 x 256 (`python
+benchmarks/pe_tree_engines.py`, benchmarks/results/pe_tree_engines.md). The 64 x 64 case is at the
+goal's edge, and the runs of a case here (`runs_wall_s` in the JSON) differ by up to half on this shared
+machine: the goal is met on some runs and missed on others. There a core is still visited some 77 times
+in a token of about 430 cycles (about 20 passes of its reduce, 20 moves of phase-2 or edge streams
+through its router, 30 A-side steps, an element passed on or done, and 4 visits that find only the
+countdown; counted by a counter added to the loop in development), some 300 instructions a visit
+(callgrind), where the bare step costs 1-2 ns a core-cycle (NumPy's per-call cost, on 4,096 cores). At
+256 x 256 its state (3.9 MB) leaves the caches and a visit costs more; on the full wafer it was slower
+than the fused loop in development runs (`pe_tree_engines.py --wafer` measures it), so the full wafer
+keeps the fused loop (`runtime/pe_tree_fused.py`: some 50 whole-grid NumPy calls and 40 over the roots'
+rows a cycle, where the bare step makes 3). Per-core steps cannot reach 0.25 on the large grids: that
+needs fewer steps, the A side of a row solved by event times (per element, as the chain's solver does)
+and the phase-2 streams through the routers as delay lines, neither done."""
 
 
 def main() -> None:

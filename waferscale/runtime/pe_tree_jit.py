@@ -16,15 +16,18 @@ one already changes no decision: the core waited for something else), or room in
 it sends into. The first pass visits only the cores awake. ``tests/test_pe_tree_jit.py`` holds
 this loop to ``run_tree``'s cycles and waits.
 
-Memory: 16 bytes and 8 words a core. Up to some 65,000 cores (256 x 256) they stay in the caches
-and the loop is the fastest engine (``benchmarks/pe_speed.py``); on the full wafer it is bound by
-memory traffic and slower than ``pe_tree_fused`` (197 s of CPU against 85 s, this machine,
-2026-12-07), so ``pe_tree_events.solve_tree`` runs it up to ``JIT_MAX_CORES``.
+Memory: 16 bytes and 8 int32 words a core, 60 bytes with its wake cycle and list entries (3.9 MB
+at 256 x 256). ``pe_tree_events.solve_tree`` runs it on grids of up to ``JIT_MAX_CORES`` cores, where
+it is faster than the NumPy engines (``benchmarks/pe_speed.py``); on larger grids its state leaves
+the caches and visits cost more (level with ``pe_tree_fused`` at 256 x 256, slower on the full
+wafer in development runs).
 
 Needs numba (the ``jit`` extra, in the test extra too); ``available()`` says whether it imports.
 """
 
 from __future__ import annotations
+
+from importlib.util import find_spec
 
 import numpy as np
 
@@ -32,24 +35,21 @@ from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan, plan
 from .pe_fmac import uint
 from .pe_layout import Layout, layout
 
-try:
-    import numba
-except ImportError:  # the jit extra is not installed: pe_tree_events falls back to the NumPy engines
-    numba = None
-
 GO, M1S, M2S, M1N, M2N, FA, ACT = 1, 2, 4, 8, 16, 32, 64  # a core's decisions
 JIT_MAX_CORES = 256 * 256  # measured: faster than the NumPy engines up to here, not on the full wafer (above)
 
 
 def available() -> bool:
-    return numba is not None
+    """Whether numba is installed (without importing it: a chain-only or tile-level user never pays
+    for its import, some 100 MiB)."""
+    return find_spec("numba") is not None
 
 
 def warm() -> bool:
     """Compile the loop, or load it from numba's cache on disk (some 15 s the first time on a 2-core
     machine, well under a second after): ``make``'s install step calls it, so that neither the tests
     nor a user's first simulation wait for the compiler. False without numba."""
-    if numba is None:
+    if not available():
         return False
     rng = np.random.default_rng(0)
     lay = layout(rng.standard_normal((2, 8), dtype=np.float32), rng.standard_normal((8, 4), dtype=np.float32), 4, 2, 4)
@@ -58,10 +58,9 @@ def warm() -> bool:
 
 def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
     """As ``pe_tree.run_tree``: returns (cycles, contended), or None (the caller runs another
-    engine) where a core has a token of no element (never in a layout), the queues are deeper than
-    a byte holds or the cycles more than a 32-bit word."""
+    engine) where the queues are deeper than a byte holds or the cycles more than a 32-bit word."""
     R, C, m = lay.rows, lay.cols, lay.m
-    if lay.kt.min() < 1 or depth > 255 or max_cycles >= NEVER // 2:
+    if depth > 255 or max_cycles >= NEVER // 2:
         return None
     snd = np.array(p.out, np.int8)
     thr = np.zeros((4, R), np.bool_)
@@ -75,15 +74,15 @@ def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: 
         optab[r, :len(p.ins[r])] = p.ins[r]
     passes = np.array([p.passes(r) for r in range(R)], np.uint8)
     nt, kt, pe = lay.nt[0], lay.kt[:, 0], lay.fmac_cycles[0] * (not lay.sparse)
-    dense = lay.fmac_cycles * (not lay.sparse)
-    if not ((lay.nt == nt).all() and (lay.kt == kt[:, None]).all() and (dense == pe).all()):
-        return None  # pe_layout: nt and a dense element's cycles per column, kt per row
+    # pe_layout: nt and a dense element's cycles per column, kt (at least 1) per row
+    assert (lay.nt == nt).all() and (lay.kt == kt[:, None]).all() and (lay.fmac_cycles * (not lay.sparse) == pe).all()
+    assert kt.min() >= 1
     top = int(np.iinfo(uint(lay.peak_cycles)).max)  # the width of run_tree's countdown (it wraps there)
     w = lambda x: (np.asarray(x, np.int64) & top).astype(np.int32)  # as run_tree's width holds them
     elem = w(lay.element_cycles).ravel() if lay.sparse else np.zeros(1, np.int32)
-    out = _kernel(R, C, m, depth, nbuf, max_cycles, resident, lay.sparse, int(lay.ktmax), snd, thr, dlv, optab, passes,
-                  w(lay.first_cycles).ravel(), w(pe), elem, kt.astype(np.int32), nt.astype(np.int32),
-                  m * lay.kt[:, 0].astype(np.int64), int(w(lay.lanes.costs.task_start)), m * lay.n, top)
+    out = _compiled()(R, C, m, depth, nbuf, max_cycles, resident, lay.sparse, int(lay.ktmax), snd, thr, dlv, optab,
+                      passes, w(lay.first_cycles).ravel(), w(pe), elem, kt.astype(np.int32), nt.astype(np.int32),
+                      m * lay.kt[:, 0].astype(np.int64), int(w(lay.lanes.costs.task_start)), m * lay.n, top)
     cycles, contended, status = out
     if status == 1:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
@@ -92,18 +91,24 @@ def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: 
     return int(cycles), int(contended)
 
 
-def _jit(f):
-    """Compiled (and cached on disk) where numba imports; else left as Python, never called."""
-    return f if numba is None else numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)(f)
+_cache = []
+
+
+def _compiled():
+    """The kernel compiled, or loaded from numba's cache on disk (numba is imported here, once)."""
+    if not _cache:
+        import numba
+
+        _cache.append(numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)(_kernel))
+    return _cache[0]
 
 
 # a core's bytes (S) and words (X)
 QA, IA, RQ, AHEAD, OPI, FLAGS, DLS, IQ, CQ = 0, 1, 2, 3, 4, 5, 6, 8, 12
-REM, KK, E, BUSY, SINCE, COUNTING, TOKF = 0, 1, 2, 3, 4, 5, 6
+REM, KK, E, BUSY, SINCE, COUNTING, TOKF = 0, 1, 2, 3, 4, 5, 6  # (the eighth word pads a core's to 32 bytes)
 NEVER = np.iinfo(np.int32).max
 
 
-@_jit
 def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv, optab, passes, first, pe, elem, kt,
             nt, tot_a, ovh, out_left, top):
     N = R * C
@@ -113,7 +118,7 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
     X[:, SINCE] = -1
     wake = np.zeros(N, np.int32)  # the first cycle a core must be visited (0: every cycle; NEVER: until marked)
     act_list = np.zeros(N, np.int32)
-    act_r = np.zeros(N, np.int32)
+    act_r = np.zeros(N, np.int32)  # their rows (the apply pass divides by nothing)
     rowlist = np.zeros(C, np.int32)
     fi = np.zeros(R, np.bool_)
     inj = np.zeros(R, np.int64)
