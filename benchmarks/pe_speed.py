@@ -172,11 +172,11 @@ done or a neighbour changes one of its queues or their room (the loop's cycles a
 `tests/test_pe_tree_jit.py`). Against the NumPy engines it replaced, on the same GEMMs in one process,
 it is 1.8x faster at 64 x 64, 2.6x at 128 x 128 and 1.1x at 256 x 256 (`python
 benchmarks/pe_tree_engines.py`, benchmarks/results/pe_tree_engines.md). The 64 x 64 case is at the
-goal's edge, and the runs of a case here (`runs_wall_s` in the JSON) differ by up to half on this shared
-machine: the goal is met on some runs and missed on others. There a core is still visited some 77 times
-in a token of about 430 cycles (about 20 passes of its reduce, 20 moves of phase-2 or edge streams
-through its router, 30 A-side steps, an element passed on or done, and 4 visits that find only the
-countdown; counted by a counter added to the loop in development), some 300 instructions a visit
+goal's edge and short of it in the runs recorded: 0.24 and 0.22 in the two of 2026-12-07 (development
+runs in one session ranged from 0.20 to 0.28 on this shared machine). There a core is still visited some
+77 times in a token of about 430 cycles (about 20 passes of its reduce, 20 moves of phase-2 or edge
+streams through its router, 30 A-side steps, an element passed on or done, and 4 visits that find only
+the countdown; counted by a counter added to the loop in development), some 300 instructions a visit
 (callgrind), where the bare step costs 1-2 ns a core-cycle (NumPy's per-call cost, on 4,096 cores). At
 256 x 256 its state (3.9 MB) leaves the caches and a visit costs more; on the full wafer it was slower
 than the fused loop in development runs (`pe_tree_engines.py --wafer` measures it), so the full wafer
