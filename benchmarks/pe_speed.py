@@ -169,7 +169,7 @@ WHY = """Where the tree stands. Up to 256 x 256 cores it runs its cycle loop com
 (`runtime/pe_tree_jit.py`): each core's decisions and moves in machine code, and only the cores that
 have something to do visited, a core that has only its FMAC's countdown left asleep until its element is
 done or a neighbour changes one of its queues or their room (the loop's cycles and waits,
-`tests/test_pe_tree_jit.py`). Against the NumPy engines it replaced, on the same GEMMs in one process,
+`tests/test_pe_tree_fused.py`). Against the NumPy engines it replaced, on the same GEMMs in one process,
 it is 1.8x faster at 64 x 64, 2.6x at 128 x 128 and 1.1x at 256 x 256 (`python
 benchmarks/pe_tree_engines.py`, benchmarks/results/pe_tree_engines.md). The 64 x 64 case is at the
 goal's edge and short of it in the runs recorded: 0.24 and 0.22 in the two of 2026-12-07 (development

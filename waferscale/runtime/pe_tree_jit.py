@@ -13,8 +13,9 @@ that alone (or as nothing) sleeps: its countdown is made up when it wakes (``SIN
 ``COUNTING``), and ``wake`` holds the cycle its element is done. A neighbour wakes it by changing
 what its decisions read: a wavelet into one of its empty queues (an arrival into a queue that held
 one already changes no decision: the core waited for something else), or room in a full queue
-it sends into. The first pass visits only the cores awake. ``tests/test_pe_tree_jit.py`` holds
-this loop to ``run_tree``'s cycles and waits.
+it sends into. The first pass visits only the cores awake. ``tests/test_pe_tree_fused.py``
+holds this loop, as the fused one, to ``run_tree``'s cycles and waits; ``tests/test_pe_tree_jit.py``
+checks where it runs.
 
 Memory: 16 bytes and 8 int32 words a core, 60 bytes with its wake cycle and list entries (3.9 MB
 at 256 x 256). ``pe_tree_events.solve_tree`` runs it on grids of up to ``JIT_MAX_CORES`` cores, where
