@@ -19,11 +19,11 @@ checks where it runs.
 
 Memory: 16 bytes and 8 int32 words a core, 60 bytes with its wake cycle and list entries (3.9 MB
 at 256 x 256). ``pe_tree_events.solve_tree`` runs it on grids of up to ``JIT_MAX_CORES`` cores, where
-it is faster than the NumPy engines (``benchmarks/pe_speed.py``); on larger grids its state leaves
-the caches and visits cost more (level with ``pe_tree_fused`` at 256 x 256, slower on the full
-wafer in development runs).
+it is faster than the NumPy engines (``benchmarks/pe_tree_engines.py``: 1.8x at 64 x 64, 2.6x at
+128 x 128, 1.1x at 256 x 256, where its state has left the caches and a visit costs more); on the
+full wafer it was slower than ``pe_tree_fused`` in development runs.
 
-Needs numba (the ``jit`` extra, in the test extra too); ``available()`` says whether it imports.
+Needs numba (the ``jit`` extra, in the test extra too); ``available()`` says whether it is installed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .pe_fmac import uint
 from .pe_layout import Layout, layout
 
 GO, M1S, M2S, M1N, M2N, FA, ACT = 1, 2, 4, 8, 16, 32, 64  # a core's decisions
-JIT_MAX_CORES = 256 * 256  # measured: faster than the NumPy engines up to here, not on the full wafer (above)
+JIT_MAX_CORES = 256 * 256  # faster than the NumPy engines up to here (benchmarks/pe_tree_engines.py)
 
 
 def available() -> bool:
