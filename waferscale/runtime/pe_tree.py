@@ -38,6 +38,21 @@ from .pe_fmac import Fmacs, uint
 from .pe_layout import Layout
 
 
+def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The plan per row, as the loops read it: (4, rows) the routers that pass a kind on and those
+    that deliver it to their core; (rows, 5) the input kind of each pass (-1: none, only a lone
+    send); (rows,) the passes a token."""
+    R = plan.rows
+    thr, dlv = np.zeros((2, 4, R), bool)
+    for k in (S2, N2):
+        thr[k, list(plan.through(k))] = True
+    optab = np.full((R, 5), -1, np.int8)
+    for r in range(R):
+        dlv[list(plan.ins[r]), r] = True
+        optab[r, :len(plan.ins[r])] = plan.ins[r]
+    return thr, dlv, optab, np.array([plan.passes(r) for r in range(R)], np.uint8)
+
+
 def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
              resident: bool):
     """Simulate until the south edge has every element of C. Returns the cycles and the cores'
@@ -51,16 +66,10 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
     t_rin, t_lout, t_lin, t_rout = tk["ramp_in"], tk["link_out"], tk["link_in"], tk["ramp_out"]
 
     # -- the plan, per row, spread over the columns --
-    grid = lambda per_row, dt=bool: np.repeat(np.asarray(per_row, dt)[:, None], C, axis=1)
-    snd = np.stack([grid([plan.out[r] == k for r in range(R)]) for k in range(4)])  # the kind each core sends
-    thr = np.zeros((4, R, C), bool)  # routers that pass a kind on
-    for k in (S2, N2):
-        thr[k, list(plan.through(k))] = True
-    dlv = np.stack([grid([k in plan.ins[r] for r in range(R)]) for k in range(4)])  # routers that deliver it
-    optab = np.full((R, 5), -1, np.int8)  # the input kind of each pass (-1: none; only a lone send)
-    for r in range(R):
-        optab[r, :len(plan.ins[r])] = plan.ins[r]
-    passes = grid([plan.passes(r) for r in range(R)], np.uint8)
+    grid = lambda per_row, dt=bool: np.repeat(np.asarray(per_row, dt)[..., None], C, axis=-1)
+    thr_r, dlv_r, optab, passes_r = row_tables(plan)
+    snd = np.stack([grid(np.array(plan.out) == k) for k in range(4)])  # the kind each core sends
+    thr, dlv, passes = grid(thr_r), grid(dlv_r), grid(passes_r, np.uint8)
     ndt = uint(ntmax)
     nt = lay.nt.astype(ndt)
     opi, e = np.zeros((R, C), np.uint8), np.zeros((R, C), ndt)  # the pass under way; its wavelets done

@@ -61,12 +61,15 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
     progress."""
     if not check and engine != "cycles":
+        def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
+            f = TreeFabric.empty(lay.rows, lay.cols)
+            f.contended = done[1]
+            return f, done[0], fill_counters(lay, f, p, resident)
+
         if available() and lay.rows * lay.cols <= JIT_MAX_CORES:
             done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident)
             if done is not None:
-                f = TreeFabric.empty(lay.rows, lay.cols)
-                f.contended = done[1]
-                return f, done[0], fill_counters(lay, f, p, resident)
+                return counted(done)
         f = TreeFabric.empty(lay.rows, lay.cols)
         if fits(lay, p, depth):
             done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
@@ -74,9 +77,7 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
                 return f, *done
         done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident)
         if done is not None:
-            f = TreeFabric.empty(lay.rows, lay.cols)
-            f.contended = done[1]
-            return f, done[0], fill_counters(lay, f, p, resident)
+            return counted(done)
     f = TreeFabric.empty(lay.rows, lay.cols)
     return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident)
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan, plan
 from .pe_fmac import uint
 from .pe_layout import Layout, layout
+from .pe_tree import row_tables
 
 GO, M1S, M2S, M1N, M2N, FA, ACT = 1, 2, 4, 8, 16, 32, 64  # a core's decisions
 JIT_MAX_CORES = 256 * 256  # faster than the NumPy engines up to here (benchmarks/pe_tree_engines.py)
@@ -64,16 +65,7 @@ def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: 
     if depth > 255 or max_cycles >= NEVER // 2:
         return None
     snd = np.array(p.out, np.int8)
-    thr = np.zeros((4, R), np.bool_)
-    for k in (S2, N2):
-        thr[k, list(p.through(k))] = True
-    dlv = np.zeros((4, R), np.bool_)
-    optab = np.full((R, 5), -1, np.int8)
-    for r in range(R):
-        for k in p.ins[r]:
-            dlv[k, r] = True
-        optab[r, :len(p.ins[r])] = p.ins[r]
-    passes = np.array([p.passes(r) for r in range(R)], np.uint8)
+    thr, dlv, optab, passes = row_tables(p)
     nt, kt, pe = lay.nt[0], lay.kt[:, 0], lay.fmac_cycles[0] * (not lay.sparse)
     # pe_layout: nt and a dense element's cycles per column, kt (at least 1) per row
     assert (lay.nt == nt).all() and (lay.kt == kt[:, None]).all() and (lay.fmac_cycles * (not lay.sparse) == pe).all()
