@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from waferscale.backends.column_reduce import plan
 from waferscale.runtime import pe_tree_jit
 from waferscale.runtime.pe_fabric import TreeFabric
+from waferscale.runtime.pe_fmac import uint
 from waferscale.runtime.pe_layout import layout
 from waferscale.runtime.pe_sim import _max_cycles, simulate_gemm
 from waferscale.runtime.pe_tree import run_tree
@@ -70,6 +71,19 @@ def test_deep_columns_where_the_solver_does_not_fit(engine, m, k, n, rows, cols,
         r = simulate_gemm(a, w, rows, cols, lanes, reduce="tree")
         assert r.cycles == got[0] and r.fabric.contended == got[1] and r.violations == ()
         assert np.array_equal(r.c, simulate_gemm(a, w, rows, cols, lanes, reduce="tree", engine="cycles").c)
+
+
+@engines
+@pytest.mark.parametrize("density", [None, 0.6])
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_countdown_wider_than_a_byte(engine, density, resident):
+    """Elements of more than 255 datapath cycles (300 columns a core at one lane): the loop counts them
+    down in uint16, where the compiled loop keeps int32 masked to that width."""
+    a, w, mask = operands(2, 30, 600, density, 5)
+    lay = layout(a, w, 6, 2, 1, mask)
+    assert uint(lay.peak_cycles) == np.uint16
+    p = plan(lay.rows, "tree")
+    assert engine(lay, p, 4, 2, _max_cycles(lay, 4), resident) == loop(lay, p, 4, resident)
 
 
 @engines
