@@ -169,21 +169,21 @@ WHY = """Where the tree stands. Up to 256 x 256 cores it runs its cycle loop com
 (`runtime/pe_tree_jit.py`): each core's decisions and moves in machine code, and only the cores that
 have something to do visited, a core that has only its FMAC's countdown left asleep until its element is
 done or a neighbour changes one of its queues or their room (the loop's cycles and waits,
-`tests/test_pe_tree_fused.py`). Against the NumPy engines it replaced, on the same GEMMs in one process,
-it is 1.8x faster at 64 x 64, 2.6x at 128 x 128 and 1.1x at 256 x 256 (`python
-benchmarks/pe_tree_engines.py`, benchmarks/results/pe_tree_engines.md). The 64 x 64 case is at the
-goal's edge and short of it in the runs recorded: 0.24 and 0.22 in the two of 2026-12-07 (development
-runs in one session ranged from 0.20 to 0.28 on this shared machine). There a core is still visited some
-77 times in a token of about 430 cycles (about 20 passes of its reduce, 20 moves of phase-2 or edge
-streams through its router, 30 A-side steps, an element passed on or done, and 4 visits that find only
-the countdown; counted by a counter added to the loop in development), some 300 instructions a visit
-(callgrind), where the bare step costs 1-2 ns a core-cycle (NumPy's per-call cost, on 4,096 cores). At
-256 x 256 its state (3.9 MB) leaves the caches and a visit costs more; on the full wafer it was slower
-than the fused loop in development runs (`pe_tree_engines.py --wafer` measures it), so the full wafer
-keeps the fused loop (`runtime/pe_tree_fused.py`: some 50 whole-grid NumPy calls and 40 over the roots'
-rows a cycle, where the bare step makes 3). Per-core steps cannot reach 0.25 on the large grids: that
-needs fewer steps, the A side of a row solved by event times (per element, as the chain's solver does)
-and the phase-2 streams through the routers as delay lines, neither done."""
+`tests/test_pe_tree_fused.py`); the full wafer runs the fused NumPy loop (`runtime/pe_tree_fused.py`).
+In this run the 64 x 64 case is at the goal (0.25) and the full wafer just short of it (0.24), at the
+mercy of the bare step's own speed on a shared machine (at 256 x 256 it ran at 2.01e9 in the chain's
+process and 1.75e9 in the tree's, minutes apart); 256 x 256 is far from it (0.13). Where the compiled
+loop's time goes (`python benchmarks/pe_tree_profile.py --repeat 5`,
+benchmarks/results/pe_tree_profile.md): it visits 0.18 cores a core-cycle at every size from 16 x 16 to
+256 x 256 (some 76 visits a core and token: its reduce's passes, the phase-2 and edge streams through
+its router, its A elements passed on and done), and a visit costs 18-22 ns of CPU at every size, the
+same where the whole state fits a core's L1 cache (16 x 16) as where it does not fit its L2 (256 x 256):
+the work of a visit bounds it, not memory. Under callgrind a visit is some 330 instructions, 48 of them
+conditional branches (16 x 16; the command is in docs/fidelity.md). At 256 x 256 the bare step costs
+0.50-0.57 ns a core-cycle, so 0.25 allows 2.0-2.3 ns; the loop takes 4.0 (0.18 visits of 22 ns). Meeting
+it takes visits about half as many or half as dear; what would remove whole kinds of them is fewer
+steps: the A side of a row by event times (per element, as the chain's solver does) and the phase-2
+streams through the routers as delay lines, neither done."""
 
 
 def main() -> None:

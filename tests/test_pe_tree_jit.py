@@ -35,3 +35,13 @@ def test_the_default_engine_runs_it_up_to_its_size(monkeypatch):
     for f, cycles, _ in (big, without):
         assert (cycles, f.contended) == (ran[1], ran[0].contended)
         assert np.array_equal(f.link_out, ran[0].link_out)
+
+
+def test_it_counts_its_visits():
+    """stats["visits"] (benchmarks/pe_tree_profile.py): every core is visited in the first cycle, no core
+    twice in a cycle, and a core asleep is not visited, so fewer visits than core-cycles."""
+    a, w, _ = operands(4, 160, 40, None, 1)
+    lay = layout(a, w, 10, 4, 4)
+    stats = {}
+    cycles, _ = pe_tree_jit.run_tree_jit(lay, plan(lay.rows, "tree"), 4, 2, _max_cycles(lay, 4), False, stats)
+    assert lay.rows * lay.cols <= stats["visits"] < cycles * lay.rows * lay.cols

@@ -58,9 +58,12 @@ def warm() -> bool:
     return run_tree_jit(lay, plan(lay.rows, "tree"), 4, 2, 10_000, False) is not None
 
 
-def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
+def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool,
+                 stats: dict | None = None):
     """As ``pe_tree.run_tree``: returns (cycles, contended), or None (the caller runs another
-    engine) where the queues are deeper than a byte holds or the cycles more than a 32-bit word."""
+    engine) where the queues are deeper than a byte holds or the cycles more than a 32-bit word.
+    ``stats``, a dict, gets ``visits``: how many times the loop visited a core (its cost, nearly all
+    of it: ``benchmarks/pe_tree_profile.py``)."""
     R, C, m = lay.rows, lay.cols, lay.m
     if depth > 255 or max_cycles >= NEVER // 2:
         return None
@@ -76,7 +79,9 @@ def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: 
     out = _compiled()(R, C, m, depth, nbuf, max_cycles, resident, lay.sparse, int(lay.ktmax), snd, thr, dlv, optab,
                       passes, w(lay.first_cycles).ravel(), w(pe), elem, kt.astype(np.int32), nt.astype(np.int32),
                       m * lay.kt[:, 0].astype(np.int64), int(w(lay.lanes.costs.task_start)), m * lay.n, top)
-    cycles, contended, status = out
+    cycles, contended, status, visits = out
+    if stats is not None:
+        stats["visits"] = int(visits)
     if status == 1:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
     if status == 2:
@@ -118,10 +123,11 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
     left = m * N
     moving = False
     contended = 0
+    visits = 0
     cycle = 0
     while out_left > 0:
         if cycle >= max_cycles:
-            return cycle, contended, 1
+            return cycle, contended, 1, visits
         lft = left  # the FMACs run while some are left at the start of the cycle
         # -- decisions, all from the state at the start of the cycle, at the cores awake --
         na = 0
@@ -133,6 +139,7 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
             for c in range(C):  # the row's cores awake, listed without a branch
                 rowlist[n0] = c
                 n0 += wake[base + c] <= cycle
+            visits += n0
             sk = snd[r]
             ps = passes[r]
             for q in range(n0):
@@ -321,5 +328,5 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
         cycle += 1
     for i in range(N):
         if X[i, BUSY]:
-            return cycle, contended, 2
-    return cycle, contended, 0
+            return cycle, contended, 2, visits
+    return cycle, contended, 0, visits
