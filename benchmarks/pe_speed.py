@@ -128,8 +128,9 @@ def table(rows: list[dict], cmd: str, machine: str) -> str:
         "chain's fused cycle loop), same machine at load 1.0 (PE-cycles/s, ratio, wall, peak RSS). BLAS",
         "single-threaded, as the bare step. Each case ran in fresh processes, the fastest run kept",
         "(the machine is shared; the walls of every run are in the JSON, `runs_wall_s`). CPU s = the process's",
-        "CPU time in `simulate_gemm` (well under the wall: the run waited for the 2 cores; other work on the",
-        "machine still slows it through the shared cache and memory even when it does not).",
+        "CPU time in `simulate_gemm`, all its threads (above the wall where a library ran threads, under it",
+        "where the run waited for the 2 cores; other work on the machine slows it through the shared cache",
+        "and memory even when it does not wait).",
         "",
         "| case | reduce | grid | cycles | PE-cycles/s | bare PE-cycles/s | ratio | wall s | CPU s | peak RSS MiB "
         "| before |",
@@ -170,20 +171,21 @@ WHY = """Where the tree stands. Up to 256 x 256 cores it runs its cycle loop com
 have something to do visited, a core that has only its FMAC's countdown left asleep until its element is
 done or a neighbour changes one of its queues or their room (the loop's cycles and waits,
 `tests/test_pe_tree_fused.py`); the full wafer runs the fused NumPy loop (`runtime/pe_tree_fused.py`).
-In this run the 64 x 64 case is at the goal (0.25) and the full wafer just short of it (0.24), at the
+In this run the 64 x 64 case and the full wafer are just short of the goal (0.247 and 0.238), at the
 mercy of the bare step's own speed on a shared machine (at 256 x 256 it ran at 2.01e9 in the chain's
 process and 1.75e9 in the tree's, minutes apart); 256 x 256 is far from it (0.13). Where the compiled
 loop's time goes (`python benchmarks/pe_tree_profile.py --repeat 5`,
 benchmarks/results/pe_tree_profile.md): it visits 0.18 cores a core-cycle at every size from 16 x 16 to
-256 x 256 (some 76 visits a core and token: its reduce's passes, the phase-2 and edge streams through
-its router, its A elements passed on and done), and a visit costs 18-22 ns of CPU at every size, the
-same where the whole state fits a core's L1 cache (16 x 16) as where it does not fit its L2 (256 x 256):
-the work of a visit bounds it, not memory. Under callgrind a visit is some 330 instructions, 48 of them
-conditional branches (16 x 16; the command is in docs/fidelity.md). At 256 x 256 the bare step costs
-0.50-0.57 ns a core-cycle, so 0.25 allows 2.0-2.3 ns; the loop takes 4.0 (0.18 visits of 22 ns). Meeting
-it takes visits about half as many or half as dear; what would remove whole kinds of them is fewer
-steps: the A side of a row by event times (per element, as the chain's solver does) and the phase-2
-streams through the routers as delay lines, neither done."""
+256 x 256 (75-79 visits a core and token: its reduce's passes, the phase-2 and edge streams through its
+router, its A elements passed on and done), and a visit costs 17.7 ns of CPU at 64 x 64 and 128 x 128,
+22 at 256 x 256, where the state leaves a core's L2 cache (memory adds about a quarter there), and 22 at
+16 x 16, where it all fits in L1 (its rows are short): the work of a visit sets the bound. Under
+callgrind a visit is some 330 instructions, 48 of them conditional branches (16 x 16; the command is in
+docs/fidelity.md). At 256 x 256 the bare step costs 0.50-0.57 ns a core-cycle, so 0.25 allows 2.0-2.3
+ns; the compiled loop alone takes 4.0 ns of CPU (0.18 visits of 22 ns), the whole case 4.4. Meeting it
+takes visits about half as many or half as dear; what would remove whole kinds of them is fewer steps:
+the A side of a row by event times (per element, as the chain's solver does) and the phase-2 streams
+through the routers as delay lines, neither done."""
 
 
 def main() -> None:
