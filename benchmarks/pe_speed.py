@@ -139,7 +139,7 @@ def table(rows: list[dict], cmd: str, machine: str) -> str:
     for r in rows:
         g = r["grid"]
         out.append(f"| {r['note']} | {r['reduce']} | {g[0]}x{g[1]} | {r['cycles']:,} | {r['pe_cycles_per_s']:.3g} "
-                   f"| {r['bare_pe_cycles_per_s']:.3g} | {r['ratio']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
+                   f"| {r['bare_pe_cycles_per_s']:.3g} | {r['ratio']:.3f} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} "
                    f"| {r['peak_rss_mib']:.0f} | {_before(r['reduce'], r['case'])} |")
     return "\n".join(out + [""] + goals(rows)) + "\n"
 
@@ -160,7 +160,8 @@ def goals(rows: list[dict]) -> list[str]:
         if rs:
             ok = all(r["ratio"] >= GOAL_RATIO for r in rs)
             out.append(f"- Ratio >= {GOAL_RATIO} at every size, {reduce}: **{'met' if ok else 'not met'}** ("
-                       + ", ".join(f"{r['ratio']:.2f}" for r in rs) + ").")
+                       + ", ".join(f"{r['ratio']:.3f}" + (" short" if r["ratio"] < GOAL_RATIO else "")
+                                   for r in rs) + ").")
     if low:
         out += ["", WHY]
     return out
@@ -213,7 +214,7 @@ def main() -> None:
             rows.append(x)
             print(f"{note:<34} {reduce:<5} {x['cycles']:>8} cycles {x['wall_s']:7.2f} s "
                   f"{x['pe_cycles_per_s']:.3g} PE-cycles/s, bare {x['bare_pe_cycles_per_s']:.3g}, "
-                  f"ratio {x['ratio']:.2f}, {x['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"ratio {x['ratio']:.3f}, {x['peak_rss_mib']:.0f} MiB", flush=True)
             if not x["wavelets_conserved"] or x["numeric_rel_error"] > 1e-5:
                 raise SystemExit(f"case {note}: the PE level lost a wavelet or the product is wrong")
     if a.no_write:
