@@ -128,9 +128,10 @@ def table(rows: list[dict], cmd: str, machine: str) -> str:
         "chain's fused cycle loop), same machine at load 1.0 (PE-cycles/s, ratio, wall, peak RSS). BLAS",
         "single-threaded, as the bare step. Each case ran in fresh processes, the fastest run kept",
         "(the machine is shared; the walls of every run are in the JSON, `runs_wall_s`). CPU s = the process's",
-        "CPU time in `simulate_gemm`, all its threads (above the wall where a library ran threads, under it",
-        "where the run waited for the 2 cores; other work on the machine slows it through the shared cache",
-        "and memory even when it does not wait).",
+        "CPU time over the `simulate_gemm` call and its arguments: above the wall on the small cases, as the",
+        "wall (`wall_s`, the call's own timer) leaves out building the f16 datapath (some 35 ms, the first",
+        "time in a process); under it where the run waited for the 2 cores (other work on the machine slows",
+        "it through the shared cache and memory even when it does not wait).",
         "",
         "| case | reduce | grid | cycles | PE-cycles/s | bare PE-cycles/s | ratio | wall s | CPU s | peak RSS MiB "
         "| before |",
