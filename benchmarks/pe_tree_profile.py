@@ -24,9 +24,11 @@ from results_io import command, heading, machine, write  # benchmarks/ is on sys
 
 
 def run(g: int, repeat: int) -> dict:
+    from waferscale.backends import assumptions as A
     from waferscale.backends.column_reduce import plan
     from waferscale.backends.machine import WSE2
     from waferscale.runtime.pe_layout import layout
+    from waferscale.runtime.pe_sim import _max_cycles
     from waferscale.runtime.pe_tree_jit import run_tree_jit
 
     m, k = g // 4, 16 * g
@@ -37,7 +39,8 @@ def run(g: int, repeat: int) -> dict:
     best, stats = float("inf"), {}
     for _ in range(repeat):
         t = time.process_time()
-        cycles, waits = run_tree_jit(lay, p, WSE2.pe_queue_depth, 2, 10**8, False, stats)
+        cycles, waits = run_tree_jit(lay, p, WSE2.pe_queue_depth, A.PE_ACC_BUFFERS, _max_cycles(lay, 4), False,
+                                     stats)  # simulate_gemm's own arguments
         best = min(best, time.process_time() - t)
     core_cycles, visits = cycles * g * g, stats["visits"]
     return {"grid": g, "m": m, "k": k, "n": k, "cycles": cycles, "waits": waits, "visits": visits,
