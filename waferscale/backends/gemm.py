@@ -148,9 +148,10 @@ def gemm_time(m: int, k: int, n: int, rows: int, cols: int, lanes: Datapath | fl
                ceil(nt / M.elements_per_wavelet))  # wavelets of partial sums per token per column
     # The last column is the latest to see A; if N splits unevenly its narrower tiles finish
     # earlier per token, and the last wide column (index n % cols - 1) may be the later one.
+    # (The hops are cycles apart, M.hop_cycles each; the narrow tiles' gain is in cycles already.)
     wide = n % cols or cols
-    lag = cols - 1 - m * (step - _core_step(kt, n // cols, lanes)) if wide < cols else cols - 1
-    last = 0 if resident_a else max(wide - 1, lag) * M.hop_cycles
+    gain = m * (step - _core_step(kt, n // cols, lanes)) if wide < cols else 0
+    last = 0 if resident_a else max((wide - 1) * M.hop_cycles, (cols - 1) * M.hop_cycles - gain)
     edges = M.hop_cycles  # last router -> south edge
     if not resident_a:
         edges += M.hop_cycles + M.ramp_cycles  # injector -> first router -> core

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backends.column_reduce import CHAIN, ColumnPlan
 from .pe_layout import Layout
+from .pe_links import DelayLine
 
 
 def uint(top: int) -> type:
@@ -57,10 +58,12 @@ def products(lay: Layout, p: ColumnPlan) -> np.ndarray:
 
 class Fmacs:
     """Row multicast and FMACs of every core. ``resident``: A is in each core's SRAM from cycle 0,
-    so nothing is injected and a core's next element is always at hand."""
+    so nothing is injected and a core's next element is always at hand. ``hop``: cycles a wavelet of A
+    takes from the injector to the row's first router and from router to router (``pe_links``)."""
 
-    def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool):
+    def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool, hop: int = 1):
         R, C, m = lay.rows, lay.cols, lay.m
+        self.line = DelayLine(hop, (R, C)) if hop > 1 and not resident else None
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
         kdt, wdt = uint(lay.ktmax), uint(lay.peak_cycles)
         self.kt, self.kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
@@ -91,9 +94,12 @@ class Fmacs:
             np.greater(qa, 0, out=fa)  # row multicast: to the core queue and (but the last column) east
             np.less(ia, D, out=t1)
             fa &= t1
-            np.less(qa, D, out=t1)
+            if self.line is None:
+                np.less(qa, D, out=t1)
+            else:  # the queue east and the wavelets on their way to it
+                t1[...] = self.line.room(qa, D)
             fa[:, :-1] &= t1[:, 1:]
-            fi = (inj < self.tot_a) & (qa[:, 0] < D)  # edge injectors
+            fi = (inj < self.tot_a) & t1[:, 0]  # edge injectors
             np.greater(ia, 0, out=act)  # FMAC: an element at the queue head, a free buffer ...
         np.less(self.ahead, self.nbuf, out=t1)
         act &= t1
@@ -101,13 +107,21 @@ class Fmacs:
         if not self.resident:  # -- apply: row color --
             fa8, tk = self.fa8, f.ticks
             qa -= fa8
-            qa[:, 1:] += fa8[:, :-1]
-            qa[:, 0] += fi
             ia += fa8
             inj += fi
-            tk["row_in"][:, 1:] += fa8[:, :-1]
-            tk["row_in"][:, 0] += fi
             tk["row_out"] += fa8
+            if self.line is None:
+                qa[:, 1:] += fa8[:, :-1]
+                qa[:, 0] += fi
+                tk["row_in"][:, 1:] += fa8[:, :-1]
+                tk["row_in"][:, 0] += fi
+            else:  # onto the links east (column 0: from the injector); in the queues what reaches them now
+                sent = np.empty_like(qa)
+                sent[:, 1:] = fa8[:, :-1]
+                sent[:, 0] = fi
+                got = self.line.push(sent, fa8)  # (a multicast frees its place in the row queue)
+                qa += got
+                tk["row_in"] += got
         # -- apply: FMACs; the element leaves the queue when its cycles are done (arithmetic, no masks) --
         pop, t2, tw = self.pop, self.t2, self.tw
         self.rem -= self.act8

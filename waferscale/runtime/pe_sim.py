@@ -153,9 +153,13 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     tree by its loop compiled (``pe_tree_jit``, with numba, up to 256 x 256 cores), else by event times
     where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's, else by its loop
     fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
-    run the cycle loop. ``machine``: hop, ramp and partial-sum add of one cycle, else not supported.
+    run the cycle loop. ``machine``: ramp and partial-sum add of one cycle, else not supported; a hop of
+    several cycles (a WSE-3's 2) runs the cycle loop with delay lines on the links (``pe_links``;
+    the chain as a plan on the tree's loop, ``pe_tree.run_tree``, which takes the chain loop's
+    cycles), slower than the engines above, which have one-cycle links only.
     """
-    check_machine(machine, lanes)
+    check_machine(machine, lanes, hops=True)
+    hop = machine.hop_cycles
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     if engine not in ("events", "cycles"):
@@ -175,7 +179,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
                          f"bytes of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
     nbuf = A.PE_ACC_BUFFERS
     p = plan(lay.rows, reduce)
-    if reduce == CHAIN:
+    if arrivals is not None and hop > 1:
+        check_machine(machine, lanes, "a PE-level GEMV fed by arrivals (a chain of kernels)")
+    if reduce == CHAIN and hop == 1:
         fabric = Fabric.empty(lay.rows, lay.cols)
         avail = None if arrivals is None else row_arrivals(lay, np.asarray(arrivals, np.int64))
         if avail is not None and max_cycles is None:
@@ -189,8 +195,8 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         if arrivals is not None:
             raise ValueError("arrivals are modelled with the chain reduce only")
         exits = None
-        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, max_cycles or _max_cycles(lay, 4),
-                                              resident_a)
+        top = max_cycles or _max_cycles(lay, 4) * hop
+        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop)
         bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),

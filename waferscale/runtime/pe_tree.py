@@ -36,6 +36,7 @@ from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan
 from .pe_fabric import TreeFabric
 from .pe_fmac import Fmacs, uint
 from .pe_layout import Layout
+from .pe_links import DelayLine
 
 
 def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -54,12 +55,18 @@ def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
-             resident: bool):
+             resident: bool, hop: int = 1):
     """Simulate until the south edge has every element of C. Returns the cycles and the cores'
-    progress (the numbers are ``pe_fmac.products``)."""
+    progress (the numbers are ``pe_fmac.products``). ``hop``: cycles a wavelet takes router to router
+    (and last router to the south edge, injector to first router), ``Machine.hop_cycles``; links of
+    more than one cycle are delay lines (``pe_links``)."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     N, ntmax = R * C, lay.ntmax
-    fm = Fmacs(lay, f, D, nbuf, resident)
+    fm = Fmacs(lay, f, D, nbuf, resident, hop)
+    sent = np.zeros((4, R, C), np.uint8)  # this cycle's wavelets onto the links, per kind by receiving router
+    line = edge = occ = None
+    if hop > 1:  # those links, and the last row's to the south edge, as delay lines
+        line, edge, occ = DelayLine(hop, (4, R, C)), DelayLine(hop, (C,)), np.zeros((4, R, C), np.uint8)
     ahead = fm.ahead
     rq, iq, cq = f.ramp_q, f.in_q, f.core_q
     tk = f.ticks
@@ -107,24 +114,29 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             t1 |= notout
             go &= t1
             np.greater(rq, 0, out=pos)
+            if line is None:
+                room_q = iq
+            else:  # a receiving queue as its sender sees it (pe_links)
+                np.add(iq, line.held, out=occ)
+                room_q = occ
             # links south (the last row's: the south edge) and north; phase 1 first
             np.logical_and(snd[S1], pos, out=m1s)
-            np.less(iq[S1, 1:], D, out=t1[:-1])
+            np.less(room_q[S1, 1:], D, out=t1[:-1])
             m1s[:-1] &= t1[:-1]
             np.greater(iq[S2], 0, out=m2s)
             m2s &= thr[S2]
             np.logical_and(snd[S2], pos, out=t1)
             m2s |= t1
-            np.less(iq[S2, 1:], D, out=t1[:-1])
+            np.less(room_q[S2, 1:], D, out=t1[:-1])
             m2s[:-1] &= t1[:-1]
             np.logical_and(snd[N1], pos, out=m1n)
-            np.less(iq[N1, :-1], D, out=t1[1:])
+            np.less(room_q[N1, :-1], D, out=t1[1:])
             m1n[1:] &= t1[1:]
             np.greater(iq[N2], 0, out=m2n)
             m2n &= thr[N2]
             np.logical_and(snd[N2], pos, out=t1)
             m2n |= t1
-            np.less(iq[N2, :-1], D, out=t1[1:])
+            np.less(room_q[N2, :-1], D, out=t1[1:])
             m2n[1:] &= t1[1:]
             m2n[0] = False
             np.logical_and(m1s, m2s, out=t1)
@@ -173,20 +185,28 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             rq -= (m1s | m2s & snd[S2] | m1n | m2n & snd[N2]).view(np.uint8)
             iq[S2] -= (m2s & thr[S2]).view(np.uint8)
             iq[N2] -= (m2n & thr[N2]).view(np.uint8)
-            for k, mv in ((S1, m1s), (S2, m2s)):
-                iq[k, 1:] += mv[:-1].view(np.uint8)
-                t_lin[k, 1:] += mv[:-1].view(np.uint8)
+            for k, mv in ((S1, m1s), (S2, m2s)):  # onto the links south (row 0 receives none) ...
+                sent[k, 1:] = mv[:-1]
                 t_lout[k] += mv.view(np.uint8)
-            for k, mv in ((N1, m1n), (N2, m2n)):
-                iq[k, :-1] += mv[1:].view(np.uint8)
-                t_lin[k, :-1] += mv[1:].view(np.uint8)
+            for k, mv in ((N1, m1n), (N2, m2n)):  # ... and north (the last row receives none)
+                sent[k, :-1] = mv[1:]
                 t_lout[k] += mv.view(np.uint8)
+            if line is None:
+                got = sent
+            else:  # what reaches the receiving queues now; the places freed in them, their credits back
+                freed = dl.astype(np.uint8)
+                freed[S2] += m2s & thr[S2]
+                freed[N2] += m2n & thr[N2]
+                got = line.push(sent, freed)
+            iq += got
+            t_lin += got
+            out = m2s[-1] if edge is None else edge.push(m2s[-1]).astype(bool)  # ... and the south edge
             iq -= dl.view(np.uint8)
             cq += dl.view(np.uint8)
             t_rout += dl.view(np.uint8)
-            if m2s[-1].any():  # the south edge
-                sunk += m2s[-1]
-                out_left -= int(np.count_nonzero(m2s[-1]))
+            if out.any():  # the south edge
+                sunk += out
+                out_left -= int(np.count_nonzero(out))
         cycle += 1
         if check:
             f.check_bounds(D)
