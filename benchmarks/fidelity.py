@@ -3,11 +3,13 @@
     python benchmarks/fidelity.py [--quick]
 
 Runs GEMM and GEMV shapes on meshes from 1 x 1 to the full WSE-2 through both levels
-(runtime/pe_sim.py and backends/gemm.py), with the chain reduce and with the two-level tree
+(runtime/pe_sim.py and backends/gemm.py), and on meshes of WSE-3 cores (``mesh:RxC,core=wse3``: its
+2-cycle hop, runtime/pe_links.py) up to the full WSE-3, with the chain reduce and with the two-level tree
 (backends/column_reduce.py), A streamed from the west edge or resident in the cores' SRAM, each
 case in a fresh process so that its peak RSS is its own, and writes benchmarks/results/fidelity.json
 and fidelity.md. Error is (tile - pe) / pe of the total cycles; the numeric error is
 max |C - NumPy| / max |C| of the simulated product. ``--quick`` leaves out the full-wafer cases.
+(A 2-cycle hop runs the PE level's cycle loop, not its faster engines: see the PE-cycles/s.)
 
 Two more sections follow, each runnable alone (it prints its table, writes nothing): layernorm
 across a row of cores (``python benchmarks/fidelity_rowwise.py``) and sparse weights, the tile
@@ -73,6 +75,15 @@ CASES = [  # m, k, n, target, dtype, note[, reduce, resident_a] (default: the ch
     (8, 2048, 2048, "mesh:128x128", "f16", "tree, 128 x 128, A resident", "tree", True),
     (4, 2048, 2048, "mesh:256x256", "f16", "tree, 256 x 256: phase-1 waves", "tree", False),
     (1, 3984, 6056, "wse2", "f16", "GEMV, full WSE-2, tree", "tree", False),
+    # WSE-3 cores: a 2-cycle hop (wse3.yaml), 8 f16 lanes fed at 4 by the SRAM ports
+    (1, 1000, 997, "mesh:32x31,core=wse3", "f16", "WSE-3 cores, nothing divides"),
+    (1, 4096, 4096, "mesh:64x64,core=wse3", "f16", "WSE-3 cores, 6.7B projection"),
+    (9, 155, 73, "mesh:15x18,core=wse3", "f32", "WSE-3 cores, f32, odd"),
+    (16, 128, 96, "mesh:8x8,core=wse3", "f16", "WSE-3 cores, even split, tree", "tree", True),
+    (1, 1000, 997, "mesh:32x31,core=wse3", "f16", "WSE-3 cores, tree, nothing divides", "tree", False),
+    (1, 4096, 4096, "mesh:128x128,core=wse3", "f16", "WSE-3 cores, tree, deep column", "tree", True),
+    (4, 2048, 2048, "mesh:64x64,core=wse3", "f16", "WSE-3 cores, tree, 4 tokens", "tree", False),
+    (1, 4096, 14336, "wse3", "f16", "GEMV, full WSE-3, tree (8B FFN up)", "tree", True),
 ]
 
 
@@ -91,7 +102,7 @@ def one(m: int, k: int, n: int, target: str, dtype: str, reduce: str = "chain", 
     opts = {"reduce": reduce, "resident_a": resident_a}
     r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes, **opts)
     ref = a.astype(np.float64) @ w
-    t = gemm_time(m, k, n, machine.rows, machine.cols, lanes, **opts)
+    t = gemm_time(m, k, n, machine.rows, machine.cols, lanes, machine=machine, **opts)
     return {
         "kind": "gemv" if m == 1 else "gemm", "m": m, "k": k, "n": n, "mesh": target, **opts,
         "mesh_rows": machine.rows, "mesh_cols": machine.cols, "grid": [r.rows, r.cols], "dtype": dtype,
@@ -162,7 +173,7 @@ def main() -> None:
         return
     rows = []
     for m, k, n, target, dtype, note, *opts in CASES:
-        if a.quick and target == "wse2":
+        if a.quick and target in ("wse2", "wse3"):
             continue
         reduce, resident = opts or ("chain", False)
         case = [m, k, n, target, dtype, reduce, resident]

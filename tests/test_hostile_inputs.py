@@ -210,7 +210,7 @@ def test_every_benchmark_case_fits_the_pe_limits():
     cases += [(m, k, n, t, "f16", "chain") for m, k, n, t, *_ in fidelity_sparse.CASES]
     for m, k, n, target, dtype, reduce in cases:
         mc = get_machine(target)
-        cycles = gemm_time(m, k, n, mc.rows, mc.cols, mc.datapath(dtype), reduce=reduce).total
+        cycles = gemm_time(m, k, n, mc.rows, mc.cols, mc.datapath(dtype), reduce=reduce, machine=mc).total
         assert cycles <= L.MAX_PE_SIM_CYCLES and cycles * min(mc.rows, k) * min(mc.cols, n) <= L.MAX_PE_SIM_PE_CYCLES
 
 

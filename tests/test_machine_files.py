@@ -57,6 +57,22 @@ def test_a_custom_mesh_is_wse2s_file_with_its_options():
     assert m.provenance("fmacs_per_cycle") == "source: the target mesh:16x8,fmac=8,sram_kib=64"
 
 
+def test_a_custom_mesh_of_wse3_cores_is_wse3s_file_cut_to_it():
+    m = get_machine("mesh:16x8,core=wse3")
+    assert (m.rows, m.cols, m.hop_cycles, m.fmacs_per_cycle, m.sram_bytes) == (16, 8, 2, 8, 48 * 1024)
+    assert replace(m, name="wse3", rows=WSE3.rows, cols=WSE3.cols, fabric_rows=WSE3.fabric_rows,
+                   fabric_cols=WSE3.fabric_cols, die_cores=WSE3.die_cores, published_peak_flops=0.0,
+                   published_ai_flops=WSE3.published_ai_flops, published_sram_bytes_per_s=WSE3.published_sram_bytes_per_s,
+                   published_fabric_bits_per_s=WSE3.published_fabric_bits_per_s, source=WSE3.source,
+                   sources=WSE3.sources) == WSE3
+    assert "UNREVIEWED" in m.provenance("hop_cycles")  # the core's own sources stay
+    # options apply to that core; f32 keeps its ratio to f16 (a WSE-3's 8 : 2)
+    assert get_machine("mesh:4x4,core=wse3,fmac=16").f32_fmacs_per_cycle == 4.0
+    for bad in ("mesh:4x4,core=wse4", "mesh:4x4,core=wse2,core=wse3"):
+        with pytest.raises(UsageError, match=r"mesh option core=.*give one of wse2, wse3"):
+            get_machine(bad)
+
+
 def user_file(tmp_path: Path, edit=lambda text: text, name="my.yaml") -> Path:
     text = (HERE / "wse2.yaml").read_text(encoding="utf-8").replace('name: "wse2"', 'name: "my-mesh"')
     text = text.replace("rows:\n  value: 994", "rows:\n  value: 32")

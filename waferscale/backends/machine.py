@@ -194,7 +194,7 @@ WSE2 = load_machine("wse2")
 WSE3 = load_machine("wse3")
 MACHINES = {m.name: m for m in (WSE2, WSE3)}
 
-_MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[0-9.]+)*)$")
+_MESH = re.compile(r"mesh:(\d+)x(\d+)((?:,[a-z_]+=[a-z0-9.]+)*)$")
 _OVERRIDES = {  # key -> (field, scale)
     "sram_kib": ("sram_bytes", KiB), "fmac": ("fmacs_per_cycle", 1), "clock_ghz": ("clock_hz", 1e9),
     "io_gbs": ("io_bytes_per_s", 1e9), "link_bytes": ("link_bytes_per_cycle", 1),
@@ -203,8 +203,8 @@ _OVERRIDES = {  # key -> (field, scale)
 
 def get_machine(target: str) -> Machine:
     """``wse2``, ``wse3``, a machine file (``path/to/my.yaml``: docs/wafer.md "Machine files"), or
-    ``mesh:RxC[,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150][,link_bytes=4]`` (a custom mesh of
-    WSE-2 cores and I/O unless overridden)."""
+    ``mesh:RxC[,core=wse2][,sram_kib=48][,fmac=4][,clock_ghz=1.1][,io_gbs=150][,link_bytes=4]`` (a custom
+    mesh of WSE-2 cores, fabric and I/O, or ``core=wse3``'s, unless overridden)."""
     if target in MACHINES:
         return MACHINES[target]
     if target.endswith((".yaml", ".yml")) or ("/" in target and not target.startswith("mesh:")):
@@ -212,17 +212,24 @@ def get_machine(target: str) -> Machine:
     m = _MESH.match(target)
     if not m:
         raise UsageError(f"unknown target {target[:80]!r}: use wse2, wse3, a machine file (.yaml) or mesh:RxC "
-                         "(optionally mesh:RxC,sram_kib=48,fmac=4,clock_ghz=1.1,io_gbs=150)")
+                         "(optionally mesh:RxC,core=wse3,sram_kib=48,fmac=4,clock_ghz=1.1,io_gbs=150)")
     if max(len(m[1]), len(m[2])) > 9:  # int() of thousands of digits is slow, then refused by Python
         raise UsageError(f"impossible mesh in {target[:80]!r}: rows and columns must be >= 1 (and at most 1e8 cores)")
     rows, cols = int(m[1]), int(m[2])
     if rows < 1 or cols < 1 or rows * cols > 10**8:
         raise UsageError(f"impossible mesh {rows}x{cols}: rows and columns must be >= 1 (and at most 1e8 cores)")
     fields = {}
-    for item in filter(None, m[3].split(",")):
-        key, val = item.split("=")
+    items = [item.split("=") for item in filter(None, m[3].split(","))]
+    cores = [val for key, val in items if key == "core"]
+    if len(cores) > 1 or cores and cores[0] not in MACHINES:
+        raise UsageError(f"mesh option core={','.join(cores)[:40]} in {target[:80]!r}: give one of "
+                         f"{', '.join(MACHINES)}, the machine whose cores, fabric and I/O the mesh has")
+    base = MACHINES[cores[0]] if cores else WSE2
+    for key, val in items:
+        if key == "core":
+            continue
         if key not in _OVERRIDES:
-            raise UsageError(f"unknown mesh option {key!r} in {target[:80]!r}: use {', '.join(_OVERRIDES)}")
+            raise UsageError(f"unknown mesh option {key!r} in {target[:80]!r}: use core, {', '.join(_OVERRIDES)}")
         name, scale = _OVERRIDES[key]
         try:
             v = float(val) * scale
@@ -235,14 +242,14 @@ def get_machine(target: str) -> Machine:
         if key == "link_bytes" and v != SIMULATED_LINK_BYTES:
             raise UnsupportedError(f"{LINK_BYTES_UNSUPPORTED}: {target[:80]!r}")
         fields[name] = v if name in ("clock_hz", "io_bytes_per_s") else int(v)
-        if name == "fmacs_per_cycle":  # f32 keeps a WSE-2's ratio to f16
-            fields["f32_fmacs_per_cycle"] = v * WSE2.f32_fmacs_per_cycle / WSE2.fmacs_per_cycle
+        if name == "fmacs_per_cycle":  # f32 keeps the core's ratio to f16
+            fields["f32_fmacs_per_cycle"] = v * base.f32_fmacs_per_cycle / base.fmacs_per_cycle
     given = {"rows", "cols", *fields}
-    sources = tuple(s for s in WSE2.sources if s[0] not in given) + tuple(
+    sources = tuple(s for s in base.sources if s[0] not in given) + tuple(
         (k, "source", f"the target {target[:80]}") for k in sorted(given))
-    machine = replace(WSE2, name=target, rows=rows, cols=cols, fabric_rows=0, fabric_cols=0, die_cores=0,
+    machine = replace(base, name=target, rows=rows, cols=cols, fabric_rows=0, fabric_cols=0, die_cores=0,
                       published_peak_flops=0.0, published_ai_flops=0.0, published_sram_bytes_per_s=0.0,
-                      published_fabric_bits_per_s=0.0, source=WSE2.source + "; custom mesh", sources=sources, **fields)
+                      published_fabric_bits_per_s=0.0, source=base.source + "; custom mesh", sources=sources, **fields)
     if machine.usable_sram_bytes <= 0:
         raise UsageError(f"sram_kib in {target[:80]!r} leaves no SRAM after the {machine.reserved_sram_bytes} bytes "
                          "reserved per core for code")
