@@ -62,7 +62,8 @@ def test_a_custom_mesh_of_wse3_cores_is_wse3s_file_cut_to_it():
     assert (m.rows, m.cols, m.hop_cycles, m.fmacs_per_cycle, m.sram_bytes) == (16, 8, 2, 8, 48 * 1024)
     assert replace(m, name="wse3", rows=WSE3.rows, cols=WSE3.cols, fabric_rows=WSE3.fabric_rows,
                    fabric_cols=WSE3.fabric_cols, die_cores=WSE3.die_cores, published_peak_flops=0.0,
-                   published_ai_flops=WSE3.published_ai_flops, published_sram_bytes_per_s=WSE3.published_sram_bytes_per_s,
+                   published_ai_flops=WSE3.published_ai_flops,
+                   published_sram_bytes_per_s=WSE3.published_sram_bytes_per_s,
                    published_fabric_bits_per_s=WSE3.published_fabric_bits_per_s, source=WSE3.source,
                    sources=WSE3.sources) == WSE3
     assert "UNREVIEWED" in m.provenance("hop_cycles")  # the core's own sources stay

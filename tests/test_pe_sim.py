@@ -14,6 +14,7 @@ from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.gemm import gemm_time
 from waferscale.backends.machine import get_machine
 from waferscale.cli import main
+from waferscale.runtime.pe_events import row_arrivals
 from waferscale.runtime.pe_fabric import TreeFabric
 from waferscale.runtime.pe_fmac import products
 from waferscale.runtime.pe_layout import layout
@@ -227,6 +228,24 @@ def test_chain_plan_on_the_tree_loop_takes_the_chain_loops_cycles():
             chain = simulate_gemm(a, w, rows, cols, lanes=4, resident_a=resident)
             assert cycles == chain.cycles and np.array_equal(products(lay, p), chain.c)
             assert f.violations(*progress, resident=resident) == []
+
+
+def test_chain_plan_on_the_tree_loop_takes_the_chain_loops_arrivals_and_exits():
+    """A GEMV fed by the kernel before it (pe_chain): the tree's loop with the chain plan, which runs
+    it at hops of several cycles, injects and exits as the chain's loop does."""
+    rng = np.random.default_rng(4)
+    for k, n, rows, cols in [(97, 89, 8, 8), (155, 73, 15, 18), (40, 300, 5, 3)]:
+        a, w = operands(1, k, n)
+        arrivals = np.cumsum(rng.integers(0, 4, k)) + 7  # a producer's elements, some late
+        lay = layout(a, w, rows, cols, 4)
+        exits = np.zeros(n, np.int64)
+        f = TreeFabric.empty(lay.rows, lay.cols)
+        top = _max_cycles(lay, 4) + int(arrivals.max())
+        cycles, _ = run_tree(lay, f, plan(lay.rows, "chain"), 4, 2, True, top, False,
+                             avail=row_arrivals(lay, arrivals), exits=exits)
+        chain = simulate_gemv(a[0], w, rows, cols, lanes=4, arrivals=arrivals, engine="cycles")
+        assert cycles == chain.cycles > simulate_gemv(a[0], w, rows, cols, lanes=4).cycles
+        assert np.array_equal(exits, chain.exits)
 
 
 def test_tree_conserves_wavelets_and_shares_links_one_at_a_time():

@@ -1,6 +1,7 @@
 """Element streaming between kernels in the tile runtime (tile_sim.py), held to the PE level on chains
 of GEMVs (runtime/pe_chain.py): a consumer starts on the first elements its producer emits, and
-finishes its last element's work (then its fill) after the last arrives."""
+finishes its last element's work (then its fill) after the last arrives. On meshes of WSE-2 cores
+and of WSE-3 cores (a 2-cycle hop: the PE level's delay lines, runtime/pe_links.py)."""
 
 from __future__ import annotations
 
@@ -41,19 +42,23 @@ def tile_chain(dims, meshes, gap, target="mesh:16x64"):
     return sim.cycles - start, hops.pop() if len(hops) == 1 else None, m
 
 
+TARGETS = ["mesh:16x64", "mesh:16x64,core=wse3"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dims,meshes,gap", [
     ((64, 96, 48), [(8, 8), (8, 6)], 2),  # GEMV -> GEMV
     ((256, 256, 256), [(16, 16), (16, 16)], 3),
     ((128, 512, 128), [(16, 32), (16, 8)], 1),
     ((64, 96, 48, 96), [(8, 8), (8, 6), (8, 8)], 2),  # GEMV -> GEMV -> GEMV
 ])
-def test_streaming_chain_matches_the_pe_level(dims, meshes, gap):
-    tile, hops, m = tile_chain(dims, meshes, gap)
+def test_streaming_chain_matches_the_pe_level(dims, meshes, gap, target):
+    tile, hops, m = tile_chain(dims, meshes, gap, target)
     assert hops is not None  # one crossing length, which the PE chain takes between every two grids
     rng = np.random.default_rng(1)
     ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(dims, dims[1:])]
     x = rng.standard_normal(dims[0]).astype(np.float32)
-    pe = simulate_chain(x, [(w, r, c) for w, (r, c) in zip(ws, meshes)], m.datapath("f32"), hops)
+    pe = simulate_chain(x, [(w, r, c) for w, (r, c) in zip(ws, meshes)], m.datapath("f32"), hops, machine=m)
     ref = x
     for w in ws:
         ref = ref @ w
@@ -62,9 +67,9 @@ def test_streaming_chain_matches_the_pe_level(dims, meshes, gap):
     # streaming is real: the chain beats its stages run one after another (store and forward)
     alone, y = 0, x
     for w, (r, c) in zip(ws, meshes):
-        alone += simulate_gemv(y, w, r, c, m.datapath("f32")).cycles
+        alone += simulate_gemv(y, w, r, c, m.datapath("f32"), machine=m).cycles
         y = y @ w
-    assert pe.cycles < alone + (len(ws) - 1) * hops
+    assert pe.cycles < alone + (len(ws) - 1) * hops * m.hop_cycles
 
 
 def test_arrivals_delay_a_gemv_by_its_late_elements():
@@ -77,16 +82,17 @@ def test_arrivals_delay_a_gemv_by_its_late_elements():
     np.testing.assert_allclose(late.c, now.c)
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dims,meshes,gap", [
     ((64, 96, 48), [(8, 8), 6, (8, 6)], 2),  # GEMV -> row-wise scale -> GEMV
     ((256, 256, 256), [(16, 16), 16, (16, 16)], 3),
     ((128, 512, 128), [(16, 32), 8, (16, 8)], 1),
 ])
-def test_gemv_rowwise_gemv_streams_as_the_pe_level(dims, meshes, gap):
+def test_gemv_rowwise_gemv_streams_as_the_pe_level(dims, meshes, gap, target):
     """A row-wise scale between two GEMVs (RMSNorm's multiply by its weight, unfolded) streams: it
     takes each element as it arrives and sends the result on (``Rowwise.emit``, ``stream_tail``), so
     the chain is within 5% of the PE level, where the scale is ``pe_chain.scale_stage``."""
-    m = get_machine("mesh:16x64")
+    m = get_machine(target)
     d0, d1, d2 = dims
     b = GraphBuilder("chain")
     v = b.input("x", TensorType((1, 1, d0), "f32"))
@@ -104,7 +110,7 @@ def test_gemv_rowwise_gemv_streams_as_the_pe_level(dims, meshes, gap):
     rng = np.random.default_rng(3)
     w0, w1 = (rng.standard_normal(s).astype(np.float32) for s in ((d0, d1), (d1, d2)))
     g, x = rng.standard_normal(d1).astype(np.float32), rng.standard_normal(d0).astype(np.float32)
-    pe = simulate_chain(x, [(w0, *g1), ("scale", g, cols), (w1, *g2)], m.datapath("f32"), hops)
+    pe = simulate_chain(x, [(w0, *g1), ("scale", g, cols), (w1, *g2)], m.datapath("f32"), hops, machine=m)
     np.testing.assert_allclose(pe.y, (x @ w0 * g) @ w1, rtol=1e-3, atol=1e-2)
     assert abs(tile / pe.cycles - 1) <= 0.05, (tile, pe.cycles)
     scale = prog.kernels[1].model  # it streams; a norm (a reduction over the token) does not

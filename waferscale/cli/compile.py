@@ -84,8 +84,8 @@ def add_parser(sub) -> None:
     s.add_argument("--frontend", choices=["torch-export", "torch-mlir"], default="torch-export",
                    help="torch.export's FX graph, or torch-mlir's torch dialect (also writes model.mlir)")
     s.add_argument("--target", default=None, help="place and simulate on wse2, wse3, a machine file (my.yaml) or "
-                   "mesh:RxC[,core=wse3,sram_kib=..,fmac=..,clock_ghz=..,io_gbs=..]; writes placement.json, trace.json and "
-                   "mesh.png too "
+                   "mesh:RxC[,core=wse3,sram_kib=..,fmac=..,clock_ghz=..,io_gbs=..]; writes placement.json, "
+                   "trace.json and mesh.png too "
                    "(default: none, the graph passes only)")
     s.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default=None,
                    help="execution mode on the target: layer-pipelined, weight streaming, or auto (the default: "

@@ -59,11 +59,15 @@ def products(lay: Layout, p: ColumnPlan) -> np.ndarray:
 class Fmacs:
     """Row multicast and FMACs of every core. ``resident``: A is in each core's SRAM from cycle 0,
     so nothing is injected and a core's next element is always at hand. ``hop``: cycles a wavelet of A
-    takes from the injector to the row's first router and from router to router (``pe_links``)."""
+    takes from the injector to the row's first router and from router to router (``pe_links``).
+    ``avail`` (``pe_events.row_arrivals``): the cycle from which row i's injector may send each element
+    (a GEMV fed by the kernel before it, ``pe_chain``)."""
 
-    def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool, hop: int = 1):
+    def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool, hop: int = 1,
+                 avail: np.ndarray | None = None):
         R, C, m = lay.rows, lay.cols, lay.m
         self.line = DelayLine(hop, (R, C)) if hop > 1 and not resident else None
+        self.avail, self.at, self.ktmax, self.cycle = avail, np.arange(R), lay.ktmax, 0
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
         kdt, wdt = uint(lay.ktmax), uint(lay.peak_cycles)
         self.kt, self.kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
@@ -99,7 +103,9 @@ class Fmacs:
             else:  # the queue east and the wavelets on their way to it
                 t1[...] = self.line.room(qa, D)
             fa[:, :-1] &= t1[:, 1:]
-            fi = (inj < self.tot_a) & t1[:, 0]  # edge injectors
+            fi = (inj < self.tot_a) & t1[:, 0]  # edge injectors ...
+            if self.avail is not None:  # ... once the producer has made the element
+                fi &= self.avail[self.at, np.minimum(inj, self.ktmax)] <= self.cycle
             np.greater(ia, 0, out=act)  # FMAC: an element at the queue head, a free buffer ...
         np.less(self.ahead, self.nbuf, out=t1)
         act &= t1
@@ -145,6 +151,7 @@ class Fmacs:
             np.take(self.elem, self.idx, out=tw, mode="clip")
             np.multiply(tw, self.pop8, out=tw)
             self.rem += tw
+        self.cycle += 1
 
     def consumed(self) -> np.ndarray:
         """A elements each core has FMAC'd."""

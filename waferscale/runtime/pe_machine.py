@@ -5,10 +5,10 @@ Every PE-level simulator (``pe_sim``: the GEMM and GEMV, chain and tree; ``pe_ch
 or core to router (``ramp_cycles``), and the add-and-forward of a partial sum takes the datapath one
 cycle a wavelet (``Costs.psum_add``). The GEMM's and GEMV's cycle loop (``pe_tree.run_tree``, which
 runs the chain too) also has links of several cycles (``pe_links``: a WSE-3's hop is 2 cycles), so
-``simulate_gemm`` takes any ``hop_cycles`` (``hops=True`` here). A machine with other figures would
-need delay lines the simulators do not have, so they refuse it with one ``not supported`` line
-instead of giving the cycles of a different machine. (The tile level, ``--level tile``, models any
-figures.)
+``simulate_gemm`` and the chains of GEMVs on it (``pe_chain``) take any ``hop_cycles`` (``hops=True``
+here). A machine with other figures would need delay lines the simulators do not have, so they
+refuse it with one ``not supported`` line instead of giving the cycles of a different machine. (The
+tile level, ``--level tile``, models any figures.)
 """
 
 from __future__ import annotations

@@ -179,24 +179,20 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
                          f"bytes of SRAM and a core has {sram_bytes}: use a larger mesh or a smaller matrix")
     nbuf = A.PE_ACC_BUFFERS
     p = plan(lay.rows, reduce)
-    if arrivals is not None and hop > 1:
-        check_machine(machine, lanes, "a PE-level GEMV fed by arrivals (a chain of kernels)")
+    if arrivals is not None and reduce != CHAIN:
+        raise ValueError("arrivals are modelled with the chain reduce only")
+    avail = None if arrivals is None else row_arrivals(lay, np.asarray(arrivals, np.int64))
+    exits = None if arrivals is None else np.zeros(m * n, np.int64)
+    late = 0 if arrivals is None else int(np.max(arrivals))  # the deadlock bound waits for the last element
     if reduce == CHAIN and hop == 1:
         fabric = Fabric.empty(lay.rows, lay.cols)
-        avail = None if arrivals is None else row_arrivals(lay, np.asarray(arrivals, np.int64))
-        if avail is not None and max_cycles is None:
-            max_cycles = _max_cycles(lay, 1) + int(np.max(arrivals))
-        exits = None if arrivals is None else np.zeros(m * n, np.int64)
         run = _run if check or engine == "cycles" or nbuf > 2 or (depth == 1 and lay.sparse) else run_events
-        top = _max_cycles(lay, 1) if max_cycles is None else max_cycles
+        top = _max_cycles(lay, 1) + late if max_cycles is None else max_cycles
         cycles, (a_done, sums_done) = run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
         bad = fabric.violations(a_done, sums_done, resident_a)
-    else:
-        if arrivals is not None:
-            raise ValueError("arrivals are modelled with the chain reduce only")
-        exits = None
-        top = max_cycles or _max_cycles(lay, 4) * hop
-        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop)
+    else:  # the tree, or a hop of several cycles: the tree's loop (with the chain as a plan)
+        top = _max_cycles(lay, 4) * hop + late if max_cycles is None else max_cycles
+        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop, avail, exits)
         bad = fabric.violations(*progress, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),

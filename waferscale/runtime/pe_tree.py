@@ -55,14 +55,16 @@ def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
-             resident: bool, hop: int = 1):
+             resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None):
     """Simulate until the south edge has every element of C. Returns the cycles and the cores'
     progress (the numbers are ``pe_fmac.products``). ``hop``: cycles a wavelet takes router to router
     (and last router to the south edge, injector to first router), ``Machine.hop_cycles``; links of
-    more than one cycle are delay lines (``pe_links``)."""
+    more than one cycle are delay lines (``pe_links``). ``avail``: when each element of A may be
+    injected (``pe_fmac.Fmacs``); ``exits``, if given, gets the cycle each element of C reached the
+    south edge (a GEMV: both as ``pe_sim``'s chain loop)."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     N, ntmax = R * C, lay.ntmax
-    fm = Fmacs(lay, f, D, nbuf, resident, hop)
+    fm = Fmacs(lay, f, D, nbuf, resident, hop, avail)
     sent = np.zeros((4, R, C), np.uint8)  # this cycle's wavelets onto the links, per kind by receiving router
     line = edge = occ = None
     if hop > 1:  # those links, and the last row's to the south edge, as delay lines
@@ -205,6 +207,9 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             cq += dl.view(np.uint8)
             t_rout += dl.view(np.uint8)
             if out.any():  # the south edge
+                if exits is not None:
+                    js = np.flatnonzero(out)
+                    exits[lay.n_offsets[js] + sunk[js]] = cycle + 1
                 sunk += out
                 out_left -= int(np.count_nonzero(out))
         cycle += 1

@@ -53,14 +53,15 @@ from .pe_tree_sites import SEG, Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
-               resident: bool, hop: int = 1):
+               resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None):
     """The tree reduce by the loop compiled (``pe_tree_jit``, where numba is installed and the grid
     has at most ``JIT_MAX_CORES`` cores), else by event times where they fit (``fits``) and the solver
     shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
     fewer operations), and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``,
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
-    progress. ``hop`` (``Machine.hop_cycles``) > 1: the loop itself, the one with delay lines."""
-    if not check and engine != "cycles" and hop == 1:
+    progress. ``hop`` (``Machine.hop_cycles``) > 1, and ``avail`` and ``exits`` (a GEMV fed by the
+    kernel before it): the loop itself, the one with delay lines and arrivals."""
+    if not check and engine != "cycles" and hop == 1 and avail is None:
         def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
             f = TreeFabric.empty(lay.rows, lay.cols)
             f.contended = done[1]
@@ -79,7 +80,7 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
         if done is not None:
             return counted(done)
     f = TreeFabric.empty(lay.rows, lay.cols)
-    return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident, hop)
+    return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident, hop, avail, exits)
 
 
 def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:
