@@ -100,7 +100,8 @@ def one(m: int, k: int, n: int, target: str, dtype: str, reduce: str = "chain", 
     a = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((k, n), dtype=np.float32)
     opts = {"reduce": reduce, "resident_a": resident_a}
-    r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes, **opts)
+    r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
+                      depth=machine.pe_queue_depth, machine=machine, **opts)
     ref = a.astype(np.float64) @ w
     t = gemm_time(m, k, n, machine.rows, machine.cols, lanes, machine=machine, **opts)
     return {

@@ -59,16 +59,16 @@ def one(m: int, k: int, n: int, target: str, density: float, resident_a: bool = 
     a = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((k, n), dtype=np.float32)
     mask = draw_mask(k, n, density, SEED, "w")  # the mask of `wafer simulate-kernel ... --density D --seed 0`
-    r = simulate_gemm(a, w, machine.rows, machine.cols, dp, mask=mask, resident_a=resident_a)
-    dense = simulate_gemm(a, w, machine.rows, machine.cols, dp, resident_a=resident_a)
+    on = {"resident_a": resident_a, "machine": machine}  # each level on the case's own machine
+    r = simulate_gemm(a, w, machine.rows, machine.cols, dp, mask=mask, depth=machine.pe_queue_depth, **on)
+    dense = simulate_gemm(a, w, machine.rows, machine.cols, dp, depth=machine.pe_queue_depth, **on)
     mirrored = n % min(machine.cols, n) != 0
     sw = SparseWeight("w", k, n, density, mask=np.ascontiguousarray(mask[:, ::-1]) if mirrored else mask)
-    exact = sparse_gemm_time(m, sw, machine.rows, machine.cols, dp, resident_a=resident_a)
-    dist = sparse_gemm_time(m, SparseWeight("w", k, n, density), machine.rows, machine.cols, dp,
-                            resident_a=resident_a)
+    exact = sparse_gemm_time(m, sw, machine.rows, machine.cols, dp, **on)
+    dist = sparse_gemm_time(m, SparseWeight("w", k, n, density), machine.rows, machine.cols, dp, **on)
     ref = a.astype(np.float64) @ (w * mask)
     draws = [sparse_gemm_time(m, SparseWeight("w", k, n, density, mask=draw_mask(k, n, density, seed, "w")),
-                              machine.rows, machine.cols, dp, resident_a=resident_a).total
+                              machine.rows, machine.cols, dp, **on).total
              for seed in range(1, DRAWS + 1)]
     mean = float(np.mean(draws))
     return {

@@ -35,11 +35,13 @@ def _case(m, k, n, density, seed=0):
     (64, 256, 32, 8, 2, 0.1, 4.0),
     (160, 260, 43, 1, 3, 0.25, 1.0),  # f32 lanes, two passes (A beyond A_BLOCK_BYTES per core)
 ])
-def test_the_pe_level_agrees_with_the_tile_level(m, k, n, kp, mp, density, lanes):
+@pytest.mark.parametrize("machine", ["wse2", "wse3"])  # a WSE-3's hop is 2 cycles: delay lines (pe_links)
+def test_the_pe_level_agrees_with_the_tile_level(m, k, n, kp, mp, density, lanes, machine):
+    machine = get_machine(machine)
     a, w, mask = _case(m, k, n, density)
-    pe = simulate_streamed(a, w, kp, mp, lanes)
+    pe = simulate_streamed(a, w, kp, mp, lanes, machine=machine)
     sw = SparseWeight("w", k, n, mask.mean(), mask) if density < 1 else None
-    tile = streamed_time(m, k, n, kp, mp, lanes, sw).total
+    tile = streamed_time(m, k, n, kp, mp, lanes, sw, machine=machine).total
     assert abs(tile - pe.cycles) <= 0.05 * pe.cycles
     if density == 1.0:
         assert tile == pytest.approx(pe.cycles, abs=5)  # dense: to a few cycles

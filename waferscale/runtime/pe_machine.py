@@ -1,14 +1,15 @@
 """Which machines the PE-level simulators model, checked on the machine each run is given.
 
-Every PE-level simulator (``pe_sim``: the GEMM and GEMV, chain and tree; ``pe_chain``; ``pe_streamed``;
-``pe_rowwise``) moves a wavelet one stage a cycle: router to router (``hop_cycles``), router to core
-or core to router (``ramp_cycles``), and the add-and-forward of a partial sum takes the datapath one
-cycle a wavelet (``Costs.psum_add``). The GEMM's and GEMV's cycle loop (``pe_tree.run_tree``, which
-runs the chain too) also has links of several cycles (``pe_links``: a WSE-3's hop is 2 cycles), so
-``simulate_gemm`` and the chains of GEMVs on it (``pe_chain``) take any ``hop_cycles`` (``hops=True``
-here). A machine with other figures would need delay lines the simulators do not have, so they
-refuse it with one ``not supported`` line instead of giving the cycles of a different machine. (The
-tile level, ``--level tile``, models any figures.)
+Every PE-level simulator (``pe_sim``: the GEMM and GEMV, chain and tree; ``pe_chain``;
+``pe_streamed``; ``pe_rowwise``) moves a wavelet one stage a cycle: router to router
+(``hop_cycles``), router to core or core to router (``ramp_cycles``), and the add-and-forward of a
+partial sum takes the datapath one cycle a wavelet (``Costs.psum_add``). The GEMM's and GEMV's cycle
+loop (``pe_tree.run_tree``, which runs the chain too) also has links of several cycles
+(``pe_links``: a WSE-3's hop is 2 cycles), so ``simulate_gemm`` and the chains of GEMVs on it
+(``pe_chain``) take any ``hop_cycles`` (``hops=True`` here), as does the streamed-weight GEMM's loop
+(``pe_streamed``), which has the same delay lines. A machine with other figures would need delay
+lines the simulators do not have, so they refuse it with one ``not supported`` line instead of
+giving the cycles of a different machine. (The tile level, ``--level tile``, models any figures.)
 """
 
 from __future__ import annotations

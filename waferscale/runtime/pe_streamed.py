@@ -19,7 +19,8 @@ output columns of ``mt_j`` sums) and its queues.
 
 Fabric rules as in ``pe_sim`` (``depth`` wavelets per queue, the machine's ``pe_queue_depth``; a
 wavelet moves one stage a cycle, only into a queue that had room at the start of the cycle; all
-decisions of a cycle are taken from the state at its start). The numbers (``products``) are the other interpreter of the
+decisions of a cycle are taken from the state at its start; a hop of several cycles, a WSE-3's 2, is a
+delay line, ``pe_links``). The numbers (``products``) are the other interpreter of the
 same walk: each core adds its non-zeros' products in the order they arrive (K order within a
 column), and the chain adds the parts' sums in order, in float32.
 """
@@ -34,6 +35,7 @@ from ..backends.blocks import offsets, split
 from ..backends.datapath import Datapath, as_datapath
 from ..backends.machine import WSE2, Machine
 from ..backends.streamed import ACC_BUFFERS, passes_for, wavelet_cycles
+from .pe_links import DelayLine
 from .pe_machine import check_machine
 
 
@@ -79,9 +81,9 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``. Where a
     core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
     after the other, each streaming the whole weight: each M part's tokens are split over the passes.
-    ``depth``: wavelets per queue (the machine's ``pe_queue_depth``). ``machine``: one-cycle hop, ramp and
-    partial-sum add only (``pe_machine.check_machine``), else not supported."""
-    check_machine(machine, lanes, "the PE-level streamed GEMM")
+    ``depth``: wavelets per queue (the machine's ``pe_queue_depth``). ``machine``: one-cycle ramp and
+    partial-sum add only (``pe_machine.check_machine``), else not supported; its hop, any."""
+    check_machine(machine, lanes, "the PE-level streamed GEMM", hops=True)
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     dp = as_datapath(lanes)
@@ -90,14 +92,15 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     ks, ms = split(k, kp), split(m, mp)
     passes, _ = passes_for(m, mp, max(ks), dp.elem)
     streams = _streams(w, ks)
-    cycles = sum(_pass_cycles(streams, w.shape[1], [split(x, passes)[p] for x in ms], dp, max_cycles, depth)
-                 for p in range(passes))
+    cycles = sum(_pass_cycles(streams, w.shape[1], [split(x, passes)[p] for x in ms], dp, max_cycles, depth,
+                              machine.hop_cycles) for p in range(passes))
     return StreamedRun(cycles, products(a, w, ks), passes * int(sum(len(h) for h, _ in streams)))
 
 
-def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, depth: int) -> int:
+def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, depth: int,
+                 hop_cycles: int = 1) -> int:
     """The cycles of one pass whose M parts hold ``ms`` tokens each (the cycle loop; a part with none
-    this pass is left out)."""
+    this pass is left out). ``hop_cycles``: cycles a hop (links of more: ``pe_links.DelayLine``)."""
     ms = [x for x in ms if x > 0]
     kp, mp = len(streams), len(ms)
     D, B, T = depth, ACC_BUFFERS, dp.costs.task_start
@@ -115,18 +118,23 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, 
     mq, cq, pos, cd, fm, rd, rs, ramp, north, rin = (z() for _ in range(10))
     started_col = z()  # columns whose header has started (the next header's column)
     need = n * sum(ms)
+    lines = None
+    if hop_cycles > 1:  # the links east (by receiving router; column 0 from the injector), south, and to the edge
+        lines = tuple(DelayLine(hop_cycles, shape) for shape in ((kp, mp), (kp, mp), (mp,)))
     cycle = 0
     while sunk.sum() < need:
         cycle += 1
         if cycle > max_cycles:
             raise RuntimeError("streamed PE simulation did not finish (a deadlock?)")
         # -- fabric, from the state at the start of the cycle
+        mq_room, north_room = (mq < D, north < D) if lines is None else (lines[0].room(mq, D),
+                                                                         lines[1].room(north, D))
         east_room = np.ones((kp, mp), dtype=bool)
-        east_room[:, :-1] = mq[:, 1:] < D
+        east_room[:, :-1] = mq_room[:, 1:]
         hop = (mq > 0) & (cq < D) & east_room  # router (i, j) -> core (i, j) and router (i, j + 1)
-        send = (inj < length) & (mq[:, 0] < D)
+        send = (inj < length) & mq_room[:, 0]
         down = ramp > 0
-        down[:-1] &= north[1:] < D  # the last part's ramp -> its router -> the edge
+        down[:-1] &= north_room[1:]  # the last part's ramp -> its router -> the edge
         deliver = (north > 0) & (rin < D)
         # -- datapath
         head = is_header[rows, pos]
@@ -140,8 +148,17 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, 
         ended = done & ends[rows, pos]
         # -- apply
         mq += np.where(hop, -1, 0)
-        mq[:, 1:] += hop[:, :-1]
-        mq[:, 0] += send
+        east = np.zeros((kp, mp), np.uint8)  # onto the links east
+        east[:, 1:] = hop[:, :-1]
+        east[:, 0] = send
+        south = np.zeros((kp, mp), np.uint8)  # ... and south
+        south[1:] = down[:-1]
+        out = down[-1]
+        if lines is not None:  # what reaches the queues (and the edge) now; the places freed, their credits back
+            east = lines[0].push(east, hop)
+            south = lines[1].push(south, deliver)
+            out = lines[2].push(out).astype(bool)
+        mq += east
         inj += send
         cq += hop.astype(np.int64) - done
         started_col += can_start & head
@@ -154,7 +171,7 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, 
         rs[full] = 0
         rin += deliver.astype(np.int64) - (reduce & (rows > 0))
         north -= deliver
-        north[1:] += down[:-1]
+        north += south
         ramp += reduce.astype(np.int64) - down
-        sunk += down[-1]
+        sunk += out
     return cycle
