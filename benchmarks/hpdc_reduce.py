@@ -22,7 +22,8 @@ our core puts its sum onto its router in the cycle of the add (no ramp up) and o
 ``--decode`` prices llama-3.1-8b's decode (prompt 128, 2 new tokens, batch 1, latency placement) on a
 WSE-3 machine file with ``ramp_cycles`` 1 (the file's), 2 (T_R as one ramp) and 4 (a chain stage at
 their 6 cycles; this also prices every single ramp, e.g. injector to core, at 4: an upper bound).
-The PE-level simulators take only 1 (``runtime/pe_machine.py``), so nothing below is held to them.
+The PE-level simulators take only a ramp of 1 (``runtime/pe_machine.py``; any hop), so nothing below is
+held to them.
 
 Writes benchmarks/results/hpdc_reduce.json and .md.
 """

@@ -9,7 +9,7 @@ import pytest
 from waferscale.backends.blocks import split
 from waferscale.backends.costs import DEFAULT as COSTS
 from waferscale.backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_allreduce_cycles, layernorm_tasks
-from waferscale.backends.machine import WSE2, get_machine
+from waferscale.backends.machine import WSE2, WSE3, get_machine
 from waferscale.runtime.pe_rowwise import simulate_layernorm, token_slots
 
 
@@ -95,6 +95,27 @@ def test_one_token_takes_the_closed_form_latency():
         hop, ramp = WSE2.hop_cycles, WSE2.ramp_cycles
         want = hop + ramp + ft + stat + layernorm_allreduce_cycles(cols) + norm + ft + hop
         assert simulate_layernorm(operands(1, f)[0], 1, cols, 4).cycles == want
+
+
+@pytest.mark.parametrize("m,f,target,dtype", SHAPES)
+def test_on_wse3_cores_the_tile_level_takes_the_pe_levels_cycles(m, f, target, dtype):
+    """A 2-cycle hop (delay lines at the PE level, runtime/pe_links.py): source to router, the
+    all-reduce's hops east and west, router to sink. Exact on these shapes (as on WSE-2 cores)."""
+    machine = get_machine(f"{target},core=wse3")
+    r = simulate_layernorm(operands(m, f)[0], machine.rows, machine.cols, machine.datapath(dtype).rate,
+                           machine=machine, check=True)
+    assert tile_total(m, f, machine.name, dtype) == r.cycles
+    one_cycle_hops = simulate_layernorm(operands(m, f)[0], machine.rows, machine.cols, machine.datapath(dtype).rate)
+    assert r.cycles > one_cycle_hops.cycles  # a WSE-2's hop, the same lanes
+
+
+def test_one_token_on_a_wse3_takes_the_closed_form_latency():
+    for f, cols in [(7, 1), (64, 4), (100, 7), (4096, 64)]:
+        ft = ceil(f / cols)
+        stat, norm = layernorm_tasks(ft, 4)
+        hop, ramp = WSE3.hop_cycles, WSE3.ramp_cycles
+        want = hop + ramp + ft + stat + layernorm_allreduce_cycles(cols, machine=WSE3) + norm + ft + hop
+        assert simulate_layernorm(operands(1, f)[0], 1, cols, 4, machine=WSE3).cycles == want
 
 
 def test_cycles_respect_the_datapath_the_streams_and_the_buffers():

@@ -86,7 +86,7 @@ def check_pe_work(m: int, args, machine, lanes, rows: int, cols: int) -> None:
     from ..backends.gemm import fastest, gemm_time
     from ..runtime.pe_machine import check_machine
 
-    check_machine(machine, lanes, hops=True)  # the simulator's own check (ramp, partial-sum add), before any work
+    check_machine(machine, lanes)  # the simulators' own check (hop, ramp, partial-sum add), before any work
 
     operands = 4 * (m * args.k + args.k * args.n)  # A and W in float32, made before the simulation
     if operands > L.MAX_PE_OPERAND_BYTES:

@@ -41,16 +41,17 @@ ones is on the fabric, as far as its buffers allow. Every core does the same wor
 widest core is the busiest and column 0 (widest, and the last to get the totals) is the one the
 row waits for; the tile level (``rowwise.layernorm_row``) schedules that core token by token.
 
-How the simulator models it: as ``pe_sim``, one stage per cycle (``hop_cycles`` router to
-router, ``ramp_cycles`` router to core or core to router), a queue of ``pe_queue_depth`` wavelets (the machine file's)
-per color at each router and at each core, and credit flow control: a wavelet moves only if the
-receiving queue had room at the start of the cycle (a multicast only if all its receivers had).
-Four colors: the delivery (source -> router -> core), the chain east (core -> router -> next
-router -> its core), the totals west (last core -> router -> routers westward, each passing to its
-core) and the output (core -> router -> sink). All decisions of a cycle come from the state at its
-start and are then applied together; every step is a NumPy operation over the whole ``(rows,
-cols)`` grid, with no Python loop over cores. The cycle count runs from the first delivered wavelet
-to the last output received by a sink.
+How the simulator models it: as ``pe_sim``, one stage per cycle (``hop_cycles`` router to router,
+``ramp_cycles`` router to core or core to router), a queue of ``pe_queue_depth`` wavelets (the
+machine file's) per color at each router and at each core, and credit flow control: a wavelet moves
+only if the receiving queue had room at the start of the cycle (a multicast only if all its
+receivers had). Four colors: the delivery (source -> router -> core), the chain east (core -> router
+-> next router -> its core), the totals west (last core -> router -> routers westward, each passing
+to its core) and the output (core -> router -> sink); a hop of several cycles (a WSE-3's 2: source
+to router, router to router, router to sink) is a delay line (``pe_links``). All decisions of a
+cycle come from the state at its start and are then applied together; every step is a NumPy
+operation over the whole ``(rows, cols)`` grid, with no Python loop over cores. The cycle count runs
+from the first delivered wavelet to the last output received by a sink.
 
 Numbers (float32). The block sums of each core are evaluated up front (their timing is the
 task's); the chain's additions are made when, and in the order, the wavelets move (a core forwards
@@ -70,6 +71,7 @@ import numpy as np
 from ..backends.blocks import offsets, split
 from ..backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_tasks
 from ..backends.machine import WSE2, Machine
+from .pe_links import DelayLine
 from .pe_machine import check_machine
 from .pe_sim import PeRate
 
@@ -108,7 +110,7 @@ def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, wei
                        check: bool = False, max_cycles: int | None = None, machine: Machine = WSE2) -> RowwiseResult:
     """Layernorm over the last axis of ``x`` (m x f) on a ``rows x cols`` grid with ``lanes`` FMAC
     lanes per core (``machine.lanes(dtype)``). ``check`` verifies every queue's occupancy every cycle.
-    ``machine``: one-cycle hop, ramp and partial-sum add only (``pe_machine.check_machine``)."""
+    ``machine``: one-cycle ramp and partial-sum add only (``pe_machine.check_machine``); any hop (``pe_links``)."""
     check_machine(machine, what="the PE-level layernorm")
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
@@ -126,7 +128,7 @@ def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, wei
     own = np.where((t < m)[:, :, None, None], sums[tc], 0).transpose(0, 2, 1, 3).reshape(R * C, K, LN_STATS)
     own = np.ascontiguousarray(own, np.float32)
     slots = token_slots(f, cols)
-    cycles, busy, peak, totals = _run(own, R, C, m, ft, lanes, depth, slots, check, max_cycles)
+    cycles, busy, peak, totals = _run(own, R, C, m, ft, lanes, depth, slots, check, max_cycles, machine.hop_cycles)
     tok = np.arange(m)
     mean, rstd = finish(totals[tok % R, tok // R], f, eps)  # what every core of the row computes alike
     y = (x - mean[:, None]) * rstd[:, None]
@@ -138,9 +140,10 @@ def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, wei
                          busy=busy, slots=slots, peak=peak)
 
 
-def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles):
+def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles, hop=1):
     """Cycle by cycle until the sinks have every output: (cycles, busy cycles per core, peak queue,
-    the totals each row's last column sent west, (rows, tokens of the busiest row, 2))."""
+    the totals each row's last column sent west, (rows, tokens of the busiest row, 2)). ``hop``: cycles
+    a hop; links of more are delay lines: source -> router, east, west, router -> sink."""
     shape = (R, C)
     z = lambda: np.zeros(shape, np.int64)
     ft = np.broadcast_to(ft_cols[None, :], shape)
@@ -164,15 +167,22 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles):
     has_west = (np.arange(R * C) % C) > 0
     out_left, cycle, peak = m * int(ft_cols.sum()), 0, 0
     chain = C > 1
+    # links of several cycles: 0 source -> router, 1 east, 2 west, 3 router -> sink (by receiving queue)
+    lines = [DelayLine(hop, shape) for _ in range(4)] if hop > 1 else None
+
+    def room(q: np.ndarray, link: int) -> np.ndarray:  # the receiving queue as its sender sees it
+        return q < D if lines is None else lines[link].room(q, D)
+
+    to_east, to_west = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)  # onto the links, by receiving router
     while out_left:
         if cycle >= max_cycles:
             raise RuntimeError(f"PE layernorm made no progress for {max_cycles} cycles (deadlock)")
         # -- decisions, all from the state at the start of the cycle --
-        fi = (inj < tot_in) & (xr < D)  # source -> router
+        fi = (inj < tot_in) & room(xr, 0)  # source -> router
         xm = (xr > 0) & (xc < D)  # router -> core (ramp)
         rv = (xc > 0) & ((rn > 0) | (slots < S))  # core receives into a buffer (a new token takes one)
         if chain:
-            chm = (co[:, :-1] > 0) & (ci[:, 1:] < D)  # chain: hop east
+            chm = (co[:, :-1] > 0) & room(ci, 1)[:, 1:]  # chain: hop east
             crm = (ci > 0) & (cc < D)  # chain: ramp to the core
             do_c = sk > hk  # add-and-forward: own statistic ready, ...
             do_c[:, 1:] &= cc[:, 1:] > 0  # ... the west one arrived, ...
@@ -180,7 +190,7 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles):
             do_c[:, -1] &= bq[:, -1] < D
             bmv = bq > 0  # broadcast: router -> its core (but the last column) and west (but column 0)
             bmv[:, :-1] &= bc[:, :-1] < D
-            bmv[:, 1:] &= bq[:, :-1] < D
+            bmv[:, 1:] &= room(bq, 2)[:, :-1]
             br = bc > 0
             norm_ok = bgot >= LN_STATS * (nk + 1)
             norm_ok[:, -1] = hk[:, -1] > nk[:, -1]  # the last column made the totals itself
@@ -194,7 +204,7 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles):
         osend = (nk > ok) & (yo < D)  # core -> router (output ramp)
         ysink = yo > 0  # router -> sink
         # -- apply: delivery --
-        xr += fi
+        xr += fi if lines is None else lines[0].push(fi, xm)
         xr -= xm
         inj += fi
         xc += xm
@@ -229,17 +239,21 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles):
                 hk += nxt
                 hn[nxt] = 0
             co[:, :-1] -= chm
-            ci[:, 1:] += chm
+            to_east[:, 1:] = chm
+            ci += to_east if lines is None else lines[1].push(to_east, crm)
             ci -= crm
             cc += crm
             bq -= bmv
             bc[:, :-1] += bmv[:, :-1]
-            bq[:, :-1] += bmv[:, 1:]
+            to_west[:, :-1] = bmv[:, 1:]
+            bq += to_west if lines is None else lines[2].push(to_west, bmv)
             bc -= br
             bgot += br
         # -- apply: output --
         yo += osend
         yo -= ysink
+        if lines is not None:  # the wavelets that reach the sinks now
+            ysink = lines[3].push(ysink).astype(bool)
         on += osend
         sent = on == ft
         ok += sent

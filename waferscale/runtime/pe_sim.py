@@ -158,7 +158,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     the chain as a plan on the tree's loop, ``pe_tree.run_tree``, which takes the chain loop's
     cycles), slower than the engines above, which have one-cycle links only.
     """
-    check_machine(machine, lanes, hops=True)
+    check_machine(machine, lanes)
     hop = machine.hop_cycles
     if depth < 1:
         raise ValueError("queue depth must be at least 1")

@@ -82,8 +82,8 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
     after the other, each streaming the whole weight: each M part's tokens are split over the passes.
     ``depth``: wavelets per queue (the machine's ``pe_queue_depth``). ``machine``: one-cycle ramp and
-    partial-sum add only (``pe_machine.check_machine``), else not supported; its hop, any."""
-    check_machine(machine, lanes, "the PE-level streamed GEMM", hops=True)
+    partial-sum add only (``pe_machine.check_machine``), else not supported; any hop (``pe_links``)."""
+    check_machine(machine, lanes, "the PE-level streamed GEMM")
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     dp = as_datapath(lanes)
