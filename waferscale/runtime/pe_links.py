@@ -1,5 +1,5 @@
-"""Links that take more than one cycle a hop, for the PE-level loops (``pe_tree``, ``pe_fmac``, ``pe_streamed``,
-``pe_rowwise``).
+"""Links that take more than one cycle a hop, for the PE-level loops (``pe_tree`` and ``pe_fmac``,
+``pe_streamed``, ``pe_rowwise``).
 
 A wavelet sent on a link in cycle c is in the receiving router's input queue from the start of
 cycle ``c + hop`` (``Machine.hop_cycles``; a WSE-3's is 2, wse3.yaml), so it can move on in that
