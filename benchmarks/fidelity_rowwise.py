@@ -55,7 +55,8 @@ def one(m: int, f: int, target: str, dtype: str, seed: int = 0) -> dict:
     x = rng.standard_normal((m, f), dtype=np.float32) + np.float32(0.5)
     w = rng.standard_normal(f, dtype=np.float32)
     b = rng.standard_normal(f, dtype=np.float32)
-    r = simulate_layernorm(x, machine.rows, machine.cols, machine.datapath(dtype).rate, weight=w, bias=b)
+    r = simulate_layernorm(x, machine.rows, machine.cols, machine.datapath(dtype).rate, weight=w, bias=b,
+                           machine=machine)
     ref = layernorm_ref(x, w, b)
     fill, busy = tile_cycles(m, f, target, dtype)
     tile = fill + busy

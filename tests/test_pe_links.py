@@ -33,7 +33,7 @@ def test_a_wavelet_and_its_credit_each_take_a_hop():
     assert not line.room(q, 1)[0]
     for _ in range(2):
         line.push(np.zeros(1, np.uint8), np.array([_ == 1], np.uint8))  # ... it arrives, is taken out
-    assert not line.room(q + 0, 1)[0]  # the place is free but its credit is still on its way back
+    assert not line.room(q, 1)[0]  # the place is free but its credit is still on its way back
     line.push(np.zeros(1, np.uint8), np.zeros(1, np.uint8))
     assert not line.room(q, 1)[0]
     line.push(np.zeros(1, np.uint8), np.zeros(1, np.uint8))

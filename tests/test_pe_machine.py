@@ -38,7 +38,7 @@ RUNS = {
 @pytest.mark.parametrize("machine,what", OFF, ids=[m.name for m, _ in OFF])
 def test_each_pe_simulator_refuses_a_machine_it_does_not_model(run, machine, what):
     with pytest.raises(UnsupportedError, match=rf"^not supported: the PE-level .* on machine '{machine.name}' "
-                       rf"with {what}: it moves a wavelet one stage a cycle"):
+                       rf"with {what}: it moves a wavelet on or off a ramp in one cycle"):
         RUNS[run](machine)
 
 
@@ -89,8 +89,9 @@ def test_the_cli_refuses_a_user_file_at_the_pe_level_in_one_line(capsys, tmp_pat
     assert main(args) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip().splitlines() == ["wafer: error: "
-        "not supported: the PE-level simulator on machine 'slow-ramp' with ramp_cycles = 2: it moves a wavelet one "
-        "stage a cycle (ramp_cycles = costs.psum_add = 1, hop_cycles >= 1); use the tile level (--level tile)"]
+        "not supported: the PE-level simulator on machine 'slow-ramp' with ramp_cycles = 2: it moves a wavelet on or "
+        "off a ramp in one cycle, adds a partial sum in one and hops in one or more (ramp_cycles = costs.psum_add = 1, "
+        "hop_cycles >= 1); use the tile level (--level tile)"]
     assert main(args + ["--level", "tile"]) == 0 and "tile level:" in capsys.readouterr().out
 
 

@@ -67,7 +67,7 @@ class Fmacs:
                  avail: np.ndarray | None = None):
         R, C, m = lay.rows, lay.cols, lay.m
         self.line = DelayLine(hop, (R, C)) if hop > 1 and not resident else None
-        self.avail, self.at, self.ktmax, self.cycle = avail, np.arange(R), lay.ktmax, 0
+        self.avail, self.row_ids, self.ktmax, self.cycle = avail, np.arange(R), lay.ktmax, 0
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
         kdt, wdt = uint(lay.ktmax), uint(lay.peak_cycles)
         self.kt, self.kk = lay.kt.astype(kdt), np.zeros((R, C), kdt)  # A elements per token; consumed of this one
@@ -105,7 +105,7 @@ class Fmacs:
             fa[:, :-1] &= t1[:, 1:]
             fi = (inj < self.tot_a) & t1[:, 0]  # edge injectors ...
             if self.avail is not None:  # ... once the producer has made the element
-                fi &= self.avail[self.at, np.minimum(inj, self.ktmax)] <= self.cycle
+                fi &= self.avail[self.row_ids, np.minimum(inj, self.ktmax)] <= self.cycle
             np.greater(ia, 0, out=act)  # FMAC: an element at the queue head, a free buffer ...
         np.less(self.ahead, self.nbuf, out=t1)
         act &= t1

@@ -1,5 +1,7 @@
-"""Links that take more than one cycle a hop, for the PE-level loops (``pe_tree`` and ``pe_fmac``,
-``pe_streamed``, ``pe_rowwise``).
+"""Links of more than one cycle a hop, as delay lines, for every PE-level loop.
+
+Used by ``pe_tree`` and ``pe_fmac`` (the GEMM and GEMV, and the chains of them in ``pe_chain``),
+``pe_streamed`` and ``pe_rowwise``.
 
 A wavelet sent on a link in cycle c is in the receiving router's input queue from the start of
 cycle ``c + hop`` (``Machine.hop_cycles``; a WSE-3's is 2, wse3.yaml), so it can move on in that
@@ -28,14 +30,14 @@ class DelayLine:
             raise ValueError("a delay line is for hops of two cycles or more")
         self.ahead = np.zeros((hop - 1, *shape), np.uint8)  # wavelets on the links
         self.back = np.zeros((hop - 1, *shape), np.uint8)  # places freed that the sender does not see yet
-        self.held = np.zeros(shape, np.uint8)  # both: the places the sender counts as taken beyond the queue's
+        self.held = np.zeros(shape, np.uint16)  # both: the places the sender counts as taken beyond the queue's
         self.at = 0
 
     def push(self, sent: np.ndarray, freed: np.ndarray | None = None) -> np.ndarray:
         """Put this cycle's sends (per receiving queue) on the links and the places freed in the
-        queues this cycle (``freed``; None for a sink, which needs no credits) on their way back;
-        return the wavelets that reach their queue now (sent ``hop - 1`` cycles ago), for the caller
-        to add to it."""
+        queues this cycle (``freed``; None for a sink, which needs no credits: then on every push, or
+        the credits on their way back would stay held) on their way back; return the wavelets that
+        reach their queue now (sent ``hop - 1`` cycles ago), for the caller to add to it."""
         i = self.at
         out = self.ahead[i].copy()
         self.ahead[i] = sent

@@ -26,6 +26,6 @@ def check_machine(machine: Machine, lanes: Datapath | float | None = None,
     off += [f"{k} = {v:g}" for k, v in (("ramp_cycles", machine.ramp_cycles), ("costs.psum_add", costs.psum_add))
             if v != 1]
     if off:
-        raise UnsupportedError(f"{what} on machine {machine.name!r} with {', '.join(off)}: it moves a wavelet one "
-                               "stage a cycle (ramp_cycles = costs.psum_add = 1, hop_cycles >= 1); "
-                               "use the tile level (--level tile)")
+        raise UnsupportedError(f"{what} on machine {machine.name!r} with {', '.join(off)}: it moves a wavelet on "
+                               "or off a ramp in one cycle, adds a partial sum in one and hops in one or more "
+                               "(ramp_cycles = costs.psum_add = 1, hop_cycles >= 1); use the tile level (--level tile)")

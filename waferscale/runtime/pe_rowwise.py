@@ -106,12 +106,13 @@ def finish(totals: np.ndarray, f: int, eps: float) -> tuple[np.ndarray, np.ndarr
 
 
 def simulate_layernorm(x: np.ndarray, rows: int, cols: int, lanes: float, *, weight: np.ndarray | None = None,
-                       bias: np.ndarray | None = None, eps: float = 1e-5, depth: int = WSE2.pe_queue_depth,
+                       bias: np.ndarray | None = None, eps: float = 1e-5, depth: int | None = None,
                        check: bool = False, max_cycles: int | None = None, machine: Machine = WSE2) -> RowwiseResult:
     """Layernorm over the last axis of ``x`` (m x f) on a ``rows x cols`` grid with ``lanes`` FMAC
     lanes per core (``machine.lanes(dtype)``). ``check`` verifies every queue's occupancy every cycle.
     ``machine``: one-cycle ramp and partial-sum add only (``pe_machine.check_machine``); any hop (``pe_links``)."""
     check_machine(machine, what="the PE-level layernorm")
+    depth = machine.pe_queue_depth if depth is None else depth
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or min(x.shape) < 1 or min(rows, cols) < 1 or lanes <= 0 or depth < 1:

@@ -39,7 +39,7 @@ The rows are cut into ``round(sqrt(rows))`` groups of consecutive rows (``blocks
 their centre row. Phase 1: in each group the rows above the root send south to it in a chain and
 the rows below north; the root adds the stream from below, then the one from above. Phase 2: the
 group roots do the same towards the root of the centre group, each root-to-root stream passing
-through the routers between them (one cycle per hop, no ramp); the column root adds the streams
+through the routers between them (``hop_cycles`` per hop, no ramp); the column root adds the streams
 from below and from above and sends the column's ``nt`` sums south, through the routers below it,
 out of the south edge. Each add of an incoming stream is a pass of ``nt`` cycles of the receiving
 core's datapath (``Costs.psum_add`` per wavelet), the last pass fused with the core's send, so
@@ -51,8 +51,9 @@ wavelet goes first (``pe_tree``).
 
 How the simulator models it (``pe_fabric`` has the queues): each router has, per color, an input
 queue of ``pe_queue_depth`` wavelets (the machine file's), and each core an input queue of the same depth per color. In
-one cycle a wavelet moves at most one stage: router to next router (one hop, ``hop_cycles``),
-router to its core or core to its router (the ramp, ``ramp_cycles``). A wavelet moves only if
+one cycle a wavelet moves at most one stage: router to next router (one hop, ``hop_cycles``; a hop
+of several cycles, a WSE-3's 2, is a delay line, ``pe_links``), router to its core or core to its
+router (the ramp, ``ramp_cycles``). A wavelet moves only if
 the receiving queue had room at the start of the cycle (credit flow control: back-pressure), and
 a multicast only if all its receivers had. In the chain each link direction carries one color, so
 one wavelet per link per cycle holds by construction; the tree arbitrates shared links. The ramp
@@ -127,7 +128,7 @@ class PeResult(PeRate):
 
 
 def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Datapath | float, *,
-                  depth: int = WSE2.pe_queue_depth, check: bool = False, sram_bytes: int | None = None,
+                  depth: int | None = None, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
                   sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None,
                   engine: str = "events", machine: Machine = WSE2) -> PeResult:
@@ -160,6 +161,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     """
     check_machine(machine, lanes)
     hop = machine.hop_cycles
+    depth = machine.pe_queue_depth if depth is None else depth
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     if engine not in ("events", "cycles"):

@@ -76,7 +76,7 @@ def products(a: np.ndarray, w: np.ndarray, ks: list[int]) -> np.ndarray:
 
 
 def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Datapath | float = 4.0,
-                      max_cycles: int = 10_000_000, depth: int = WSE2.pe_queue_depth,
+                      max_cycles: int = 10_000_000, depth: int | None = None,
                       machine: Machine = WSE2) -> StreamedRun:
     """``a @ w`` (w's zeros never sent) on ``kp x mp`` cores, cut to ``min(kp, k) x min(mp, m)``. Where a
     core's slices of A exceed ``streamed.A_BLOCK_BYTES`` the tokens go in passes (``passes_for``), one
@@ -84,6 +84,7 @@ def simulate_streamed(a: np.ndarray, w: np.ndarray, kp: int, mp: int, lanes: Dat
     ``depth``: wavelets per queue (the machine's ``pe_queue_depth``). ``machine``: one-cycle ramp and
     partial-sum add only (``pe_machine.check_machine``), else not supported; any hop (``pe_links``)."""
     check_machine(machine, lanes, "the PE-level streamed GEMM")
+    depth = machine.pe_queue_depth if depth is None else depth
     if depth < 1:
         raise ValueError("queue depth must be at least 1")
     dp = as_datapath(lanes)

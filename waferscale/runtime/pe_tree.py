@@ -10,7 +10,8 @@ a core with no input only sends. A pass waits when its wavelet has not arrived o
 the ramp queue is full.
 
 The fabric (``TreeFabric``) has, per stream kind, an input queue at each router and a queue to each
-core. In one cycle a wavelet moves at most one stage: the ramp up, one link, or the ramp down. A
+core. In one cycle a wavelet moves at most one stage: the ramp up, one link (a link of several
+cycles, ``hop``, is a delay line: ``pe_links``), or the ramp down. A
 router either gives a kind to its core or passes it on to the next router (phase-2 streams between
 the roots, and the column root's sums on their way south to the edge), with the credit rule of
 ``pe_sim``. A link direction carries one wavelet per cycle whatever its color: where a phase-1
@@ -68,7 +69,7 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
     sent = np.zeros((4, R, C), np.uint8)  # this cycle's wavelets onto the links, per kind by receiving router
     line = edge = occ = None
     if hop > 1:  # those links, and the last row's to the south edge, as delay lines
-        line, edge, occ = DelayLine(hop, (4, R, C)), DelayLine(hop, (C,)), np.zeros((4, R, C), np.uint8)
+        line, edge, occ = DelayLine(hop, (4, R, C)), DelayLine(hop, (C,)), np.zeros((4, R, C), np.uint16)
     ahead = fm.ahead
     rq, iq, cq = f.ramp_q, f.in_q, f.core_q
     tk = f.ticks
