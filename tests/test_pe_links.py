@@ -108,3 +108,28 @@ def test_a_sparse_weight_on_a_wse3_takes_the_tile_levels_cycles(resident):
     tile = sparse_gemm_time(m, SparseWeight("w", k, n, density, mask=mask), rows, cols, dp, resident_a=resident,
                             machine=WSE3)
     assert tile.total == pe.cycles
+
+
+@pytest.mark.parametrize("h", [2, 3, 12])  # 12: a credit over the row takes longer than an element
+def test_the_chain_by_event_times_takes_the_delay_lines_cycles(h):
+    """Two formulations of a hop of several cycles: the chain's event times (pe_events, each link's
+    move and credit ``hop`` cycles) and the tree's loop with the chain as its plan (pe_tree, delay
+    lines); every cycle, exit and number alike, queues from 1 to 2 x hop deep, sparse and fed."""
+    rng = np.random.default_rng(h)
+    machine = hop(h)
+    for m, k, n, rows, cols in [(1, 300, 200, 32, 32), (16, 189, 50, 8, 20), (9, 155, 73, 15, 18), (6, 29, 41, 9, 1),
+                                (4, 64, 2, 4, 1)]:  # (one column: only the injector holds back the row)
+        a, w = operands(m, k, n, seed=k)
+        for resident in (False, True):
+            for depth in (1, 2, 2 * h):
+                mask = draw_mask(k, n, 0.2, 1, "w") if depth == 2 else None
+                kw = {"resident_a": resident, "machine": machine, "depth": depth, "mask": mask}
+                events = simulate_gemm(a, w, rows, cols, 4, **kw)
+                loop = simulate_gemm(a, w, rows, cols, 4, engine="cycles", **kw)
+                assert events.cycles == loop.cycles and np.array_equal(events.c, loop.c)
+                assert events.violations == loop.violations == ()
+        if m == 1:  # a GEMV fed by the kernel before it (pe_chain)
+            arrivals = np.cumsum(rng.integers(0, 4, k)) + 5
+            events, loop = (simulate_gemm(a, w, rows, cols, 4, machine=machine, arrivals=arrivals, engine=e)
+                            for e in ("events", "cycles"))
+            assert events.cycles == loop.cycles and np.array_equal(events.exits, loop.exits)

@@ -28,6 +28,12 @@ where the loop takes ``m kt`` elements' cycles each). Where it may wait on itsel
 wavelet never waits for a later one), so nothing deadlocks; the counters of ``Fabric`` are filled
 with the totals every router passes, not counted (``check=True`` runs the cycle loop, which counts
 them). ``tests/test_pe_events.py`` holds the two to the same cycles.
+
+A hop of several cycles (``hop``, a WSE-3's 2: ``pe_links``) takes ``hop`` in place of the one cycle
+of each move over a link (injector to the first router, router to router, the last router to the
+south edge) and of each credit back over one (the terms ``fa(a - D, j + 1)``, ``fa(a - D, 0)`` and
+``dl(w - D, south)``); a chain stage is then ``hop + 2`` cycles. ``tests/test_pe_links.py`` holds
+this to the tree's loop with the chain as its plan (``pe_tree.run_tree``), which has delay lines.
 """
 
 from __future__ import annotations
@@ -39,16 +45,17 @@ from .pe_layout import Layout, blocks
 
 
 def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_cycles: int, resident: bool,
-               avail: np.ndarray | None = None, exits: np.ndarray | None = None):
+               avail: np.ndarray | None = None, exits: np.ndarray | None = None, hop: int = 1):
     """As ``pe_sim._run`` (same arguments and result; ``check`` is the cycle loop's), by event times.
-    ``nbuf`` <= 2: a token's FMACs overlap the reduce of the token before at most."""
+    ``nbuf`` <= 2: a token's FMACs overlap the reduce of the token before at most. ``hop``: cycles a
+    link takes (``Machine.hop_cycles``)."""
     if nbuf > 2:
         raise NotImplementedError("event times with more than two accumulator buffers: use the cycle loop")
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     ns = lay.nt[0]
     ntmax, ntmin = int(ns[0]), int(ns[-1])
     c1 = int(np.count_nonzero(ns == ntmax))  # larger blocks first
-    a = ElementEvents(lay, depth, nbuf, max_cycles, resident, avail)
+    a = ElementEvents(lay, depth, nbuf, max_cycles, resident, avail, hop)
     dt, neg, big = a.dt, a.neg, a.big
     # the reduce's, in blocks of columns (nb, R, cw), each block contiguous (the columns are independent)
     cw = _block_width(C, max(1, BLOCK // R))
@@ -75,15 +82,15 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
             q = np.maximum(dl_p, go_b)
             q += 1
             mm = mv_p + 1
-            np.maximum(mm[:-1], dl_b[1:] + 1, out=mm[:-1])
+            np.maximum(mm[:-1], dl_b[1:] + hop, out=mm[:-1])  # (the south queue's credit comes back over the link)
             np.maximum(go[1:], q[1:] + 1, out=go[1:])
-            np.maximum(go[1:], mm[:-1] + 2, out=go[1:])
-            _scan(go, 3, axis=0)  # and three moves per row: the chain down the column
+            np.maximum(go[1:], mm[:-1] + hop + 1, out=go[1:])
+            _scan(go, hop + 2, axis=0)  # and three moves per row: the chain down the column
             mv = np.maximum(go + 1, mm, out=MV[D + s, b, :, cs])
-            np.maximum(mv[:-1] + 1, q[1:], out=DL[D + s, b, 1:, cs])
+            np.maximum(mv[:-1] + hop, q[1:], out=DL[D + s, b, 1:, cs])
             if exits is not None:
                 j = slice(b * cw, b * cw + cs.stop)
-                exits[lay.n_offsets[j] + t * ns[j] + s] = mv[-1] + 1
+                exits[lay.n_offsets[j] + t * ns[j] + s] = mv[-1] + hop
         for x, y, nt in ((0, lim, ntmax), (lim, cw, ntmin)):  # on to the next token
             if y > x:
                 for h in (GO, MV, DL):
@@ -100,7 +107,7 @@ def run_events(lay: Layout, f: Fabric, depth: int, nbuf: int, check: bool, max_c
         if nbuf == 2:  # the go cycles of the token whose reduce may overlap the next one's FMACs (sorted)
             # (the next token's reduce overwrites them after its FMACs)
             a.steal = (GO, D, ntmax, _unblock(first, GO[D]))
-    cycles = int(MV[D - 1, :, -1].max()) + 1  # the last partial sum of every column, out of the south edge
+    cycles = int(MV[D - 1, :, -1].max()) + hop  # the last partial sum of every column, out of the south edge
     if cycles > max_cycles:
         raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
     _fill_counters(lay, f, resident)
@@ -117,9 +124,9 @@ class ElementEvents:
     done (``DONE``, newest first)."""
 
     def __init__(self, lay: Layout, depth: int, nbuf: int, max_cycles: int, resident: bool,
-                 avail: np.ndarray | None = None):
+                 avail: np.ndarray | None = None, hop: int = 1):
         R, C, D = lay.rows, lay.cols, depth
-        self.lay, self.D, self.nbuf, self.resident, self.avail = lay, D, nbuf, resident, avail
+        self.lay, self.D, self.nbuf, self.resident, self.avail, self.hop = lay, D, nbuf, resident, avail, hop
         ks = lay.kt[:, 0]
         self.ks, self.ktmax, self.ktmin = ks, int(ks[0]), int(ks[-1])
         self.r1 = int(np.count_nonzero(ks == self.ktmax))  # larger blocks first
@@ -162,7 +169,7 @@ class ElementEvents:
     def fmacs(self, t: int, ra: int, rb: int) -> None:
         """The elements of token t in rows ra..rb: the rows of the A side are independent."""
         lay, D, R, FA, POP, ks, r1 = self.lay, self.D, self.lay.rows, self.FA, self.POP, self.ks, self.r1
-        ktmax, ktmin, resident, avail = self.ktmax, self.ktmin, self.resident, self.avail
+        ktmax, ktmin, resident, avail, h = self.ktmax, self.ktmin, self.resident, self.avail, self.hop
         cost, DONE = self.cost, self.DONE
         for e in range(ktmax):
             r = slice(ra, min(rb, R if e < ktmin else r1))
@@ -170,17 +177,16 @@ class ElementEvents:
                 continue
             start = POP[D + e - 1, r] + 1
             if not resident:
-                inj = np.maximum(self.inj_prev[r], FA[e, r, 0])
-                inj += 1
+                inj = np.maximum(self.inj_prev[r] + 1, FA[e, r, 0] + h)  # (column 0's credit, over the link)
                 np.maximum(inj, 0, out=inj)
                 if avail is not None:
                     np.maximum(inj, avail[self.rows[r], np.minimum(t * ks[r] + e, avail.shape[1] - 1)], out=inj)
                 self.inj_prev[r] = inj
                 fa = np.maximum(FA[D + e - 1, r], POP[e, r], out=FA[D + e, r])
-                np.maximum(fa[:, :-1], FA[e, r, 1:], out=fa[:, :-1])
                 fa += 1
-                np.maximum(fa[:, 0], inj + 1, out=fa[:, 0])
-                _scan(fa, 1)  # and one hop per column: the multicast along the row
+                np.maximum(fa[:, :-1], FA[e, r, 1:] + h, out=fa[:, :-1])  # the east queue's credit
+                np.maximum(fa[:, 0], inj + h, out=fa[:, 0])
+                _scan(fa, h)  # and one hop per column: the multicast along the row
                 np.maximum(start, fa + 1, out=start)
             if e == 0:
                 np.maximum(start, DONE[self.nbuf - 1, r] + 1, out=start)

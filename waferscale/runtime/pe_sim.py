@@ -155,9 +155,10 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     where ``pe_tree_events.fits`` and its solver shows its cycles to be the loop's, else by its loop
     fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
     run the cycle loop. ``machine``: ramp and partial-sum add of one cycle, else not supported; a hop of
-    several cycles (a WSE-3's 2) runs the cycle loop with delay lines on the links (``pe_links``;
-    the chain as a plan on the tree's loop, ``pe_tree.run_tree``, which takes the chain loop's
-    cycles), slower than the engines above, which have one-cycle links only.
+    several cycles (a WSE-3's 2) runs the chain by event times too (``pe_events`` takes the hop), and
+    the tree, and any cycle loop, on the tree's loop with delay lines on the links (``pe_links``; the
+    chain as a plan on it, ``pe_tree.run_tree``, which takes the chain loop's cycles), slower than
+    the tree's engines above, which have one-cycle links only.
     """
     check_machine(machine, lanes)
     hop = machine.hop_cycles
@@ -186,13 +187,17 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     avail = None if arrivals is None else row_arrivals(lay, np.asarray(arrivals, np.int64))
     exits = None if arrivals is None else np.zeros(m * n, np.int64)
     late = 0 if arrivals is None else int(np.max(arrivals))  # the deadlock bound waits for the last element
-    if reduce == CHAIN and hop == 1:
+    loop = check or engine == "cycles" or nbuf > 2 or (depth == 1 and lay.sparse)
+    if reduce == CHAIN and (hop == 1 or not loop):
         fabric = Fabric.empty(lay.rows, lay.cols)
-        run = _run if check or engine == "cycles" or nbuf > 2 or (depth == 1 and lay.sparse) else run_events
-        top = _max_cycles(lay, 1) + late if max_cycles is None else max_cycles
-        cycles, (a_done, sums_done) = run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
+        top = _max_cycles(lay, 1) * hop + late if max_cycles is None else max_cycles
+        if loop:
+            cycles, (a_done, sums_done) = _run(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits)
+        else:
+            cycles, (a_done, sums_done) = run_events(lay, fabric, depth, nbuf, check, top, resident_a, avail, exits,
+                                                     hop)
         bad = fabric.violations(a_done, sums_done, resident_a)
-    else:  # the tree, or a hop of several cycles: the tree's loop (with the chain as a plan)
+    else:  # the tree, or the loop at a hop of several cycles: the tree's loop (with the chain as a plan)
         top = _max_cycles(lay, 4) * hop + late if max_cycles is None else max_cycles
         fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop, avail, exits)
         bad = fabric.violations(*progress, resident=resident_a)
