@@ -2,8 +2,8 @@
 
     python benchmarks/fidelity_rowwise.py
 
-Runs layernorm cases, from one core to 2,048 tokens x 4,096 features on a 64 x 64 mesh, through both
-levels: runtime/pe_rowwise.py (every core and router, every cycle) and the tile model
+Runs layernorm cases, from one core to 2,048 tokens x 4,096 features on a 64 x 64 mesh (of WSE-2
+cores, and of WSE-3 cores: ``mesh:RxC,core=wse3``, a 2-cycle hop), through both levels: runtime/pe_rowwise.py (every core and router, every cycle) and the tile model
 (``Rowwise.fill + Rowwise.model_cycles`` of backends/kernels/rowwise.py), and prints a Markdown
 table. Error is (tile - PE) / PE of the total cycles; numerics is max |y - NumPy| / max |NumPy| of
 the layernorm the PE level computed (float32 against float64).
@@ -31,6 +31,12 @@ CASES = [  # m (tokens), f (features), target, dtype, note
     (256, 1088, "mesh:16x32,fmac=8", "f16", "256M width, 8 lanes"),
     (2048, 768, "mesh:64x64", "f16", "111M sample, 12 features a core"),
     (2048, 4096, "mesh:64x64", "f16", "6.7B sample, 64 x 64"),
+    # WSE-3 cores: a 2-cycle hop (delay lines, runtime/pe_links.py), 8 f16 lanes
+    (64, 768, "mesh:8x8,core=wse3", "f16", "WSE-3 cores, 111M width"),
+    (61, 2048, "mesh:31x13,core=wse3", "f16", "WSE-3 cores, uneven everything"),
+    (16, 4096, "mesh:1x64,core=wse3", "f16", "WSE-3 cores, one row of 64"),
+    (64, 1000, "mesh:4x32,core=wse3", "f32", "WSE-3 cores, nothing divides, f32"),
+    (2048, 4096, "mesh:64x64,core=wse3", "f16", "WSE-3 cores, 8B-like sample, 64 x 64"),
 ]
 
 
