@@ -3,10 +3,11 @@
     python benchmarks/fidelity_rowwise.py
 
 Runs layernorm cases, from one core to 2,048 tokens x 4,096 features on a 64 x 64 mesh (of WSE-2
-cores, and of WSE-3 cores: ``mesh:RxC,core=wse3``, a 2-cycle hop), through both levels: runtime/pe_rowwise.py (every core and router, every cycle) and the tile model
-(``Rowwise.fill + Rowwise.model_cycles`` of backends/kernels/rowwise.py), and prints a Markdown
-table. Error is (tile - PE) / PE of the total cycles; numerics is max |y - NumPy| / max |NumPy| of
-the layernorm the PE level computed (float32 against float64).
+cores, and of WSE-3 cores: ``mesh:RxC,core=wse3``, a 2-cycle hop), through both levels:
+runtime/pe_rowwise.py (every core and router, every cycle) and the tile model (``Rowwise.fill +
+Rowwise.model_cycles`` of backends/kernels/rowwise.py), and prints a Markdown table. Error is (tile
+- PE) / PE of the total cycles; numerics is max |y - NumPy| / max |NumPy| of the layernorm the PE
+level computed (float32 against float64).
 """
 
 from __future__ import annotations
