@@ -110,9 +110,10 @@ def test_on_wse3_cores_the_tile_level_takes_the_pe_levels_cycles(m, f, target, d
 
 
 @pytest.mark.xfail(strict=True, reason="the tile level times a layernorm row by column 0 alone "
-                   "(rowwise.layernorm_row); here the last columns normalize token 0 before token 1's statistics while column 0 does the "
-                   "reverse, which delays token 1's all-reduce (docs/fidelity.md, 'Layernorm's column orders'): "
-                   "tile 903 cycles, PE 967. A fix models every column's order; then this passes: drop the mark")
+                   "(rowwise.layernorm_row); here the last columns normalize token 0 before token 1's "
+                   "statistics while column 0 does the reverse, which delays token 1's all-reduce "
+                   "(docs/fidelity.md, 'Layernorm's column orders'): tile 903 cycles, PE 967. A fix models "
+                   "every column's order; then this passes: drop the mark")
 def test_known_gap_a_row_whose_columns_take_their_tasks_in_different_orders():
     machine = get_machine("mesh:31x13,core=wse3")
     r = simulate_layernorm(operands(61, 2048)[0], machine.rows, machine.cols, machine.datapath("f16").rate,
