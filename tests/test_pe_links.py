@@ -38,8 +38,11 @@ def test_a_wavelet_and_its_credit_each_take_a_hop():
     assert not line.room(q, 1)[0]
     line.push(np.zeros(1, np.uint8), np.zeros(1, np.uint8))
     assert line.room(q, 1)[0]  # freed in cycle c, seen from cycle c + 3
+    one = DelayLine(1, (1,))  # a one-cycle hop: no stages, the queue's own room
+    sent = np.array([1], np.uint8)
+    assert one.push(sent) is sent and one.room(q, 1)[0] and not one.room(q + 1, 1)[0]
     with pytest.raises(ValueError):
-        DelayLine(1, (1,))
+        DelayLine(0, (1,))
 
 
 WSE3_CASES = [  # m, k, n, rows, cols, dtype

@@ -66,7 +66,7 @@ class Fmacs:
     def __init__(self, lay: Layout, f, depth: int, nbuf: int, resident: bool, hop: int = 1,
                  avail: np.ndarray | None = None):
         R, C, m = lay.rows, lay.cols, lay.m
-        self.line = DelayLine(hop, (R, C)) if hop > 1 and not resident else None
+        self.line, self.sent = DelayLine(hop, (R, C)), np.zeros((R, C), np.uint8)  # the links east, and into them
         self.avail, self.row_ids, self.ktmax, self.cycle = avail, np.arange(R), lay.ktmax, 0
         self.f, self.D, self.nbuf, self.m, self.resident = f, depth, nbuf, m, resident
         kdt, wdt = uint(lay.ktmax), uint(lay.peak_cycles)
@@ -98,10 +98,7 @@ class Fmacs:
             np.greater(qa, 0, out=fa)  # row multicast: to the core queue and (but the last column) east
             np.less(ia, D, out=t1)
             fa &= t1
-            if self.line is None:
-                np.less(qa, D, out=t1)
-            else:  # the queue east and the wavelets on their way to it
-                t1[...] = self.line.room(qa, D)
+            t1[...] = self.line.room(qa, D)  # the queue east as the sender sees it
             fa[:, :-1] &= t1[:, 1:]
             fi = (inj < self.tot_a) & t1[:, 0]  # edge injectors ...
             if self.avail is not None:  # ... once the producer has made the element
@@ -116,18 +113,12 @@ class Fmacs:
             ia += fa8
             inj += fi
             tk["row_out"] += fa8
-            if self.line is None:
-                qa[:, 1:] += fa8[:, :-1]
-                qa[:, 0] += fi
-                tk["row_in"][:, 1:] += fa8[:, :-1]
-                tk["row_in"][:, 0] += fi
-            else:  # onto the links east (column 0: from the injector); in the queues what reaches them now
-                sent = np.empty_like(qa)
-                sent[:, 1:] = fa8[:, :-1]
-                sent[:, 0] = fi
-                got = self.line.push(sent, fa8)  # (a multicast frees its place in the row queue)
-                qa += got
-                tk["row_in"] += got
+            sent = self.sent  # onto the links east (column 0: from the injector); in the queues what reaches them
+            sent[:, 1:] = fa8[:, :-1]
+            sent[:, 0] = fi
+            got = self.line.push(sent, fa8)  # (a multicast frees its place in the row queue)
+            qa += got
+            tk["row_in"] += got
         # -- apply: FMACs; the element leaves the queue when its cycles are done (arithmetic, no masks) --
         pop, t2, tw = self.pop, self.t2, self.tw
         self.rem -= self.act8

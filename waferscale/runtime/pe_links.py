@@ -23,11 +23,12 @@ import numpy as np
 
 class DelayLine:
     """The wavelets on the links into every queue of ``shape``, and the credits on their way back
-    (counts, one stage per cycle of the hop after the first)."""
+    (counts, one stage per cycle of the hop after the first). A one-cycle hop is a line of no
+    stages: what is sent is in the queue at the next cycle, and the sender sees the queue itself."""
 
     def __init__(self, hop: int, shape: tuple[int, ...]):
-        if hop < 2:
-            raise ValueError("a delay line is for hops of two cycles or more")
+        if hop < 1:
+            raise ValueError("a hop takes at least one cycle")
         self.ahead = np.zeros((hop - 1, *shape), np.uint8)  # wavelets on the links
         self.back = np.zeros((hop - 1, *shape), np.uint8)  # places freed that the sender does not see yet
         self.held = np.zeros(shape, np.uint16)  # both: the places the sender counts as taken beyond the queue's
@@ -38,6 +39,8 @@ class DelayLine:
         queues this cycle (``freed``; None for a sink, which needs no credits: then on every push, or
         the credits on their way back would stay held) on their way back; return the wavelets that
         reach their queue now (sent ``hop - 1`` cycles ago), for the caller to add to it."""
+        if not len(self.ahead):
+            return sent
         i = self.at
         out = self.ahead[i].copy()
         self.ahead[i] = sent
@@ -52,4 +55,4 @@ class DelayLine:
 
     def room(self, queue: np.ndarray, depth: int) -> np.ndarray:
         """Where the sender may send this cycle, as the sender sees the queue."""
-        return queue + self.held < depth
+        return queue < depth if not len(self.ahead) else queue + self.held < depth

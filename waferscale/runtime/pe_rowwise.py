@@ -169,21 +169,18 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles, hop=1):
     out_left, cycle, peak = m * int(ft_cols.sum()), 0, 0
     chain = C > 1
     # links of several cycles: 0 source -> router, 1 east, 2 west, 3 router -> sink (by receiving queue)
-    lines = [DelayLine(hop, shape) for _ in range(4)] if hop > 1 else None
-
-    def room(q: np.ndarray, link: int) -> np.ndarray:  # the receiving queue as its sender sees it
-        return q < D if lines is None else lines[link].room(q, D)
+    lines = [DelayLine(hop, shape) for _ in range(4)]
 
     to_east, to_west = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)  # onto the links, by receiving router
     while out_left:
         if cycle >= max_cycles:
             raise RuntimeError(f"PE layernorm made no progress for {max_cycles} cycles (deadlock)")
         # -- decisions, all from the state at the start of the cycle --
-        fi = (inj < tot_in) & room(xr, 0)  # source -> router
+        fi = (inj < tot_in) & lines[0].room(xr, D)  # source -> router
         xm = (xr > 0) & (xc < D)  # router -> core (ramp)
         rv = (xc > 0) & ((rn > 0) | (slots < S))  # core receives into a buffer (a new token takes one)
         if chain:
-            chm = (co[:, :-1] > 0) & room(ci, 1)[:, 1:]  # chain: hop east
+            chm = (co[:, :-1] > 0) & lines[1].room(ci, D)[:, 1:]  # chain: hop east
             crm = (ci > 0) & (cc < D)  # chain: ramp to the core
             do_c = sk > hk  # add-and-forward: own statistic ready, ...
             do_c[:, 1:] &= cc[:, 1:] > 0  # ... the west one arrived, ...
@@ -191,7 +188,7 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles, hop=1):
             do_c[:, -1] &= bq[:, -1] < D
             bmv = bq > 0  # broadcast: router -> its core (but the last column) and west (but column 0)
             bmv[:, :-1] &= bc[:, :-1] < D
-            bmv[:, 1:] &= room(bq, 2)[:, :-1]
+            bmv[:, 1:] &= lines[2].room(bq, D)[:, :-1]
             br = bc > 0
             norm_ok = bgot >= LN_STATS * (nk + 1)
             norm_ok[:, -1] = hk[:, -1] > nk[:, -1]  # the last column made the totals itself
@@ -205,7 +202,7 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles, hop=1):
         osend = (nk > ok) & (yo < D)  # core -> router (output ramp)
         ysink = yo > 0  # router -> sink
         # -- apply: delivery --
-        xr += fi if lines is None else lines[0].push(fi, xm)
+        xr += lines[0].push(fi, xm)
         xr -= xm
         inj += fi
         xc += xm
@@ -241,20 +238,19 @@ def _run(own, R, C, m, ft_cols, lanes, D, S, check, max_cycles, hop=1):
                 hn[nxt] = 0
             co[:, :-1] -= chm
             to_east[:, 1:] = chm
-            ci += to_east if lines is None else lines[1].push(to_east, crm)
+            ci += lines[1].push(to_east, crm)
             ci -= crm
             cc += crm
             bq -= bmv
             bc[:, :-1] += bmv[:, :-1]
             to_west[:, :-1] = bmv[:, 1:]
-            bq += to_west if lines is None else lines[2].push(to_west, bmv)
+            bq += lines[2].push(to_west, bmv)
             bc -= br
             bgot += br
         # -- apply: output --
         yo += osend
         yo -= ysink
-        if lines is not None:  # the wavelets that reach the sinks now
-            ysink = lines[3].push(ysink).astype(bool)
+        ysink = lines[3].push(ysink)  # the wavelets that reach the sinks now
         on += osend
         sent = on == ft
         ok += sent

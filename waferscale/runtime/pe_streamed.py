@@ -119,17 +119,15 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, 
     mq, cq, pos, cd, fm, rd, rs, ramp, north, rin = (z() for _ in range(10))
     started_col = z()  # columns whose header has started (the next header's column)
     need = n * sum(ms)
-    lines = None
-    if hop_cycles > 1:  # the links east (by receiving router; column 0 from the injector), south, and to the edge
-        lines = tuple(DelayLine(hop_cycles, shape) for shape in ((kp, mp), (kp, mp), (mp,)))
+    # the links east (by receiving router; column 0 from the injector), south, and to the edge
+    lines = tuple(DelayLine(hop_cycles, shape) for shape in ((kp, mp), (kp, mp), (mp,)))
     cycle = 0
     while sunk.sum() < need:
         cycle += 1
         if cycle > max_cycles:
             raise RuntimeError("streamed PE simulation did not finish (a deadlock?)")
         # -- fabric, from the state at the start of the cycle
-        mq_room, north_room = (mq < D, north < D) if lines is None else (lines[0].room(mq, D),
-                                                                         lines[1].room(north, D))
+        mq_room, north_room = lines[0].room(mq, D), lines[1].room(north, D)
         east_room = np.ones((kp, mp), dtype=bool)
         east_room[:, :-1] = mq_room[:, 1:]
         hop = (mq > 0) & (cq < D) & east_room  # router (i, j) -> core (i, j) and router (i, j + 1)
@@ -155,10 +153,8 @@ def _pass_cycles(streams, n: int, ms: list[int], dp: Datapath, max_cycles: int, 
         south = np.zeros((kp, mp), np.uint8)  # ... and south
         south[1:] = down[:-1]
         out = down[-1]
-        if lines is not None:  # what reaches the queues (and the edge) now; the places freed, their credits back
-            east = lines[0].push(east, hop)
-            south = lines[1].push(south, deliver)
-            out = lines[2].push(out).astype(bool)
+        # what reaches the queues (and the edge) now; the places freed, their credits back
+        east, south, out = lines[0].push(east, hop), lines[1].push(south, deliver), lines[2].push(out)
         mq += east
         inj += send
         cq += hop.astype(np.int64) - done

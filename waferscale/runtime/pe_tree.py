@@ -67,9 +67,8 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
     N, ntmax = R * C, lay.ntmax
     fm = Fmacs(lay, f, D, nbuf, resident, hop, avail)
     sent = np.zeros((4, R, C), np.uint8)  # this cycle's wavelets onto the links, per kind by receiving router
-    line = edge = occ = None
-    if hop > 1:  # those links, and the last row's to the south edge, as delay lines
-        line, edge, occ = DelayLine(hop, (4, R, C)), DelayLine(hop, (C,)), np.zeros((4, R, C), np.uint16)
+    line, edge = DelayLine(hop, (4, R, C)), DelayLine(hop, (C,))  # those links, and the last row's to the edge
+    room_q = np.zeros((4, R, C), np.uint16)  # the receiving queues as their senders see them
     ahead = fm.ahead
     rq, iq, cq = f.ramp_q, f.in_q, f.core_q
     tk = f.ticks
@@ -117,11 +116,7 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             t1 |= notout
             go &= t1
             np.greater(rq, 0, out=pos)
-            if line is None:
-                room_q = iq
-            else:  # a receiving queue as its sender sees it (pe_links)
-                np.add(iq, line.held, out=occ)
-                room_q = occ
+            np.add(iq, line.held, out=room_q)
             # links south (the last row's: the south edge) and north; phase 1 first
             np.logical_and(snd[S1], pos, out=m1s)
             np.less(room_q[S1, 1:], D, out=t1[:-1])
@@ -194,16 +189,15 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             for k, mv in ((N1, m1n), (N2, m2n)):  # ... and north (the last row receives none)
                 sent[k, :-1] = mv[1:]
                 t_lout[k] += mv.view(np.uint8)
-            if line is None:
-                got = sent
-            else:  # what reaches the receiving queues now; the places freed in them, their credits back
+            freed = None
+            if hop > 1:  # the places freed in the receiving queues: their credits go back over the links
                 freed = dl.astype(np.uint8)
                 freed[S2] += m2s & thr[S2]
                 freed[N2] += m2n & thr[N2]
-                got = line.push(sent, freed)
+            got = line.push(sent, freed)  # what reaches the receiving queues now
             iq += got
             t_lin += got
-            out = m2s[-1] if edge is None else edge.push(m2s[-1]).astype(bool)  # ... and the south edge
+            out = edge.push(m2s[-1])  # ... and the south edge
             iq -= dl.view(np.uint8)
             cq += dl.view(np.uint8)
             t_rout += dl.view(np.uint8)
