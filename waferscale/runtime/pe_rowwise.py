@@ -38,8 +38,10 @@ When its datapath is free a core starts the next token's statistics if that toke
 oldest normalize whose totals are in; a task runs to its end, interrupted only by the one-cycle
 adds of step 3. So a core computes the statistics of later tokens while the all-reduce of earlier
 ones is on the fabric, as far as its buffers allow. Every core does the same work per token, so the
-widest core is the busiest and column 0 (widest, and the last to get the totals) is the one the
-row waits for; the tile level (``rowwise.layernorm_row``) schedules that core token by token.
+widest core is the busiest and column 0 (widest, and the last to get the totals) is mostly the one
+the row waits for; but a core that gets the totals earlier may normalize before the next token's
+statistics where column 0 does the reverse, so the tile level (``rowwise.layernorm_row``)
+schedules every core of the row, token by token.
 
 How the simulator models it: as ``pe_sim``, one stage per cycle (``hop_cycles`` router to router,
 ``ramp_cycles`` router to core or core to router), a queue of ``pe_queue_depth`` wavelets (the

@@ -13,11 +13,14 @@ squares), sends both east in a chain of add-and-forwards whose last core sends t
 back west to every core (4 cycles a column for the round trip), then runs a normalize task (mean
 and 1/sigma from the totals, subtract, scale, shift) and sends its ``ft`` outputs, one per cycle.
 A free datapath starts the next token's statistics before an older token's normalize; tasks run
-to their end. Every core does the same work, so the row waits for its widest core, column 0,
-which is also the last to hear back. Its time (``layernorm_row``) is that core's schedule, token
-by token, with the fabric's latencies in closed form: a token is in ``ft`` cycles after a buffer
-frees, its normalize may start ``layernorm_allreduce_cycles`` after its statistics end, and it is
-out ``ft`` cycles after its normalize. A row is bound by its datapath (``layernorm_tasks``, both
+to their end. A row's time (``layernorm_row``) is every core's schedule, token by token, with the
+fabric's latencies in closed form: a token is in ``ft`` cycles after a buffer frees, the
+all-reduce adds and forwards a hop, a ramp and an add a column east and comes back a hop a column
+west, and a token is out ``ft`` cycles after its normalize. Column 0 (the widest core, the last to
+hear back) is mostly the one the row waits for, but not always: the cores need not take their
+tasks in the same order (one that hears back early normalizes before the next token's
+statistics, and the all-reduce then waits for it), and each add-and-forward holds a core's task a
+cycle. A row is bound by its datapath (``layernorm_tasks``, both
 tasks and the two sends per token), by its streams (``ft`` per token) or, when the row is wide, by
 the round trip: four buffers hold at most four tokens between their arrival and their last output.
 A chunk of tokens costs the busiest row's schedule spread evenly over the sample's tokens; the fill
@@ -32,12 +35,17 @@ tokens a row takes (``ceil(m / rows)``, not ``m / rows``), and that four buffers
 round trip of 4 cycles a column on wide rows, where a row is latency-bound. On the 12 cases of
 benchmarks/fidelity_rowwise.py it was 5% to 57% low (32% on average); the model below is within
 3.2% there (most cases to the cycle), and within 3.8% (mean 0.05%) on a sweep of 600 shapes (1 to
-64 columns, 7 to 4,096 features, 1 to 64 tokens a row, 1, 2, 4 and 8 lanes). Softmax and the
-reductions keep the first model, unchecked by a PE level.
+64 columns, 7 to 4,096 features, 1 to 64 tokens a row, 1, 2, 4 and 8 lanes). That model scheduled
+column 0 alone; on WSE-3 cores (a 2-cycle hop) a row whose columns take their tasks in different
+orders showed it 6.6% short (issue 27, docs/fidelity.md "Layernorm's column orders"). Every column
+scheduled, the model takes the PE level's cycles on every case tested (tests/test_pe_rowwise.py,
+benchmarks/fidelity_rowwise.py). Softmax and the reductions keep the first model, unchecked by a
+PE level.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, prod
@@ -49,7 +57,7 @@ from ...ir import registry
 from ...ir.graph import Op
 from ...ir.types import DTYPES
 from .. import assumptions as A
-from ..blocks import block, slices
+from ..blocks import block, slices, split
 from ..costs import DEFAULT, Costs, InstructionCount
 from ..machine import WSE2, Machine
 from .base import ACT, PARAM, Kernel, LowerCtx, Work, f32, lowers
@@ -137,38 +145,112 @@ def layernorm_allreduce_cycles(cols: int, stats: int = LN_STATS, machine: Machin
     return stats * machine.costs.psum_add + (cols - 1) * (east + machine.hop_cycles) + machine.ramp_cycles + 1
 
 
+class _Column:
+    """One core of a layernorm row as ``layernorm_row`` schedules it: per token, when it is in
+    (``ready``), when its statistics end (``stats_end``), when its totals are back (``back``) and
+    when its last output leaves (``sent``); and the cycles its add-and-forwards take from its
+    datapath (``adds``, in order)."""
+
+    __slots__ = ("ft", "stat", "norm", "ready", "stats_end", "back", "sent", "ns", "free", "adds", "added")
+
+    def __init__(self, ft: int, stat: int, norm: int):
+        self.ft, self.stat, self.norm = ft, stat, norm
+        self.ready: list[int] = []
+        self.stats_end: list[int] = []
+        self.back: list[int] = []
+        self.sent: list[int] = []
+        self.ns = self.free = 0  # tokens whose statistics are scheduled; the datapath's next free cycle
+        self.adds: list[int] = []
+        self.added: set[int] = set()
+
+    def start(self, t: int) -> int:
+        """The first cycle from ``t`` that no add takes: a task starts there."""
+        while t in self.added:
+            t += 1
+        return t
+
+    def end(self, t: int, d: int) -> int:
+        """The first cycle after a task of ``d`` datapath cycles started at ``t``, the adds that fall
+        within it (each holds the task one cycle) included."""
+        e, n = t + d, 0
+        while (m := bisect_left(self.adds, e) - bisect_left(self.adds, t)) != n:
+            e, n = e + m - n, m
+        return e
+
+    def add(self, t: int) -> None:
+        self.adds.append(t)
+        self.added.add(t)
+
+
 @lru_cache(maxsize=512)
 def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inputs: int = 1,
                   norm: str = "layernorm", machine: Machine = WSE2) -> tuple[int, ...]:
-    """Cycles by which a row of ``cols`` cores has output its first 1, 2, ..., ``tokens`` tokens: the
-    schedule of its widest core (column 0, the last to get the row's statistics back), token by
-    token. A token is received into one of ``slots`` buffers at one wavelet per cycle once a buffer
-    is free; when the datapath is free it starts the next token's statistics if that token is in,
-    else the oldest normalize whose statistics are back; a task runs to its end, and the sends of
-    the statistics follow the statistics task; the outputs leave one wavelet per cycle."""
-    ft = block(f, cols)
-    stats = NORMS[norm].stats
-    stat, norm = layernorm_tasks(ft, lanes, norm, machine.costs)
-    sends = stats * machine.costs.psum_add if cols > 1 else 0
-    trip = layernorm_allreduce_cycles(cols, stats, machine)
-    first = machine.hop_cycles + machine.ramp_cycles  # the first wavelet in: source -> router -> core
-    ready, stats_end, sent = [], [], []  # per token: statistics may start; they end; last output sent
-    free = ns = 0  # the datapath's next free cycle; tokens whose statistics have started
-    while len(sent) < tokens:
-        while len(ready) < min(tokens, len(sent) + slots):  # a buffer is free: receive the next token
-            k = len(ready)
-            begin = max(first if k < slots else sent[k - slots] + 1, ready[-1] if ready else first)
-            ready.append(begin + ft * inputs)
-        nn = len(sent)
-        stat_at = max(free, ready[ns]) if ns < len(ready) else None
-        norm_at = max(free, stats_end[nn] + trip) if nn < ns else None
-        if norm_at is None or (stat_at is not None and stat_at <= norm_at):
-            stats_end.append(stat_at + stat)
-            free, ns = stat_at + stat + sends, ns + 1
-        else:
-            free = norm_at + norm
-            sent.append(max(free, sent[-1] + 1 if sent else 0) + ft - 1)
-    return tuple(s + 1 + machine.hop_cycles for s in sent)  # the cycle after the last wavelet reaches the sink
+    """Cycles by which a row of ``cols`` cores has output its first 1, 2, ..., ``tokens`` tokens: every
+    core's schedule, token by token (the PE level's rules, runtime/pe_rowwise.py). A token is
+    received into one of ``slots`` buffers at one wavelet per cycle once a buffer is free; when its
+    datapath is free a core starts the next token's statistics if that token is in, else the oldest
+    normalize whose totals are back; a task runs to its end, held a cycle by each add-and-forward of
+    the all-reduce that falls within it (and none starts in such a cycle); the outputs leave one
+    wavelet per cycle. The all-reduce: column 0 sends its statistics the cycles after they end,
+    column j adds and forwards each once its own are done and the west one is in (a hop, the ramp
+    and the add after column j - 1's), and the last column's totals come back west a hop a column.
+
+    Each core's order is its own: where the totals come back to column 0 just after the next token
+    is in, column 0 computes that token's statistics first while the last columns, which hear back
+    earlier, normalize first, and the row's next all-reduce waits for them (docs/fidelity.md,
+    "Layernorm's column orders"). So every column is scheduled, in rounds: each core up to its
+    statistics of token k (which needs only the totals of earlier tokens), then token k's
+    all-reduce along the row, which gives every core its totals and its add cycles."""
+    costs, stats = machine.costs, NORMS[norm].stats
+    hop, ramp = machine.hop_cycles, machine.ramp_cycles
+    east = hop + ramp + costs.psum_add  # column j - 1's add to column j's
+    first = hop + ramp  # the first wavelet in: source -> router -> core
+    columns = [_Column(ft, *layernorm_tasks(ft, lanes, norm, costs)) for ft in split(f, cols)]
+
+    def schedule(c: _Column, upto: int) -> None:
+        """c's tasks until it has scheduled ``upto`` tokens' statistics (then the next decision may
+        need the totals of the latest), or until every normalize whose totals are known is done."""
+        while True:
+            while len(c.ready) < min(tokens, len(c.sent) + slots):  # a buffer is free: receive the next token
+                k = len(c.ready)
+                begin = max(first if k < slots else c.sent[k - slots] + 1, c.ready[-1] if c.ready else first)
+                c.ready.append(begin + c.ft * inputs)
+            nn = len(c.sent)
+            stat_at = max(c.free, c.ready[c.ns]) if c.ns < min(upto, len(c.ready)) else None
+            norm_at = max(c.free, c.back[nn]) if nn < min(c.ns, len(c.back)) else None
+            if stat_at is None and norm_at is None:
+                return
+            t = c.start(min(x for x in (stat_at, norm_at) if x is not None))
+            if stat_at is not None and c.ready[c.ns] <= t:
+                c.free = c.end(t, c.stat)
+                c.stats_end.append(c.free)
+                c.ns += 1
+                if c.ns == upto:
+                    return
+            else:
+                c.free = c.end(t, c.norm)
+                c.sent.append(max(c.free, c.sent[-1] + 1 if c.sent else 0) + c.ft - 1)
+
+    for k in range(tokens):
+        for c in columns:
+            schedule(c, k + 1)
+        if cols == 1:
+            columns[0].back.append(columns[0].stats_end[k])
+            continue
+        west: list[int] = []  # the cycles of column j - 1's adds of token k
+        for c in columns:
+            at = []
+            for s in range(stats):
+                t = max(c.stats_end[k], c.adds[-1] + 1 if c.adds else 0, west[s] + east if west else 0)
+                c.add(t)
+                at.append(t)
+            west = at
+        for j, c in enumerate(columns):  # the last column made the totals; the others hear them a hop a column later
+            c.back.append(west[-1] + 1 + (0 if j == cols - 1 else (cols - 1 - j) * hop + ramp + 1))
+    for c in columns:
+        schedule(c, tokens)
+    # a token is out the cycle after its last wavelet, from whichever column, reaches the sink
+    return tuple(max(c.sent[k] for c in columns) + 1 + hop for k in range(tokens))
 
 
 @dataclass(frozen=True)
