@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waferscale.backends.column_reduce import plan
-from waferscale.runtime import pe_tree_jit
+from waferscale.backends.machine import get_machine
+from waferscale.runtime import pe_tree_events, pe_tree_jit
 from waferscale.runtime.pe_fabric import TreeFabric
 from waferscale.runtime.pe_fmac import uint
 from waferscale.runtime.pe_layout import layout
@@ -109,3 +110,38 @@ def test_very_deep_queues_are_left_to_the_loop(engine, depth):
     assert engine(lay, plan(lay.rows, "tree"), depth, 2, _max_cycles(lay, 4), False) is None
     r = simulate_gemm(a, w, 9, 2, 4, reduce="tree", depth=depth)
     assert r.cycles == simulate_gemm(a, w, 9, 2, 4, reduce="tree", depth=depth, engine="cycles").cycles
+
+
+@settings(max_examples=50, deadline=None)
+@given(**SHAPES, hop=st.sampled_from([2, 3, 5]), deep=st.integers(0, 6))
+def test_the_fused_loop_takes_the_loops_cycles_and_waits_at_any_hop(m, k, n, rows, cols, lanes, depth, resident,
+                                                                     density, seed, reduce, hop, deep):
+    """Links of several cycles (a WSE-3's 2): delay lines in both loops (pe_links), queues shallower
+    than the credit round trip (2 x hop) included, where the links slow down."""
+    a, w, mask = operands(m, k, n, density, seed)
+    lay = layout(a, w, rows, cols, lanes, mask)
+    p = plan(lay.rows, reduce)
+    depth += deep
+    bound = _max_cycles(lay, 4) * hop
+    f = TreeFabric.empty(lay.rows, lay.cols)
+    want = run_tree(lay, f, p, depth, 2, False, bound, resident, hop)[0], f.contended
+    assert run_tree_fused(lay, p, depth, 2, bound, resident, hop) == want
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_wse3_tree_runs_the_fused_loop(resident, monkeypatch):
+    """simulate_gemm at a 2-cycle hop takes the fused loop, not the loop itself (here made to fail):
+    the same cycles, waits, product and wavelet accounting as engine="cycles"."""
+    a, w, _ = operands(3, 400, 30, None, 4)
+    machine = get_machine("mesh:100x3,core=wse3")
+    run = lambda **kw: simulate_gemm(a, w, 100, 3, machine.datapath("f16"), reduce="tree", machine=machine,
+                                     resident_a=resident, **kw)
+    ref = run(engine="cycles")
+
+    def not_the_loop(*args, **kw):
+        raise AssertionError("the loop itself ran")
+
+    monkeypatch.setattr(pe_tree_events, "run_tree", not_the_loop)
+    fast = run()
+    assert (fast.cycles, fast.fabric.contended) == (ref.cycles, ref.fabric.contended) and fast.fabric.contended > 0
+    assert fast.violations == () and np.array_equal(fast.c, ref.c)

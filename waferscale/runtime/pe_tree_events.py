@@ -59,14 +59,19 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
     shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
     fewer operations), and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``,
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
-    progress. ``hop`` (``Machine.hop_cycles``) > 1, and ``avail`` and ``exits`` (a GEMV fed by the
-    kernel before it): the loop itself, the one with delay lines and arrivals."""
-    if not check and engine != "cycles" and hop == 1 and avail is None:
-        def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
-            f = TreeFabric.empty(lay.rows, lay.cols)
-            f.contended = done[1]
-            return f, done[0], fill_counters(lay, f, p, resident)
+    progress. ``hop`` (``Machine.hop_cycles``) > 1: the fused loop (the compiled loop and the event
+    solver have one-cycle links only); ``avail`` and ``exits`` (a GEMV fed by the kernel before it):
+    the loop itself, the one with arrivals."""
+    def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
+        f = TreeFabric.empty(lay.rows, lay.cols)
+        f.contended = done[1]
+        return f, done[0], fill_counters(lay, f, p, resident)
 
+    if not check and engine != "cycles" and avail is None and hop > 1:
+        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, hop)
+        if done is not None:
+            return counted(done)
+    elif not check and engine != "cycles" and avail is None:
         if available() and lay.rows * lay.cols <= JIT_MAX_CORES:
             done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident)
             if done is not None:

@@ -24,6 +24,11 @@ at the start of the cycle) are ``run_tree``'s; the counters are filled with the 
 passes (``pe_tree_events.fill_counters``), as the event solver does, since each wavelet is counted
 by the loop that has them, ``run_tree`` with ``check``. ``tests/test_pe_tree_fused.py`` holds the
 two loops to the same cycles and waits.
+
+A hop of several cycles (a WSE-3's 2) puts delay lines (``pe_links``) on the links, as ``run_tree``
+does: the row multicast east (from the injectors), phase 1 and phase 2 between routers, phase 1
+into a root from the south, and the last row's to the south edge. It is the tree's only fast loop
+at such a hop (the compiled loop and the event solver have one-cycle links).
 """
 
 from __future__ import annotations
@@ -110,9 +115,17 @@ def rows(idx: np.ndarray) -> slice | np.ndarray:
     return idx
 
 
-def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool):
+LINKED = (0, 1, 4, 5)  # the queues a link fills: the row multicast's, phase 1's and phase 2's
+
+
+def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool,
+                   hop: int = 1):
     """As ``pe_tree.run_tree`` (same cycles and waits): returns (cycles, contended), or None where
-    the plan is not of the tree's shape (``roles``) or the queues are over 126 deep."""
+    the plan is not of the tree's shape (``roles``) or the queues are over 126 deep. ``hop``: cycles
+    a wavelet takes router to router (and injector to first router, last router to the south edge),
+    ``Machine.hop_cycles``; links of more are delay lines (``pe_links``), as in ``run_tree``: a
+    queue a link fills has room as its sender sees it, and each cycle's sends, and the places
+    freed in those queues, go on the lines."""
     ro = roles(p)
     if ro is None or depth >= FULL - REFILL:  # a FULL c1 must never fall to the depth between refills
         return None
@@ -172,6 +185,15 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
     nl, lo_n, hi_n = slice(ro.n_lo, ro.n_hi), ro.n_lo, ro.n_hi
     north = hi_n - lo_n > 1
     d = np.zeros((4, G, C), bool)
+    delayed = hop > 1
+    if delayed:  # the moves of the last hop - 1 cycles, on the links: fa, dl1, m1s, m1n, m2s, m2n; fi, mb, d
+        L = hop - 1
+        past, past_fi = np.zeros((L, 6, R, C), np.uint8), np.zeros((L, R), np.uint8)
+        past_mb, past_d = np.zeros((L, len(ro.below), C), np.uint8), np.zeros((L, 4, G, C), np.uint8)
+        seen = np.zeros((4, R, C), np.uint8)  # the LINKED queues, as their senders see them
+        seen_n = np.zeros((G, C), np.uint8)  # iN1, as the rows below the roots see it
+        freed = np.zeros((R, C), np.uint8)
+        above = ro.below - 1  # the roots that the rows in ``below`` send to
     contended, a_left, out_left, cycle = 0, m * R * C, m * lay.n, 0
     while out_left:
         if cycle >= max_cycles:
@@ -180,6 +202,9 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
             c1[ro.full] = FULL
         np.greater(Q, 0, out=P)
         np.less(Q, B, out=Rm)
+        if delayed:  # a queue a link fills, as its sender sees it
+            for i, q in enumerate(LINKED):
+                np.less(seen[i], D, out=Rm[q])
         # -- a reduce pass: a token FMAC'd, its wavelet at hand (or no input), room on the ramp (the send) --
         np.logical_and(P[6], P[2], out=go)
         go &= Rm[3]
@@ -198,7 +223,7 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         np.logical_and(P[3, 1:], Rm[1, :-1], out=m1n[1:])
         m1n[1:] &= ro.n1[1:]
         if len(ro.below):
-            mb = P[3][below] & (iN1[below_g] < D)
+            mb = P[3][below] & ((seen_n if delayed else iN1)[below_g] < D)
             m1n[below] = mb
         np.logical_or(m1s, m1n, out=m1)
         # -- phase 2, southward (the last row's: the south edge); the phase-1 wavelet first --
@@ -247,17 +272,64 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         else:
             Q -= E8
             ia += fa8
-            qa[:, 1:] += fa8[:, :-1]
-            qa[:, 0] += fi
             inj += fi
         Q[2:4] += E8[1:3]  # c1 += dl1; the ramp += go (a non-root's pass is its send)
-        i1[1:] += m1s8[:-1]
-        i1[:-1] += m1n8[1:]
-        s2[lo_s + 1:] += m2s8[lo_s:-1]
-        if north:
-            n2[lo_n:hi_n - 1] += m2n8[lo_n + 1:hi_n]
-        if m2s[-1].any():  # the south edge
-            out_left -= int(np.count_nonzero(m2s[-1]))
+        if not delayed:
+            if not resident:
+                qa[:, 1:] += fa8[:, :-1]
+                qa[:, 0] += fi
+            i1[1:] += m1s8[:-1]
+            i1[:-1] += m1n8[1:]
+            s2[lo_s + 1:] += m2s8[lo_s:-1]
+            if north:
+                n2[lo_n:hi_n - 1] += m2n8[lo_n + 1:hi_n]
+            edge_now = np.count_nonzero(m2s[-1])
+        else:
+            # pe_links' rule without its arrays: a wavelet sent in cycle c is in its queue from c + hop, and
+            # a place freed in c is seen by the sender from c + hop, so the queue as the sender sees it
+            # (``seen``) counts every wavelet sent into it less every place freed up to hop - 1 cycles ago
+            o = past[cycle % L]  # the moves of cycle - hop + 1: their wavelets reach their queues now
+            ofi, omb, od = past_fi[cycle % L], past_mb[cycle % L], past_d[cycle % L]
+            if not resident:
+                qa[:, 1:] += o[0][:, :-1]
+                qa[:, 0] += ofi
+            i1[1:] += o[2][:-1]
+            i1[:-1] += o[3][1:]
+            s2[lo_s + 1:] += o[4][lo_s:-1]
+            if north:
+                n2[lo_n:hi_n - 1] += o[5][lo_n + 1:hi_n]
+            if len(ro.below):  # to a root from the south: its own queue
+                i1[above] -= omb
+                iN1[below_g] += omb
+            edge_now = np.count_nonzero(o[4][-1])
+            if not resident:  # the senders see this cycle's sends, and the places freed hop - 1 cycles ago
+                seen[0][:, 1:] += fa8[:, :-1]
+                seen[0][:, 0] += fi
+                seen[0] -= o[0]  # the multicast frees its place in the row queue
+            seen[1][1:] += m1s8[:-1]
+            seen[1][:-1] += m1n8[1:]
+            seen[1] -= o[1]  # delivered to the core
+            seen[2][lo_s + 1:] += m2s8[lo_s:-1]
+            np.multiply(o[4], ro.thr_s2, out=freed)  # passed on south
+            seen[2] -= freed
+            if north:
+                seen[3][lo_n:hi_n - 1] += m2n8[lo_n + 1:hi_n]
+            np.multiply(o[5], ro.thr_n2, out=freed)
+            seen[3] -= freed
+            seen[1][RS] -= od[0]  # the roots take their inputs from these queues too
+            seen[2][RS] -= od[2]
+            seen[3][RS] -= od[3]
+            seen_n -= od[1]
+            if len(ro.below):
+                seen[1][above] -= mb
+                seen_n[below_g] += mb
+                omb[...] = mb
+            o[0], o[1], o[2], o[3], o[4], o[5] = fa8, E8[1], m1s8, m1n8, m2s8, m2n8  # kept hop - 1 cycles
+            od[...] = d
+            if not resident:
+                ofi[...] = fi
+        if edge_now:  # the south edge
+            out_left -= int(edge_now)
         # -- the roots: their passes (but the last) do not send, their sends are phase 2, their inputs their own --
         er, q = E[4:7, RS], Q[:, RS]  # at the roots: events 4 to 6; the queues
         ri1, rrq, rs2, rn2, rah = q[1], q[3], q[4], q[5], q[6]
@@ -273,7 +345,7 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         rs2 -= d[2]
         rn2 -= d[3]
         iN1 -= d[1]
-        if len(ro.below):
+        if len(ro.below) and not delayed:
             ri1[below_g] -= mb
             iN1[below_g] += mb
         np.logical_and(inm, gr, out=hb)
