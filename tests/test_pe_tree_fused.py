@@ -145,3 +145,15 @@ def test_a_wse3_tree_runs_the_fused_loop(resident, monkeypatch):
     fast = run()
     assert (fast.cycles, fast.fabric.contended) == (ref.cycles, ref.fabric.contended) and fast.fabric.contended > 0
     assert fast.violations == () and np.array_equal(fast.c, ref.c)
+
+
+@pytest.mark.parametrize("engine", ["events", "cycles"])
+def test_the_tree_loops_report_their_progress(engine):
+    """At a 2-cycle hop the tree runs its fused loop (engine "events") or the loop itself ("cycles"):
+    each calls ``progress`` with the cycles done, every 1,024, until the last output is out."""
+    a, w, _ = operands(1, 1024, 1024, None, 0)
+    machine = get_machine("mesh:16x16,core=wse3")
+    seen = []
+    r = simulate_gemm(a, w, 16, 16, machine.datapath("f16"), reduce="tree", machine=machine, engine=engine,
+                      progress=seen.append)
+    assert r.cycles > 2048 and seen == list(range(1024, r.cycles, 1024))

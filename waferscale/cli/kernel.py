@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import limits as L
 from ..errors import UsageError
+from .console import progress
 
 
 def cmd_simulate_kernel(args) -> int:
@@ -60,9 +61,14 @@ def cmd_simulate_kernel(args) -> int:
         rng = np.random.default_rng(args.seed)
         a = rng.standard_normal((m, args.k), dtype=np.float32)
         w = rng.standard_normal((args.k, args.n), dtype=np.float32)
-        r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
-                          reduce=reduce, resident_a=args.resident_a, mask=mask, depth=machine.pe_queue_depth,
-                          machine=machine)
+        log = progress(False)  # on a terminal, a bar of the cycles against the tile level's estimate
+        try:
+            r = simulate_gemm(a, w, machine.rows, machine.cols, lanes, sram_bytes=machine.usable_sram_bytes,
+                              reduce=reduce, resident_a=args.resident_a, mask=mask, depth=machine.pe_queue_depth,
+                              machine=machine,
+                              progress=lambda c: log(f"simulating: {c:,}/{max(tile.total, c):,} PE-level cycles"))
+        finally:
+            log.close()
         ref = a.astype(np.float64) @ (w if mask is None else w * mask)
         err = float(np.abs(r.c - ref).max() / max(np.abs(ref).max(), 1e-30))
         ok = err <= 1e-5 and not r.violations

@@ -131,7 +131,7 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
                   depth: int | None = None, check: bool = False, sram_bytes: int | None = None,
                   max_cycles: int | None = None, reduce: str = CHAIN, resident_a: bool = False,
                   sparse: bool = False, mask: np.ndarray | None = None, arrivals: np.ndarray | None = None,
-                  engine: str = "events", machine: Machine = WSE2) -> PeResult:
+                  engine: str = "events", machine: Machine = WSE2, progress=None) -> PeResult:
     """Run ``a @ w`` on a ``rows x cols`` grid of cores with datapath ``lanes`` (``Machine.datapath``;
     a bare number is a lane rate with f16 operands and accumulators).
 
@@ -160,6 +160,10 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     tree's event solver have one-cycle links only), and any cycle loop, or a tree fed by
     ``arrivals``, on the tree's loop with delay lines (the chain as a plan on it,
     ``pe_tree.run_tree``, which takes the chain loop's cycles).
+
+    ``progress``, if given, is called with the cycles simulated so far, every 1,024 cycles, by the
+    runs that can take minutes: the tree's cycle loops (fused, and the loop itself); the chain by
+    event times and the tree's compiled loop and event solver (seconds) do not call it.
     """
     check_machine(machine, lanes)
     hop = machine.hop_cycles
@@ -200,8 +204,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
         bad = fabric.violations(a_done, sums_done, resident_a)
     else:  # the tree, or the loop at a hop of several cycles: the tree's loop (with the chain as a plan)
         top = _max_cycles(lay, 4) * hop + late if max_cycles is None else max_cycles
-        fabric, cycles, progress = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop, avail, exits)
-        bad = fabric.violations(*progress, resident=resident_a)
+        fabric, cycles, done = solve_tree(lay, p, depth, nbuf, check, engine, top, resident_a, hop, avail, exits,
+                                          progress)
+        bad = fabric.violations(*done, resident=resident_a)
     return PeResult(c=products(lay, p), cycles=cycles, rows=lay.rows, cols=lay.cols,
                     wall_s=time.perf_counter() - t0, sram_bytes_per_core=need, fabric=fabric, violations=tuple(bad),
                     exits=exits)

@@ -56,13 +56,15 @@ def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int, check: bool, max_cycles: int,
-             resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None):
+             resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None,
+             progress=None):
     """Simulate until the south edge has every element of C. Returns the cycles and the cores'
     progress (the numbers are ``pe_fmac.products``). ``hop``: cycles a wavelet takes router to router
     (and last router to the south edge, injector to first router), ``Machine.hop_cycles``; links of
     more than one cycle are delay lines (``pe_links``). ``avail``: when each element of A may be
     injected (``pe_fmac.Fmacs``); ``exits``, if given, gets the cycle each element of C reached the
-    south edge (a GEMV: both as ``pe_sim``'s chain loop)."""
+    south edge (a GEMV: both as ``pe_sim``'s chain loop). ``progress``, if given, is called with the
+    cycles done every 1,024 cycles."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     N, ntmax = R * C, lay.ntmax
     fm = Fmacs(lay, f, D, nbuf, resident, hop, avail)
@@ -102,6 +104,8 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
         if cycle % 255 == 254:
             f.flush()
+        if progress is not None and cycle & 1023 == 0 and cycle:
+            progress(cycle)
         # -- decisions, all from the state at the start of the cycle --
         np.greater(ahead, 0, out=go)  # a pass: a token's FMACs are done ...
         if moving:

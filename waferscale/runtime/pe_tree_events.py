@@ -53,7 +53,8 @@ from .pe_tree_sites import SEG, Plan, sites
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
-               resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None):
+               resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None,
+               progress=None):
     """The tree reduce by the loop compiled (``pe_tree_jit``, where numba is installed and the grid
     has at most ``JIT_MAX_CORES`` cores), else by event times where they fit (``fits``) and the solver
     shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
@@ -61,14 +62,15 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
     progress. ``hop`` (``Machine.hop_cycles``) > 1: the fused loop (the compiled loop and the event
     solver have one-cycle links only); ``avail`` and ``exits`` (a GEMV fed by the kernel before it):
-    the loop itself, the one with arrivals."""
+    the loop itself, the one with arrivals. ``progress`` (the cycles done, every 1,024): the two loops
+    call it; the compiled loop and the event solver, which take seconds at most, do not."""
     def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
         f = TreeFabric.empty(lay.rows, lay.cols)
         f.contended = done[1]
         return f, done[0], fill_counters(lay, f, p, resident)
 
     if not check and engine != "cycles" and avail is None and hop > 1:
-        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, hop)
+        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, hop, progress)
         if done is not None:
             return counted(done)
     elif not check and engine != "cycles" and avail is None:
@@ -81,11 +83,11 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
             done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
             if done is not None:
                 return f, *done
-        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident)
+        done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, progress=progress)
         if done is not None:
             return counted(done)
     f = TreeFabric.empty(lay.rows, lay.cols)
-    return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident, hop, avail, exits)
+    return f, *run_tree(lay, f, p, depth, nbuf, check, max_cycles, resident, hop, avail, exits, progress)
 
 
 def fits(lay: Layout, p: ColumnPlan, depth: int) -> bool:

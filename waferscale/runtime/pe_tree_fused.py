@@ -44,6 +44,7 @@ from .pe_layout import Layout
 
 FULL = 255  # c1 of a core with no input or a root: always "has a wavelet", never "has room"
 REFILL = 128  # cycles between refills of FULL (a pass takes one per cycle from it)
+PROGRESS_CYCLES = 1024  # a multiple of REFILL
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,14 @@ LINKED = (0, 1, 4, 5)  # the queues a link fills: the row multicast's, phase 1's
 
 
 def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: int, resident: bool,
-                   hop: int = 1):
+                   hop: int = 1, progress=None):
     """As ``pe_tree.run_tree`` (same cycles and waits): returns (cycles, contended), or None where
     the plan is not of the tree's shape (``roles``) or the queues are over 126 deep. ``hop``: cycles
     a wavelet takes router to router (and injector to first router, last router to the south edge),
     ``Machine.hop_cycles``; links of more are delay lines (``pe_links``), as in ``run_tree``: a
     queue a link fills has room as its sender sees it, and each cycle's sends, and the places
-    freed in those queues, go on the lines."""
+    freed in those queues, go on the lines. ``progress``, if given, is called with the cycles done
+    every ``PROGRESS_CYCLES``."""
     ro = roles(p)
     if ro is None or depth >= FULL - REFILL:  # a FULL c1 must never fall to the depth between refills
         return None
@@ -200,6 +202,8 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
             raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
         if cycle % REFILL == 0:
             c1[ro.full] = FULL
+            if progress is not None and cycle % PROGRESS_CYCLES == 0 and cycle:
+                progress(cycle)
         np.greater(Q, 0, out=P)
         np.less(Q, B, out=Rm)
         if delayed:  # a queue a link fills, as its sender sees it
