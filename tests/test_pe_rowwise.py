@@ -1,6 +1,7 @@
 """The PE-level layernorm (runtime/pe_rowwise.py): NumPy's numbers, the tile-level model
 (backends/kernels/rowwise.py) held to its cycles, and bounds its cycles must respect."""
 
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
@@ -10,7 +11,14 @@ from hypothesis import strategies as st
 
 from waferscale.backends.blocks import split
 from waferscale.backends.costs import DEFAULT as COSTS
-from waferscale.backends.kernels.rowwise import LN_STATS, Rowwise, layernorm_allreduce_cycles, layernorm_tasks
+from waferscale.backends.kernels import rowwise
+from waferscale.backends.kernels.rowwise import (
+    LN_STATS,
+    Rowwise,
+    layernorm_allreduce_cycles,
+    layernorm_row,
+    layernorm_tasks,
+)
 from waferscale.backends.machine import WSE2, WSE3, get_machine
 from waferscale.runtime.pe_rowwise import simulate_layernorm, token_slots
 
@@ -198,3 +206,29 @@ def test_bad_arguments():
         simulate_layernorm(np.zeros((0, 4), np.float32), 2, 2, 4)
     with pytest.raises(ValueError):
         simulate_layernorm(np.zeros((2, 4), np.float32), 2, 2, 0)
+
+
+def test_past_the_limit_a_row_is_scheduled_by_column_0_alone(monkeypatch):
+    """LN_SCHEDULE_LIMIT column-tokens: beyond it the first model (column 0, its totals back
+    layernorm_allreduce_cycles after its statistics), which misses the column-order case."""
+    machine = get_machine("mesh:31x13,core=wse3")
+    layernorm_row.cache_clear()
+    monkeypatch.setattr(rowwise, "LN_SCHEDULE_LIMIT", 0)
+    assert tile_total(61, 2048, machine.name) == 903
+    layernorm_row.cache_clear()
+    monkeypatch.undo()
+    assert tile_total(61, 2048, machine.name) == 967
+
+
+def test_an_add_of_several_cycles_costs_alike_in_both_schedules(monkeypatch):
+    """A machine whose partial-sum add takes 3 cycles (the tile level models it; the PE level
+    refuses it): on one token every column's schedule and column 0's closed form agree."""
+    machine = replace(WSE2, costs=replace(WSE2.costs, psum_add=3))
+    for cols in (1, 2, 5, 13, 64):
+        every = layernorm_row.__wrapped__(4096, cols, 4, 4, 1, machine=machine)
+        monkeypatch.setattr(rowwise, "LN_SCHEDULE_LIMIT", 0)
+        assert layernorm_row.__wrapped__(4096, cols, 4, 4, 1, machine=machine) == every
+        monkeypatch.undo()
+        ft, (stat, norm) = ceil(4096 / cols), layernorm_tasks(ceil(4096 / cols), 4, costs=machine.costs)
+        want = 2 + ft + stat + layernorm_allreduce_cycles(cols, machine=machine) + norm + ft + 1
+        assert every == (want,)

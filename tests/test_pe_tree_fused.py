@@ -131,7 +131,7 @@ def test_the_fused_loop_takes_the_loops_cycles_and_waits_at_any_hop(m, k, n, row
 @pytest.mark.parametrize("resident", [False, True])
 def test_a_wse3_tree_runs_the_fused_loop(resident, monkeypatch):
     """simulate_gemm at a 2-cycle hop takes the fused loop, not the loop itself (here made to fail):
-    the same cycles, waits, product and wavelet accounting as engine="cycles"."""
+    the same cycles, waits and product as engine="cycles", and no wavelet lost or duplicated."""
     a, w, _ = operands(3, 400, 30, None, 4)
     machine = get_machine("mesh:100x3,core=wse3")
     run = lambda **kw: simulate_gemm(a, w, 100, 3, machine.datapath("f16"), reduce="tree", machine=machine,

@@ -195,7 +195,7 @@ def run_tree_fused(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles
         seen = np.zeros((4, R, C), np.uint8)  # the LINKED queues, as their senders see them
         seen_n = np.zeros((G, C), np.uint8)  # iN1, as the rows below the roots see it
         freed = np.zeros((R, C), np.uint8)
-        above = ro.below - 1  # the roots that the rows in ``below`` send to
+        above = rows(ro.below - 1)  # the roots that the rows in ``below`` send to
     contended, a_left, out_left, cycle = 0, m * R * C, m * lay.n, 0
     while out_left:
         if cycle >= max_cycles:

@@ -151,10 +151,11 @@ class _Column:
     when its last output leaves (``sent``); and the cycles its add-and-forwards take from its
     datapath (``adds``, in order)."""
 
-    __slots__ = ("ft", "stat", "norm", "ready", "stats_end", "back", "sent", "ns", "free", "adds", "added")
+    __slots__ = ("ft", "stat_cycles", "norm_cycles", "ready", "stats_end", "back", "sent", "ns", "free", "adds",
+                 "added")
 
-    def __init__(self, ft: int, stat: int, norm: int):
-        self.ft, self.stat, self.norm = ft, stat, norm
+    def __init__(self, ft: int, stat_cycles: int, norm_cycles: int):
+        self.ft, self.stat_cycles, self.norm_cycles = ft, stat_cycles, norm_cycles
         self.ready: list[int] = []
         self.stats_end: list[int] = []
         self.back: list[int] = []
@@ -170,16 +171,24 @@ class _Column:
         return t
 
     def end(self, t: int, d: int) -> int:
-        """The first cycle after a task of ``d`` datapath cycles started at ``t``, the adds that fall
-        within it (each holds the task one cycle) included."""
+        """The first cycle after a task of ``d`` datapath cycles started at ``t``, the add cycles that
+        fall within it (each holds the task a cycle) included."""
         e, n = t + d, 0
         while (m := bisect_left(self.adds, e) - bisect_left(self.adds, t)) != n:
             e, n = e + m - n, m
         return e
 
-    def add(self, t: int) -> None:
-        self.adds.append(t)
-        self.added.add(t)
+    def add(self, t: int, cycles: int) -> None:
+        """An add-and-forward from cycle ``t``, taking the datapath ``cycles`` cycles."""
+        for u in range(t, t + cycles):
+            self.adds.append(u)
+            self.added.add(u)
+
+
+# Rows of more column-tokens than this are scheduled by column 0 alone (the first model, which misses
+# where the columns order their tasks differently: docs/fidelity.md, "Layernorm's column orders"): every
+# column costs some 5 us a column-token, about 0.5 s here; the placer's rectangles stay far below it.
+LN_SCHEDULE_LIMIT = 100_000
 
 
 @lru_cache(maxsize=512)
@@ -200,12 +209,21 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
     earlier, normalize first, and the row's next all-reduce waits for them (docs/fidelity.md,
     "Layernorm's column orders"). So every column is scheduled, in rounds: each core up to its
     statistics of token k (which needs only the totals of earlier tokens), then token k's
-    all-reduce along the row, which gives every core its totals and its add cycles."""
+    all-reduce along the row, which gives every core its totals and its add cycles. Past
+    ``LN_SCHEDULE_LIMIT`` column-tokens, column 0 alone, its totals back
+    ``layernorm_allreduce_cycles`` after its statistics end.
+
+    It takes the PE level's cycles where the links run at one wavelet a cycle, that is where a
+    queue covers the credit round trip (``pe_queue_depth >= 2 hop_cycles``, as on a WSE-2 and a
+    WSE-3): it does not model the all-reduce's wavelets waiting for room, as shallower queues make
+    them (neither did the first model)."""
     costs, stats = machine.costs, NORMS[norm].stats
     hop, ramp = machine.hop_cycles, machine.ramp_cycles
-    east = hop + ramp + costs.psum_add  # column j - 1's add to column j's
+    add = costs.psum_add
+    east = hop + ramp + add  # the start of column j - 1's add to the start of column j's
     first = hop + ramp  # the first wavelet in: source -> router -> core
-    columns = [_Column(ft, *layernorm_tasks(ft, lanes, norm, costs)) for ft in split(f, cols)]
+    whole = cols * tokens <= LN_SCHEDULE_LIMIT
+    columns = [_Column(ft, *layernorm_tasks(ft, lanes, norm, costs)) for ft in split(f, cols)[:cols if whole else 1]]
 
     def schedule(c: _Column, upto: int) -> None:
         """c's tasks until it has scheduled ``upto`` tokens' statistics (then the next decision may
@@ -222,13 +240,13 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
                 return
             t = c.start(min(x for x in (stat_at, norm_at) if x is not None))
             if stat_at is not None and c.ready[c.ns] <= t:
-                c.free = c.end(t, c.stat)
+                c.free = c.end(t, c.stat_cycles)
                 c.stats_end.append(c.free)
                 c.ns += 1
                 if c.ns == upto:
                     return
             else:
-                c.free = c.end(t, c.norm)
+                c.free = c.end(t, c.norm_cycles)
                 c.sent.append(max(c.free, c.sent[-1] + 1 if c.sent else 0) + c.ft - 1)
 
     for k in range(tokens):
@@ -237,16 +255,19 @@ def layernorm_row(f: int, cols: int, lanes: float, slots: int, tokens: int, inpu
         if cols == 1:
             columns[0].back.append(columns[0].stats_end[k])
             continue
-        west: list[int] = []  # the cycles of column j - 1's adds of token k
+        west: list[int] = []  # the cycles column j - 1's adds of token k start
         for c in columns:
             at = []
             for s in range(stats):
                 t = max(c.stats_end[k], c.adds[-1] + 1 if c.adds else 0, west[s] + east if west else 0)
-                c.add(t)
+                c.add(t, add)
                 at.append(t)
             west = at
+        if not whole:
+            columns[0].back.append(columns[0].stats_end[k] + layernorm_allreduce_cycles(cols, stats, machine))
+            continue
         for j, c in enumerate(columns):  # the last column made the totals; the others hear them a hop a column later
-            c.back.append(west[-1] + 1 + (0 if j == cols - 1 else (cols - 1 - j) * hop + ramp + 1))
+            c.back.append(west[-1] + add + (0 if j == cols - 1 else (cols - 1 - j) * hop + ramp + 1))
     for c in columns:
         schedule(c, tokens)
     # a token is out the cycle after its last wavelet, from whichever column, reaches the sink
