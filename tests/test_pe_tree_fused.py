@@ -130,30 +130,57 @@ def test_the_fused_loop_takes_the_loops_cycles_and_waits_at_any_hop(m, k, n, row
 
 @pytest.mark.parametrize("resident", [False, True])
 def test_a_wse3_tree_runs_the_fused_loop(resident, monkeypatch):
-    """simulate_gemm at a 2-cycle hop takes the fused loop, not the loop itself (here made to fail):
-    the same cycles, waits and product as engine="cycles", and no wavelet lost or duplicated."""
+    """simulate_gemm at a 2-cycle hop takes the fused loop from FUSED_HOP_MIN_CORES cores (here 0),
+    not the loop itself (here made to fail): the same cycles, waits and product as
+    engine="cycles", and no wavelet lost or duplicated. Below them, the loop itself."""
     a, w, _ = operands(3, 400, 30, None, 4)
     machine = get_machine("mesh:100x3,core=wse3")
     run = lambda **kw: simulate_gemm(a, w, 100, 3, machine.datapath("f16"), reduce="tree", machine=machine,
                                      resident_a=resident, **kw)
     ref = run(engine="cycles")
+    assert 100 * 3 < pe_tree_events.FUSED_HOP_MIN_CORES
+    with monkeypatch.context() as mp:
+        mp.setattr(pe_tree_events, "run_tree_fused", lambda *args, **kw: pytest.fail("the fused loop ran"))
+        assert run().cycles == ref.cycles
 
     def not_the_loop(*args, **kw):
         raise AssertionError("the loop itself ran")
 
     monkeypatch.setattr(pe_tree_events, "run_tree", not_the_loop)
+    monkeypatch.setattr(pe_tree_events, "FUSED_HOP_MIN_CORES", 0)
     fast = run()
     assert (fast.cycles, fast.fabric.contended) == (ref.cycles, ref.fabric.contended) and fast.fabric.contended > 0
     assert fast.violations == () and np.array_equal(fast.c, ref.c)
 
 
 @pytest.mark.parametrize("engine", ["events", "cycles"])
-def test_the_tree_loops_report_their_progress(engine):
-    """At a 2-cycle hop the tree runs its fused loop (engine "events") or the loop itself ("cycles"):
-    each calls ``progress`` with the cycles done, every 1,024, until the last output is out."""
+def test_the_tree_loops_report_their_progress(engine, monkeypatch):
+    """At a 2-cycle hop the tree runs its fused loop (engine "events", from FUSED_HOP_MIN_CORES cores,
+    here 0) or the loop itself ("cycles"): each calls ``progress`` with the cycles done, every 1,024,
+    until the last output is out."""
+    monkeypatch.setattr(pe_tree_events, "FUSED_HOP_MIN_CORES", 0)
     a, w, _ = operands(1, 1024, 1024, None, 0)
     machine = get_machine("mesh:16x16,core=wse3")
     seen = []
     r = simulate_gemm(a, w, 16, 16, machine.datapath("f16"), reduce="tree", machine=machine, engine=engine,
                       progress=seen.append)
     assert r.cycles > 2048 and seen == list(range(1024, r.cycles, 1024))
+
+
+def test_the_hop_benchmark_runs_both_loops_on_one_case(monkeypatch):
+    """benchmarks/pe_tree_hop.py (what FUSED_HOP_MIN_CORES rests on) on a small case: both loops ran,
+    agreed, and the threshold is put back."""
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("bench_pe_tree_hop", bench / "pe_tree_hop.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    keep = pe_tree_events.FUSED_HOP_MIN_CORES
+    row = mod.run(2, 256, 128, "mesh:16x16,core=wse3", False, 1)
+    assert pe_tree_events.FUSED_HOP_MIN_CORES == keep
+    assert row["cycles"] > 0 and row["fused_s"] > 0 and row["loop_s"] > 0 and row["cores"] == 256
+    assert "| mesh:16x16,core=wse3 | 2x256x128 | streamed |" in mod.markdown(
+        {"command": "c", "machine": "m", "fused_hop_min_cores": keep, "rows": [row]})

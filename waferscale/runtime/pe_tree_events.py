@@ -51,6 +51,10 @@ from .pe_tree_fused import run_tree_fused
 from .pe_tree_jit import JIT_MAX_CORES, available, run_tree_jit
 from .pe_tree_sites import SEG, Plan, sites
 
+# At a hop of several cycles the fused loop is as fast as the loop itself or faster from about here
+# (benchmarks/pe_tree_hop.py), and below it slower on short runs (the loop skips more work per cycle).
+FUSED_HOP_MIN_CORES = 128 * 128
+
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
                resident: bool, hop: int = 1, avail: np.ndarray | None = None, exits: np.ndarray | None = None,
@@ -60,20 +64,22 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
     shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
     fewer operations), and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``,
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
-    progress. ``hop`` (``Machine.hop_cycles``) > 1: the fused loop (the compiled loop and the event
-    solver have one-cycle links only); ``avail`` and ``exits`` (a GEMV fed by the kernel before it):
-    the loop itself, the one with arrivals. ``progress`` (the cycles done, every 1,024): the two loops
+    progress. ``hop`` (``Machine.hop_cycles``) > 1: the fused loop from ``FUSED_HOP_MIN_CORES`` cores,
+    the loop itself below (the compiled loop and the event solver have one-cycle links only);
+    ``avail`` and ``exits`` (a GEMV fed by the kernel before it): the loop itself, the one with
+    arrivals. ``progress`` (the cycles done, every 1,024): the two loops
     call it; the compiled loop and the event solver, which take seconds at most, do not."""
     def counted(done):  # a fast loop's (cycles, waits): the counters are the totals every router passes
         f = TreeFabric.empty(lay.rows, lay.cols)
         f.contended = done[1]
         return f, done[0], fill_counters(lay, f, p, resident)
 
-    if not check and engine != "cycles" and avail is None and hop > 1:
+    fast = not check and engine != "cycles" and avail is None
+    if fast and hop > 1 and lay.rows * lay.cols >= FUSED_HOP_MIN_CORES:
         done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, hop, progress)
         if done is not None:
             return counted(done)
-    elif not check and engine != "cycles" and avail is None:
+    elif fast and hop == 1:
         if available() and lay.rows * lay.cols <= JIT_MAX_CORES:
             done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident)
             if done is not None:
