@@ -25,10 +25,11 @@ passes (``pe_tree_events.fill_counters``), as the event solver does, since each 
 by the loop that has them, ``run_tree`` with ``check``. ``tests/test_pe_tree_fused.py`` holds the
 two loops to the same cycles and waits.
 
-A hop of several cycles (a WSE-3's 2) puts delay lines (``pe_links``) on the links, as ``run_tree``
-does: the row multicast east (from the injectors), phase 1 and phase 2 between routers, phase 1
-into a root from the south, and the last row's to the south edge. It is the tree's only fast loop
-at such a hop (the compiled loop and the event solver have one-cycle links).
+A hop of several cycles (a WSE-3's 2) delays the links by ``pe_links``' rule, as ``run_tree``'s
+delay lines do: the row multicast east (from the injectors), phase 1 and phase 2 between routers,
+phase 1 into a root from the south, and the last row's to the south edge. It is the tree's only
+fast loop at such a hop (the compiled loop and the event solver have one-cycle links), run from
+``pe_tree_events.FUSED_HOP_MIN_CORES`` cores.
 """
 
 from __future__ import annotations
