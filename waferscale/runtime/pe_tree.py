@@ -39,6 +39,8 @@ from .pe_fmac import Fmacs, uint
 from .pe_layout import Layout
 from .pe_links import DelayLine
 
+PROGRESS_CYCLES = 1024  # cycles between calls of a loop's ``progress``
+
 
 def row_tables(plan: ColumnPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The plan per row, as the loops read it: (4, rows) the routers that pass a kind on and those
@@ -64,7 +66,7 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
     more than one cycle are delay lines (``pe_links``). ``avail``: when each element of A may be
     injected (``pe_fmac.Fmacs``); ``exits``, if given, gets the cycle each element of C reached the
     south edge (a GEMV: both as ``pe_sim``'s chain loop). ``progress``, if given, is called with the
-    cycles done every 1,024 cycles."""
+    cycles done every ``PROGRESS_CYCLES``."""
     R, C, m, D = lay.rows, lay.cols, lay.m, depth
     N, ntmax = R * C, lay.ntmax
     fm = Fmacs(lay, f, D, nbuf, resident, hop, avail)
@@ -104,7 +106,7 @@ def run_tree(lay: Layout, f: TreeFabric, plan: ColumnPlan, depth: int, nbuf: int
             raise RuntimeError(f"PE simulation made no progress for {max_cycles} cycles (deadlock)")
         if cycle % 255 == 254:
             f.flush()
-        if progress is not None and cycle & 1023 == 0 and cycle:
+        if progress is not None and cycle % PROGRESS_CYCLES == 0 and cycle:
             progress(cycle)
         # -- decisions, all from the state at the start of the cycle --
         np.greater(ahead, 0, out=go)  # a pass: a token's FMACs are done ...

@@ -42,10 +42,11 @@ import numpy as np
 from ..backends.column_reduce import N1, N2, S1, S2, ColumnPlan
 from .pe_fmac import uint
 from .pe_layout import Layout
+from .pe_tree import PROGRESS_CYCLES
 
 FULL = 255  # c1 of a core with no input or a root: always "has a wavelet", never "has room"
 REFILL = 128  # cycles between refills of FULL (a pass takes one per cycle from it)
-PROGRESS_CYCLES = 1024  # a multiple of REFILL
+assert PROGRESS_CYCLES % REFILL == 0  # progress is reported at a refill
 
 
 @dataclass(frozen=True)

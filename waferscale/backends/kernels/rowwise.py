@@ -151,8 +151,7 @@ class _Column:
     when its last output leaves (``sent``); and the cycles its add-and-forwards take from its
     datapath (``adds``, in order)."""
 
-    __slots__ = ("ft", "stat_cycles", "norm_cycles", "ready", "stats_end", "back", "sent", "ns", "free", "adds",
-                 "added")
+    __slots__ = ("ft", "stat_cycles", "norm_cycles", "ready", "stats_end", "back", "sent", "ns", "free", "adds")
 
     def __init__(self, ft: int, stat_cycles: int, norm_cycles: int):
         self.ft, self.stat_cycles, self.norm_cycles = ft, stat_cycles, norm_cycles
@@ -162,12 +161,12 @@ class _Column:
         self.sent: list[int] = []
         self.ns = self.free = 0  # tokens whose statistics are scheduled; the datapath's next free cycle
         self.adds: list[int] = []
-        self.added: set[int] = set()
 
     def start(self, t: int) -> int:
         """The first cycle from ``t`` that no add takes: a task starts there."""
-        while t in self.added:
-            t += 1
+        i = bisect_left(self.adds, t)
+        while i < len(self.adds) and self.adds[i] == t:  # the add cycles, in order
+            t, i = t + 1, i + 1
         return t
 
     def end(self, t: int, d: int) -> int:
@@ -180,9 +179,7 @@ class _Column:
 
     def add(self, t: int, cycles: int) -> None:
         """An add-and-forward from cycle ``t``, taking the datapath ``cycles`` cycles."""
-        for u in range(t, t + cycles):
-            self.adds.append(u)
-            self.added.add(u)
+        self.adds.extend(range(t, t + cycles))
 
 
 # Rows of more column-tokens than this are scheduled by column 0 alone (the first model, which misses
