@@ -7,8 +7,10 @@ import pytest
 
 from waferscale.backends.column_reduce import plan
 from waferscale.runtime import pe_tree_events, pe_tree_jit
+from waferscale.runtime.pe_fabric import TreeFabric
 from waferscale.runtime.pe_layout import layout
 from waferscale.runtime.pe_sim import _max_cycles
+from waferscale.runtime.pe_tree import run_tree
 
 from .test_pe_tree_fused import operands
 
@@ -45,3 +47,17 @@ def test_it_counts_its_visits():
     stats = {}
     cycles, _ = pe_tree_jit.run_tree_jit(lay, plan(lay.rows, "tree"), 4, 2, _max_cycles(lay, 4), False, stats)
     assert lay.rows * lay.cols <= stats["visits"] < cycles * lay.rows * lay.cols
+
+
+def test_a_dense_core_sleeps_through_its_element_ends():
+    """A dense core's element ends that change no decision are made up, not visited (``_chain``):
+    on the profile's 16 x 16 case (16 A elements and 16 columns a core) a core is visited some 62
+    times a token (61.0), where visiting every element end took 75.5 (benchmarks/results/pe_tree_profile.md);
+    the cycles and waits stay the loop's (tests/test_pe_tree_fused.py)."""
+    a, w, _ = operands(4, 256, 256, None, 0)
+    lay = layout(a, w, 16, 16, 4)
+    p, stats = plan(lay.rows, "tree"), {}
+    got = pe_tree_jit.run_tree_jit(lay, p, 4, 2, _max_cycles(lay, 4), False, stats)
+    f = TreeFabric.empty(lay.rows, lay.cols)
+    assert got == (run_tree(lay, f, p, 4, 2, False, _max_cycles(lay, 4), False)[0], f.contended)
+    assert stats["visits"] / (lay.rows * lay.cols * lay.m) < 65
