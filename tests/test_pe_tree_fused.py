@@ -112,12 +112,13 @@ def test_very_deep_queues_are_left_to_the_loop(engine, depth):
     assert r.cycles == simulate_gemm(a, w, 9, 2, 4, reduce="tree", depth=depth, engine="cycles").cycles
 
 
+@engines
 @settings(max_examples=50, deadline=None)
 @given(**SHAPES, hop=st.sampled_from([2, 3, 5]), deep=st.integers(0, 6))
-def test_the_fused_loop_takes_the_loops_cycles_and_waits_at_any_hop(m, k, n, rows, cols, lanes, depth, resident,
-                                                                     density, seed, reduce, hop, deep):
-    """Links of several cycles (a WSE-3's 2): delay lines in both loops (pe_links), queues shallower
-    than the credit round trip (2 x hop) included, where the links slow down."""
+def test_the_fast_loops_take_the_loops_cycles_and_waits_at_any_hop(engine, m, k, n, rows, cols, lanes, depth,
+                                                                    resident, density, seed, reduce, hop, deep):
+    """Links of several cycles (a WSE-3's 2): delay lines in the loop (pe_links), their rule in the fast
+    loops, queues shallower than the credit round trip (2 x hop) included, where the links slow down."""
     a, w, mask = operands(m, k, n, density, seed)
     lay = layout(a, w, rows, cols, lanes, mask)
     p = plan(lay.rows, reduce)
@@ -125,40 +126,45 @@ def test_the_fused_loop_takes_the_loops_cycles_and_waits_at_any_hop(m, k, n, row
     bound = _max_cycles(lay, 4) * hop
     f = TreeFabric.empty(lay.rows, lay.cols)
     want = run_tree(lay, f, p, depth, 2, False, bound, resident, hop)[0], f.contended
-    assert run_tree_fused(lay, p, depth, 2, bound, resident, hop) == want
+    assert engine(lay, p, depth, 2, bound, resident, hop=hop) == want
 
 
 @pytest.mark.parametrize("resident", [False, True])
-def test_a_wse3_tree_runs_the_fused_loop(resident, monkeypatch):
-    """simulate_gemm at a 2-cycle hop takes the fused loop from FUSED_HOP_MIN_CORES cores (here 0),
-    not the loop itself (here made to fail): the same cycles, waits and product as
-    engine="cycles", and no wavelet lost or duplicated. Below them, the loop itself."""
+def test_a_wse3_tree_runs_a_fast_loop(resident, monkeypatch):
+    """simulate_gemm at a 2-cycle hop takes the compiled loop up to JIT_HOP_MAX_CORES cores (where numba
+    is installed), else the fused loop from FUSED_HOP_MIN_CORES cores, not the loop itself (here made
+    to fail): the same cycles, waits and product as engine="cycles", and no wavelet lost or
+    duplicated. Below both, the loop itself."""
     a, w, _ = operands(3, 400, 30, None, 4)
     machine = get_machine("mesh:100x3,core=wse3")
     run = lambda **kw: simulate_gemm(a, w, 100, 3, machine.datapath("f16"), reduce="tree", machine=machine,
                                      resident_a=resident, **kw)
     ref = run(engine="cycles")
     assert 100 * 3 < pe_tree_events.FUSED_HOP_MIN_CORES
+    fail = lambda name: lambda *args, **kw: pytest.fail(f"the {name} ran")
     with monkeypatch.context() as mp:
-        mp.setattr(pe_tree_events, "run_tree_fused", lambda *args, **kw: pytest.fail("the fused loop ran"))
+        mp.setattr(pe_tree_events, "run_tree_fused", fail("fused loop"))
+        mp.setattr(pe_tree_events, "run_tree_jit", fail("compiled loop"))
+        mp.setattr(pe_tree_events, "JIT_HOP_MAX_CORES", 0)
         assert run().cycles == ref.cycles
-
-    def not_the_loop(*args, **kw):
-        raise AssertionError("the loop itself ran")
-
-    monkeypatch.setattr(pe_tree_events, "run_tree", not_the_loop)
-    monkeypatch.setattr(pe_tree_events, "FUSED_HOP_MIN_CORES", 0)
-    fast = run()
-    assert (fast.cycles, fast.fabric.contended) == (ref.cycles, ref.fabric.contended) and fast.fabric.contended > 0
-    assert fast.violations == () and np.array_equal(fast.c, ref.c)
+    monkeypatch.setattr(pe_tree_events, "run_tree", fail("loop itself"))
+    fused, compiled = {"FUSED_HOP_MIN_CORES": 0, "JIT_HOP_MAX_CORES": 0}, {"run_tree_fused": fail("fused loop")}
+    for patch in [fused] + ([compiled] if pe_tree_jit.available() else []):
+        with monkeypatch.context() as mp:
+            for name, value in patch.items():
+                mp.setattr(pe_tree_events, name, value)
+            fast = run()
+        assert (fast.cycles, fast.fabric.contended) == (ref.cycles, ref.fabric.contended) and fast.fabric.contended > 0
+        assert fast.violations == () and np.array_equal(fast.c, ref.c)
 
 
 @pytest.mark.parametrize("engine", ["events", "cycles"])
 def test_the_tree_loops_report_their_progress(engine, monkeypatch):
     """At a 2-cycle hop the tree runs its fused loop (engine "events", from FUSED_HOP_MIN_CORES cores,
-    here 0) or the loop itself ("cycles"): each calls ``progress`` with the cycles done, every 1,024,
-    until the last output is out."""
+    here 0, past the compiled loop's JIT_HOP_MAX_CORES, here 0) or the loop itself ("cycles"): each
+    calls ``progress`` with the cycles done, every 1,024, until the last output is out."""
     monkeypatch.setattr(pe_tree_events, "FUSED_HOP_MIN_CORES", 0)
+    monkeypatch.setattr(pe_tree_events, "JIT_HOP_MAX_CORES", 0)
     a, w, _ = operands(1, 1024, 1024, None, 0)
     machine = get_machine("mesh:16x16,core=wse3")
     seen = []
@@ -167,9 +173,9 @@ def test_the_tree_loops_report_their_progress(engine, monkeypatch):
     assert r.cycles > 2048 and seen == list(range(1024, r.cycles, 1024))
 
 
-def test_the_hop_benchmark_runs_both_loops_on_one_case(monkeypatch):
-    """benchmarks/pe_tree_hop.py (what FUSED_HOP_MIN_CORES rests on) on a small case: both loops ran,
-    agreed, and the threshold is put back."""
+def test_the_hop_benchmark_runs_the_loops_on_one_case(monkeypatch):
+    """benchmarks/pe_tree_hop.py (what FUSED_HOP_MIN_CORES and JIT_HOP_MAX_CORES rest on) on a small
+    case: the loops ran, agreed, and the thresholds are put back."""
     import importlib.util
     from pathlib import Path
 
@@ -178,9 +184,11 @@ def test_the_hop_benchmark_runs_both_loops_on_one_case(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_pe_tree_hop", bench / "pe_tree_hop.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    keep = pe_tree_events.FUSED_HOP_MIN_CORES
-    row = mod.run(2, 256, 128, "mesh:16x16,core=wse3", False, 1)
-    assert pe_tree_events.FUSED_HOP_MIN_CORES == keep
+    keep = pe_tree_events.FUSED_HOP_MIN_CORES, pe_tree_events.JIT_HOP_MAX_CORES
+    compiled = pe_tree_jit.available()
+    row = mod.run(2, 256, 128, "mesh:16x16,core=wse3", False, 1, compiled=compiled)
+    assert (pe_tree_events.FUSED_HOP_MIN_CORES, pe_tree_events.JIT_HOP_MAX_CORES) == keep
     assert row["cycles"] > 0 and row["fused_s"] > 0 and row["loop_s"] > 0 and row["cores"] == 256
+    assert (row["compiled_s"] > 0) if compiled else row["compiled_s"] is None
     assert "| mesh:16x16,core=wse3 | 2x256x128 | streamed |" in mod.markdown(
-        {"command": "c", "machine": "m", "fused_hop_min_cores": keep, "rows": [row]})
+        {"command": "c", "machine": "m", "fused_hop_min_cores": keep[0], "jit_max_cores": keep[1], "rows": [row]})

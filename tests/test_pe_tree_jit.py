@@ -1,5 +1,6 @@
 """Where the tree's cycle loop compiled (runtime/pe_tree_jit.py) runs: simulate_gemm's default
-engine on grids of up to JIT_MAX_CORES cores where numba is installed, the NumPy engines elsewhere,
+engine on grids of up to JIT_MAX_CORES cores (JIT_HOP_MAX_CORES at a hop of several cycles) where
+numba is installed, the NumPy engines elsewhere,
 with the same cycles and waits (tests/test_pe_tree_fused.py holds both fast loops to the loop itself)."""
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_the_default_engine_runs_it_up_to_its_size(monkeypatch):
     p = plan(lay.rows, "tree")
     calls = []
     real = pe_tree_events.run_tree_jit
-    monkeypatch.setattr(pe_tree_events, "run_tree_jit", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(pe_tree_events, "run_tree_jit", lambda *args, **kw: calls.append(1) or real(*args, **kw))
     ran = pe_tree_events.solve_tree(lay, p, 4, 2, False, "events", _max_cycles(lay, 4), False)
     assert calls == [1]
     monkeypatch.setattr(pe_tree_events, "JIT_MAX_CORES", lay.rows * lay.cols - 1)

@@ -1,8 +1,8 @@
 """Links of more than one cycle a hop, as delay lines, for every PE-level loop.
 
 Used by ``pe_tree`` and ``pe_fmac`` (the GEMM and GEMV, and the chains of them in ``pe_chain``),
-``pe_streamed`` and ``pe_rowwise``; ``pe_tree_fused`` (the tree's fast loop at such a hop) follows
-the same rule with arrays of its own.
+``pe_streamed`` and ``pe_rowwise``; ``pe_tree_fused`` and ``pe_tree_jit`` (the tree's fast loops at
+such a hop) follow the same rule with arrays of their own.
 
 A wavelet sent on a link in cycle c is in the receiving router's input queue from the start of
 cycle ``c + hop`` (``Machine.hop_cycles``; a WSE-3's is 2, wse3.yaml), so it can move on in that

@@ -156,9 +156,9 @@ def simulate_gemm(a: np.ndarray, w: np.ndarray, rows: int, cols: int, lanes: Dat
     fused (``pe_tree_fused``); ``"cycles"`` (and ``check``, and a chain with a sparse W at ``depth=1``)
     run the cycle loop. ``machine``: ramp and partial-sum add of one cycle, else not supported; a hop of
     several cycles (a WSE-3's 2) runs the chain by event times too (``pe_events`` takes the hop), the
-    tree by its fused loop with delay lines on the links from ``pe_tree_events.FUSED_HOP_MIN_CORES``
-    cores (``pe_links``' rule; the compiled loop and the tree's event solver have one-cycle links
-    only) and by the loop itself below them, and any cycle loop, or a tree fed by
+    tree by its compiled loop up to ``pe_tree_events.JIT_HOP_MAX_CORES`` cores, else by its fused
+    loop from ``pe_tree_events.FUSED_HOP_MIN_CORES`` cores (both by ``pe_links``' rule; the tree's
+    event solver has one-cycle links only) and by the loop itself below them, and any cycle loop, or a tree fed by
     ``arrivals``, on the tree's loop with delay lines (the chain as a plan on it,
     ``pe_tree.run_tree``, which takes the chain loop's cycles).
 

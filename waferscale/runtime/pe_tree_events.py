@@ -54,6 +54,9 @@ from .pe_tree_sites import SEG, Plan, sites
 # At a hop of several cycles the fused loop is as fast as the loop itself or faster from about here
 # (benchmarks/pe_tree_hop.py), and below it slower on short runs (the loop skips more work per cycle).
 FUSED_HOP_MIN_CORES = 128 * 128
+# ... and the compiled loop faster than both up to here; at 256 x 256 the fused loop is faster on long
+# runs (16 tokens: 1.5x), where the compiled loop's queues of events no longer fit in the caches
+JIT_HOP_MAX_CORES = 192 * 192
 
 
 def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, engine: str, max_cycles: int,
@@ -64,8 +67,9 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
     shows its cycles to be the loop's, else by the loop fused (``pe_tree_fused``: the same rules in
     fewer operations), and with ``check`` or ``engine="cycles"`` by the loop itself (``pe_tree``,
     which counts every wavelet at every router). Returns the fabric, the cycles and the cores'
-    progress. ``hop`` (``Machine.hop_cycles``) > 1: the fused loop from ``FUSED_HOP_MIN_CORES`` cores,
-    the loop itself below (the compiled loop and the event solver have one-cycle links only);
+    progress. ``hop`` (``Machine.hop_cycles``) > 1: the compiled loop up to ``JIT_HOP_MAX_CORES`` cores,
+    else the fused loop from ``FUSED_HOP_MIN_CORES`` cores and the loop itself below (the event solver
+    has one-cycle links only);
     ``avail`` and ``exits`` (a GEMV fed by the kernel before it): the loop itself, the one with
     arrivals. ``progress`` (the cycles done, every 1,024): the two loops
     call it; the compiled loop and the event solver, which take seconds at most, do not."""
@@ -75,15 +79,15 @@ def solve_tree(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, check: bool, e
         return f, done[0], fill_counters(lay, f, p, resident)
 
     fast = not check and engine != "cycles" and avail is None
+    if fast and available() and lay.rows * lay.cols <= (JIT_MAX_CORES if hop == 1 else JIT_HOP_MAX_CORES):
+        done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident, hop=hop)
+        if done is not None:
+            return counted(done)
     if fast and hop > 1 and lay.rows * lay.cols >= FUSED_HOP_MIN_CORES:
         done = run_tree_fused(lay, p, depth, nbuf, max_cycles, resident, hop, progress)
         if done is not None:
             return counted(done)
     elif fast and hop == 1:
-        if available() and lay.rows * lay.cols <= JIT_MAX_CORES:
-            done = run_tree_jit(lay, p, depth, nbuf, max_cycles, resident)
-            if done is not None:
-                return counted(done)
         f = TreeFabric.empty(lay.rows, lay.cols)
         if fits(lay, p, depth):
             done = run_tree_events(lay, f, p, depth, nbuf, max_cycles, resident)
