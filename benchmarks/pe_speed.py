@@ -170,24 +170,22 @@ def goals(rows: list[dict]) -> list[str]:
 
 WHY = """Where the tree stands. Up to 256 x 256 cores it runs its cycle loop compiled with numba
 (`runtime/pe_tree_jit.py`): each core's decisions and moves in machine code, and only the cores that
-have something to do visited, a core that has only its FMAC's countdown left asleep until its element is
-done or a neighbour changes one of its queues or their room (the loop's cycles and waits,
-`tests/test_pe_tree_fused.py`); the full wafer runs the fused NumPy loop (`runtime/pe_tree_fused.py`).
-In this run the 64 x 64 case and the full wafer are just short of the goal (0.247 and 0.238), at the
-mercy of the bare step's own speed on a shared machine (at 256 x 256 it ran at 2.01e9 in the chain's
-process and 1.75e9 in the tree's, minutes apart); 256 x 256 is far from it (0.13). Where the compiled
-loop's time goes (`python benchmarks/pe_tree_profile.py --repeat 5`,
-benchmarks/results/pe_tree_profile.md): it visits 0.18 cores a core-cycle at every size from 16 x 16 to
-256 x 256 (75-79 visits a core and token: its reduce's passes, the phase-2 and edge streams through its
-router, its A elements passed on and done), and a visit costs 17.7 ns of CPU at 64 x 64 and 128 x 128,
-22 at 256 x 256, where the state leaves a core's L2 cache (memory adds about a quarter there), and 22 at
-16 x 16, where it all fits in L1 (its rows are short): the work of a visit sets the bound. Under
-callgrind a visit is some 330 instructions, 48 of them conditional branches (16 x 16; the command is in
-docs/fidelity.md). At 256 x 256 the bare step costs 0.50-0.57 ns a core-cycle, so 0.25 allows 2.0-2.3
-ns; the compiled loop alone takes 4.0 ns of CPU (0.18 visits of 22 ns), the whole case 4.4. Meeting it
-takes visits about half as many or half as dear; what would remove whole kinds of them is fewer steps:
-the A side of a row by event times (per element, as the chain's solver does) and the phase-2 streams
-through the routers as delay lines, neither done."""
+have something to do visited, a core that has only its FMAC's countdown left asleep until a neighbour
+changes one of its queues or their room, or one of its elements ends in a way that changes a decision
+(the other element ends are made up when it wakes); the loop's cycles and waits,
+`tests/test_pe_tree_fused.py`. The full wafer runs the fused NumPy loop (`runtime/pe_tree_fused.py`).
+The ratios move with the machine: on 2026-12-07 (a fast day) the same command gave 0.247, 0.130 and
+0.238; on 2026-12-08 the fused loop's code was unchanged and ran the full wafer in 67 s against 43 s,
+with the bare step at the same speed, and the compiled loop, with a fifth fewer visits, did as well
+as the day before at 64 x 64 and 256 x 256. Where the compiled loop's time goes (`python
+benchmarks/pe_tree_profile.py --repeat 5`, benchmarks/results/pe_tree_profile.md): it visits 0.14-0.15
+cores a core-cycle at every size from 16 x 16 to 256 x 256 (61-65 visits a core and token: its
+reduce's passes, the phase-2 and edge streams through its router, its A elements passed on, the ends
+of its tokens' last elements), and the work of a visit, some 330 instructions (docs/fidelity.md),
+sets the bound. At 256 x 256 the bare step costs 0.5-0.6 ns a core-cycle, so 0.25 allows 2.0-2.5 ns
+against the compiled loop's 4-5: meeting it takes visits about half as many or half as dear. What
+would remove whole kinds of them is fewer steps: the A side of a row by event times (per element, as
+the chain's solver does) and the phase-2 streams through the routers as delay lines, neither done."""
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """The tree's fast cycle loops, fused (runtime/pe_tree_fused.py, the default engine where the event
-solver does not fit) and compiled (runtime/pe_tree_jit.py, the default up to 256 x 256 cores where
-numba is installed), against the loop they stand for (runtime/pe_tree.py, engine="cycles"): the same
-cycle counts and the same count of cycles phase-2 wavelets waited for phase-1 ones, on any small
-shape, queue depth, datapath, sparse mask, resident A, tree or chain plan; and through simulate_gemm
-the same product, with every wavelet accounted for."""
+solver does not fit) and compiled (runtime/pe_tree_jit.py, the default where numba is installed up to
+256 x 256 cores, or 192 x 192 at a hop of several cycles), against the loop they stand for
+(runtime/pe_tree.py, engine="cycles"): the same cycle counts and the same count of cycles phase-2
+wavelets waited for phase-1 ones, on any small shape, queue depth, datapath, sparse mask, resident
+A, tree or chain plan, at any hop; and through simulate_gemm the same product, with every wavelet
+accounted for."""
 
 import numpy as np
 import pytest

@@ -52,8 +52,8 @@ def test_it_counts_its_visits():
 
 def test_a_dense_core_sleeps_through_its_element_ends():
     """A dense core's element ends that change no decision are made up, not visited (``_chain``):
-    on the profile's 16 x 16 case (16 A elements and 16 columns a core) a core is visited some 62
-    times a token (61.0), where visiting every element end took 75.5 (benchmarks/results/pe_tree_profile.md);
+    on the profile's 16 x 16 case (16 A elements and 16 columns a core) a core is visited 61.0
+    times a token, where visiting every element end took 75.5 (benchmarks/results/pe_tree_profile.md);
     the cycles and waits stay the loop's (tests/test_pe_tree_fused.py)."""
     a, w, _ = operands(4, 256, 256, None, 0)
     lay = layout(a, w, 16, 16, 4)
@@ -62,3 +62,25 @@ def test_a_dense_core_sleeps_through_its_element_ends():
     f = TreeFabric.empty(lay.rows, lay.cols)
     assert got == (run_tree(lay, f, p, 4, 2, False, _max_cycles(lay, 4), False)[0], f.contended)
     assert stats["visits"] / (lay.rows * lay.cols * lay.m) < 65
+
+
+def test_at_a_hop_of_several_cycles_it_runs_up_to_its_own_size(monkeypatch):
+    """At a WSE-3's 2-cycle hop solve_tree hands a grid of at most JIT_HOP_MAX_CORES cores to the
+    compiled loop, a larger one to the NumPy loops, with the same cycles and waits; past the deadlock
+    bound it raises, as the loop does, even where the last wavelet is still on the link to the edge."""
+    a, w, _ = operands(3, 60, 20, None, 0)
+    lay = layout(a, w, 12, 3, 4)
+    p, cores = plan(lay.rows, "tree"), lay.rows * lay.cols
+    calls = []
+    real = pe_tree_events.run_tree_jit
+    monkeypatch.setattr(pe_tree_events, "run_tree_jit", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    solve = lambda: pe_tree_events.solve_tree(lay, p, 4, 2, False, "events", 10**6, False, hop=2)
+    monkeypatch.setattr(pe_tree_events, "JIT_HOP_MAX_CORES", cores)
+    ran = solve()
+    assert calls == [1]
+    monkeypatch.setattr(pe_tree_events, "JIT_HOP_MAX_CORES", cores - 1)
+    f, cycles, _ = solve()
+    assert calls == [1] and (cycles, f.contended) == (ran[1], ran[0].contended)
+    with pytest.raises(RuntimeError, match="no progress"):
+        pe_tree_jit.run_tree_jit(lay, p, 4, 2, ran[1] - 1, False, hop=2)
+    assert pe_tree_jit.run_tree_jit(lay, p, 4, 2, ran[1], False, hop=2) == (ran[1], ran[0].contended)

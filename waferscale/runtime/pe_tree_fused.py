@@ -29,7 +29,8 @@ A hop of several cycles (a WSE-3's 2) delays the links by ``pe_links``' rule, as
 delay lines do: the row multicast east (from the injectors), phase 1 and phase 2 between routers,
 phase 1 into a root from the south, and the last row's to the south edge. At such a hop it runs
 the tree from ``pe_tree_events.FUSED_HOP_MIN_CORES`` cores where the compiled loop does not (past
-``JIT_HOP_MAX_CORES`` cores, or without numba); the event solver has one-cycle links only.
+``JIT_HOP_MAX_CORES`` cores, without numba, or where it declines: queues deeper than a byte, a hop
+past 64 cycles); the event solver has one-cycle links only.
 """
 
 from __future__ import annotations

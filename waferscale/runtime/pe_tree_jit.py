@@ -88,6 +88,9 @@ def run_tree_jit(lay: Layout, p: ColumnPlan, depth: int, nbuf: int, max_cycles: 
     # pe_layout: nt and a dense element's cycles per column, kt (at least 1) per row
     assert (lay.nt == nt).all() and (lay.kt == kt[:, None]).all() and (lay.fmac_cycles * (not lay.sparse) == pe).all()
     assert kt.min() >= 1
+    # no router both delivers a kind to its core and passes it on: a queue frees one place a cycle at most,
+    # so a FIFO of the loop at a hop of several cycles holds at most ``hop`` credits
+    assert not (thr & dlv).any()
     top = int(np.iinfo(uint(lay.peak_cycles)).max)  # the width of run_tree's countdown (it wraps there)
     w = lambda x: (np.asarray(x, np.int64) & top).astype(np.int32)  # as run_tree's width holds them
     elem = w(lay.element_cycles).ravel() if lay.sparse else np.zeros(1, np.int32)
@@ -113,7 +116,9 @@ def _compiled():
         import numba
 
         jit = numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-        g = globals()  # the kernel calls the helpers compiled (numba reads its globals as it compiles it)
+        # the kernel calls the helpers compiled: numba reads its globals as it compiles it, so each helper's
+        # module name is bound to its compiled form from here on (once, under the first call's thread)
+        g = globals()
         for f in (_chain, _done):
             g[f.__name__] = jit(f)
         inline = numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
@@ -460,7 +465,6 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
                         X[i + C, BUSY] += 1
                 elif fl & M2S:  # the south edge
                     out_left -= 1
-                    last_exit = cycle
                 if hop == 1 and r > 0:
                     if fl & M1N:
                         if S[i - C, IQ + N1] == 0:
@@ -505,6 +509,8 @@ def _kernel(R, C, m, D, nbuf, max_cycles, resident, sparse, ktmax, snd, thr, dlv
             moving = True
         cycle += 1
     if hop > 1:  # the last wavelet reaches the south edge a hop after it left
+        if last_exit >= max_cycles:
+            return max_cycles, contended, 1, visits
         cycle = last_exit + 1
     for i in range(N):
         if X[i, BUSY]:
